@@ -1,0 +1,1 @@
+"""Verilog elaboration for vendor flows and bitstreams for open-toolchain boards."""

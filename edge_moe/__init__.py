@@ -1,0 +1,1 @@
+"""edge-moe command-line entry point."""

@@ -1,0 +1,1 @@
+"""Amaranth RTL blocks of the edge-moe accelerator."""

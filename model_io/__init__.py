@@ -1,0 +1,1 @@
+"""PyTorch reference M3ViT, quantized weight-image export and loading."""

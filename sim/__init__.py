@@ -1,0 +1,1 @@
+"""Software side of edge-moe: the configuration, fixed-point numerics, golden models and cycle model."""

@@ -1,0 +1,372 @@
+"""The one configuration object: model sizes, numeric formats and hardware sizes.
+
+Every RTL generator, the golden model, the cycle model and the weight exporter take a
+:class:`Config`; no width or size is written as a literal anywhere else. Presets:
+
+- ``tiny``: a 2-block, 17-token model for fast tests (CI).
+- ``m3vit-tiny-cityscapes``: the M3ViT configuration of the published Edge-MoE design, on a
+  16x16 array (Xilinx ZCU102 class, 300 MHz).
+- ``m3vit-ecp5-85f``: the same model on an array sized to the 156 MULT18X18D of an ECP5-85F.
+
+Configs are frozen and validated on construction: an inconsistent one raises ``ConfigError`` that
+names the offending field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, replace
+
+from .fixed import QFormat
+
+__all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
+           "PRESETS", "get_config", "GemmShape"]
+
+
+class ConfigError(ValueError):
+    """An inconsistent or unknown configuration."""
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One linear layer as a GEMM: (M x K) activations times (K x N) weights, run ``count`` times."""
+
+    name: str
+    m: int
+    k: int
+    n: int
+    count: int = 1
+
+    @property
+    def macs(self) -> int:
+        return self.m * self.k * self.n * self.count
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the M3ViT encoder (section 1 of the architecture brief)."""
+
+    image_channels: int
+    image_height: int
+    image_width: int
+    patch: int
+    dim: int
+    depth: int
+    heads: int
+    mlp_hidden: int
+    moe_blocks: tuple[int, ...]
+    experts: int
+    top_k: int
+    expert_hidden: int
+    tasks: int
+    ln_eps: float = 1e-6
+    final_norm: bool = True
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.image_height // self.patch, self.image_width // self.patch
+
+    @property
+    def patches(self) -> int:
+        gh, gw = self.grid
+        return gh * gw
+
+    @property
+    def tokens(self) -> int:
+        """Patches plus the class token."""
+        return self.patches + 1
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def attn_scale(self) -> float:
+        return self.head_dim ** -0.5
+
+    @property
+    def patch_dim(self) -> int:
+        """Inner dimension of the patch-embedding GEMM (C * patch * patch, in (c, kh, kw) order)."""
+        return self.image_channels * self.patch * self.patch
+
+    def is_moe(self, block: int) -> bool:
+        return block in self.moe_blocks
+
+    @property
+    def max_inner_dim(self) -> int:
+        """Largest K of any dot product in the network (sets the accumulator width)."""
+        return max(self.patch_dim, self.dim, self.mlp_hidden, self.expert_hidden, self.head_dim,
+                   self.tokens)
+
+    def gemms(self) -> list[GemmShape]:
+        """Every linear layer of one frame; MoE expert GEMMs count k tokens-per-token on average."""
+        n, d = self.tokens, self.dim
+        dense = self.depth - len(self.moe_blocks)
+        moe = len(self.moe_blocks)
+        out = [GemmShape("patch_embed", self.patches, self.patch_dim, d),
+               GemmShape("qkv", n, d, 3 * d, self.depth),
+               GemmShape("proj", n, d, d, self.depth)]
+        if dense:
+            out += [GemmShape("mlp_fc1", n, d, self.mlp_hidden, dense),
+                    GemmShape("mlp_fc2", n, self.mlp_hidden, d, dense)]
+        if moe:
+            out += [GemmShape("gate", n, d, self.experts, moe),
+                    GemmShape("expert_fc1", n * self.top_k, d, self.expert_hidden, moe),
+                    GemmShape("expert_fc2", n * self.top_k, self.expert_hidden, d, moe)]
+        return out
+
+    @property
+    def linear_macs(self) -> int:
+        return sum(g.macs for g in self.gemms())
+
+    @property
+    def attention_macs(self) -> int:
+        """QK^T and AV over all heads and blocks."""
+        return 2 * self.depth * self.heads * self.tokens * self.tokens * self.head_dim
+
+    @property
+    def macs_per_frame(self) -> int:
+        return self.linear_macs + self.attention_macs
+
+
+@dataclass(frozen=True)
+class NumericsConfig:
+    """Fixed-point formats and approximation parameters (docs/numerics.md explains each).
+
+    ``bias`` has the accumulator's fraction bits (act.frac + weight.frac) so it adds without a shift.
+    """
+
+    act: QFormat = QFormat(8, 8)            # activations, embeddings, LN beta, pos embed, pixels
+    weight: QFormat = QFormat(2, 14)        # every weight matrix (linear, gate, patch embed)
+    bias: QFormat = QFormat(10, 22)         # biases, in accumulator scale
+    ln_gamma: QFormat = QFormat(6, 10)      # LayerNorm gamma
+    ln_norm: QFormat = QFormat(6, 12)       # normalized (x - mean) / std before gamma
+    acc_bits: int = 48                      # MAC accumulator width
+    score: QFormat = QFormat(10, 10)        # attention / router logits in the log2 domain
+    exp: QFormat = QFormat(1, 15, signed=False)  # exp2 outputs and router probabilities, in [0, 1]
+    const_frac: int = 16                    # fraction bits of constants (scale * log2 e, log2 e)
+    recip_frac: int = 16                    # extra fraction bits of 1/sum in softmax
+    exp2_segments: int = 32                 # PWL segments of 2^f on f in [0, 1)
+    gelu_segments: int = 32                 # PWL segments of d(a) = a * Phi(-a) on [0, gelu_range)
+    gelu_range: float = 4.0                 # beyond this |x|, GELU(x) = ReLU(x)
+    gelu_table_frac: int = 16               # fraction bits of the GELU correction table
+    rsqrt_lut_bits: int = 6                 # LUT index bits of 1/sqrt(m), m in [1, 4)
+    rsqrt_frac: int = 15                    # fraction bits of 1/sqrt(m) (LUT and Newton step)
+
+    @property
+    def acc_frac(self) -> int:
+        return self.act.frac_bits + self.weight.frac_bits
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Sizes of the accelerator."""
+
+    array_rows: int = 16              # PE array rows (inner-dimension lanes)
+    array_cols: int = 16              # PE array columns (output lanes)
+    attn_parallel: int = 4            # p: query rows processed at once by the attention unit
+    attn_dot_width: int = 64          # multipliers per attention lane (head_dim: one key per cycle)
+    mem_bytes_per_cycle: int = 16     # external memory bandwidth
+    mem_latency: int = 32             # external memory read latency, cycles
+    fifo_depth: int = 4               # default depth of inter-unit stream FIFOs
+    clock_mhz: float = 300.0          # target clock for reported times
+    mult_budget: int | None = None    # hardware multipliers available on the target (None: no limit)
+
+    @property
+    def macs_per_cycle(self) -> int:
+        return self.array_rows * self.array_cols
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that sizes edge-moe. Construct via a preset and :func:`dataclasses.replace`."""
+
+    name: str
+    model: ModelConfig
+    num: NumericsConfig = field(default_factory=NumericsConfig)
+    hw: HardwareConfig = field(default_factory=HardwareConfig)
+
+    def __post_init__(self):
+        _validate(self)
+
+    # ----- presets -----
+    @classmethod
+    def tiny(cls) -> "Config":
+        return cls("tiny", ModelConfig(
+            image_channels=3, image_height=32, image_width=32, patch=8, dim=32, depth=2, heads=2,
+            mlp_hidden=64, moe_blocks=(1,), experts=4, top_k=2, expert_hidden=48, tasks=2),
+            hw=HardwareConfig(array_rows=4, array_cols=4, attn_parallel=2, attn_dot_width=16,
+                              mem_bytes_per_cycle=8, mem_latency=8, clock_mhz=100.0))
+
+    @classmethod
+    def m3vit_tiny(cls) -> "Config":
+        return cls("m3vit-tiny-cityscapes", _m3vit_model(),
+                   hw=HardwareConfig(array_rows=16, array_cols=16, attn_parallel=4,
+                                     attn_dot_width=64, mem_bytes_per_cycle=16, mem_latency=64,
+                                     clock_mhz=300.0, mult_budget=2520))
+
+    @classmethod
+    def m3vit_ecp5_85f(cls) -> "Config":
+        # 156 MULT18X18D: an 8x16 array (128) leaves 28 for attention, LN, softmax and GELU.
+        return cls("m3vit-ecp5-85f", _m3vit_model(),
+                   hw=HardwareConfig(array_rows=8, array_cols=16, attn_parallel=1,
+                                     attn_dot_width=8, mem_bytes_per_cycle=4, mem_latency=16,
+                                     clock_mhz=100.0, mult_budget=156))
+
+    # ----- derived -----
+    @property
+    def ideal_cycles(self) -> int:
+        """MACs of a frame divided by the array's MACs per cycle."""
+        return math.ceil(self.model.macs_per_frame / self.hw.macs_per_cycle)
+
+    def to_dict(self) -> dict:
+        def conv(v):
+            if isinstance(v, QFormat):
+                return v.to_dict()
+            if dataclasses.is_dataclass(v):
+                return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            if isinstance(v, tuple):
+                return list(v)
+            return v
+        return conv(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        try:
+            model = dict(d["model"])
+            model["moe_blocks"] = tuple(model["moe_blocks"])
+            num = {k: (QFormat.from_dict(v) if isinstance(v, dict) else v)
+                   for k, v in d["num"].items()}
+            return cls(d["name"], ModelConfig(**model), NumericsConfig(**num),
+                       HardwareConfig(**d["hw"]))
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"config dictionary is malformed: {e}") from e
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def summary(self) -> str:
+        m, n, h = self.model, self.num, self.hw
+        gh, gw = m.grid
+        lines = [
+            f"config {self.name}",
+            f"  image            {m.image_channels} x {m.image_height} x {m.image_width} (C x H x W)",
+            f"  patch            {m.patch} x {m.patch} -> {gh} x {gw} = {m.patches} patches",
+            f"  tokens           {m.tokens} (patches + class token)",
+            f"  dim              {m.dim}, {m.depth} blocks, {m.heads} heads (head dim {m.head_dim})",
+            f"  dense MLP        {m.dim} -> {m.mlp_hidden} -> {m.dim}, GELU",
+            f"  MoE blocks       {list(m.moe_blocks)}: {m.experts} experts, top-{m.top_k}, "
+            f"expert MLP {m.dim} -> {m.expert_hidden} -> {m.dim}",
+            f"  tasks            {m.tasks} (per-task router)",
+            f"  final norm       {'yes' if m.final_norm else 'no'}, LN eps {m.ln_eps:g}",
+            f"  MACs per frame   {m.macs_per_frame:,} ({m.linear_macs:,} linear, "
+            f"{m.attention_macs:,} attention)",
+            f"  numerics         act {n.act}, weight {n.weight}, bias {n.bias}, gamma {n.ln_gamma}, "
+            f"acc {n.acc_bits} bits, score {n.score}, exp {n.exp}",
+            f"  approximations   GELU {n.gelu_segments} segments on [0, {n.gelu_range:g}), exp2 "
+            f"{n.exp2_segments} segments, rsqrt LUT {1 << n.rsqrt_lut_bits} + 1 Newton step",
+            f"  PE array         {h.array_rows} x {h.array_cols} = {h.macs_per_cycle} MACs/cycle",
+            f"  attention        p = {h.attn_parallel} query rows, {h.attn_dot_width} "
+            f"multipliers per lane",
+            f"  memory           {h.mem_bytes_per_cycle} B/cycle, latency {h.mem_latency} cycles",
+            f"  clock            {h.clock_mhz:g} MHz; ideal {self.ideal_cycles:,} cycles/frame "
+            f"= {self.ideal_cycles / h.clock_mhz / 1e3:.3f} ms",
+        ]
+        return "\n".join(lines)
+
+
+def _m3vit_model() -> ModelConfig:
+    return ModelConfig(image_channels=3, image_height=128, image_width=256, patch=16, dim=192,
+                       depth=12, heads=3, mlp_hidden=768, moe_blocks=(1, 3, 5, 7, 9, 11),
+                       experts=16, top_k=2, expert_hidden=384, tasks=2)
+
+
+PRESETS = {
+    "tiny": Config.tiny,
+    "m3vit-tiny-cityscapes": Config.m3vit_tiny,
+    "m3vit-ecp5-85f": Config.m3vit_ecp5_85f,
+}
+
+
+def get_config(name: str) -> Config:
+    """Preset by name; an unknown name raises ConfigError listing the known ones."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown config {name!r}; known configs: {', '.join(PRESETS)}") from None
+
+
+def _is_pow2(x: int) -> bool:
+    return x > 0 and (x & (x - 1)) == 0
+
+
+def _validate(cfg: Config) -> None:
+    m, n, h = cfg.model, cfg.num, cfg.hw
+
+    def need(cond, msg):
+        if not cond:
+            raise ConfigError(f"config {cfg.name!r}: {msg}")
+
+    for fname in ("image_channels", "image_height", "image_width", "patch", "dim", "depth", "heads",
+                  "mlp_hidden", "experts", "top_k", "expert_hidden", "tasks"):
+        need(getattr(m, fname) >= 1, f"model.{fname} must be >= 1, got {getattr(m, fname)}")
+    need(m.image_height % m.patch == 0 and m.image_width % m.patch == 0,
+         f"image {m.image_height} x {m.image_width} is not divisible by patch {m.patch}")
+    need(m.dim % m.heads == 0, f"dim {m.dim} is not divisible by heads {m.heads}")
+    need(m.top_k <= m.experts, f"top_k {m.top_k} > experts {m.experts}")
+    need(all(0 <= b < m.depth for b in m.moe_blocks),
+         f"moe_blocks {list(m.moe_blocks)} must lie in [0, depth={m.depth})")
+    need(len(set(m.moe_blocks)) == len(m.moe_blocks), f"moe_blocks {list(m.moe_blocks)} repeat")
+    need(m.ln_eps > 0, f"ln_eps must be > 0, got {m.ln_eps}")
+
+    need(n.bias.frac_bits == n.acc_frac,
+         f"bias format {n.bias} must have act.frac + weight.frac = {n.acc_frac} fraction bits")
+    product_bits = n.act.bits + n.weight.bits
+    need_acc = product_bits + math.ceil(math.log2(m.max_inner_dim)) + 1  # +1: the added bias
+    need(n.acc_bits >= need_acc,
+         f"acc_bits {n.acc_bits} can overflow: a dot product of length {m.max_inner_dim} of "
+         f"{n.act} x {n.weight} needs {need_acc} bits")
+    need(n.acc_bits <= 62, f"acc_bits {n.acc_bits} does not fit the int64 golden model")
+    need(n.bias.bits <= n.acc_bits, f"bias {n.bias} is wider than the accumulator")
+    need(n.ln_norm.int_bits - 1 > math.log2(math.sqrt(m.dim)),
+         f"ln_norm {n.ln_norm} cannot hold |x - mean| / std up to sqrt(dim) = {math.sqrt(m.dim):.1f}")
+    need(not n.exp.signed and n.exp.int_bits == 1, f"exp format must be unsigned UQ1.f, got {n.exp}")
+    need(_is_pow2(n.exp2_segments) and n.exp2_segments <= (1 << n.score.frac_bits),
+         f"exp2_segments {n.exp2_segments} must be a power of two <= 2^score.frac_bits")
+    gelu_step = n.gelu_range / n.gelu_segments * (1 << n.act.frac_bits)
+    need(_is_pow2(n.gelu_segments) and gelu_step >= 1 and _is_pow2(int(gelu_step))
+         and gelu_step == int(gelu_step),
+         f"GELU grid step {n.gelu_range}/{n.gelu_segments} must be a power-of-two number of "
+         f"activation LSBs")
+    need(n.gelu_range < n.act.max_value, f"gelu_range {n.gelu_range} exceeds the activation range")
+    need(1 <= n.rsqrt_lut_bits <= 12, f"rsqrt_lut_bits {n.rsqrt_lut_bits} must be in [1, 12]")
+
+    for fname in ("array_rows", "array_cols", "attn_parallel", "attn_dot_width",
+                  "mem_bytes_per_cycle", "fifo_depth"):
+        need(getattr(h, fname) >= 1, f"hw.{fname} must be >= 1, got {getattr(h, fname)}")
+    need(h.mem_latency >= 0, f"hw.mem_latency must be >= 0, got {h.mem_latency}")
+    need(h.clock_mhz > 0, f"hw.clock_mhz must be > 0, got {h.clock_mhz}")
+    need(h.array_rows <= m.max_inner_dim and h.array_cols <= max(m.dim, 3 * m.dim),
+         f"a {h.array_rows} x {h.array_cols} array is larger than every GEMM of the model")
+    need(m.head_dim % h.attn_dot_width == 0,
+         f"head_dim {m.head_dim} is not a multiple of attn_dot_width {h.attn_dot_width}")
+    need(h.attn_parallel <= m.tokens, f"attn_parallel {h.attn_parallel} > tokens {m.tokens}")
+    if h.mult_budget is not None:
+        mults = h.macs_per_cycle + 2 * h.attn_parallel * h.attn_dot_width
+        need(mults <= h.mult_budget,
+             f"needs {mults} multipliers ({h.array_rows}x{h.array_cols} array + "
+             f"2 x {h.attn_parallel} x {h.attn_dot_width} attention) but the target has "
+             f"{h.mult_budget}")
+
+
+def with_changes(cfg: Config, *, name: str | None = None, model: dict | None = None,
+                 num: dict | None = None, hw: dict | None = None) -> Config:
+    """A copy of ``cfg`` with some fields replaced (validated again)."""
+    try:
+        return Config(name or cfg.name,
+                      replace(cfg.model, **(model or {})),
+                      replace(cfg.num, **(num or {})),
+                      replace(cfg.hw, **(hw or {})))
+    except TypeError as e:
+        raise ConfigError(str(e)) from e

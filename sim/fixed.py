@@ -1,0 +1,195 @@
+"""Fixed-point numerics: the one place that defines Q-formats, rounding and saturation.
+
+Both the integer golden model (numpy, here) and the RTL generators (Amaranth helpers at the bottom
+of this file) use these definitions, so a rounding rule can never differ between the two.
+
+Conventions (see docs/numerics.md):
+- ``QFormat(int_bits, frac_bits)``: two's complement, ``int_bits`` *includes* the sign bit, so Q8.8
+  is 16 bits wide and covers [-128, 128 - 2^-8].
+- Every narrowing step is *round-half-up* (add half an LSB, arithmetic shift right, i.e. floor)
+  followed by *saturation* to the destination range. Nothing wraps silently.
+- Integer values are carried as numpy ``int64``; helpers check that they stay inside 63 bits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "QFormat", "quantize", "dequantize", "saturate", "saturate_bits", "rshift_round",
+    "requantize", "exact_int_matmul", "hw_rshift_round", "hw_saturate", "hw_requantize",
+]
+
+
+@dataclass(frozen=True)
+class QFormat:
+    """Signed (or unsigned) fixed-point format Qm.f: ``int_bits`` (incl. sign) + ``frac_bits``."""
+
+    int_bits: int
+    frac_bits: int
+    signed: bool = True
+
+    def __post_init__(self):
+        if self.frac_bits < 0:
+            raise ValueError(f"QFormat: frac_bits must be >= 0, got {self.frac_bits}")
+        if self.bits < 1 or (self.signed and self.int_bits < 1):
+            raise ValueError(f"QFormat: needs at least one integer (sign) bit, got {self}")
+        if self.bits > 62:
+            raise ValueError(f"QFormat: {self.bits} bits do not fit the int64 golden model")
+
+    @property
+    def bits(self) -> int:
+        return self.int_bits + self.frac_bits
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def scale(self) -> float:
+        """Value of one LSB."""
+        return 2.0 ** -self.frac_bits
+
+    @property
+    def max_value(self) -> float:
+        return self.max_int * self.scale
+
+    @property
+    def min_value(self) -> float:
+        return self.min_int * self.scale
+
+    @property
+    def storage_bytes(self) -> int:
+        """Bytes per value in the weight image and in external memory (little-endian)."""
+        return 1 << max(0, (self.bits - 1).bit_length() - 3) if self.bits > 8 else 1
+
+    @property
+    def numpy_dtype(self):
+        """Storage dtype for the weight image."""
+        return np.dtype(f"<{'i' if self.signed else 'u'}{self.storage_bytes}")
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'U'}Q{self.int_bits}.{self.frac_bits}"
+
+    def to_dict(self) -> dict:
+        return {"int_bits": self.int_bits, "frac_bits": self.frac_bits, "signed": self.signed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QFormat":
+        return cls(int(d["int_bits"]), int(d["frac_bits"]), bool(d.get("signed", True)))
+
+
+def _as_int64(x) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "iub":
+        raise TypeError(f"expected an integer array, got dtype {a.dtype}")
+    return a.astype(np.int64, copy=False)
+
+
+def saturate_bits(x, bits: int, signed: bool = True) -> np.ndarray:
+    """Clamp integers to the range of a ``bits``-wide (signed) integer."""
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return np.clip(_as_int64(x), lo, hi)
+
+
+def saturate(x, fmt: QFormat) -> np.ndarray:
+    """Clamp integers to the range of ``fmt``."""
+    return np.clip(_as_int64(x), fmt.min_int, fmt.max_int)
+
+
+def quantize(x, fmt: QFormat, return_saturated: bool = False):
+    """Float -> integer in ``fmt``: round half up (floor(x * 2^f + 1/2)), then saturate.
+
+    With ``return_saturated`` also returns how many values were clipped.
+    """
+    scaled = np.floor(np.asarray(x, dtype=np.float64) * (2.0 ** fmt.frac_bits) + 0.5)
+    if not np.all(np.isfinite(scaled)):
+        raise ValueError("quantize: input contains NaN or infinity")
+    clipped = np.clip(scaled, fmt.min_int, fmt.max_int)
+    q = clipped.astype(np.int64)
+    if return_saturated:
+        return q, int(np.count_nonzero(clipped != scaled))
+    return q
+
+
+def dequantize(q, fmt: QFormat) -> np.ndarray:
+    return _as_int64(q).astype(np.float64) * fmt.scale
+
+
+def rshift_round(x, n) -> np.ndarray:
+    """Arithmetic shift right by ``n`` with round-half-up; ``n`` may be an array; ``n < 0`` shifts left.
+
+    round-half-up: floor((x + 2^(n-1)) / 2^n). This is what the RTL does: add a constant, then
+    drop the low bits (the arithmetic shift floors).
+    """
+    x = _as_int64(x)
+    n = np.asarray(n, dtype=np.int64)
+    if np.any(n > 62):
+        n = np.minimum(n, 62)  # everything representable shifts to 0 or -1 (then rounds to 0)
+    pos = np.maximum(n, 0)
+    half = np.where(pos > 0, np.left_shift(np.int64(1), np.maximum(pos - 1, 0)), 0)
+    right = np.right_shift(x + half, pos)
+    left = np.left_shift(x, np.maximum(-n, 0))
+    return np.where(n >= 0, right, left)
+
+
+def requantize(acc, from_frac: int, fmt: QFormat) -> np.ndarray:
+    """Narrow an integer with ``from_frac`` fraction bits to ``fmt``: round half up, saturate."""
+    return saturate(rshift_round(acc, from_frac - fmt.frac_bits), fmt)
+
+
+def exact_int_matmul(a, b) -> np.ndarray:
+    """Integer matrix product, computed with float64 BLAS when that is provably exact.
+
+    float64 holds every integer below 2^53 exactly; if max|a| * max|b| * K < 2^53 every partial sum
+    is exact, whatever the summation order. Otherwise falls back to (slow) int64 numpy.
+    """
+    a = _as_int64(a)
+    b = _as_int64(b)
+    k = a.shape[-1]
+    amax = int(np.max(np.abs(a), initial=0))
+    bmax = int(np.max(np.abs(b), initial=0))
+    if amax * bmax * max(k, 1) < (1 << 53):
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    if amax * bmax * max(k, 1) >= (1 << 63):
+        raise OverflowError("exact_int_matmul: dot products may exceed int64")
+    return a @ b
+
+
+# --------------------------------------------------------------------------------------------
+# Amaranth generators of the same operations. Imported lazily so numpy-only users do not pay
+# for Amaranth at import time.
+# --------------------------------------------------------------------------------------------
+
+def hw_rshift_round(value, n: int):
+    """Amaranth expression: ``value`` (signed) shifted right by constant ``n`` with round-half-up.
+
+    The result is one bit wider than ``value`` minus ``n`` so that the +half cannot overflow.
+    """
+    if n <= 0:
+        return value << (-n)
+    # Amaranth arithmetic widens by one bit, so adding half an LSB cannot overflow, and >> on a
+    # signed value is arithmetic (floor), exactly like numpy's right_shift.
+    return (value + (1 << (n - 1))) >> n
+
+
+def hw_saturate(value, fmt: QFormat):
+    """Amaranth expression: clamp signed ``value`` to ``fmt`` and return it with ``fmt``'s width."""
+    from amaranth.hdl import Mux, Const, signed, unsigned
+
+    shape = signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
+    lo = Const(fmt.min_int, signed(fmt.bits + 1))
+    hi = Const(fmt.max_int, signed(fmt.bits + 1))
+    v = value.as_signed() if fmt.signed or value.shape().signed else value
+    clamped = Mux(v > hi, hi, Mux(v < lo, lo, v))
+    return clamped.as_signed()[: fmt.bits].as_signed() if fmt.signed else clamped[: fmt.bits].as_unsigned()
+
+
+def hw_requantize(acc, from_frac: int, fmt: QFormat):
+    """Amaranth expression matching :func:`requantize` (round half up, then saturate)."""
+    return hw_saturate(hw_rshift_round(acc, from_frac - fmt.frac_bits), fmt)

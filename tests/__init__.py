@@ -1,0 +1,1 @@
+"""edge-moe test suite (pytest)."""
