@@ -151,7 +151,7 @@ class NumericsConfig:
     gelu_segments: int = 32                 # PWL segments of d(a) = a * Phi(-a) on [0, gelu_range)
     gelu_range: float = 4.0                 # beyond this |x|, GELU(x) = ReLU(x)
     gelu_table_frac: int = 16               # fraction bits of the GELU correction table
-    rsqrt_lut_bits: int = 6                 # LUT index bits of 1/sqrt(m), m in [1, 4)
+    rsqrt_lut_bits: int = 7                 # LUT index bits of 1/sqrt(m), m in [0, 4)
     rsqrt_frac: int = 15                    # fraction bits of 1/sqrt(m) (LUT and Newton step)
 
     @property
@@ -172,6 +172,9 @@ class HardwareConfig:
     fifo_depth: int = 4               # default depth of inter-unit stream FIFOs
     clock_mhz: float = 300.0          # target clock for reported times
     mult_budget: int | None = None    # hardware multipliers available on the target (None: no limit)
+    # --- PE array / GEMM engine fields (issue 5) ---
+    # --- attention unit fields (issue 6) ---
+    # --- MoE path fields (issue 7) ---
 
     @property
     def macs_per_cycle(self) -> int:
@@ -340,7 +343,12 @@ def _validate(cfg: Config) -> None:
          f"GELU grid step {n.gelu_range}/{n.gelu_segments} must be a power-of-two number of "
          f"activation LSBs")
     need(n.gelu_range < n.act.max_value, f"gelu_range {n.gelu_range} exceeds the activation range")
-    need(1 <= n.rsqrt_lut_bits <= 12, f"rsqrt_lut_bits {n.rsqrt_lut_bits} must be in [1, 12]")
+    need(2 <= n.rsqrt_lut_bits <= min(12, n.rsqrt_frac + 2),
+         f"rsqrt_lut_bits {n.rsqrt_lut_bits} must be in [2, min(12, rsqrt_frac + 2)]")
+    need(n.gelu_table_frac >= n.act.frac_bits,
+         f"gelu_table_frac {n.gelu_table_frac} must be >= act fraction bits {n.act.frac_bits}")
+    need(n.score.frac_bits >= 1 and n.const_frac >= 1 and n.recip_frac >= 1,
+         "score.frac_bits, const_frac and recip_frac must be >= 1")
 
     for fname in ("array_rows", "array_cols", "attn_parallel", "attn_dot_width",
                   "mem_bytes_per_cycle", "fifo_depth"):
