@@ -1,0 +1,61 @@
+"""Config presets, derived sizes and validation messages."""
+import math
+
+import pytest
+
+from sim.config import Config, ConfigError, PRESETS, get_config, with_changes
+
+
+def test_m3vit_preset_matches_the_brief():
+    cfg = get_config("m3vit-tiny-cityscapes")
+    m = cfg.model
+    assert (m.tokens, m.dim, m.depth, m.heads, m.head_dim) == (129, 192, 12, 3, 64)
+    assert (m.experts, m.top_k, m.expert_hidden, m.mlp_hidden) == (16, 2, 384, 768)
+    assert m.moe_blocks == (1, 3, 5, 7, 9, 11)
+    # Section 1 of the brief: ~783 M MACs (~706 M linear, ~77 M attention) per frame.
+    assert round(m.linear_macs / 1e6) == 706
+    assert round(m.attention_macs / 1e6) == 77
+    assert cfg.hw.macs_per_cycle == 256
+    assert abs(cfg.ideal_cycles - 3.06e6) < 0.01e6
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_round_trip_through_dict(name):
+    cfg = get_config(name)
+    assert Config.from_dict(cfg.to_dict()) == cfg
+    assert cfg.name == name
+
+
+def test_accumulator_bound_is_enforced():
+    cfg = get_config("m3vit-tiny-cityscapes")
+    bits = cfg.num.act.bits + cfg.num.weight.bits + math.ceil(math.log2(768)) + 1
+    with_changes(cfg, num=dict(acc_bits=bits))          # exactly enough: accepted
+    with pytest.raises(ConfigError, match="acc_bits .* can overflow.*768"):
+        with_changes(cfg, num=dict(acc_bits=bits - 1))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(model=dict(heads=5)), "dim 32 is not divisible by heads 5"),
+    (dict(model=dict(top_k=5)), "top_k 5 > experts 4"),
+    (dict(model=dict(patch=7)), "not divisible by patch 7"),
+    (dict(model=dict(moe_blocks=(2,))), r"moe_blocks \[2\] must lie in \[0, depth=2\)"),
+    (dict(hw=dict(array_rows=0)), "hw.array_rows must be >= 1"),
+    (dict(hw=dict(array_rows=4096)), "larger than every GEMM"),
+    (dict(hw=dict(attn_dot_width=5)), "head_dim 16 is not a multiple of attn_dot_width 5"),
+    (dict(num=dict(gelu_segments=24)), "GELU grid step"),
+    (dict(hw=dict(mult_budget=20)), "needs 80 multipliers"),
+])
+def test_invalid_configs_name_the_problem(change, message):
+    with pytest.raises(ConfigError, match=message):
+        with_changes(get_config("tiny"), **change)
+
+
+def test_unknown_preset_lists_known_names():
+    with pytest.raises(ConfigError, match="unknown config 'nope'; known configs: tiny"):
+        get_config("nope")
+
+
+def test_ecp5_preset_fits_its_multipliers():
+    cfg = get_config("m3vit-ecp5-85f")
+    used = cfg.hw.macs_per_cycle + 2 * cfg.hw.attn_parallel * cfg.hw.attn_dot_width
+    assert used <= cfg.hw.mult_budget == 156
