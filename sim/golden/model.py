@@ -19,7 +19,7 @@ from .router import expert_queues, route
 from .softmax import attention_head
 
 __all__ = ["quantize_params", "quantize_image", "patchify", "forward", "attention_block",
-           "mlp_block", "moe_block"]
+           "mlp_block", "moe_block", "experts_combine"]
 
 
 def quantize_params(cfg: Config, params: dict) -> tuple[dict, dict]:
@@ -89,16 +89,25 @@ def mlp_block(cfg: Config, qp: dict, i: int, x: np.ndarray, trace=None) -> np.nd
     return y
 
 
+def experts_combine(cfg: Config, qp: dict, prefix: str, xn, x, routing) -> np.ndarray:
+    """x plus every chosen expert's score-scaled output, experts in ascending order.
+
+    ``prefix`` names the experts' tensors (``blocks.{i}.mlp.experts``).
+    """
+    out = np.array(x, dtype=np.int64, copy=True)
+    for q in expert_queues(cfg, routing):
+        e = f"{prefix}.{q.expert}."
+        h = linear(cfg, xn[q.tokens], qp[e + "fc1.weight"], qp[e + "fc1.bias"], gelu=True)
+        y = linear(cfg, h, qp[e + "fc2.weight"], qp[e + "fc2.bias"])
+        out[q.tokens] = scaled_accumulate(cfg, out[q.tokens], y, q.weights)
+    return out
+
+
 def moe_block(cfg: Config, qp: dict, i: int, x: np.ndarray, task: int, trace=None) -> np.ndarray:
     p = f"blocks.{i}."
     xn = _ln(cfg, qp, p + "norm2", x)
     routing = route(cfg, xn, qp[p + f"mlp.gates.{task}.weight"])
-    out = x.copy()
-    for q in expert_queues(cfg, routing):
-        e = p + f"mlp.experts.{q.expert}."
-        h = linear(cfg, xn[q.tokens], qp[e + "fc1.weight"], qp[e + "fc1.bias"], gelu=True)
-        y = linear(cfg, h, qp[e + "fc2.weight"], qp[e + "fc2.bias"])
-        out[q.tokens] = scaled_accumulate(cfg, out[q.tokens], y, q.weights)
+    out = experts_combine(cfg, qp, p + "mlp.experts", xn, x, routing)
     if trace is not None:
         trace.update({p + "norm2": xn, p + "routing": routing, p + "out": out})
     return out

@@ -73,3 +73,20 @@ def test_m3vit_golden_tracks_float(task):
     err, cos = _compare(get_config("m3vit-tiny-cityscapes"), 0, task)
     assert cos > 0.9995
     assert err.mean() < 0.01
+
+
+@pytest.mark.parametrize("task", [0, 1])
+def test_frame_program_computes_the_network(task):
+    """The sequencer's descriptor list, run op by op on named buffers, equals the direct model."""
+    from sim.golden.program import run_program
+    from sim.program import Op, frame_program
+
+    cfg = get_config("tiny")
+    qp, _ = golden.quantize_params(cfg, random_params(cfg, 4))
+    img = golden.quantize_image(cfg, np.random.default_rng(4).random((3, 32, 32)))
+    prog = frame_program(cfg, task)
+    m = cfg.model
+    assert sum(i.op is Op.ATTENTION for i in prog) == m.depth * m.heads
+    assert sum(i.op is Op.EXPERTS for i in prog) == len(m.moe_blocks)
+    assert all(i.weight.endswith(f"gates.{task}.weight") for i in prog if i.op is Op.ROUTE)
+    assert np.array_equal(run_program(cfg, qp, img, prog), golden.forward(cfg, qp, img, task))
