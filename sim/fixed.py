@@ -105,15 +105,23 @@ def saturate(x, fmt: QFormat) -> np.ndarray:
 def quantize(x, fmt: QFormat, return_saturated: bool = False):
     """Float -> integer in ``fmt``: round half up (floor(x * 2^f + 1/2)), then saturate.
 
+    Exact for every float64: x * 2^f is exact (a power-of-two scale), and the half is compared,
+    not added, so neither 0.5 - 2^-54 nor integers above 2^52 are rounded by the float adder.
     With ``return_saturated`` also returns how many values were clipped.
     """
-    scaled = np.floor(np.asarray(x, dtype=np.float64) * (2.0 ** fmt.frac_bits) + 0.5)
+    scaled = np.asarray(x, dtype=np.float64) * (2.0 ** fmt.frac_bits)
     if not np.all(np.isfinite(scaled)):
         raise ValueError("quantize: input contains NaN or infinity")
-    clipped = np.clip(scaled, fmt.min_int, fmt.max_int)
-    q = clipped.astype(np.int64)
+    r = np.floor(scaled)
+    r = r + ((scaled - r) >= 0.5)
+    # Compare against exact powers of two: float(max_int) would round up for formats > 53 bits.
+    hi = 2.0 ** (fmt.bits - 1) if fmt.signed else 2.0 ** fmt.bits
+    lo = -hi if fmt.signed else 0.0
+    over, under = r >= hi, r < lo
+    q = np.where(over | under, 0.0, r).astype(np.int64)
+    q = np.where(over, fmt.max_int, np.where(under, fmt.min_int, q))
     if return_saturated:
-        return q, int(np.count_nonzero(clipped != scaled))
+        return q, int(np.count_nonzero(over | under))
     return q
 
 
@@ -129,13 +137,23 @@ def rshift_round(x, n) -> np.ndarray:
     """
     x = _as_int64(x)
     n = np.asarray(n, dtype=np.int64)
-    if np.any(n > 62):
-        n = np.minimum(n, 62)  # everything representable shifts to 0 or -1 (then rounds to 0)
     pos = np.maximum(n, 0)
+    if np.any(pos > 62) or np.any(x > np.iinfo(np.int64).max - (1 << 61)):
+        return _rshift_round_exact(x, n)   # rare: shifts past the word, or x near the limit
     half = np.where(pos > 0, np.left_shift(np.int64(1), np.maximum(pos - 1, 0)), 0)
     right = np.right_shift(x + half, pos)
     left = np.left_shift(x, np.maximum(-n, 0))
     return np.where(n >= 0, right, left)
+
+
+def _rshift_round_exact(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """rshift_round with Python integers (no wrap, any shift)."""
+    xb, nb = np.broadcast_arrays(x, n)
+    out = [(a + (1 << (b - 1))) >> b if b > 0 else a << -b
+           for a, b in zip(xb.ravel().tolist(), nb.ravel().tolist())]
+    if any(not -(1 << 63) <= v < (1 << 63) for v in out):
+        raise OverflowError("rshift_round: result does not fit in int64")
+    return np.array(out, dtype=np.int64).reshape(xb.shape)
 
 
 def requantize(acc, from_frac: int, fmt: QFormat) -> np.ndarray:
@@ -185,7 +203,7 @@ def hw_saturate(value, fmt: QFormat):
     shape = signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
     lo = Const(fmt.min_int, signed(fmt.bits + 1))
     hi = Const(fmt.max_int, signed(fmt.bits + 1))
-    v = value.as_signed() if fmt.signed or value.shape().signed else value
+    v = value           # Amaranth compares mixed signedness correctly; never reinterpret bits
     clamped = Mux(v > hi, hi, Mux(v < lo, lo, v))
     return clamped.as_signed()[: fmt.bits].as_signed() if fmt.signed else clamped[: fmt.bits].as_unsigned()
 

@@ -1,0 +1,1 @@
+"""Tests of the Amaranth blocks in hw/ (pysim, and Verilator via cocotb)."""
