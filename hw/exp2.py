@@ -1,0 +1,137 @@
+"""Exp2: pipelined base-2 exponential 2^x of a non-positive score, bit-exact with the golden model.
+
+``Exp2(cfg)`` computes ``sim.golden.softmax.exp2_fixed(cfg, x)``:
+
+- input ``x``: ``signed(cfg.num.score.bits + 1)``, score fraction bits, **must be <= 0**. One
+  bit wider than a score because softmax feeds ``t - M`` with ``t`` a score and
+  ``M = ceil(max t)``, which reaches down to about ``2 * score.min_int`` (a narrower signal
+  sign-extends into it, so score-width callers need not care);
+- output ``y``: ``unsigned(cfg.num.exp.bits)``, UQ1.f in ``cfg.num.exp`` (``y <= 2^exp.frac``).
+
+Method (identical to the golden model): ``i = floor(x)``, ``f = x - i`` in [0, 1). The top
+``log2(exp2_segments)`` bits of ``f`` index a table of 2^(k / segments) (``exp.frac`` fraction
+bits, ``segments + 1`` entries); the remaining low bits ``r`` interpolate linearly:
+``mant = lo[idx] + rshift_round(diff[idx] * r, low_bits)`` in [1, 2); then
+``y = rshift_round(mant, -i)``. The table is stored as (lo, diff) pairs so stage 2 needs one small
+multiplier (diff is ~exp.frac - log2(segments) + 1 bits, r is low_bits bits).
+
+Ports (a plain pipeline, not a stream: the user owns valid/ready and drives ``en``)::
+
+    x  : In(signed(score.bits + 1)) operand, sampled on a clock edge with en = 1
+    en : In(1)                      pipeline advance (clock enable of every stage)
+    y  : Out(unsigned(exp.bits))    result
+
+Timing: **latency** ``Exp2.latency`` = 3 enabled cycles: the ``x`` sampled on the edge of the
+k-th cycle with ``en = 1`` appears on ``y`` after the (k + 2)-th following enabled edge, i.e.
+after 3 enabled edges counting the sampling one. Throughput one value per enabled cycle. With
+``en`` low every stage holds, so ``y`` is stable (stall = clock gating of the pipeline).
+
+Stages: (1) split x, clamp the shift, table lookup; (2) interpolation multiply + round;
+(3) variable rounding right shift.
+
+Resources: one (diff x r) multiplier of about 11 x 5 bits (LUTs, not a DSP, at the default
+formats), a 2 x (segments) entry constant table, a barrel shifter of exp.bits + 1 bits.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.golden.softmax import exp2_table
+
+__all__ = ["Exp2", "exp2_params", "hw_rshift_round_var"]
+
+
+def exp2_params(cfg: Config) -> dict:
+    """Derived sizes of the exp2 unit (shared with the softmax / attention units)."""
+    n = cfg.num
+    seg_bits = n.exp2_segments.bit_length() - 1
+    low_bits = n.score.frac_bits - seg_bits
+    table = [int(v) for v in exp2_table(cfg)]
+    diffs = [table[k + 1] - table[k] for k in range(n.exp2_segments)]
+    mant_bits = max(table).bit_length()          # mant <= table[-1] = 2^exp.frac
+    return dict(seg_bits=seg_bits, low_bits=low_bits, table=table, diffs=diffs,
+                mant_bits=mant_bits, diff_bits=max(max(diffs).bit_length(), 1),
+                # rshift_round(m, n) == 0 for every m < 2^mant_bits once n >= mant_bits + 1
+                max_shift=mant_bits + 1)
+
+
+def hw_rshift_round_var(value, shift):
+    """Amaranth expression: rshift_round(value, shift) for a *variable* shift >= 0.
+
+    ``floor((v + 2^(s-1)) / 2^s) == floor((floor(2v / 2^s) + 1) / 2)``, which needs no
+    shift-dependent constant: shift 2v, add one, drop one bit. The result fits the width of
+    ``value`` (signedness preserved).
+    """
+    twice = (value << 1) >> shift
+    # The rounded result always fits the width of ``value``; the caller's .eq drops the top bit.
+    return (twice + 1) >> 1
+
+
+class Exp2(wiring.Component):
+    """2^x for x <= 0, three-stage pipeline with a common enable (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+        Widths from ``cfg.num.score``, ``cfg.num.exp``; table size from ``cfg.num.exp2_segments``.
+
+    Attributes
+    ----------
+    latency : int
+        Enabled cycles from sampling ``x`` to the result on ``y`` (3).
+    """
+
+    latency = 3
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.p = exp2_params(cfg)
+        super().__init__({
+            "x": In(signed(cfg.num.score.bits + 1)),
+            "en": In(1),
+            "y": Out(unsigned(cfg.num.exp.bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, p = self.cfg.num, self.p
+        fs = n.score.frac_bits
+        low = p["low_bits"]
+
+        lo_rom = Array(Const(v, unsigned(p["mant_bits"])) for v in p["table"][:-1])
+        diff_rom = Array(Const(v, unsigned(p["diff_bits"])) for v in p["diffs"])
+
+        # Stage 1: split x = i + f; -i is the right shift (clamped: beyond max_shift the result
+        # is 0 anyway, so the barrel shifter stays exp.bits wide); table lookup on the top of f.
+        x = self.x
+        neg_i = Signal(range((1 << n.score.int_bits) + 1))
+        m.d.comb += neg_i.eq(-(x >> fs))
+        s1_lo = Signal(unsigned(p["mant_bits"]))
+        s1_diff = Signal(unsigned(p["diff_bits"]))
+        s1_r = Signal(unsigned(max(low, 1)))
+        s1_sh = Signal(range(p["max_shift"] + 1))
+        f = x[:fs]
+        idx = f[low:] if low < fs else Const(0, 1)
+        # Stage 2: mant = lo + rshift_round(diff * r, low).
+        s2_mant = Signal(unsigned(p["mant_bits"]))
+        s2_sh = Signal.like(s1_sh)
+        prod = s1_diff * s1_r
+        interp = ((prod + (1 << (low - 1))) >> low) if low > 0 else Const(0, 1)
+        # Stage 3: y = rshift_round(mant, sh).
+        y = Signal(unsigned(n.exp.bits))
+
+        with m.If(self.en):
+            m.d.sync += [
+                s1_lo.eq(lo_rom[idx]),
+                s1_diff.eq(diff_rom[idx]),
+                s1_r.eq(f[:low] if low > 0 else 0),
+                s1_sh.eq(Mux(neg_i > p["max_shift"], p["max_shift"], neg_i)),
+                s2_mant.eq(s1_lo + interp),
+                s2_sh.eq(s1_sh),
+                y.eq(hw_rshift_round_var(s2_mant, s2_sh)),
+            ]
+        m.d.comb += self.y.eq(y)
+        return m
