@@ -1,0 +1,180 @@
+"""Piecewise-linear GELU: one lane (:class:`GeluLane`) and a lane-parallel stream (:class:`GeluUnit`).
+
+Bit-exact with :func:`sim.golden.gelu.gelu_pwl`::
+
+    a   = min(|x|, act.max_int)             # |x| of the most negative code saturates
+    i   = a >> sb,  r = a mod 2^sb          # sb = gelu_step_bits(cfg): the grid step is 2^sb LSBs
+    d   = T[i] + round_half_up((T[i+1] - T[i]) * r, sb)   if i < segments else 0
+    y   = saturate(round_half_up((max(x, 0) << extra) - d, extra), act)
+
+with extra = gelu_table_frac - act.frac_bits.
+
+``T`` is the golden correction table ``gelu_table(cfg)`` (d(a) = a * Phi(-a) at the grid points).
+The lane stores it as two small ROMs, ``T[i]`` and the slope ``T[i+1] - T[i]``, so the per-value
+work is one ROM read, one small multiply (slope x ``sb``-bit remainder, written as ``sb``
+shifted adds so it uses no DSP), two adds and a saturation.
+
+Pipeline (both classes): 3 register stages.
+  1. |x|, segment index, ROM read (lo, slope), remainder.
+  2. d = lo + round(slope * r).
+  3. ReLU(x) - d at table precision, one rounding shift, saturation; or x itself when bypassed.
+Latency 3 cycles (advances), throughput 1 value per lane per cycle.
+
+``bypass`` lets the GEMM epilogue keep the same latency whether or not a GEMM applies GELU (the
+mode is a per-GEMM command bit, not an elaboration parameter).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.fixed import hw_rshift_round, hw_saturate
+from sim.golden.gelu import gelu_step_bits, gelu_table
+
+__all__ = ["GeluLane", "GeluUnit", "gelu_rom", "shift_add_mul"]
+
+
+def gelu_rom(cfg: Config) -> tuple[list[int], list[int]]:
+    """The lane's two ROMs: ``lo[i] = T[i]`` and ``slope[i] = T[i+1] - T[i]`` for each segment."""
+    t = [int(v) for v in gelu_table(cfg)]
+    return t[:-1], [t[i + 1] - t[i] for i in range(len(t) - 1)]
+
+
+def shift_add_mul(m: Module, a, b, name: str = "sam"):
+    """``a * b`` for signed ``a`` and unsigned ``b`` as a balanced tree of shifted adds.
+
+    Written out so synthesis keeps it in LUTs: yosys maps every ``*`` of 2 bits or more onto a
+    MULT18X18D on ECP5, and the DSPs belong to the PE array. Each partial sum is a ``keep`` wire
+    so yosys builds ripple-carry adders (carry chains) instead of merging the whole tree into
+    one carry-save multiplier in plain LUTs: ~3x fewer LUTs (16 x 16 bits: ~140 CCU2C + ~260
+    LUT4 instead of ~1400 LUT4). Cost ~ len(b) - 1 adders, depth ceil(log2 len(b)).
+    """
+    from amaranth.hdl import Value
+    a, b = Value.cast(a), Value.cast(b)
+    terms = [Mux(b[i], a.as_signed() << i, 0) for i in range(len(b))] or [Const(0, signed(1))]
+    level = 0
+    while len(terms) > 1:
+        nxt = []
+        for i in range(0, len(terms), 2):
+            if i + 1 < len(terms):
+                total = terms[i] + terms[i + 1]
+                wire = Signal(signed(len(total)), name=f"{name}_l{level}_{i // 2}",
+                              attrs={"keep": 1})
+                m.d.comb += wire.eq(total)
+                nxt.append(wire)
+            else:
+                nxt.append(terms[i])
+        terms, level = nxt, level + 1
+    return terms[0].as_signed()
+
+
+def _shape_for(values) -> Shape:
+    return Shape.cast(range(min(min(values), 0), max(max(values), 0) + 1))
+
+
+class GeluLane(wiring.Component):
+    """One PWL GELU lane with a clock enable; see the module docstring for the arithmetic.
+
+    Ports: ``en`` (advance the pipeline), ``x`` (activation in, ``cfg.num.act``), ``bypass``
+    (output ``x`` unchanged instead of GELU(x)), ``y`` (registered result of the ``x`` presented
+    :attr:`LATENCY` advances earlier). Throughput 1 value per advance.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, cfg: Config):
+        self._cfg = cfg
+        act = cfg.num.act
+        super().__init__({
+            "en": In(1),
+            "x": In(signed(act.bits)),
+            "bypass": In(1),
+            "y": Out(signed(act.bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._cfg.num
+        act = n.act
+        sb = gelu_step_bits(self._cfg)
+        extra = n.gelu_table_frac - act.frac_bits
+        seg_bits = (n.gelu_segments - 1).bit_length()   # gelu_segments is a power of two
+        lo_vals, slope_vals = gelu_rom(self._cfg)
+        lo_shape, slope_shape = _shape_for(lo_vals), _shape_for(slope_vals)
+        lo_rom = Array(Const(v, lo_shape) for v in lo_vals)
+        slope_rom = Array(Const(v, slope_shape) for v in slope_vals)
+
+        # --- stage 1: segment lookup -------------------------------------------------------
+        x = self.x
+        ax = Mux(x < 0, -x, x)                            # act.bits + 1 bits: |min_int| fits
+        a = Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]   # golden: min(|x|, max_int)
+        idx = a >> sb
+        inside = idx < n.gelu_segments
+        seg = idx[:seg_bits] if seg_bits else Const(0, 1)
+        x1 = Signal(signed(act.bits))
+        byp1 = Signal()
+        lo1 = Signal(lo_shape)
+        slope1 = Signal(slope_shape)
+        r1 = Signal(unsigned(max(sb, 1)))
+        with m.If(self.en):
+            m.d.sync += [
+                x1.eq(x), byp1.eq(self.bypass), r1.eq(a[:sb] if sb else 0),
+                # outside the table d = 0: zero both ROM words instead of muxing d later
+                lo1.eq(Mux(inside, lo_rom[seg], 0)),
+                slope1.eq(Mux(inside, slope_rom[seg], 0)),
+            ]
+
+        # --- stage 2: interpolation --------------------------------------------------------
+        # slope x remainder is a small (sb-bit) product: shift-add, no DSP
+        d_val = lo1 + hw_rshift_round(shift_add_mul(m, slope1, r1, "slope_r"), sb)
+        # |round(slope * r / 2^sb)| <= |slope|, so d lies within lo + [min(slope, 0), max(slope, 0)]
+        d2 = Signal(_shape_for(lo_vals + [max(lo_vals) + max(slope_vals),
+                                          min(lo_vals) + min(slope_vals)]))
+        x2 = Signal(signed(act.bits))
+        byp2 = Signal()
+        with m.If(self.en):
+            m.d.sync += [d2.eq(d_val), x2.eq(x1), byp2.eq(byp1)]
+
+        # --- stage 3: ReLU(x) - d, one rounding, saturation -----------------------------------
+        relu = Mux(x2 > 0, x2, 0)
+        g = hw_saturate(hw_rshift_round((relu << extra) - d2, extra), act)
+        with m.If(self.en):
+            m.d.sync += self.y.eq(Mux(byp2, x2, g))
+        return m
+
+
+class GeluUnit(wiring.Component):
+    """Stream GELU unit: ``lanes`` values (default ``cfg.hw.array_cols``) per beat, 1 beat/cycle.
+
+    ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU of each
+    lane. Latency :attr:`LATENCY` = 3 cycles from an ``i`` handshake to ``o.valid``; throughput
+    one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
+    so beats are never dropped or reordered.
+    """
+
+    LATENCY = GeluLane.LATENCY
+
+    def __init__(self, cfg: Config, lanes: int | None = None):
+        self._cfg = cfg
+        self.lanes = lanes or cfg.hw.array_cols
+        layout = data.ArrayLayout(signed(cfg.num.act.bits), self.lanes)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        valid = [Signal(name=f"valid{s}") for s in range(1, self.LATENCY)] + [self.o.valid]
+        with m.If(en):
+            m.d.sync += valid[0].eq(self.i.valid)
+            m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, self.LATENCY)]
+        for lane in range(self.lanes):
+            g = m.submodules[f"lane{lane}"] = GeluLane(self._cfg)
+            m.d.comb += [g.en.eq(en), g.x.eq(self.i.payload[lane]), g.bypass.eq(0),
+                         self.o.payload[lane].eq(g.y)]
+        return m
