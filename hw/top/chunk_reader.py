@@ -1,0 +1,140 @@
+"""ChunkReader: a 2-D strided read DMA that delivers fixed-size chunks as a stream.
+
+A command reads ``outer x inner`` chunks of ``U = chunk_bytes`` bytes (a whole number of bus
+beats), chunk ``(o, i)`` at ``addr + o * outer_stride + i * inner_stride``, in the order o outer,
+i inner. That one shape covers every external read of the top level: a GEMM weight tile column
+from the K-major image (outer = column tiles, stride ``C`` weights; inner = K rows, stride one
+weight row), contiguous vectors (bias, gamma, beta: inner stride ``U``), a descriptor, an image.
+
+When a row of chunks is contiguous (``inner_stride == U``) it is fetched as long bursts (up to
+``cfg.hw.mem_max_burst`` beats); otherwise each chunk is one burst of ``U / W`` beats.
+
+Credits: a burst is requested only when the data FIFO (``depth`` beats) has room for it on top
+of everything already requested, so ``rd_data`` is always ready. That is what makes sharing
+one in-order memory port between several readers deadlock-free (a reader whose consumer stalls
+never blocks the read data of another reader; see :mod:`hw.top.read_arbiter`).
+
+Ports: ``cmd`` (In stream, :attr:`cmd_layout`), ``bus`` (Out MemReadSignature), ``o`` (Out
+stream of ``8 * U`` bits, bus beat 0 in the low bits), ``busy`` (requests still to issue).
+Throughput: one request per cycle; one chunk per ``U / W`` cycles at the output.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+
+from ..mem.bus import MemReadSignature, beat_bytes
+
+__all__ = ["ChunkReader", "chunk_cmd_layout"]
+
+
+def chunk_cmd_layout(cfg: Config, count_bits: int = 16) -> data.StructLayout:
+    a = cfg.hw.mem_addr_bits
+    return data.StructLayout({"addr": unsigned(a), "outer": unsigned(count_bits),
+                              "outer_stride": unsigned(a), "inner": unsigned(count_bits),
+                              "inner_stride": unsigned(a)})
+
+
+class ChunkReader(wiring.Component):
+    def __init__(self, cfg: Config, chunk_bytes: int, depth: int | None = None,
+                 count_bits: int = 16):
+        W = beat_bytes(cfg)
+        if chunk_bytes % W:
+            raise ValueError(f"ChunkReader: chunk of {chunk_bytes} bytes is not a whole number "
+                             f"of {W}-byte beats")
+        self.cfg, self.U, self.W = cfg, chunk_bytes, W
+        self.beats_per_chunk = chunk_bytes // W
+        B = cfg.hw.mem_max_burst
+        # Enough credit to cover the memory latency at full bandwidth, and at least one burst.
+        want = max(2 * self.beats_per_chunk, B, cfg.hw.mem_latency + 2 * B)
+        self.depth = depth or 1 << (want - 1).bit_length()
+        if self.depth < max(self.beats_per_chunk, min(B, self.beats_per_chunk)):
+            raise ValueError("ChunkReader: FIFO smaller than one chunk")
+        self.cmd_layout = chunk_cmd_layout(cfg, count_bits)
+        super().__init__({
+            "cmd": In(stream.Signature(self.cmd_layout)),
+            "bus": Out(MemReadSignature(cfg)),
+            "o": Out(stream.Signature(unsigned(8 * chunk_bytes))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, W, U = self.cfg, self.W, self.U
+        B = cfg.hw.mem_max_burst
+        bpc = self.beats_per_chunk
+        D = self.depth
+        abits = cfg.hw.mem_addr_bits
+        c = Signal(self.cmd_layout)
+        contiguous = Signal()
+        o_left = Signal.like(c.outer)            # rows of chunks still to start
+        row_addr = Signal(abits)                 # address of the current row's first chunk
+        span_addr = Signal(abits)                # next byte of the current span
+        span_beats = Signal(len(c.inner) + bpc.bit_length() + 1)   # beats left in the span
+        i_left = Signal.like(c.inner)            # chunks left in the row (strided mode)
+        active = Signal()
+        m.d.comb += [self.busy.eq(active), self.cmd.ready.eq(~active)]
+
+        # ---- credits: beats requested or buffered, never more than the FIFO holds ----
+        m.submodules.q = q = fifo.SyncFIFO(width=8 * W, depth=D)
+        owed = Signal(range(D + 1))              # requested, not yet arrived
+        rd = self.bus.rd_data
+        m.d.comb += [q.w_en.eq(rd.valid), q.w_data.eq(rd.payload.data), rd.ready.eq(1)]
+
+        cap = min(B, D)                          # a burst never needs more than the whole FIFO
+        this = Signal(range(cap + 1), name="burst_len")  # ("this" is a SystemVerilog keyword)
+        m.d.comb += this.eq(Mux(span_beats > cap, cap, span_beats))
+        room = q.level + owed + this <= D
+        req = self.bus.rd_req
+        m.d.comb += [req.valid.eq(active & room),
+                     req.payload.addr.eq(span_addr), req.payload.beats.eq(this)]
+        sent = req.valid & req.ready
+        m.d.sync += owed.eq(owed + Mux(sent, this, 0) - rd.valid)
+
+        with m.If(self.cmd.valid & self.cmd.ready):
+            p = self.cmd.payload
+            contig = p.inner_stride == U
+            m.d.sync += [c.eq(p), contiguous.eq(contig),
+                         active.eq((p.outer != 0) & (p.inner != 0)),
+                         o_left.eq(p.outer - 1), row_addr.eq(p.addr), span_addr.eq(p.addr),
+                         span_beats.eq(Mux(contig, p.inner * bpc, bpc)),
+                         i_left.eq(p.inner - 1)]
+        with m.Elif(sent):
+            with m.If(this != span_beats):
+                m.d.sync += [span_addr.eq(span_addr + this * W), span_beats.eq(span_beats - this)]
+            # the span is fully requested: next chunk of the row, or the next row (no bubble)
+            with m.Elif(~contiguous & (i_left != 0)):
+                m.d.sync += [i_left.eq(i_left - 1), span_beats.eq(bpc),
+                             span_addr.eq(span_addr + this * W - U + c.inner_stride)]
+            with m.Elif(o_left != 0):
+                nxt = row_addr + c.outer_stride
+                m.d.sync += [o_left.eq(o_left - 1), row_addr.eq(nxt), span_addr.eq(nxt),
+                             span_beats.eq(Mux(contiguous, c.inner * bpc, bpc)),
+                             i_left.eq(c.inner - 1)]
+            with m.Else():
+                m.d.sync += active.eq(0)
+
+        # ---- gearbox: bpc beats -> one chunk ----
+        if bpc == 1:
+            m.d.comb += [self.o.valid.eq(q.r_rdy), self.o.payload.eq(q.r_data),
+                         q.r_en.eq(self.o.ready)]
+        else:
+            parts = [Signal(8 * W, name=f"part{i}") for i in range(bpc - 1)]
+            n = Signal(range(bpc))
+            full = Signal()
+            m.d.comb += [self.o.valid.eq(full & q.r_rdy),
+                         self.o.payload.eq(Cat(*parts, q.r_data)),
+                         q.r_en.eq(Mux(full, self.o.ready, 1))]
+            with m.If(q.r_rdy & ~full):
+                for i in range(bpc - 1):
+                    with m.If(n == i):
+                        m.d.sync += parts[i].eq(q.r_data)
+                m.d.sync += n.eq(n + 1)
+                with m.If(n == bpc - 2):
+                    m.d.sync += full.eq(1)
+            with m.If(self.o.valid & self.o.ready):
+                m.d.sync += [full.eq(0), n.eq(0)]
+        return m

@@ -1,0 +1,95 @@
+"""Control / status register block of the top level: a simple word-addressed register port.
+
+Bus (:func:`csr_signature`, slave view ``In``): ``addr`` (word index), ``wdata``, ``we`` (write
+in this cycle), ``rdata`` (the register at ``addr`` of the *previous* cycle: one cycle read
+latency, no read side effects). The register width is ``CSR_BITS`` =
+``max(cfg.hw.mem_addr_bits, cfg.hw.moe_counter_bits)`` (32 in every preset). A UART bridge or a
+soft core maps it at byte address ``4 * addr``. docs/top_level.md has the register map; it is
+:data:`REGISTERS` here (name -> word index), the single definition that the host driver
+(:mod:`hw.top.run`) uses too.
+
+- ``CTRL`` (write): bit 0 starts a frame (ignored while busy); bit 1 clears ``done``/``error``.
+- ``TASK`` (read/write): task id of the next frame (selects the router's gate weights).
+- ``STATUS`` (read): bit 0 busy, bit 1 done, bit 2 error.
+- ``ERROR`` (read): error code (bits 0-7: 0 none, 1 bad magic, 2 bad check word, 3 bad opcode,
+  4 bad field, 5 memory write error, 6 router queue overflow) and the failing descriptor index
+  (bits 16-31).
+- ``*_BASE`` (read/write): byte addresses of the program, weight image, input image and output
+  regions; descriptor addresses are offsets from them.
+- counters (read): cycles of the frame, bytes read / written, MAC-active cycles (a beat entered
+  the PE array), per-unit busy cycles, descriptor count. They restart at each start.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+
+__all__ = ["REGISTERS", "COUNTERS", "ERROR_CODES", "csr_bits", "csr_signature", "CsrBlock",
+           "CSR_ID"]
+
+CSR_ID = 0xED6E_0008           # "edge-moe", register map version 8 (issue 8)
+
+COUNTERS = ("CYCLES", "BYTES_READ", "BYTES_WRITTEN", "MAC_ACTIVE", "GEMM_BUSY", "LN_BUSY",
+            "ATTN_BUSY", "ROUTE_BUSY", "EXPERTS_BUSY", "LOAD_BUSY", "STORE_BUSY", "FETCH_WAIT",
+            "PREFETCH_STALL", "DESCRIPTORS")
+
+REGISTERS = {"ID": 0, "CTRL": 1, "TASK": 2, "STATUS": 3, "ERROR": 4, "PROG_BASE": 5,
+             "WEIGHT_BASE": 6, "IMAGE_BASE": 7, "OUT_BASE": 8,
+             **{name: 16 + i for i, name in enumerate(COUNTERS)}}
+
+ERROR_CODES = {0: "none", 1: "bad descriptor magic", 2: "bad descriptor check word",
+               3: "bad opcode", 4: "bad descriptor field", 5: "memory write error",
+               6: "router queue overflow"}
+
+
+def csr_bits(cfg: Config) -> int:
+    return max(cfg.hw.mem_addr_bits, cfg.hw.moe_counter_bits)
+
+
+def csr_signature(cfg: Config) -> wiring.Signature:
+    """Register port, master view (the host drives addr / wdata / we)."""
+    w = csr_bits(cfg)
+    return wiring.Signature({"addr": Out(range(max(REGISTERS.values()) + 1)), "wdata": Out(w),
+                             "we": Out(1), "rdata": In(w)})
+
+
+class CsrBlock(wiring.Component):
+    """Registers; ``counters`` (In) are the live counter values, ``status``/``error`` inputs."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        w = csr_bits(cfg)
+        ports = {
+            "bus": In(csr_signature(cfg)),
+            "start": Out(1), "clear": Out(1),
+            "task": Out(range(max(2, cfg.model.tasks))),
+            "prog_base": Out(w), "weight_base": Out(w), "image_base": Out(w), "out_base": Out(w),
+            "busy": In(1), "done": In(1), "error": In(1), "error_info": In(w),
+        }
+        for name in COUNTERS:
+            ports[name.lower()] = In(w)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self.bus
+        rw = {"TASK": self.task, "PROG_BASE": self.prog_base, "WEIGHT_BASE": self.weight_base,
+              "IMAGE_BASE": self.image_base, "OUT_BASE": self.out_base}
+        regs = {"ID": CSR_ID, "CTRL": 0, "STATUS": self.busy | (self.done << 1) | (self.error << 2),
+                "ERROR": self.error_info, **rw}
+        for name in COUNTERS:
+            regs[name] = getattr(self, name.lower())
+        table = [0] * (max(REGISTERS.values()) + 1)
+        for name, idx in REGISTERS.items():
+            table[idx] = regs[name]
+        m.d.sync += b.rdata.eq(Array(table)[b.addr])
+        with m.If(b.we):
+            for name, sig in rw.items():
+                with m.If(b.addr == REGISTERS[name]):
+                    m.d.sync += sig.eq(b.wdata)
+        ctrl = b.we & (b.addr == REGISTERS["CTRL"])
+        m.d.comb += [self.start.eq(ctrl & b.wdata[0]), self.clear.eq(ctrl & b.wdata[1])]
+        return m

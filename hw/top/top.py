@@ -1,0 +1,178 @@
+"""EdgeMoeTop: the whole accelerator for one frame, driven by a program in external memory.
+
+Blocks (each in its own file):
+
+- :class:`~hw.top.sequencer.Sequencer` walks the descriptors (sim/program_image.py);
+- :class:`~hw.top.gemm_path.GemmPath` (PE array + fused epilogue, hw/gemm_engine.py, with its
+  activation / residual feeders, weight and bias readers and output writer);
+- :class:`~hw.top.ln_path.LayerNormPath`, :class:`~hw.top.attn_path.AttentionPath`,
+  :class:`~hw.top.load_store.LoadPath`, :class:`~hw.top.load_store.StorePath`;
+- MoE (configs with MoE blocks): hw/router.py, hw/patch_reorder.py, hw/prefetcher.py;
+- :class:`~hw.top.buffers.BufferBank` (X, XN/ATT, Q, K, V, H/IMG);
+- :class:`~hw.top.read_arbiter.ReadArbiter`: every reader shares the one memory read port;
+  only the StorePath writes;
+- :class:`~hw.top.csr.CsrBlock`: start / task / status / base addresses / counters.
+
+Ports: ``csr`` (In :func:`~hw.top.csr.csr_signature`), ``mem_rd`` (Out MemReadSignature),
+``mem_wr`` (Out MemWriteSignature), ``busy`` / ``done`` / ``error`` (Out, mirrors of STATUS),
+``desc_index`` (Out: descriptors decoded so far in this frame; a trace hook for per-descriptor
+timing).
+
+A frame: the host writes the base registers and TASK, then CTRL.start; the sequencer runs the
+program to END (``done``); the output tokens are in the out region. Throughput / latency: see
+docs/top_level.md (cycle counts per descriptor, the frame is the sum).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+
+from ..mem.bus import MemReadSignature, MemWriteSignature
+from ..patch_reorder import PatchReorder
+from ..prefetcher import ExpertPrefetcher, prefetch_geometry
+from ..router import Router
+from .attn_path import AttentionPath
+from .buffers import BufferBank
+from .csr import COUNTERS, CsrBlock, csr_bits, csr_signature
+from .gemm_path import GemmPath
+from .geometry import TopGeometry
+from .ln_path import LayerNormPath
+from .load_store import LoadPath, StorePath
+from .read_arbiter import ReadArbiter
+from .sequencer import OP_BITS, Sequencer
+
+__all__ = ["EdgeMoeTop"]
+
+
+class EdgeMoeTop(wiring.Component):
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.geo = TopGeometry.of(cfg)
+        self.has_moe = bool(cfg.model.moe_blocks)
+        super().__init__({
+            "csr": In(csr_signature(cfg)),
+            "mem_rd": Out(MemReadSignature(cfg)),
+            "mem_wr": Out(MemWriteSignature(cfg)),
+            "busy": Out(1), "done": Out(1), "error": Out(1),
+            "desc_index": Out(16),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, geo = self.cfg, self.geo
+        if self.has_moe:
+            pg = prefetch_geometry(cfg)
+            gemm = GemmPath(geo, pg["w_groups"], pg["b_groups"])
+        else:
+            gemm = GemmPath(geo)
+        m.submodules.gemm = gemm
+        m.submodules.ln = ln = LayerNormPath(geo)
+        m.submodules.attn = attn = AttentionPath(geo)
+        m.submodules.load = load = LoadPath(geo)
+        m.submodules.store = store = StorePath(geo)
+        m.submodules.seq = seq = Sequencer(geo, self.has_moe)
+        m.submodules.csr = csr = CsrBlock(cfg)
+        wiring.connect(m, wiring.flipped(self.csr), csr.bus)
+
+        # ---- buffers ----
+        readers = [gemm.act_rd, gemm.res_rd, ln.rd, attn.q_rd, attn.k_rd, attn.v_rd, store.rd]
+        writers = [gemm.o_wr, ln.wr, attn.wr, load.wr]
+        m.submodules.bufs = bufs = BufferBank(geo, len(readers), len(writers))
+        for i, r in enumerate(readers):
+            wiring.connect(m, r, bufs.rd[i])
+        for i, w in enumerate(writers):
+            wiring.connect(m, w, bufs.wr[i])
+
+        # ---- memory ----
+        masters = [seq.bus, gemm.w_bus, gemm.b_bus, ln.g_bus, ln.b_bus, load.bus]
+        if self.has_moe:
+            m.submodules.router = router = Router(cfg)
+            m.submodules.reorder = reorder = PatchReorder(cfg)
+            m.submodules.prefetch = pf = ExpertPrefetcher(cfg, layers=1)
+            masters.append(pf.bus)
+            wiring.connect(m, gemm.router, router.i)
+            wiring.connect(m, router.o, reorder.i)
+            # The expert list reaches the prefetcher only once the sequencer has written the
+            # address table of this MoE block (EXPERTS descriptor).
+            m.d.comb += [pf.experts.valid.eq(reorder.experts.valid & seq.experts_open),
+                         pf.experts.payload.eq(reorder.experts.payload),
+                         reorder.experts.ready.eq(pf.experts.ready & seq.experts_open),
+                         pf.layer.eq(0)]
+            wiring.connect(m, seq.q_req, reorder.q_req)
+            wiring.connect(m, reorder.q, seq.q)
+            wiring.connect(m, pf.grant, seq.grant)
+            m.d.comb += [pf.release.eq(seq.release), pf.tbl_addr.eq(seq.tbl_addr),
+                         pf.tbl_data.eq(seq.tbl_data), pf.tbl_we.eq(seq.tbl_we),
+                         pf.w_addr.eq(gemm.pf_w_addr), pf.w_en.eq(gemm.pf_w_en),
+                         gemm.pf_w_data.eq(pf.w_data),
+                         pf.b_addr.eq(gemm.pf_b_addr), pf.b_en.eq(gemm.pf_b_en),
+                         gemm.pf_b_data.eq(pf.b_data), seq.overflow.eq(reorder.overflow)]
+            stall = pf.stall_cycles
+        else:
+            stall = Const(0)
+        m.submodules.arb = arb = ReadArbiter(cfg, len(masters))
+        for i, b in enumerate(masters):
+            wiring.connect(m, b, arb.masters[i])
+        wiring.connect(m, arb.mem, wiring.flipped(self.mem_rd))
+        wiring.connect(m, store.bus, wiring.flipped(self.mem_wr))
+
+        # ---- sequencer <-> paths ----
+        for port, path in ((seq.gemm, gemm), (seq.ln, ln), (seq.attn, attn), (seq.load, load),
+                           (seq.store, store)):
+            wiring.connect(m, port, path.job)
+        m.d.comb += [seq.gemm_busy.eq(gemm.busy), seq.ln_busy.eq(ln.busy),
+                     seq.attn_busy.eq(attn.busy), seq.load_busy.eq(load.busy),
+                     seq.store_busy.eq(store.busy), seq.mem_error.eq(store.error),
+                     gemm.tok_waddr.eq(seq.tok_waddr), gemm.tok_wdata.eq(seq.tok_wdata),
+                     gemm.tok_we.eq(seq.tok_we)]
+        m.d.comb += [seq.start.eq(csr.start), seq.clear.eq(csr.clear), seq.task.eq(csr.task),
+                     seq.prog_base.eq(csr.prog_base), seq.weight_base.eq(csr.weight_base),
+                     seq.image_base.eq(csr.image_base), seq.out_base.eq(csr.out_base),
+                     csr.busy.eq(seq.busy), csr.done.eq(seq.done), csr.error.eq(seq.error),
+                     csr.error_info.eq(seq.error_info), self.busy.eq(seq.busy),
+                     self.done.eq(seq.done), self.error.eq(seq.error),
+                     self.desc_index.eq(seq.desc_count)]
+
+        # ---- counters (restart with each frame) ----
+        w = csr_bits(cfg)
+        W = geo.W
+        rd, wr = self.mem_rd.rd_data, self.mem_wr.wr_data
+        events = {
+            "CYCLES": seq.busy,
+            "MAC_ACTIVE": gemm.mac_active,
+            "GEMM_BUSY": gemm.busy,
+            "LN_BUSY": seq.op_busy[OP_BITS[_op("LAYERNORM")]],
+            "ATTN_BUSY": seq.op_busy[OP_BITS[_op("ATTENTION")]],
+            "ROUTE_BUSY": seq.op_busy[OP_BITS[_op("ROUTE")]],
+            "EXPERTS_BUSY": seq.op_busy[OP_BITS[_op("EXPERTS")]],
+            "LOAD_BUSY": seq.op_busy[OP_BITS[_op("LOAD")]],
+            "STORE_BUSY": seq.op_busy[OP_BITS[_op("STORE")]],
+            "FETCH_WAIT": seq.fetch_wait,
+        }
+        start = csr.start & ~seq.busy
+        for name, ev in events.items():
+            c = Signal(w, name=f"cnt_{name.lower()}")
+            with m.If(start):
+                m.d.sync += c.eq(0)
+            with m.Elif(ev):
+                m.d.sync += c.eq(c + 1)
+            m.d.comb += getattr(csr, name.lower()).eq(c)
+        for name, beat, amount in (("BYTES_READ", rd, W), ("BYTES_WRITTEN", wr, W)):
+            c = Signal(w, name=f"cnt_{name.lower()}")
+            with m.If(start):
+                m.d.sync += c.eq(0)
+            with m.Elif(beat.valid & beat.ready):
+                m.d.sync += c.eq(c + amount)
+            m.d.comb += getattr(csr, name.lower()).eq(c)
+        m.d.comb += [csr.prefetch_stall.eq(stall), csr.descriptors.eq(seq.desc_count)]
+        assert set(events) | {"BYTES_READ", "BYTES_WRITTEN", "PREFETCH_STALL",
+                              "DESCRIPTORS"} == set(COUNTERS)
+        return m
+
+
+def _op(name):
+    from sim.program_image import HwOp
+    return HwOp[name]

@@ -1,0 +1,36 @@
+"""Shared test data for the system tests: seeded random weights and images, golden outputs."""
+from __future__ import annotations
+
+import numpy as np
+
+from sim.config import Config, get_config, with_changes
+from sim.golden import forward, quantize_image, quantize_params
+from sim.params import random_params
+
+__all__ = ["frame_case", "dense_config", "tiny", "depth1_config"]
+
+
+def tiny() -> Config:
+    return get_config("tiny")
+
+
+def dense_config() -> Config:
+    """tiny without MoE blocks (step 1 of the bring-up: the dense path only)."""
+    return with_changes(get_config("tiny"), name="tiny-dense", model=dict(moe_blocks=()))
+
+
+def depth1_config(moe: bool) -> Config:
+    """tiny with one block (dense or MoE): the smallest complete frame."""
+    return with_changes(get_config("tiny"), name=f"tiny-d1-{'moe' if moe else 'dense'}",
+                        model=dict(depth=1, moe_blocks=(0,) if moe else ()))
+
+
+def frame_case(cfg: Config, seed: int, task: int = 0) -> dict:
+    """Random 'unit'-style weights and a random image (seeded), and the golden output tokens."""
+    qp, _ = quantize_params(cfg, random_params(cfg, seed, "unit"))
+    rng = np.random.default_rng(seed + 1000)
+    m = cfg.model
+    img = rng.random((m.image_channels, m.image_height, m.image_width))
+    image_q = quantize_image(cfg, img)
+    want = forward(cfg, qp, image_q, task)
+    return dict(cfg=cfg, qparams=qp, image_q=image_q, task=task, want=want, seed=seed)

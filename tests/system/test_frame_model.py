@@ -1,0 +1,73 @@
+"""The analytic frame model (sim/cycles/frame.py) against RTL frames of the top level.
+
+The RTL's per-descriptor trace (FrameResult.trace) and total cycles are compared with the model
+given the same routing (expert token counts from the golden model): within 5 % per descriptor
+and for the frame (the model is exact on tiny when the bus is not throttled).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hw.top.run import run_frame
+from sim import golden
+from sim.config import get_config, with_changes
+from sim.cycles.frame import frame_cost
+from sim.params import random_params
+
+
+def _expert_counts(cfg, qp, img, task):
+    trace = {}
+    golden.forward(cfg, qp, img, task, trace)
+    return {b: np.bincount(trace[f"blocks.{b}.routing"].experts.ravel(),
+                           minlength=cfg.model.experts).tolist() for b in cfg.model.moe_blocks}
+
+
+def _check_model(cfg, tmp_path, tolerance):
+    m = cfg.model
+    qp, _ = golden.quantize_params(cfg, random_params(cfg, 0))
+    img = golden.quantize_image(cfg, np.random.default_rng(0).random(
+        (m.image_channels, m.image_height, m.image_width)))
+    res = run_frame(cfg, qp, img, 0, sim="verilator", work_dir=tmp_path)
+    assert np.array_equal(res.tokens, golden.forward(cfg, qp, img, 0))
+    model = frame_cost(cfg, _expert_counts(cfg, qp, img, 0))
+    rtl = {t["index"]: t for t in res.trace}
+    lines = []
+    for layer in model.layers:
+        got = rtl[layer.index]["cycles"]
+        lines.append(f"{layer.index:3d} {layer.op:9s} model {layer.cycles:8,} rtl {got:8,} "
+                     f"{layer.note}")
+        assert abs(layer.cycles - got) <= tolerance * got, "\n".join(lines)
+    print(f"\n{cfg.name}: frame model {model.cycles:,} cycles, RTL {res.cycles:,} "
+          f"({(model.cycles - res.cycles) / res.cycles:+.2%}); bytes read model "
+          f"{model.bytes_read:,}, RTL {res.counters['bytes_read']:,}")
+    assert abs(model.cycles - res.cycles) <= tolerance * res.cycles
+    assert abs(model.bytes_read - res.counters["bytes_read"]) <= tolerance * res.counters["bytes_read"]
+
+
+def test_frame_model_matches_rtl_tiny(tmp_path):
+    _check_model(get_config("tiny"), tmp_path, 0.05)
+
+
+@pytest.mark.slow
+def test_frame_model_matches_rtl_m3vit_reduced(tmp_path):
+    cfg = with_changes(get_config("m3vit-tiny-cityscapes"), name="m3vit-2blocks",
+                       model=dict(depth=2, moe_blocks=(1,)))
+    _check_model(cfg, tmp_path, 0.05)
+
+
+def test_report_cli_json_keys(tmp_path, capsys):
+    import json
+
+    from edge_moe.cli import main
+    out = tmp_path / "r.json"
+    assert main(["report", "--config", "m3vit-tiny-cityscapes", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for key in ("config", "cycles_per_frame", "ideal_cycles", "mac_utilization", "bytes_per_frame",
+                "clock_mhz", "ms_per_frame"):
+        assert key in r
+    cfg = get_config("m3vit-tiny-cityscapes")
+    assert r["ideal_cycles"] == cfg.ideal_cycles
+    assert r["cycles_per_frame"] >= r["array_ideal_cycles"]
+    assert r["ms_per_frame"] == pytest.approx(r["cycles_per_frame"] / 300e3)
+    assert "published Edge-MoE" in capsys.readouterr().out
