@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import Edge, FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from hw.mem.bus import rdata_layout, req_layout, wdata_layout
@@ -113,7 +113,7 @@ async def _trace(dut, stamps, period_ns):
     await RisingEdge(dut.busy)
     t0 = get_sim_time("ns")
     while True:
-        await Edge(dut.desc_index)
+        await dut.desc_index.value_change
         if int(dut.busy.value):
             stamps.append(round((get_sim_time("ns") - t0) / period_ns) + 1)
 
