@@ -12,7 +12,9 @@ unit (hw/attention.py; stream order in hw/attention_stream.py):
 - O: each output beat (``nw`` values) is written to the destination row / head columns as it
   leaves the unit (``o`` always ready).
 
-Throughput: the unit's, one K/V chunk per cycle. ``busy`` from the job to the last write.
+Latency: the feeders add 2 cycles (ReadPipe) in front of the unit's own latency
+(sim/cycles/attention.py). Throughput: the unit's, one K/V chunk per cycle, heads back to back.
+``busy`` from the job to the last write.
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ on both sides: ``ready`` towards a producer may drop at random, but once a beat 
 consumer it stays offered until taken.
 
 The LFSR (32-bit Galois, taps 32, 22, 2, 1) loads ``seed | 1`` while ``load`` is high, so one
-Verilog build serves every seed. ``enable`` low makes the throttle a wire.
+Verilog build serves every seed. ``enable`` low makes the throttle a wire. Latency 0 (every
+path is combinational); throughput ``pass_sixteenths / 16`` beats per cycle per channel.
 """
 from __future__ import annotations
 

@@ -16,7 +16,10 @@ never blocks the read data of another reader; see :mod:`hw.top.read_arbiter`).
 
 Ports: ``cmd`` (In stream, :attr:`cmd_layout`), ``bus`` (Out MemReadSignature), ``o`` (Out
 stream of ``8 * U`` bits, bus beat 0 in the low bits), ``busy`` (requests still to issue).
-Throughput: one request per cycle; one chunk per ``U / W`` cycles at the output.
+Latency: the first request goes out the cycle after the command; its data arrives after the
+memory's latency (DRAM model: ``mem_latency``) and passes the FIFO in 1 cycle (+ ``U / W - 1``
+to assemble a multi-beat chunk). Throughput: one request per cycle; one chunk per ``U / W``
+cycles at the output (bounded by the memory's outstanding-burst limit for strided reads).
 """
 from __future__ import annotations
 

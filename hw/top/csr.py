@@ -2,18 +2,19 @@
 
 Bus (:func:`csr_signature`, slave view ``In``): ``addr`` (word index), ``wdata``, ``we`` (write
 in this cycle), ``rdata`` (the register at ``addr`` of the *previous* cycle: one cycle read
-latency, no read side effects). The register width is ``CSR_BITS`` =
-``max(cfg.hw.mem_addr_bits, cfg.hw.moe_counter_bits)`` (32 in every preset). A UART bridge or a
+latency, no read side effects; a write takes effect at the clock edge). The register width is
+:func:`csr_bits` = ``max(cfg.hw.mem_addr_bits, cfg.hw.moe_counter_bits)`` (32 in every preset). A UART bridge or a
 soft core maps it at byte address ``4 * addr``. docs/top_level.md has the register map; it is
 :data:`REGISTERS` here (name -> word index), the single definition that the host driver
 (:mod:`hw.top.run`) uses too.
 
 - ``CTRL`` (write): bit 0 starts a frame (ignored while busy); bit 1 clears ``done``/``error``.
-- ``TASK`` (read/write): task id of the next frame (selects the router's gate weights).
+- ``TASK`` (read/write): task id of the next frame (selects the router's gate weights); a
+  start with ``TASK >= tasks`` is refused with error code 7.
 - ``STATUS`` (read): bit 0 busy, bit 1 done, bit 2 error.
 - ``ERROR`` (read): error code (bits 0-7: 0 none, 1 bad magic, 2 bad check word, 3 bad opcode,
-  4 bad field, 5 memory write error, 6 router queue overflow) and the failing descriptor index
-  (bits 16-31).
+  4 bad field, 5 memory write error, 6 router queue overflow, 7 bad task) and the failing
+  descriptor index (bits 16-31).
 - ``*_BASE`` (read/write): byte addresses of the program, weight image, input image and output
   regions; descriptor addresses are offsets from them.
 - counters (read): cycles of the frame, bytes read / written, MAC-active cycles (a beat entered
@@ -42,7 +43,7 @@ REGISTERS = {"ID": 0, "CTRL": 1, "TASK": 2, "STATUS": 3, "ERROR": 4, "PROG_BASE"
 
 ERROR_CODES = {0: "none", 1: "bad descriptor magic", 2: "bad descriptor check word",
                3: "bad opcode", 4: "bad descriptor field", 5: "memory write error",
-               6: "router queue overflow"}
+               6: "router queue overflow", 7: "task id out of range"}
 
 
 def csr_bits(cfg: Config) -> int:
@@ -65,7 +66,7 @@ class CsrBlock(wiring.Component):
         ports = {
             "bus": In(csr_signature(cfg)),
             "start": Out(1), "clear": Out(1),
-            "task": Out(range(max(2, cfg.model.tasks))),
+            "task": Out(w),
             "prog_base": Out(w), "weight_base": Out(w), "image_base": Out(w), "out_base": Out(w),
             "busy": In(1), "done": In(1), "error": In(1), "error_info": In(w),
         }

@@ -6,7 +6,8 @@ memory's channels belong to the host ports instead (``host_rd`` / ``host_wr``, t
 bus), which is how a testbench or a board's host bridge loads the image and reads the output
 without a second memory port. ``image`` initialises the memory (pysim); for Verilator the
 image is usually left empty (a design that does not depend on the weights is built once) and
-loaded through ``host_wr``.
+loaded through ``host_wr``. Latency / throughput: the DRAM model's (the muxes and the throttle,
+when disabled, are combinational).
 
 Ports: ``csr`` (the accelerator's register port), ``host_mode``, ``host_rd``, ``host_wr``,
 ``busy`` / ``done`` / ``error`` (accelerator status), ``mem_error`` (the DRAM model's sticky

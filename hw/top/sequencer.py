@@ -3,6 +3,7 @@
 The program (sim/program_image.py) is a list of 64-byte descriptors at ``prog_base``; the
 sequencer walks it from index 0 until END:
 
+- START: refused (error code 7) if ``TASK`` is not a task of the config.
 - FETCH / DECODE: descriptor ``pc`` arrives through its own :class:`ChunkReader`; it is checked
   (magic byte, check word, opcode, buffer ids and sizes against the hardware's maxima) and, if
   bad, the frame stops with ``error`` set and the code and ``pc`` in ``error_info`` (nothing is
@@ -21,6 +22,11 @@ sequencer walks it from index 0 until END:
   gathered XN rows into H; for fc2 it runs ``fc2`` with the SCALED epilogue, scattering
   ``x + score * y`` back into the tokens' X rows; each grant is released when its GEMM is done,
   so the prefetcher loads the next matrix into that buffer while the other one computes.
+
+Timing: a prefetched descriptor is decoded in 1 cycle, the next fetch is requested in the next
+(PREFETCH), and the job is offered in the cycle after; a path's ``busy`` falling is seen the
+cycle after, so a descriptor costs about 4 cycles on top of its path's own time (the first
+fetch of a frame pays the memory latency once).
 
 Status: ``busy`` from start to END / error, ``done`` (sticky until the next start or a clear),
 ``op_busy`` (one bit per op: which descriptor kind is running, for the busy counters),
@@ -69,7 +75,7 @@ class Sequencer(wiring.Component):
         self.reader = ChunkReader(cfg, DESC_BYTES, depth=2 * DESC_BYTES // geo.W)
         self.table_depth = cfg.model.experts * len(TENSORS)
         super().__init__({
-            "start": In(1), "clear": In(1), "task": In(range(max(2, cfg.model.tasks))),
+            "start": In(1), "clear": In(1), "task": In(w),
             "prog_base": In(w), "weight_base": In(w), "image_base": In(w), "out_base": In(w),
             "busy": Out(1), "done": Out(1), "error": Out(1), "error_info": Out(w),
             "op_busy": Out(len(OP_BITS)), "fetch_wait": Out(1), "desc_count": Out(w),
@@ -131,6 +137,7 @@ class Sequencer(wiring.Component):
                                                          Mux(d.base == 2, self.image_base,
                                                              self.out_base)))
         wb = self.weight_base
+        task = self.task[:max(1, (md.tasks - 1).bit_length())]   # checked < tasks at start
 
         # ---- jobs (payloads from the current descriptor) ----
         g = self.gemm.payload
@@ -183,7 +190,11 @@ class Sequencer(wiring.Component):
 
         with m.FSM(name="seq"):
             with m.State("IDLE"):
-                with m.If(self.start):
+                with m.If(self.start & (self.task >= md.tasks)):
+                    # refused: the gate address would point past the task's gate matrices
+                    m.d.sync += [self.done.eq(1), self.error.eq(1), self.error_info.eq(7),
+                                 self.desc_count.eq(0)]
+                with m.Elif(self.start):
                     m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
                                  self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0)]
                     m.next = "FETCH"
@@ -246,7 +257,7 @@ class Sequencer(wiring.Component):
             with m.State("ROUTE"):
                 m.d.comb += [g.dst.eq(MEM_X), g.qkv.eq(0), g.mode.eq(EpilogueMode.PLAIN),
                              g.gelu.eq(0), g.bias.eq(0), g.row0s.eq(0),
-                             g.w_addr.eq(wb + d.addr_a + self.task * d.stride_a),
+                             g.w_addr.eq(wb + d.addr_a + task * d.stride_a),
                              g.w_row_stride.eq(d.n * sw), g.router.eq(1)]
                 run_job(self.gemm, self.gemm_busy)
             with m.State("TABLE"):

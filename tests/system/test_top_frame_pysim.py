@@ -4,7 +4,7 @@ with seeded random gaps and back-pressure on every memory-bus channel (hw/top/bu
 
 A full tiny frame is ~31k cycles, about a minute of pysim per task. The CSR / error test runs
 several small programs from one memory image (PROG_BASE selects one): bad magic, bad check
-word, bad opcode, bad field, a bare END, and LOAD + STORE round trips.
+word, bad opcode, bad field, a bare END, an out-of-range TASK, and LOAD + STORE round trips.
 """
 from __future__ import annotations
 
@@ -99,6 +99,7 @@ def test_csr_errors_and_load_store(seed):
         status = await _csr_read(ctx, dut, "STATUS")
         err = await _csr_read(ctx, dut, "ERROR")
         got[name] = (status, err, await _csr_read(ctx, dut, "DESCRIPTORS"))
+        got[name + "_bytes_written"] = await _csr_read(ctx, dut, "BYTES_WRITTEN")
         await _csr_write(ctx, dut, "CTRL", 2)           # clear done / error
 
     async def bench(ctx):
@@ -109,8 +110,12 @@ def test_csr_errors_and_load_store(seed):
             assert await _csr_read(ctx, dut, reg) == val
         for name in progs:
             await run(ctx, name)
+        await _csr_write(ctx, dut, "TASK", md.tasks)       # no such task: refused
+        await run(ctx, "end")
+        got["bad_task"] = got["end"]
+        await _csr_write(ctx, dut, "TASK", 0)
+        await run(ctx, "end")
         got["status_after_clear"] = await _csr_read(ctx, dut, "STATUS")
-        got["bytes_written"] = await _csr_read(ctx, dut, "BYTES_WRITTEN")
         ctx.set(dut.host_mode, 1)
         await ctx.tick()
         got["out"] = await _host_read(ctx, dut, cfg, out_at, rows.size * 2)
@@ -125,8 +130,9 @@ def test_csr_errors_and_load_store(seed):
     assert got["opcode"][:2] == (0b110, 3), msg
     assert got["field"][:2] == (0b110, 4), msg
     assert got["end"] == (0b010, 0, 1), msg
+    assert got["bad_task"] == (0b110, 7, 0), msg
     assert got["copy"] == (0b010, 0, 4), msg
     assert got["status_after_clear"] == 0, msg
-    assert got["bytes_written"] == rows.size * 2, msg
+    assert got["copy_bytes_written"] == rows.size * 2, msg
     out = np.frombuffer(got["out"], dtype="<i2").reshape(rows.shape)
     np.testing.assert_array_equal(out, rows, err_msg=msg)
