@@ -115,13 +115,17 @@ def _to_verilog(component, top_name: str) -> str:
 
 def synth_stats(component_or_verilog, top_name: str, family: str = "ecp5", *,
                 keep_dir: str | os.PathLike | None = None, extra_script: str = "",
-                timeout: float | None = 3600) -> dict:
+                timeout: float | None = 3600, flatten: bool = True) -> dict:
     """Synthesize and count cells; see the module docstring for the result.
 
     ``component_or_verilog``: an Amaranth ``wiring.Component`` (elaborated here as module
     ``top_name``) or Verilog source text whose top module is ``top_name``.
     ``family``: ``"ecp5"`` or ``"xilinx"`` (UltraScale+, ``-family xcup``).
     ``extra_script``: Yosys commands inserted between the synth command and ``stat``.
+    ``flatten``: flatten before synthesis (cross-module optimisation, exact counts for a block).
+    ``False`` synthesizes module by module and counts the hierarchy (``stat -top``): a little
+    pessimistic (no constant propagation across module ports) but within the 4 GiB address
+    space of the WebAssembly Yosys for the full-size top level, which flattened does not fit.
     Raises :class:`SynthError` with the log tail if Yosys fails.
     """
     if family not in FAMILIES:
@@ -142,11 +146,11 @@ def synth_stats(component_or_verilog, top_name: str, family: str = "ecp5", *,
             # flattening avoids it (the fix proposed there) and changes no cell counts.
             f"hierarchy -top {top_name}",
             "proc",
-            "flatten",
+            "flatten" if flatten else "",
             "splitnets",
             FAMILIES[family].format(top=top_name),
             extra_script,
-            "tee -q -o stat.json stat -json",
+            f"tee -q -o stat.json stat -json -top {top_name}",
         ]) + "\n"
         (work / "synth.ys").write_text(script)
         # Relative paths only: YoWASP's WebAssembly sandbox sees the working directory.

@@ -1,0 +1,98 @@
+"""Board entries: everything that differs between boards is data here, never accelerator code.
+
+A :class:`Board` names an amaranth-boards platform class, the device's resources (for the fit
+check before any tool runs), the default accelerator config, the UART resource and baud rate,
+and the status LEDs. Adding a board = adding one entry to :data:`BOARDS`.
+
+Device figures (Lattice ECP5 family data sheet, FPGA-DS-02012, table 1.1; the same numbers
+nextpnr-ecp5 reports as ``TRELLIS_COMB`` / ``TRELLIS_FF`` / ``MULT18X18D`` / ``DP16KD``
+capacity): LFE5U-85F and LFE5UM5G-85F: 83,640 LUT4 (= flip-flops), 156 18x18 multipliers,
+208 DP16KD (18 Kbit) blocks; LFE5U-45F / LFE5UM-45F: 43,848 LUT4, 72 multipliers, 108 DP16KD;
+LFE5U-25F: 24,288 LUT4, 28 multipliers, 56 DP16KD.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+__all__ = ["Device", "Board", "BOARDS", "get_board", "DEVICES"]
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    family: str               # "ecp5" (synth_report family)
+    luts: int                 # LUT4
+    ffs: int
+    dsps: int                 # MULT18X18D
+    brams: int                # DP16KD
+    bram_bits: int = 18 * 1024
+
+    @property
+    def total_bram_bits(self) -> int:
+        return self.brams * self.bram_bits
+
+
+DEVICES = {
+    "LFE5U-85F": Device("LFE5U-85F", "ecp5", 83_640, 83_640, 156, 208),
+    "LFE5UM5G-85F": Device("LFE5UM5G-85F", "ecp5", 83_640, 83_640, 156, 208),
+    "LFE5UM-45F": Device("LFE5UM-45F", "ecp5", 43_848, 43_848, 72, 108),
+    "LFE5U-45F": Device("LFE5U-45F", "ecp5", 43_848, 43_848, 72, 108),
+    "LFE5U-25F": Device("LFE5U-25F", "ecp5", 24_288, 24_288, 28, 56),
+}
+
+
+@dataclass(frozen=True)
+class Led:
+    """A status LED: amaranth-boards resource ``name`` number ``number``, optional subsignal
+    (e.g. ``"g"`` of an RGB LED)."""
+    name: str
+    number: int
+    sub: str | None = None
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str                    # "module:Class" of an amaranth-boards platform
+    device: str                      # key of DEVICES (checked against the platform class)
+    config: str                      # default accelerator config preset
+    baud: int = 115_200
+    uart: tuple[str, int] = ("uart", 0)
+    leds: dict = field(default_factory=dict)   # role ("busy", "done", "error", "alive") -> Led
+    # outputs to drive to a constant level, e.g. a transceiver enable: (resource, number, value)
+    constant_outputs: tuple = ()
+    notes: str = ""
+
+    def platform_class(self):
+        mod, cls = self.platform.split(":")
+        return getattr(importlib.import_module(mod), cls)
+
+    @property
+    def dev(self) -> Device:
+        return DEVICES[self.device]
+
+
+BOARDS = {
+    # Radiona ULX3S with the 85k-LUT ECP5; 25 MHz oscillator, FTDI UART (the USB port "US1").
+    "ulx3s-85f": Board(
+        name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
+        device="LFE5U-85F", config="tiny",
+        leds={"busy": Led("led", 0), "done": Led("led", 1), "error": Led("led", 2),
+              "alive": Led("led", 7)},
+        notes="FTDI UART on US1 (/dev/ttyUSB0), 25 MHz clock"),
+    # LambdaConcept ECPIX-5 with the 85k-LUT ECP5-5G; 100 MHz oscillator, FTDI UART (channel B).
+    "ecpix5-85f": Board(
+        name="ecpix5-85f", platform="amaranth_boards.ecpix5:ECPIX585Platform",
+        device="LFE5UM5G-85F", config="tiny",
+        leds={"busy": Led("rgb_led", 0, "b"), "done": Led("rgb_led", 0, "g"),
+              "error": Led("rgb_led", 0, "r"), "alive": Led("rgb_led", 1, "g")},
+        notes="FTDI UART (second interface of the USB port), 100 MHz clock"),
+}
+
+
+def get_board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}") from None

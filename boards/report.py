@@ -1,0 +1,51 @@
+"""Plain-text tables for the ``elaborate`` / ``build`` commands (no dependencies)."""
+from __future__ import annotations
+
+__all__ = ["table", "build_table", "elaborate_table", "estimate_table"]
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)    # noqa: E731
+                              for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([fmt(cells[0]), "  ".join("-" * w for w in widths)]
+                     + [fmt(r) for r in cells[1:]])
+
+
+def _pct(used, avail) -> str:
+    return f"{100 * used / avail:.1f} %" if avail else "-"
+
+
+def build_table(rep: dict) -> str:
+    rows = [[k, v["used"], v["available"], _pct(v["used"], v["available"])]
+            for k, v in rep.get("utilization", {}).items() if k != "IO"]
+    head = (f"{rep['board']} ({rep['device']}), config {rep['config']}, design {rep['design']}: "
+            f"{rep['clock_mhz']:g} MHz board clock")
+    fmax = rep.get("fmax_mhz")
+    tail = (f"Fmax (nextpnr): {fmax:.1f} MHz (constraint {rep.get('constraint_mhz'):g} MHz; "
+            f"config target {rep['fmax_target_mhz']:g} MHz)" if fmax else "Fmax: not reported")
+    return "\n".join([head, table(["resource", "used", "available", "use"], rows), tail,
+                      f"bitstream: {rep['bitstream']}"])
+
+
+def estimate_table(est: dict, device) -> str:
+    rows = [[m["name"], m["width"], m["depth"], m["blocks"]] for m in est["memories"]]
+    rows.append(["total DP16KD (estimate)", "", "", f"{est['bram_blocks']} / {device.brams}"])
+    return "\n".join([
+        f"fit estimate for {device.name}: config {est['config']}, design {est['design']}, "
+        f"~{est['dsps']} multipliers / {device.dsps}",
+        table(["on-chip memory", "width", "depth", "DP16KD"], rows)])
+
+
+def elaborate_table(summary: dict) -> str:
+    lines = [f"config {summary['config']}: {summary['verilog']} ({summary['lines']:,} lines, "
+             f"{summary['ports']} ports)"]
+    x = summary.get("xilinx")
+    if x:
+        s, ref, pct = x["summary"], x["reference_device"], x["utilization_percent"]
+        names = {"luts": "LUT", "ffs": "FF", "dsps": "DSP48E2", "brams": "BRAM (RAMB36)"}
+        rows = [[name, s[k], ref[k], f"{pct[k]} %"] for k, name in names.items()]
+        lines += [f"yosys synth_xilinx -family xcup ({x['seconds']:.0f} s), vs {ref['device']}:",
+                  table(["resource", "used", "available", "use"], rows)]
+    return "\n".join(lines)

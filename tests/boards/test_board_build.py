@@ -1,0 +1,71 @@
+"""Real FPGA tool runs (YoWASP): the board flow end to end.
+
+- CI: the demo design (UART bridge + Requantize + scratch memory, ~1.6k LUT4) for the ULX3S-85F:
+  yosys, nextpnr-ecp5 and ecppack run, a ``.bit`` appears, ``report.json`` has LUT4 / FF /
+  MULT18X18D / DP16KD use and nextpnr's Fmax. Bounded by a 15-minute tool timeout (about a minute
+  once YoWASP's WebAssembly is compiled; the first YoWASP call on a machine adds ~40 s).
+- slow (``-m slow``): the same demo for the second board (ECPIX-5: proves a board is data), the
+  ``tiny`` accelerator for the ULX3S (the acceptance build of ``edge-moe build --board
+  ulx3s-85f``), and ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from boards.boards import get_board
+from boards.build import build_board
+from boards.report import build_table
+from sim.config import get_config
+
+
+def _check_report(rep, out, board):
+    bit = out / "edge_moe.bit"
+    assert bit.is_file() and bit.stat().st_size > 100_000
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["board"] == board
+    u = saved["utilization"]
+    for k in ("LUT4", "FF", "MULT18X18D", "DP16KD"):
+        assert 0 <= u[k]["used"] <= u[k]["available"], k
+    assert u["LUT4"]["used"] > 0 and u["FF"]["used"] > 0
+    assert saved["fmax_mhz"] and saved["fmax_mhz"] > 0
+    assert "Fmax (nextpnr)" in build_table(rep)
+    return saved
+
+
+def test_build_demo_ulx3s(tmp_path):
+    out = tmp_path / "ulx3s"
+    rep = build_board(get_board("ulx3s-85f"), get_config("tiny"), out, design="demo",
+                      timeout=900, log=lambda s: None)
+    saved = _check_report(rep, out, "ulx3s-85f")
+    assert saved["utilization"]["DP16KD"]["used"] >= 1          # the scratch memory
+    assert saved["fmax_mhz"] >= saved["clock_mhz"], "the demo must meet the 25 MHz board clock"
+
+
+@pytest.mark.slow
+def test_build_demo_ecpix5(tmp_path):
+    out = tmp_path / "ecpix5"
+    rep = build_board(get_board("ecpix5-85f"), get_config("tiny"), out, design="demo",
+                      timeout=1800, log=lambda s: None)
+    _check_report(rep, out, "ecpix5-85f")
+
+
+@pytest.mark.slow
+def test_build_tiny_top_ulx3s(tmp_path):
+    out = tmp_path / "top"
+    rep = build_board(get_board("ulx3s-85f"), get_config("tiny"), out, design="top",
+                      timeout=4 * 3600, log=lambda s: None)
+    saved = _check_report(rep, out, "ulx3s-85f")
+    assert saved["utilization"]["MULT18X18D"]["used"] > 0
+
+
+@pytest.mark.slow
+def test_elaborate_tiny_synth_xilinx(tmp_path):
+    from edge_moe.cli import main
+    out = tmp_path / "v"
+    assert main(["elaborate", "--config", "tiny", "-o", str(out)]) == 0
+    stats = json.loads((out / "resources_xilinx.json").read_text())
+    s = stats["summary"]
+    assert s["luts"] > 0 and s["ffs"] > 0 and s["dsps"] > 0
+    assert stats["family"] == "xilinx" and "DSP48E2" in stats["cells"]

@@ -1,0 +1,104 @@
+"""Host driver pieces that need no simulator: the serial link's failure modes.
+
+- a link that answers nothing (a serial port timing out) gives :class:`LinkError` naming the
+  short read, not a hang or a silently wrong value;
+- a device that is not an edge-moe bridge (wrong IDENT) is refused;
+- a NAK is reported as such;
+- :func:`open_serial` + :class:`BridgeTransport` over a real pyserial port (a pseudo-terminal).
+The protocol itself is tested against the RTL bridge in tests/hw/test_host_bridge*.py.
+"""
+from __future__ import annotations
+
+import pytest
+
+from boards.driver import BridgeTransport, LinkError, open_serial
+from hw.host_bridge import ACK, IDENT_MAGIC, NAK, PROTOCOL_VERSION
+
+
+class FakeSerial:
+    """pyserial-like: read(n) returns what is queued (fewer bytes on 'timeout')."""
+
+    def __init__(self, answers: bytes):
+        self.answers = bytearray(answers)
+        self.sent = bytearray()
+
+    def write(self, data):
+        self.sent += data
+        return len(data)
+
+    def read(self, n):
+        got = bytes(self.answers[:n])
+        del self.answers[:n]
+        return got
+
+
+IDENT = IDENT_MAGIC + bytes([PROTOCOL_VERSION, 4, 8, 16, 5])
+
+
+def test_timeout_is_a_link_error():
+    with pytest.raises(LinkError, match="0 of 8 bytes"):
+        BridgeTransport(FakeSerial(b""))
+    t = BridgeTransport(FakeSerial(IDENT + b"\x01\x02"))
+    with pytest.raises(LinkError, match="2 of 4 bytes"):
+        t.read_reg(3)
+
+
+def test_wrong_device_refused():
+    with pytest.raises(LinkError, match="no edge-moe bridge"):
+        BridgeTransport(FakeSerial(b"Hello, w"))
+
+
+def test_nak_and_encoding():
+    link = FakeSerial(IDENT + bytes([ACK, NAK]))
+    t = BridgeTransport(link)
+    t.write_reg(5, 0x11223344)
+    assert bytes(link.sent[1:]) == b"W\x05\x00\x44\x33\x22\x11"
+    with pytest.raises(LinkError, match="NAK"):
+        t.write_mem(0x40, bytes(8))
+    assert bytes(link.sent[8:14]) == b"w\x40\x00\x00\x00\x01"
+
+
+def test_bridge_transport_over_pyserial_pty():
+    """The UART transport end to end on the host side: pyserial on a pseudo-terminal, the far
+    end answering like a bridge (what it receives is checked byte for byte)."""
+    import os
+    import threading
+
+    master, slave = os.openpty()
+    received = bytearray()
+
+    def far_end():
+        answers = {b"I": IDENT, b"R": (0x0BADF00D).to_bytes(4, "little")}
+        want = {b"I": 1, b"R": 3}
+        while True:
+            try:
+                cmd = os.read(master, 1)
+            except OSError:                     # the port side closed
+                return
+            if not cmd or cmd == b"Q":
+                return
+            received.extend(cmd)
+            need = want[cmd] - 1
+            while need:
+                got = os.read(master, need)
+                received.extend(got)
+                need -= len(got)
+            os.write(master, answers[cmd])
+
+    th = threading.Thread(target=far_end, daemon=True)
+    th.start()
+    port = open_serial(os.ttyname(slave), baud=115_200, timeout=1.0)
+    try:
+        assert (port.baudrate, port.bytesize, port.parity, port.stopbits) == (115_200, 8, "N", 1)
+        t = BridgeTransport(port)
+        assert (t.reg_bytes, t.beat_bytes, t.max_burst) == (4, 8, 16)
+        assert t.read_reg(0x13) == 0x0BADF00D
+        assert bytes(received) == b"I" + b"R\x13\x00"
+        port.write(b"Q")
+        th.join(2)
+        with pytest.raises(LinkError, match="0 of 4 bytes"):   # nobody answers: timeout
+            t.read_reg(1)
+    finally:
+        port.close()
+        os.close(master)
+        os.close(slave)

@@ -1,0 +1,75 @@
+"""Board entries and the fit check (boards/boards.py, boards/fit.py): no FPGA tools run.
+
+- every board entry names an importable amaranth-boards platform whose device is the entry's,
+  with the UART and LED resources the entry uses (adding a board is data: this checks the data);
+- DP16KD mapping of a few memory shapes;
+- the frame-memory estimate from parameter shapes is close to (and not below) the real memory
+  image of ``tiny``;
+- ``tiny`` fits both boards; the full M3ViT configs do not, and the error says why (the frame
+  memory / weights, the block RAM count; the multipliers for the 16x16 array) before any tool
+  runs.
+"""
+from __future__ import annotations
+
+import pytest
+
+from boards.boards import BOARDS, DEVICES, get_board
+from boards.fit import FitError, check_fit, dp16kd_blocks, estimate, frame_memory_bytes
+from sim.config import get_config
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_board_entry_matches_platform(name):
+    board = get_board(name)
+    plat = board.platform_class()()
+    assert plat.device == board.device
+    assert board.device in DEVICES
+    plat.lookup(*board.uart)                       # raises if the board has no such UART
+    for led in board.leds.values():
+        res = plat.lookup(led.name, led.number)
+        if led.sub:
+            assert led.sub in [sub.name for sub in res.ios], f"{led} on {name}"
+    get_config(board.config)
+
+
+def test_unknown_board():
+    with pytest.raises(ValueError, match="known boards: ulx3s-85f"):
+        get_board("de0-nano-xl")
+
+
+def test_dp16kd_blocks():
+    assert dp16kd_blocks(36, 512) == 1
+    assert dp16kd_blocks(1, 16384) == 1
+    assert dp16kd_blocks(64, 9520) == 38          # 2 wide x 19 deep at 36 x 512
+    assert dp16kd_blocks(256, 34) == 8
+
+
+def test_frame_memory_estimate_tiny():
+    from boards.build import memory_bytes_for
+    cfg = get_config("tiny")
+    exact = memory_bytes_for(cfg)
+    est = frame_memory_bytes(cfg)
+    assert exact <= est <= 1.1 * exact, (exact, est)
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_tiny_fits(board):
+    dev = get_board(board).dev
+    for design in ("top", "demo"):
+        est = estimate(get_config("tiny"), design)
+        check_fit(dev, est)
+        assert est.bram_blocks <= dev.brams
+
+
+def test_m3vit_ecp5_does_not_fit():
+    cfg = get_config("m3vit-ecp5-85f")
+    with pytest.raises(FitError) as e:
+        check_fit(get_board("ulx3s-85f").dev, estimate(cfg))
+    msg = str(e.value)
+    assert "DP16KD" in msg and "frame memory" in msg and "external-memory" in msg
+    assert "multipliers" not in msg            # 8x16 array + attention fits the 156 MULT18X18D
+
+
+def test_m3vit_xilinx_config_does_not_fit_ecp5():
+    with pytest.raises(FitError, match=r"needs about 768 multipliers.*156 MULT18X18D"):
+        check_fit(get_board("ecpix5-85f").dev, estimate(get_config("m3vit-tiny-cityscapes")))
