@@ -14,7 +14,10 @@ for the top level's plumbing (job hand-off, the first DRAM access, draining the 
 - ROUTE and EXPERTS: the MoE path model :func:`sim.cycles.moe.moe_layer_cycles` (gate GEMM paced
   by the router; the ping/pong prefetcher's event model, with the tokens each expert received) +
   ``ROUTE_OVERHEAD`` / ``EXPERTS_OVERHEAD``;
-- LOAD / STORE: one bus beat of ``mem_bytes_per_cycle`` per cycle + ``LOAD_OVERHEAD`` /
+- LOAD: one bus beat of ``mem_bytes_per_cycle`` per cycle + ``LOAD_OVERHEAD``;
+- STORE: one beat per cycle + ``STORE_BURST_GAP`` per write burst of ``mem_max_burst`` beats
+  (the DRAM model takes one write burst at a time and answers it before the next request:
+  a property of the memory, which a real controller with posted writes would not have) +
   ``STORE_OVERHEAD``.
 
 The overhead constants were measured once on the RTL (``FrameResult.trace``, tiny config) and are
@@ -37,7 +40,7 @@ from .moe import moe_layer_cycles, tokens_per_expert
 
 __all__ = ["LayerCost", "FrameCost", "frame_cost", "GEMM_OVERHEAD", "LN_OVERHEAD",
            "ATTN_OVERHEAD", "ROUTE_OVERHEAD", "EXPERTS_OVERHEAD", "LOAD_OVERHEAD",
-           "STORE_OVERHEAD", "START_OVERHEAD"]
+           "STORE_OVERHEAD", "STORE_BURST_GAP", "START_OVERHEAD"]
 
 GEMM_OVERHEAD = 26       # job hand-off, first weight burst's latency share, writer drain
 LN_OVERHEAD = 22
@@ -45,7 +48,8 @@ ATTN_OVERHEAD = 6
 ROUTE_OVERHEAD = 9
 EXPERTS_OVERHEAD = 27
 LOAD_OVERHEAD = 20
-STORE_OVERHEAD = 23
+STORE_OVERHEAD = 5
+STORE_BURST_GAP = 2      # cycles between write bursts (response, next request)
 START_OVERHEAD = 19      # CTRL.start -> first descriptor decoded
 
 
@@ -104,7 +108,9 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
             cyc = _beats(cfg, rd) + LOAD_OVERHEAD
         elif op is HwOp.STORE:
             wr = d.m * d.n * sb
-            cyc = _beats(cfg, wr) + STORE_OVERHEAD
+            beats = _beats(cfg, wr)
+            cyc = (beats + STORE_BURST_GAP * math.ceil(beats / cfg.hw.mem_max_burst)
+                   + STORE_OVERHEAD)
         elif op is HwOp.GEMM:
             cyc = gemm_cycles(cfg, d.m, d.k, d.n) + GEMM_OVERHEAD
             macs = d.m * d.k * d.n
