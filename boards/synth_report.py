@@ -209,6 +209,8 @@ def _run_part(work: Path, verilog_file: str, top: str, family: str, blackboxes, 
         f"read_verilog -sv {verilog_file}",
         f"hierarchy -top {esc(top)}",
         *boxed,
+        # again: drops the boxed modules' own submodules, now unused
+        *([f"hierarchy -top {esc(top)}"] if boxed else []),
         # Amaranth's Verilog trips an ABC9 name-collision assert in Yosys' synth_ecp5 /
         # synth_xilinx ("count_id(wire->name) == 0", YosysHQ/yosys#4349); splitting multi-bit
         # nets after flattening avoids it (the fix proposed there) and changes no cell counts.
