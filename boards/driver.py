@@ -40,8 +40,9 @@ __all__ = ["Transport", "BridgeTransport", "LinkError", "open_serial", "EdgeMoeD
 DEFAULT_BAUD = 115200
 
 
-class LinkError(RuntimeError):
-    """The host link failed: timeout, garbled answer or a NAK from the bridge."""
+class LinkError(OSError):
+    """The host link failed: timeout, garbled answer or a NAK from the bridge (an I/O error:
+    the CLI reports it in one line)."""
 
 
 class Transport(abc.ABC):

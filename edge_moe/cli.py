@@ -54,9 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:         # output piped into `head`: not an error
         return 0
     except (ValueError, KeyError, OSError) as e:
-        # Bad user input (unknown config, malformed weight image, missing file): one clear line.
+        # Bad user input (unknown config, malformed weight image, missing file, no board on
+        # the serial port): one clear line.
         print(f"edge-moe: error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if type(e).__name__ != "FrameError":        # hw.top.run.FrameError: the device said so
+            raise
+        print(f"edge-moe: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

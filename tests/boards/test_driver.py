@@ -102,3 +102,25 @@ def test_bridge_transport_over_pyserial_pty():
         port.close()
         os.close(master)
         os.close(slave)
+
+
+def test_demo_on_a_port_without_a_board(tmp_path, capsys):
+    """`edge-moe demo --port` with nothing answering on the line: one clear error, no hang."""
+    import os
+
+    from edge_moe.cli import main
+    master, slave = os.openpty()
+    try:
+        rc = main(["demo", "--port", os.ttyname(slave), "--task", "0"])
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "edge-moe: error: bridge answered 0 of 8 bytes" in err
+
+
+def test_demo_on_a_missing_port(capsys):
+    from edge_moe.cli import main
+    assert main(["demo", "--port", "/dev/no-such-edge-moe-board"]) == 2
+    assert "no-such-edge-moe-board" in capsys.readouterr().err
