@@ -77,14 +77,14 @@ BOARDS = {
     # Radiona ULX3S with the 85k-LUT ECP5; 25 MHz oscillator, FTDI UART (the USB port "US1").
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-        device="LFE5U-85F", config="tiny",
+        device="LFE5U-85F", config="tiny-ecp5",
         leds={"busy": Led("led", 0), "done": Led("led", 1), "error": Led("led", 2),
               "alive": Led("led", 7)},
         notes="FTDI UART on US1 (/dev/ttyUSB0), 25 MHz clock"),
     # LambdaConcept ECPIX-5 with the 85k-LUT ECP5-5G; 100 MHz oscillator, FTDI UART (channel B).
     "ecpix5-85f": Board(
         name="ecpix5-85f", platform="amaranth_boards.ecpix5:ECPIX585Platform",
-        device="LFE5UM5G-85F", config="tiny",
+        device="LFE5UM5G-85F", config="tiny-ecp5",
         leds={"busy": Led("rgb_led", 0, "b"), "done": Led("rgb_led", 0, "g"),
               "error": Led("rgb_led", 0, "r"), "alive": Led("rgb_led", 1, "g")},
         notes="FTDI UART (second interface of the USB port), 100 MHz clock"),

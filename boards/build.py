@@ -157,7 +157,7 @@ def parse_nextpnr_report(report: dict) -> dict:
 
 
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
-                timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router1",
+                timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
                 log: callable = print) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
 

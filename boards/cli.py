@@ -45,8 +45,9 @@ def add_parser(subparsers) -> None:
     b.add_argument("--timeout", type=float, default=4 * 3600, metavar="S",
                    help="give up the FPGA tools after S seconds (default 4 h)")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    b.add_argument("--router", choices=("router1", "router2"), default="router1",
-                   help="nextpnr router (router2 is faster on a congested design)")
+    b.add_argument("--router", choices=("router1", "router2"), default="router2",
+                   help="nextpnr router (default router2: much faster than router1 on a full "
+                        "device)")
     b.add_argument("--list", action="store_true", help="list the boards and exit")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=_build)

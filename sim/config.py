@@ -4,6 +4,7 @@ Every RTL generator, the golden model, the cycle model and the weight exporter t
 :class:`Config`; no width or size is written as a literal anywhere else. Presets:
 
 - ``tiny``: a 2-block, 17-token model for fast tests (CI).
+- ``tiny-ecp5``: the tiny model with the hardware of the ECP5 boards' bitstreams (attention p = 1).
 - ``m3vit-tiny-cityscapes``: the M3ViT configuration of the published Edge-MoE design, on a
   16x16 array (Xilinx ZCU102 class, 300 MHz).
 - ``m3vit-ecp5-85f``: the same model on an array sized to the 156 MULT18X18D of an ECP5-85F.
@@ -210,6 +211,16 @@ class Config:
                               mem_bytes_per_cycle=8, mem_latency=8, clock_mhz=100.0))
 
     @classmethod
+    def tiny_ecp5(cls) -> "Config":
+        # The tiny model as built for the ECP5 boards (boards/boards.py): attention p = 1 halves
+        # the attention unit's multipliers (q.k and e.v lanes, normalizer width 16 -> 8), so every
+        # multiply fits the 156 MULT18X18D of an ECP5-85F instead of spilling into LUT logic
+        # (with p = 2 the build used all 156 and 60 % of the LUTs). Costs ~2.5 % more cycles.
+        tiny = cls.tiny()
+        return cls("tiny-ecp5", tiny.model,
+                   hw=replace(tiny.hw, attn_parallel=1, mult_budget=156))
+
+    @classmethod
     def m3vit_tiny(cls) -> "Config":
         # 32 B/cycle at 300 MHz = 9.6 GB/s, under half the ZCU102's 21.3 GB/s DDR4 peak: enough
         # for the expert prefetch to stay nearly hidden (docs/moe.md has the bandwidth sweep).
@@ -296,6 +307,7 @@ def _m3vit_model() -> ModelConfig:
 
 PRESETS = {
     "tiny": Config.tiny,
+    "tiny-ecp5": Config.tiny_ecp5,
     "m3vit-tiny-cityscapes": Config.m3vit_tiny,
     "m3vit-ecp5-85f": Config.m3vit_ecp5_85f,
 }

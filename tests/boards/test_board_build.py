@@ -5,8 +5,8 @@
   MULT18X18D / DP16KD use and nextpnr's Fmax. Bounded by a 15-minute tool timeout (about a minute
   once YoWASP's WebAssembly is compiled; the first YoWASP call on a machine adds ~40 s).
 - slow (``-m slow``): the same demo for the second board (ECPIX-5: proves a board is data), the
-  ``tiny`` accelerator for the ULX3S (the acceptance build of ``edge-moe build --board
-  ulx3s-85f``), and ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate.
+  accelerator on the board's config (``tiny-ecp5``) for the ULX3S (the acceptance build of
+  ``edge-moe build --board ulx3s-85f``), and ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate.
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_build_demo_ecpix5(tmp_path):
 @pytest.mark.slow
 def test_build_tiny_top_ulx3s(tmp_path):
     out = tmp_path / "top"
-    rep = build_board(get_board("ulx3s-85f"), get_config("tiny"), out, design="top",
+    board = get_board("ulx3s-85f")
+    rep = build_board(board, get_config(board.config), out, design="top",
                       timeout=4 * 3600, log=lambda s: None)
     saved = _check_report(rep, out, "ulx3s-85f")
     assert saved["utilization"]["MULT18X18D"]["used"] > 0

@@ -50,6 +50,16 @@ def test_variant_frame_verilator(make_cfg, seed, tmp_path):
     _check(case, res, seed)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("task", [0, 1])
+def test_board_config_frame_verilator(task, seed, tmp_path):
+    """The config the ECP5 boards are built with (tiny-ecp5: attention p = 1)."""
+    case = frame_case(get_config("tiny-ecp5"), seed, task)
+    res = run_frame(case["cfg"], case["qparams"], case["image_q"], task, sim="verilator",
+                    work_dir=tmp_path, throttle_seed=seed)
+    _check(case, res, seed)
+
+
 def m3vit_reduced():
     """M3ViT widths, 2 blocks: block 0 dense, block 1 MoE (16 experts, top-2)."""
     return with_changes(get_config("m3vit-tiny-cityscapes"), name="m3vit-2blocks",
