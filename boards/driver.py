@@ -14,7 +14,7 @@ memory to the host. Implementations:
 :class:`EdgeMoeDriver` is the frame sequence, written once over a transport (the register map
 is hw/top/csr.py's ``REGISTERS``)::
 
-    drv = EdgeMoeDriver(BridgeTransport(open_serial("/dev/ttyUSB0")), get_config("tiny"))
+    drv = EdgeMoeDriver(BridgeTransport(open_serial("/dev/ttyUSB0")), get_config("tiny-ecp5"))
     layout = drv.load_frame(qparams, image_q)          # weights + program + image -> memory
     result = drv.run_frame(task=0)                      # start, poll done, read back
     result.tokens, result.counters
