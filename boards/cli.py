@@ -48,6 +48,10 @@ def add_parser(subparsers) -> None:
     b.add_argument("--router", choices=("router1", "router2"), default="router2",
                    help="nextpnr router (default router2: much faster than router1 on a full "
                         "device)")
+    b.add_argument("--lut-mapping", choices=("auto", "abc9", "abc"), default="auto",
+                   help="Yosys LUT mapping: abc9 (synth_ecp5's flow), abc (classic; avoids "
+                        "abc9's internal asserts on some designs, ~30 %% more LUTs) or auto "
+                        "(default: abc9, falling back to abc if Yosys fails)")
     b.add_argument("--list", action="store_true", help="list the boards and exit")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=_build)
@@ -96,7 +100,8 @@ def _build(args) -> int:
     out = args.output or f"build/{board.name}-{cfg.name}-{args.design}"
     try:
         rep = build_board(board, cfg, out, design=args.design, timeout=args.timeout,
-                          seed=args.seed, router=args.router, log=log)
+                          seed=args.seed, router=args.router, lut_mapping=args.lut_mapping,
+                          log=log)
     except BuildError as e:
         print(f"edge-moe: error: {e}", file=sys.stderr)
         return 1
