@@ -146,8 +146,11 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
     ``top_name`` is synthesized (flattened) in its own Yosys process, and ``top_name``'s own
     logic with those submodules as black boxes; the cell counts add up. A part whose run fails
     (e.g. the WebAssembly Yosys running out of its 4 GiB) is split again into its own
-    submodules. Slightly pessimistic against one flat run (no constant propagation across the
-    cut ports). The result has ``parts``: {module: summary} of every run. ``timeout`` is per
+    submodules; a part that cannot be split further is retried with the classic ``abc`` LUT
+    mapping instead of abc9 (whose reintegration step hits internal asserts of this Yosys on
+    some of our modules; classic abc needs ~30 % more LUTs on those). Slightly pessimistic
+    against one flat run (no constant propagation across the cut ports). The result has
+    ``parts``: {module: summary} of every run, and ``classic_abc_parts``. ``timeout`` is per
     Yosys run."""
     verilog_text = _verilog_of(component_or_verilog, top_name, family)
     modules = re.findall(r"^module\s+\\?([^\s(]+)", verilog_text, flags=re.M)
@@ -155,6 +158,7 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
     work.mkdir(parents=True, exist_ok=True)
     total: dict[str, int] = {}
     parts: dict[str, dict] = {}
+    classic: list[str] = []
 
     def children(mod):
         return [x for x in modules if x.startswith(mod + ".") and "." not in x[len(mod) + 1:]]
@@ -166,11 +170,15 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
         prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", mod + (".own" if kids else "")) + "."
         try:
             cells = _run_part(work, "top.v", mod, family, kids, "", timeout, prefix)
-        except SynthError:
-            if split or not children(mod):
-                raise
-            log(f"  {mod} is too big for one run: splitting it")
-            return run(mod, True)
+        except SynthError as e:
+            if not split and children(mod):
+                log(f"  {mod} failed in one run: splitting it")
+                return run(mod, True)
+            log(f"  {tag}: {str(e).splitlines()[-1][:100]}; retrying with the classic abc "
+                f"LUT mapping")
+            cells = _run_part(work, "top.v", mod, family, kids, "", timeout, prefix + "abc.",
+                              abc9=False)
+            classic.append(tag)
         parts[tag] = summarize(family, cells)
         for k, v in cells.items():
             total[k] = total.get(k, 0) + v
@@ -184,7 +192,7 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
         if keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     return {"family": family, "top": top_name, "cells": dict(sorted(total.items())),
-            "summary": summarize(family, total), "parts": parts}
+            "summary": summarize(family, total), "parts": parts, "classic_abc_parts": classic}
 
 
 def _verilog_of(component_or_verilog, top_name: str, family: str) -> str:
@@ -195,16 +203,33 @@ def _verilog_of(component_or_verilog, top_name: str, family: str) -> str:
     return _to_verilog(component_or_verilog, top_name)
 
 
+CLASSIC_ABC = {
+    # the synth script's LUT mapping step without abc9 (as these scripts did before abc9)
+    "ecp5": ("synth_ecp5 -top {top} -run begin:map_luts{opts}",
+             ["techmap -map +/lattice/latches_map.v", "abc -lut 4:7 -dress", "clean"],
+             "synth_ecp5 -top {top} -run map_cells:{opts}"),
+    "xilinx": ("synth_xilinx -family xcup -top {top} -run begin:map_luts{opts}",
+               ["abc -luts 2:2,3,6:5,10,20", "clean", "xilinx_srl -fixed -minlen 3",
+                "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+                "xilinx_dffopt", "opt_lut_ins -tech xilinx"],
+               "synth_xilinx -family xcup -top {top} -run finalize:{opts}"),
+}
+
+
 def _run_part(work: Path, verilog_file: str, top: str, family: str, blackboxes, extra_script,
-              timeout, prefix: str = "") -> dict[str, int]:
+              timeout, prefix: str = "", abc9: bool = True) -> dict[str, int]:
     """One Yosys run in ``work``: ``top`` flattened, modules ``blackboxes`` kept as empty
     boxes (not counted); returns the technology cell counts. Files: ``<prefix>synth.ys``,
     ``<prefix>yosys.log``, ``<prefix>stat.json``."""
     esc = lambda name: "\\" + name if "." in name else name     # noqa: E731
     boxed = [f"blackbox {esc(b)}" for b in blackboxes]
-    synth = FAMILIES[family].format(top=esc(top))
-    if blackboxes:
-        synth += " -noiopad" if family == "xilinx" else ""
+    opts = " -noiopad" if blackboxes and family == "xilinx" else ""
+    if abc9:
+        synth = FAMILIES[family].format(top=esc(top)) + opts
+    else:
+        head, mid, tail = CLASSIC_ABC[family]
+        synth = "\n".join([head.format(top=esc(top), opts=opts), *mid,
+                           tail.format(top=esc(top), opts=opts)])
     script = "\n".join([
         f"read_verilog -sv {verilog_file}",
         f"hierarchy -top {esc(top)}",

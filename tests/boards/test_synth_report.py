@@ -137,3 +137,17 @@ def test_by_parts_adds_up_to_the_flat_run(tmp_path):
     assert abs(s["luts"] - flat["luts"]) <= max(4, 0.05 * flat["luts"])
     assert len(parts["parts"]) == 3 and "two (own logic)" in parts["parts"], parts["parts"]
     assert [p["dsps"] for p in parts["parts"].values()] == [0, 1, 1]
+
+
+@needs_yosys
+@pytest.mark.parametrize("family", ["ecp5", "xilinx"])
+def test_classic_abc_mapping_counts_the_same_hard_blocks(family, tmp_path):
+    """The fallback script (synth_* up to map_luts, classic abc, the rest of synth_*) gives a
+    complete netlist: the same DSPs and flip-flops as the abc9 flow, some LUTs."""
+    from boards.synth_report import _run_part, summarize, _verilog_of
+    (tmp_path / "top.v").write_text(_verilog_of(RegisteredMul(16, 16), "mul", family))
+    a9 = summarize(family, _run_part(tmp_path, "top.v", "mul", family, (), "", 600, "a9."))
+    ab = summarize(family, _run_part(tmp_path, "top.v", "mul", family, (), "", 600, "ab.",
+                                     abc9=False))
+    assert "abc -lut" in (tmp_path / "ab.synth.ys").read_text()
+    assert ab["dsps"] == a9["dsps"] == 1 and ab["ffs"] == a9["ffs"]
