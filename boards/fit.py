@@ -152,6 +152,7 @@ def check_fit(device, est: FitEstimate, *, margin: float = 1.0) -> None:
             own = sum(x.blocks for x in est.memories if not x.name.startswith("frame memory"))
             hint = (f" -- this board has no external-memory controller in edge-moe yet, so the "
                     f"weights must fit on chip (the accelerator's own buffers alone need about "
-                    f"{own} blocks): use a small config, e.g. --config tiny")
+                    f"{own} blocks): use a small config such as the board's default "
+                    f"(`edge-moe build --list`)")
         raise FitError(f"config {est.config!r} does not fit the {device.name}: "
                        + "; ".join(problems) + hint)
