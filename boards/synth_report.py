@@ -38,6 +38,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["FAMILIES", "SynthError", "find_yosys", "synth_stats", "synth_stats_by_parts",
+           "check_verilog",
            "summarize", "format_report"]
 
 FAMILIES = {
@@ -141,7 +142,8 @@ def synth_stats(component_or_verilog, top_name: str, family: str = "ecp5", *,
 
 def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xilinx", *,
                          keep_dir: str | os.PathLike | None = None,
-                         timeout: float | None = 3600, log=lambda s: None) -> dict:
+                         timeout: float | None = 3600, log=lambda s: None,
+                         rtlil: bool = False) -> dict:
     """:func:`synth_stats` for a design too big for one Yosys run: each submodule of
     ``top_name`` is synthesized (flattened) in its own Yosys process, and ``top_name``'s own
     logic with those submodules as black boxes; the cell counts add up. A part whose run fails
@@ -151,8 +153,20 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
     some of our modules; classic abc needs ~30 % more LUTs on those). Slightly pessimistic
     against one flat run (no constant propagation across the cut ports). The result has
     ``parts``: {module: summary} of every run, and ``classic_abc_parts``. ``timeout`` is per
-    Yosys run."""
-    verilog_text = _verilog_of(component_or_verilog, top_name, family)
+    Yosys run.
+
+    ``rtlil``: ``component_or_verilog`` is RTLIL text (``amaranth.back.rtlil.convert``) rather
+    than Verilog. Amaranth's Verilog writes a memory with lane write enables as one partial
+    write statement per lane, which Yosys' ``proc`` turns back into memory ports at a cost that
+    exhausts the WebAssembly Yosys on the full-size activation buffers (1024-bit words, 64
+    lanes, two ports); the RTLIL has the memory cells directly."""
+    if rtlil:
+        if not isinstance(component_or_verilog, str):
+            raise TypeError("rtlil=True needs the RTLIL text")
+        verilog_text = component_or_verilog
+    else:
+        verilog_text = _verilog_of(component_or_verilog, top_name, family)
+    src = "top.il" if rtlil else "top.v"
     modules = re.findall(r"^module\s+\\?([^\s(]+)", verilog_text, flags=re.M)
     work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="synth-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -169,14 +183,14 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
         log(f"  yosys {family}: {tag} ...")
         prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", mod + (".own" if kids else "")) + "."
         try:
-            cells = _run_part(work, "top.v", mod, family, kids, "", timeout, prefix)
+            cells = _run_part(work, src, mod, family, kids, "", timeout, prefix)
         except SynthError as e:
             if not split and children(mod):
                 log(f"  {mod} failed in one run: splitting it")
                 return run(mod, True)
             log(f"  {tag}: {str(e).splitlines()[-1][:100]}; retrying with the classic abc "
                 f"LUT mapping")
-            cells = _run_part(work, "top.v", mod, family, kids, "", timeout, prefix + "abc.",
+            cells = _run_part(work, src, mod, family, kids, "", timeout, prefix + "abc.",
                               abc9=False)
             classic.append(tag)
         parts[tag] = summarize(family, cells)
@@ -186,13 +200,37 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
             run(kid, False)
 
     try:
-        (work / "top.v").write_text(verilog_text)
+        (work / src).write_text(verilog_text)
         run(top_name, True)
     finally:
         if keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     return {"family": family, "top": top_name, "cells": dict(sorted(total.items())),
             "summary": summarize(family, total), "parts": parts, "classic_abc_parts": classic}
+
+
+def check_verilog(verilog_text: str, top_name: str, *, keep_dir=None,
+                  timeout: float | None = 3600) -> None:
+    """Yosys reads the Verilog and checks the hierarchy under ``top_name`` (every module
+    defined, every port connection matches); raises :class:`SynthError` if not."""
+    work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="vcheck-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        (work / "check.v").write_text(verilog_text)
+        (work / "check.ys").write_text(f"read_verilog -sv check.v\n"
+                                       f"hierarchy -check -top {top_name}\n")
+        cmd = [*find_yosys(), "-q", "-l", "check.log", "-s", "check.ys"]
+        try:
+            proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise SynthError(f"yosys read_verilog timed out after {timeout} s") from e
+        if proc.returncode != 0:
+            raise SynthError(f"yosys cannot read the Verilog of {top_name}:\n"
+                             + (proc.stdout + proc.stderr)[-2000:])
+    finally:
+        if keep_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _verilog_of(component_or_verilog, top_name: str, family: str) -> str:
@@ -231,6 +269,7 @@ def _run_part(work: Path, verilog_file: str, top: str, family: str, blackboxes, 
         synth = "\n".join([head.format(top=esc(top), opts=opts), *mid,
                            tail.format(top=esc(top), opts=opts)])
     script = "\n".join([
+        f"read_rtlil {verilog_file}" if verilog_file.endswith(".il") else
         f"read_verilog -sv {verilog_file}",
         f"hierarchy -top {esc(top)}",
         *boxed,

@@ -76,6 +76,14 @@ def test_signed_27x18_multiplier_is_one_dsp48e2():
 
 
 @needs_yosys
+@needs_yosys
+def test_check_verilog(tmp_path):
+    from boards.synth_report import check_verilog
+    check_verilog("module ok(input a, output b); assign b = a; endmodule", "ok")
+    with pytest.raises(SynthError, match="cannot read"):
+        check_verilog("module top(input a); sub u(.x(a)); endmodule", "top")
+
+
 def test_verilog_text_input_and_errors(tmp_path):
     src = """module adder(input clk, input [7:0] a, b, output reg [8:0] s);
                always @(posedge clk) s <= a + b;
@@ -137,6 +145,11 @@ def test_by_parts_adds_up_to_the_flat_run(tmp_path):
     assert abs(s["luts"] - flat["luts"]) <= max(4, 0.05 * flat["luts"])
     assert len(parts["parts"]) == 3 and "two (own logic)" in parts["parts"], parts["parts"]
     assert [p["dsps"] for p in parts["parts"].values()] == [0, 1, 1]
+    # the same from Amaranth's RTLIL (what `edge-moe elaborate` synthesizes)
+    from amaranth.back import rtlil
+    il = synth_stats_by_parts(rtlil.convert(TwoMulsAndAnAdder(), name="two"), "two", "ecp5",
+                              rtlil=True)
+    assert il["summary"] == s
 
 
 @needs_yosys
