@@ -4,7 +4,7 @@ Every RTL generator, the golden model, the cycle model and the weight exporter t
 :class:`Config`; no width or size is written as a literal anywhere else. Presets:
 
 - ``tiny``: a 2-block, 17-token model for fast tests (CI).
-- ``tiny-ecp5``: the tiny model with the hardware of the ECP5 boards' bitstreams (attention p = 1).
+- ``tiny-ecp5``: the tiny model with the hardware of the ECP5 boards' bitstreams (lean attention).
 - ``m3vit-tiny-cityscapes``: the M3ViT configuration of the published Edge-MoE design, on a
   16x16 array (Xilinx ZCU102 class, 300 MHz).
 - ``m3vit-ecp5-85f``: the same model on an array sized to the 156 MULT18X18D of an ECP5-85F.
@@ -212,13 +212,15 @@ class Config:
 
     @classmethod
     def tiny_ecp5(cls) -> "Config":
-        # The tiny model as built for the ECP5 boards (boards/boards.py): attention p = 1 halves
-        # the attention unit's multipliers (q.k and e.v lanes, normalizer width 16 -> 8), so every
-        # multiply fits the 156 MULT18X18D of an ECP5-85F instead of spilling into LUT logic
-        # (with p = 2 the build used all 156 and 60 % of the LUTs). Costs ~2.5 % more cycles.
+        # The tiny model as built for the ECP5 boards (boards/boards.py). Attention p = 1 and
+        # 8-wide dot products: the attention unit needs a quarter of tiny's multipliers, and
+        # the on-chip buffers' words (as wide as the widest lane group) shrink from 256 to 128
+        # bits, which halves their read/write crossbars: with tiny's hardware the build used
+        # all 156 MULT18X18D, 60 % of the LUTs, and did not route in an hour. Costs 5.7 % more
+        # cycles on tiny (32,348 vs 30,610 per frame: attention is a small part of it).
         tiny = cls.tiny()
         return cls("tiny-ecp5", tiny.model,
-                   hw=replace(tiny.hw, attn_parallel=1, mult_budget=156))
+                   hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=8, mult_budget=156))
 
     @classmethod
     def m3vit_tiny(cls) -> "Config":
