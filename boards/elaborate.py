@@ -156,8 +156,7 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
     t0 = time.monotonic()
     top = EdgeMoeTop(cfg)
     ports = port_table(top)
-    il_text = rtlil.convert(top, name=TOP_MODULE)
-    text = verilog.convert(EdgeMoeTop(cfg), name=TOP_MODULE)
+    text = verilog.convert(top, name=TOP_MODULE)
     vfile = f"{TOP_MODULE}.v"
     (out / vfile).write_text(text)
     (out / "README.md").write_text(_readme(cfg, ports, vfile))
@@ -173,6 +172,7 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
             "the WASM, ~1 min; the full-size config takes hours on 2 cores) ...")
         t1 = time.monotonic()
         # part by part, from the RTLIL of the same design: see synth_stats_by_parts
+        il_text = rtlil.convert(EdgeMoeTop(cfg), name=TOP_MODULE)
         stats = synth_stats_by_parts(il_text, TOP_MODULE, "xilinx", timeout=synth_timeout,
                                      keep_dir=out / "synth_xilinx", log=log, rtlil=True)
         stats["verilog_read_check"] = "ok"
