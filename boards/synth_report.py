@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["FAMILIES", "SynthError", "find_yosys", "synth_stats", "synth_stats_by_parts",
@@ -128,14 +129,9 @@ def synth_stats(component_or_verilog, top_name: str, family: str = "ecp5", *,
     Raises :class:`SynthError` with the log tail if Yosys fails.
     """
     verilog_text = _verilog_of(component_or_verilog, top_name, family)
-    work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="synth-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with _workdir(keep_dir, "synth-") as work:
         (work / "top.v").write_text(verilog_text)
         cells = _run_part(work, "top.v", top_name, family, (), extra_script, timeout)
-    finally:
-        if keep_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
     return {"family": family, "top": top_name, "cells": dict(sorted(cells.items())),
             "summary": summarize(family, cells)}
 
@@ -168,8 +164,6 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
         verilog_text = _verilog_of(component_or_verilog, top_name, family)
     src = "top.il" if rtlil else "top.v"
     modules = re.findall(r"^module\s+\\?([^\s(]+)", verilog_text, flags=re.M)
-    work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="synth-"))
-    work.mkdir(parents=True, exist_ok=True)
     total: dict[str, int] = {}
     parts: dict[str, dict] = {}
     classic: list[str] = []
@@ -199,12 +193,9 @@ def synth_stats_by_parts(component_or_verilog, top_name: str, family: str = "xil
         for kid in kids:
             run(kid, False)
 
-    try:
+    with _workdir(keep_dir, "synth-") as work:
         (work / src).write_text(verilog_text)
         run(top_name, True)
-    finally:
-        if keep_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
     return {"family": family, "top": top_name, "cells": dict(sorted(total.items())),
             "summary": summarize(family, total), "parts": parts, "classic_abc_parts": classic}
 
@@ -213,24 +204,36 @@ def check_verilog(verilog_text: str, top_name: str, *, keep_dir=None,
                   timeout: float | None = 3600) -> None:
     """Yosys reads the Verilog and checks the hierarchy under ``top_name`` (every module
     defined, every port connection matches); raises :class:`SynthError` if not."""
-    work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix="vcheck-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with _workdir(keep_dir, "vcheck-") as work:
         (work / "check.v").write_text(verilog_text)
         (work / "check.ys").write_text(f"read_verilog -sv check.v\n"
                                        f"hierarchy -check -top {top_name}\n")
-        cmd = [*find_yosys(), "-q", "-l", "check.log", "-s", "check.ys"]
-        try:
-            proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise SynthError(f"yosys read_verilog timed out after {timeout} s") from e
+        proc = _yosys(work, "check.ys", "check.log", timeout, f"read_verilog of {top_name}")
         if proc.returncode != 0:
             raise SynthError(f"yosys cannot read the Verilog of {top_name}:\n"
                              + (proc.stdout + proc.stderr)[-2000:])
+
+
+@contextmanager
+def _workdir(keep_dir, prefix: str):
+    """``keep_dir`` (created, kept) or a temporary directory (removed afterwards)."""
+    work = Path(keep_dir) if keep_dir is not None else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
     finally:
         if keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _yosys(work: Path, script: str, log: str, timeout, what: str) -> subprocess.CompletedProcess:
+    """Run the Yosys script ``script`` in ``work``, logging to ``log``."""
+    # Relative paths only: YoWASP's WebAssembly sandbox sees the working directory only.
+    cmd = [*find_yosys(), "-q", "-l", log, "-s", script]
+    try:
+        return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise SynthError(f"yosys timed out after {timeout} s ({what})") from e
 
 
 def _verilog_of(component_or_verilog, top_name: str, family: str) -> str:
@@ -286,14 +289,9 @@ def _run_part(work: Path, verilog_file: str, top: str, family: str, blackboxes, 
         f"tee -q -o {prefix}stat.json stat -json -top {esc(top)}",
     ]) + "\n"
     (work / f"{prefix}synth.ys").write_text(script)
-    # Relative paths only: YoWASP's WebAssembly sandbox sees the working directory only.
-    cmd = [*find_yosys(), "-q", "-l", f"{prefix}yosys.log", "-s", f"{prefix}synth.ys"]
     stat = work / f"{prefix}stat.json"
     stat.unlink(missing_ok=True)
-    try:
-        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise SynthError(f"yosys timed out after {timeout} s ({top}, {family})") from e
+    proc = _yosys(work, f"{prefix}synth.ys", f"{prefix}yosys.log", timeout, f"{top}, {family}")
     if proc.returncode != 0 or not stat.is_file():
         logf = work / f"{prefix}yosys.log"
         tail = logf.read_text(errors="replace").splitlines()[-30:] if logf.is_file() else []

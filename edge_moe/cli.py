@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-moe: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        if type(e).__name__ != "FrameError":        # hw.top.run.FrameError: the device said so
+        from hw.top.run import FrameError           # the accelerator reported an error
+        if not isinstance(e, FrameError):
             raise
         print(f"edge-moe: error: {e}", file=sys.stderr)
         return 1
