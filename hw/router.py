@@ -286,9 +286,15 @@ class Router(wiring.Component):
         ge = trial >= b_l
         # Scale: one chosen expert per cycle.
         e_cap = exp2_params(cfg)["mant_bits"] + 1
-        diff = Array(b_m - b_mat[s] for s in range(K))[b_step]
-        e_sel = Array(b_e[s] for s in range(K))[b_step]
-        e_sh = hw_rshift_round_var(e_sel, Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()])
+        # Each chosen e's rescale by the growth of M depends only on stage B's input registers,
+        # so it is registered during the q_bits-cycle divide: a scale cycle is then one multiply
+        # (subtract, shift and multiply in one cycle were the ECP5 build's critical path).
+        b_esh = Signal(data.ArrayLayout(exp_shape, K))
+        for s in range(K):
+            diff = b_m - b_mat[s]
+            m.d.sync += b_esh[s].eq(hw_rshift_round_var(
+                b_e[s], Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]))
+        e_sh = Array(b_esh[s] for s in range(K))[b_step]
         prob = hw_saturate(hw_rshift_round(e_sh * b_q, R - f), n.exp)
         o_w = Signal(data.ArrayLayout(exp_shape, K))
         with m.If(self.o.valid & self.o.ready):
