@@ -58,6 +58,9 @@ class Board:
     device: str                      # key of DEVICES (checked against the platform class)
     config: str                      # default accelerator config preset
     baud: int = 115_200
+    # the accelerator's clock: None runs it on the oscillator; a lower frequency is made by the
+    # device's PLL (boards/ecp5_pll.py) when the oscillator is faster than the design's Fmax
+    clock_hz: float | None = None
     uart: tuple[str, int] = ("uart", 0)
     leds: dict = field(default_factory=dict)   # role ("busy", "done", "error", "alive") -> Led
     # outputs to drive to a constant level, e.g. a transceiver enable: (resource, number, value)
@@ -84,10 +87,11 @@ BOARDS = {
     # LambdaConcept ECPIX-5 with the 85k-LUT ECP5-5G; 100 MHz oscillator, FTDI UART (channel B).
     "ecpix5-85f": Board(
         name="ecpix5-85f", platform="amaranth_boards.ecpix5:ECPIX585Platform",
-        device="LFE5UM5G-85F", config="tiny-ecp5",
+        device="LFE5UM5G-85F", config="tiny-ecp5", clock_hz=25e6,
         leds={"busy": Led("rgb_led", 0, "b"), "done": Led("rgb_led", 0, "g"),
               "error": Led("rgb_led", 0, "r"), "alive": Led("rgb_led", 1, "g")},
-        notes="FTDI UART (second interface of the USB port), 100 MHz clock"),
+        notes="FTDI UART (second interface of the USB port), 100 MHz oscillator; the "
+              "accelerator runs at 25 MHz from the PLL (its routed Fmax is ~40 MHz)"),
 }
 
 

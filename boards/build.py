@@ -15,7 +15,7 @@
    fit estimate, tool run times, and the bitstream's path.
 
 :class:`BoardTop` is the board-level wrapper: the platform's default clock (the board's
-oscillator) and reset, :class:`boards.system.BridgedSystem` with the UART at the board's baud
+oscillator, or the PLL's output when the board entry asks for a slower ``clock_hz``) and reset, :class:`boards.system.BridgedSystem` with the UART at the board's baud
 rate, the device (``"top"``: the accelerator, hw/top, on its on-chip frame memory, i.e.
 :class:`hw.top.frame_sim.FrameSim`; ``"demo"``: :class:`boards.demo_device.DemoDevice`), status
 LEDs (busy, done, error, a heartbeat) as the board entry says (boards/boards.py).
@@ -30,15 +30,17 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io
+from amaranth.lib.cdc import ResetSynchronizer
 
 from sim.config import Config
 
 from .boards import Board
+from .ecp5_pll import Ecp5Pll, pll_params
 from .fit import check_fit, estimate
 
-__all__ = ["BoardTop", "build_board", "tool_env", "yosys_lut_mapping_overrides", "BuildError",
+__all__ = ["BoardTop", "build_board", "design_clock_hz", "tool_env", "yosys_lut_mapping_overrides", "BuildError",
            "parse_nextpnr_report", "TOP_NAME", "memory_bytes_for", "LUT_MAPPINGS"]
 
 TOP_NAME = "edge_moe"
@@ -66,6 +68,14 @@ def memory_bytes_for(cfg: Config) -> int:
     return memory_size(layout, cfg)
 
 
+def design_clock_hz(board: Board, platform) -> float:
+    """The accelerator's clock on ``board``: the oscillator, or what the PLL makes of it."""
+    osc = platform.default_clk_frequency
+    if board.clock_hz and board.clock_hz != osc:
+        return pll_params(osc, board.clock_hz).fout_hz
+    return osc
+
+
 class BoardTop(Elaboratable):
     """Board-level wrapper (see the module docstring). ``memory_bytes``: the frame memory of the
     ``"top"`` design (default :func:`memory_bytes_for`)."""
@@ -91,7 +101,12 @@ class BoardTop(Elaboratable):
         from .system import BridgedSystem
         m = Module()
         b = self.board
-        clk_hz = platform.default_clk_frequency
+        clk_hz = design_clock_hz(b, platform)
+        if clk_hz != platform.default_clk_frequency:
+            m.domains.sync = cd = ClockDomain("sync")
+            m.submodules.pll = pll = Ecp5Pll(b.clock_hz)
+            m.d.comb += cd.clk.eq(pll.clk)
+            m.submodules.pll_reset = ResetSynchronizer(~pll.locked, domain="sync")
         m.submodules.system = system = BridgedSystem(self.make_device(), self.cfg,
                                                      divisor=uart_divisor(clk_hz, b.baud))
         uart = platform.request(*b.uart, dir="-")
@@ -183,19 +198,26 @@ def parse_nextpnr_report(report: dict) -> dict:
 
 
 LUT_MAPPINGS = ("auto", "abc9", "abc")
+PLACERS = ("static", "heap", "sa")
 
 
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
-                lut_mapping: str = "auto", log: callable = print) -> dict:
+                placer: str = "static", lut_mapping: str = "auto",
+                log: callable = print) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
 
     ``router``: nextpnr's router (``router2``, much faster than ``router1`` on a full device).
+    ``placer``: nextpnr's placer. ``static`` (electrostatic) spreads the logic around the
+    buffer memories' wide read muxes: on the ULX3S accelerator build, router2 converged after a
+    static placement but stalled at ~19k overused wires after the default ``heap`` one.
     ``lut_mapping``: ``"abc9"`` (synth_ecp5's own flow: better LUT counts and Fmax), ``"abc"``
     (:func:`yosys_lut_mapping_overrides`), or ``"auto"``: abc9, and if Yosys dies on one of
     its abc9 asserts, the classic mapping."""
     if lut_mapping not in LUT_MAPPINGS:
         raise ValueError(f"lut_mapping {lut_mapping!r}: one of {', '.join(LUT_MAPPINGS)}")
+    if placer not in PLACERS:
+        raise ValueError(f"placer {placer!r}: one of {', '.join(PLACERS)}")
     out = Path(out_dir).resolve()
     est = estimate(cfg, design)
     check_fit(board.dev, est)
@@ -214,13 +236,14 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         plan = platform.prepare(BoardTop(board, cfg, design), name=TOP_NAME,
                                 nextpnr_opts=f"--report {TOP_NAME}_report.json "
                                              f"--timing-allow-fail --seed {seed} "
-                                             f"--router {router}", **overrides)
+                                             f"--placer {placer} --router {router}",
+                                **overrides)
         for stale in (f"{TOP_NAME}.json", f"{TOP_NAME}.bit"):
             (out / stale).unlink(missing_ok=True)
         plan.extract(out)
         t_elab += time.monotonic() - t_e
         log(f"elaborated {design} design for {board.name} ({cfg.name}); running yosys "
-            f"({mapping} LUT mapping), nextpnr-ecp5 ({router}), ecppack in {out} ...")
+            f"({mapping} LUT mapping), nextpnr-ecp5 ({placer} placer, {router}), ecppack in {out} ...")
         proc = _run_tools(out, env, timeout)
         synth_died = not (out / f"{TOP_NAME}.json").is_file()
         if proc.returncode == 0 or not synth_died:
@@ -243,8 +266,10 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     pnr = parse_nextpnr_report(json.loads(rep_path.read_text())) if rep_path.is_file() else {}
     report = {
         "board": board.name, "platform": board.platform, "device": board.device,
-        "config": cfg.name, "design": design, "router": router, "lut_mapping": mapping,
-        "clock_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,
+        "config": cfg.name, "design": design, "placer": placer, "router": router,
+        "lut_mapping": mapping,
+        "clock_mhz": design_clock_hz(board, platform) / 1e6,
+        "oscillator_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,
         **pnr,
         "fmax_target_mhz": cfg.hw.clock_mhz,
         "estimate": est.to_dict(),

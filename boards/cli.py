@@ -48,6 +48,9 @@ def add_parser(subparsers) -> None:
     b.add_argument("--router", choices=("router1", "router2"), default="router2",
                    help="nextpnr router (default router2: much faster than router1 on a full "
                         "device)")
+    b.add_argument("--placer", choices=("static", "heap", "sa"), default="static",
+                   help="nextpnr placer (default static: spreads congested logic, which the "
+                        "accelerator needs to route; heap is nextpnr's own default)")
     b.add_argument("--lut-mapping", choices=("auto", "abc9", "abc"), default="auto",
                    help="Yosys LUT mapping: abc9 (synth_ecp5's flow), abc (classic; avoids "
                         "abc9's internal asserts on some designs, ~30 %% more LUTs) or auto "
@@ -100,7 +103,8 @@ def _build(args) -> int:
     out = args.output or f"build/{board.name}-{cfg.name}-{args.design}"
     try:
         rep = build_board(board, cfg, out, design=args.design, timeout=args.timeout,
-                          seed=args.seed, router=args.router, lut_mapping=args.lut_mapping,
+                          seed=args.seed, router=args.router, placer=args.placer,
+                          lut_mapping=args.lut_mapping,
                           log=log)
     except BuildError as e:
         print(f"edge-moe: error: {e}", file=sys.stderr)

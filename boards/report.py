@@ -21,7 +21,9 @@ def build_table(rep: dict) -> str:
     rows = [[k, v["used"], v["available"], _pct(v["used"], v["available"])]
             for k, v in rep.get("utilization", {}).items() if k != "IO"]
     head = (f"{rep['board']} ({rep['device']}), config {rep['config']}, design {rep['design']}: "
-            f"{rep['clock_mhz']:g} MHz board clock")
+            f"{rep['clock_mhz']:g} MHz design clock"
+            + (f" (PLL from the {rep['oscillator_mhz']:g} MHz oscillator)"
+               if rep.get("oscillator_mhz", rep["clock_mhz"]) != rep["clock_mhz"] else ""))
     fmax = rep.get("fmax_mhz")
     tail = (f"Fmax (nextpnr): {fmax:.1f} MHz (constraint {rep.get('constraint_mhz'):g} MHz; "
             f"config target {rep['fmax_target_mhz']:g} MHz)" if fmax else "Fmax: not reported")

@@ -1,4 +1,5 @@
-"""build_board's LUT-mapping fallback, with the tool run replaced (no FPGA tools run here).
+"""build_board's LUT-mapping fallback and nextpnr options, with the tool run replaced (no FPGA
+tools run here).
 
 The real Yosys dies in its abc9 flow on some of our designs (internal asserts); with
 ``lut_mapping="auto"`` the build must retry once with the classic ``abc -lut 4:7`` script and
@@ -62,3 +63,23 @@ def test_unknown_lut_mapping(tmp_path):
     with pytest.raises(ValueError, match="lut_mapping"):
         build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
                           design="demo", lut_mapping="abc10")
+
+
+@pytest.mark.parametrize("placer", [None, "heap"])
+def test_placer_reaches_nextpnr(placer, tmp_path, monkeypatch):
+    """The static placer is the default (the accelerator does not route after heap)."""
+    run, _ = _fake_tools(False)
+    monkeypatch.setattr(build, "_run_tools", run)
+    kw = {} if placer is None else {"placer": placer}
+    rep = build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
+                            design="demo", log=lambda s: None, **kw)
+    script = (tmp_path / f"build_{build.TOP_NAME}.sh").read_text()
+    want = placer or "static"
+    assert f"--placer {want} " in script and "--router router2" in script
+    assert rep["placer"] == want
+
+
+def test_unknown_placer(tmp_path):
+    with pytest.raises(ValueError, match="placer"):
+        build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
+                          design="demo", placer="annealing")
