@@ -213,14 +213,15 @@ class Config:
     @classmethod
     def tiny_ecp5(cls) -> "Config":
         # The tiny model as built for the ECP5 boards (boards/boards.py). Attention p = 1 and
-        # 8-wide dot products: the attention unit needs a quarter of tiny's multipliers, and
-        # the on-chip buffers' words (as wide as the widest lane group) shrink from 256 to 128
-        # bits, which halves their read/write crossbars: with tiny's hardware the build used
-        # all 156 MULT18X18D, 60 % of the LUTs, and did not route in an hour. Costs 5.7 % more
-        # cycles on tiny (32,348 vs 30,610 per frame: attention is a small part of it).
+        # 4-wide dot products: the attention unit needs an eighth of tiny's multipliers, and
+        # the on-chip buffers' words (as wide as the widest lane group) shrink from 256 to 64
+        # bits, which quarters their read/write crossbars -- the congested part of the
+        # routing (docs/boards.md): with tiny's hardware the build used all 156 MULT18X18D, 60 %
+        # of the LUTs, and did not route in an hour; with 8-wide dots it routed only after some
+        # placements. Attention is a small part of a tiny frame, so this costs ~10 % cycles.
         tiny = cls.tiny()
         return cls("tiny-ecp5", tiny.model,
-                   hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=8, mult_budget=156))
+                   hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4, mult_budget=156))
 
     @classmethod
     def m3vit_tiny(cls) -> "Config":
