@@ -9,7 +9,8 @@ Blocks (each in its own file):
   :class:`~hw.top.load_store.LoadPath`, :class:`~hw.top.load_store.StorePath`;
 - MoE (configs with MoE blocks): hw/router.py, hw/patch_reorder.py, hw/prefetcher.py;
 - :class:`~hw.top.buffers.BufferBank` (X, XN/ATT, Q, K, V, H/IMG);
-- :class:`~hw.top.read_arbiter.ReadArbiter`: every reader shares the one memory read port;
+- :class:`~hw.top.read_arbiter.ReadArbiter`: every reader shares the one memory read port,
+  each reader's requests through a :class:`~hw.mem.stream_slice.StreamSlice` (one cycle);
   only the StorePath writes;
 - :class:`~hw.top.csr.CsrBlock`: start / task / status / base addresses / counters.
 
@@ -31,7 +32,8 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
-from ..mem.bus import MemReadSignature, MemWriteSignature
+from ..mem.bus import MemReadSignature, MemWriteSignature, req_layout
+from ..mem.stream_slice import StreamSlice
 from ..patch_reorder import PatchReorder
 from ..prefetcher import ExpertPrefetcher, prefetch_geometry
 from ..router import Router
@@ -94,8 +96,16 @@ class EdgeMoeTop(wiring.Component):
             m.submodules.reorder = reorder = PatchReorder(cfg)
             m.submodules.prefetch = pf = ExpertPrefetcher(cfg, layers=1)
             masters.append(pf.bus)
-            wiring.connect(m, gemm.router, router.i)
-            wiring.connect(m, router.o, reorder.i)
+            # Register slices on both sides of the router: the router's stall reached back
+            # through the gate GEMM's epilogue to every pipeline enable of the engine, and
+            # forward from the reorder unit (the ECP5 build's critical path once the memory
+            # requests were sliced).
+            m.submodules.gate_slice = gate_sl = StreamSlice(router.in_layout)
+            m.submodules.route_slice = route_sl = StreamSlice(router.out_layout)
+            wiring.connect(m, gemm.router, gate_sl.i)
+            wiring.connect(m, gate_sl.o, router.i)
+            wiring.connect(m, router.o, route_sl.i)
+            wiring.connect(m, route_sl.o, reorder.i)
             # The expert list reaches the prefetcher only once the sequencer has written the
             # address table of this MoE block (EXPERTS descriptor).
             m.d.comb += [pf.experts.valid.eq(reorder.experts.valid & seq.experts_open),
@@ -116,7 +126,12 @@ class EdgeMoeTop(wiring.Component):
             stall = Const(0)
         m.submodules.arb = arb = ReadArbiter(cfg, len(masters))
         for i, b in enumerate(masters):
-            wiring.connect(m, b, arb.masters[i])
+            # A register slice on each request: the masters' credit logic and the arbiter's
+            # round-robin pick were one combinational path (the ECP5 builds' critical path).
+            m.submodules[f"rd_req_slice{i}"] = sl = StreamSlice(req_layout(cfg))
+            wiring.connect(m, b.rd_req, sl.i)
+            wiring.connect(m, sl.o, arb.masters[i].rd_req)
+            wiring.connect(m, arb.masters[i].rd_data, b.rd_data)
         wiring.connect(m, arb.mem, wiring.flipped(self.mem_rd))
         wiring.connect(m, store.bus, wiring.flipped(self.mem_wr))
 

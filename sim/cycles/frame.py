@@ -126,7 +126,7 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
             block = m.moe_blocks[moe_i]
             counts = (expert_counts or {}).get(block) or tokens_per_expert(cfg)
             chosen = [c for c in counts if c]
-            moe = moe_layer_cycles(cfg, chosen)
+            moe = moe_layer_cycles(cfg, chosen, router_slices=True)
             if op is HwOp.ROUTE:
                 cyc = moe.route + ROUTE_OVERHEAD
                 macs = m.tokens * m.dim * m.experts

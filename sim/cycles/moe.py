@@ -37,6 +37,7 @@ from ..config import Config
 from .gemm import gemm_cycles, gemm_tiles
 
 __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_latency",
+           "sliced_router_times",
            "router_accept_times", "prefetch_schedule", "moe_layer_cycles", "MoeCycles",
            "PrefetchSchedule", "tokens_per_expert", "hiding_bandwidth", "FC1_OVERHEAD",
            "FC2_OVERHEAD", "EXP2_LATENCY"]
@@ -240,8 +241,28 @@ class MoeCycles:
         return self.stall - self.first_wait
 
 
-def _gate_route(cfg: Config, beat: int, latency: int) -> tuple[int, int]:
-    """(ROUTE cycles, cycle of the last router output) relative to the start of ROUTE."""
+def sliced_router_times(cfg: Config, offers: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """(slice accepts, router accepts, router outputs) of tokens offered at ``offers`` to a
+    register slice (hw/mem/stream_slice.py: two entries, latency 1) in front of the router, as
+    the top level has it. Token i enters the slice once offered, after token i - 1, and once
+    token i - 2 has left it (the skid register frees the cycle after the router takes a beat);
+    the router sees it from the next cycle."""
+    s_acc, r_off, racc = [], [], []
+    for i, offer in enumerate(offers):
+        t = max(offer, s_acc[-1] + 1 if s_acc else 0)
+        if i >= 2:
+            racc, _ = router_accept_times(cfg, r_off)     # causal: earlier tokens are final
+            t = max(t, racc[i - 2] + 1)
+        s_acc.append(t)
+        r_off.append(t + 1)
+    racc, outs = router_accept_times(cfg, r_off)
+    return s_acc, racc, outs
+
+
+def _gate_route(cfg: Config, beat: int, latency: int,
+                router_slices: bool = False) -> tuple[int, int]:
+    """(ROUTE cycles, cycle of the last router output) relative to the start of ROUTE.
+    ``router_slices``: the top level's register slices before and after the router."""
     md, hw = cfg.model, cfg.hw
     R = hw.array_rows
     T = md.tokens
@@ -252,14 +273,19 @@ def _gate_route(cfg: Config, beat: int, latency: int) -> tuple[int, int]:
     delay = max(0, latency + (R - 1) * rows_per + 1 - R)
     first_out = cmd + gemm_cycles(cfg, T, md.dim, md.experts) - (T - 1) + delay
     offers = [first_out + i for i in range(T)]
+    if router_slices:
+        accepts, _, outs = sliced_router_times(cfg, offers)
+        return accepts[-1] + 2, outs[-1] + 1      # + the output slice's cycle
     accepts, outs = router_accept_times(cfg, offers)
     route = accepts[-1] + 2                   # o_done registered, RUN -> EXP_WAIT
     return route, outs[-1]
 
 
 def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
-                     latency: int | None = None) -> MoeCycles:
-    """Cycles and bytes of one MoE layer whose chosen experts have ``counts`` tokens each."""
+                     latency: int | None = None, router_slices: bool = False) -> MoeCycles:
+    """Cycles and bytes of one MoE layer whose chosen experts have ``counts`` tokens each.
+    ``router_slices``: as in the top level (hw/top/top.py), a register slice on the router's
+    input and output (the stand-alone MoE layer, hw/moe_layer.py, has none)."""
     md, hw = cfg.model, cfg.hw
     R, C = hw.array_rows, hw.array_cols
     T, D = md.tokens, md.dim
@@ -267,7 +293,7 @@ def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
     L = max(hw.mem_latency if latency is None else latency, 2)
     g = load_geometry(cfg, check=beat is None, beat=W)
     load = T * max(D // R, D // C) + 1
-    route, last_out = _gate_route(cfg, W, L)
+    route, last_out = _gate_route(cfg, W, L, router_slices)
     # After the last routing beat: k reorder writes, the list beat, the prefetcher's IDLE.
     list_ready = last_out + md.top_k + 2
     s = prefetch_schedule(cfg, counts, list_ready=list_ready, consumer_ready=route, beat=W,
