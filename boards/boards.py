@@ -87,11 +87,11 @@ BOARDS = {
     # LambdaConcept ECPIX-5 with the 85k-LUT ECP5-5G; 100 MHz oscillator, FTDI UART (channel B).
     "ecpix5-85f": Board(
         name="ecpix5-85f", platform="amaranth_boards.ecpix5:ECPIX585Platform",
-        device="LFE5UM5G-85F", config="tiny-ecp5", clock_hz=25e6,
+        device="LFE5UM5G-85F", config="tiny-ecp5", clock_hz=50e6,
         leds={"busy": Led("rgb_led", 0, "b"), "done": Led("rgb_led", 0, "g"),
               "error": Led("rgb_led", 0, "r"), "alive": Led("rgb_led", 1, "g")},
         notes="FTDI UART (second interface of the USB port), 100 MHz oscillator; the "
-              "accelerator runs at 25 MHz from the PLL (its routed Fmax is ~40 MHz)"),
+              "accelerator runs at 50 MHz from the PLL (routed Fmax ~65 MHz on this speed-8 part)"),
 }
 
 
