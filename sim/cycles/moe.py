@@ -99,7 +99,8 @@ def router_latency(cfg: Config) -> int:
     return cfg.model.experts + 4 + EXP2_LATENCY + router_q_bits(cfg) + cfg.model.top_k
 
 
-def router_accept_times(cfg: Config, offers: list[int]) -> tuple[list[int], list[int]]:
+def router_accept_times(cfg: Config, offers: list[int],
+                        slice_accepts: list | None = None) -> tuple[list[int], list[int]]:
     """(accept cycles, output cycles) of tokens offered to the router at ``offers`` (cycles).
 
     A token offered at cycle c stays offered until accepted (``offers`` must be non-decreasing
@@ -107,6 +108,11 @@ def router_accept_times(cfg: Config, offers: list[int]) -> tuple[list[int], list
     a frozen-on-stall pipeline) hands a token to stage B ``E + 5`` A-cycles after accepting it;
     stage B takes a new token at most every ``q_bits + k + 1`` cycles; the output transfers
     ``q_bits + k + 2`` cycles after the hand-off (the reorder unit is never the bottleneck).
+
+    With ``slice_accepts`` (a list, filled here) the tokens pass a register slice first
+    (hw/mem/stream_slice.py: two entries, latency 1): token i enters it once offered, after
+    token i - 1, and once token i - 2 has left it (the skid register frees the cycle after the
+    router takes a beat); the router sees it from the next cycle.
     """
     E, k, q = cfg.model.experts, cfg.model.top_k, router_q_bits(cfg)
     hand_after = E + 2 + EXP2_LATENCY           # A-cycles from accept to the hand-off cycle
@@ -129,7 +135,14 @@ def router_accept_times(cfg: Config, offers: list[int]) -> tuple[list[int], list
                 handed += 1
             i = len(accepts)
             if i < T and a_time >= next_accept_a:
-                offer = max(offers[i], accepts[-1] + 1 if accepts else 0)
+                offer = offers[i]
+                if slice_accepts is not None:
+                    if len(slice_accepts) == i:        # accepts[i - 2] is known by now
+                        slice_accepts.append(max(
+                            offer, slice_accepts[-1] + 1 if slice_accepts else 0,
+                            accepts[i - 2] + 1 if i >= 2 else 0))
+                    offer = slice_accepts[i] + 1
+                offer = max(offer, accepts[-1] + 1 if accepts else 0)
                 if c >= offer:
                     accepts.append(c)
                     alpha.append(a_time)
@@ -242,20 +255,11 @@ class MoeCycles:
 
 
 def sliced_router_times(cfg: Config, offers: list[int]) -> tuple[list[int], list[int], list[int]]:
-    """(slice accepts, router accepts, router outputs) of tokens offered at ``offers`` to a
-    register slice (hw/mem/stream_slice.py: two entries, latency 1) in front of the router, as
-    the top level has it. Token i enters the slice once offered, after token i - 1, and once
-    token i - 2 has left it (the skid register frees the cycle after the router takes a beat);
-    the router sees it from the next cycle."""
-    s_acc, r_off, racc = [], [], []
-    for i, offer in enumerate(offers):
-        t = max(offer, s_acc[-1] + 1 if s_acc else 0)
-        if i >= 2:
-            racc, _ = router_accept_times(cfg, r_off)     # causal: earlier tokens are final
-            t = max(t, racc[i - 2] + 1)
-        s_acc.append(t)
-        r_off.append(t + 1)
-    racc, outs = router_accept_times(cfg, r_off)
+    """(slice accepts, router accepts, router outputs) of tokens offered at ``offers`` to the
+    register slice in front of the router, as the top level has it (see
+    :func:`router_accept_times`)."""
+    s_acc = []
+    racc, outs = router_accept_times(cfg, offers, slice_accepts=s_acc)
     return s_acc, racc, outs
 
 

@@ -6,7 +6,8 @@
   once YoWASP's WebAssembly is compiled; the first YoWASP call on a machine adds ~40 s).
 - slow (``-m slow``): the same demo for the second board (ECPIX-5: proves a board is data), the
   accelerator on the board's config (``tiny-ecp5``) for both boards (the acceptance build of
-  ``edge-moe build --board ulx3s-85f``; it must meet the board's design clock), and ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate.
+  ``edge-moe build --board ulx3s-85f``; it must meet the board's design clock), and
+  ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate.
 """
 from __future__ import annotations
 
