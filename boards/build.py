@@ -18,7 +18,7 @@
 oscillator, or the PLL's output when the board entry asks for a slower ``clock_hz``) and reset,
 :class:`boards.system.BridgedSystem` with the UART at the board's baud rate, the device
 (``"top"``: the accelerator, hw/top, on its on-chip frame memory, i.e.
-:class:`hw.top.frame_sim.FrameSim`; ``"demo"``: :class:`boards.demo_device.DemoDevice`), status
+:class:`hw.top.top_with_memory.TopWithMemory`; ``"demo"``: :class:`boards.demo_device.DemoDevice`), status
 LEDs (busy, done, error, a heartbeat) as the board entry says (boards/boards.py).
 """
 from __future__ import annotations
@@ -37,10 +37,10 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from sim.config import Config
 
-from .boards import Board
-from .ecp5_pll import Ecp5Pll, pll_params
-from .fit import check_fit, estimate
-from .pnr_report import critical_path, parse_nextpnr_report
+from boards.boards import Board
+from boards.ecp5_pll import Ecp5Pll, pll_params
+from boards.fit import check_fit, estimate
+from boards.pnr_report import critical_path, parse_nextpnr_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,10 +62,10 @@ def memory_bytes_for(cfg: Config) -> int:
     shapes), rounded up to a memory beat: the on-chip frame memory of a board build."""
     import numpy as np
 
-    from hw.top.run import memory_size
+    from sim.memory_image import memory_size
     from sim.golden import quantize_image, quantize_params
     from sim.params import random_params
-    from sim.program_image import build_memory_image
+    from sim.memory_image import build_memory_image
     m = cfg.model
     qp, _ = quantize_params(cfg, random_params(cfg, 0, "unit"))
     img = quantize_image(cfg, np.zeros((m.image_channels, m.image_height, m.image_width)))
@@ -94,16 +94,16 @@ class BoardTop(Elaboratable):
 
     def make_device(self):
         if self.design == "demo":
-            from .demo_device import DemoDevice
+            from boards.demo_device import DemoDevice
             return DemoDevice(self.cfg)
-        from hw.top.frame_sim import FrameSim
+        from hw.top.top_with_memory import TopWithMemory
         size = self.memory_bytes or memory_bytes_for(self.cfg)
-        return FrameSim(self.cfg, size=size)
+        return TopWithMemory(self.cfg, size=size)
 
     def elaborate(self, platform):
-        from hw.uart import uart_divisor
+        from hw.link.uart import uart_divisor
 
-        from .system import BridgedSystem
+        from boards.system import BridgedSystem
         m = Module()
         b = self.board
         clk_hz = design_clock_hz(b, platform)
@@ -150,7 +150,7 @@ def yosys_lut_mapping_overrides(top: str) -> dict:
     :data:`boards.synth_report.CLASSIC_ABC` (latch map, ``abc -lut 4:7 -dress``: LUT4s plus PFU
     muxes for wider functions, as synth_ecp5 did before abc9); synth_ecp5 then finishes from
     ``map_cells``."""
-    from .synth_report import CLASSIC_ABC
+    from boards.synth_report import CLASSIC_ABC
     _, lut_map, finish = CLASSIC_ABC["ecp5"]
     return {"synth_opts": "-run begin:map_luts",
             "script_after_synth": "\n".join([*lut_map, finish.format(top=top, opts="")])}

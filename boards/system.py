@@ -5,7 +5,7 @@
     host bytes -> [UartRx] -> SyncFIFO -> HostBridge -> device.csr / host_mode / host_rd / host_wr
     host bytes <- [UartTx] <------------- HostBridge
 
-``device`` is any component with the ports of :class:`hw.top.frame_sim.FrameSim` (the top level
+``device`` is any component with the ports of :class:`hw.top.top_with_memory.TopWithMemory` (the top level
 on its DRAM model, which doubles as on-chip "external" memory on a board) or
 :class:`boards.demo_device.DemoDevice`: ``csr`` (In, a register port), ``host_mode`` (In 1),
 ``host_rd`` / ``host_wr`` (In, the burst memory bus), ``busy`` / ``done`` / ``error`` (Out 1).
@@ -18,7 +18,7 @@ the serial bit level. Both have ``busy`` / ``done`` / ``error`` (the device's) a
 
 The FIFO between receiver and bridge absorbs bytes that arrive while the bridge is busy
 answering (the driver pipelines up to a few commands); it is ``rx_fifo_depth`` bytes.
-Latency / throughput: those of hw/uart.py and hw/host_bridge.py plus one FIFO cycle.
+Latency / throughput: those of hw/link/uart.py and hw/link/host_bridge.py plus one FIFO cycle.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from amaranth.hdl import Module
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.host_bridge import HostBridge
-from hw.uart import BYTE_BITS, UartRx, UartTx
+from hw.link.host_bridge import HostBridge
+from hw.link.uart import BYTE_BITS, UartRx, UartTx
 from sim.config import Config
 
 __all__ = ["BridgedSystem"]

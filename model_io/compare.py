@@ -15,7 +15,7 @@ from sim.config import Config
 from sim.fixed import dequantize
 from sim.golden import forward as golden_forward, quantize_params, quantize_image
 
-from .torch_model import from_params
+from model_io.torch_model import from_params
 
 __all__ = ["TokenError", "token_error", "routing_differences", "golden_vs_torch"]
 

@@ -3,10 +3,10 @@
 Input: a PyTorch state_dict / module (our names, or timm ViT names where they map, see
 :mod:`model_io.names`) or a float numpy ``{name: array}`` dict. Every tensor is checked against
 ``sim.params.param_specs(cfg)`` (a missing, unexpected or wrong-shaped tensor raises
-:class:`~model_io.format.WeightImageError` naming it), quantized with the golden model's own
+:class:`~sim.weight_format.WeightImageError` naming it), quantized with the golden model's own
 ``sim.golden.quantize_params`` (round half up, saturate, format from ``sim.params.param_format``)
-and written in the layout of :func:`model_io.layout.layout_for`. Values clipped by saturation are
-counted per tensor and trigger a :class:`~model_io.format.SaturationWarning`.
+and written in the layout of :func:`sim.weight_layout.layout_for`. Values clipped by saturation are
+counted per tensor and trigger a :class:`~sim.weight_format.SaturationWarning`.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from sim.fixed import QFormat
 from sim.golden import quantize_params
 from sim.params import param_format, param_specs
 
-from . import format as fmt
-from .layout import LAYOUTS, layout_for, stored_shape, to_storage
-from .names import to_float_params
+from sim import weight_format as fmt
+from sim.weight_image import build_image
+from sim.weight_layout import LAYOUTS
+from model_io.names import to_float_params
 
 __all__ = ["export", "ExportReport", "TensorReport", "build_image", "manifest_json"]
 
@@ -86,28 +87,6 @@ class ExportReport:
             out.append(f"ignored input keys (do not affect the output tokens): "
                        f"{', '.join(self.ignored)}")
         return "\n".join(out)
-
-
-def build_image(cfg: Config, qparams: dict[str, np.ndarray]) -> tuple[bytes, list[dict]]:
-    """Serialize integer params to (file bytes, manifest tensor entries); no validation here."""
-    blob = bytearray()
-    entries = []
-    for name, shape in param_specs(cfg).items():
-        q = param_format(cfg, name)
-        dt = q.numpy_dtype
-        layout = layout_for(name, shape)
-        data = to_storage(layout, qparams[name]).astype(dt).tobytes()
-        offset = fmt.align_up(len(blob))
-        blob.extend(bytes(offset - len(blob)))
-        blob.extend(data)
-        entries.append({
-            "name": name, "shape": list(shape), "layout": layout,
-            "stored_shape": list(stored_shape(layout, shape)),
-            "qformat": str(q), "format": q.to_dict(), "dtype": dt.str,
-            "offset": offset, "length": len(data), "crc32": fmt.crc32(data),
-        })
-    blob.extend(bytes(fmt.align_up(len(blob)) - len(blob)))
-    return bytes(blob), entries
 
 
 def _manifest(cfg: Config, blob: bytes, entries: list[dict], source: str) -> dict:

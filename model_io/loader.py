@@ -1,7 +1,7 @@
 """Load and validate a weight image: ``load(path, cfg=None) -> (cfg, qparams, manifest)``.
 
 Used by the simulator / top level and by the host driver. Everything is checked and every failure
-raises :class:`~model_io.format.WeightImageError` (a ``ValueError``) naming the tensor, config
+raises :class:`~sim.weight_format.WeightImageError` (a ``ValueError``) naming the tensor, config
 field or file and the expected vs found value:
 
 1. the manifest parses and is an edge-moe weight image of a supported format version;
@@ -9,7 +9,7 @@ field or file and the expected vs found value:
    every ``model.*`` and ``num.*`` field of the manifest's config must equal ``cfg``'s (``name`` and
    ``hw.*`` do not change the weights and are not compared);
 3. the tensor list equals ``sim.params.param_specs(cfg)``: no missing or extra tensor, every shape,
-   Q-format, storage dtype and layout as the config and :mod:`model_io.layout` define them,
+   Q-format, storage dtype and layout as the config and :mod:`sim.weight_layout` define them,
    offsets aligned and inside the file, lengths consistent;
 4. ``weights.bin``: length, per-tensor CRC32, whole-file sha256 and CRC32;
 5. every decoded value lies inside its Q-format's range.
@@ -29,8 +29,8 @@ from sim.config import Config, ConfigError, get_config
 from sim.fixed import QFormat
 from sim.params import param_format, param_specs
 
-from . import format as fmt
-from .layout import LAYOUTS, from_storage, stored_shape
+from sim import weight_format as fmt
+from sim.weight_layout import LAYOUTS, from_storage, stored_shape
 
 __all__ = ["load", "read_manifest", "check_config", "WeightImageError"]
 

@@ -21,7 +21,7 @@ import numpy as np
 from sim.config import Config
 from sim.params import param_specs
 
-from .format import WeightImageError
+from sim.weight_format import WeightImageError
 
 __all__ = ["TIMM_IGNORED", "normalize_names", "check_params", "to_float_params"]
 

@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 
-from .fixed import QFormat
+from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
            "PRESETS", "get_config", "GemmShape"]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Config
-from .golden.gelu import gelu_exact
-from .golden.model import patchify
+from sim.config import Config
+from sim.golden.gelu import gelu_exact
+from sim.golden.model import patchify
 
 __all__ = ["forward", "layernorm", "softmax", "route"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Config
-from .fixed import QFormat
+from sim.config import Config
+from sim.fixed import QFormat
 
 __all__ = ["param_specs", "param_format", "random_params", "INIT_STYLES"]
 

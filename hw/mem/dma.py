@@ -6,7 +6,7 @@ them as consecutive read requests of at most ``cfg.hw.mem_max_burst`` beats on `
 (:mod:`hw.mem.bus`). The read data does not pass through the DMA: the memory returns bursts
 complete and in request order, so the consumer simply counts beats on ``rd_data`` (it knows
 what it asked for). The DMA keeps no limit of its own on outstanding bursts; the memory's
-``rd_req.ready`` does (see :class:`hw.mem.dram_model.DramModel`).
+``rd_req.ready`` does (see :class:`hw.mem.onchip_memory.OnChipMemory`).
 
 Ports: ``cmd`` In stream :func:`dma_cmd_layout`; ``rd_req`` Out stream
 (:func:`hw.mem.bus.req_layout`); ``busy`` Out(1) (a command is being split).
@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
-from .bus import beat_bytes, check_bus_config, req_layout
+from hw.mem.bus import beat_bytes, check_bus_config, req_layout
 
 __all__ = ["ReadDma", "dma_cmd_layout"]
 

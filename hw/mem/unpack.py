@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 from sim.config import Config
 from sim.fixed import QFormat
 
-from .bus import beat_bytes, rdata_layout
+from hw.mem.bus import beat_bytes, rdata_layout
 
 __all__ = ["BeatUnpacker"]
 

@@ -1,5 +1,5 @@
 """Top level: sequencer, on-chip buffers, feeders, CSR block and frame runners (issue 8).
 
 See docs/top_level.md. Entry points: :class:`hw.top.top.EdgeMoeTop` (the accelerator),
-:class:`hw.top.frame_sim.FrameSim` (with the DRAM model), :func:`hw.top.run.run_frame`.
+:class:`hw.top.top_with_memory.TopWithMemory` (with the DRAM model), :func:`host.run.run_frame`.
 """

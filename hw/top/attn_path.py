@@ -1,7 +1,7 @@
 """AttentionPath: the attention unit with its Q and K/V feeders and its output writer.
 
 A job (:func:`attn_job_layout`) runs heads ``head0 .. head0 + nheads - 1`` back to back on the
-unit (hw/attention.py; stream order in hw/attention_stream.py):
+unit (hw/attention/attention.py; stream order in hw/attention/attention_stream.py):
 
 - Q: for each head, rows 0 .. N-1 of the Q memory, columns ``h*hd .. h*hd + hd - 1``, as
   ``c = hd / dw`` chunks of ``dw`` values;
@@ -22,10 +22,10 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..attention import Attention
-from .buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
-from .gemm_path import row_base
-from .geometry import MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
+from hw.attention.attention import Attention
+from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
+from hw.top.gemm_path import row_base
+from hw.top.geometry import MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
 
 __all__ = ["AttentionPath", "attn_job_layout"]
 

@@ -29,7 +29,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .geometry import N_MEMS, TopGeometry
+from hw.top.geometry import N_MEMS, TopGeometry
 
 __all__ = ["read_port_signature", "write_port_signature", "BufferBank", "ReadPipe",
            "lane_select", "lane_write"]

@@ -12,7 +12,7 @@ When a row of chunks is contiguous (``inner_stride == U``) it is fetched as long
 Credits: a burst is requested only when the data FIFO (``depth`` beats) has room for it on top
 of everything already requested, so ``rd_data`` is always ready. That is what makes sharing
 one in-order memory port between several readers deadlock-free (a reader whose consumer stalls
-never blocks the read data of another reader; see :mod:`hw.top.read_arbiter`).
+never blocks the read data of another reader; see :mod:`hw.mem.read_arbiter`).
 
 Ports: ``cmd`` (In stream, :attr:`cmd_layout`), ``bus`` (Out MemReadSignature), ``o`` (Out
 stream of ``8 * U`` bits, bus beat 0 in the low bits), ``busy`` (requests still to issue).
@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
-from ..mem.bus import MemReadSignature, beat_bytes
+from hw.mem.bus import MemReadSignature, beat_bytes
 
 __all__ = ["ChunkReader", "chunk_cmd_layout"]
 

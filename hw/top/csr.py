@@ -6,7 +6,7 @@ latency, no read side effects; a write takes effect at the clock edge). The regi
 :func:`csr_bits` = ``max(cfg.hw.mem_addr_bits, cfg.hw.moe_counter_bits)`` (32 in every preset). A UART bridge or a
 soft core maps it at byte address ``4 * addr``. docs/top_level.md has the register map; it is
 :data:`REGISTERS` here (name -> word index), the single definition that the host driver
-(:mod:`hw.top.run`) uses too.
+(:mod:`host.run`) uses too.
 
 - ``CTRL`` (write): bit 0 starts a frame (ignored while busy); bit 1 clears ``done``/``error``.
 - ``TASK`` (read/write): task id of the next frame (selects the router's gate weights); a

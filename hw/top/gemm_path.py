@@ -1,7 +1,7 @@
 """GemmPath: the GEMM engine with the feeders and the writer that connect it to the buffers.
 
 One *job* (:func:`gemm_job_layout`) is one GEMM of the frame. The path streams, in the engine's
-beat order (hw/gemm_engine.py):
+beat order (hw/array/gemm_engine.py):
 
 - ``act``: rows ``row0s + i`` of the source memory (or, with ``gather``, rows ``tok[i]`` of the
   expert's token list), re-streamed once per column tile; R lanes per beat;
@@ -30,13 +30,13 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..epilogue import EpilogueMode
-from ..gemm_engine import GemmEngine
-from ..mem.bus import MemReadSignature
-from ..router import router_in_layout, token_shape
-from .buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
-from .chunk_reader import ChunkReader
-from .geometry import MEM_H, MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
+from hw.array.epilogue import EpilogueMode
+from hw.array.gemm_engine import GemmEngine
+from hw.mem.bus import MemReadSignature
+from hw.moe.router import router_in_layout, token_shape
+from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
+from hw.top.chunk_reader import ChunkReader
+from hw.top.geometry import MEM_H, MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
 
 __all__ = ["GemmPath", "gemm_job_layout", "tok_layout", "WSrc", "row_base", "unpack"]
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from sim.config import Config
 
-from ..attention_lane import attention_params
-from ..mem.bus import beat_bytes, check_bus_config
+from hw.attention.attention_lane import attention_params
+from hw.mem.bus import beat_bytes, check_bus_config
 
 __all__ = ["TopGeometry", "MEM_X", "MEM_XN", "MEM_Q", "MEM_K", "MEM_V", "MEM_H", "MEM_NAMES",
            "N_MEMS"]

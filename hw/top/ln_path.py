@@ -11,7 +11,7 @@ A job (:func:`ln_job_layout`) normalizes rows ``0 .. m-1`` of one buffer memory 
    destination rows as they leave the unit (``y`` is always ready).
 
 Latency: about ``mem_latency + dim / ln_lanes`` cycles for the parameters, then the unit's own
-(hw/layernorm.py). Throughput: the unit's, one beat of ``ln_lanes`` values per cycle.
+(hw/norm/layernorm.py). Throughput: the unit's, one beat of ``ln_lanes`` values per cycle.
 ``busy`` from the job handshake to the last output write.
 """
 from __future__ import annotations
@@ -20,12 +20,12 @@ from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..layernorm import LayerNorm
-from ..mem.bus import MemReadSignature
-from .buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
-from .chunk_reader import ChunkReader
-from .gemm_path import row_base, unpack
-from .geometry import N_MEMS, TopGeometry
+from hw.norm.layernorm import LayerNorm
+from hw.mem.bus import MemReadSignature
+from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
+from hw.top.chunk_reader import ChunkReader
+from hw.top.gemm_path import row_base, unpack
+from hw.top.geometry import N_MEMS, TopGeometry
 
 __all__ = ["LayerNormPath", "ln_job_layout"]
 

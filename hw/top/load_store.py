@@ -23,11 +23,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..mem.bus import MemReadSignature, MemWriteSignature
-from .buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
-from .chunk_reader import ChunkReader
-from .gemm_path import row_base, unpack
-from .geometry import N_MEMS, TopGeometry
+from hw.mem.bus import MemReadSignature, MemWriteSignature
+from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
+from hw.top.chunk_reader import ChunkReader
+from hw.top.gemm_path import row_base, unpack
+from hw.top.geometry import N_MEMS, TopGeometry
 
 __all__ = ["LoadPath", "StorePath", "load_job_layout", "store_job_layout", "LoadMode"]
 

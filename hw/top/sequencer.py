@@ -1,6 +1,6 @@
 """Sequencer: fetches the frame program's descriptors from external memory and runs each one.
 
-The program (sim/program_image.py) is a list of 64-byte descriptors at ``prog_base``; the
+The program (sim/memory_image.py) is a list of 64-byte descriptors at ``prog_base``; the
 sequencer walks it from index 0 until END:
 
 - START: refused (error code 7) if ``TASK`` is not a task of the config.
@@ -38,19 +38,19 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.program_image import CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, HwOp
+from sim.memory_image import CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, HwOp
 
-from ..epilogue import EpilogueMode
-from ..mem.bus import MemReadSignature
-from ..patch_reorder import queue_entry_layout, queue_request_layout
-from ..prefetcher import TENSORS, grant_layout
-from .attn_path import attn_job_layout
-from .chunk_reader import ChunkReader
-from .csr import csr_bits
-from .gemm_path import WSrc, gemm_job_layout, tok_layout
-from .geometry import MEM_H, MEM_Q, MEM_X, MEM_XN, TopGeometry
-from .ln_path import ln_job_layout
-from .load_store import load_job_layout, store_job_layout
+from hw.array.epilogue import EpilogueMode
+from hw.mem.bus import MemReadSignature
+from hw.moe.patch_reorder import queue_entry_layout, queue_request_layout
+from hw.moe.prefetcher import TENSORS, grant_layout
+from hw.top.attn_path import attn_job_layout
+from hw.top.chunk_reader import ChunkReader
+from hw.top.csr import csr_bits
+from hw.top.gemm_path import WSrc, gemm_job_layout, tok_layout
+from hw.top.geometry import MEM_H, MEM_Q, MEM_X, MEM_XN, TopGeometry
+from hw.top.ln_path import ln_job_layout
+from hw.top.load_store import load_job_layout, store_job_layout
 
 __all__ = ["Sequencer", "OP_BITS"]
 
@@ -60,7 +60,7 @@ OP_BITS = {HwOp.GEMM: 0, HwOp.LAYERNORM: 1, HwOp.ATTENTION: 2, HwOp.ROUTE: 3, Hw
 
 
 def desc_layout() -> data.StructLayout:
-    """The descriptor as a flat struct of its fields (bit offsets from sim.program_image)."""
+    """The descriptor as a flat struct of its fields (bit offsets from sim.memory_image)."""
     fields = {}
     for name, (w, lsb, width) in sorted(FIELDS.items(), key=lambda kv: 32 * kv[1][0] + kv[1][1]):
         fields[name] = data.Field(unsigned(width), 32 * w + lsb)

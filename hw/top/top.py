@@ -2,14 +2,14 @@
 
 Blocks (each in its own file):
 
-- :class:`~hw.top.sequencer.Sequencer` walks the descriptors (sim/program_image.py);
-- :class:`~hw.top.gemm_path.GemmPath` (PE array + fused epilogue, hw/gemm_engine.py, with its
+- :class:`~hw.top.sequencer.Sequencer` walks the descriptors (sim/memory_image.py);
+- :class:`~hw.top.gemm_path.GemmPath` (PE array + fused epilogue, hw/array/gemm_engine.py, with its
   activation / residual feeders, weight and bias readers and output writer);
 - :class:`~hw.top.ln_path.LayerNormPath`, :class:`~hw.top.attn_path.AttentionPath`,
   :class:`~hw.top.load_store.LoadPath`, :class:`~hw.top.load_store.StorePath`;
-- MoE (configs with MoE blocks): hw/router.py, hw/patch_reorder.py, hw/prefetcher.py;
+- MoE (configs with MoE blocks): hw/moe/router.py, hw/moe/patch_reorder.py, hw/moe/prefetcher.py;
 - :class:`~hw.top.buffers.BufferBank` (X, XN/ATT, Q, K, V, H/IMG);
-- :class:`~hw.top.read_arbiter.ReadArbiter`: every reader shares the one memory read port,
+- :class:`~hw.mem.read_arbiter.ReadArbiter`: every reader shares the one memory read port,
   each reader's requests through a :class:`~hw.mem.stream_slice.StreamSlice` (one cycle);
   only the StorePath writes;
 - :class:`~hw.top.csr.CsrBlock`: start / task / status / base addresses / counters.
@@ -32,20 +32,20 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
-from ..mem.bus import MemReadSignature, MemWriteSignature, req_layout
-from ..mem.stream_slice import StreamSlice
-from ..patch_reorder import PatchReorder
-from ..prefetcher import ExpertPrefetcher, prefetch_geometry
-from ..router import Router
-from .attn_path import AttentionPath
-from .buffers import BufferBank
-from .csr import COUNTERS, CsrBlock, csr_bits, csr_signature
-from .gemm_path import GemmPath
-from .geometry import TopGeometry
-from .ln_path import LayerNormPath
-from .load_store import LoadPath, StorePath
-from .read_arbiter import ReadArbiter
-from .sequencer import OP_BITS, Sequencer
+from hw.mem.bus import MemReadSignature, MemWriteSignature, req_layout
+from hw.mem.stream_slice import StreamSlice
+from hw.moe.patch_reorder import PatchReorder
+from hw.moe.prefetcher import ExpertPrefetcher, prefetch_geometry
+from hw.moe.router import Router
+from hw.top.attn_path import AttentionPath
+from hw.top.buffers import BufferBank
+from hw.top.csr import COUNTERS, CsrBlock, csr_bits, csr_signature
+from hw.top.gemm_path import GemmPath
+from hw.top.geometry import TopGeometry
+from hw.top.ln_path import LayerNormPath
+from hw.top.load_store import LoadPath, StorePath
+from hw.mem.read_arbiter import ReadArbiter
+from hw.top.sequencer import OP_BITS, Sequencer
 
 __all__ = ["EdgeMoeTop"]
 
@@ -190,5 +190,5 @@ class EdgeMoeTop(wiring.Component):
 
 
 def _op(name):
-    from sim.program_image import HwOp
+    from sim.memory_image import HwOp
     return HwOp[name]

@@ -1,4 +1,4 @@
-"""Cycle and memory-traffic model of the attention unit (hw/attention.py), exact for the RTL.
+"""Cycle and memory-traffic model of the attention unit (hw/attention/attention.py), exact for the RTL.
 
 Notation: p = cfg.hw.attn_parallel lanes, dw = cfg.hw.attn_dot_width, hd = head_dim,
 c = hd / dw (cycles per key per lane), N tokens, G = ceil(N / p) groups of query rows per head,
@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import Config
+from sim.config import Config
 
 __all__ = ["E_LATENCY", "recip_q_bits", "divider_bits_per_cycle", "divider_latency",
            "AttentionSchedule", "attention_schedule", "attention_head_cycles",
@@ -43,7 +43,7 @@ __all__ = ["E_LATENCY", "recip_q_bits", "divider_bits_per_cycle", "divider_laten
 
 # Lane pipeline from a key's last K chunk to its exponential: products, dot, scale multiply,
 # round/saturate, running max (5) + Exp2 (3). tests/sim/test_cycles_attention.py checks it
-# against hw.attention_lane.E_LATENCY.
+# against hw.attention.attention_lane.E_LATENCY.
 E_LATENCY = 8
 # Edges from the last K/V beat to lane 0's first output transfer besides E_LATENCY, c (V2 edges,
 # the last one hands l to the divider) and the divider latency D: e hold / V chunk pop (1), V1
@@ -148,5 +148,5 @@ def attention_traffic(cfg: Config, tokens: int | None = None) -> dict:
 
 def attention_sweep(cfg: Config, ps=(1, 2, 4, 8), tokens: int | None = None) -> list[dict]:
     """attention_traffic for each p (attn_parallel) in ``ps``."""
-    from ..config import with_changes
+    from sim.config import with_changes
     return [attention_traffic(with_changes(cfg, hw=dict(attn_parallel=p)), tokens) for p in ps]

@@ -1,6 +1,6 @@
 """Analytic cycle and traffic model of a whole frame on the top level (hw/top/).
 
-The sequencer runs the hardware descriptors of :func:`sim.program_image.lower_program` one at a
+The sequencer runs the hardware descriptors of :func:`sim.memory_image.lower_program` one at a
 time (the next descriptor is fetched while one runs), so a frame costs the sum of its
 descriptors. Each descriptor is modelled with its block's own exact model plus a small constant
 for the top level's plumbing (job hand-off, the first DRAM access, draining the writer):
@@ -31,12 +31,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import Config
-from ..program_image import DESC_BYTES, HwOp, lower_program
-from .attention import attention_head_cycles, attention_steady_cycles
-from .gemm import gemm_cycles
-from .layernorm import layernorm_cycles, param_load_cycles
-from .moe import moe_layer_cycles, tokens_per_expert
+from sim.config import Config
+from sim.memory_image import DESC_BYTES, HwOp, lower_program
+from sim.cycles.attention import attention_head_cycles, attention_steady_cycles
+from sim.cycles.gemm import gemm_cycles
+from sim.cycles.layernorm import layernorm_cycles, param_load_cycles
+from sim.cycles.moe import moe_layer_cycles, tokens_per_expert
 
 __all__ = ["LayerCost", "FrameCost", "frame_cost", "GEMM_OVERHEAD", "LN_OVERHEAD",
            "ATTN_OVERHEAD", "ROUTE_OVERHEAD", "EXPERTS_OVERHEAD", "LOAD_OVERHEAD",

@@ -1,4 +1,4 @@
-"""Analytic cycle model of the tiled GEMM engine (hw/gemm_engine.py), exact for the RTL.
+"""Analytic cycle model of the tiled GEMM engine (hw/array/gemm_engine.py), exact for the RTL.
 
 Counted from the cycle after the command handshake to the cycle of the last output handshake
 (what the engine's ``cycles`` counter reports), with every input stream always valid and the
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import math
 
-from ..config import Config, GemmShape
+from sim.config import Config, GemmShape
 
 __all__ = ["EPILOGUE_LATENCY", "gemm_tiles", "gemm_cycles", "gemm_active_cycles",
            "gemm_utilization", "steady_state_utilization", "frame_gemm_cycles"]
 
-# Register stages of hw.epilogue.Epilogue (bias, requantize, 3 x GELU, score product, final add).
+# Register stages of hw.array.epilogue.Epilogue (bias, requantize, 3 x GELU, score product, final add).
 # Kept here as a number so the model does not import Amaranth; tests/sim/test_cycles_gemm.py
 # checks it against Epilogue.LATENCY.
 EPILOGUE_LATENCY = 7

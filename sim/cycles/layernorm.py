@@ -1,4 +1,4 @@
-"""Cycle model of the LayerNorm unit (hw/layernorm.py), exact for full-rate streams.
+"""Cycle model of the LayerNorm unit (hw/norm/layernorm.py), exact for full-rate streams.
 
 With ``B = dim / lanes`` beats per row, ``Ls`` = LATENCY_STATS (last input beat accepted ->
 statistics visible) and ``Le`` = LATENCY_EMIT (row-buffer read issued -> beat on the output),
@@ -16,12 +16,12 @@ A parameter (gamma/beta) load is B cycles once the unit has drained (:func:`para
 """
 from __future__ import annotations
 
-from ..config import Config
+from sim.config import Config
 
 __all__ = ["LATENCY_STATS", "LATENCY_EMIT", "layernorm_schedule", "layernorm_cycles",
            "layernorm_period", "layernorm_latency", "param_load_cycles"]
 
-# Must equal hw.layernorm.LATENCY_STATS / LATENCY_EMIT (a test checks; sim/ does not import hw/).
+# Must equal hw.norm.layernorm.LATENCY_STATS / LATENCY_EMIT (a test checks; sim/ does not import hw/).
 LATENCY_STATS = 11
 LATENCY_EMIT = 6
 

@@ -1,9 +1,9 @@
 """Cycle model of the MoE path: router, patch reorder, expert-weight prefetch and the MoE layer.
 
-Models :class:`hw.moe_layer.MoELayer` (and its blocks) for one MoE layer of one frame, given the
+Models :class:`host.bench.moe_layer.MoELayer` (and its blocks) for one MoE layer of one frame, given the
 number of tokens of each chosen expert (ascending expert order, as the reorder unit lists them).
 No Amaranth import: the same numbers feed the frame model and the benchmark
-(``python -m sim.bench_moe``). tests/sim/test_cycles_moe.py checks it against the RTL.
+(``python -m host.bench.moe``). tests/sim/test_cycles_moe.py checks it against the RTL.
 
 Phases (cycles counted by the layer's ``cycles`` counter, all streams always valid / ready):
 
@@ -33,8 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..config import Config
-from .gemm import gemm_cycles, gemm_tiles
+from sim.config import Config
+from sim.cycles.gemm import gemm_cycles, gemm_tiles
 
 __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_latency",
            "sliced_router_times",
@@ -42,7 +42,7 @@ __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_
            "PrefetchSchedule", "tokens_per_expert", "hiding_bandwidth", "FC1_OVERHEAD",
            "FC2_OVERHEAD", "EXP2_LATENCY"]
 
-EXP2_LATENCY = 3        # hw.exp2.Exp2.latency (checked by tests/sim/test_cycles_moe.py)
+EXP2_LATENCY = 3        # hw.attention.exp2.Exp2.latency (checked by tests/sim/test_cycles_moe.py)
 FC1_OVERHEAD = 4        # grant -> release beyond gemm + queue copy: q_req, cmd, o_done, release
 FC2_OVERHEAD = 3        # grant -> release beyond gemm: cmd, o_done, release
 
@@ -192,7 +192,7 @@ def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,
     """
     h = cfg.hw
     g = load_geometry(cfg, check=beat is None, beat=beat)
-    L = max(h.mem_latency if latency is None else latency, 2)    # DramModel.MIN_LATENCY
+    L = max(h.mem_latency if latency is None else latency, 2)    # OnChipMemory.MIN_LATENCY
     B, D = h.mem_max_burst, h.mem_max_outstanding
     # Sustained beats per cycle: D bursts of B beats in flight must cover the latency.
     rate = min(1.0, D * B / (L + B))
@@ -289,7 +289,7 @@ def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
                      latency: int | None = None, router_slices: bool = False) -> MoeCycles:
     """Cycles and bytes of one MoE layer whose chosen experts have ``counts`` tokens each.
     ``router_slices``: as in the top level (hw/top/top.py), a register slice on the router's
-    input and output (the stand-alone MoE layer, hw/moe_layer.py, has none)."""
+    input and output (the stand-alone MoE layer, host/bench/moe_layer.py, has none)."""
     md, hw = cfg.model, cfg.hw
     R, C = hw.array_rows, hw.array_cols
     T, D = md.tokens, md.dim

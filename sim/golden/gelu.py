@@ -13,8 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..config import Config
-from ..fixed import rshift_round, saturate
+from sim.config import Config
+from sim.fixed import rshift_round, saturate
 
 __all__ = ["gelu_step_bits", "gelu_table", "gelu_pwl", "gelu_exact"]
 

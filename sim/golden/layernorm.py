@@ -19,8 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..config import Config
-from ..fixed import rshift_round, saturate
+from sim.config import Config
+from sim.fixed import rshift_round, saturate
 
 __all__ = ["ln_eps_term", "rsqrt_table", "rsqrt_fixed", "layernorm"]
 

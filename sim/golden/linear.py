@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Config
-from ..fixed import exact_int_matmul, requantize, rshift_round, saturate, saturate_bits
-from .gelu import gelu_pwl
+from sim.config import Config
+from sim.fixed import exact_int_matmul, requantize, rshift_round, saturate, saturate_bits
+from sim.golden.gelu import gelu_pwl
 
 __all__ = ["gemm_acc", "linear", "residual_add", "scaled_accumulate"]
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import Config
-from ..fixed import quantize
-from ..params import param_format, param_specs
-from .layernorm import layernorm
-from .linear import linear, residual_add, scaled_accumulate
-from .router import expert_queues, route
-from .softmax import attention_head
+from sim.config import Config
+from sim.fixed import quantize
+from sim.params import param_format, param_specs
+from sim.golden.layernorm import layernorm
+from sim.golden.linear import linear, residual_add, scaled_accumulate
+from sim.golden.router import expert_queues, route
+from sim.golden.softmax import attention_head
 
 __all__ = ["quantize_params", "quantize_image", "patchify", "forward", "attention_block",
            "mlp_block", "moe_block", "experts_combine"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import Config
-from .linear import linear
-from .softmax import LOG2E, softmax_rows, to_score
+from sim.config import Config
+from sim.golden.linear import linear
+from sim.golden.softmax import LOG2E, softmax_rows, to_score
 
 __all__ = ["Routing", "ExpertQueue", "route", "top_k", "expert_queues"]
 

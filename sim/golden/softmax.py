@@ -23,8 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..config import Config
-from ..fixed import exact_int_matmul, rshift_round, saturate
+from sim.config import Config
+from sim.fixed import exact_int_matmul, rshift_round, saturate
 
 __all__ = ["exp2_table", "exp2_fixed", "ceil_int", "const_q", "to_score", "recip_bits",
            "reciprocal", "softmax_rows", "attention_head", "LOG2E"]

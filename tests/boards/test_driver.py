@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from boards.driver import BridgeTransport, LinkError, open_serial
-from hw.host_bridge import ACK, IDENT_MAGIC, NAK, PROTOCOL_VERSION
+from host.driver import BridgeTransport, LinkError, open_serial
+from hw.link.host_bridge import ACK, IDENT_MAGIC, NAK, PROTOCOL_VERSION
 
 
 class FakeSerial:

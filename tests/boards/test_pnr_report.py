@@ -42,7 +42,7 @@ def test_last_clock_report_with_repository_lines():
     cp = critical_path(log, ROOT)
     assert cp == {"clock": "$glbnet$cd_sync.clk", "from": "top.router.b_m_FF.Q",
                   "to": "top.router.o_w_FF.M", "logic_ns": 11.07, "routing_ns": 14.41,
-                  "source_lines": ["hw/router.py:271", "sim/fixed.py:196"]}
+                  "source_lines": ["hw/moe/router.py:271", "sim/fixed.py:196"]}
 
 
 def test_no_timing_report():

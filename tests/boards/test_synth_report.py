@@ -49,7 +49,7 @@ def test_summary_rules_without_yosys():
 
 @needs_yosys
 def test_requantize_on_ecp5():
-    from hw.requantize import Requantize
+    from hw.array.requantize import Requantize
     stats = synth_stats(Requantize(get_config("tiny")), "requantize", "ecp5")
     print("\n" + format_report(stats))
     assert set(stats["summary"]) == {"luts", "ffs", "dsps", "brams"}
@@ -100,8 +100,8 @@ def test_verilog_text_input_and_errors(tmp_path):
 @needs_yosys
 def test_component_with_constant_ports_and_rsqrt_multipliers():
     """Rsqrt has always-ready streams (ready is a constant, not a port); its three Newton-step
-    multipliers must each fit one MULT18X18D (operands sized by hw.rsqrt.rsqrt_bounds)."""
-    from hw.rsqrt import Rsqrt
+    multipliers must each fit one MULT18X18D (operands sized by hw.norm.rsqrt.rsqrt_bounds)."""
+    from hw.norm.rsqrt import Rsqrt
     stats = synth_stats(Rsqrt(get_config("tiny"), 46, tag_shape=2), "rsqrt", "ecp5")
     print("\n" + format_report(stats))
     assert stats["summary"]["dsps"] == 3

@@ -1,1 +1,1 @@
-"""cocotb test modules: run on generated Verilog by tests/hw/*_verilator.py via tests.harness.cocotb_run."""
+"""cocotb test modules: run on generated Verilog by tests/hw/*_verilator.py via host.cocotb_run."""

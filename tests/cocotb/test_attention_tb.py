@@ -1,10 +1,10 @@
-"""cocotb tests of hw.attention.Attention on its Verilog.
+"""cocotb tests of hw.attention.attention.Attention on its Verilog.
 
 Run by tests/hw/test_attention_verilator.py.
 
 params: ``config`` (Config.to_dict()), ``tokens``, ``heads``, ``seed``, ``scale`` (|q|, |k|, |v|
 bound in activation LSBs), ``valid_prob``, ``ready_prob``. Expected O beats come from
-sim.golden.softmax.attention_head (hw.attention_stream.attention_reference); the full-rate test
+sim.golden.softmax.attention_head (hw.attention.attention_stream.attention_reference); the full-rate test
 also checks the cycle count against sim.cycles.attention and the K/V byte counter.
 """
 from __future__ import annotations
@@ -14,13 +14,13 @@ import random
 import cocotb
 import numpy as np
 
-from hw.attention import attention_layouts
-from hw.attention_lane import attention_params
-from hw.attention_stream import attention_reference, kv_beats, o_beats, q_beats
+from hw.attention.attention import attention_layouts
+from hw.attention.attention_lane import attention_params
+from hw.attention.attention_stream import attention_reference, kv_beats, o_beats, q_beats
 from sim.config import Config
 from sim.cycles.attention import (attention_head_cycles, attention_kv_bytes,
                                   attention_steady_cycles)
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 
 
 def _setup(seed_offset: int):

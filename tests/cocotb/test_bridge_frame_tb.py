@@ -1,10 +1,10 @@
 # amaranth: UnusedElaboratable=no
 """cocotb: a whole frame through the host driver, the bridge protocol and the top level on Verilog.
 
-Run by tests/hw/test_host_bridge_verilator.py on ``BridgedSystem(FrameSim(cfg), cfg,
+Run by tests/hw/test_host_bridge_verilator.py on ``BridgedSystem(TopWithMemory(cfg), cfg,
 divisor=None)``; params: ``config`` (Config.to_dict()), ``seed``, ``task``, ``valid_prob``,
-``ready_prob``. The driver (boards/driver.py, the one a board uses over pyserial) runs in a
-cocotb bridge thread over :class:`boards.cocotb_transport.CocotbByteLink`: it loads the weights,
+``ready_prob``. The driver (host/driver.py, the one a board uses over pyserial) runs in a
+cocotb bridge thread over :class:`host.cocotb_transport.CocotbByteLink`: it loads the weights,
 program and image through the bridge, starts the frame with the task id, polls STATUS, reads the
 output tokens and the counters. The tokens must equal the golden model's
 (``sim.golden.forward``) bit for bit.
@@ -18,10 +18,10 @@ import cocotb
 import numpy as np
 from cocotb.task import bridge
 
-from boards.cocotb_transport import CocotbByteLink
-from boards.driver import BridgeTransport, EdgeMoeDriver
+from host.cocotb_transport import CocotbByteLink
+from host.driver import BridgeTransport, EdgeMoeDriver
 from sim.config import Config
-from tests.harness.cocotb_streams import load_params, start
+from host.cocotb_streams import load_params, start
 from tests.system.frames import frame_case
 
 

@@ -3,8 +3,8 @@
 
 Run by tests/hw/test_host_bridge_verilator.py on ``BridgedSystem(DemoDevice(cfg), cfg,
 divisor)``; params: ``config``, ``divisor``, ``seed``, ``rounds``, ``mem_bytes``, ``gap_prob``.
-:class:`boards.driver.DemoDriver` over :class:`boards.driver.BridgeTransport` over
-:class:`boards.cocotb_transport.CocotbUartLink` (8N1 bit level, random idle bit times between
+:class:`host.driver.DemoDriver` over :class:`host.driver.BridgeTransport` over
+:class:`host.cocotb_transport.CocotbUartLink` (8N1 bit level, random idle bit times between
 bytes): requantize random accumulators (rounding / saturation corners) on the device, bit-exact
 vs ``sim.fixed.requantize``; write random bytes to the scratch memory in bursts and read them
 back; an unknown command byte answers ``?``; the link never saw a framing error.
@@ -16,12 +16,12 @@ import random
 import cocotb
 from cocotb.task import bridge
 
-from boards.cocotb_transport import CocotbUartLink
-from boards.driver import BridgeTransport, DemoDriver
-from hw.host_bridge import UNKNOWN
+from host.cocotb_transport import CocotbUartLink
+from host.driver import BridgeTransport, DemoDriver
+from hw.link.host_bridge import UNKNOWN
 from sim.config import Config
 from sim.fixed import requantize
-from tests.harness.cocotb_streams import load_params, start
+from host.cocotb_streams import load_params, start
 from tests.hw.test_requantize import random_accumulator_beats
 
 

@@ -1,4 +1,4 @@
-"""cocotb tests of hw.exp2.Exp2 on its Verilog (run by tests/hw/test_exp2_verilator.py).
+"""cocotb tests of hw.attention.exp2.Exp2 on its Verilog (run by tests/hw/test_exp2_verilator.py).
 
 params: ``config`` (Config.to_dict()), ``seed``, ``en_prob``, ``n_random``. The inputs are every
 x of the useful range plus random very negative x (same set as the pysim test); the expected
@@ -12,10 +12,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hw.exp2 import Exp2, exp2_params
+from hw.attention.exp2 import Exp2, exp2_params
 from sim.config import Config
 from sim.golden.softmax import exp2_fixed
-from tests.harness.cocotb_streams import load_params, start
+from host.cocotb_streams import load_params, start
 
 
 def _inputs(cfg: Config, rng: np.random.Generator, n_random: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""cocotb tests of hw.gelu.GeluUnit on its Verilog (run by tests/hw/test_gelu_verilator.py).
+"""cocotb tests of hw.array.gelu.GeluUnit on its Verilog (run by tests/hw/test_gelu_verilator.py).
 
 Params (``load_params()``): ``config`` (Config.to_dict()), ``lanes``, ``seed``, ``valid_prob``,
 ``ready_prob``, ``random_beats``. ``gelu_full_range`` pushes every activation code through the
@@ -15,10 +15,10 @@ from pathlib import Path
 import cocotb
 import numpy as np
 
-from hw.gelu import GeluUnit
+from hw.array.gelu import GeluUnit
 from sim.config import Config
 from sim.golden.gelu import gelu_exact, gelu_pwl
-from tests.harness.cocotb_streams import (PARAMS_ENV, StreamPort, load_params, start, stream_recv,
+from host.cocotb_streams import (PARAMS_ENV, StreamPort, load_params, start, stream_recv,
                                           stream_send)
 
 

@@ -1,4 +1,4 @@
-"""cocotb tests of hw.gemm_engine.GemmEngine on its Verilog (run by tests/hw/test_gemm_verilator.py)
+"""cocotb tests of hw.array.gemm_engine.GemmEngine on its Verilog (run by tests/hw/test_gemm_verilator.py)
 
 Params (``load_params()``): ``config`` (Config.to_dict()), ``max_m`` / ``max_k`` / ``max_n``,
 ``cases`` (list of [m, k, n, bias, gelu, mode-name]), ``seed``, ``valid_prob``, ``ready_prob``,
@@ -14,10 +14,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hw.gemm_engine import GemmEngine
+from hw.array.gemm_engine import GemmEngine
 from sim.config import Config
 from sim.cycles.gemm import gemm_active_cycles, gemm_cycles
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 from tests.hw.test_gemm_cases import cmd_payload, make_case, res_payloads
 
 

@@ -1,4 +1,4 @@
-"""cocotb tests of hw.layernorm.LayerNorm on its Verilog (run by test_layernorm_verilator.py).
+"""cocotb tests of hw.norm.layernorm.LayerNorm on its Verilog (run by test_layernorm_verilator.py).
 
 Not collected by pytest on its own; ``run_cocotb`` passes ``params``: ``config``
 (Config.to_dict()), ``lanes``, ``banks``, ``rows`` (random rows per parameter set), ``seed``,
@@ -12,11 +12,11 @@ import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from hw.layernorm import param_layout, row_layout
+from hw.norm.layernorm import param_layout, row_layout
 from sim.config import Config
 from sim.cycles import layernorm as ln_cycles
 from sim.golden.layernorm import layernorm
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 from tests.hw.test_layernorm import (extreme_rows, param_beats, random_params, random_rows,
                                      to_beats)
 

@@ -15,9 +15,10 @@ import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from sim.config import Config
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
-from tests.harness.streams import from_bits
-from tests.hw.test_moe_layer import MoESystem, check_reads, expected_bytes, moe_beats, moe_case
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.streams import from_bits
+from host.bench.moe_system import MoESystem, expected_bytes, moe_beats, moe_case
+from tests.hw.test_moe_layer import check_reads
 
 
 @cocotb.test()

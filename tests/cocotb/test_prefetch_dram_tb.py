@@ -16,7 +16,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from hw.mem.bus import rdata_layout
 from hw.mem.dma import dma_cmd_layout
 from sim.config import Config
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 
 
 def _setup():

@@ -14,10 +14,10 @@ import random
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from hw.prefetcher import expert_address_table, prefetch_geometry
+from hw.moe.prefetcher import expert_address_table, prefetch_geometry
 from sim.config import Config
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_send
-from tests.harness.streams import from_bits
+from host.cocotb_streams import StreamPort, load_params, start, stream_send
+from host.streams import from_bits
 from tests.hw.test_patch_reorder import golden_list, random_routing
 from tests.hw.test_prefetcher import PrefetchSystem, expected_groups, expert_ranges, weight_image
 

@@ -1,4 +1,4 @@
-"""cocotb tests of hw.patch_reorder.PatchReorder on its Verilog
+"""cocotb tests of hw.moe.patch_reorder.PatchReorder on its Verilog
 (run by tests/hw/test_patch_reorder_verilator.py).
 
 Params: ``config``, ``frames``, ``seed``, ``valid_prob``, ``ready_prob``. Routings come from the
@@ -11,10 +11,10 @@ import random
 
 import cocotb
 
-from hw.patch_reorder import expert_list_layout, queue_entry_layout, queue_request_layout
-from hw.router import routing_layout
+from hw.moe.patch_reorder import expert_list_layout, queue_entry_layout, queue_request_layout
+from hw.moe.router import routing_layout
 from sim.config import Config
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 from tests.hw.test_patch_reorder import golden_list, golden_queue, random_routing, routing_beats
 
 

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
-"""cocotb tests of hw.requantize.Requantize on its Verilog (run by tests/hw/test_requantize_verilator.py).
+"""cocotb tests of hw.array.requantize.Requantize on its Verilog (run by tests/hw/test_requantize_verilator.py).
 
 Not collected by pytest on its own (the cocotb tests are not named ``test_*``); run through
-``tests.harness.cocotb_run.run_cocotb`` which passes ``params``:
+``host.cocotb_run.run_cocotb`` which passes ``params``:
 ``config`` (Config.to_dict()), ``lanes``, ``beats``, ``seed``, ``valid_prob``, ``ready_prob``.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ import random
 
 import cocotb
 
-from hw.requantize import Requantize
+from hw.array.requantize import Requantize
 from sim.config import Config
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 from tests.hw.test_requantize import expected, random_accumulator_beats
 
 

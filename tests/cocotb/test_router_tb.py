@@ -1,4 +1,4 @@
-"""cocotb tests of hw.router.Router on its Verilog (run by tests/hw/test_router_verilator.py).
+"""cocotb tests of hw.moe.router.Router on its Verilog (run by tests/hw/test_router_verilator.py).
 
 Params: ``config`` (Config.to_dict()), ``tokens`` (beats), ``seed``, ``valid_prob``,
 ``ready_prob``. Logits come from the shared generator in tests/hw/test_router.py and the
@@ -10,9 +10,9 @@ import random
 
 import cocotb
 
-from hw.router import Router
+from hw.moe.router import Router
 from sim.config import Config
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 from tests.hw.test_router import router_beats, router_expected, router_logits
 
 

@@ -1,4 +1,4 @@
-"""cocotb tests of hw.softmax.Softmax on its Verilog (run by tests/hw/test_softmax_verilator.py).
+"""cocotb tests of hw.attention.softmax.Softmax on its Verilog (run by tests/hw/test_softmax_verilator.py).
 
 params: ``config`` (Config.to_dict()), ``lanes``, ``max_len``, ``seed``, ``valid_prob``,
 ``ready_prob``. Rows: the corner cases of tests/hw/test_softmax_cases.py (equal values, one
@@ -12,9 +12,9 @@ import random
 import cocotb
 import numpy as np
 
-from hw.softmax import Softmax
+from hw.attention.softmax import Softmax
 from sim.config import Config
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 from tests.hw.test_softmax_cases import (expected_beats, group_beats, row_sum_error,
                                          softmax_groups)
 

@@ -1,4 +1,4 @@
-"""cocotb tests of hw/uart.py on Verilog (run by tests/hw/test_uart_verilator.py).
+"""cocotb tests of hw/link/uart.py on Verilog (run by tests/hw/test_uart_verilator.py).
 
 params: ``divisor``, ``count``, ``valid_prob``, ``ready_prob``, ``seed``.
 """
@@ -9,7 +9,7 @@ import random
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from tests.harness.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
 
 
 async def _decode_tx(dut, count, div):

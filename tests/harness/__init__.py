@@ -10,9 +10,9 @@
 - :mod:`.cocotb_streams`: the cocotb-side counterparts (imported inside the simulator process
   only): ``StreamPort``, ``stream_send``, ``stream_recv``, ``start``, ``load_params``.
 """
-from .pysim import (DeadlineExceeded, StreamDriver, StreamMonitor, StreamProtocolError,
+from host.pysim import (DeadlineExceeded, StreamDriver, StreamMonitor, StreamProtocolError,
                     run_pysim, stream_recv, stream_send)
-from .streams import assert_beats_equal, from_bits, plain, to_bits, to_py
+from host.streams import assert_beats_equal, from_bits, plain, to_bits, to_py
 
 __all__ = ["DeadlineExceeded", "StreamDriver", "StreamMonitor", "StreamProtocolError", "run_pysim",
            "stream_recv", "stream_send", "assert_beats_equal", "from_bits", "plain", "to_bits",

@@ -11,10 +11,10 @@ from amaranth.hdl import Module, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tests.harness.pysim import DeadlineExceeded, StreamDriver, StreamMonitor, \
+from host.pysim import DeadlineExceeded, StreamDriver, StreamMonitor, \
     StreamProtocolError, run_pysim
 from tests.harness.seeds import SEED_ENV, resolve_seed, rng, seed  # noqa: F401
-from tests.harness.streams import assert_beats_equal, from_bits, shape_width, to_bits
+from host.streams import assert_beats_equal, from_bits, shape_width, to_bits
 
 LAYOUTS = [
     signed(7),

@@ -1,4 +1,4 @@
-"""Attention unit (hw/attention.py) in pysim, bit-exact against sim.golden.softmax.attention_head.
+"""Attention unit (hw/attention/attention.py) in pysim, bit-exact against sim.golden.softmax.attention_head.
 
 Covers: the tiny config (2 heads back to back) with random valid gaps on Q and K/V and random
 back-pressure on O; several (p, dot width) shapes, including c = head_dim / dw > 1 chunks per
@@ -13,15 +13,15 @@ import random
 import numpy as np
 import pytest
 
-from hw.attention import Attention
-from hw.attention_lane import attention_params
-from hw.attention_stream import attention_reference, kv_beats, o_beats, q_beats
+from hw.attention.attention import Attention
+from hw.attention.attention_lane import attention_params
+from hw.attention.attention_stream import attention_reference, kv_beats, o_beats, q_beats
 from sim.config import get_config, with_changes
 from sim.cycles.attention import (attention_head_cycles, attention_kv_bytes,
                                   attention_steady_cycles)
-from tests.harness.pysim import StreamDriver, StreamMonitor, run_pysim
+from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import np_rng, rng, seed  # noqa: F401
-from tests.harness.streams import assert_beats_equal
+from host.streams import assert_beats_equal
 
 
 def attention_inputs(ap, heads: int, rng_np: np.random.Generator, scale: int):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw.attention import Attention
+from hw.attention.attention import Attention
 from sim.config import get_config, with_changes
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

@@ -13,7 +13,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.epilogue import Epilogue, EpilogueMode, score_on_dsp
+from hw.array.epilogue import Epilogue, EpilogueMode, score_on_dsp
 from sim.config import Config, get_config, with_changes
 from sim.fixed import requantize
 from sim.golden.gelu import gelu_pwl

@@ -1,4 +1,4 @@
-"""Exp2 (hw/exp2.py) in pysim, bit-exact against sim.golden.softmax.exp2_fixed.
+"""Exp2 (hw/attention/exp2.py) in pysim, bit-exact against sim.golden.softmax.exp2_fixed.
 
 Covers every x in the useful range [-(max_shift + 1), 0] (all score LSBs; below it the result is
 0), plus random very negative x down to 2 * score.min_int (the most negative t - M), with a
@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.exp2 import Exp2, exp2_params
+from hw.attention.exp2 import Exp2, exp2_params
 from sim.config import get_config
 from sim.golden.softmax import exp2_fixed
-from tests.harness.pysim import run_pysim
+from host.pysim import run_pysim
 from tests.harness.seeds import np_rng, rng, seed, seed_msg  # noqa: F401
 
 

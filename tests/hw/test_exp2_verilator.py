@@ -4,9 +4,9 @@ The cocotb side is tests/cocotb/test_exp2_tb.py (every useful input, random pipe
 """
 from __future__ import annotations
 
-from hw.exp2 import Exp2
+from hw.attention.exp2 import Exp2
 from sim.config import get_config
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

@@ -11,7 +11,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.gelu import GeluLane, GeluUnit
+from hw.array.gelu import GeluLane, GeluUnit
 from sim.config import Config, with_changes
 from sim.fixed import QFormat
 from sim.golden.gelu import gelu_exact, gelu_pwl, gelu_step_bits

@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from hw.gelu import GeluUnit
+from hw.array.gelu import GeluUnit
 from sim.config import Config, with_changes
 from sim.fixed import QFormat
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.gemm_engine import GemmEngine
+from hw.array.gemm_engine import GemmEngine
 from sim.config import Config, with_changes
 from sim.cycles.gemm import gemm_active_cycles, gemm_cycles
 from tests.harness import StreamDriver, StreamMonitor, assert_beats_equal, run_pysim

@@ -3,15 +3,15 @@ result, and the engine's stream beats. Used by tests/hw/test_gemm*.py (pysim) an
 tests/cocotb/test_gemm_tb.py (Verilator).
 
 Expected values always come from sim/golden (``linear``, ``residual_add``,
-``scaled_accumulate``), never from the code under test; ``hw.gemm_engine.gemm_streams`` only
+``scaled_accumulate``), never from the code under test; ``hw.array.gemm_engine.gemm_streams`` only
 orders the inputs into beats.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from hw.epilogue import EpilogueMode
-from hw.gemm_engine import gemm_output_beats, gemm_streams
+from hw.array.epilogue import EpilogueMode
+from hw.array.gemm_engine import gemm_output_beats, gemm_streams
 from sim.config import Config
 from sim.golden.linear import linear, residual_add, scaled_accumulate
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw.gemm_engine import GemmEngine
+from hw.array.gemm_engine import GemmEngine
 from sim.config import Config, with_changes
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 TINY = Config.tiny()

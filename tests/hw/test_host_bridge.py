@@ -1,10 +1,10 @@
 # amaranth: UnusedElaboratable=no
-"""HostBridge (hw/host_bridge.py) and the host driver's transports in pysim.
+"""HostBridge (hw/link/host_bridge.py) and the host driver's transports in pysim.
 
-The device is the demo board design (boards/demo_device.py: Requantize on registers + a DramModel
-scratch memory) behind :class:`boards.system.BridgedSystem` (byte streams, no UART: hw/uart.py
-has its own tests). The host side is the real driver code (boards/driver.py) over
-:class:`boards.sim_transport.PysimByteLink`, with random valid gaps on ``rx`` and random
+The device is the demo board design (boards/demo_device.py: Requantize on registers + a OnChipMemory
+scratch memory) behind :class:`boards.system.BridgedSystem` (byte streams, no UART: hw/link/uart.py
+has its own tests). The host side is the real driver code (host/driver.py) over
+:class:`host.sim_transport.PysimByteLink`, with random valid gaps on ``rx`` and random
 back-pressure on ``tx``. Checked against models that do not use the code under test:
 
 - IDENT reports the config's beat / burst / register sizes;
@@ -14,7 +14,7 @@ back-pressure on ``tx``. Checked against models that do not use the code under t
 - the demo's Requantize through registers, bit-exact vs ``sim.fixed.requantize``;
 - protocol errors: an unknown command answers ``?``, a burst of 0 or > max beats answers ``E``
   with no data phase, a write outside the memory answers ``E``; the bridge then still works;
-- the same driver over :class:`boards.sim_transport.PysimTransport` (the device's own ports,
+- the same driver over :class:`host.sim_transport.PysimTransport` (the device's own ports,
   random gaps on the memory streams) gives the same answers.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ from __future__ import annotations
 import pytest
 
 from boards.demo_device import DemoDevice, demo_registers
-from boards.driver import BridgeTransport, DemoDriver, LinkError
-from boards.sim_transport import PysimByteLink, PysimRunner, PysimTransport
+from host.driver import BridgeTransport, DemoDriver, LinkError
+from host.sim_transport import PysimByteLink, PysimRunner, PysimTransport
 from boards.system import BridgedSystem
-from hw.host_bridge import CMD, NAK, UNKNOWN, HostBridge, bridge_csr_signature, ident_bytes
+from hw.link.host_bridge import CMD, NAK, UNKNOWN, HostBridge, bridge_csr_signature, ident_bytes
 from sim.config import get_config, with_changes
 from sim.fixed import requantize
 from tests.harness.seeds import rng, seed  # noqa: F401  (pytest fixtures)

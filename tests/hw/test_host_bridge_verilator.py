@@ -2,7 +2,7 @@
 
 - ``test_bridge_demo_uart_verilator``: the demo board design (UART pins -> bridge -> Requantize
   registers + scratch memory, boards/demo_device.py) driven bit-serially by
-  :class:`boards.cocotb_transport.CocotbUartLink`; results bit-exact vs
+  :class:`host.cocotb_transport.CocotbUartLink`; results bit-exact vs
   ``sim.fixed.requantize``, memory read back vs what was written (tests/cocotb/test_bridge_tb.py).
 - ``test_bridge_frame_verilator``: a whole ``tiny`` frame through the driver, the bridge's byte
   protocol (random valid gaps and back-pressure on both byte streams) and the top level
@@ -15,7 +15,7 @@ import pytest
 from boards.demo_device import DemoDevice
 from boards.system import BridgedSystem
 from sim.config import get_config
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 DEMO_DIVISOR = 8          # cycles per UART bit: small, the bit level is what is tested
@@ -30,13 +30,13 @@ def test_bridge_demo_uart_verilator(seed, tmp_path):
 
 
 def _frame_system(cfg):
-    from hw.top.frame_sim import FrameSim
-    from hw.top.run import memory_size
-    from sim.program_image import build_memory_image
+    from hw.top.top_with_memory import TopWithMemory
+    from sim.memory_image import memory_size
+    from sim.memory_image import build_memory_image
     from tests.system.frames import frame_case
     case = frame_case(cfg, 0)
     _, layout = build_memory_image(cfg, case["qparams"], case["image_q"], 0)
-    return BridgedSystem(FrameSim(cfg, size=memory_size(layout, cfg)), cfg)
+    return BridgedSystem(TopWithMemory(cfg, size=memory_size(layout, cfg)), cfg)
 
 
 @pytest.mark.parametrize("task", [1])

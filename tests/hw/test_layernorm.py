@@ -1,4 +1,4 @@
-"""LayerNorm unit (hw/layernorm.py) in pysim, bit-exact against sim.golden.layernorm.
+"""LayerNorm unit (hw/norm/layernorm.py) in pysim, bit-exact against sim.golden.layernorm.
 
 Every test drives ``param`` and ``x`` from one sequencer testbench (parameter set, then its rows,
 then the next set ...) with random valid gaps, and reads ``y`` with random back-pressure; the
@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.layernorm import LATENCY_EMIT, LATENCY_STATS, LayerNorm
+from hw.norm.layernorm import LATENCY_EMIT, LATENCY_STATS, LayerNorm
 from sim import float_model
 from sim.config import get_config, with_changes
 from sim.cycles import layernorm as ln_cycles

@@ -1,4 +1,4 @@
-"""hw.rsqrt.Rsqrt (the LayerNorm's 1/sqrt(V)) in pysim, bit-exact against golden rsqrt_fixed.
+"""hw.norm.rsqrt.Rsqrt (the LayerNorm's 1/sqrt(V)) in pysim, bit-exact against golden rsqrt_fixed.
 
 V values cover every power-of-four boundary, the LUT bucket edges, random magnitudes and the
 largest V of the dim-192 LayerNorm; valid has random gaps and every result must appear exactly
@@ -11,7 +11,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.rsqrt import Rsqrt, rsqrt_bounds
+from hw.norm.rsqrt import Rsqrt, rsqrt_bounds
 from sim.config import get_config, with_changes
 from sim.golden.layernorm import rsqrt_fixed
 from tests.harness import run_pysim

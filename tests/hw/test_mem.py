@@ -19,9 +19,9 @@ from amaranth.lib.wiring import In, Out
 
 from hw.mem.bus import rdata_layout, req_layout
 from hw.mem.dma import ReadDma, dma_cmd_layout
-from hw.mem.dram_model import DramModel
+from hw.mem.onchip_memory import OnChipMemory
 from sim.config import Config, with_changes
-from tests.harness.pysim import run_pysim, stream_recv, stream_send
+from host.pysim import run_pysim, stream_recv, stream_send
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 
@@ -46,7 +46,7 @@ def test_dram_random_reads(latency, seed):
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     base = 0x1000
     image = _image(rng, 1024)
-    dut = DramModel(cfg, image, base=base)
+    dut = OnChipMemory(cfg, image, base=base)
     nwords = len(image) // W
     reqs = []
     for _ in range(60):
@@ -78,7 +78,7 @@ def test_dram_latency_and_bandwidth(latency, seed):
     cfg = _cfg(latency=latency, burst=4, outstanding=latency // 4 + 2)
     W = cfg.hw.mem_bytes_per_cycle
     image = _image(rng, 512)
-    dut = DramModel(cfg, image)
+    dut = OnChipMemory(cfg, image)
     reqs = [{"addr": 16 * W * i % 512, "beats": 4} for i in range(12)]
     nbeats = sum(r["beats"] for r in reqs)
     acc, tr = [], []
@@ -90,7 +90,7 @@ def test_dram_latency_and_bandwidth(latency, seed):
         await stream_recv(ctx, dut.rd.rd_data, nbeats, transfer_cycles=tr)
 
     run_pysim(dut, [send, recv], deadline_cycles=2000)
-    assert tr[0] - acc[0] == max(latency, DramModel.MIN_LATENCY) == dut.latency
+    assert tr[0] - acc[0] == max(latency, OnChipMemory.MIN_LATENCY) == dut.latency
     assert tr == list(range(tr[0], tr[0] + nbeats)), "data beats are not back to back"
 
 
@@ -99,7 +99,7 @@ def test_dram_writes_then_reads(seed):
     cfg = _cfg(latency=4)
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     image = _image(rng, 256)
-    dut = DramModel(cfg, image, base=0, size=512)
+    dut = OnChipMemory(cfg, image, base=0, size=512)
     assert dut.size == 512
     shadow = bytearray(image) + bytearray(512 - len(image))
     writes = []
@@ -139,7 +139,7 @@ def test_dram_writes_then_reads(seed):
 
 def test_dram_error_flag():
     cfg = _cfg()
-    dut = DramModel(cfg, bytes(64), base=64)
+    dut = OnChipMemory(cfg, bytes(64), base=64)
 
     async def bench(ctx):
         assert not ctx.get(dut.error)
@@ -151,12 +151,12 @@ def test_dram_error_flag():
 
 
 class DmaDram(wiring.Component):
-    """ReadDma feeding a DramModel: ``cmd`` in, ``rd_data`` out, the request channel mirrored out
+    """ReadDma feeding a OnChipMemory: ``cmd`` in, ``rd_data`` out, the request channel mirrored out
     (``req_fire``, ``req``), and the DRAM's byte counter."""
 
     def __init__(self, cfg, image, base=0):
         self.dma = ReadDma(cfg, len_bits=16)
-        self.dram = DramModel(cfg, image, base=base)
+        self.dram = OnChipMemory(cfg, image, base=base)
         super().__init__({"cmd": In(stream.Signature(dma_cmd_layout(cfg, 16))),
                           "rd_data": Out(stream.Signature(rdata_layout(cfg))),
                           "req_fire": Out(1), "req": Out(req_layout(cfg)),

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from hw.mem.dram_model import DramModel
+from hw.mem.onchip_memory import OnChipMemory
 from sim.config import Config, with_changes
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.hw.test_mem import DmaDram
 
@@ -27,4 +27,4 @@ def test_dma_dram_verilator(latency, beat, seed, tmp_path):
     run_cocotb(DmaDram(cfg, image, base), "tests.cocotb.test_prefetch_dram_tb", name="dma_dram",
                test_dir=tmp_path, seed=seed,
                params=dict(config=cfg.to_dict(), base=base, image_bytes=nbytes,
-                           latency=max(latency, DramModel.MIN_LATENCY)))
+                           latency=max(latency, OnChipMemory.MIN_LATENCY)))

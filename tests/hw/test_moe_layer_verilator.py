@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from sim.config import Config
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
-from tests.hw.test_moe_layer import MoESystem, moe_case
+from host.bench.moe_system import MoESystem, moe_case
 
 
 @pytest.mark.parametrize("dead", [False, True], ids=["tiny", "tiny-dead-expert"])

@@ -1,4 +1,4 @@
-"""Patch reorder unit (hw/patch_reorder.py) in pysim: list and queues vs golden expert_queues.
+"""Patch reorder unit (hw/moe/patch_reorder.py) in pysim: list and queues vs golden expert_queues.
 
 Random routings (skewed so some experts get many tokens and some none; also routings produced by
 the golden router from tied logits) for several frames in a row, with random valid gaps on the
@@ -12,10 +12,10 @@ import random
 import numpy as np
 import pytest
 
-from hw.patch_reorder import PatchReorder
+from hw.moe.patch_reorder import PatchReorder
 from sim.config import Config, with_changes
 from sim.golden.router import Routing, expert_queues
-from tests.harness.pysim import run_pysim, stream_recv, stream_send
+from host.pysim import run_pysim, stream_recv, stream_send
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.hw.test_router import router_expected, router_logits
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw.patch_reorder import PatchReorder
+from hw.moe.patch_reorder import PatchReorder
 from sim.config import Config, with_changes
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

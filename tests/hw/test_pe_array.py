@@ -16,7 +16,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.pe_array import PEArray, psum_bits
+from hw.array.pe_array import PEArray, psum_bits
 from sim.config import Config, with_changes
 from sim.golden.linear import gemm_acc
 from tests.harness import run_pysim

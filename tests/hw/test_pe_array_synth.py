@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from amaranth.back import rtlil
 
-from hw.gemm_engine import GemmEngine
-from hw.pe_array import PEArray
+from hw.array.gemm_engine import GemmEngine
+from hw.array.pe_array import PEArray
 from sim.config import Config, with_changes
 
 

@@ -1,4 +1,4 @@
-"""Expert-weight prefetcher (hw/prefetcher.py) + DRAM model in pysim.
+"""Expert-weight prefetcher (hw/moe/prefetcher.py) + DRAM model in pysim.
 
 A weight image is built from seeded random parameters (model_io.export.build_image, the real
 exporter's layout); the DRAM model holds the MoE block's part of it. A random routing's expert
@@ -20,15 +20,15 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.mem.bus import req_layout
-from hw.mem.dram_model import DramModel
-from hw.patch_reorder import expert_list_layout
-from hw.prefetcher import TENSORS, ExpertPrefetcher, expert_address_table, grant_layout, \
+from hw.mem.onchip_memory import OnChipMemory
+from hw.moe.patch_reorder import expert_list_layout
+from hw.moe.prefetcher import TENSORS, ExpertPrefetcher, expert_address_table, grant_layout, \
     prefetch_geometry
-from model_io.export import build_image
+from sim.weight_image import build_image
 from sim.config import Config, with_changes
 from sim.golden import quantize_params
 from sim.params import random_params
-from tests.harness.pysim import run_pysim, stream_send
+from host.pysim import run_pysim, stream_send
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.hw.test_patch_reorder import golden_list, random_routing
 
@@ -76,12 +76,12 @@ def expected_groups(cfg: Config, qp, block: int, e: int, matrix: int):
 
 
 class PrefetchSystem(wiring.Component):
-    """ExpertPrefetcher + DramModel, with the read-request channel mirrored out for monitors."""
+    """ExpertPrefetcher + OnChipMemory, with the read-request channel mirrored out for monitors."""
 
     def __init__(self, cfg: Config, image, base: int, table):
         self.cfg = cfg
         self.pf = ExpertPrefetcher(cfg, table)
-        self.dram = DramModel(cfg, image, base=base)
+        self.dram = OnChipMemory(cfg, image, base=base)
         pf = self.pf
         cb = cfg.hw.moe_counter_bits
         super().__init__({

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw.prefetcher import expert_address_table
+from hw.moe.prefetcher import expert_address_table
 from sim.config import Config, with_changes
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.hw.test_prefetcher import PrefetchSystem, weight_image
 

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""hw.requantize.Requantize in pysim, and the sim.fixed Amaranth generators it is built from.
+"""hw.array.requantize.Requantize in pysim, and the sim.fixed Amaranth generators it is built from.
 
 Everything is bit-exact against the numpy definitions in sim/fixed.py. Seeds: see
 tests/harness/seeds.py (``EDGE_MOE_SEED=<n>`` replays a failure).
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal, signed, unsigned
 
-from hw.requantize import Requantize, qformat_shape
+from hw.array.requantize import Requantize, qformat_shape
 from sim.config import Config, with_changes
 from sim.fixed import QFormat, hw_requantize, hw_rshift_round, hw_saturate, requantize, \
     rshift_round, saturate
-from tests.harness.pysim import StreamDriver, StreamMonitor, run_pysim
+from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import rng, seed  # noqa: F401  (pytest fixtures)
-from tests.harness.streams import assert_beats_equal, shape_width
+from host.streams import assert_beats_equal, shape_width
 
 # --------------------------------------------------------------------------------------------
 # Stimulus (also used by the cocotb test, tests/cocotb/test_requantize_tb.py)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from hw.requantize import Requantize
+from hw.array.requantize import Requantize
 from sim.config import Config, with_changes
 from sim.fixed import QFormat
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

@@ -1,4 +1,4 @@
-"""Router (hw/router.py) in pysim: bit-exact vs the golden to_score -> softmax_rows -> top_k.
+"""Router (hw/moe/router.py) in pysim: bit-exact vs the golden to_score -> softmax_rows -> top_k.
 
 Random gate logits mixing realistic spreads, exact ties, all-equal rows and the activation
 range's extremes, streamed with random valid gaps and random back-pressure; plus a full-rate run
@@ -12,13 +12,13 @@ import random
 import numpy as np
 import pytest
 
-from hw.router import Router
+from hw.moe.router import Router
 from sim.config import Config, with_changes
 from sim.golden.router import top_k
 from sim.golden.softmax import LOG2E, softmax_rows, to_score
-from tests.harness.pysim import StreamDriver, StreamMonitor, run_pysim
+from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
-from tests.harness.streams import assert_beats_equal
+from host.streams import assert_beats_equal
 
 
 def router_logits(cfg: Config, rng: random.Random, count: int) -> np.ndarray:

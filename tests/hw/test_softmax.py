@@ -1,4 +1,4 @@
-"""Softmax unit (hw/softmax.py) and its divider (hw/reciprocal.py) in pysim, bit-exact vs golden.
+"""Softmax unit (hw/attention/softmax.py) and its divider (hw/attention/reciprocal.py) in pysim, bit-exact vs golden.
 
 Rows: equal values, one dominant value, a max that grows every beat, very negative values,
 full-range values, length 1, max length, random lengths; random valid gaps and back-pressure.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.reciprocal import Reciprocal
-from hw.softmax import Softmax, softmax_widths
+from hw.attention.reciprocal import Reciprocal
+from hw.attention.softmax import Softmax, softmax_widths
 from sim.config import get_config
 from sim.golden.softmax import reciprocal, softmax_rows
-from tests.harness.pysim import StreamDriver, StreamMonitor, run_pysim
+from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import np_rng, rng, seed, seed_msg  # noqa: F401
-from tests.harness.streams import assert_beats_equal
+from host.streams import assert_beats_equal
 from tests.hw.test_softmax_cases import (expected_beats, group_beats, row_sum_error,
                                          softmax_groups)
 

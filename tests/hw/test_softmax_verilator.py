@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from hw.softmax import Softmax
+from hw.attention.softmax import Softmax
 from sim.config import get_config
-from tests.harness.cocotb_run import run_cocotb
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import unsigned
 
 from hw.mem.stream_slice import StreamSlice
-from tests.harness.pysim import run_pysim, stream_recv, stream_send
+from host.pysim import run_pysim, stream_recv, stream_send
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

@@ -1,4 +1,4 @@
-"""UartRx / UartTx (hw/uart.py) in pysim.
+"""UartRx / UartTx (hw/link/uart.py) in pysim.
 
 - loopback TX -> RX with random valid gaps on the input and random back-pressure on the output:
   every byte arrives, in order, with no framing error / overrun (several divisors, odd ones too);
@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 from amaranth.hdl import Elaboratable, Module
 
-from hw.uart import UartRx, UartTx, uart_divisor
+from hw.link.uart import UartRx, UartTx, uart_divisor
 from tests.harness import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import rng, seed  # noqa: F401  (pytest fixtures)
 

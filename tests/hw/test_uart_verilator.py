@@ -12,8 +12,8 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.uart import BYTE_BITS, UartRx, UartTx
-from tests.harness.cocotb_run import run_cocotb
+from hw.link.uart import BYTE_BITS, UartRx, UartTx
+from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 

@@ -1,4 +1,4 @@
-"""``edge-moe export`` sub-command (driven through model_io.cli.main, as the main CLI will)."""
+"""``edge-moe export`` sub-command (driven through edge_moe.commands.export.main, as the main CLI will)."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import argparse
 import numpy as np
 import torch
 
-from model_io.cli import add_export_parser, main
+from edge_moe.commands.export import add_export_parser, main
 from model_io.loader import load
 from model_io.torch_model import M3ViT, state_dict_to_numpy
 from sim.golden import quantize_params

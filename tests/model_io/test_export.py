@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model_io.export import export
-from model_io.format import ALIGNMENT, FORMAT_NAME, FORMAT_VERSION, SaturationWarning, \
+from sim.weight_format import ALIGNMENT, FORMAT_NAME, FORMAT_VERSION, SaturationWarning, \
     WeightImageError, crc32, sha256
 from model_io.loader import load
 from model_io.torch_model import M3ViT, state_dict_to_numpy

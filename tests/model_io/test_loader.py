@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from model_io.format import crc32, sha256
+from sim.weight_format import crc32, sha256
 from model_io.loader import WeightImageError, load
 from sim.config import get_config, with_changes
 from sim.fixed import QFormat

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from model_io.export import export
-from model_io.format import WeightImageError
+from sim.weight_format import WeightImageError
 from model_io.loader import load
 from model_io.names import TIMM_IGNORED, normalize_names
 from model_io.torch_model import from_params
@@ -25,7 +25,7 @@ from sim.config import with_changes
 from sim.golden import quantize_params
 from sim.params import param_specs, random_params
 
-from .timm_stub import import_timm
+from tests.model_io.timm_stub import import_timm
 
 if importlib.util.find_spec("timm") is None:
     pytest.skip("timm is not installed (it is not a project dependency)", allow_module_level=True)

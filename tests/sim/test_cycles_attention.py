@@ -1,6 +1,6 @@
 """Cycle / traffic model of the attention unit (sim/cycles/attention.py) against the RTL.
 
-The RTL figures come from sim.bench_attention.simulate_attention (pysim, full rate, outputs
+The RTL figures come from host.bench.attention.simulate_attention (pysim, full rate, outputs
 checked bit-exact there): the isolated-head cycle count must equal attention_head_cycles, the
 per-head increment of back-to-back heads attention_steady_cycles, the K/V byte counter
 attention_kv_bytes. Also the properties the design claims (bandwidth independent of p, cycles
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.bench_attention import simulate_attention
+from host.bench.attention import simulate_attention
 from sim.config import get_config, with_changes
 from sim.golden.softmax import reciprocal
 from sim.cycles.attention import (E_LATENCY, attention_head_cycles, attention_kv_bytes,
@@ -19,8 +19,8 @@ from sim.cycles.attention import (E_LATENCY, attention_head_cycles, attention_kv
 
 
 def test_constants_match_rtl():
-    from hw.attention_lane import E_LATENCY as RTL_E_LATENCY
-    from hw.exp2 import Exp2
+    from hw.attention.attention_lane import E_LATENCY as RTL_E_LATENCY
+    from hw.attention.exp2 import Exp2
     assert E_LATENCY == RTL_E_LATENCY == 5 + Exp2.latency
     # q_bits is exactly the width of the largest reciprocal (smallest possible softmax sum).
     cfg = get_config("tiny")

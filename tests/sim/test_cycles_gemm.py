@@ -1,6 +1,6 @@
 """The analytic GEMM cycle model (sim/cycles/gemm.py) against the RTL, and its M3ViT figures.
 
-The RTL runs in pysim with always-valid inputs and an always-ready output (sim.bench_gemm's
+The RTL runs in pysim with always-valid inputs and an always-ready output (host.bench.gemm's
 ``measure_rtl``, which also checks the output bit-exact against sim/golden); the engine's cycle
 counter must equal ``gemm_cycles`` exactly. tests/hw/test_gemm.py and the Verilator test check
 the same equality on more shapes.
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from hw.epilogue import Epilogue
-from sim.bench_gemm import m3vit_shapes, measure_rtl
+from hw.array.epilogue import Epilogue
+from host.bench.gemm import m3vit_shapes, measure_rtl
 from sim.config import Config, get_config, with_changes
 from sim.cycles.gemm import (EPILOGUE_LATENCY, frame_gemm_cycles, gemm_active_cycles,
                              gemm_cycles, gemm_utilization, steady_state_utilization)

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import pytest
 
-from hw.exp2 import Exp2
-from hw.prefetcher import prefetch_geometry
-from hw.router import Router
+from hw.attention.exp2 import Exp2
+from hw.moe.prefetcher import prefetch_geometry
+from hw.moe.router import Router
 from sim.config import Config, get_config, with_changes
 from sim.cycles.moe import (EXP2_LATENCY, hiding_bandwidth, load_geometry, moe_layer_cycles,
                             router_cycles_per_token, router_latency, tokens_per_expert)
 from sim.golden.router import expert_queues, route
-from tests.harness.pysim import StreamDriver, StreamMonitor, run_pysim
+from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
-from tests.hw.test_moe_layer import MoESystem, moe_beats, moe_case
+from host.bench.moe_system import MoESystem, moe_beats, moe_case
 
 
 @pytest.mark.parametrize("name", ["tiny", "m3vit-tiny-cityscapes", "m3vit-ecp5-85f"])

@@ -10,10 +10,10 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 
 from hw.mem.stream_slice import StreamSlice
-from hw.router import Router
+from hw.moe.router import Router
 from sim.config import get_config
 from sim.cycles.moe import sliced_router_times
-from tests.harness.pysim import run_pysim, stream_recv, stream_send
+from host.pysim import run_pysim, stream_recv, stream_send
 
 
 class _SlicedRouter(wiring.Component):

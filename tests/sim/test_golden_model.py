@@ -78,8 +78,8 @@ def test_m3vit_golden_tracks_float(task):
 @pytest.mark.parametrize("task", [0, 1])
 def test_frame_program_computes_the_network(task):
     """The sequencer's descriptor list, run op by op on named buffers, equals the direct model."""
-    from sim.golden.program import run_program
-    from sim.program import Op, frame_program
+    from sim.golden.interpreter import run_program
+    from sim.frame_program import Op, frame_program
 
     cfg = get_config("tiny")
     qp, _ = golden.quantize_params(cfg, random_params(cfg, 4))

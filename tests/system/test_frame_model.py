@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.top.run import run_frame
+from host.run import run_frame
 from sim import golden
 from sim.config import get_config, with_changes
 from sim.cycles.frame import frame_cost

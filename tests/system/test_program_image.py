@@ -1,4 +1,4 @@
-"""The binary frame program and memory image (sim/program_image.py), executed by the golden
+"""The binary frame program and memory image (sim/memory_image.py), executed by the golden
 byte-level interpreter ``run_image``, equal ``sim.golden.forward`` bit for bit."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sim.config import get_config
-from sim.program import Instr, Op, frame_program
-from sim.program_image import (DESC_BYTES, Desc, HwOp, build_memory_image, check_aliasing,
+from sim.frame_program import Instr, Op, frame_program
+from sim.memory_image import (DESC_BYTES, Desc, HwOp, build_memory_image, check_aliasing,
                                decode_desc, encode_desc, lower_program, read_output, run_image)
 from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import dense_config, depth1_config, frame_case, tiny

@@ -13,9 +13,9 @@ import pytest
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from hw.mem.dram_model import DramModel
+from hw.mem.onchip_memory import OnChipMemory
 from hw.top.chunk_reader import ChunkReader
-from hw.top.read_arbiter import ReadArbiter
+from hw.mem.read_arbiter import ReadArbiter
 from sim.config import get_config, with_changes
 from tests.harness import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import seed  # noqa: F401
@@ -38,7 +38,7 @@ class _Rig(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dram = dram = DramModel(self.cfg, self.image)
+        m.submodules.dram = dram = OnChipMemory(self.cfg, self.image)
         m.submodules.arb = arb = ReadArbiter(self.cfg, len(self.readers))
         for i, r in enumerate(self.readers):
             m.submodules[f"r{i}"] = r

@@ -1,6 +1,6 @@
-"""Whole frames on the top level in pysim (FrameSim: EdgeMoeTop + bus throttle + DRAM model),
+"""Whole frames on the top level in pysim (TopWithMemory: EdgeMoeTop + bus throttle + DRAM model),
 bit-exact vs sim.golden.forward for the tiny config, both tasks, seeded random weights and image,
-with seeded random gaps and back-pressure on every memory-bus channel (hw/top/bus_throttle.py).
+with seeded random gaps and back-pressure on every memory-bus channel (hw/mem/bus_throttle.py).
 
 A full tiny frame is ~31k cycles, about a minute of pysim per task. The CSR / error test runs
 several small programs from one memory image (PROG_BASE selects one): bad magic, bad check
@@ -13,10 +13,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.top.csr import CSR_ID
-from hw.top.frame_sim import FrameSim
-from hw.top.run import _csr_read, _csr_write, _host_read, run_frame
+from hw.top.top_with_memory import TopWithMemory
+from host.run import _csr_read, _csr_write, _host_read, run_frame
 from sim.config import get_config
-from sim.program_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, encode_desc)
+from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, encode_desc)
 from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import frame_case, tiny
 
@@ -86,7 +86,7 @@ def test_csr_errors_and_load_store(seed):
         at += -(-len(code) // DESC_BYTES) * DESC_BYTES + DESC_BYTES
     mem[data_at:data_at + rows.size * 2] = rows.astype("<i2").tobytes()
     mem[img_at:img_at + img.size * 2] = img.astype("<i2").tobytes()
-    dut = FrameSim(cfg, image=bytes(mem))
+    dut = TopWithMemory(cfg, image=bytes(mem))
     got = {}
 
     async def run(ctx, name):

@@ -1,5 +1,5 @@
-"""Whole frames on the top level's Verilog (FrameSim: EdgeMoeTop + bus throttle + DRAM model),
-Verilator via cocotb (tests/cocotb/test_top_frame_tb.py), bit-exact vs sim.golden.forward.
+"""Whole frames on the top level's Verilog (TopWithMemory: EdgeMoeTop + bus throttle + DRAM model),
+Verilator via cocotb (host/frame_tb.py), bit-exact vs sim.golden.forward.
 
 The design is built without the memory image (loaded through the host port), so the tiny build
 is shared by every seed and task. Variants: two consecutive MoE blocks, and a dense-only model. The tiny frames run with the bus throttle on (seeded random
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw.top.run import run_frame
+from host.run import run_frame
 from sim.config import get_config, with_changes
 from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import dense_config, frame_case, tiny

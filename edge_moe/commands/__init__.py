@@ -1,0 +1,1 @@
+"""The ``edge-moe`` subcommands, one module each."""

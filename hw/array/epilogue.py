@@ -1,0 +1,172 @@
+"""Fused GEMM epilogue: + bias, requantize, optional PWL GELU, optional residual / MoE combine.
+
+Per output row (C lanes, C = cfg.hw.array_cols), bit-exact with sim/golden/linear.py:
+
+    y   = requantize(acc + bias, acc_frac, act)          # round half up, saturate
+    y   = gelu_pwl(y)                if gelu              # sim/golden/gelu.py
+    out = y                          if mode == PLAIN
+    out = residual_add(x, y)         if mode == RESIDUAL  # saturate(x + y)
+    out = scaled_accumulate(x, y, s) if mode == SCALED    # saturate(x + round(y * s >> exp.frac))
+
+The score product uses C DSP multipliers, or shift-add LUT logic when the target's multiplier
+budget is taken by the PE array (:func:`score_on_dsp`, ``cfg.hw.epilogue_score_dsp``).
+
+RESIDUAL and SCALED share one datapath: ``t = y * s`` with ``s = 2^exp.frac`` (1.0 in the UQ1.15
+score format) for RESIDUAL, then ``out = saturate(x + round_half_up(t, exp.frac))``; PLAIN uses
+``x = 0``, so all three modes take the same cycles. ``x`` and ``s`` come from the ``res`` stream
+(one beat per output row in RESIDUAL and SCALED mode, none in PLAIN mode).
+
+Lanes whose ``mask`` bit is 0 (columns beyond N of a partial tile) output 0.
+
+Pipeline, 7 register stages, one row per cycle:
+  1. acc + bias            2. requantize            3-5. GELU lane (or bypass)
+  6. t = y * s (consumes the ``res`` beat)          7. saturate(x + round(t)), mask
+Latency :attr:`Epilogue.LATENCY` = 7 cycles from an ``i`` handshake to ``o.valid``; throughput one
+row per cycle. Back-pressure on ``o`` or a missing ``res`` beat stalls the whole pipeline.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.fixed import hw_requantize, hw_rshift_round, hw_saturate
+
+from hw.array.gelu import GeluLane, shift_add_mul
+
+__all__ = ["EpilogueMode", "Epilogue", "score_on_dsp", "epilogue_in_layout", "residual_layout",
+           "row_layout"]
+
+
+class EpilogueMode(enum.Enum, shape=2):
+    """What happens to a requantized (and optionally GELU'd) row ``y``."""
+
+    PLAIN = 0       # out = y
+    RESIDUAL = 1    # out = saturate(x + y)
+    SCALED = 2      # out = saturate(x + round(score * y))  (MoE combine)
+
+
+def row_layout(cfg: Config) -> data.ArrayLayout:
+    """C activations: an output row, or the row ``x`` added in RESIDUAL / SCALED mode."""
+    return data.ArrayLayout(signed(cfg.num.act.bits), cfg.hw.array_cols)
+
+
+def residual_layout(cfg: Config) -> data.StructLayout:
+    """One ``res`` beat: the existing row ``x`` and the per-row score (``cfg.num.exp``)."""
+    return data.StructLayout({"x": row_layout(cfg), "score": unsigned(cfg.num.exp.bits)})
+
+
+def epilogue_in_layout(cfg: Config) -> data.StructLayout:
+    """One ``i`` beat: C accumulators, C biases, the lane mask and the mode of this row."""
+    C = cfg.hw.array_cols
+    return data.StructLayout({
+        "acc": data.ArrayLayout(signed(cfg.num.acc_bits), C),
+        "bias": data.ArrayLayout(signed(cfg.num.bias.bits), C),
+        "mask": unsigned(C),
+        "gelu": unsigned(1),
+        "mode": EpilogueMode,
+    })
+
+
+def score_on_dsp(cfg: Config) -> bool:
+    """Whether the C score multipliers use DSPs (``cfg.hw.epilogue_score_dsp``; auto if None).
+
+    Auto: DSPs unless the target's ``mult_budget`` cannot hold them next to the array and the
+    attention unit (the multipliers ``Config`` already counts). On the ECP5-85F preset
+    (156 MULT18X18D, 128 + 16 taken) the 16 score multipliers go to LUTs.
+    """
+    h = cfg.hw
+    if h.epilogue_score_dsp is not None:
+        return bool(h.epilogue_score_dsp)
+    if h.mult_budget is None:
+        return True
+    used = h.macs_per_cycle + 2 * h.attn_parallel * h.attn_dot_width
+    return used + h.array_cols <= h.mult_budget
+
+
+class Epilogue(wiring.Component):
+    """The fused epilogue (see the module docstring).
+
+    Ports: ``i`` (in, :func:`epilogue_in_layout`), ``res`` (in, :func:`residual_layout`),
+    ``o`` (out, :func:`row_layout`).
+    """
+
+    LATENCY = 4 + GeluLane.LATENCY
+
+    def __init__(self, cfg: Config):
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(epilogue_in_layout(cfg))),
+            "res": In(stream.Signature(residual_layout(cfg))),
+            "o": Out(stream.Signature(row_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        n = cfg.num
+        C = cfg.hw.array_cols
+        act, acc_bits, sf = n.act, n.acc_bits, n.exp.frac_bits
+        G = GeluLane.LATENCY
+        dsp = score_on_dsp(cfg)
+
+        # Stage bookkeeping: valid, mode, mask travel with each row. Index s = content of the
+        # register after stage s (s = 1 .. LATENCY); stage LATENCY's valid is o.valid.
+        L = self.LATENCY
+        valid = [None] + [Signal(name=f"v{s}") for s in range(1, L)] + [self.o.valid]
+        mode = [None] + [Signal(EpilogueMode, name=f"mode{s}") for s in range(1, L)]
+        mask = [None] + [Signal(C, name=f"mask{s}") for s in range(1, L)]
+        gelu1 = Signal()
+
+        res_stage = 3 + G     # the stage whose registers take the res beat (t = y * s)
+        needs_res = valid[res_stage - 1] & (mode[res_stage - 1] != EpilogueMode.PLAIN)
+        en = Signal()
+        out_free = ~self.o.valid | self.o.ready
+        m.d.comb += [
+            en.eq(out_free & (~needs_res | self.res.valid)),
+            self.i.ready.eq(en),
+            self.res.ready.eq(en & needs_res),
+        ]
+        with m.If(en):
+            m.d.sync += [valid[1].eq(self.i.valid), mode[1].eq(self.i.payload.mode),
+                         mask[1].eq(self.i.payload.mask), gelu1.eq(self.i.payload.gelu)]
+            for s in range(2, L + 1):
+                m.d.sync += valid[s].eq(valid[s - 1])
+        with m.Elif(out_free):
+            # Stalled only for a missing res beat: the output row may still leave, so the output
+            # register must empty (else the taken row would be offered twice).
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(en):
+            for s in range(2, L):
+                m.d.sync += [mode[s].eq(mode[s - 1]), mask[s].eq(mask[s - 1])]
+
+        # The GELU bypass bit follows its row: the lane's input register captures y2 (stage 2),
+        # so the lane needs the stage-2 copy of the command's gelu bit.
+        gelu2 = Signal()
+        with m.If(en):
+            m.d.sync += gelu2.eq(gelu1)
+        score = Mux(mode[res_stage - 1] == EpilogueMode.SCALED, self.res.payload.score, 1 << sf)
+        for c in range(C):
+            # 1: bias (already in accumulator scale, so a plain add)
+            s1 = Signal(signed(acc_bits + 1), name=f"sum{c}")
+            # 2: requantize to act (round half up, saturate)
+            y2 = Signal(signed(act.bits), name=f"y{c}")
+            # 3..2+G: GELU or bypass
+            g = m.submodules[f"gelu{c}"] = GeluLane(cfg)
+            # res_stage: t = y * score, and the row x it will be added to (0 in PLAIN mode)
+            t = Signal(signed(act.bits + n.exp.bits + 1), name=f"t{c}")
+            xr = Signal(signed(act.bits), name=f"xr{c}")
+            m.d.comb += [g.en.eq(en), g.x.eq(y2), g.bypass.eq(~gelu2)]
+            prod = g.y * score if dsp else shift_add_mul(m, g.y, score, f"t{c}")
+            with m.If(en):
+                m.d.sync += [
+                    s1.eq(self.i.payload.acc[c] + self.i.payload.bias[c]),
+                    y2.eq(hw_requantize(s1, n.acc_frac, act)),
+                    t.eq(prod),
+                    xr.eq(Mux(mode[res_stage - 1] == EpilogueMode.PLAIN, 0,
+                              self.res.payload.x[c])),
+                    self.o.payload[c].eq(Mux(mask[L - 1][c],
+                                             hw_saturate(xr + hw_rshift_round(t, sf), act), 0)),
+                ]
+        return m

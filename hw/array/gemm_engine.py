@@ -1,0 +1,374 @@
+"""Tiled GEMM engine: one weight-stationary PE array, an accumulator memory and the fused epilogue.
+
+Computes, per command, ``out = epilogue(x @ w.T + b)`` for x (M x K activations) and w (N x K
+weights, PyTorch layout), bit-exact with sim/golden/linear.py (``linear``, ``residual_add``,
+``scaled_accumulate``). Any 1 <= M <= max_m, 1 <= K <= max_k, 1 <= N <= max_n works; K and N
+need not be multiples of the array size (the last tiles are padded internally).
+
+Loop order (R = cfg.hw.array_rows, C = cfg.hw.array_cols, kt = ceil(K/R), nt = ceil(N/C))::
+
+    for n0 in 0, C, ..:                 # output column tile
+        for k0 in 0, R, ..:             # inner-dimension tile: one weight tile per (n0, k0)
+            for m in 0 .. M-1:          # one activation beat per cycle, M cycles per tile
+                acc[m] (+)= x[m, k0:k0+R] @ W[k0:k0+R, n0:n0+C]
+        for m: out[m, n0:n0+C] = epilogue(acc[m])   # fused: runs during the last k tile
+
+Streams (all ``amaranth.lib.stream``; beats in exactly this order, see :func:`gemm_streams`):
+
+- ``cmd`` (:func:`cmd_layout`): m, k, n, bias, gelu, mode. Accepted when idle (``busy`` low).
+- ``act``: nt * kt * M beats of R activations, ``x[m, k0:k0+R]`` in the loop order above (the
+  feeder re-streams X for every column tile). Lanes at k >= K are ignored (any value).
+- ``w``: nt * K beats of C weights, ``W[k, n0:n0+C]`` = ``w[n0:n0+C, k]`` for n0 (outer), k
+  (inner): the K-major weight image read row by row. Only real rows are sent; the engine writes
+  zero rows for k >= K. Lanes at n >= N are ignored.
+- ``bias``: nt beats of C biases (accumulator scale) if ``cmd.bias``, else none.
+- ``res``: nt * M beats (row ``x[m, n0:n0+C]`` and score) in RESIDUAL / SCALED mode, else none.
+- ``o``: nt * M beats of C activations, out[m, n0:n0+C] for n0 (outer), m (inner); lanes at
+  n >= N are 0.
+
+Schedule. The array has two weight banks. A loader writes the next tile's R weight rows (one row
+of C weights per cycle, zero rows beyond K) into the idle bank while the current tile computes;
+a tile starts when all its rows are loaded, and the loader may overwrite row r of a bank as soon
+as the last beat of the tile that used it has passed row r (tracked by ``since[bank]``). Tiles
+therefore start every P = max(M, R) cycles: with M >= R the array never idles between tiles;
+with M < R (small expert batches) the weight stream (R rows per tile) is the bottleneck and the
+array is busy M of every R cycles. Partial sums leave the array R cycles after their beat, are
+added to the accumulator memory (max_m x C words of ``acc_bits``, read-modify-write; the first k
+tile overwrites, the last k tile bypasses the memory and feeds the epilogue) and the epilogue
+(7 stages) produces one output row per cycle.
+
+Cycles from the command handshake to the last output handshake, with every stream always
+valid/ready (``sim.cycles.gemm.gemm_cycles``; T = kt * nt tiles)::
+
+    cycles = 2R + (T - 1) * max(M, R) + M + 1 + Epilogue.LATENCY
+
+Latency of one output row: R (array) + 1 (accumulator stage) + Epilogue.LATENCY (7) cycles from
+the activation beat of its last k tile to its ``o`` beat. Throughput: R x C MACs per cycle while
+beats issue (one ``act`` beat per cycle, one ``o`` beat per cycle in the last k tile). ``mac_active_cycles`` counts the cycles in
+which a beat entered the array (R x C MACs each, including padded lanes), ``cycles`` counts the
+cycles of the command; both restart at each command and count until the last output beat.
+
+Accumulator bound: |x @ w.T + b| <= K * 2^(a+w-2) + 2^(bias-1) < 2^(acc_bits-1) for every
+K <= max_inner_dim, which ``Config`` validates (a + w + ceil(log2 K) + 1 <= acc_bits: 43 <= 48 for
+16-bit operands and K = 768). Partial sums over fewer k tiles obey the same bound, so neither the
+memory words nor the adders can overflow.
+
+Back-pressure: ``o`` (or a missing ``res`` / ``bias`` beat at the epilogue) stalls the array, the
+accumulator path and the epilogue together (one clock enable); the weight loader keeps loading
+into free rows during a stall. A gap on ``act`` inserts a bubble. Streams must be independent: the
+engine may need ``act`` beat i + R + 8 before it accepts ``res`` beat i, and weights of the next
+tiles before the current tile's activations.
+
+Command limits: 1 <= m <= max_m, 1 <= k <= max_k, 1 <= n <= max_n (not checked in hardware;
+m > max_m would alias accumulator rows).
+
+Timing notes: ``act.payload`` feeds row 0 of the array combinationally (no input register), so
+``act`` should come from a register or FIFO output. The clock enable is a combinational function
+of ``o.ready`` and ``res.valid`` that fans out to every array register; at high clock rates a
+credit scheme (issue a last-k-tile beat only when an output FIFO has room) would remove it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.cycles.gemm import gemm_tiles
+
+from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
+from hw.array.pe_array import PEArray
+
+__all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
+           "gemm_output", "gemm_output_beats", "gemm_tiles"]
+
+
+def default_limits(cfg: Config) -> tuple[int, int, int]:
+    """(max_m, max_k, max_n) of every GEMM the model runs on the array."""
+    md = cfg.model
+    max_m = md.tokens
+    max_k = md.max_inner_dim
+    max_n = max(3 * md.dim, md.mlp_hidden, md.expert_hidden, md.experts, md.tokens, md.dim)
+    return max_m, max_k, max_n
+
+
+def cmd_layout(cfg: Config, max_m: int, max_k: int, max_n: int) -> data.StructLayout:
+    """One GEMM command: sizes (each >= 1) and epilogue mode bits."""
+    return data.StructLayout({
+        "m": range(max_m + 1),
+        "k": range(max_k + 1),
+        "n": range(max_n + 1),
+        "bias": unsigned(1),
+        "gelu": unsigned(1),
+        "mode": EpilogueMode,
+    })
+
+
+def gemm_streams(cfg: Config, x, w, b=None, res=None, score=None) -> dict:
+    """Input beats of one GEMM in the engine's order (module docstring).
+
+    ``x`` (M, K) activations, ``w`` (N, K) weights (PyTorch layout), ``b`` (N,) or None,
+    ``res`` (M, N) rows to add into (RESIDUAL / SCALED) or None, ``score`` (M,) or None.
+    Returns int64 arrays: ``act`` (nt*kt*M, R), ``w`` (nt*K, C), ``bias`` (nt or 0, C),
+    ``res_x`` (nt*M or 0, C), ``res_score`` (nt*M or 0,). Padded lanes are 0.
+    """
+    R, C = cfg.hw.array_rows, cfg.hw.array_cols
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    M, K = x.shape
+    N = w.shape[0]
+    if w.shape != (N, K):
+        raise ValueError(f"w must be (N, K) = ({N}, {K}), got {w.shape}")
+    kt, nt = gemm_tiles(cfg, K, N)
+    xp = np.zeros((M, kt * R), dtype=np.int64)
+    xp[:, :K] = x
+    wkn = np.zeros((K, nt * C), dtype=np.int64)
+    wkn[:, :N] = w.T
+    act = np.concatenate([xp[:, k0 * R:(k0 + 1) * R] for _ in range(nt) for k0 in range(kt)])
+    wb = np.concatenate([wkn[:, n0 * C:(n0 + 1) * C] for n0 in range(nt)])
+    out = {"act": act, "w": wb}
+    if b is not None:
+        bp = np.zeros(nt * C, dtype=np.int64)
+        bp[:N] = np.asarray(b, dtype=np.int64)
+        out["bias"] = bp.reshape(nt, C)
+    else:
+        out["bias"] = np.zeros((0, C), dtype=np.int64)
+    if res is not None:
+        rp = np.zeros((M, nt * C), dtype=np.int64)
+        rp[:, :N] = np.asarray(res, dtype=np.int64)
+        out["res_x"] = np.concatenate([rp[:, n0 * C:(n0 + 1) * C] for n0 in range(nt)])
+        s = np.zeros(M, dtype=np.int64) if score is None else np.asarray(score, dtype=np.int64)
+        out["res_score"] = np.tile(s, nt)
+    else:
+        out["res_x"] = np.zeros((0, C), dtype=np.int64)
+        out["res_score"] = np.zeros(0, dtype=np.int64)
+    return out
+
+
+def gemm_output_beats(cfg: Config, y) -> np.ndarray:
+    """The (M, N) result -> output beats (nt*M, C) in engine order, lanes beyond N zero."""
+    C = cfg.hw.array_cols
+    y = np.asarray(y, dtype=np.int64)
+    M, N = y.shape
+    nt = math.ceil(N / C)
+    yp = np.zeros((M, nt * C), dtype=np.int64)
+    yp[:, :N] = y
+    return np.concatenate([yp[:, n0 * C:(n0 + 1) * C] for n0 in range(nt)])
+
+
+def gemm_output(cfg: Config, beats, m: int, n: int) -> np.ndarray:
+    """Output beats (nt*M, C) in engine order -> the (M, N) result."""
+    C = cfg.hw.array_cols
+    nt = math.ceil(n / C)
+    beats = np.asarray(beats, dtype=np.int64).reshape(nt, m, C)
+    return np.concatenate(list(beats), axis=1)[:, :n]
+
+
+class GemmEngine(wiring.Component):
+    """The tiled GEMM engine (see the module docstring for the stream formats and schedule).
+
+    Parameters: ``cfg``; ``max_m``, ``max_k``, ``max_n`` (default :func:`default_limits`): the
+    largest sizes a command may carry (``max_m`` sets the accumulator memory depth).
+
+    Ports: ``cmd``, ``act``, ``w``, ``bias``, ``res`` (stream inputs), ``o`` (stream output),
+    ``busy``, ``cycles``, ``mac_active_cycles`` (``cfg.hw.gemm_counter_bits`` wide).
+    """
+
+    def __init__(self, cfg: Config, max_m: int | None = None, max_k: int | None = None,
+                 max_n: int | None = None):
+        dm, dk, dn = default_limits(cfg)
+        self._cfg = cfg
+        self.max_m, self.max_k, self.max_n = max_m or dm, max_k or dk, max_n or dn
+        n, h = cfg.num, cfg.hw
+        super().__init__({
+            "cmd": In(stream.Signature(cmd_layout(cfg, self.max_m, self.max_k, self.max_n))),
+            "act": In(stream.Signature(data.ArrayLayout(signed(n.act.bits), h.array_rows))),
+            "w": In(stream.Signature(data.ArrayLayout(signed(n.weight.bits), h.array_cols))),
+            "bias": In(stream.Signature(data.ArrayLayout(signed(n.bias.bits), h.array_cols))),
+            "res": In(stream.Signature(residual_layout(cfg))),
+            "o": Out(stream.Signature(row_layout(cfg))),
+            "busy": Out(1),
+            "cycles": Out(h.gemm_counter_bits),
+            "mac_active_cycles": Out(h.gemm_counter_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        R, C = cfg.hw.array_rows, cfg.hw.array_cols
+        acc_bits = cfg.num.acc_bits
+        max_m, max_k, max_n = self.max_m, self.max_k, self.max_n
+
+        m.submodules.array = array = PEArray(cfg)
+        m.submodules.epi = epi = Epilogue(cfg)
+        wiring.connect(m, wiring.flipped(self.res), epi.res)
+        wiring.connect(m, epi.o, wiring.flipped(self.o))
+
+        en = Signal()           # advance the array / accumulator pipeline
+        busy = self.busy
+
+        # ---- command ---------------------------------------------------------------------
+        c = Signal(cmd_layout(cfg, max_m, max_k, max_n))
+        m.d.comb += self.cmd.ready.eq(~busy)
+        start = self.cmd.valid & self.cmd.ready
+
+        # ---- per-bank state: loaded (tile waiting / computing) and drain position ----------
+        loaded = Signal(2)
+        since = [Signal(range(R + 1), name=f"since{b}", init=R) for b in range(2)]
+        with m.If(en):
+            for b in range(2):
+                with m.If(since[b] < R):
+                    m.d.sync += since[b].eq(since[b] + 1)
+
+        # ---- weight loader ------------------------------------------------------------------
+        ld_active = Signal()
+        ld_kb = Signal(range(max_k + R + 1))
+        ld_nb = Signal(range(max_n + C + 1))
+        ld_row = Signal(range(R))
+        ld_bank = Signal()
+        ld_real = ld_kb + ld_row < c.k
+        ld_free = ~loaded.bit_select(ld_bank, 1) & (Mux(ld_bank, since[1], since[0]) > ld_row)
+        ld_go = ld_active & ld_free & (self.w.valid | ~ld_real)
+        m.d.comb += [
+            self.w.ready.eq(ld_active & ld_free & ld_real),
+            array.w_en.eq(ld_go),
+            array.w_row.eq(ld_row),
+            array.w_bank.eq(ld_bank),
+        ]
+        for col in range(C):
+            m.d.comb += array.w_data[col].eq(Mux(ld_real, self.w.payload[col], 0))
+        with m.If(ld_go):
+            m.d.sync += ld_row.eq(ld_row + 1)
+            with m.If(ld_row == R - 1):
+                m.d.sync += [ld_row.eq(0), ld_bank.eq(~ld_bank),
+                             loaded.bit_select(ld_bank, 1).eq(1)]
+                with m.If(ld_kb + R >= c.k):
+                    m.d.sync += [ld_kb.eq(0), ld_nb.eq(ld_nb + C)]
+                    with m.If(ld_nb + C >= c.n):
+                        m.d.sync += ld_active.eq(0)
+                with m.Else():
+                    m.d.sync += ld_kb.eq(ld_kb + R)
+
+        # ---- activation issue ---------------------------------------------------------------
+        is_active = Signal()
+        is_kb = Signal(range(max_k + R + 1))
+        is_nb = Signal(range(max_n + C + 1))
+        is_m = Signal(range(max_m + 1))
+        is_bank = Signal()
+        can_issue = is_active & loaded.bit_select(is_bank, 1)
+        issue = Signal()
+        m.d.comb += [
+            self.act.ready.eq(en & can_issue),
+            issue.eq(en & can_issue & self.act.valid),
+            array.en.eq(en),
+            array.x.eq(self.act.payload),
+            array.bank.eq(is_bank),
+        ]
+        with m.If(issue):
+            m.d.sync += is_m.eq(is_m + 1)
+            with m.If(is_m == c.m - 1):
+                # Last beat of this tile: its bank is released; row 0 reads it this cycle.
+                m.d.sync += [is_m.eq(0), is_bank.eq(~is_bank),
+                             loaded.bit_select(is_bank, 1).eq(0)]
+                for b in range(2):
+                    with m.If(is_bank == b):
+                        m.d.sync += since[b].eq(1)
+                with m.If(is_kb + R >= c.k):
+                    m.d.sync += [is_kb.eq(0), is_nb.eq(is_nb + C)]
+                    with m.If(is_nb + C >= c.n):
+                        m.d.sync += is_active.eq(0)
+                with m.Else():
+                    m.d.sync += is_kb.eq(is_kb + R)
+
+        # ---- metadata travelling with each beat through the array ------------------------------
+        md_layout = data.StructLayout({"valid": 1, "m": range(max_m), "first": 1, "last": 1})
+        md = [Signal(md_layout, name="md0")]
+        m.d.comb += [md[0].valid.eq(issue), md[0].m.eq(is_m), md[0].first.eq(is_kb == 0),
+                     md[0].last.eq(is_kb + R >= c.k)]
+        for i in range(1, R + 1):
+            s = Signal(md_layout, name=f"md{i}")
+            with m.If(en):
+                m.d.sync += s.eq(md[-1])
+            md.append(s)
+        mda = md[R]             # the beat whose sums are on array.psum
+
+        # ---- accumulator memory (read-modify-write across k tiles) ----------------------------
+        m.submodules.acc_mem = mem = Memory(shape=data.ArrayLayout(signed(acc_bits), C),
+                                            depth=max_m, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(transparent_for=(wp,))
+        acc_new = Signal(data.ArrayLayout(signed(acc_bits), C))
+        for col in range(C):
+            m.d.comb += acc_new[col].eq(Mux(mda.first, array.psum[col],
+                                            rp.data[col] + array.psum[col]))
+        m.d.comb += [
+            rp.addr.eq(md[R - 1].m), rp.en.eq(en),
+            wp.addr.eq(mda.m), wp.data.eq(acc_new), wp.en.eq(en & mda.valid & ~mda.last),
+        ]
+        s_valid = Signal()
+        s_acc = Signal(data.ArrayLayout(signed(acc_bits), C))
+        with m.If(en):
+            m.d.sync += [s_valid.eq(mda.valid & mda.last), s_acc.eq(acc_new)]
+
+        # ---- bias: one beat per column tile, two-entry FIFO ---------------------------------
+        bias_w = cfg.num.bias.bits * C
+        m.submodules.bias_fifo = bfifo = fifo.SyncFIFO(width=bias_w, depth=2)
+        b_nb = Signal(range(max_n + C + 1))    # column tile of the next bias beat to accept
+        b_take = busy & c.bias & (b_nb < c.n)
+        m.d.comb += [bfifo.w_data.eq(self.bias.payload), bfifo.w_en.eq(self.bias.valid & b_take),
+                     self.bias.ready.eq(bfifo.w_rdy & b_take)]
+        with m.If(self.bias.valid & self.bias.ready):
+            m.d.sync += b_nb.eq(b_nb + C)
+        bias_ok = ~c.bias | bfifo.r_rdy
+        bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bfifo.r_data)
+
+        # ---- epilogue feed ----------------------------------------------------------------
+        e_m = Signal(range(max_m + 1))
+        e_nb = Signal(range(max_n + C + 1))
+        m.d.comb += [
+            epi.i.valid.eq(s_valid & bias_ok),
+            epi.i.payload.acc.eq(s_acc),
+            epi.i.payload.gelu.eq(c.gelu),
+            epi.i.payload.mode.eq(c.mode),
+            en.eq(~s_valid | (epi.i.ready & bias_ok)),
+        ]
+        for col in range(C):
+            m.d.comb += [
+                epi.i.payload.bias[col].eq(Mux(c.bias, bias_head[col], 0)),
+                epi.i.payload.mask[col].eq(e_nb + col < c.n),
+            ]
+        e_last_row = e_m == c.m - 1
+        with m.If(epi.i.valid & epi.i.ready):
+            m.d.sync += e_m.eq(e_m + 1)
+            with m.If(e_last_row):
+                m.d.sync += [e_m.eq(0), e_nb.eq(e_nb + C)]
+        m.d.comb += bfifo.r_en.eq(epi.i.valid & epi.i.ready & e_last_row & c.bias)
+
+        # ---- output count, busy, counters ----------------------------------------------------
+        o_m = Signal(range(max_m + 1))
+        o_nb = Signal(range(max_n + C + 1))
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += o_m.eq(o_m + 1)
+            with m.If(o_m == c.m - 1):
+                m.d.sync += [o_m.eq(0), o_nb.eq(o_nb + C)]
+                with m.If(o_nb + C >= c.n):
+                    m.d.sync += busy.eq(0)
+        with m.If(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(issue):
+            m.d.sync += self.mac_active_cycles.eq(self.mac_active_cycles + 1)
+
+        with m.If(start):
+            m.d.sync += [
+                c.eq(self.cmd.payload), busy.eq(1),
+                loaded.eq(0), since[0].eq(R), since[1].eq(R),
+                ld_active.eq(1), ld_kb.eq(0), ld_nb.eq(0), ld_row.eq(0), ld_bank.eq(0),
+                is_active.eq(1), is_kb.eq(0), is_nb.eq(0), is_m.eq(0), is_bank.eq(0),
+                b_nb.eq(0), e_m.eq(0), e_nb.eq(0), o_m.eq(0), o_nb.eq(0),
+                self.cycles.eq(0), self.mac_active_cycles.eq(0),
+            ]
+        return m

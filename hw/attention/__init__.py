@@ -1,0 +1,1 @@
+"""The attention unit: streaming QK^T / AV lanes, exp2 online softmax, reciprocal, normalizer."""

@@ -1,0 +1,238 @@
+"""Attention: fused QK^T -> online exp2 softmax -> PV with p query-row lanes and one K/V pass
+per group of p rows (the streaming reorder), bit-exact with ``attention_head``.
+
+``Attention(cfg, tokens=None, norm_width=None)`` computes, head after head,
+``sim.golden.softmax.attention_head(cfg, q, k, v)`` for q, k, v of shape (N, head_dim).
+
+Structure (``p = cfg.hw.attn_parallel`` lanes, ``dw = cfg.hw.attn_dot_width`` multipliers per
+lane for q.k and as many for e*v, ``c = head_dim / dw`` chunks per row):
+
+- the **K/V stream** carries, for each group of p query rows, every key/value row once, chunk by
+  chunk (order: ``hw.attention.attention_stream``). An accepted beat enters lane 0 and is passed on, one
+  register per lane, so lane i sees the same beat i cycles after lane 0 (the *skew*): every lane
+  consumes every K/V beat, and external memory delivers one K chunk + one V chunk per cycle
+  whatever p is. Scores never leave the lanes and each score is exponentiated once (online
+  softmax with an integer running max: rescaling the sum and the output accumulator is a shift).
+- V chunks wait in a small FIFO until lane 0 has the exponential of their key (``E_LATENCY``
+  cycles after the key's last K chunk); they then travel down the lanes with the same skew, so
+  each lane meets v_j exactly when its own e_j is ready.
+- **Q rows** are loaded into the lanes' ``q_next`` buffers while the previous group runs; a group
+  starts (its first K/V beat is accepted) only when all p lanes hold their row (lanes beyond the
+  last row of a head's final, partial group get a dummy and their results are dropped).
+- Each lane finishes its row into a hold register and starts its divider; the shared
+  ``AttentionNormalizer`` turns the rows, in order, into O beats.
+
+Ports (``amaranth.lib.stream``; beat order in ``hw.attention.attention_stream``)::
+
+    q   In(stream(ArrayLayout(signed(act.bits), dw)))        Q rows, c beats per row
+    kv  In(stream({"k": ArrayLayout(act, dw), "v": ArrayLayout(act, dw)}))
+    o   Out(stream({"o": ArrayLayout(act, norm_width), "last": 1}))   O rows, hd/nw beats each
+    kv_bytes  Out(48)    bytes accepted on kv since reset (the memory-port counter)
+    cycles    Out(48)    cycles since reset
+
+Throughput: one K/V beat per cycle; a head takes ``G * N * c`` K/V beats (G = ceil(N / p)), so
+about ``N^2 * c / p`` cycles, while the K/V port moves ``2 * dw * act.storage_bytes`` bytes per
+cycle independent of p. The normalizer (``norm_width`` outputs per cycle, chosen so that p rows
+fit in a group period) and the lane dividers keep up, so heads stream back to back. Latency and
+the exact cycle count of an isolated head: ``sim.cycles.attention.attention_head_cycles``.
+
+Stalls: O back-pressure stops everything only when a lane must hand over a row while its hold
+register is still waiting for the normalizer; Q/K/V gaps travel as bubbles.
+
+Resources: p lanes of 2 * dw + 1 multipliers (+ a small one in each Exp2), ``norm_width``
+multipliers of o_bits x q_bits in the normalizer, p sequential dividers, p * hd * o_bits * 2
+accumulator/hold flip-flops, a (2c + 12)-entry FIFO of dw values.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from hw.attention.attention_lane import (E_LATENCY, AttentionLane, AttentionParams, attention_params,
+                             kbeat_layout, vbeat_layout)
+from hw.attention.attention_normalize import AttentionNormalizer, out_layout
+from hw.attention.attention_stream import kv_bytes_per_beat
+
+__all__ = ["Attention", "STAT_BITS", "attention_layouts"]
+
+STAT_BITS = 48
+
+
+def attention_layouts(cfg: Config, ap: AttentionParams) -> dict:
+    """Payload layouts of the ``q``, ``kv`` and ``o`` streams."""
+    act = signed(cfg.num.act.bits)
+    return dict(q=data.ArrayLayout(act, ap.dw),
+                kv=data.StructLayout({"k": data.ArrayLayout(act, ap.dw),
+                                      "v": data.ArrayLayout(act, ap.dw)}),
+                o=out_layout(cfg, ap))
+
+
+class Attention(wiring.Component):
+    """Attention unit with p skewed query-row lanes (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+        Sizes from ``cfg.model.head_dim``, ``cfg.hw.attn_parallel``, ``cfg.hw.attn_dot_width``;
+        formats from ``cfg.num``.
+    tokens : int, optional
+        N (keys per pass and query rows per head); default ``cfg.model.tokens``.
+    norm_width : int, optional
+        Outputs normalized per cycle (O beat width); default from ``attention_params``.
+
+    Attributes
+    ----------
+    ap : AttentionParams
+        Every derived size (p, dw, c, N, G, widths, norm_width, ...).
+    """
+
+    def __init__(self, cfg: Config, tokens: int | None = None, norm_width: int | None = None):
+        self.cfg = cfg
+        self.ap: AttentionParams = attention_params(cfg, tokens, norm_width)
+        ap = self.ap
+        lay = attention_layouts(cfg, ap)
+        self.q_layout, self.kv_layout, self.o_layout = lay["q"], lay["kv"], lay["o"]
+        self.bytes_per_beat = kv_bytes_per_beat(cfg)
+        self.vfifo_depth = 2 * ap.c + E_LATENCY + 4
+        super().__init__({
+            "q": In(stream.Signature(self.q_layout)),
+            "kv": In(stream.Signature(self.kv_layout)),
+            "o": Out(stream.Signature(self.o_layout)),
+            "kv_bytes": Out(STAT_BITS),
+            "cycles": Out(STAT_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, ap = self.cfg, self.ap
+        p, c, N, G = ap.p, ap.c, ap.N, ap.G
+        last_rows = N - (G - 1) * p
+
+        lanes = []
+        for i in range(p):
+            lane = AttentionLane(cfg, ap, i)
+            m.submodules[f"lane{i}"] = lane
+            lanes.append(lane)
+        m.submodules.norm = norm = AttentionNormalizer(cfg, ap)
+        m.submodules.vfifo = vfifo = SyncFIFO(width=ap.dw * ap.act_bits, depth=self.vfifo_depth)
+
+        adv = Signal()
+        m.d.comb += adv.eq(~_any([ln.stall for ln in lanes]))
+        for ln in lanes:
+            m.d.comb += ln.adv.eq(adv)
+
+        # ---------------- K/V input and the lane chain ----------------
+        in_ci = Signal(range(c))
+        in_j = Signal(range(N))
+        in_g = Signal(range(G))
+        nrows_in = Signal(range(p + 1))
+        q_ok = Signal()
+        group_start = Signal()
+        accept = Signal()
+        m.d.comb += [
+            nrows_in.eq(Mux(in_g == G - 1, last_rows, p)),
+            group_start.eq((in_ci == 0) & (in_j == 0)),
+            q_ok.eq(_all([ln.q_full for ln in lanes])),
+            self.kv.ready.eq(adv & vfifo.w_rdy & (~group_start | q_ok)),
+            accept.eq(self.kv.valid & self.kv.ready),
+        ]
+        k0 = Signal(kbeat_layout(ap))
+        with m.If(adv):
+            m.d.sync += [k0.valid.eq(accept), k0.k.eq(self.kv.payload.k), k0.ci.eq(in_ci),
+                         k0.first.eq(in_j == 0), k0.last.eq(in_j == N - 1),
+                         k0.nrows.eq(nrows_in)]
+        with m.If(accept):
+            with m.If(in_ci == c - 1):
+                m.d.sync += in_ci.eq(0)
+                with m.If(in_j == N - 1):
+                    m.d.sync += [in_j.eq(0), in_g.eq(Mux(in_g == G - 1, 0, in_g + 1))]
+                with m.Else():
+                    m.d.sync += in_j.eq(in_j + 1)
+            with m.Else():
+                m.d.sync += in_ci.eq(in_ci + 1)
+        m.d.comb += [vfifo.w_en.eq(accept), vfifo.w_data.eq(self.kv.payload.v.as_value())]
+
+        m.d.comb += lanes[0].kin.eq(k0)
+        for a, b in zip(lanes, lanes[1:]):
+            m.d.comb += b.kin.eq(a.kout)
+
+        # ---------------- V sequencer ----------------
+        # Lane 0's e_j leaves Exp2: pop v_j's c chunks on this and the next c - 1 advancing
+        # cycles. Keys are >= c cycles apart, so a new e never arrives mid-sequence.
+        v0 = Signal(vbeat_layout(ap))
+        vs_ci = Signal(range(c))
+        vs_busy = Signal()
+        pop = Signal()
+        m.d.comb += [pop.eq(adv & (lanes[0].e_event | vs_busy)), vfifo.r_en.eq(pop)]
+        with m.If(adv):
+            m.d.sync += [v0.valid.eq(pop), v0.v.eq(vfifo.r_data),
+                         v0.ci.eq(Mux(vs_busy, vs_ci, 0))]
+            if c > 1:
+                with m.If(pop):
+                    cur = Mux(vs_busy, vs_ci, 0)
+                    m.d.sync += [vs_ci.eq(Mux(cur == c - 1, 0, cur + 1)),
+                                 vs_busy.eq(cur != c - 1)]
+        m.d.comb += lanes[0].vin.eq(v0)
+        for a, b in zip(lanes, lanes[1:]):
+            m.d.comb += b.vin.eq(a.vout)
+
+        # ---------------- Q loader ----------------
+        # Fills q_next of lane ql for group qg; lanes past the rows of a partial group get a
+        # dummy fill (no Q beat) so that every lane's q_full tracks the same group sequence.
+        ql = Signal(range(p))
+        qc = Signal(range(c))
+        qg = Signal(range(G))
+        q_rows = Signal(range(p + 1))
+        real = Signal()
+        lane_full = Signal()
+        load = Signal()
+        m.d.comb += [
+            q_rows.eq(Mux(qg == G - 1, last_rows, p)),
+            real.eq(ql < q_rows),
+            lane_full.eq(Array(ln.q_full for ln in lanes)[ql]),
+            self.q.ready.eq(real & ~lane_full),
+            load.eq(~lane_full & (~real | self.q.valid)),
+        ]
+        for i, ln in enumerate(lanes):
+            m.d.comb += [ln.q_we.eq(load & (ql == i)),
+                         ln.q_chunk.eq(Mux(real, qc, c - 1)),
+                         ln.q_data.eq(self.q.payload)]
+        with m.If(load):
+            with m.If(~real | (qc == c - 1)):
+                m.d.sync += qc.eq(0)
+                with m.If(ql == p - 1):
+                    m.d.sync += [ql.eq(0), qg.eq(Mux(qg == G - 1, 0, qg + 1))]
+                with m.Else():
+                    m.d.sync += ql.eq(ql + 1)
+            with m.Else():
+                m.d.sync += qc.eq(qc + 1)
+
+        # ---------------- normalizer ----------------
+        for i, ln in enumerate(lanes):
+            m.d.comb += [norm.holds[i].eq(ln.hold), norm.hold_full[i].eq(ln.hold_full),
+                         ln.hold_clear.eq(norm.hold_clear[i])]
+            wiring.connect(m, ln.r, norm.r[i])
+        wiring.connect(m, norm.o, wiring.flipped(self.o))
+
+        # ---------------- memory-port counters ----------------
+        with m.If(accept):
+            m.d.sync += self.kv_bytes.eq(self.kv_bytes + self.bytes_per_beat)
+        m.d.sync += self.cycles.eq(self.cycles + 1)
+        return m
+
+
+def _any(bits):
+    out = 0
+    for b in bits:
+        out = out | b
+    return out
+
+
+def _all(bits):
+    out = 1
+    for b in bits:
+        out = out & b
+    return out

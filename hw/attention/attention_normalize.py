@@ -1,0 +1,127 @@
+"""AttentionNormalizer: the attention unit's shared output stage, out = sat(o * r >> R).
+
+Visits the lanes' finished rows in query-row order (lane 0 .. nrows-1 of group 0, then group 1,
+..., wrapping every G groups = one head) and turns each into ``hd / nw`` output beats of ``nw``
+activations: ``out = saturate(rshift_round(o * r, R), act)`` (``R = recip_bits(cfg)``), exactly
+the last line of ``sim.golden.softmax.attention_head``. It takes the lane's reciprocal ``r`` with
+the row's first beat and clears the lane's ``hold_full`` with its last, so the lane can finish its
+next row.
+
+Ports::
+
+    holds      In(ArrayLayout(ArrayLayout(signed(o_bits), hd), p))   the lanes' hold registers
+    hold_full  In(p)           hold_clear Out(p)
+    r          In(stream(ArrayLayout(unsigned(q_bits), 1))).array(p)  the lanes' divider outputs
+    o          Out(stream({"o": ArrayLayout(signed(act.bits), nw), "last": 1}))
+               ``last`` on the final beat of each head
+
+Pipeline (stall-all on ``o`` back-pressure): N1 select nw accumulators of the current row and
+latch r; N2 nw multiplies (o_bits x q_bits, ~40 x 18); N3 round + saturate into the output
+register. Latency 3 cycles, one beat per cycle, no bubble between rows whose r is ready.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.fixed import hw_rshift_round, hw_saturate
+from sim.golden.softmax import recip_bits
+from hw.attention.attention_lane import AttentionParams
+
+__all__ = ["AttentionNormalizer", "out_layout"]
+
+
+def out_layout(cfg: Config, ap: AttentionParams) -> data.StructLayout:
+    return data.StructLayout({"o": data.ArrayLayout(signed(cfg.num.act.bits), ap.norm_width),
+                              "last": 1})
+
+
+class AttentionNormalizer(wiring.Component):
+    """Shared normalizer of the attention lanes (see the module docstring)."""
+
+    latency = 3
+
+    def __init__(self, cfg: Config, ap: AttentionParams):
+        self.cfg, self.ap = cfg, ap
+        super().__init__({
+            "holds": In(data.ArrayLayout(data.ArrayLayout(signed(ap.o_bits), ap.hd), ap.p)),
+            "hold_full": In(ap.p),
+            "hold_clear": Out(ap.p),
+            "r": In(stream.Signature(data.ArrayLayout(unsigned(ap.q_bits), 1))).array(ap.p),
+            "o": Out(stream.Signature(out_layout(cfg, ap))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, ap, n = self.cfg, self.ap, self.cfg.num
+        p, nw, ob = ap.p, ap.norm_width, ap.o_bits
+        beats = ap.hd // nw
+        R = recip_bits(cfg)
+
+        lane = Signal(range(p))
+        beat = Signal(range(beats))
+        group = Signal(range(ap.G))
+        last_rows = ap.N - (ap.G - 1) * p
+        nrows = Signal(range(p + 1))
+        m.d.comb += nrows.eq(Mux(group == ap.G - 1, last_rows, p))
+
+        full = Signal()
+        r_valid = Signal()
+        r_data = Signal(ap.q_bits)
+        m.d.comb += [
+            full.eq(self.hold_full.bit_select(lane, 1)),
+            r_valid.eq(Array(self.r[k].valid for k in range(p))[lane]),
+            r_data.eq(Array(self.r[k].payload[0] for k in range(p))[lane]),
+        ]
+        adv = Signal()
+        issue = Signal()
+        first_beat = Signal()
+        last_beat = Signal()
+        m.d.comb += [
+            adv.eq(~self.o.valid | self.o.ready),
+            first_beat.eq(beat == 0),
+            last_beat.eq(beat == beats - 1),
+            issue.eq(adv & full & (~first_beat | r_valid)),
+        ]
+        for k in range(p):
+            m.d.comb += [self.r[k].ready.eq(issue & first_beat & (lane == k)),
+                         self.hold_clear[k].eq(issue & last_beat & (lane == k))]
+
+        # N1: nw accumulators of (lane, beat) and r.
+        flat = [self.holds[k].as_value() for k in range(p)]
+        lane_flat = Signal(ap.hd * ob)
+        sel = Signal(nw * ob)
+        m.d.comb += [lane_flat.eq(Array(flat)[lane]), sel.eq(lane_flat.word_select(beat, nw * ob))]
+        r_cur = Signal(ap.q_bits)
+        n1_valid, n1_last = Signal(), Signal()
+        n1_o = Signal(nw * ob)
+        n1_r = Signal(ap.q_bits)
+        r_use = Mux(first_beat, r_data, r_cur)
+        # N2: products.
+        n2_valid, n2_last = Signal(), Signal()
+        n2_prod = [Signal(signed(ob + ap.q_bits + 1), name=f"n2_prod{i}") for i in range(nw)]
+        head_last = Signal()
+        row = Signal(range(ap.N))
+        m.d.comb += head_last.eq((row == ap.N - 1) & last_beat)
+        with m.If(adv):
+            m.d.sync += [
+                n1_valid.eq(issue), n1_last.eq(head_last), n1_o.eq(sel), n1_r.eq(r_use),
+                n2_valid.eq(n1_valid), n2_last.eq(n1_last),
+                *[n2_prod[i].eq(n1_o.word_select(i, ob).as_signed() * n1_r) for i in range(nw)],
+                self.o.valid.eq(n2_valid), self.o.payload.last.eq(n2_last),
+                *[self.o.payload.o[i].eq(hw_saturate(hw_rshift_round(n2_prod[i], R), n.act))
+                  for i in range(nw)],
+            ]
+        with m.If(issue):
+            m.d.sync += r_cur.eq(r_use)
+            with m.If(last_beat):
+                m.d.sync += [beat.eq(0), row.eq(Mux(row == ap.N - 1, 0, row + 1))]
+                with m.If(lane == nrows - 1):
+                    m.d.sync += [lane.eq(0), group.eq(Mux(group == ap.G - 1, 0, group + 1))]
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+        return m

@@ -1,0 +1,217 @@
+"""DRAM model: an on-chip memory behind the burst bus, with a fixed latency and one beat per cycle.
+
+``OnChipMemory(cfg, image, base=0, size=None)`` serves the read and write channels of
+:mod:`hw.mem.bus` from an ``amaranth.lib.memory.Memory`` initialised with ``image`` (a ``bytes``
+object or a uint8 numpy array, e.g. the exported ``weights.bin`` or a slice of it) mapped at byte
+address ``base``; ``size`` bytes (default: the image, rounded up to a beat) are addressable, so
+extra room for writes can be requested. It works the same in pysim and (as Verilog with the image
+in the memory's initial contents) in Verilator; it is meant for small configs and for tests, and
+doubles as an on-chip-BRAM "external memory" on boards with a small model.
+
+Timing model (``L = cfg.hw.mem_latency``, ``W = cfg.hw.mem_bytes_per_cycle``):
+
+- **Latency**: a read burst whose request transfers on clock edge ``n`` delivers its first beat
+  on edge ``n + max(L, OnChipMemory.MIN_LATENCY)`` if the queue ahead of it is empty and the reader
+  is ready (the request waits in a delay line of ``L - MIN_LATENCY`` cycles, then in the ready
+  queue, then one cycle for the memory read).
+- **Bandwidth**: one beat of ``W`` bytes per cycle: bursts are served back to back in request
+  order with no gap between them, so a master that keeps enough requests in flight sees ``W``
+  bytes per cycle after the first latency.
+- **Outstanding reads**: at most ``cfg.hw.mem_max_outstanding`` bursts are accepted and not yet
+  completed; further requests wait (``rd_req.ready`` low). To sustain full bandwidth a master
+  needs ``outstanding * burst >= L + burst`` beats in flight.
+- **Writes**: a write burst is accepted when no other write burst is in progress; its beats are
+  written one per cycle as they arrive, and ``wr_resp`` carries one beat after the last. Reads
+  and writes are independent; the order of a read and a write to the same address in flight at
+  the same time is undefined (the accelerator never does that).
+- Back-pressure on ``rd_data`` stalls the read data engine (nothing is lost).
+
+Status outputs: ``bytes_read`` / ``bytes_written`` (``cfg.hw.moe_counter_bits`` wide, counting
+transferred beats x W, wrapping), ``error`` (sticky: a misaligned address or a burst outside
+``[base, base + size)`` was requested; such a read returns unspecified data, such a write is
+dropped).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+
+from hw.mem.bus import MemReadSignature, MemWriteSignature, beat_bytes
+
+__all__ = ["OnChipMemory", "image_words"]
+
+
+def image_words(image, beat: int, size: int | None = None) -> list[int]:
+    """Little-endian ``beat``-byte words of ``image`` (zero padded to ``size`` bytes)."""
+    raw = np.frombuffer(bytes(image), dtype=np.uint8) if not isinstance(image, np.ndarray) \
+        else np.asarray(image, dtype=np.uint8).ravel()
+    total = max(len(raw), size or 0)
+    total = -(-total // beat) * beat
+    buf = np.zeros(total, dtype=np.uint8)
+    buf[:len(raw)] = raw
+    return [int.from_bytes(buf[i:i + beat].tobytes(), "little") for i in range(0, total, beat)]
+
+
+class _Delay(wiring.Component):
+    """A (valid, payload) pair delayed by exactly ``n`` cycles; no back-pressure.
+
+    n = 0: wires; n = 1: a register; n >= 2: a ring buffer memory of n entries (slot c mod n is
+    written in cycle c and read back in cycle c + n), which keeps long DRAM latencies cheap in
+    both simulators.
+    """
+
+    def __init__(self, shape, n: int):
+        self.n = n
+        self.shape = shape
+        super().__init__({"i_valid": In(1), "i": In(shape), "o_valid": Out(1), "o": Out(shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.n == 0:
+            m.d.comb += [self.o_valid.eq(self.i_valid), self.o.eq(self.i)]
+        elif self.n == 1:
+            m.d.sync += [self.o_valid.eq(self.i_valid), self.o.eq(self.i)]
+        else:
+            slot = data.StructLayout({"valid": 1, "p": self.shape})
+            m.submodules.ring = ring = Memory(shape=slot, depth=self.n, init=[])
+            wr, rd = ring.write_port(), ring.read_port()
+            cnt = Signal(range(self.n))
+            nxt = Mux(cnt == self.n - 1, 0, cnt + 1)
+            m.d.sync += cnt.eq(nxt)
+            m.d.comb += [wr.addr.eq(cnt), wr.en.eq(1), wr.data.valid.eq(self.i_valid),
+                         wr.data.p.eq(self.i),
+                         # Read, in cycle c, the slot written in cycle c + 1 - n; the data
+                         # register presents it in cycle c + 1, n cycles after its write.
+                         rd.addr.eq(nxt), rd.en.eq(1),
+                         self.o_valid.eq(rd.data.valid), self.o.eq(rd.data.p)]
+        return m
+
+
+class OnChipMemory(wiring.Component):
+    """Latency / bandwidth DRAM model on the burst bus (see the module docstring).
+
+    Ports: ``rd`` (``In(MemReadSignature)``), ``wr`` (``In(MemWriteSignature)``),
+    ``bytes_read``, ``bytes_written`` (Out, counters), ``error`` (Out, sticky).
+    """
+
+    MIN_LATENCY = 2     # ready queue (1 cycle) + memory read (1 cycle)
+
+    def __init__(self, cfg: Config, image=b"", base: int = 0, size: int | None = None):
+        self.cfg = cfg
+        self.beat = beat_bytes(cfg)
+        if base % self.beat:
+            raise ValueError(f"OnChipMemory: base {base:#x} is not a multiple of the beat size "
+                             f"{self.beat}")
+        self.base = base
+        self.init_words = image_words(image, self.beat, size)
+        self.depth = max(1, len(self.init_words))
+        self.size = self.depth * self.beat
+        if base + self.size > (1 << cfg.hw.mem_addr_bits):
+            raise ValueError("OnChipMemory: memory does not fit the address space")
+        self.latency = max(cfg.hw.mem_latency, self.MIN_LATENCY)
+        cbits = cfg.hw.moe_counter_bits
+        super().__init__({
+            "rd": In(MemReadSignature(cfg)),
+            "wr": In(MemWriteSignature(cfg)),
+            "bytes_read": Out(cbits),
+            "bytes_written": Out(cbits),
+            "error": Out(1),
+        })
+
+    def _decode(self, m, req, name):
+        """(word index signal, in-range-and-aligned signal) of a request."""
+        lb = int(math.log2(self.beat))
+        word = Signal(range(self.depth), name=f"{name}_word")
+        ok = Signal(name=f"{name}_ok")
+        off = req.addr - self.base
+        m.d.comb += [
+            word.eq(off >> lb),
+            ok.eq((req.addr >= self.base) & (req.addr[:lb] == 0 if lb else 1)
+                  & ((off >> lb) + req.beats <= self.depth) & (req.beats != 0)),
+        ]
+        return word, ok
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        D = cfg.hw.mem_max_outstanding
+        W = self.beat
+        burst = unsigned(cfg.hw.mem_max_burst.bit_length())
+
+        m.submodules.mem = mem = Memory(shape=unsigned(8 * W), depth=self.depth,
+                                        init=self.init_words)
+        rport, wport = mem.read_port(), mem.write_port()
+
+        # ---------------- read: admission, latency, in-order service ----------------
+        rd = self.rd
+        pending = data.StructLayout({"word": range(self.depth), "beats": burst})
+        outstanding = Signal(range(D + 1))
+        accept = rd.rd_req.valid & rd.rd_req.ready
+        m.d.comb += rd.rd_req.ready.eq(outstanding < D)
+        word, ok = self._decode(m, rd.rd_req.payload, "rd")
+        with m.If(accept & ~ok):
+            m.d.sync += self.error.eq(1)
+
+        m.submodules.delay = delay = _Delay(pending, self.latency - self.MIN_LATENCY)
+        m.d.comb += [delay.i_valid.eq(accept), delay.i.word.eq(word),
+                     delay.i.beats.eq(rd.rd_req.payload.beats)]
+        m.submodules.queue = queue = fifo.SyncFIFO(width=pending.size, depth=D)
+        m.d.comb += [queue.w_en.eq(delay.o_valid), queue.w_data.eq(delay.o.as_value())]
+        head = pending(queue.r_data)
+
+        # Data engine: the current burst (address, beats left); the read port's data register
+        # is the rd_data payload, held (en = 0) while the reader stalls.
+        act = Signal()
+        cur_word = Signal(range(self.depth))
+        left = Signal(burst)
+        out_valid, out_last = Signal(), Signal()
+        adv = ~out_valid | rd.rd_data.ready
+        start = adv & ~act & queue.r_rdy             # pop the next burst and read its first beat
+        issue = adv & (act | queue.r_rdy)
+        addr = Mux(act, cur_word, head.word)
+        beats_now = Mux(act, left, head.beats)
+        m.d.comb += [queue.r_en.eq(start), rport.addr.eq(addr), rport.en.eq(issue),
+                     rd.rd_data.valid.eq(out_valid), rd.rd_data.payload.data.eq(rport.data),
+                     rd.rd_data.payload.last.eq(out_last)]
+        with m.If(adv):
+            m.d.sync += [out_valid.eq(issue), out_last.eq(beats_now == 1)]
+        with m.If(issue):
+            m.d.sync += [cur_word.eq(addr + 1), left.eq(beats_now - 1), act.eq(beats_now > 1)]
+        done = rd.rd_data.valid & rd.rd_data.ready & rd.rd_data.payload.last
+        m.d.sync += outstanding.eq(outstanding + accept - done)
+        with m.If(rd.rd_data.valid & rd.rd_data.ready):
+            m.d.sync += self.bytes_read.eq(self.bytes_read + W)
+
+        # ---------------- write: one burst at a time ----------------
+        wr = self.wr
+        w_act = Signal()
+        w_word = Signal(range(self.depth))
+        w_left = Signal(burst)
+        w_ok = Signal()
+        resp_valid, resp_err = Signal(), Signal()
+        wword, wok = self._decode(m, wr.wr_req.payload, "wr")
+        m.d.comb += [wr.wr_req.ready.eq(~w_act & ~resp_valid),
+                     wr.wr_data.ready.eq(w_act),
+                     wr.wr_resp.valid.eq(resp_valid), wr.wr_resp.payload.eq(resp_err)]
+        with m.If(wr.wr_req.valid & wr.wr_req.ready):
+            m.d.sync += [w_act.eq(1), w_word.eq(wword), w_left.eq(wr.wr_req.payload.beats),
+                         w_ok.eq(wok)]
+            with m.If(~wok):
+                m.d.sync += self.error.eq(1)
+        with m.If(wr.wr_data.valid & wr.wr_data.ready):
+            m.d.comb += [wport.addr.eq(w_word), wport.data.eq(wr.wr_data.payload.data),
+                         wport.en.eq(w_ok)]
+            m.d.sync += [w_word.eq(w_word + 1), w_left.eq(w_left - 1),
+                         self.bytes_written.eq(self.bytes_written + W)]
+            with m.If(w_left == 1):
+                m.d.sync += [w_act.eq(0), resp_valid.eq(1), resp_err.eq(~w_ok)]
+        with m.If(wr.wr_resp.valid & wr.wr_resp.ready):
+            m.d.sync += resp_valid.eq(0)
+        return m

@@ -1,0 +1,85 @@
+"""Read arbiter: several burst-read masters share the one external-memory read port.
+
+Requests are granted round-robin among the masters with a valid request; the grant is held
+while the memory has not accepted it (so the request seen by the memory obeys the stream rules).
+Each accepted burst pushes its master's index into a tag FIFO; the memory returns bursts complete
+and in request order, so read data beats go to the master at the head of the tag FIFO, which is
+popped on each burst's ``last`` beat.
+
+Masters must take their read data without waiting on anything else (the top level's
+:class:`~hw.top.chunk_reader.ChunkReader` reserves FIFO room before requesting; the expert
+prefetcher writes its data straight into its buffer). Otherwise one stalled master would block
+every other master's data behind it (head-of-line blocking) and could deadlock the frame.
+
+Ports: ``masters`` (``In(MemReadSignature)`` array), ``mem`` (``Out(MemReadSignature)``).
+Latency: a request passes combinationally (0 cycles); data passes combinationally.
+The tag FIFO holds ``tag_depth`` bursts (default ``cfg.hw.mem_max_outstanding + 2``); requests
+wait while it is full.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+
+from hw.mem.bus import MemReadSignature
+
+__all__ = ["ReadArbiter"]
+
+
+class ReadArbiter(wiring.Component):
+    def __init__(self, cfg: Config, n: int, tag_depth: int | None = None):
+        self.cfg, self.n = cfg, n
+        self.tag_depth = tag_depth or cfg.hw.mem_max_outstanding + 2
+        super().__init__({
+            "masters": In(MemReadSignature(cfg)).array(n),
+            "mem": Out(MemReadSignature(cfg)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n
+        ms = self.masters
+        m.submodules.tags = tags = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()),
+                                                 depth=self.tag_depth)
+        # ---- request side: round robin, grant held until accepted ----
+        last = Signal(range(n))                 # most recently granted master
+        held = Signal()
+        held_i = Signal(range(n))
+        pick = Signal(range(n))
+        anyv = Signal()
+        # priority: the first valid master after ``last`` (wrapping)
+        for off in reversed(range(1, n + 1)):
+            for cur in range(n):
+                i = (cur + off) % n
+                with m.If((last == cur) & ms[i].rd_req.valid):
+                    m.d.comb += pick.eq(i)
+        for i in range(n):
+            with m.If(ms[i].rd_req.valid):
+                m.d.comb += anyv.eq(1)
+        g = Signal(range(n))
+        m.d.comb += g.eq(Mux(held, held_i, pick))
+        req = self.mem.rd_req
+        sel = Array(ms)[g].rd_req
+        m.d.comb += [req.valid.eq(anyv & tags.w_rdy), req.payload.eq(sel.payload)]
+        for i in range(n):
+            m.d.comb += ms[i].rd_req.ready.eq((g == i) & req.ready & tags.w_rdy)
+        go = req.valid & req.ready
+        m.d.comb += [tags.w_en.eq(go), tags.w_data.eq(g)]
+        with m.If(go):
+            m.d.sync += [last.eq(g), held.eq(0)]
+        with m.Elif(req.valid):
+            m.d.sync += [held.eq(1), held_i.eq(g)]
+
+        # ---- data side: route to the master at the head of the tag FIFO ----
+        rd = self.mem.rd_data
+        head = tags.r_data
+        for i in range(n):
+            m.d.comb += [ms[i].rd_data.valid.eq(rd.valid & tags.r_rdy & (head == i)),
+                         ms[i].rd_data.payload.eq(rd.payload)]
+        ready = Array(ms[i].rd_data.ready for i in range(n))[head]
+        m.d.comb += [rd.ready.eq(tags.r_rdy & ready),
+                     tags.r_en.eq(rd.valid & rd.ready & rd.payload.last)]
+        return m

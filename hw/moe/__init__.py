@@ -1,0 +1,1 @@
+"""Mixture-of-experts blocks: top-k router, patch reorder (per-expert token queues), expert-weight prefetcher."""

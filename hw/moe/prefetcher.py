@@ -1,0 +1,303 @@
+"""Expert-weight prefetcher: ping/pong on-chip weight buffers filled by DMA from external memory.
+
+``ExpertPrefetcher(cfg, table)`` walks the list of chosen experts of a frame (from
+:class:`hw.moe.patch_reorder.PatchReorder`, ascending, only experts with tokens) and loads, for each,
+first its fc1 and then its fc2 weight matrix (each with its bias vector) into one of two on-chip
+buffers, alternating: load j goes to buffer j mod 2. While the consumer (the GEMM engine)
+computes with one buffer -- fc1 of expert e, say -- the DMA fills the other with the next matrix
+of the list (fc2 of e), then fc1 of the next chosen expert while fc2 of e computes, and so on.
+The unit of double buffering is one matrix, not one expert, so each buffer holds
+``max(|fc1|, |fc2|)`` bytes (147 KB for M3ViT instead of 295 KB per expert), which is what makes
+an ECP5-85F-sized on-chip budget possible, and fc2's load still hides behind fc1's compute.
+Experts that no token chose are never in the list, hence never read.
+
+Weight addresses come from an **address table** (a memory of ``layers x E x 4`` byte addresses:
+fc1 weight, fc1 bias, fc2 weight, fc2 bias of each expert of each MoE layer), initialised at
+construction from the weight image's manifest (:func:`expert_address_table`) and writable at run
+time through ``tbl_*``; the ``layer`` input selects the MoE layer's rows. Tensors are read whole,
+in the image's storage format (K-major weights: K rows of N values; little-endian, storage dtype
+of the format), so the image needs no re-tiling for this path.
+
+Ports:
+
+- ``experts``: In stream (:func:`hw.moe.patch_reorder.expert_list_layout`) -- the frame's list.
+- ``layer``: In -- MoE layer index, sampled when an expert beat is accepted.
+- ``bus``: Out(:func:`hw.mem.bus.MemReadSignature`) -- burst reads (through a :class:`ReadDma`).
+- ``grant``: Out stream (:func:`grant_layout`) -- ``expert``, ``count``, ``matrix`` (0 fc1,
+  1 fc2), ``last`` (final matrix of the frame): the buffer with that matrix is complete. The
+  consumer takes a grant when it starts on that matrix, reads it through ``w_*`` / ``b_*``, and
+  pulses ``release`` when done; it must release a grant before taking the next one.
+- ``release``: In(1) -- one-cycle pulse: the buffer of the current grant is free again.
+- ``w_addr`` / ``w_en`` -> ``w_data``: read ``C = cfg.hw.array_cols`` weights of the granted
+  matrix, group ``g`` = values ``[g*C, g*C + C)`` of the K-major matrix (row ``g // (N/C)``,
+  columns ``C * (g mod N/C) ...``); ``w_data`` is valid the cycle after ``w_en``, one group per
+  cycle, and holds while ``w_en`` is low.
+- ``b_addr`` / ``b_en`` -> ``b_data``: C biases (``cfg.num.bias``), same timing.
+- ``tbl_addr``, ``tbl_data``, ``tbl_we``: write one address-table entry.
+- ``stall_cycles`` (Out counter): cycles the consumer waited for a grant (``grant.ready`` high,
+  ``grant.valid`` low) while the frame's list was being worked through -- this includes the
+  first load, which nothing can hide. ``fill_cycles``: cycles a weight beat was written.
+
+Timing: a load starts (table read, then DMA commands for weights and bias) as soon as its buffer
+is free; data is written as it arrives, one beat per cycle, so a load takes about
+``mem_latency + bytes / mem_bytes_per_cycle`` cycles; the grant is valid the cycle after the last
+beat is written. Requires ``N % C == 0`` for both matrices and beat / row sizes that divide
+each other (powers of two in every preset).
+
+Resources: two memories of ``2 x words`` (weights: words of ``max(W, C x storage bytes)``
+bytes; biases likewise), the address table (``layers x E x 4`` words), two 2-deep FIFOs.
+"""
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.cycles.moe import load_geometry
+
+from hw.mem.bus import MemReadSignature, beat_bytes, check_bus_config
+from hw.mem.dma import ReadDma
+from hw.moe.patch_reorder import expert_list_layout
+from hw.moe.router import expert_shape
+
+__all__ = ["ExpertPrefetcher", "grant_layout", "expert_address_table", "prefetch_geometry",
+           "TENSORS"]
+
+TENSORS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+
+
+def expert_address_table(cfg: Config, tensors, base: int = 0) -> list[int]:
+    """Address-table contents from manifest tensor entries (``[{"name", "offset"}, ...]``).
+
+    Order: MoE layer (ascending block index), expert, then :data:`TENSORS`. ``base`` is the byte
+    address at which the image is mapped in external memory.
+    """
+    off = {t["name"]: int(t["offset"]) for t in tensors}
+    out = []
+    W = beat_bytes(cfg)
+    for blk in cfg.model.moe_blocks:
+        for e in range(cfg.model.experts):
+            for t in TENSORS:
+                name = f"blocks.{blk}.mlp.experts.{e}.{t}"
+                if name not in off:
+                    raise KeyError(f"expert_address_table: tensor {name} not in the manifest")
+                a = base + off[name]
+                if a % W:
+                    raise ValueError(f"{name} at {a:#x} is not aligned to the {W}-byte beat")
+                out.append(a)
+    return out
+
+
+def prefetch_geometry(cfg: Config) -> dict:
+    """Sizes of the buffers and of each load (:func:`sim.cycles.moe.load_geometry`, checked)."""
+    return load_geometry(cfg)
+
+
+def grant_layout(cfg: Config) -> data.StructLayout:
+    return data.StructLayout({"expert": expert_shape(cfg),
+                              "count": unsigned(cfg.model.tokens.bit_length()),
+                              "matrix": unsigned(1), "last": unsigned(1)})
+
+
+class _ReadPort:
+    """Group read of one buffer memory: sync word read + registered slice select + unpack."""
+
+    @staticmethod
+    def build(m, mem, words_per_buf, slices, unit_bytes, sbytes, fmt_bits, C, addr, en, buf, out,
+              name):
+        rp = mem.read_port()
+        sel = Signal(range(max(slices, 2)), name=f"{name}_slice")
+        lg = int(math.log2(slices)) if slices > 1 else 0
+        m.d.comb += [rp.addr.eq(buf * words_per_buf + (addr >> lg)), rp.en.eq(en)]
+        if slices > 1:
+            with m.If(en):
+                m.d.sync += sel.eq(addr[:lg])
+        chunk = Signal(8 * unit_bytes, name=f"{name}_chunk")
+        if slices > 1:
+            m.d.comb += chunk.eq(Array(rp.data[8 * unit_bytes * s: 8 * unit_bytes * (s + 1)]
+                                       for s in range(slices))[sel])
+        else:
+            m.d.comb += chunk.eq(rp.data)
+        for c in range(C):
+            lo = 8 * sbytes * c
+            m.d.comb += out[c].eq(chunk[lo: lo + fmt_bits].as_signed())
+
+
+class ExpertPrefetcher(wiring.Component):
+    """Double-buffered expert-weight prefetcher (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+    table : list[int], optional
+        Initial address table (:func:`expert_address_table`); zeros if omitted.
+    layers : int, optional
+        MoE layers in the table (default ``len(cfg.model.moe_blocks)``).
+    """
+
+    def __init__(self, cfg: Config, table=None, layers: int | None = None):
+        check_bus_config(cfg)
+        self.cfg = cfg
+        self.g = prefetch_geometry(cfg)
+        self.layers = len(cfg.model.moe_blocks) if layers is None else layers
+        self.table_depth = self.layers * cfg.model.experts * len(TENSORS)
+        self.table = list(table or [])
+        if len(self.table) > self.table_depth:
+            raise ValueError(f"address table has {len(self.table)} entries, more than "
+                             f"{self.table_depth}")
+        n, C, cb = cfg.num, cfg.hw.array_cols, cfg.hw.moe_counter_bits
+        self.w_beats_max = max(self.g["w_beats"])
+        super().__init__({
+            "experts": In(stream.Signature(expert_list_layout(cfg))),
+            "layer": In(range(max(self.layers, 2))),
+            "bus": Out(MemReadSignature(cfg)),
+            "grant": Out(stream.Signature(grant_layout(cfg))),
+            "release": In(1),
+            "w_addr": In(range(self.g["w_groups"])),
+            "w_en": In(1),
+            "w_data": Out(data.ArrayLayout(signed(n.weight.bits), C)),
+            "b_addr": In(range(self.g["b_groups"])),
+            "b_en": In(1),
+            "b_data": Out(data.ArrayLayout(signed(n.bias.bits), C)),
+            "tbl_addr": In(range(self.table_depth)),
+            "tbl_data": In(cfg.hw.mem_addr_bits),
+            "tbl_we": In(1),
+            "stall_cycles": Out(cb),
+            "fill_cycles": Out(cb),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, g = self.cfg, self.g
+        E = cfg.model.experts
+        W = g["W"]
+        abits = cfg.hw.mem_addr_bits
+
+        # ---------------- storage ----------------
+        m.submodules.wmem = wmem = Memory(shape=unsigned(8 * g["ww"]), depth=2 * g["w_words"],
+                                          init=[])
+        m.submodules.bmem = bmem = Memory(shape=unsigned(8 * g["wb"]), depth=2 * g["b_words"],
+                                          init=[])
+        m.submodules.table = table = Memory(shape=unsigned(abits), depth=self.table_depth,
+                                            init=self.table)
+        t_rd, t_wr = table.read_port(), table.write_port()
+        # A read port's en defaults to 1: hold the looked-up address unless a state reads.
+        m.d.comb += t_rd.en.eq(0)
+        m.d.comb += [t_wr.addr.eq(self.tbl_addr), t_wr.data.eq(self.tbl_data),
+                     t_wr.en.eq(self.tbl_we)]
+        m.submodules.dma = dma = ReadDma(cfg, len_bits=max(self.w_beats_max, 2).bit_length())
+        wiring.connect(m, dma.rd_req, wiring.flipped(self.bus.rd_req))
+
+        # Load metadata: issued loads waiting for data (recv), and complete loads (done).
+        meta = data.StructLayout({"buf": 1, "expert": expert_shape(cfg),
+                                  "count": unsigned(cfg.model.tokens.bit_length()),
+                                  "matrix": 1, "last": 1})
+        m.submodules.recv_q = recv_q = fifo.SyncFIFO(width=meta.size, depth=2)
+        m.submodules.done_q = done_q = fifo.SyncFIFO(width=meta.size, depth=2)
+
+        # ---------------- issue side ----------------
+        buf_free = Signal(2, init=0b11)
+        fill_buf = Signal()
+        cur = Signal(expert_list_layout(cfg))
+        cur_valid = Signal()
+        cur_layer = Signal.like(self.layer)
+        mat = Signal()
+        frame_active = Signal()
+        m.d.comb += self.experts.ready.eq(~cur_valid)
+        with m.If(self.experts.valid & self.experts.ready):
+            m.d.sync += [cur.eq(self.experts.payload), cur_valid.eq(1), mat.eq(0),
+                         cur_layer.eq(self.layer), frame_active.eq(1)]
+
+        tbl_base = (cur_layer * E + cur.expert) * len(TENSORS) + mat * 2
+        w_beats = Mux(mat, g["w_beats"][1], g["w_beats"][0])
+        b_beats = Mux(mat, g["b_beats"][1], g["b_beats"][0])
+        with m.FSM(name="issue"):
+            with m.State("IDLE"):
+                with m.If(cur_valid & (buf_free.bit_select(fill_buf, 1)) & recv_q.w_rdy):
+                    m.d.comb += [t_rd.addr.eq(tbl_base), t_rd.en.eq(1)]
+                    # Register the load with the receive side before any of its requests go
+                    # out: its data may arrive while the DMA is still issuing its bursts.
+                    rec = meta(recv_q.w_data)
+                    m.d.comb += [recv_q.w_en.eq(1), rec.buf.eq(fill_buf),
+                                 rec.expert.eq(cur.expert), rec.count.eq(cur.count),
+                                 rec.matrix.eq(mat), rec.last.eq(cur.last & mat)]
+                    m.d.sync += buf_free.bit_select(fill_buf, 1).eq(0)
+                    m.next = "WEIGHTS"
+            with m.State("WEIGHTS"):
+                m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.addr.eq(t_rd.data),
+                             dma.cmd.payload.beats.eq(w_beats)]
+                with m.If(dma.cmd.ready):
+                    m.d.comb += [t_rd.addr.eq(tbl_base + 1), t_rd.en.eq(1)]
+                    m.next = "BIAS"
+            with m.State("BIAS"):
+                m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.addr.eq(t_rd.data),
+                             dma.cmd.payload.beats.eq(b_beats)]
+                with m.If(dma.cmd.ready):
+                    m.d.sync += [fill_buf.eq(~fill_buf), mat.eq(~mat)]
+                    with m.If(mat):
+                        m.d.sync += cur_valid.eq(0)
+                    m.next = "IDLE"
+
+        # ---------------- receive side: beats -> buffer memory lanes ----------------
+        head = meta(recv_q.r_data)
+        w_lanes, b_lanes = g["ww"] // W, g["wb"] // W
+        w_wp = wmem.write_port(granularity=8 * W)
+        b_wp = bmem.write_port(granularity=8 * W)
+        # beat_i counts the beats of the current tensor; (word, lane) is where the beat goes
+        # (a memory word holds ``lanes`` beats; lanes need not be a power of two).
+        beat_i = Signal(range(self.w_beats_max + 1))
+        word = Signal(range(max(g["w_words"], g["b_words"]) + 1))
+        lane = Signal(range(max(w_lanes, b_lanes)))
+        in_bias = Signal()
+        rd = self.bus.rd_data
+        hw_beats = Mux(head.matrix, g["w_beats"][1], g["w_beats"][0])
+        hb_beats = Mux(head.matrix, g["b_beats"][1], g["b_beats"][0])
+        lanes_now = Mux(in_bias, b_lanes, w_lanes)
+        m.d.comb += rd.ready.eq(recv_q.r_rdy & done_q.w_rdy)
+        with m.If(rd.valid & rd.ready):
+            m.d.sync += [beat_i.eq(beat_i + 1), lane.eq(lane + 1)]
+            with m.If(lane == lanes_now - 1):
+                m.d.sync += [lane.eq(0), word.eq(word + 1)]
+            with m.If(~in_bias):
+                m.d.comb += [w_wp.addr.eq(head.buf * g["w_words"] + word),
+                             w_wp.data.eq(rd.payload.data.replicate(w_lanes)),
+                             w_wp.en.eq(Const(1, w_lanes) << lane)]
+                m.d.sync += self.fill_cycles.eq(self.fill_cycles + 1)
+                with m.If(beat_i == hw_beats - 1):
+                    m.d.sync += [beat_i.eq(0), lane.eq(0), word.eq(0), in_bias.eq(1)]
+            with m.Else():
+                m.d.comb += [b_wp.addr.eq(head.buf * g["b_words"] + word),
+                             b_wp.data.eq(rd.payload.data.replicate(b_lanes)),
+                             b_wp.en.eq(Const(1, b_lanes) << lane)]
+                with m.If(beat_i == hb_beats - 1):
+                    m.d.sync += [beat_i.eq(0), lane.eq(0), word.eq(0), in_bias.eq(0)]
+                    m.d.comb += [recv_q.r_en.eq(1), done_q.w_en.eq(1),
+                                 done_q.w_data.eq(recv_q.r_data)]
+
+        # ---------------- consumer side ----------------
+        done = meta(done_q.r_data)
+        rd_buf = Signal()
+        m.d.comb += [self.grant.valid.eq(done_q.r_rdy), self.grant.payload.expert.eq(done.expert),
+                     self.grant.payload.count.eq(done.count),
+                     self.grant.payload.matrix.eq(done.matrix),
+                     self.grant.payload.last.eq(done.last),
+                     done_q.r_en.eq(self.grant.ready)]
+        with m.If(self.grant.valid & self.grant.ready):
+            m.d.sync += rd_buf.eq(done.buf)
+            with m.If(done.last):
+                m.d.sync += frame_active.eq(0)
+        with m.If(self.release):
+            m.d.sync += buf_free.bit_select(rd_buf, 1).eq(1)
+        with m.If(self.grant.ready & ~self.grant.valid & frame_active):
+            m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+
+        C = cfg.hw.array_cols
+        _ReadPort.build(m, wmem, g["w_words"], g["ww"] // g["uw"], g["uw"], g["sw"],
+                        cfg.num.weight.bits, C, self.w_addr, self.w_en, rd_buf, self.w_data, "w")
+        _ReadPort.build(m, bmem, g["b_words"], g["wb"] // g["ub"], g["ub"], g["sb"],
+                        cfg.num.bias.bits, C, self.b_addr, self.b_en, rd_buf, self.b_data, "b")
+        return m

@@ -1,0 +1,359 @@
+"""Streaming LayerNorm unit, bit-exact with ``sim.golden.layernorm.layernorm``.
+
+One token row of ``dim`` activations arrives as ``beats = dim / lanes`` beats of ``lanes`` values
+on ``x``; the normalized row leaves, in the same order and format, on ``y``. Per row the unit
+
+1. accumulates S1 = sum x and S2 = sum x^2 in one pass while writing the row into a row buffer
+   (``lanes`` squarers and two adder trees);
+2. computes V = D*S2 - S1^2 + E (E = ``ln_eps_term``) and 1/sqrt(V) = y * 2^-(f + k) with the
+   pipelined LUT + Newton :class:`hw.norm.rsqrt.Rsqrt` (the golden ``rsqrt_fixed``);
+3. re-reads the row and emits, per value, z = sat_norm(rnd((D*x - S1) * y >> (f + k - z_frac)))
+   (a barrel shift: k changes per row), then out = sat_act(rnd((z*gamma + beta << s) >> s))
+   (``lanes`` x 2 multipliers). ``rnd`` is round half up, ``sat`` saturation, as in sim/fixed.py.
+
+Row buffer: ``banks`` row slots in one :class:`~amaranth.lib.memory.Memory` (depth banks*beats,
+``lanes`` values wide), used as a ring: row t+1 (and t+2) is written while row t is emitted.
+``banks=2`` is the classic double buffer; the default 3 also hides the statistics latency, so the
+unit sustains one beat per cycle (see Throughput). The extra slot costs no block RAM on FPGAs whose
+BRAM is deeper than 2*beats (the memory is as wide as ``lanes`` values either way).
+
+gamma/beta: a parameter memory of ``beats`` entries ({gamma[lanes], beta[lanes]} per entry, the
+same lane order as x), loaded through the ``param`` stream: one parameter set is ``beats`` beats,
+entry 0 first. The set takes effect for every row accepted after it. A parameter beat is only
+accepted while no row is in the row buffer or half written (the output pipeline may still carry
+the tail of the last row: it holds that row's gamma/beta in its own registers), and a row is not
+started while a set is partly loaded; when both streams are valid on such an idle unit the
+parameter set goes first. ``busy`` is high while any row is anywhere in the unit. So the
+sequencer presents the set of a LayerNorm instance after the last row of the previous instance:
+the load waits for those rows to leave the row buffer (once per instance, not per row). After
+reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta = 0).
+
+Latency (empty unit, both streams at full rate): a row's first output beat leaves
+``beats - 1 + LATENCY_STATS + LATENCY_EMIT = beats + 16`` cycles after its first input beat was
+accepted (24 for dim 32 / 4 lanes, 28 for dim 192 / 16 lanes): LATENCY_STATS = 11 (squares,
+adder tree, accumulate, V in two stages, Rsqrt.LATENCY = 5, publish) from the last input beat to
+the statistics, LATENCY_EMIT = 6 from a row-buffer read to the output register.
+
+Throughput: one beat (``lanes`` values) per cycle on each side while a row slot is free. A slot is
+held from a row's first input beat to its last read, so in steady state a row takes
+``max(beats, (2*beats + LATENCY_STATS - 1) / banks)`` cycles on average: ``beats`` (the stream
+rate) for banks = 3 whenever beats >= 10 (dim 192 with <= 16 lanes), 8.67 for dim 32 / 4 lanes;
+banks = 2 gives ``beats + 5``. ``sim/cycles/layernorm.py`` has the exact per-row recurrence (the
+tests check it cycle for cycle). Back-pressure on ``y`` stalls the output pipeline as a whole (one
+global enable; the row-buffer read port is enabled with it so a stalled read keeps its data);
+``y.valid`` never depends on ``y.ready``, and ``x.ready`` does not depend on ``y.ready``.
+
+Resources per lane: three multipliers of at most 18 x 18 bits (x^2, x*y, z*gamma; one MULT18X18D
+or DSP48E2 each), the product D*(x*y) - S1*y uses shifts and adds. Per unit: S1^2 and S1*y (24 x 24
+and 24 x 15 bits for dim 192), the three Newton-step multipliers (<= 17 bits each), the row buffer
+(banks * dim activations) and the gamma/beta memory (dim x (gamma + beta) bits).
+docs/layernorm.md has synthesis figures.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+from sim.fixed import hw_requantize, hw_saturate
+from sim.golden.layernorm import ln_eps_term
+
+from hw.norm.rsqrt import Rsqrt
+
+__all__ = ["LayerNorm", "row_layout", "param_layout", "LATENCY_STATS", "LATENCY_EMIT"]
+
+# Cycles from the acceptance of a row's last beat to the cycle in which its statistics (S1, y, k)
+# are visible to the emitter: 3 (squares, adder tree, accumulate) + 2 (V) + Rsqrt.LATENCY + 1.
+LATENCY_STATS = 3 + 2 + Rsqrt.LATENCY + 1
+# Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no back-pressure):
+# memory (1), centre (1), multiply by y (1), shift + saturate z (1), z*gamma (1), output (1).
+LATENCY_EMIT = 6
+
+
+def row_layout(cfg: Config, lanes: int) -> data.ArrayLayout:
+    """Payload of ``x`` and ``y``: ``lanes`` activations."""
+    return data.ArrayLayout(signed(cfg.num.act.bits), lanes)
+
+
+def param_layout(cfg: Config, lanes: int) -> data.StructLayout:
+    """Payload of ``param``: ``lanes`` gamma (ln_gamma format) and beta (act format) values."""
+    return data.StructLayout({"gamma": data.ArrayLayout(signed(cfg.num.ln_gamma.bits), lanes),
+                              "beta": data.ArrayLayout(signed(cfg.num.act.bits), lanes)})
+
+
+def _mul_const(value, c: int):
+    """value * c for a constant c >= 1 as shifts and adds (keeps DSPs for the real multipliers)."""
+    terms = [value << i for i in range(c.bit_length()) if (c >> i) & 1]
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
+class LayerNorm(wiring.Component):
+    """Streaming LayerNorm over rows of ``cfg.model.dim`` activations (see module docstring).
+
+    Parameters: ``lanes`` values per beat (default ``cfg.hw.array_rows``; must divide dim),
+    ``banks`` row slots (>= 2), optional ``init_gamma`` / ``init_beta`` (dim integers each).
+
+    Ports: ``x`` (In stream of :func:`row_layout`), ``param`` (In stream of :func:`param_layout`),
+    ``y`` (Out stream of :func:`row_layout`), ``busy`` (Out 1: a row is in the unit).
+    """
+
+    def __init__(self, cfg: Config, *, lanes: int | None = None, banks: int = 3,
+                 init_gamma=None, init_beta=None):
+        self._cfg = cfg
+        d = cfg.model.dim
+        n = cfg.num
+        self.lanes = cfg.hw.array_rows if lanes is None else int(lanes)
+        self.banks = int(banks)
+        one = 1 << n.ln_gamma.frac_bits
+        self._init_gamma = [one] * d if init_gamma is None else [int(g) for g in init_gamma]
+        self._init_beta = [0] * d if init_beta is None else [int(b) for b in init_beta]
+        for bad, msg in [
+                (self.lanes < 1 or d % self.lanes, f"dim {d} is not a multiple of lanes {lanes}"),
+                (self.banks < 2, f"needs at least 2 row slots, got banks={banks}"),
+                (n.ln_norm.frac_bits + n.ln_gamma.frac_bits < n.act.frac_bits,
+                 "z * gamma has fewer fraction bits than the activation format (the golden "
+                 "model would shift beta left by a negative amount)"),
+                (len(self._init_gamma) != d or len(self._init_beta) != d,
+                 f"init_gamma / init_beta need {d} values each")]:
+            if bad:
+                self._MustUse__silence = True   # no "created but never used" warning as well
+                raise ValueError(f"LayerNorm: {msg}")
+        self.beats = d // self.lanes
+
+        # Bounds of the row statistics (every width below derives from the config).
+        a = n.act.bits
+        xmag = 1 << (a - 1)                       # largest |x| (the most negative activation)
+        self.s1_shape = signed((d * xmag).bit_length() + 1)
+        self.s2_shape = unsigned((d * xmag * xmag).bit_length())
+        self.v_bits = (d * d * xmag * xmag + ln_eps_term(cfg)).bit_length()
+        bank_shape = unsigned(max(1, (self.banks - 1).bit_length()))
+        self.rsqrt = Rsqrt(cfg, self.v_bits, tag_shape=bank_shape)
+
+        super().__init__({
+            "x": In(stream.Signature(row_layout(cfg, self.lanes))),
+            "param": In(stream.Signature(param_layout(cfg, self.lanes))),
+            "y": Out(stream.Signature(row_layout(cfg, self.lanes))),
+            "busy": Out(1),
+        })
+
+    # ----- timing, for tests and the cycle model -----
+    def latency(self) -> int:
+        """Cycles from accepting a row's first beat to its first output beat (full-rate streams)."""
+        return self.beats - 1 + LATENCY_STATS + LATENCY_EMIT
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, n = self._cfg, self._cfg.num
+        d, lanes, beats, banks = cfg.model.dim, self.lanes, self.beats, self.banks
+        fy, nf = n.rsqrt_frac, n.ln_norm.frac_bits
+        zg_frac = n.ln_norm.frac_bits + n.ln_gamma.frac_bits
+        depth = banks * beats
+
+        m.submodules.rsqrt = rsqrt = self.rsqrt
+        m.submodules.rowbuf = rowbuf = Memory(shape=row_layout(cfg, lanes), depth=depth, init=[])
+        init = [{"gamma": self._init_gamma[i * lanes:(i + 1) * lanes],
+                 "beta": self._init_beta[i * lanes:(i + 1) * lanes]} for i in range(beats)]
+        parmem = Memory(shape=param_layout(cfg, lanes), depth=beats, init=init)
+        m.submodules.parmem = parmem
+        row_wr = rowbuf.write_port()
+        row_rd = rowbuf.read_port()
+        par_wr = parmem.write_port()
+        par_rd = parmem.read_port()
+
+        # ---- row-slot bookkeeping: occupied from a row's last input beat until its last read ----
+        occ = [Signal(name=f"occ{b}") for b in range(banks)]
+        stats_ok = [Signal(name=f"stats_ok{b}") for b in range(banks)]
+        s1_of = [Signal(self.s1_shape, name=f"s1_{b}") for b in range(banks)]
+        y_of = [Signal(rsqrt.y_shape, name=f"y_{b}") for b in range(banks)]
+        k_of = [Signal(rsqrt.k_shape, name=f"k_{b}") for b in range(banks)]
+
+        wr_bank = Signal(range(banks))
+        wr_beat = Signal(range(beats))
+        wr_addr = Signal(range(depth))
+        p_beat = Signal(range(beats))
+
+        # "idle": no row in the row buffer and none half-written. The emitter frees a slot in the
+        # cycle it issues the slot's last read, so a parameter write after that cannot reach a
+        # row still in flight (the output pipeline carries gamma/beta in its own registers).
+        idle = Signal()
+        m.d.comb += idle.eq((wr_beat == 0) & ~Cat(*occ).any())
+
+        # ---- parameter load: `beats` beats into the gamma/beta memory, only while idle ----
+        p_acc = Signal()
+        m.d.comb += [self.param.ready.eq(idle),
+                     p_acc.eq(self.param.valid & self.param.ready),
+                     par_wr.addr.eq(p_beat), par_wr.data.eq(self.param.payload),
+                     par_wr.en.eq(p_acc)]
+        with m.If(p_acc):
+            m.d.sync += p_beat.eq(Mux(p_beat == beats - 1, 0, p_beat + 1))
+
+        # ---- input: write the row slot, start the one-pass statistics ----
+        x_acc = Signal()
+        last_in = wr_beat == beats - 1
+        m.d.comb += [
+            # a row waits for a free slot, for a half-loaded parameter set, and for a parameter
+            # set offered to an idle unit (parameters go first).
+            self.x.ready.eq(~Array(occ)[wr_bank] & (p_beat == 0) & ~(idle & self.param.valid)),
+            x_acc.eq(self.x.valid & self.x.ready),
+            row_wr.addr.eq(wr_addr), row_wr.data.eq(self.x.payload), row_wr.en.eq(x_acc),
+        ]
+        with m.If(x_acc):
+            m.d.sync += wr_addr.eq(Mux(wr_addr == depth - 1, 0, wr_addr + 1))
+            with m.If(last_in):
+                m.d.sync += [wr_beat.eq(0), wr_bank.eq(Mux(wr_bank == banks - 1, 0, wr_bank + 1))]
+            with m.Else():
+                m.d.sync += wr_beat.eq(wr_beat + 1)
+        for b in range(banks):
+            with m.If(x_acc & last_in & (wr_bank == b)):
+                m.d.sync += occ[b].eq(1)
+
+        # stage A: squares and the lane sum of x (registered straight from the input beat)
+        xs = [self.x.payload[lane] for lane in range(lanes)]
+        a_valid, a_first, a_last = Signal(), Signal(), Signal()
+        a_bank = Signal.like(wr_bank)
+        a_sq = [Signal(unsigned(2 * n.act.bits - 1), name=f"a_sq{lane}") for lane in range(lanes)]
+        a_sum1 = Signal(self.s1_shape)
+        m.d.sync += [a_valid.eq(x_acc), a_first.eq(wr_beat == 0), a_last.eq(last_in),
+                     a_bank.eq(wr_bank), a_sum1.eq(_tree_sum(xs))]
+        m.d.sync += [a_sq[lane].eq(xs[lane] * xs[lane]) for lane in range(lanes)]
+        # stage B: adder tree of the squares
+        b_valid, b_first, b_last = Signal(), Signal(), Signal()
+        b_bank = Signal.like(wr_bank)
+        b_sum1 = Signal(self.s1_shape)
+        b_sum2 = Signal(self.s2_shape)
+        m.d.sync += [b_valid.eq(a_valid), b_first.eq(a_first), b_last.eq(a_last), b_bank.eq(a_bank),
+                     b_sum1.eq(a_sum1), b_sum2.eq(_tree_sum(a_sq))]
+        # stage C: accumulate over the row (a row's first beat restarts the sums)
+        acc1 = Signal(self.s1_shape)
+        acc2 = Signal(self.s2_shape)
+        c_done = Signal()
+        c_bank = Signal.like(wr_bank)
+        with m.If(b_valid):
+            m.d.sync += [acc1.eq(Mux(b_first, 0, acc1) + b_sum1),
+                         acc2.eq(Mux(b_first, 0, acc2) + b_sum2)]
+        m.d.sync += [c_done.eq(b_valid & b_last), c_bank.eq(b_bank)]
+
+        # ---- per-row statistics: V = D*S2 - S1^2 + E, then rsqrt ----
+        v1_sq = Signal(unsigned(2 * self.s1_shape.width - 1))
+        v1_ds2 = Signal(_mul_const(acc2, d).shape())
+        v1_valid = Signal()
+        v1_bank = Signal.like(wr_bank)
+        m.d.sync += [v1_sq.eq(acc1 * acc1), v1_ds2.eq(_mul_const(acc2, d)),
+                     v1_valid.eq(c_done), v1_bank.eq(c_bank)]
+        for b in range(banks):
+            with m.If(c_done & (c_bank == b)):
+                m.d.sync += s1_of[b].eq(acc1)
+        v2 = Signal(unsigned(self.v_bits))
+        v2_valid = Signal()
+        v2_bank = Signal.like(wr_bank)
+        # Cauchy-Schwarz: D*S2 >= S1^2, and E >= 1, so V lies in [1, 2^v_bits): the slice is exact.
+        m.d.sync += [v2.eq((v1_ds2 - v1_sq + ln_eps_term(cfg))[:self.v_bits]),
+                     v2_valid.eq(v1_valid), v2_bank.eq(v1_bank)]
+        m.d.comb += [rsqrt.i.valid.eq(v2_valid), rsqrt.i.payload.v.eq(v2),
+                     rsqrt.i.payload.tag.eq(v2_bank)]
+        for b in range(banks):
+            with m.If(rsqrt.o.valid & (rsqrt.o.payload.tag == b)):
+                m.d.sync += [y_of[b].eq(rsqrt.o.payload.y), k_of[b].eq(rsqrt.o.payload.k),
+                             stats_ok[b].eq(1)]
+
+        # ---- emitter: re-read the row, normalize, scale, shift; one global stall enable ----
+        adv = Signal()
+        rd_bank = Signal(range(banks))
+        rd_beat = Signal(range(beats))
+        rd_addr = Signal(range(depth))
+        issue = Signal()
+        last_out = rd_beat == beats - 1
+        m.d.comb += [adv.eq(~self.y.valid | self.y.ready),
+                     issue.eq(adv & Array(stats_ok)[rd_bank]),
+                     # reads are enabled with the pipeline so a stalled read keeps its data
+                     row_rd.addr.eq(rd_addr), row_rd.en.eq(adv),
+                     par_rd.addr.eq(rd_beat), par_rd.en.eq(adv)]
+        with m.If(issue):
+            m.d.sync += rd_addr.eq(Mux(rd_addr == depth - 1, 0, rd_addr + 1))
+            with m.If(last_out):
+                m.d.sync += [rd_beat.eq(0), rd_bank.eq(Mux(rd_bank == banks - 1, 0, rd_bank + 1))]
+            with m.Else():
+                m.d.sync += rd_beat.eq(rd_beat + 1)
+        for b in range(banks):
+            with m.If(issue & last_out & (rd_bank == b)):
+                m.d.sync += [occ[b].eq(0), stats_ok[b].eq(0)]
+
+        # k -> shift amount j = f + k - z_frac (+ L, which makes it non-negative for any formats)
+        pre = max(0, nf - fy)
+        j_off = fy - nf + pre
+        # E1: the row's constants, alongside the memory read in flight. (D*x - S1) * y is
+        # computed as D*(x*y) - S1*y: the per-lane multiplier is then act x y (16 x 16 bits, one
+        # MULT18X18D) instead of (D*x - S1) x y (25 x 16 for dim 192, two), and S1*y is one
+        # multiplier per unit. Same integer, so still bit-exact.
+        e1_valid = Signal()
+        s1y_expr = Array(s1_of)[rd_bank] * Array(y_of)[rd_bank]
+        e1_s1y = Signal(s1y_expr.shape())
+        e1_y = Signal(rsqrt.y_shape)
+        e1_j = Signal(range(rsqrt.k_max + j_off + 1))
+        with m.If(adv):
+            m.d.sync += [e1_valid.eq(issue), e1_s1y.eq(s1y_expr),
+                         e1_y.eq(Array(y_of)[rd_bank]), e1_j.eq(Array(k_of)[rd_bank] + j_off)]
+        # E2: x * y per lane
+        xr = row_rd.data
+        xy_expr = [xr[lane] * e1_y for lane in range(lanes)]
+        e2_valid = Signal()
+        e2_xy = [Signal(xy_expr[0].shape(), name=f"e2_xy{lane}") for lane in range(lanes)]
+        e2_s1y = Signal.like(e1_s1y)
+        e2_j = Signal.like(e1_j)
+        e2_par = Signal(param_layout(cfg, lanes))
+        with m.If(adv):
+            m.d.sync += [e2_valid.eq(e1_valid), e2_s1y.eq(e1_s1y), e2_j.eq(e1_j),
+                         e2_par.eq(par_rd.data)]
+            m.d.sync += [e2_xy[lane].eq(xy_expr[lane]) for lane in range(lanes)]
+        # E3: p = (D*x - S1) * y = D*(x*y) - S1*y (shifts and adds; no division by D anywhere)
+        p_expr = [_mul_const(e2_xy[lane], d) - e2_s1y for lane in range(lanes)]
+        e3_valid = Signal()
+        e3_p = [Signal(p_expr[0].shape(), name=f"e3_p{lane}") for lane in range(lanes)]
+        e3_j = Signal.like(e1_j)
+        e3_par = Signal(param_layout(cfg, lanes))
+        with m.If(adv):
+            m.d.sync += [e3_valid.eq(e2_valid), e3_j.eq(e2_j), e3_par.eq(e2_par)]
+            m.d.sync += [e3_p[lane].eq(p_expr[lane]) for lane in range(lanes)]
+        # E4: z = sat(rnd(p >> (j - pre))). Round half up by a variable amount as
+        # ((p << (pre + 1)) >> j) + 1) >> 1 = floor((p + 2^(n-1)) / 2^n), n = j - pre, and p << -n
+        # for n <= 0: one barrel shifter and an increment, no variable "half" constant.
+        e4_valid = Signal()
+        e4_z = [Signal(signed(n.ln_norm.bits), name=f"e4_z{lane}") for lane in range(lanes)]
+        e4_par = Signal(param_layout(cfg, lanes))
+        with m.If(adv):
+            m.d.sync += [e4_valid.eq(e3_valid), e4_par.eq(e3_par)]
+            m.d.sync += [e4_z[lane].eq(hw_saturate(
+                (((e3_p[lane] << (pre + 1)) >> e3_j) + 1) >> 1, n.ln_norm))
+                for lane in range(lanes)]
+        # E5: z * gamma
+        zg_expr = [e4_z[lane] * e4_par.gamma[lane] for lane in range(lanes)]
+        e5_valid = Signal()
+        e5_zg = [Signal(zg_expr[0].shape(), name=f"e5_zg{lane}") for lane in range(lanes)]
+        e5_beta = Signal(data.ArrayLayout(signed(n.act.bits), lanes))
+        with m.If(adv):
+            m.d.sync += [e5_valid.eq(e4_valid), e5_beta.eq(e4_par.beta)]
+            m.d.sync += [e5_zg[lane].eq(zg_expr[lane]) for lane in range(lanes)]
+        # output register: + beta (aligned to z*gamma), round half up, saturate to act
+        with m.If(adv):
+            m.d.sync += self.y.valid.eq(e5_valid)
+            m.d.sync += [self.y.payload[lane].eq(hw_requantize(
+                e5_zg[lane] + (e5_beta[lane] << (zg_frac - n.act.frac_bits)), zg_frac, n.act))
+                for lane in range(lanes)]
+
+        m.d.comb += self.busy.eq(~idle | e1_valid | e2_valid | e3_valid | e4_valid | e5_valid
+                                 | self.y.valid)
+        return m
+
+
+def _tree_sum(values):
+    """Balanced adder tree (depth log2 n instead of a chain of n adders)."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]

@@ -1,0 +1,88 @@
+"""TopWithMemory: EdgeMoeTop on the DRAM model, with a host port into the memory (simulation top).
+
+The DRAM model (hw/mem/onchip_memory.py, latency ``cfg.hw.mem_latency``, ``mem_bytes_per_cycle``
+per cycle) serves the accelerator's read and write channels. While ``host_mode`` is high the
+memory's channels belong to the host ports instead (``host_rd`` / ``host_wr``, the same burst
+bus), which is how a testbench or a board's host bridge loads the image and reads the output
+without a second memory port. ``image`` initialises the memory (pysim); for Verilator the
+image is usually left empty (a design that does not depend on the weights is built once) and
+loaded through ``host_wr``. Latency / throughput: the DRAM model's (the muxes and the throttle,
+when disabled, are combinational).
+
+Ports: ``csr`` (the accelerator's register port), ``host_mode``, ``host_rd``, ``host_wr``,
+``busy`` / ``done`` / ``error`` (accelerator status), ``mem_error`` (the DRAM model's sticky
+address error), ``mem_bytes_read`` / ``mem_bytes_written`` (the DRAM model's counters),
+``throttle_en`` / ``throttle_load`` / ``throttle_seed``: a :class:`BusThrottle` between the
+accelerator and the memory adds seeded random gaps and back-pressure on every bus channel;
+``desc_index``: descriptors decoded so far (per-descriptor timing traces).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config
+
+from hw.mem.bus import MemReadSignature, MemWriteSignature
+from hw.mem.onchip_memory import OnChipMemory
+from hw.mem.bus_throttle import BusThrottle
+from hw.top.csr import csr_signature
+from hw.top.top import EdgeMoeTop
+
+__all__ = ["TopWithMemory"]
+
+
+def _mux_stream(m, sel, a, b, out):
+    """``out`` (slave side stream) from ``a`` when sel else ``b`` (both master side)."""
+    m.d.comb += [out.valid.eq(Mux(sel, a.valid, b.valid)),
+                 out.payload.eq(Mux(sel, a.payload.as_value(), b.payload.as_value())),
+                 a.ready.eq(sel & out.ready), b.ready.eq(~sel & out.ready)]
+
+
+def _demux_stream(m, sel, src, a, b):
+    """``src`` (master side) to ``a`` when sel else ``b``."""
+    m.d.comb += [a.valid.eq(sel & src.valid), b.valid.eq(~sel & src.valid),
+                 a.payload.eq(src.payload), b.payload.eq(src.payload),
+                 src.ready.eq(Mux(sel, a.ready, b.ready))]
+
+
+class TopWithMemory(wiring.Component):
+    def __init__(self, cfg: Config, image=b"", size: int | None = None):
+        self.cfg = cfg
+        self.top = EdgeMoeTop(cfg)
+        self.dram = OnChipMemory(cfg, image, size=size)
+        super().__init__({
+            "csr": In(csr_signature(cfg)),
+            "host_mode": In(1),
+            "host_rd": In(MemReadSignature(cfg)),
+            "host_wr": In(MemWriteSignature(cfg)),
+            "throttle_en": In(1), "throttle_load": In(1), "throttle_seed": In(32),
+            "busy": Out(1), "done": Out(1), "error": Out(1), "mem_error": Out(1),
+            "desc_index": Out(16),
+            "mem_bytes_read": Out(cfg.hw.moe_counter_bits),
+            "mem_bytes_written": Out(cfg.hw.moe_counter_bits),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.top = top = self.top
+        m.submodules.dram = dram = self.dram
+        wiring.connect(m, wiring.flipped(self.csr), top.csr)
+        m.submodules.throttle = thr = BusThrottle(self.cfg)
+        wiring.connect(m, top.mem_rd, thr.up_rd)
+        wiring.connect(m, top.mem_wr, thr.up_wr)
+        m.d.comb += [thr.enable.eq(self.throttle_en), thr.load.eq(self.throttle_load),
+                     thr.seed.eq(self.throttle_seed)]
+        h = self.host_mode
+        hr, hw, tr, tw = self.host_rd, self.host_wr, thr.down_rd, thr.down_wr
+        _mux_stream(m, h, hr.rd_req, tr.rd_req, dram.rd.rd_req)
+        _demux_stream(m, h, dram.rd.rd_data, hr.rd_data, tr.rd_data)
+        _mux_stream(m, h, hw.wr_req, tw.wr_req, dram.wr.wr_req)
+        _mux_stream(m, h, hw.wr_data, tw.wr_data, dram.wr.wr_data)
+        _demux_stream(m, h, dram.wr.wr_resp, hw.wr_resp, tw.wr_resp)
+        m.d.comb += [self.busy.eq(top.busy), self.done.eq(top.done), self.error.eq(top.error),
+                     self.desc_index.eq(top.desc_index),
+                     self.mem_error.eq(dram.error), self.mem_bytes_read.eq(dram.bytes_read),
+                     self.mem_bytes_written.eq(dram.bytes_written)]
+        return m

@@ -1,0 +1,554 @@
+"""Binary frame program for the top-level sequencer, the external-memory image, and its reference.
+
+:func:`sim.frame_program.frame_program` lists the *logical* layer descriptors of a frame (EMBED,
+LAYERNORM, GEMM, ATTENTION per head, ROUTE, EXPERTS on named buffers). This module lowers them to
+the *hardware* descriptors the sequencer (``hw/top/sequencer.py``) fetches from external memory,
+resolves every tensor name to its byte offset in the weight image (model_io layout), and builds
+the whole memory image of a frame (:func:`build_memory_image`).
+
+Hardware descriptors (``DESC_BYTES`` = 64 bytes, 16 little-endian 32-bit words, see
+:data:`FIELDS`):
+
+========== ===================================================================================
+op         meaning
+========== ===================================================================================
+LOAD       external memory -> buffer rows (``mode`` LINEAR: row-major rows of ``n`` values;
+           PATCHIFY: a C x H x W image into patch rows, values in (c, kh, kw) order)
+GEMM       ``dst[row0d + i] (+)= epi(src[row0s + i] @ W + b)``, W/b read from the weight image
+LAYERNORM  ``dst[i] = LN(src[i])`` with gamma/beta from the weight image
+ATTENTION  heads ``head0 .. head0 + nheads - 1`` of Q/K/V -> ``dst`` columns of those heads
+ROUTE      gate GEMM (weights ``addr_a + TASK * stride_a``) -> router -> per-expert queues
+EXPERTS    every expert with tokens: fc1 + GELU, fc2, score-scaled accumulate into ``dst``
+STORE      buffer rows -> external memory (the output tokens)
+END        the frame is done
+========== ===================================================================================
+
+Every address is a byte offset from one of four base registers of the CSR block (``base`` field
+for LOAD; weights for GEMM / LAYERNORM / ROUTE / EXPERTS; out for STORE), so the host can place
+the regions anywhere without re-encoding. Word 15 is a check word (XOR of words 0..14 with
+``CHECK_SEED``); with the magic byte it lets the sequencer flag a corrupt or misplaced
+descriptor (error flag) instead of running garbage.
+
+Physical on-chip buffers: ``X``, ``XN`` (also holds the logical ``ATT``: their lifetimes never
+overlap), ``QKV`` (three memories Q, K, V of tokens x dim: the attention unit reads Q, K and V of
+a key in the same cycle) and ``H`` (also holds ``IMG``, the patches of the input image, which are
+dead after the patch embedding). :func:`check_aliasing` proves on the program that no aliased
+value is read after its slot was overwritten.
+
+The ``cls`` token is pre-added into row 0 of the position embedding when the image is built
+(``embed_pos[0] = sat(cls + pos[0])``, the architecture brief's "class token may be pre-added
+into row 0"), so EMBED is: LOAD embed_pos -> X, LOAD image -> IMG (patchify), GEMM IMG -> X rows
+1.. with the residual epilogue (``X[1 + p] = sat(pos[1 + p] + emb[p])``), exactly the golden
+``residual_add(concat(cls, emb), pos)``.
+
+:func:`run_image` executes a memory image with the golden operators, reading every operand from
+the bytes through the descriptors' addresses: it is the reference for the sequencer and proves
+(tests/system/test_program_image.py) that the encoding computes :func:`sim.golden.forward`.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.config import Config
+from sim.fixed import saturate
+from sim.params import param_specs
+from sim.frame_program import Epilogue, Instr, Op, frame_program
+from sim.weight_image import build_image
+from sim.golden import quantize_params
+from sim.golden.layernorm import layernorm
+from sim.golden.linear import linear, residual_add, scaled_accumulate
+from sim.golden.router import expert_queues, route
+from sim.golden.softmax import attention_head
+from sim.golden.model import patchify
+
+__all__ = ["HwOp", "Buf", "LoadMode", "Base", "EpiMode", "DESC_BYTES", "DESC_WORDS", "MAGIC",
+           "CHECK_SEED", "FIELDS", "Desc", "encode_desc", "decode_desc", "lower_program",
+           "check_aliasing", "MemoryLayout", "build_memory_image", "run_image", "read_output",
+           "image_bytes", "embed_pos_table", "REGION_ALIGN", "memory_size"]
+
+DESC_WORDS = 16
+DESC_BYTES = 4 * DESC_WORDS
+MAGIC = 0xE8
+CHECK_SEED = 0x5EC0_DE00
+REGION_ALIGN = 64
+
+
+class HwOp(enum.IntEnum):
+    END = 0
+    LOAD = 1
+    GEMM = 2
+    LAYERNORM = 3
+    ATTENTION = 4
+    ROUTE = 5
+    EXPERTS = 6
+    STORE = 7
+
+
+class Buf(enum.IntEnum):
+    """Physical on-chip buffers (ids in descriptors)."""
+    X = 0
+    XN = 1
+    QKV = 2
+    H = 3
+
+
+# Logical buffer names of sim.frame_program -> physical buffer.
+PHYSICAL = {"X": Buf.X, "XN": Buf.XN, "ATT": Buf.XN, "QKV": Buf.QKV, "H": Buf.H, "IMG": Buf.H,
+            "OUT": Buf.XN}
+
+
+class LoadMode(enum.IntEnum):
+    LINEAR = 0
+    PATCHIFY = 1
+
+
+class Base(enum.IntEnum):
+    """Which CSR base register an address is relative to."""
+    WEIGHTS = 0
+    PROGRAM = 1
+    IMAGE = 2
+    OUT = 3
+
+
+class EpiMode(enum.IntEnum):
+    """Matches hw.array.epilogue.EpilogueMode."""
+    PLAIN = 0
+    RESIDUAL = 1
+    SCALED = 2
+
+
+# name: (word, lsb, width). Unused fields of an op are 0.
+FIELDS: dict[str, tuple[int, int, int]] = {
+    "magic": (0, 0, 8),
+    "op": (0, 8, 4),
+    "src": (0, 12, 4),
+    "dst": (0, 16, 4),
+    "epi": (0, 20, 2),
+    "gelu": (0, 22, 1),
+    "bias": (0, 23, 1),
+    "mode": (0, 24, 4),
+    "base": (0, 28, 4),
+    "m": (1, 0, 16),
+    "k": (1, 16, 16),
+    "n": (2, 0, 16),
+    "row0s": (2, 16, 16),      # first source row
+    "row0d": (3, 0, 16),       # first destination row
+    "head0": (3, 16, 8),
+    "nheads": (3, 24, 8),
+    "addr_a": (4, 0, 32),      # GEMM weights, LN gamma, LOAD/STORE address, gate (task 0), fc1.w(e0)
+    "addr_b": (5, 0, 32),      # GEMM bias, LN beta, expert stride
+    "addr_c": (6, 0, 32),      # EXPERTS: fc1.bias - fc1.weight
+    "addr_d": (7, 0, 32),      # EXPERTS: fc2.weight - fc1.weight
+    "addr_e": (8, 0, 32),      # EXPERTS: fc2.bias - fc1.weight
+    "stride_a": (9, 0, 32),    # GEMM: bytes between weight rows (K-major: N * storage bytes);
+                               # ROUTE: bytes between the tasks' gate matrices
+    "stride_b": (10, 0, 32),   # GEMM: bytes between column tiles of C weights
+    "check": (15, 0, 32),
+}
+
+
+@dataclass(frozen=True)
+class Desc:
+    """One hardware descriptor (field values as plain ints; see :data:`FIELDS`)."""
+    op: HwOp
+    src: int = 0
+    dst: int = 0
+    epi: int = 0
+    gelu: int = 0
+    bias: int = 0
+    mode: int = 0
+    base: int = 0
+    m: int = 0
+    k: int = 0
+    n: int = 0
+    row0s: int = 0
+    row0d: int = 0
+    head0: int = 0
+    nheads: int = 0
+    addr_a: int = 0
+    addr_b: int = 0
+    addr_c: int = 0
+    addr_d: int = 0
+    addr_e: int = 0
+    stride_a: int = 0
+    stride_b: int = 0
+    note: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        parts = [f"{self.op.name:9s}"]
+        for f in ("src", "dst", "m", "k", "n", "row0s", "row0d", "epi", "gelu", "bias", "mode",
+                  "base", "head0", "nheads"):
+            v = getattr(self, f)
+            if v:
+                parts.append(f"{f}={v}")
+        for f in ("addr_a", "addr_b", "addr_c", "addr_d", "addr_e", "stride_a", "stride_b"):
+            v = getattr(self, f)
+            if v:
+                parts.append(f"{f}={v:#x}")
+        if self.note:
+            parts.append(f"({self.note})")
+        return " ".join(parts)
+
+
+def _check_word(words) -> int:
+    c = CHECK_SEED
+    for w in words[:DESC_WORDS - 1]:
+        c ^= w
+    return c
+
+
+def encode_desc(d: Desc) -> bytes:
+    """64 bytes of one descriptor; raises ValueError if a field does not fit."""
+    words = [0] * DESC_WORDS
+    vals = {f: getattr(d, f) for f in FIELDS if f not in ("magic", "check")}
+    vals["magic"] = MAGIC
+    vals["op"] = int(d.op)
+    for name, v in vals.items():
+        w, lsb, width = FIELDS[name]
+        v = int(v)
+        if not 0 <= v < (1 << width):
+            raise ValueError(f"descriptor {d.op.name}: field {name}={v} does not fit {width} bits")
+        words[w] |= v << lsb
+    words[FIELDS["check"][0]] = _check_word(words)
+    return b"".join(w.to_bytes(4, "little") for w in words)
+
+
+def decode_desc(raw: bytes) -> Desc:
+    """Inverse of :func:`encode_desc`; raises ValueError on a bad magic, check word or opcode."""
+    if len(raw) != DESC_BYTES:
+        raise ValueError(f"descriptor must be {DESC_BYTES} bytes, got {len(raw)}")
+    words = [int.from_bytes(raw[4 * i:4 * i + 4], "little") for i in range(DESC_WORDS)]
+
+    def get(name):
+        w, lsb, width = FIELDS[name]
+        return (words[w] >> lsb) & ((1 << width) - 1)
+
+    if get("magic") != MAGIC:
+        raise ValueError(f"bad descriptor magic {get('magic'):#x}")
+    if get("check") != _check_word(words):
+        raise ValueError("bad descriptor check word")
+    try:
+        op = HwOp(get("op"))
+    except ValueError:
+        raise ValueError(f"unknown descriptor opcode {get('op')}") from None
+    kw = {f: get(f) for f in FIELDS if f not in ("magic", "check", "op")}
+    return Desc(op, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lowering: logical program -> hardware descriptors
+# ---------------------------------------------------------------------------------------------
+
+def _tensor_offsets(cfg: Config, entries: list[dict] | None) -> dict[str, int]:
+    if entries is None:
+        # Offsets depend only on the config's shapes and formats, not on the values.
+        qp, _ = quantize_params(cfg, {k: np.zeros(s) for k, s in param_specs(cfg).items()})
+        _, entries = build_image(cfg, qp)
+    return {e["name"]: int(e["offset"]) for e in entries}
+
+
+def _uniform_stride(cfg: Config, off: dict, names: list[str], what: str) -> int:
+    """Common byte stride of a list of tensors (raises if they are not evenly spaced)."""
+    if len(names) == 1:
+        return 0
+    stride = off[names[1]] - off[names[0]]
+    for i, nm in enumerate(names):
+        if off[nm] != off[names[0]] + i * stride:
+            raise ValueError(f"{what}: tensors are not evenly spaced in the weight image "
+                             f"({nm} at {off[nm]:#x}); the sequencer needs base + i * stride")
+    return stride
+
+
+def lower_program(cfg: Config, entries: list[dict] | None = None,
+                  embed_pos_addr: int = 0) -> list[Desc]:
+    """Hardware descriptors of a frame (task-independent: ROUTE selects the gate by TASK).
+
+    ``entries``: the weight manifest's tensor entries (``model_io.export.build_image``);
+    ``embed_pos_addr``: offset of the cls-pre-added position table from the program base.
+    """
+    m = cfg.model
+    off = _tensor_offsets(cfg, entries)
+    C = cfg.hw.array_cols
+    sw = cfg.num.weight.storage_bytes
+    out: list[Desc] = []
+    logical = frame_program(cfg, 0)
+    check_aliasing(logical)
+    i = 0
+    while i < len(logical):
+        ins = logical[i]
+        if ins.op is Op.EMBED:
+            out += [
+                Desc(HwOp.LOAD, dst=Buf.X, mode=LoadMode.LINEAR, base=Base.PROGRAM, m=m.tokens,
+                     n=m.dim, addr_a=embed_pos_addr, note="pos embed (+cls in row 0) -> X"),
+                Desc(HwOp.LOAD, dst=Buf.H, mode=LoadMode.PATCHIFY, base=Base.IMAGE, m=m.patches,
+                     n=m.patch_dim, note="image -> IMG patches"),
+                Desc(HwOp.GEMM, src=Buf.H, dst=Buf.X, epi=EpiMode.RESIDUAL, bias=1,
+                     m=ins.m, k=ins.k, n=ins.n, row0d=1, addr_a=off[ins.weight],
+                     addr_b=off[ins.bias], stride_a=ins.n * sw, stride_b=C * sw,
+                     note="patch embed + pos"),
+            ]
+        elif ins.op is Op.LAYERNORM:
+            out.append(Desc(HwOp.LAYERNORM, src=PHYSICAL[ins.src], dst=PHYSICAL[ins.dst],
+                            m=ins.m, n=ins.n, addr_a=off[ins.weight], addr_b=off[ins.bias],
+                            note=ins.weight.rsplit(".", 1)[0]))
+            if ins.dst == "OUT":
+                out.append(Desc(HwOp.STORE, src=PHYSICAL["OUT"], base=Base.OUT, m=ins.m, n=ins.n,
+                                note="output tokens"))
+        elif ins.op is Op.GEMM:
+            epi = EpiMode.RESIDUAL if ins.epilogue is Epilogue.RESIDUAL else EpiMode.PLAIN
+            out.append(Desc(HwOp.GEMM, src=PHYSICAL[ins.src], dst=PHYSICAL[ins.dst], epi=epi,
+                            gelu=int(ins.epilogue is Epilogue.GELU), bias=int(bool(ins.bias)),
+                            m=ins.m, k=ins.k, n=ins.n, addr_a=off[ins.weight],
+                            addr_b=off[ins.bias] if ins.bias else 0, stride_a=ins.n * sw,
+                            stride_b=C * sw, note=ins.weight.rsplit(".", 1)[0]))
+        elif ins.op is Op.ATTENTION:
+            # The heads of a block run back to back as one descriptor.
+            heads = [ins]
+            while (i + 1 < len(logical) and logical[i + 1].op is Op.ATTENTION
+                   and logical[i + 1].block == ins.block
+                   and logical[i + 1].head == heads[-1].head + 1):
+                i += 1
+                heads.append(logical[i])
+            out.append(Desc(HwOp.ATTENTION, src=Buf.QKV, dst=PHYSICAL[ins.dst], m=ins.m,
+                            head0=ins.head, nheads=len(heads), note=f"block {ins.block}"))
+        elif ins.op is Op.ROUTE:
+            p = f"blocks.{ins.block}.mlp.gates."
+            gates = [p + f"{t}.weight" for t in range(m.tasks)]
+            out.append(Desc(HwOp.ROUTE, src=PHYSICAL[ins.src], m=ins.m, k=ins.k, n=ins.n,
+                            addr_a=off[gates[0]],
+                            stride_a=_uniform_stride(cfg, off, gates, "gates"),
+                            stride_b=C * sw, note=f"block {ins.block} gate"))
+        elif ins.op is Op.EXPERTS:
+            base = ins.weight
+            fc1w = [f"{base}.{e}.fc1.weight" for e in range(m.experts)]
+            stride = _uniform_stride(cfg, off, fc1w, "experts")
+            rel = {}
+            for t in ("fc1.bias", "fc2.weight", "fc2.bias"):
+                names = [f"{base}.{e}.{t}" for e in range(m.experts)]
+                if m.experts > 1 and _uniform_stride(cfg, off, names, "experts") != stride:
+                    raise ValueError(f"{base}: expert tensors do not share one stride")
+                rel[t] = off[names[0]] - off[fc1w[0]]
+            out.append(Desc(HwOp.EXPERTS, src=PHYSICAL[ins.src], dst=PHYSICAL[ins.dst],
+                            m=ins.m, k=ins.k, n=ins.n, addr_a=off[fc1w[0]], addr_b=stride,
+                            addr_c=rel["fc1.bias"], addr_d=rel["fc2.weight"],
+                            addr_e=rel["fc2.bias"], note=f"block {ins.block} experts"))
+        else:
+            raise ValueError(f"cannot lower {ins.op}")
+        i += 1
+    if not m.final_norm:
+        out.append(Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=m.tokens, n=m.dim,
+                        note="output tokens"))
+    out.append(Desc(HwOp.END))
+    return out
+
+
+def check_aliasing(program: list[Instr]) -> None:
+    """Raise if a logical buffer is read after an alias sharing its physical slot overwrote it."""
+    holder: dict[Buf, str] = {}
+    for ins in program:
+        reads = [ins.src] if ins.src else []
+        if ins.op is Op.GEMM and ins.epilogue is Epilogue.RESIDUAL or ins.op is Op.EXPERTS:
+            reads.append(ins.dst)
+        for r in reads:
+            if r == "IMG":
+                continue                 # loaded by EMBED itself
+            if holder.get(PHYSICAL[r], r) != r:
+                raise ValueError(f"{ins}: reads {r} but its physical buffer "
+                                 f"{PHYSICAL[r].name} now holds {holder[PHYSICAL[r]]}")
+        if ins.dst:
+            holder[PHYSICAL[ins.dst]] = ins.dst
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory image
+# ---------------------------------------------------------------------------------------------
+
+def _align(x: int, a: int = REGION_ALIGN) -> int:
+    return -(-x // a) * a
+
+
+@dataclass(frozen=True)
+class MemoryLayout:
+    """Byte addresses of the regions of a frame's external-memory image."""
+    weights: int
+    program: int
+    image: int
+    out: int
+    size: int
+    n_desc: int
+    embed_pos: int           # offset of the cls-pre-added position table from ``program``
+    out_bytes: int
+    weight_bytes: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def memory_size(layout: MemoryLayout, cfg: Config) -> int:
+    """Bytes of memory a frame needs: the layout rounded up to whole bus beats."""
+    w = cfg.hw.mem_bytes_per_cycle
+    return -(-layout.size // w) * w
+
+
+def embed_pos_table(cfg: Config, qparams: dict) -> np.ndarray:
+    """pos_embed (tokens, dim) with the cls token pre-added into row 0 (saturating, act)."""
+    m = cfg.model
+    pos = np.asarray(qparams["pos_embed"], dtype=np.int64).reshape(m.tokens, m.dim).copy()
+    cls = np.asarray(qparams["cls_token"], dtype=np.int64).reshape(m.dim)
+    pos[0] = saturate(pos[0] + cls, cfg.num.act)
+    return pos
+
+
+def image_bytes(cfg: Config, image_q) -> bytes:
+    """Quantized (C, H, W) image in the activation storage dtype, little-endian, CHW order."""
+    m = cfg.model
+    img = np.asarray(image_q, dtype=np.int64)
+    want = (m.image_channels, m.image_height, m.image_width)
+    if img.shape != want:
+        raise ValueError(f"image shape {img.shape} does not match the config's {want}")
+    return img.astype(cfg.num.act.numpy_dtype).tobytes()
+
+
+def build_memory_image(cfg: Config, qparams: dict, image_q, task: int = 0, *,
+                       base: int = 0) -> tuple[bytes, MemoryLayout]:
+    """External memory of one frame: weight image, program (+ constants), input image, output.
+
+    ``task`` is not stored (the program is task-independent; TASK is a CSR) but is validated.
+    ``base``: byte address of the image in the memory map (regions are 64-byte aligned).
+    """
+    if not 0 <= task < cfg.model.tasks:
+        raise ValueError(f"task {task} out of range: the config has {cfg.model.tasks} tasks")
+    wbytes, entries = build_image(cfg, qparams)
+    act = cfg.num.act
+    m = cfg.model
+    weights = base
+    program = _align(weights + len(wbytes))
+    n_desc = len(lower_program(cfg, entries))
+    embed_off = _align(n_desc * DESC_BYTES)
+    descs = lower_program(cfg, entries, embed_pos_addr=embed_off)
+    epos = embed_pos_table(cfg, qparams).astype(act.numpy_dtype).tobytes()
+    image = _align(program + embed_off + len(epos))
+    img = image_bytes(cfg, image_q)
+    out = _align(image + len(img))
+    out_bytes = m.tokens * m.dim * act.storage_bytes
+    size = _align(out + out_bytes)
+    mem = bytearray(size - base)
+    mem[weights - base:weights - base + len(wbytes)] = wbytes
+    prog = b"".join(encode_desc(d) for d in descs)
+    mem[program - base:program - base + len(prog)] = prog
+    mem[program - base + embed_off:program - base + embed_off + len(epos)] = epos
+    mem[image - base:image - base + len(img)] = img
+    layout = MemoryLayout(weights=weights, program=program, image=image, out=out, size=size,
+                          n_desc=n_desc, embed_pos=embed_off, out_bytes=out_bytes,
+                          weight_bytes=len(wbytes))
+    return bytes(mem), layout
+
+
+def read_output(cfg: Config, mem: bytes, layout: MemoryLayout, base: int = 0) -> np.ndarray:
+    """Output tokens (tokens, dim) int64 from a memory image."""
+    m = cfg.model
+    dt = cfg.num.act.numpy_dtype
+    raw = bytes(mem[layout.out - base:layout.out - base + layout.out_bytes])
+    return np.frombuffer(raw, dtype=dt).astype(np.int64).reshape(m.tokens, m.dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference interpreter of a memory image (the sequencer's specification)
+# ---------------------------------------------------------------------------------------------
+
+def _read_vals(mem, addr: int, count: int, fmt) -> np.ndarray:
+    dt = fmt.numpy_dtype
+    raw = bytes(mem[addr:addr + count * dt.itemsize])
+    if len(raw) != count * dt.itemsize:
+        raise ValueError(f"read of {count} values at {addr:#x} runs past the memory")
+    return np.frombuffer(raw, dtype=dt).astype(np.int64)
+
+
+def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
+              max_desc: int = 100_000) -> tuple[np.ndarray, list[Desc]]:
+    """Execute the program of a memory image with the golden operators.
+
+    Returns (output tokens read back from the out region, executed descriptors). Every operand
+    is read from ``mem`` through the descriptor addresses, exactly as the hardware does.
+    """
+
+    md, num = cfg.model, cfg.num
+    mem = bytearray(mem)
+    d, hd = md.dim, md.head_dim
+    bases = {Base.WEIGHTS: layout.weights, Base.PROGRAM: layout.program, Base.IMAGE: layout.image,
+             Base.OUT: layout.out}
+    z = lambda cols: np.zeros((md.tokens, cols), dtype=np.int64)  # noqa: E731
+    hrows = max(md.tokens, md.patches)
+    bufs = {Buf.X: z(d), Buf.XN: z(d), Buf.QKV: z(3 * d),
+            Buf.H: np.zeros((hrows, max(md.mlp_hidden, md.expert_hidden, md.patch_dim)),
+                            dtype=np.int64)}
+    routing = None
+    done = []
+    wb = layout.weights
+
+    def matrix(addr, k, n, row_stride):
+        rows = [_read_vals(mem, wb + addr + r * row_stride, n, num.weight) for r in range(k)]
+        return np.stack(rows).T          # (N, K) PyTorch layout
+
+    for pc in range(max_desc):
+        a = layout.program + pc * DESC_BYTES
+        ds = decode_desc(bytes(mem[a:a + DESC_BYTES]))
+        done.append(ds)
+        if ds.op is HwOp.END:
+            break
+        if ds.op is HwOp.LOAD:
+            vals = _read_vals(mem, bases[Base(ds.base)] + ds.addr_a, ds.m * ds.n, num.act)
+            if ds.mode == LoadMode.PATCHIFY:
+                img = vals.reshape(md.image_channels, md.image_height, md.image_width)
+                rows = patchify(cfg, img)
+            else:
+                rows = vals.reshape(ds.m, ds.n)
+            bufs[Buf(ds.dst)][ds.row0d:ds.row0d + ds.m, :ds.n] = rows
+        elif ds.op is HwOp.GEMM:
+            x = bufs[Buf(ds.src)][ds.row0s:ds.row0s + ds.m, :ds.k]
+            w = matrix(ds.addr_a, ds.k, ds.n, ds.stride_a)
+            b = _read_vals(mem, wb + ds.addr_b, ds.n, num.bias) if ds.bias else None
+            y = linear(cfg, x, w, b, gelu=bool(ds.gelu))
+            dst = bufs[Buf(ds.dst)]
+            rows = slice(ds.row0d, ds.row0d + ds.m)
+            if ds.epi == EpiMode.RESIDUAL:
+                y = residual_add(cfg, dst[rows, :ds.n], y)
+            dst[rows, :ds.n] = y
+        elif ds.op is HwOp.LAYERNORM:
+            g = _read_vals(mem, wb + ds.addr_a, ds.n, num.ln_gamma)
+            be = _read_vals(mem, wb + ds.addr_b, ds.n, num.act)
+            bufs[Buf(ds.dst)][:ds.m, :ds.n] = layernorm(cfg, bufs[Buf(ds.src)][:ds.m, :ds.n], g,
+                                                        be)
+        elif ds.op is HwOp.ATTENTION:
+            qkv = bufs[Buf.QKV]
+            for h in range(ds.head0, ds.head0 + ds.nheads):
+                cols = [slice(j * d + h * hd, j * d + (h + 1) * hd) for j in range(3)]
+                bufs[Buf(ds.dst)][:ds.m, cols[0]] = attention_head(
+                    cfg, *(qkv[:ds.m, c] for c in cols))
+        elif ds.op is HwOp.ROUTE:
+            gate = matrix(ds.addr_a + task * ds.stride_a, ds.k, ds.n, ds.n * num.weight.storage_bytes)
+            routing = route(cfg, bufs[Buf(ds.src)][:ds.m, :ds.k], gate)
+        elif ds.op is HwOp.EXPERTS:
+            xn, x = bufs[Buf(ds.src)], bufs[Buf(ds.dst)]
+            sw = num.weight.storage_bytes
+            for q in expert_queues(cfg, routing):
+                e0 = ds.addr_a + q.expert * ds.addr_b
+                w1 = matrix(e0, ds.k, ds.n, ds.n * sw)
+                b1 = _read_vals(mem, wb + e0 + ds.addr_c, ds.n, num.bias)
+                w2 = matrix(e0 + ds.addr_d, ds.n, ds.k, ds.k * sw)
+                b2 = _read_vals(mem, wb + e0 + ds.addr_e, ds.k, num.bias)
+                h = linear(cfg, xn[q.tokens, :ds.k], w1, b1, gelu=True)
+                y = linear(cfg, h, w2, b2)
+                x[q.tokens, :ds.k] = scaled_accumulate(cfg, x[q.tokens, :ds.k], y, q.weights)
+        elif ds.op is HwOp.STORE:
+            vals = bufs[Buf(ds.src)][:ds.m, :ds.n].astype(num.act.numpy_dtype).tobytes()
+            o = bases[Base(ds.base)] + ds.addr_a
+            mem[o:o + len(vals)] = vals
+        else:
+            raise ValueError(f"unknown op {ds.op}")
+    else:
+        raise ValueError(f"no END within {max_desc} descriptors")
+    return read_output(cfg, mem, layout), done
