@@ -77,7 +77,7 @@ def run_formal(top, ports, *, mode: str = "bmc", depth: int = 20, name: str = "t
     ``"prove"`` (BMC, then ``depth``-induction) or ``"cover"``. The run directory
     (``workdir``, or a new temporary one) holds ``top.il``, ``model.smt2``, the logs and, on a
     failure, ``trace.vcd``; a temporary one is removed when the check passes. ``messages`` maps
-    ``"file:line"`` of each property to its messages, quoted in the failure report.
+    ``"file:line"`` of each property to its ``(kind, message)`` pairs, quoted in the failure report.
     """
     if mode not in ("bmc", "prove", "cover"):
         raise ValueError(f"run_formal: mode must be bmc, prove or cover, got {mode!r}")
@@ -136,7 +136,10 @@ def _explain(line: str, messages: dict) -> str:
     # smtbmc names a failed property by the source location Amaranth gave its cell
     for loc, msgs in messages.items():
         if re.search(re.escape(loc) + r"(?!\d)", line):
-            return f"{line}: {' | '.join(dict.fromkeys(msgs))}"
+            kind = "assert" if "Assert" in line else "cover" if "over" in line else "assume"
+            text = [msg for flavor, msg in msgs if flavor.lower() == kind] or \
+                [msg for _flavor, msg in msgs]
+            return f"{line}: {' | '.join(dict.fromkeys(text))}"
     return line
 
 
@@ -229,7 +232,7 @@ class Harness:
     def _property(self, make, cond, message: str, src_loc_at: int):
         prop = make(cond, message, src_loc_at=src_loc_at + 1)
         file, line = prop.src_loc
-        self.messages.setdefault(f"{file}:{line}", []).append(message)
+        self.messages.setdefault(f"{file}:{line}", []).append((make.__name__, message))
         self.m.d.comb += prop
 
     def assume(self, cond, message: str, *, src_loc_at: int = 0):
