@@ -19,7 +19,8 @@ a request and popped on each burst's ``last`` beat, and asserts, in every cycle:
   memory request and the masters' data) and that no output ``valid`` waits on its ``ready``.
 
 The config is shrunk (4-bit addresses, byte beats, bursts of up to 2) with three masters and a
-two-entry tag FIFO. Only bounded model checking is done (the tag FIFO's and round-robin state
+two-entry tag FIFO (BMC 12); one master, and two masters with a one-entry tag FIFO, are checked
+too (BMC 10). Only bounded model checking is done (the tag FIFO's and round-robin state
 are hidden; no induction invariants are written for them).
 """
 from __future__ import annotations
@@ -39,11 +40,12 @@ N = 3
 TAG_DEPTH = 2
 
 
-def make_arbiter():
-    return ReadArbiter(CFG, N, tag_depth=TAG_DEPTH)
+def make_arbiter(n: int = N, tag_depth: int = TAG_DEPTH):
+    return ReadArbiter(CFG, n, tag_depth=tag_depth)
 
 
-def arbiter_harness(make_dut) -> Harness:
+def arbiter_harness(make_dut, n: int = N, tag_depth: int = TAG_DEPTH) -> Harness:
+    N, TAG_DEPTH = n, tag_depth     # noqa: N806  (the module's names, for this configuration)
     h = Harness()
     m = h.m
     m.submodules.dut = dut = make_dut()
@@ -115,6 +117,12 @@ def arbiter_harness(make_dut) -> Harness:
 
 def test_read_arbiter_bmc():
     arbiter_harness(make_arbiter).run(mode="bmc", depth=12, name="read_arbiter")
+
+
+@pytest.mark.parametrize("n, tag_depth", [(1, 2), (2, 1)])
+def test_read_arbiter_bmc_edge_sizes(n, tag_depth):
+    arbiter_harness(lambda: make_arbiter(n, tag_depth), n, tag_depth).run(
+        mode="bmc", depth=10, name=f"read_arbiter_{n}_{tag_depth}")
 
 
 def test_read_arbiter_cover():

@@ -76,6 +76,13 @@ def test_stream_slice_bmc_and_cover():
         mode="cover", depth=8, name="stream_slice_cover")
 
 
+def test_stream_slice_induction_needs_the_skid_invariants():
+    # without them, the skid register may hold a wrong beat for any number of stalled cycles
+    with pytest.raises(FormalFailure, match=r"induction step(.|\n)*trace_induct\.vcd"):
+        slice_harness(lambda: StreamSlice(unsigned(WIDTH)), whitebox=False).run(
+            mode="prove", depth=8, name="stream_slice_no_invariants")
+
+
 def test_stream_slice_valid_does_not_wait_on_ready():
     check_valid_independent_of_ready(lambda: StreamSlice(unsigned(WIDTH)), depth=8,
                                      name="stream_slice_comb")
