@@ -167,7 +167,8 @@ class _Broken(wiring.Component):
 
 @pytest.mark.parametrize("bug, message", [("swap_data", "its own bursts|takes it|at once"),
                                           ("fixed_priority", "round robin")])
-def test_catches_broken_arbiter(bug, message):
+def test_catches_broken_arbiter(bug, message, tmp_path):
     with pytest.raises(FormalFailure, match=message):
         arbiter_harness(lambda: _Broken(bug)).run(mode="bmc", depth=10,
-                                                   name=f"read_arbiter_bug_{bug}")
+                                                   name=f"read_arbiter_bug_{bug}",
+                                                   workdir=tmp_path)

@@ -103,7 +103,7 @@ class _TruncatingRequantize(Requantize):
         return m
 
 
-def test_catches_truncation():
+def test_catches_truncation(tmp_path):
     with pytest.raises(FormalFailure, match="rounds half up|saturates"):
         requantize_harness(lambda: _TruncatingRequantize(CFG, lanes=LANES)).run(
-            mode="bmc", depth=4, name="requantize_bug_truncate")
+            mode="bmc", depth=4, name="requantize_bug_truncate", workdir=tmp_path)

@@ -76,11 +76,12 @@ def test_stream_slice_bmc_and_cover():
         mode="cover", depth=8, name="stream_slice_cover")
 
 
-def test_stream_slice_induction_needs_the_skid_invariants():
+def test_stream_slice_induction_needs_the_skid_invariants(tmp_path):
     # without them, the skid register may hold a wrong beat for any number of stalled cycles
     with pytest.raises(FormalFailure, match=r"induction step(.|\n)*trace_induct\.vcd"):
         slice_harness(lambda: StreamSlice(unsigned(WIDTH)), whitebox=False).run(
-            mode="prove", depth=8, name="stream_slice_no_invariants")
+            mode="prove", depth=8, name="stream_slice_no_invariants",
+            workdir=tmp_path)
 
 
 def test_stream_slice_valid_does_not_wait_on_ready():
@@ -117,13 +118,13 @@ class _Stage(wiring.Component):
         return m
 
 
-def test_catches_overwritten_beat():
+def test_catches_overwritten_beat(tmp_path):
     with pytest.raises(FormalFailure, match=r"bounded check.*FAILED(.|\n)*trace\.vcd"):
         slice_harness(lambda: _Stage("overwrite"), whitebox=False).run(
-            mode="bmc", depth=8, name="stream_slice_bug_overwrite")
+            mode="bmc", depth=8, name="stream_slice_bug_overwrite", workdir=tmp_path)
 
 
-def test_catches_valid_waiting_on_ready():
+def test_catches_valid_waiting_on_ready(tmp_path):
     with pytest.raises(FormalFailure, match="valid does not wait on ready"):
         check_valid_independent_of_ready(lambda: _Stage("waits_on_ready"), depth=6,
-                                         name="stream_slice_bug_comb")
+                                         name="stream_slice_bug_comb", workdir=tmp_path)
