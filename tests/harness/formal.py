@@ -147,7 +147,8 @@ def find_signal(fragment: Fragment, name: str) -> Signal:
     """The signal called ``name`` assigned in ``fragment`` (not its subfragments).
 
     For invariants over a block's internal registers, needed when its hidden state would let an
-    induction proof start from an unreachable state. Raises if there is not exactly one.
+    induction proof start from an unreachable state. Raises if there is not exactly one. Uses
+    Amaranth internals (``Fragment.statements``, ``_lhs_signals``) that 0.5 does not export.
     """
     found = {id(sig): sig for stmts in fragment.statements.values() for stmt in stmts
              for sig in stmt._lhs_signals() if sig.name == name}
@@ -199,7 +200,7 @@ class Harness:
         self.m = Module()
         self.m.domains.sync = ClockDomain("sync", reset_less=True)
         self.ports = [ClockSignal("sync")]
-        self.messages = {}          # "file:line" of each property -> its messages
+        self.messages = {}          # "file:line" of each property -> [(kind, message)]
         self.past_valid = Signal(name="past_valid")     # 0 in the first cycle only
         self.m.d.sync += self.past_valid.eq(1)
 
