@@ -53,7 +53,8 @@ def moe_case(cfg: Config, seed: int, dead_expert: bool = False, task: int | None
     block = cfg.model.moe_blocks[0]
     task = int(rng.integers(cfg.model.tasks)) if task is None else task
     act = cfg.num.act
-    x = np.clip(np.round(rng.normal(0, 3.0, (cfg.model.tokens, cfg.model.dim)) * (1 << act.frac_bits)),
+    x = np.clip(np.round(rng.normal(0, 3.0, (cfg.model.tokens, cfg.model.dim))
+                         * (1 << act.frac_bits)),
                 act.min_int, act.max_int).astype(np.int64)
     p = f"blocks.{block}."
     xn = layernorm(cfg, x, qp[p + "norm2.weight"], qp[p + "norm2.bias"])

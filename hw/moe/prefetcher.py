@@ -3,9 +3,10 @@
 ``ExpertPrefetcher(cfg, table)`` walks the list of chosen experts of a frame (from
 :class:`hw.moe.patch_reorder.PatchReorder`, ascending, only experts with tokens) and loads,
 for each, first its fc1 and then its fc2 weight matrix (each with its bias vector) into one of
-two on-chip buffers, alternating: load j goes to buffer j mod 2. While the consumer (the GEMM engine)
-computes with one buffer -- fc1 of expert e, say -- the DMA fills the other with the next matrix
-of the list (fc2 of e), then fc1 of the next chosen expert while fc2 of e computes, and so on.
+two on-chip buffers, alternating: load j goes to buffer j mod 2. While the consumer (the GEMM
+engine) computes with one buffer -- fc1 of expert e, say -- the DMA fills the other with the next
+matrix of the list (fc2 of e), then fc1 of the next chosen expert while fc2 of e computes, and so
+on.
 The unit of double buffering is one matrix, not one expert, so each buffer holds
 ``max(|fc1|, |fc2|)`` bytes (147 KB for M3ViT instead of 295 KB per expert), which is what makes
 an ECP5-85F-sized on-chip budget possible, and fc2's load still hides behind fc1's compute.
