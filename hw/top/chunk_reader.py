@@ -102,11 +102,11 @@ class ChunkReader(wiring.Component):
         abits = cfg.hw.mem_addr_bits
         cur_cmd = Signal(self.cmd_layout)
         contiguous = Signal()
-        o_left = Signal.like(cur_cmd.outer)      # rows of chunks still to start
+        outer_left = Signal.like(cur_cmd.outer)  # rows of chunks still to start
         row_addr = Signal(abits)                 # address of the current row's first chunk
         span_addr = Signal(abits)                # next byte of the current span
         span_beats = Signal(len(cur_cmd.inner) + bpc.bit_length() + 1)   # beats left in the span
-        i_left = Signal.like(cur_cmd.inner)      # chunks left in the row (strided mode)
+        inner_left = Signal.like(cur_cmd.inner)  # chunks left in the row (strided mode)
         active = Signal()
         m.d.comb += self.busy.eq(active)
         accept = accept_job(m, self.cmd, active)
@@ -119,22 +119,22 @@ class ChunkReader(wiring.Component):
             contig = p.inner_stride == U
             m.d.sync += [cur_cmd.eq(p), contiguous.eq(contig),
                          active.eq((p.outer != 0) & (p.inner != 0)),
-                         o_left.eq(p.outer - 1), row_addr.eq(p.addr), span_addr.eq(p.addr),
+                         outer_left.eq(p.outer - 1), row_addr.eq(p.addr), span_addr.eq(p.addr),
                          span_beats.eq(Mux(contig, p.inner * bpc, bpc)),
-                         i_left.eq(p.inner - 1)]
+                         inner_left.eq(p.inner - 1)]
         with m.Elif(sent):
             with m.If(burst_len != span_beats):
                 m.d.sync += [span_addr.eq(span_addr + burst_len * W),
                              span_beats.eq(span_beats - burst_len)]
             # the span is fully requested: next chunk of the row, or the next row (no bubble)
-            with m.Elif(~contiguous & (i_left != 0)):
-                m.d.sync += [i_left.eq(i_left - 1), span_beats.eq(bpc),
+            with m.Elif(~contiguous & (inner_left != 0)):
+                m.d.sync += [inner_left.eq(inner_left - 1), span_beats.eq(bpc),
                              span_addr.eq(span_addr + burst_len * W - U + cur_cmd.inner_stride)]
-            with m.Elif(o_left != 0):
+            with m.Elif(outer_left != 0):
                 nxt = row_addr + cur_cmd.outer_stride
-                m.d.sync += [o_left.eq(o_left - 1), row_addr.eq(nxt), span_addr.eq(nxt),
+                m.d.sync += [outer_left.eq(outer_left - 1), row_addr.eq(nxt), span_addr.eq(nxt),
                              span_beats.eq(Mux(contiguous, cur_cmd.inner * bpc, bpc)),
-                             i_left.eq(cur_cmd.inner - 1)]
+                             inner_left.eq(cur_cmd.inner - 1)]
             with m.Else():
                 m.d.sync += active.eq(0)
 
