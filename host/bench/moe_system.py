@@ -53,7 +53,8 @@ def moe_case(cfg: Config, seed: int, dead_expert: bool = False, task: int | None
     block = cfg.model.moe_blocks[0]
     task = int(rng.integers(cfg.model.tasks)) if task is None else task
     act = cfg.num.act
-    x = np.clip(np.round(rng.normal(0, 3.0, (cfg.model.tokens, cfg.model.dim)) * (1 << act.frac_bits)),
+    x = np.clip(np.round(rng.normal(0, 3.0, (cfg.model.tokens, cfg.model.dim))
+                         * (1 << act.frac_bits)),
                 act.min_int, act.max_int).astype(np.int64)
     p = f"blocks.{block}."
     xn = layernorm(cfg, x, qp[p + "norm2.weight"], qp[p + "norm2.bias"])
@@ -84,7 +85,27 @@ def expected_bytes(cfg: Config, case) -> int:
 
 
 class MoESystem(wiring.Component):
-    """MoELayer + OnChipMemory; the read-request channel is mirrored out for monitors."""
+    """MoELayer + OnChipMemory; the read-request channel is mirrored out for monitors.
+
+    Parameters
+    ----------
+    cfg : Config
+    case : dict
+        From :func:`moe_case`: ``image``, ``base``, ``expert_table``, ``gate_table``.
+
+    Ports
+    -----
+    cmd, xn, x, y : streams
+        The :class:`~host.bench.moe_layer.MoELayer` ports, passed through.
+    req_fire, req : Out
+        A copy of each read request the layer issues (``req_fire`` on its handshake).
+    bytes_read, error : Out
+        The memory's byte counter and sticky address error.
+    cycles, route_cycles, expert_cycles, stall_cycles, first_wait_cycles : Out
+        The layer's counters.
+
+    Latency / throughput: the layer's, on the memory's ``mem_latency`` and bandwidth.
+    """
 
     def __init__(self, cfg: Config, case):
         self.cfg = cfg

@@ -1,10 +1,11 @@
 """Patch reorder unit: per-expert token queues of one frame and the list of chosen experts.
 
-``PatchReorder(cfg)`` consumes the router's per-token routing beats (:func:`hw.moe.router.routing_layout`,
-tokens in ascending order, ``last`` on the frame's final token) and builds, for every expert, the
-queue of (token, weight) pairs that chose it. It then emits the ordered list of experts that have
-at least one token (ascending index), and afterwards serves any queue on request, as often as
-asked (the GEMM engine streams an expert's tokens once per weight tile). This is exactly
+``PatchReorder(cfg)`` consumes the router's per-token routing beats
+(:func:`hw.moe.router.routing_layout`, tokens in ascending order, ``last`` on the frame's final
+token) and builds, for every expert, the queue of (token, weight) pairs that chose it. It then
+emits the ordered list of experts that have at least one token (ascending index), and afterwards
+serves any queue on request, as often as asked (the GEMM engine streams an expert's tokens once
+per weight tile). This is exactly
 :func:`sim.golden.router.expert_queues`: experts ascending, only non-empty ones, tokens ascending
 with their router probabilities. So each chosen expert's weights are fetched once per frame, and
 an expert no token chose never appears in the list (and is never fetched).
@@ -18,8 +19,8 @@ entries) and no second (counting-sort) pass.
 
 Ports (``amaranth.lib.stream``):
 
-- ``i``: In, routing beats (:func:`hw.moe.router.routing_layout`). The k experts of a token must be
-  distinct (the router guarantees it).
+- ``i``: In, routing beats (:func:`hw.moe.router.routing_layout`). The k experts of a token
+  must be distinct (the router guarantees it).
 - ``experts``: Out, :func:`expert_list_layout` -- ``expert``, ``count`` (tokens in its queue),
   ``last`` (no further non-empty expert), emitted once per frame after the ``last`` token.
 - ``q_req``: In, ``{expert}``: request one expert's queue (accepted when no queue read is in
@@ -54,6 +55,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
+from hw.common import Loop, count_nested
 from hw.moe.router import expert_shape, routing_layout, token_shape
 
 __all__ = ["PatchReorder", "expert_list_layout", "queue_entry_layout", "queue_request_layout"]
@@ -78,7 +80,28 @@ def queue_entry_layout(cfg: Config) -> data.StructLayout:
 
 
 class PatchReorder(wiring.Component):
-    """Per-expert token queues (linked lists) of one frame; see the module docstring."""
+    """Per-expert token queues (linked lists) of one frame; see the module docstring.
+
+    Parameters
+    ----------
+    cfg : Config
+        ``cfg.model.experts``, ``top_k``, ``tokens``; the ``exp`` format of the weights.
+
+    Ports
+    -----
+    i : In stream, :func:`hw.moe.router.routing_layout`
+        Routing beats in ascending token order, ``last`` on the frame's final token; one beat
+        per ``top_k`` cycles.
+    experts : Out stream, :func:`expert_list_layout`
+        The non-empty experts in ascending order, one per cycle, once per frame.
+    q_req : In stream, :func:`queue_request_layout`
+        Request one expert's queue (after the frame's queues are complete).
+    q : Out stream, :func:`queue_entry_layout`
+        The requested queue in ascending token order, one entry per cycle, the first entry 1
+        cycle after the request's accept edge.
+    overflow : Out(1)
+        Sticky until the next frame: more than ``tokens * top_k`` entries arrived.
+    """
 
     # phases
     _BUILD, _LIST, _DONE = 0, 1, 2
@@ -97,89 +120,99 @@ class PatchReorder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
-        E, K, S = cfg.model.experts, cfg.model.top_k, self.slots
-        tok = token_shape(cfg)
+        E, S = cfg.model.experts, self.slots
         ptr = unsigned(max(1, (S - 1).bit_length()))
-        entry = data.StructLayout({"token": tok, "weight": unsigned(cfg.num.exp.bits)})
+        entry = data.StructLayout({"token": token_shape(cfg), "weight": unsigned(cfg.num.exp.bits)})
 
         m.submodules.entries = entries = Memory(shape=entry, depth=S, init=[])
         m.submodules.links = links = Memory(shape=ptr, depth=S, init=[])
-        e_wr, l_wr = entries.write_port(), links.write_port()
-        e_rd, l_rd = entries.read_port(), links.read_port()
-
         head = Array(Signal(ptr, name=f"head{e}") for e in range(E))
         tail = Array(Signal(ptr, name=f"tail{e}") for e in range(E))
         count = Array(Signal(_count_shape(cfg), name=f"count{e}") for e in range(E))
-        wp = Signal(range(S + 1))
         phase = Signal(range(3), init=self._DONE)
+        cur_valid = self._build(m, entries.write_port(), links.write_port(), head, tail, count,
+                                phase)
+        self._expert_list(m, count, phase)
+        self._queue_reads(m, entries.read_port(), links.read_port(), head, count, phase,
+                          cur_valid)
+        return m
 
-        # ---------------- build: one entry per cycle ----------------
+    def _build(self, m, e_wr, l_wr, head, tail, count, phase):
+        """Build: one queue entry per cycle, ``top_k`` per routing beat."""
+        cfg = self.cfg
+        E, K, S = cfg.model.experts, cfg.model.top_k, self.slots
+        write_ptr = Signal(range(S + 1))
         cur = Signal(routing_layout(cfg))
         cur_valid = Signal()
-        idx = Signal(range(K))
-        at_last_entry = idx == K - 1
+        cur_choice = Signal(range(K))
+        at_last_entry = Signal()
+        m.d.comb += at_last_entry.eq(cur_choice == K - 1)
         m.d.comb += self.i.ready.eq((phase != self._LIST)
                                     & (~cur_valid | (at_last_entry & ~cur.last)))
-        e_cur = Array(cur.experts[s] for s in range(K))[idx]
-        w_cur = Array(cur.weights[s] for s in range(K))[idx]
-        room = wp < S
+        e_cur = Array(cur.experts[s] for s in range(K))[cur_choice]
+        w_cur = Array(cur.weights[s] for s in range(K))[cur_choice]
+        room = write_ptr < S
         with m.If(cur_valid):
-            m.d.sync += idx.eq(idx + 1)
             with m.If(room):
-                m.d.comb += [e_wr.addr.eq(wp), e_wr.data.token.eq(cur.token),
+                m.d.comb += [e_wr.addr.eq(write_ptr), e_wr.data.token.eq(cur.token),
                              e_wr.data.weight.eq(w_cur), e_wr.en.eq(1)]
                 # Append: link the expert's old tail to the new entry, or start its list.
                 with m.If(count[e_cur] != 0):
-                    m.d.comb += [l_wr.addr.eq(tail[e_cur]), l_wr.data.eq(wp), l_wr.en.eq(1)]
+                    m.d.comb += [l_wr.addr.eq(tail[e_cur]), l_wr.data.eq(write_ptr),
+                                 l_wr.en.eq(1)]
                 with m.Else():
-                    m.d.sync += head[e_cur].eq(wp)
-                m.d.sync += [tail[e_cur].eq(wp), count[e_cur].eq(count[e_cur] + 1),
-                             wp.eq(wp + 1)]
+                    m.d.sync += head[e_cur].eq(write_ptr)
+                m.d.sync += [tail[e_cur].eq(write_ptr), count[e_cur].eq(count[e_cur] + 1),
+                             write_ptr.eq(write_ptr + 1)]
             with m.Else():
                 m.d.sync += self.overflow.eq(1)
+            count_nested(m, [Loop(cur_choice, is_last=at_last_entry)], done=[cur_valid.eq(0)])
             with m.If(at_last_entry):
-                m.d.sync += [cur_valid.eq(0), idx.eq(0)]
                 with m.If(cur.last):
                     m.d.sync += phase.eq(self._LIST)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [cur.eq(self.i.payload), cur_valid.eq(1), idx.eq(0)]
+            m.d.sync += [cur.eq(self.i.payload), cur_valid.eq(1), cur_choice.eq(0)]
             with m.If(phase == self._DONE):
                 # First beat of a new frame: forget the previous frame's queues.
-                m.d.sync += [phase.eq(self._BUILD), wp.eq(0), self.overflow.eq(0)]
+                m.d.sync += [phase.eq(self._BUILD), write_ptr.eq(0), self.overflow.eq(0)]
                 m.d.sync += [count[e].eq(0) for e in range(E)]
+        return cur_valid
 
-        # ---------------- expert list: lowest pending non-empty expert first ----------------
-        sent = Signal(E)
+    def _expert_list(self, m, count, phase):
+        """Expert list: lowest pending non-empty expert first, one per cycle."""
+        E = self.cfg.model.experts
+        listed = Signal(E)
         nonempty = Cat(count[e] != 0 for e in range(E))
         pending = Signal(E)
-        m.d.comb += pending.eq(nonempty & ~sent)
-        sel = Signal(expert_shape(cfg))
+        m.d.comb += pending.eq(nonempty & ~listed)
+        list_expert = Signal(expert_shape(self.cfg))
         for e in reversed(range(E)):          # the last assignment wins: the lowest index
             with m.If(pending[e]):
-                m.d.comb += sel.eq(e)
-        onehot = Signal(E)
-        m.d.comb += onehot.eq(Const(1, E) << sel)
+                m.d.comb += list_expert.eq(e)
+        list_onehot = Signal(E)
+        m.d.comb += list_onehot.eq(Const(1, E) << list_expert)
         m.d.comb += [
             self.experts.valid.eq((phase == self._LIST) & (pending != 0)),
-            self.experts.payload.expert.eq(sel),
-            self.experts.payload.count.eq(count[sel]),
-            self.experts.payload.last.eq((pending & ~onehot) == 0),
+            self.experts.payload.expert.eq(list_expert),
+            self.experts.payload.count.eq(count[list_expert]),
+            self.experts.payload.last.eq((pending & ~list_onehot) == 0),
         ]
         with m.If(self.experts.valid & self.experts.ready):
-            m.d.sync += sent.eq(sent | onehot)
+            m.d.sync += listed.eq(listed | list_onehot)
             with m.If(self.experts.payload.last):
-                m.d.sync += [phase.eq(self._DONE), sent.eq(0)]
+                m.d.sync += [phase.eq(self._DONE), listed.eq(0)]
         with m.If((phase == self._LIST) & (nonempty == 0)):
             m.d.sync += phase.eq(self._DONE)      # a frame of zero entries (k = 0 never; safety)
 
-        # ---------------- queue reads ----------------
-        rd_active = Signal()
-        rd_left = Signal(_count_shape(cfg))
+    def _queue_reads(self, m, e_rd, l_rd, head, count, phase, cur_valid):
+        """Queue reads: the next-pointer read data addresses the next entry read directly."""
+        read_active = Signal()
+        read_left = Signal(_count_shape(self.cfg))
         q_valid = Signal()
         req_e = self.q_req.payload.expert
-        m.d.comb += self.q_req.ready.eq(~rd_active & (phase != self._BUILD) & ~cur_valid)
+        m.d.comb += self.q_req.ready.eq(~read_active & (phase != self._BUILD) & ~cur_valid)
         accept = self.q_req.valid & self.q_req.ready
-        step = self.q.valid & self.q.ready & (rd_left > 1)
+        step = self.q.valid & self.q.ready & (read_left > 1)
         m.d.comb += [
             e_rd.addr.eq(Mux(accept, head[req_e], l_rd.data)),
             l_rd.addr.eq(e_rd.addr),
@@ -188,12 +221,11 @@ class PatchReorder(wiring.Component):
             self.q.valid.eq(q_valid),
             self.q.payload.token.eq(e_rd.data.token),
             self.q.payload.weight.eq(e_rd.data.weight),
-            self.q.payload.last.eq(rd_left == 1),
+            self.q.payload.last.eq(read_left == 1),
         ]
         with m.If(accept & (count[req_e] != 0)):
-            m.d.sync += [rd_active.eq(1), q_valid.eq(1), rd_left.eq(count[req_e])]
+            m.d.sync += [read_active.eq(1), q_valid.eq(1), read_left.eq(count[req_e])]
         with m.If(self.q.valid & self.q.ready):
-            m.d.sync += rd_left.eq(rd_left - 1)
-            with m.If(rd_left == 1):
-                m.d.sync += [rd_active.eq(0), q_valid.eq(0)]
-        return m
+            m.d.sync += read_left.eq(read_left - 1)
+            with m.If(read_left == 1):
+                m.d.sync += [read_active.eq(0), q_valid.eq(0)]

@@ -1,11 +1,12 @@
 """Expert-weight prefetcher: ping/pong on-chip weight buffers filled by DMA from external memory.
 
 ``ExpertPrefetcher(cfg, table)`` walks the list of chosen experts of a frame (from
-:class:`hw.moe.patch_reorder.PatchReorder`, ascending, only experts with tokens) and loads, for each,
-first its fc1 and then its fc2 weight matrix (each with its bias vector) into one of two on-chip
-buffers, alternating: load j goes to buffer j mod 2. While the consumer (the GEMM engine)
-computes with one buffer -- fc1 of expert e, say -- the DMA fills the other with the next matrix
-of the list (fc2 of e), then fc1 of the next chosen expert while fc2 of e computes, and so on.
+:class:`hw.moe.patch_reorder.PatchReorder`, ascending, only experts with tokens) and loads,
+for each, first its fc1 and then its fc2 weight matrix (each with its bias vector) into one of
+two on-chip buffers, alternating: load j goes to buffer j mod 2. While the consumer (the GEMM
+engine) computes with one buffer -- fc1 of expert e, say -- the DMA fills the other with the next
+matrix of the list (fc2 of e), then fc1 of the next chosen expert while fc2 of e computes, and so
+on.
 The unit of double buffering is one matrix, not one expert, so each buffer holds
 ``max(|fc1|, |fc2|)`` bytes (147 KB for M3ViT instead of 295 KB per expert), which is what makes
 an ECP5-85F-sized on-chip budget possible, and fc2's load still hides behind fc1's compute.
@@ -59,6 +60,7 @@ from amaranth.lib.wiring import In, Out
 from sim.config import Config
 from sim.cycles.moe import load_geometry
 
+from hw.common import Loop, accept_job, count_nested
 from hw.mem.bus import MemReadSignature, beat_bytes, check_bus_config
 from hw.mem.dma import ReadDma
 from hw.moe.patch_reorder import expert_list_layout
@@ -137,6 +139,23 @@ class ExpertPrefetcher(wiring.Component):
         Initial address table (:func:`expert_address_table`); zeros if omitted.
     layers : int, optional
         MoE layers in the table (default ``len(cfg.model.moe_blocks)``).
+
+    Ports
+    -----
+    experts : In stream, :func:`hw.moe.patch_reorder.expert_list_layout`
+        The frame's chosen experts, ascending; ``layer`` is sampled with each beat.
+    bus : Out :func:`hw.mem.bus.MemReadSignature`
+        Per load: the weight tensor's bursts, then the bias tensor's.
+    grant : Out stream, :func:`grant_layout`
+        One per complete load (fc1, fc2 of each expert in list order); ``release`` frees it.
+    w_addr, w_en -> w_data; b_addr, b_en -> b_data
+        Group reads of the granted buffer, data the cycle after ``*_en`` (read latency 1).
+    tbl_addr, tbl_data, tbl_we
+        Address-table writes.
+    stall_cycles, fill_cycles : Out counters
+
+    A load takes about ``mem_latency + bytes / mem_bytes_per_cycle`` cycles; its grant is valid
+    the cycle after its last beat is written.
     """
 
     def __init__(self, cfg: Config, table=None, layers: int | None = None):
@@ -173,85 +192,104 @@ class ExpertPrefetcher(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, g = self.cfg, self.g
-        E = cfg.model.experts
-        W = g["W"]
         abits = cfg.hw.mem_addr_bits
-
-        # ---------------- storage ----------------
         m.submodules.wmem = wmem = Memory(shape=unsigned(8 * g["ww"]), depth=2 * g["w_words"],
                                           init=[])
         m.submodules.bmem = bmem = Memory(shape=unsigned(8 * g["wb"]), depth=2 * g["b_words"],
                                           init=[])
         m.submodules.table = table = Memory(shape=unsigned(abits), depth=self.table_depth,
                                             init=self.table)
-        t_rd, t_wr = table.read_port(), table.write_port()
+        table_rd, table_wr = table.read_port(), table.write_port()
         # A read port's en defaults to 1: hold the looked-up address unless a state reads.
-        m.d.comb += t_rd.en.eq(0)
-        m.d.comb += [t_wr.addr.eq(self.tbl_addr), t_wr.data.eq(self.tbl_data),
-                     t_wr.en.eq(self.tbl_we)]
+        m.d.comb += table_rd.en.eq(0)
+        m.d.comb += [table_wr.addr.eq(self.tbl_addr), table_wr.data.eq(self.tbl_data),
+                     table_wr.en.eq(self.tbl_we)]
         m.submodules.dma = dma = ReadDma(cfg, len_bits=max(self.w_beats_max, 2).bit_length())
         wiring.connect(m, dma.rd_req, wiring.flipped(self.bus.rd_req))
 
         # Load metadata: issued loads waiting for data (recv), and complete loads (done).
-        meta = data.StructLayout({"buf": 1, "expert": expert_shape(cfg),
-                                  "count": unsigned(cfg.model.tokens.bit_length()),
-                                  "matrix": 1, "last": 1})
+        meta = self._meta_layout()
         m.submodules.recv_q = recv_q = fifo.SyncFIFO(width=meta.size, depth=2)
         m.submodules.done_q = done_q = fifo.SyncFIFO(width=meta.size, depth=2)
 
-        # ---------------- issue side ----------------
         buf_free = Signal(2, init=0b11)
+        frame_active = Signal()
+        self._issue(m, dma, table_rd, recv_q, buf_free, frame_active)
+        self._receive(m, wmem, bmem, recv_q, done_q)
+        grant_buf = self._grant(m, done_q, buf_free, frame_active)
+
+        C = cfg.hw.array_cols
+        _ReadPort.build(m, wmem, g["w_words"], g["ww"] // g["uw"], g["uw"], g["sw"],
+                        cfg.num.weight.bits, C, self.w_addr, self.w_en, grant_buf, self.w_data,
+                        "w")
+        _ReadPort.build(m, bmem, g["b_words"], g["wb"] // g["ub"], g["ub"], g["sb"],
+                        cfg.num.bias.bits, C, self.b_addr, self.b_en, grant_buf, self.b_data,
+                        "b")
+        return m
+
+    def _meta_layout(self):
+        """A load's metadata: target buffer, expert, token count, matrix, last of the frame."""
+        return data.StructLayout({"buf": 1, "expert": expert_shape(self.cfg),
+                                  "count": unsigned(self.cfg.model.tokens.bit_length()),
+                                  "matrix": 1, "last": 1})
+
+    def _issue(self, m, dma, table_rd, recv_q, buf_free, frame_active):
+        """Issue side: per chosen expert, fc1 then fc2, each into the next free buffer."""
+        cfg, g = self.cfg, self.g
+        E = cfg.model.experts
+        meta = self._meta_layout()
         fill_buf = Signal()
         cur = Signal(expert_list_layout(cfg))
         cur_valid = Signal()
         cur_layer = Signal.like(self.layer)
-        mat = Signal()
-        frame_active = Signal()
-        m.d.comb += self.experts.ready.eq(~cur_valid)
-        with m.If(self.experts.valid & self.experts.ready):
-            m.d.sync += [cur.eq(self.experts.payload), cur_valid.eq(1), mat.eq(0),
+        cur_matrix = Signal()
+        with m.If(accept_job(m, self.experts, cur_valid)):
+            m.d.sync += [cur.eq(self.experts.payload), cur_valid.eq(1), cur_matrix.eq(0),
                          cur_layer.eq(self.layer), frame_active.eq(1)]
 
-        tbl_base = (cur_layer * E + cur.expert) * len(TENSORS) + mat * 2
-        w_beats = Mux(mat, g["w_beats"][1], g["w_beats"][0])
-        b_beats = Mux(mat, g["b_beats"][1], g["b_beats"][0])
+        tbl_base = (cur_layer * E + cur.expert) * len(TENSORS) + cur_matrix * 2
+        w_beats = Mux(cur_matrix, g["w_beats"][1], g["w_beats"][0])
+        b_beats = Mux(cur_matrix, g["b_beats"][1], g["b_beats"][0])
         with m.FSM(name="issue"):
             with m.State("IDLE"):
                 with m.If(cur_valid & (buf_free.bit_select(fill_buf, 1)) & recv_q.w_rdy):
-                    m.d.comb += [t_rd.addr.eq(tbl_base), t_rd.en.eq(1)]
+                    m.d.comb += [table_rd.addr.eq(tbl_base), table_rd.en.eq(1)]
                     # Register the load with the receive side before any of its requests go
                     # out: its data may arrive while the DMA is still issuing its bursts.
                     rec = meta(recv_q.w_data)
                     m.d.comb += [recv_q.w_en.eq(1), rec.buf.eq(fill_buf),
                                  rec.expert.eq(cur.expert), rec.count.eq(cur.count),
-                                 rec.matrix.eq(mat), rec.last.eq(cur.last & mat)]
+                                 rec.matrix.eq(cur_matrix), rec.last.eq(cur.last & cur_matrix)]
                     m.d.sync += buf_free.bit_select(fill_buf, 1).eq(0)
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
-                m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.addr.eq(t_rd.data),
+                m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.addr.eq(table_rd.data),
                              dma.cmd.payload.beats.eq(w_beats)]
                 with m.If(dma.cmd.ready):
-                    m.d.comb += [t_rd.addr.eq(tbl_base + 1), t_rd.en.eq(1)]
+                    m.d.comb += [table_rd.addr.eq(tbl_base + 1), table_rd.en.eq(1)]
                     m.next = "BIAS"
             with m.State("BIAS"):
-                m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.addr.eq(t_rd.data),
+                m.d.comb += [dma.cmd.valid.eq(1), dma.cmd.payload.addr.eq(table_rd.data),
                              dma.cmd.payload.beats.eq(b_beats)]
                 with m.If(dma.cmd.ready):
-                    m.d.sync += [fill_buf.eq(~fill_buf), mat.eq(~mat)]
-                    with m.If(mat):
+                    m.d.sync += [fill_buf.eq(~fill_buf), cur_matrix.eq(~cur_matrix)]
+                    with m.If(cur_matrix):
                         m.d.sync += cur_valid.eq(0)
                     m.next = "IDLE"
 
-        # ---------------- receive side: beats -> buffer memory lanes ----------------
-        head = meta(recv_q.r_data)
+    def _receive(self, m, wmem, bmem, recv_q, done_q):
+        """Receive side: beats -> buffer memory lanes; a load is done after its last bias beat."""
+        g = self.g
+        W = g["W"]
+        head = self._meta_layout()(recv_q.r_data)
         w_lanes, b_lanes = g["ww"] // W, g["wb"] // W
         w_wp = wmem.write_port(granularity=8 * W)
         b_wp = bmem.write_port(granularity=8 * W)
-        # beat_i counts the beats of the current tensor; (word, lane) is where the beat goes
-        # (a memory word holds ``lanes`` beats; lanes need not be a power of two).
-        beat_i = Signal(range(self.w_beats_max + 1))
-        word = Signal(range(max(g["w_words"], g["b_words"]) + 1))
-        lane = Signal(range(max(w_lanes, b_lanes)))
+        # beat_index counts the beats of the current tensor; (buf_word, buf_lane) is where the
+        # beat goes (a memory word holds ``lanes`` beats; lanes need not be a power of two).
+        beat_index = Signal(range(self.w_beats_max + 1))
+        buf_word = Signal(range(max(g["w_words"], g["b_words"]) + 1))
+        buf_lane = Signal(range(max(w_lanes, b_lanes)))
         in_bias = Signal()
         rd = self.bus.rd_data
         hw_beats = Mux(head.matrix, g["w_beats"][1], g["w_beats"][0])
@@ -259,45 +297,44 @@ class ExpertPrefetcher(wiring.Component):
         lanes_now = Mux(in_bias, b_lanes, w_lanes)
         m.d.comb += rd.ready.eq(recv_q.r_rdy & done_q.w_rdy)
         with m.If(rd.valid & rd.ready):
-            m.d.sync += [beat_i.eq(beat_i + 1), lane.eq(lane + 1)]
-            with m.If(lane == lanes_now - 1):
-                m.d.sync += [lane.eq(0), word.eq(word + 1)]
+            m.d.sync += beat_index.eq(beat_index + 1)
+            # buf_word is reloaded at the end of each tensor (below), never by the nest.
+            count_nested(m, [Loop(buf_lane, last=lanes_now - 1),
+                             Loop(buf_word, last=Mux(in_bias, g["b_words"], g["w_words"]) - 1,
+                                  first=None)])
             with m.If(~in_bias):
-                m.d.comb += [w_wp.addr.eq(head.buf * g["w_words"] + word),
+                m.d.comb += [w_wp.addr.eq(head.buf * g["w_words"] + buf_word),
                              w_wp.data.eq(rd.payload.data.replicate(w_lanes)),
-                             w_wp.en.eq(Const(1, w_lanes) << lane)]
+                             w_wp.en.eq(Const(1, w_lanes) << buf_lane)]
                 m.d.sync += self.fill_cycles.eq(self.fill_cycles + 1)
-                with m.If(beat_i == hw_beats - 1):
-                    m.d.sync += [beat_i.eq(0), lane.eq(0), word.eq(0), in_bias.eq(1)]
+                with m.If(beat_index == hw_beats - 1):
+                    m.d.sync += [beat_index.eq(0), buf_lane.eq(0), buf_word.eq(0),
+                                 in_bias.eq(1)]
             with m.Else():
-                m.d.comb += [b_wp.addr.eq(head.buf * g["b_words"] + word),
+                m.d.comb += [b_wp.addr.eq(head.buf * g["b_words"] + buf_word),
                              b_wp.data.eq(rd.payload.data.replicate(b_lanes)),
-                             b_wp.en.eq(Const(1, b_lanes) << lane)]
-                with m.If(beat_i == hb_beats - 1):
-                    m.d.sync += [beat_i.eq(0), lane.eq(0), word.eq(0), in_bias.eq(0)]
+                             b_wp.en.eq(Const(1, b_lanes) << buf_lane)]
+                with m.If(beat_index == hb_beats - 1):
+                    m.d.sync += [beat_index.eq(0), buf_lane.eq(0), buf_word.eq(0),
+                                 in_bias.eq(0)]
                     m.d.comb += [recv_q.r_en.eq(1), done_q.w_en.eq(1),
                                  done_q.w_data.eq(recv_q.r_data)]
 
-        # ---------------- consumer side ----------------
-        done = meta(done_q.r_data)
-        rd_buf = Signal()
+    def _grant(self, m, done_q, buf_free, frame_active):
+        """Consumer side: grants of complete loads, releases, the stall counter."""
+        done = self._meta_layout()(done_q.r_data)
+        grant_buf = Signal()
         m.d.comb += [self.grant.valid.eq(done_q.r_rdy), self.grant.payload.expert.eq(done.expert),
                      self.grant.payload.count.eq(done.count),
                      self.grant.payload.matrix.eq(done.matrix),
                      self.grant.payload.last.eq(done.last),
                      done_q.r_en.eq(self.grant.ready)]
         with m.If(self.grant.valid & self.grant.ready):
-            m.d.sync += rd_buf.eq(done.buf)
+            m.d.sync += grant_buf.eq(done.buf)
             with m.If(done.last):
                 m.d.sync += frame_active.eq(0)
         with m.If(self.release):
-            m.d.sync += buf_free.bit_select(rd_buf, 1).eq(1)
+            m.d.sync += buf_free.bit_select(grant_buf, 1).eq(1)
         with m.If(self.grant.ready & ~self.grant.valid & frame_active):
             m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
-
-        C = cfg.hw.array_cols
-        _ReadPort.build(m, wmem, g["w_words"], g["ww"] // g["uw"], g["uw"], g["sw"],
-                        cfg.num.weight.bits, C, self.w_addr, self.w_en, rd_buf, self.w_data, "w")
-        _ReadPort.build(m, bmem, g["b_words"], g["wb"] // g["ub"], g["ub"], g["sb"],
-                        cfg.num.bias.bits, C, self.b_addr, self.b_en, rd_buf, self.b_data, "b")
-        return m
+        return grant_buf

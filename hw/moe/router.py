@@ -28,9 +28,9 @@ Ports (``amaranth.lib.stream``):
 Structure and timing: two decoupled stages.
 
 - Stage A (softmax pass): one logit per cycle through ``to_score`` (one act x const multiply),
-  max/shift logic, the shared :class:`hw.attention.exp2.Exp2` pipeline and the sum / top-k update. A new
-  token's logits are accepted while the previous token's last logit enters the pipeline, so stage
-  A takes E cycles per token back to back.
+  max/shift logic, the shared :class:`hw.attention.exp2.Exp2` pipeline and the sum / top-k
+  update. A new token's logits are accepted while the previous token's last logit enters the
+  pipeline, so stage A takes E cycles per token back to back.
 - Stage B (normalize): a restoring divider producing ``q_bits = recip_frac + 2`` quotient bits,
   one per cycle (the quotient is < 2^(recip_frac + 2) because the largest e of a row is at least
   2^(exp.frac - 1), so the divider skips the always-zero high quotient bits), then k cycles of
@@ -58,6 +58,7 @@ from sim.fixed import hw_rshift_round, hw_saturate
 from sim.golden.softmax import LOG2E, const_q, recip_bits
 
 from hw.attention.exp2 import Exp2, exp2_params, hw_rshift_round_var
+from hw.common import Loop, count_nested
 
 __all__ = ["Router", "router_in_layout", "routing_layout", "expert_shape", "token_shape"]
 
@@ -110,6 +111,21 @@ class Router(wiring.Component):
     cfg : Config
         ``cfg.model.experts``, ``top_k``, ``tokens``; formats ``act``, ``score``, ``exp``;
         ``const_frac``, ``recip_frac``, ``exp2_segments``.
+
+    Ports
+    -----
+    i : In stream, :func:`router_in_layout`
+        One token per beat: ``logits`` (E values), ``token``, ``last``; tokens in any order.
+    o : Out stream, :func:`routing_layout`
+        One beat per input beat, same order: ``token``, ``last``, ``experts`` (best first),
+        ``weights``.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from a token's accept edge to its output beat with stage B idle.
+    cycles_per_token : int
+        Steady-state cycles per token, ``max(E, q_bits + k + 1)``.
     """
 
     def __init__(self, cfg: Config):
@@ -144,193 +160,224 @@ class Router(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, p = self.cfg, self.p
-        n, mod = cfg.num, cfg.model
-        E, K = mod.experts, mod.top_k
-        fs = n.score.frac_bits
-        f = n.exp.frac_bits
-        score_shape = signed(n.score.bits)
-        exp_shape = unsigned(n.exp.bits)
+        m.submodules.exp2 = exp2 = Exp2(self.cfg)
+        advance = Signal()               # advance of the whole stage-A pipeline
+        s1 = self._stage_a_to_score(m, advance)
+        s2 = self._stage_a_max(m, advance, s1)
+        m.d.comb += [exp2.x.eq(s2["exp_arg"]), exp2.en.eq(advance)]
+        at_acc = self._stage_a_delay(m, advance, s2)
+        acc = self._stage_a_accumulate(m, advance, at_acc, exp2.y)
+        self._stage_b(m, advance, at_acc, acc)
+        return m
+
+    def _shapes(self):
+        n = self.cfg.num
         # The integer running max M = ceil(t) lies within the score range's integer part (+1).
-        mshape = signed(n.score.int_bits + 1)
-        lshape = unsigned(p["lbits"])
-        eidx = expert_shape(cfg)
-        tok = token_shape(cfg)
+        return signed(n.score.bits), unsigned(n.exp.bits), signed(n.score.int_bits + 1)
 
-        m.submodules.exp2 = exp2 = Exp2(cfg)
+    def _side_layout(self):
+        """Side-band carried with each element: index, token, last."""
+        return data.StructLayout({"j": range(self.cfg.model.experts),
+                                  "token": token_shape(self.cfg), "last": 1})
 
-        # ---------------- stage A: sequencer (one logit per enabled cycle) ----------------
-        en = Signal()                    # advance of the whole stage-A pipeline
+    def _stage_a_to_score(self, m, advance):
+        """Stage A sequencer (one logit per enabled cycle) and S1: t = to_score(logit)."""
+        n, p, E = self.cfg.num, self.p, self.cfg.model.experts
+        score_shape, _, _ = self._shapes()
         cur = Signal(self.in_layout)
         cur_valid = Signal()
-        cur_j = Signal(range(E))
-        last_elem = cur_j == E - 1
-        m.d.comb += self.i.ready.eq(en & (~cur_valid | last_elem))
-        with m.If(en & cur_valid):
-            m.d.sync += cur_j.eq(cur_j + 1)
-            with m.If(last_elem):
-                m.d.sync += [cur_valid.eq(0), cur_j.eq(0)]
+        cur_index = Signal(range(E))
+        m.d.comb += self.i.ready.eq(advance & (~cur_valid | (cur_index == E - 1)))
+        with m.If(advance & cur_valid):
+            count_nested(m, [Loop(cur_index, last=E - 1)], done=[cur_valid.eq(0)])
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [cur.eq(self.i.payload), cur_valid.eq(1), cur_j.eq(0)]
-
-        # Side-band carried with each element: index, token, last.
-        side = data.StructLayout({"j": range(E), "token": tok, "last": 1})
+            m.d.sync += [cur.eq(self.i.payload), cur_valid.eq(1), cur_index.eq(0)]
 
         # S1: t = to_score(logit) = sat(rshift_round(logit * c, shift), score)
-        s1_v, s1_t, s1_side = Signal(), Signal(score_shape), Signal(side)
-        logit = Array(cur.logits[j] for j in range(E))[cur_j]
+        s1_valid, s1_score = Signal(), Signal(score_shape)
+        s1_side = Signal(self._side_layout())
+        logit = Array(cur.logits[j] for j in range(E))[cur_index]
         prod = logit * Const(p["log2e"], unsigned(p["log2e"].bit_length()))
-        with m.If(en):
-            m.d.sync += [s1_v.eq(cur_valid),
-                         s1_t.eq(hw_saturate(hw_rshift_round(prod, p["to_score_shift"]), n.score)),
-                         s1_side.j.eq(cur_j), s1_side.token.eq(cur.token),
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(cur_valid),
+                         s1_score.eq(hw_saturate(hw_rshift_round(prod, p["to_score_shift"]),
+                                                 n.score)),
+                         s1_side.j.eq(cur_index), s1_side.token.eq(cur.token),
                          s1_side.last.eq(cur.last)]
+        return dict(valid=s1_valid, score=s1_score, side=s1_side)
 
-        # S2: running integer max M, exp2 argument x = t - (M << fs), rescale shift of l.
-        run_m = Signal(mshape)
+    def _stage_a_max(self, m, advance, s1):
+        """S2: running integer max M, exp2 argument x = t - (M << fs), rescale shift of l."""
+        n, p = self.cfg.num, self.p
+        fs = n.score.frac_bits
+        score_shape, _, mshape = self._shapes()
+        s1_score, s1_side = s1["score"], s1["side"]
+        run_max = Signal(mshape)
         ceil_t = Signal(mshape)
-        m.d.comb += ceil_t.eq((s1_t + ((1 << fs) - 1)) >> fs)
-        m_new = Signal(mshape)
-        m.d.comb += m_new.eq(Mux((s1_side.j == 0) | (ceil_t > run_m), ceil_t, run_m))
+        m.d.comb += ceil_t.eq((s1_score + ((1 << fs) - 1)) >> fs)
+        max_new = Signal(mshape)
+        m.d.comb += max_new.eq(Mux((s1_side.j == 0) | (ceil_t > run_max), ceil_t, run_max))
         shift_cap = p["lbits"] + 1          # rshift_round(l, s) == 0 for every s >= lbits + 1
-        s2_v, s2_side = Signal(), Signal(side)
-        s2_t, s2_x = Signal(score_shape), Signal(score_shape)
-        s2_m = Signal(mshape)
+        s2_valid, s2_side = Signal(), Signal(self._side_layout())
+        s2_score, s2_exp_arg = Signal(score_shape), Signal(score_shape)
+        s2_max = Signal(mshape)
         s2_shift = Signal(range(shift_cap + 1))
-        x_full = s1_t - (m_new << fs)
-        growth = m_new - run_m
-        with m.If(en & s1_v):
-            m.d.sync += run_m.eq(m_new)
-        with m.If(en):
+        x_full = s1_score - (max_new << fs)
+        growth = max_new - run_max
+        with m.If(advance & s1["valid"]):
+            m.d.sync += run_max.eq(max_new)
+        with m.If(advance):
             m.d.sync += [
-                s2_v.eq(s1_v), s2_side.eq(s1_side), s2_t.eq(s1_t), s2_m.eq(m_new),
-                s2_x.eq(Mux(x_full < n.score.min_int, n.score.min_int, x_full)),
+                s2_valid.eq(s1["valid"]), s2_side.eq(s1_side), s2_score.eq(s1_score),
+                s2_max.eq(max_new),
+                s2_exp_arg.eq(Mux(x_full < n.score.min_int, n.score.min_int, x_full)),
                 s2_shift.eq(Mux(s1_side.j == 0, 0, Mux(growth > shift_cap, shift_cap, growth))),
             ]
-        m.d.comb += [exp2.x.eq(s2_x), exp2.en.eq(en)]
+        return dict(valid=s2_valid, side=s2_side, score=s2_score, max=s2_max, shift=s2_shift,
+                    exp_arg=s2_exp_arg)
 
-        # Delay the side-band by the exp2 latency so it lines up with exp2.y.
-        dv, dside, dt, dm, dshift = s2_v, s2_side, s2_t, s2_m, s2_shift
+    def _stage_a_delay(self, m, advance, s2):
+        """Delay the side-band by the exp2 latency so it lines up with exp2.y."""
+        score_shape, _, mshape = self._shapes()
+        dv, dside, dt, dm, dshift = (s2["valid"], s2["side"], s2["score"], s2["max"],
+                                     s2["shift"])
         for d in range(Exp2.latency):
-            nv, nside = Signal(name=f"d{d}_v"), Signal(side, name=f"d{d}_side")
-            nt, nm = Signal(score_shape, name=f"d{d}_t"), Signal(mshape, name=f"d{d}_m")
-            nshift = Signal.like(s2_shift, name=f"d{d}_shift")
-            with m.If(en):
+            nv, nside = Signal(name=f"d{d}_valid"), Signal(self._side_layout(), name=f"d{d}_side")
+            nt = Signal(score_shape, name=f"d{d}_score")
+            nm = Signal(mshape, name=f"d{d}_max")
+            nshift = Signal.like(s2["shift"], name=f"d{d}_shift")
+            with m.If(advance):
                 m.d.sync += [nv.eq(dv), nside.eq(dside), nt.eq(dt), nm.eq(dm), nshift.eq(dshift)]
             dv, dside, dt, dm, dshift = nv, nside, nt, nm, nshift
-        e_y = exp2.y
+        return dict(valid=dv, side=dside, score=dt, max=dm, shift=dshift)
 
-        # Accumulator: l and the sorted top-k list (t, idx, e, M_at), updated combinationally
-        # from the registers and the arriving element, registered on en.
-        acc_l = Signal(lshape)
-        top_v = Signal(K)
-        top_t = Signal(data.ArrayLayout(score_shape, K))
-        top_i = Signal(data.ArrayLayout(eidx, K))
-        top_e = Signal(data.ArrayLayout(exp_shape, K))
-        top_m = Signal(data.ArrayLayout(mshape, K))
+    def _stage_a_accumulate(self, m, advance, at_acc, e_y):
+        """Accumulator: l and the sorted top-k list (t, idx, e, M_at), updated combinationally
+        from the registers and the arriving element, registered on ``advance``."""
+        K = self.cfg.model.top_k
+        score_shape, exp_shape, mshape = self._shapes()
+        lshape = unsigned(self.p["lbits"])
+        dside, dt, dm = at_acc["side"], at_acc["score"], at_acc["max"]
+        acc_sum = Signal(lshape)
+        top_valid = Signal(K)
+        top_score = Signal(data.ArrayLayout(score_shape, K))
+        top_expert = Signal(data.ArrayLayout(expert_shape(self.cfg), K))
+        top_exp = Signal(data.ArrayLayout(exp_shape, K))
+        top_max_at = Signal(data.ArrayLayout(mshape, K))
         first = dside.j == 0
-        l_next = Signal(lshape)
-        m.d.comb += l_next.eq(Mux(first, 0, hw_rshift_round_var(acc_l, dshift)) + e_y)
+        sum_next = Signal(lshape)
+        m.d.comb += sum_next.eq(Mux(first, 0, hw_rshift_round_var(acc_sum, at_acc["shift"]))
+                                + e_y)
         # Insertion of the new element: slot s keeps its entry if it is >= the new t (an equal
         # earlier expert wins the tie), takes the new element if it is the first slot that does
         # not, and otherwise takes slot s - 1's entry (shifted down).
         keep = [Signal(name=f"keep{s}") for s in range(K)]
         for s in range(K):
-            m.d.comb += keep[s].eq(~first & top_v[s] & (top_t[s] >= dt))
-        nv_ = Signal(K)
-        nt_ = Signal.like(top_t)
-        ni_ = Signal.like(top_i)
-        ne_ = Signal.like(top_e)
-        nm_ = Signal.like(top_m)
+            m.d.comb += keep[s].eq(~first & top_valid[s] & (top_score[s] >= dt))
+        next_valid = Signal(K)
+        next_score = Signal.like(top_score)
+        next_expert = Signal.like(top_expert)
+        next_exp = Signal.like(top_exp)
+        next_max_at = Signal.like(top_max_at)
         for s in range(K):
             take_new = ~keep[s] & (Const(1) if s == 0 else keep[s - 1])
             with m.If(keep[s]):
-                m.d.comb += [nv_[s].eq(1), nt_[s].eq(top_t[s]), ni_[s].eq(top_i[s]),
-                             ne_[s].eq(top_e[s]), nm_[s].eq(top_m[s])]
+                m.d.comb += [next_valid[s].eq(1), next_score[s].eq(top_score[s]),
+                             next_expert[s].eq(top_expert[s]), next_exp[s].eq(top_exp[s]),
+                             next_max_at[s].eq(top_max_at[s])]
             with m.Elif(take_new):
-                m.d.comb += [nv_[s].eq(1), nt_[s].eq(dt), ni_[s].eq(dside.j), ne_[s].eq(e_y),
-                             nm_[s].eq(dm)]
+                m.d.comb += [next_valid[s].eq(1), next_score[s].eq(dt),
+                             next_expert[s].eq(dside.j), next_exp[s].eq(e_y),
+                             next_max_at[s].eq(dm)]
             if s > 0:
                 with m.Else():
-                    m.d.comb += [nv_[s].eq(top_v[s - 1] & ~first), nt_[s].eq(top_t[s - 1]),
-                                 ni_[s].eq(top_i[s - 1]), ne_[s].eq(top_e[s - 1]),
-                                 nm_[s].eq(top_m[s - 1])]
-        with m.If(en & dv):
-            m.d.sync += [acc_l.eq(l_next), top_v.eq(nv_), top_t.eq(nt_), top_i.eq(ni_),
-                         top_e.eq(ne_), top_m.eq(nm_)]
+                    m.d.comb += [next_valid[s].eq(top_valid[s - 1] & ~first),
+                                 next_score[s].eq(top_score[s - 1]),
+                                 next_expert[s].eq(top_expert[s - 1]),
+                                 next_exp[s].eq(top_exp[s - 1]),
+                                 next_max_at[s].eq(top_max_at[s - 1])]
+        with m.If(advance & at_acc["valid"]):
+            m.d.sync += [acc_sum.eq(sum_next), top_valid.eq(next_valid),
+                         top_score.eq(next_score), top_expert.eq(next_expert),
+                         top_exp.eq(next_exp), top_max_at.eq(next_max_at)]
+        return dict(sum_next=sum_next, expert=next_expert, exp=next_exp, max_at=next_max_at,
+                    top_expert=top_expert, top_exp=top_exp, top_max_at=top_max_at)
 
-        # ---------------- stage B: reciprocal and the k probabilities ----------------
+    def _stage_b(self, m, advance, at_acc, acc):
+        """Stage B: reciprocal of l (restoring divider), the k probabilities, the output beat."""
+        cfg, p = self.cfg, self.p
+        n, E, K = cfg.num, cfg.model.experts, cfg.model.top_k
+        f = n.exp.frac_bits
+        _, exp_shape, mshape = self._shapes()
         b_busy = Signal()
         b_phase = Signal(range(3))            # 0 divide, 1 scale, 2 output
         # Stage B takes a new token when idle or on the edge its result moves to the output.
         b_free = ~b_busy | ((b_phase == 2) & (~self.o.valid | self.o.ready))
-        done_a = dv & (dside.j == E - 1)          # a token's last element is at the accumulator
-        m.d.comb += en.eq(~done_a | b_free)
+        done_a = at_acc["valid"] & (at_acc["side"].j == E - 1)   # a token's last element
+        m.d.comb += advance.eq(~done_a | b_free)
 
-        b_l = Signal(lshape)
-        b_m = Signal(mshape)
-        b_i = Signal.like(top_i)
-        b_e = Signal.like(top_e)
-        b_mat = Signal.like(top_m)
-        b_tok, b_last = Signal(tok), Signal()
+        b_sum = Signal(unsigned(p["lbits"]))
+        b_max = Signal(mshape)
+        b_experts = Signal.like(acc["top_expert"])
+        b_exps = Signal.like(acc["top_exp"])
+        b_max_at = Signal.like(acc["top_max_at"])
+        b_token, b_last = Signal(token_shape(cfg)), Signal()
         q_bits, R = p["q_bits"], p["R"]
         num_bits = R + 1                                   # N = 2^R + (l >> 1) < 2^(R+1)
-        b_num = Signal(num_bits)
-        b_rem = Signal(p["lbits"] + 1)
-        b_q = Signal(q_bits)
+        b_numer = Signal(num_bits)
+        b_remainder = Signal(p["lbits"] + 1)
+        b_quotient = Signal(q_bits)
         b_step = Signal(range(max(q_bits, K) + 1))
         # Divide: one quotient bit per cycle, MSB first.
-        # b_num shifts left each step, so its bit q_bits - 1 is the next dividend bit.
+        # b_numer shifts left each step, so its bit q_bits - 1 is the next dividend bit.
         trial = Signal(p["lbits"] + 2)
-        m.d.comb += trial.eq((b_rem << 1) | b_num[q_bits - 1])
-        ge = trial >= b_l
+        m.d.comb += trial.eq((b_remainder << 1) | b_numer[q_bits - 1])
+        ge = trial >= b_sum
         # Scale: one chosen expert per cycle.
         e_cap = exp2_params(cfg)["mant_bits"] + 1
         # Each chosen e's rescale by the growth of M depends only on stage B's input registers,
         # so it is registered during the q_bits-cycle divide: a scale cycle is then one multiply
         # (subtract, shift and multiply in one cycle were the ECP5 build's critical path).
-        b_esh = Signal(data.ArrayLayout(exp_shape, K))
+        b_exp_rescaled = Signal(data.ArrayLayout(exp_shape, K))
         for s in range(K):
-            diff = b_m - b_mat[s]
-            m.d.sync += b_esh[s].eq(hw_rshift_round_var(
-                b_e[s], Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]))
-        e_sh = Array(b_esh[s] for s in range(K))[b_step]
-        prob = hw_saturate(hw_rshift_round(e_sh * b_q, R - f), n.exp)
-        o_w = Signal(data.ArrayLayout(exp_shape, K))
+            diff = b_max - b_max_at[s]
+            m.d.sync += b_exp_rescaled[s].eq(hw_rshift_round_var(
+                b_exps[s], Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]))
+        e_sh = Array(b_exp_rescaled[s] for s in range(K))[b_step]
+        prob = hw_saturate(hw_rshift_round(e_sh * b_quotient, R - f), n.exp)
+        out_weights = Signal(data.ArrayLayout(exp_shape, K))
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)      # overridden below when a new beat loads
         with m.If(b_busy):
             with m.Switch(b_phase):
                 with m.Case(0):
-                    m.d.sync += [b_rem.eq(Mux(ge, trial - b_l, trial)), b_num.eq(b_num << 1),
-                                 b_q.eq((b_q << 1) | ge), b_step.eq(b_step + 1)]
-                    with m.If(b_step == q_bits - 1):
-                        m.d.sync += [b_phase.eq(1), b_step.eq(0)]
+                    m.d.sync += [b_remainder.eq(Mux(ge, trial - b_sum, trial)),
+                                 b_numer.eq(b_numer << 1),
+                                 b_quotient.eq((b_quotient << 1) | ge)]
+                    count_nested(m, [Loop(b_step, last=q_bits - 1)], done=[b_phase.eq(1)])
                 with m.Case(1):
                     for s in range(K):
                         with m.If(b_step == s):
-                            m.d.sync += o_w[s].eq(prob)
-                    m.d.sync += b_step.eq(b_step + 1)
-                    with m.If(b_step == K - 1):
-                        m.d.sync += b_phase.eq(2)
+                            m.d.sync += out_weights[s].eq(prob)
+                    count_nested(m, [Loop(b_step, last=K - 1, first=None)],
+                                 done=[b_phase.eq(2)])
                 with m.Case(2):
                     with m.If(~self.o.valid | self.o.ready):
-                        m.d.sync += [self.o.valid.eq(1), self.o.payload.token.eq(b_tok),
+                        m.d.sync += [self.o.valid.eq(1), self.o.payload.token.eq(b_token),
                                      self.o.payload.last.eq(b_last),
-                                     self.o.payload.experts.eq(b_i),
-                                     self.o.payload.weights.eq(o_w), b_busy.eq(0)]
+                                     self.o.payload.experts.eq(b_experts),
+                                     self.o.payload.weights.eq(out_weights), b_busy.eq(0)]
         # The token's final M is the running max as of its last element (that element's M_at).
-        m_final = dm
+        max_final = at_acc["max"]
         with m.If(done_a & b_free):
-            numer = (Const(1 << R, num_bits) + (l_next >> 1))[:num_bits]
+            numer = (Const(1 << R, num_bits) + (acc["sum_next"] >> 1))[:num_bits]
             m.d.sync += [
                 b_busy.eq(1), b_phase.eq(0), b_step.eq(0),
-                b_l.eq(l_next), b_m.eq(m_final),
-                b_i.eq(ni_), b_e.eq(ne_), b_mat.eq(nm_),
-                b_tok.eq(dside.token), b_last.eq(dside.last),
-                b_num.eq(numer),
+                b_sum.eq(acc["sum_next"]), b_max.eq(max_final),
+                b_experts.eq(acc["expert"]), b_exps.eq(acc["exp"]), b_max_at.eq(acc["max_at"]),
+                b_token.eq(at_acc["side"].token), b_last.eq(at_acc["side"].last),
+                b_numer.eq(numer),
                 # The quotient has at most q_bits bits, so the first num_bits - q_bits long-
                 # division steps produce zeros and leave N >> q_bits (< l) as the remainder.
-                b_rem.eq(numer >> q_bits), b_q.eq(0),
+                b_remainder.eq(numer >> q_bits), b_quotient.eq(0),
             ]
-        return m

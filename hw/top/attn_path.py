@@ -23,6 +23,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.attention.attention import Attention
+from hw.common import Loop, accept_job, count_nested
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
 from hw.top.gemm_path import row_base
 from hw.top.geometry import MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
@@ -36,6 +37,29 @@ def attn_job_layout(geo: TopGeometry) -> data.StructLayout:
 
 
 class AttentionPath(wiring.Component):
+    """The attention unit between the Q / K / V buffer memories and a destination memory.
+
+    Parameters
+    ----------
+    geo : TopGeometry
+        Buffer geometry and the config (``cfg.model.heads``, the attention unit's sizes).
+
+    Ports
+    -----
+    job : In stream, :func:`attn_job_layout`
+        ``head0``, ``nheads``, ``dst``; taken while ``busy`` is low (``nheads == 0`` is a no-op).
+    busy : Out(1)
+        From the job handshake to the last output write.
+    q_rd, k_rd, v_rd : Out :func:`~hw.top.buffers.read_port_signature`
+        Buffer reads: Q in head, row, chunk order; K and V together in head, query group, key
+        row, chunk order.
+    wr : Out :func:`~hw.top.buffers.write_port_signature`
+        Output writes in head, row, beat order (``norm_width`` values per beat).
+
+    Latency: 2 cycles of :class:`~hw.top.buffers.ReadPipe` in front of the unit's own
+    (``sim/cycles/attention.py``). Throughput: the unit's, one K/V chunk per cycle.
+    """
+
     def __init__(self, geo: TopGeometry):
         self.geo = geo
         self.unit = Attention(geo.cfg)
@@ -48,91 +72,94 @@ class AttentionPath(wiring.Component):
             "wr": Out(write_port_signature(geo)),
         })
 
+    def _col_addr(self, head, chunk, width):
+        """Word address and lane group of ``width`` values at column ``head*hd + chunk*width``."""
+        G = self.geo.G
+        col = head * self.unit.ap.hd + chunk * width
+        return col >> (G.bit_length() - 1), (col & (G - 1)) >> (width.bit_length() - 1)
+
+    def _last_head(self, job):
+        return job.head0 + job.nheads - 1
+
+    def _q_feeder(self, m, unit, job):
+        """Q rows: head, row, chunk (``c`` chunks of ``dw`` values per row and head)."""
+        geo, ap = self.geo, self.unit.ap
+        m.submodules.qpipe = q_pipe = ReadPipe(geo, ap.dw)
+        wiring.connect(m, q_pipe.port[0], wiring.flipped(self.q_rd))
+        q_active = Signal()
+        q_head = Signal(range(geo.cfg.model.heads))
+        q_row = Signal(range(ap.N))
+        q_chunk = Signal(range(ap.c))
+        word, group = self._col_addr(q_head, q_chunk, ap.dw)
+        m.d.comb += [q_pipe.req.valid.eq(q_active), q_pipe.req.payload.mem[0].eq(MEM_Q),
+                     q_pipe.req.payload.addr.eq(row_base(geo, MEM_Q, q_row) + word),
+                     q_pipe.req.payload.off.eq(group),
+                     unit.q.valid.eq(q_pipe.o.valid), unit.q.payload.eq(q_pipe.o.payload.data),
+                     q_pipe.o.ready.eq(unit.q.ready)]
+        with m.If(q_pipe.req.valid & q_pipe.req.ready):
+            count_nested(m, [Loop(q_chunk, last=ap.c - 1), Loop(q_row, last=ap.N - 1),
+                             Loop(q_head, last=self._last_head(job), first=None)],
+                         done=[q_active.eq(0)])
+        return q_active, q_head, q_row, q_chunk
+
+    def _kv_feeder(self, m, unit, job):
+        """K and V rows together: head, query group, key row, chunk."""
+        geo, ap = self.geo, self.unit.ap
+        m.submodules.kvpipe = kv_pipe = ReadPipe(geo, ap.dw, ports=2)
+        wiring.connect(m, kv_pipe.port[0], wiring.flipped(self.k_rd))
+        wiring.connect(m, kv_pipe.port[1], wiring.flipped(self.v_rd))
+        kv_active = Signal()
+        kv_head = Signal(range(geo.cfg.model.heads))
+        kv_group = Signal(range(ap.G))
+        kv_key = Signal(range(ap.N))
+        kv_chunk = Signal(range(ap.c))
+        word, group = self._col_addr(kv_head, kv_chunk, ap.dw)
+        m.d.comb += [kv_pipe.req.valid.eq(kv_active), kv_pipe.req.payload.mem[0].eq(MEM_K),
+                     kv_pipe.req.payload.mem[1].eq(MEM_V),
+                     kv_pipe.req.payload.addr.eq(row_base(geo, MEM_K, kv_key) + word),
+                     kv_pipe.req.payload.off.eq(group),
+                     unit.kv.valid.eq(kv_pipe.o.valid),
+                     unit.kv.payload.k.eq(kv_pipe.o.payload.data[0]),
+                     unit.kv.payload.v.eq(kv_pipe.o.payload.data[1]),
+                     kv_pipe.o.ready.eq(unit.kv.ready)]
+        with m.If(kv_pipe.req.valid & kv_pipe.req.ready):
+            count_nested(m, [Loop(kv_chunk, last=ap.c - 1), Loop(kv_key, last=ap.N - 1),
+                             Loop(kv_group, last=ap.G - 1),
+                             Loop(kv_head, last=self._last_head(job), first=None)],
+                         done=[kv_active.eq(0)])
+        return kv_active, kv_head, kv_group, kv_key, kv_chunk
+
+    def _o_writer(self, m, unit, job):
+        """Output beats to the destination rows: head, row, beat (``o`` always ready)."""
+        geo, ap = self.geo, self.unit.ap
+        nw = ap.norm_width
+        o_head = Signal(range(geo.cfg.model.heads))
+        o_row = Signal(range(ap.N))
+        o_beat = Signal(range(ap.hd // nw))
+        word, group = self._col_addr(o_head, o_beat, nw)
+        take = unit.o.valid & unit.o.ready
+        m.d.comb += unit.o.ready.eq(1)
+        m.d.comb += lane_write(geo, self.wr, job.dst, row_base(geo, job.dst, o_row) + word, group,
+                               nw, unit.o.payload.o.as_value(), take & self.busy)
+        with m.If(take):
+            count_nested(m, [Loop(o_beat, last=ap.hd // nw - 1), Loop(o_row, last=ap.N - 1),
+                             Loop(o_head, last=self._last_head(job), first=None)],
+                         done=[self.busy.eq(0)])
+        return o_head, o_row, o_beat
+
     def elaborate(self, platform):
         m = Module()
-        geo = self.geo
-        cfg = geo.cfg
-        G = geo.G
-        lg = G.bit_length() - 1
-        ap = self.unit.ap
-        N, c, dw, hd, nw = ap.N, ap.c, ap.dw, ap.hd, ap.norm_width
-        groups = ap.G
-        heads = cfg.model.heads
-        m.submodules.unit = u = self.unit
-        j = Signal(attn_job_layout(geo))
-        busy = self.busy
-        m.d.comb += self.job.ready.eq(~busy)
-        start = self.job.valid & self.job.ready
-
-        def col_addr(head, chunk, width):
-            col = head * hd + chunk * width
-            return col >> lg, (col & (G - 1)) >> (width.bit_length() - 1)
-
-        # ---- Q: head, row, chunk ----
-        m.submodules.qpipe = qp = ReadPipe(geo, dw)
-        wiring.connect(m, qp.port[0], wiring.flipped(self.q_rd))
-        q_on, q_h, q_r, q_c = Signal(), Signal(range(heads)), Signal(range(N)), Signal(range(c))
-        qa, qo = col_addr(q_h, q_c, dw)
-        m.d.comb += [qp.req.valid.eq(q_on), qp.req.payload.mem[0].eq(MEM_Q),
-                     qp.req.payload.addr.eq(row_base(geo, MEM_Q, q_r) + qa),
-                     qp.req.payload.off.eq(qo),
-                     u.q.valid.eq(qp.o.valid), u.q.payload.eq(qp.o.payload.data),
-                     qp.o.ready.eq(u.q.ready)]
-        with m.If(qp.req.valid & qp.req.ready):
-            m.d.sync += q_c.eq(q_c + 1)
-            with m.If(q_c == c - 1):
-                m.d.sync += [q_c.eq(0), q_r.eq(q_r + 1)]
-                with m.If(q_r == N - 1):
-                    m.d.sync += [q_r.eq(0), q_h.eq(q_h + 1)]
-                    with m.If(q_h == j.head0 + j.nheads - 1):
-                        m.d.sync += q_on.eq(0)
-
-        # ---- K/V: head, group, key, chunk ----
-        m.submodules.kvpipe = kp = ReadPipe(geo, dw, ports=2)
-        wiring.connect(m, kp.port[0], wiring.flipped(self.k_rd))
-        wiring.connect(m, kp.port[1], wiring.flipped(self.v_rd))
-        k_on, k_h, k_g = Signal(), Signal(range(heads)), Signal(range(groups))
-        k_r, k_c = Signal(range(N)), Signal(range(c))
-        ka, ko = col_addr(k_h, k_c, dw)
-        m.d.comb += [kp.req.valid.eq(k_on), kp.req.payload.mem[0].eq(MEM_K),
-                     kp.req.payload.mem[1].eq(MEM_V),
-                     kp.req.payload.addr.eq(row_base(geo, MEM_K, k_r) + ka),
-                     kp.req.payload.off.eq(ko),
-                     u.kv.valid.eq(kp.o.valid), u.kv.payload.k.eq(kp.o.payload.data[0]),
-                     u.kv.payload.v.eq(kp.o.payload.data[1]), kp.o.ready.eq(u.kv.ready)]
-        with m.If(kp.req.valid & kp.req.ready):
-            m.d.sync += k_c.eq(k_c + 1)
-            with m.If(k_c == c - 1):
-                m.d.sync += [k_c.eq(0), k_r.eq(k_r + 1)]
-                with m.If(k_r == N - 1):
-                    m.d.sync += [k_r.eq(0), k_g.eq(k_g + 1)]
-                    with m.If(k_g == groups - 1):
-                        m.d.sync += [k_g.eq(0), k_h.eq(k_h + 1)]
-                        with m.If(k_h == j.head0 + j.nheads - 1):
-                            m.d.sync += k_on.eq(0)
-
-        # ---- O: head, row, beat ----
-        per_row = hd // nw
-        o_h, o_r, o_b = Signal(range(heads)), Signal(range(N)), Signal(range(per_row))
-        oa, oo = col_addr(o_h, o_b, nw)
-        take = u.o.valid & u.o.ready
-        m.d.comb += u.o.ready.eq(1)
-        m.d.comb += lane_write(geo, self.wr, j.dst, row_base(geo, j.dst, o_r) + oa, oo, nw,
-                               u.o.payload.o.as_value(), take & busy)
-        with m.If(take):
-            m.d.sync += o_b.eq(o_b + 1)
-            with m.If(o_b == per_row - 1):
-                m.d.sync += [o_b.eq(0), o_r.eq(o_r + 1)]
-                with m.If(o_r == N - 1):
-                    m.d.sync += [o_r.eq(0), o_h.eq(o_h + 1)]
-                    with m.If(o_h == j.head0 + j.nheads - 1):
-                        m.d.sync += busy.eq(0)
-
+        m.submodules.unit = unit = self.unit
+        job = Signal(attn_job_layout(self.geo))
+        start = accept_job(m, self.job, self.busy)
+        q_active, q_head, q_row, q_chunk = self._q_feeder(m, unit, job)
+        kv_active, kv_head, kv_group, kv_key, kv_chunk = self._kv_feeder(m, unit, job)
+        o_head, o_row, o_beat = self._o_writer(m, unit, job)
         with m.If(start):
             p = self.job.payload
             on = p.nheads != 0
-            m.d.sync += [j.eq(p), busy.eq(on), q_on.eq(on), k_on.eq(on),
-                         q_h.eq(p.head0), q_r.eq(0), q_c.eq(0),
-                         k_h.eq(p.head0), k_g.eq(0), k_r.eq(0), k_c.eq(0),
-                         o_h.eq(p.head0), o_r.eq(0), o_b.eq(0)]
+            m.d.sync += [job.eq(p), self.busy.eq(on), q_active.eq(on), kv_active.eq(on),
+                         q_head.eq(p.head0), q_row.eq(0), q_chunk.eq(0),
+                         kv_head.eq(p.head0), kv_group.eq(0), kv_key.eq(0), kv_chunk.eq(0),
+                         o_head.eq(p.head0), o_row.eq(0), o_beat.eq(0)]
         return m

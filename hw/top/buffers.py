@@ -85,7 +85,29 @@ def lane_write(geo: TopGeometry, port, mem, addr, off, lanes: int, value, en):
 
 
 class BufferBank(wiring.Component):
-    """The physical activation memories with ``n_read`` / ``n_write`` client ports."""
+    """The physical activation memories with ``n_read`` / ``n_write`` client ports.
+
+    Parameters
+    ----------
+    geo : TopGeometry
+        Memory depths (``geo.depths``) and word width (``G`` activations).
+    n_read, n_write : int
+        Number of read / write clients.
+
+    Ports
+    -----
+    rd : In :func:`read_port_signature`, array of ``n_read``
+        ``en`` / ``mem`` / ``addr`` in cycle t, the whole word on ``data`` in t + 1.
+    wr : In :func:`write_port_signature`, array of ``n_write``
+        ``en`` / ``mem`` / ``addr`` / ``data`` / ``mask`` in cycle t, written at the edge.
+
+    Attributes
+    ----------
+    latency : int
+        Read latency in cycles (1). One read and one write per memory and cycle.
+    """
+
+    latency = 1
 
     def __init__(self, geo: TopGeometry, n_read: int, n_write: int):
         self.geo = geo
@@ -128,9 +150,35 @@ class BufferBank(wiring.Component):
 class ReadPipe(wiring.Component):
     """Buffer reads -> stream of ``lanes`` activations (see the module docstring).
 
-    ``tag``: a shape carried from each request to its output beat. ``ports``: memories read per
-    request (the output ``data`` is then an array of ``ports`` lane groups).
+    Parameters
+    ----------
+    geo : TopGeometry
+    lanes : int
+        Activations per output beat (a lane group of a ``G``-activation word).
+    tag_shape : shape
+        Carried from each request to its output beat.
+    ports : int
+        Memories read per request (the output ``data`` is then an array of ``ports`` lane
+        groups, one per memory).
+    depth : int
+        Output FIFO depth (``>= 3`` for one beat per cycle).
+
+    Ports
+    -----
+    req : In stream ``{mem, addr, off, tag}``
+        Accepted while the FIFO has room for it and every read in flight.
+    port : Out :func:`read_port_signature`, array of ``ports``
+        The buffer reads, one per request.
+    o : Out stream ``{data, tag}``
+        One beat per request, in request order.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from a request's accept edge to its output beat being valid (2: read, FIFO write).
     """
+
+    latency = 2
 
     def __init__(self, geo: TopGeometry, lanes: int, tag_shape=unsigned(1), ports: int = 1,
                  depth: int = 4):

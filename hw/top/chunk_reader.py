@@ -29,6 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
+from hw.common import accept_job
 from hw.mem.bus import MemReadSignature, beat_bytes
 
 __all__ = ["ChunkReader", "chunk_cmd_layout"]
@@ -42,6 +43,34 @@ def chunk_cmd_layout(cfg: Config, count_bits: int = 16) -> data.StructLayout:
 
 
 class ChunkReader(wiring.Component):
+    """2-D strided read DMA delivering ``chunk_bytes``-byte chunks (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+        Bus width, ``mem_max_burst``, ``mem_latency``, address width.
+    chunk_bytes : int
+        ``U``, a whole number of bus beats.
+    depth : int, optional
+        Data FIFO depth in beats (default: enough for the memory latency at full bandwidth).
+    count_bits : int
+        Width of the ``outer`` / ``inner`` counts of a command.
+
+    Ports
+    -----
+    cmd : In stream, :attr:`cmd_layout`
+        ``addr``, ``outer``, ``outer_stride``, ``inner``, ``inner_stride``; taken while idle.
+    bus : Out :func:`~hw.mem.bus.MemReadSignature`
+        Burst reads; ``rd_data`` is always ready.
+    o : Out stream of ``8 * U`` bits
+        Chunks in (outer, inner) order, bus beat 0 in the low bits.
+    busy : Out(1)
+        Requests still to issue.
+
+    Latency: first request the cycle after the command; data through the FIFO in 1 cycle
+    (+ ``U / W - 1`` to assemble a chunk). Throughput: one chunk per ``U / W`` cycles.
+    """
+
     def __init__(self, cfg: Config, chunk_bytes: int, depth: int | None = None,
                  count_bits: int = 16):
         W = beat_bytes(cfg)
@@ -71,73 +100,84 @@ class ChunkReader(wiring.Component):
         bpc = self.beats_per_chunk
         D = self.depth
         abits = cfg.hw.mem_addr_bits
-        c = Signal(self.cmd_layout)
+        cur_cmd = Signal(self.cmd_layout)
         contiguous = Signal()
-        o_left = Signal.like(c.outer)            # rows of chunks still to start
+        outer_left = Signal.like(cur_cmd.outer)  # rows of chunks still to start
         row_addr = Signal(abits)                 # address of the current row's first chunk
         span_addr = Signal(abits)                # next byte of the current span
-        span_beats = Signal(len(c.inner) + bpc.bit_length() + 1)   # beats left in the span
-        i_left = Signal.like(c.inner)            # chunks left in the row (strided mode)
+        span_beats = Signal(len(cur_cmd.inner) + bpc.bit_length() + 1)   # beats left in the span
+        inner_left = Signal.like(cur_cmd.inner)  # chunks left in the row (strided mode)
         active = Signal()
-        m.d.comb += [self.busy.eq(active), self.cmd.ready.eq(~active)]
+        m.d.comb += self.busy.eq(active)
+        accept = accept_job(m, self.cmd, active)
 
-        # ---- credits: beats requested or buffered, never more than the FIFO holds ----
-        m.submodules.q = q = fifo.SyncFIFO(width=8 * W, depth=D)
-        owed = Signal(range(D + 1))              # requested, not yet arrived
-        rd = self.bus.rd_data
-        m.d.comb += [q.w_en.eq(rd.valid), q.w_data.eq(rd.payload.data), rd.ready.eq(1)]
+        m.submodules.q = fifo_q = fifo.SyncFIFO(width=8 * W, depth=D)
+        burst_len, sent = self._credits(m, fifo_q, active, span_addr, span_beats)
 
-        cap = min(B, D)                          # a burst never needs more than the whole FIFO
-        this = Signal(range(cap + 1), name="burst_len")  # ("this" is a SystemVerilog keyword)
-        m.d.comb += this.eq(Mux(span_beats > cap, cap, span_beats))
-        room = q.level + owed + this <= D
-        req = self.bus.rd_req
-        m.d.comb += [req.valid.eq(active & room),
-                     req.payload.addr.eq(span_addr), req.payload.beats.eq(this)]
-        sent = req.valid & req.ready
-        m.d.sync += owed.eq(owed + Mux(sent, this, 0) - rd.valid)
-
-        with m.If(self.cmd.valid & self.cmd.ready):
+        with m.If(accept):
             p = self.cmd.payload
             contig = p.inner_stride == U
-            m.d.sync += [c.eq(p), contiguous.eq(contig),
+            m.d.sync += [cur_cmd.eq(p), contiguous.eq(contig),
                          active.eq((p.outer != 0) & (p.inner != 0)),
-                         o_left.eq(p.outer - 1), row_addr.eq(p.addr), span_addr.eq(p.addr),
+                         outer_left.eq(p.outer - 1), row_addr.eq(p.addr), span_addr.eq(p.addr),
                          span_beats.eq(Mux(contig, p.inner * bpc, bpc)),
-                         i_left.eq(p.inner - 1)]
+                         inner_left.eq(p.inner - 1)]
         with m.Elif(sent):
-            with m.If(this != span_beats):
-                m.d.sync += [span_addr.eq(span_addr + this * W), span_beats.eq(span_beats - this)]
+            with m.If(burst_len != span_beats):
+                m.d.sync += [span_addr.eq(span_addr + burst_len * W),
+                             span_beats.eq(span_beats - burst_len)]
             # the span is fully requested: next chunk of the row, or the next row (no bubble)
-            with m.Elif(~contiguous & (i_left != 0)):
-                m.d.sync += [i_left.eq(i_left - 1), span_beats.eq(bpc),
-                             span_addr.eq(span_addr + this * W - U + c.inner_stride)]
-            with m.Elif(o_left != 0):
-                nxt = row_addr + c.outer_stride
-                m.d.sync += [o_left.eq(o_left - 1), row_addr.eq(nxt), span_addr.eq(nxt),
-                             span_beats.eq(Mux(contiguous, c.inner * bpc, bpc)),
-                             i_left.eq(c.inner - 1)]
+            with m.Elif(~contiguous & (inner_left != 0)):
+                m.d.sync += [inner_left.eq(inner_left - 1), span_beats.eq(bpc),
+                             span_addr.eq(span_addr + burst_len * W - U + cur_cmd.inner_stride)]
+            with m.Elif(outer_left != 0):
+                nxt = row_addr + cur_cmd.outer_stride
+                m.d.sync += [outer_left.eq(outer_left - 1), row_addr.eq(nxt), span_addr.eq(nxt),
+                             span_beats.eq(Mux(contiguous, cur_cmd.inner * bpc, bpc)),
+                             inner_left.eq(cur_cmd.inner - 1)]
             with m.Else():
                 m.d.sync += active.eq(0)
 
-        # ---- gearbox: bpc beats -> one chunk ----
-        if bpc == 1:
-            m.d.comb += [self.o.valid.eq(q.r_rdy), self.o.payload.eq(q.r_data),
-                         q.r_en.eq(self.o.ready)]
-        else:
-            parts = [Signal(8 * W, name=f"part{i}") for i in range(bpc - 1)]
-            n = Signal(range(bpc))
-            full = Signal()
-            m.d.comb += [self.o.valid.eq(full & q.r_rdy),
-                         self.o.payload.eq(Cat(*parts, q.r_data)),
-                         q.r_en.eq(Mux(full, self.o.ready, 1))]
-            with m.If(q.r_rdy & ~full):
-                for i in range(bpc - 1):
-                    with m.If(n == i):
-                        m.d.sync += parts[i].eq(q.r_data)
-                m.d.sync += n.eq(n + 1)
-                with m.If(n == bpc - 2):
-                    m.d.sync += full.eq(1)
-            with m.If(self.o.valid & self.o.ready):
-                m.d.sync += [full.eq(0), n.eq(0)]
+        self._gearbox(m, fifo_q)
         return m
+
+    def _credits(self, m, fifo_q, active, span_addr, span_beats):
+        """Burst requests: beats requested or buffered never exceed the FIFO depth."""
+        W, D = self.W, self.depth
+        owed = Signal(range(D + 1))              # requested, not yet arrived
+        rd = self.bus.rd_data
+        m.d.comb += [fifo_q.w_en.eq(rd.valid), fifo_q.w_data.eq(rd.payload.data), rd.ready.eq(1)]
+
+        cap = min(self.cfg.hw.mem_max_burst, D)  # a burst never needs more than the whole FIFO
+        burst_len = Signal(range(cap + 1))
+        m.d.comb += burst_len.eq(Mux(span_beats > cap, cap, span_beats))
+        room = fifo_q.level + owed + burst_len <= D
+        req = self.bus.rd_req
+        m.d.comb += [req.valid.eq(active & room),
+                     req.payload.addr.eq(span_addr), req.payload.beats.eq(burst_len)]
+        sent = req.valid & req.ready
+        m.d.sync += owed.eq(owed + Mux(sent, burst_len, 0) - rd.valid)
+        return burst_len, sent
+
+    def _gearbox(self, m, fifo_q):
+        """``beats_per_chunk`` FIFO beats -> one output chunk."""
+        W, bpc = self.W, self.beats_per_chunk
+        if bpc == 1:
+            m.d.comb += [self.o.valid.eq(fifo_q.r_rdy), self.o.payload.eq(fifo_q.r_data),
+                         fifo_q.r_en.eq(self.o.ready)]
+            return
+        parts = [Signal(8 * W, name=f"part{i}") for i in range(bpc - 1)]
+        parts_filled = Signal(range(bpc))
+        full = Signal()
+        m.d.comb += [self.o.valid.eq(full & fifo_q.r_rdy),
+                     self.o.payload.eq(Cat(*parts, fifo_q.r_data)),
+                     fifo_q.r_en.eq(Mux(full, self.o.ready, 1))]
+        with m.If(fifo_q.r_rdy & ~full):
+            for i in range(bpc - 1):
+                with m.If(parts_filled == i):
+                    m.d.sync += parts[i].eq(fifo_q.r_data)
+            m.d.sync += parts_filled.eq(parts_filled + 1)
+            with m.If(parts_filled == bpc - 2):
+                m.d.sync += full.eq(1)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [full.eq(0), parts_filled.eq(0)]

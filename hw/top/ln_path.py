@@ -20,6 +20,7 @@ from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.common import Loop, accept_job, count_nested
 from hw.norm.layernorm import LayerNorm
 from hw.mem.bus import MemReadSignature
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
@@ -37,6 +38,31 @@ def ln_job_layout(geo: TopGeometry) -> data.StructLayout:
 
 
 class LayerNormPath(wiring.Component):
+    """The LayerNorm unit between two buffer memories, gamma / beta read from external memory.
+
+    Parameters
+    ----------
+    geo : TopGeometry
+        Buffer geometry (``ln_lanes`` values per beat) and the config (``dim``, formats).
+
+    Ports
+    -----
+    job : In stream, :func:`ln_job_layout`
+        ``m`` rows, ``src`` / ``dst`` memories, ``gamma`` / ``beta`` byte addresses; taken while
+        ``busy`` is low.
+    busy : Out(1)
+        From the job handshake to the last output write.
+    g_bus, b_bus : Out :func:`~hw.mem.bus.MemReadSignature`
+        gamma and beta reads (``dim / ln_lanes`` chunks each, one contiguous transfer).
+    rd : Out :func:`~hw.top.buffers.read_port_signature`
+        Source rows, row-major, ``ln_lanes`` values per read.
+    wr : Out :func:`~hw.top.buffers.write_port_signature`
+        Output rows in the same order.
+
+    Latency: about ``mem_latency + dim / ln_lanes`` cycles for the parameters, then the unit's
+    own. Throughput: one beat of ``ln_lanes`` values per cycle.
+    """
+
     def __init__(self, geo: TopGeometry):
         self.geo = geo
         cfg = geo.cfg
@@ -53,28 +79,17 @@ class LayerNormPath(wiring.Component):
             "b_bus": Out(MemReadSignature(cfg)),
         })
 
-    def elaborate(self, platform):
-        m = Module()
-        geo = self.geo
-        cfg, n = geo.cfg, geo.cfg.num
-        L, G = geo.ln_lanes, geo.G
-        lg, ll = G.bit_length() - 1, L.bit_length() - 1
-        d = cfg.model.dim
-        beats = d // L
-        m.submodules.unit = ln = self.unit
-        m.submodules.g_reader = gr = self.g_reader
-        m.submodules.b_reader = br = self.b_reader
-        wiring.connect(m, gr.bus, wiring.flipped(self.g_bus))
-        wiring.connect(m, br.bus, wiring.flipped(self.b_bus))
+    def _word_and_group(self, col):
+        """Word offset and lane group of column ``col`` within a row."""
+        G, L = self.geo.G, self.geo.ln_lanes
+        return col >> (G.bit_length() - 1), (col & (G - 1)) >> (L.bit_length() - 1)
 
-        j = Signal(ln_job_layout(geo))
-        busy = self.busy
-        m.d.comb += self.job.ready.eq(~busy)
-        start = self.job.valid & self.job.ready
-
-        # ---- parameters ----
+    def _params(self, m, ln, job, beats):
+        """gamma and beta from memory, zipped into ``ln.param``; counts the beats still due."""
+        n, L = self.geo.cfg.num, self.geo.ln_lanes
+        gr, br = self.g_reader, self.b_reader
         pend = [Signal(name="g_pending"), Signal(name="b_pending")]
-        for r, addr, pe in ((gr, j.gamma, pend[0]), (br, j.beta, pend[1])):
+        for r, addr, pe in ((gr, job.gamma, pend[0]), (br, job.beta, pend[1])):
             m.d.comb += [r.cmd.valid.eq(pe), r.cmd.payload.addr.eq(addr),
                          r.cmd.payload.outer.eq(1), r.cmd.payload.inner.eq(beats),
                          r.cmd.payload.inner_stride.eq(r.U)]
@@ -88,45 +103,65 @@ class LayerNormPath(wiring.Component):
                      ln.param.payload.beta.eq(Cat(*unpack(br.o.payload, L, n.act.storage_bytes,
                                                           n.act.bits))),
                      gr.o.ready.eq(ln.param.ready & both), br.o.ready.eq(ln.param.ready & both)]
-        p_left = Signal(range(beats + 1))
+        params_left = Signal(range(beats + 1))
         with m.If(ln.param.valid & ln.param.ready):
-            m.d.sync += p_left.eq(p_left - 1)
+            m.d.sync += params_left.eq(params_left - 1)
+        return pend, params_left
 
-        # ---- rows in ----
+    def _rows_in(self, m, ln, job, params_left):
+        """Source rows into ``ln.x`` once every parameter beat is in: row, column."""
+        geo, L, d = self.geo, self.geo.ln_lanes, self.geo.cfg.model.dim
         m.submodules.pipe = pipe = ReadPipe(geo, L)
         wiring.connect(m, pipe.port[0], wiring.flipped(self.rd))
-        x_on = Signal()
-        x_row = Signal.like(j.m)
-        x_col = Signal(range(d + 1))
-        go = x_on & (p_left == 0)
-        m.d.comb += [pipe.req.valid.eq(go), pipe.req.payload.mem[0].eq(j.src),
-                     pipe.req.payload.addr.eq(row_base(geo, j.src, x_row) + (x_col >> lg)),
-                     pipe.req.payload.off.eq((x_col & (G - 1)) >> ll),
+        in_active = Signal()
+        in_row = Signal.like(job.m)
+        in_col = Signal(range(d + 1))
+        word, group = self._word_and_group(in_col)
+        go = in_active & (params_left == 0)
+        m.d.comb += [pipe.req.valid.eq(go), pipe.req.payload.mem[0].eq(job.src),
+                     pipe.req.payload.addr.eq(row_base(geo, job.src, in_row) + word),
+                     pipe.req.payload.off.eq(group),
                      ln.x.valid.eq(pipe.o.valid), ln.x.payload.eq(pipe.o.payload.data),
                      pipe.o.ready.eq(ln.x.ready)]
         with m.If(pipe.req.valid & pipe.req.ready):
-            m.d.sync += x_col.eq(x_col + L)
-            with m.If(x_col == d - L):
-                m.d.sync += [x_col.eq(0), x_row.eq(x_row + 1)]
-                with m.If(x_row == j.m - 1):
-                    m.d.sync += x_on.eq(0)
+            count_nested(m, [Loop(in_col, last=d - L, step=L),
+                             Loop(in_row, last=job.m - 1, first=None)],
+                         done=[in_active.eq(0)])
+        return in_active, in_row, in_col
 
-        # ---- rows out ----
-        y_row = Signal.like(j.m)
-        y_col = Signal(range(d + 1))
+    def _rows_out(self, m, ln, job):
+        """``ln.y`` (always ready) to the destination rows: row, column."""
+        geo, L, d = self.geo, self.geo.ln_lanes, self.geo.cfg.model.dim
+        out_row = Signal.like(job.m)
+        out_col = Signal(range(d + 1))
+        word, group = self._word_and_group(out_col)
         take = ln.y.valid & ln.y.ready
         m.d.comb += [ln.y.ready.eq(1)]
-        m.d.comb += lane_write(geo, self.wr, j.dst, row_base(geo, j.dst, y_row) + (y_col >> lg),
-                               (y_col & (G - 1)) >> ll, L, ln.y.payload.as_value(), take & busy)
+        m.d.comb += lane_write(geo, self.wr, job.dst, row_base(geo, job.dst, out_row) + word,
+                               group, L, ln.y.payload.as_value(), take & self.busy)
         with m.If(take):
-            m.d.sync += y_col.eq(y_col + L)
-            with m.If(y_col == d - L):
-                m.d.sync += [y_col.eq(0), y_row.eq(y_row + 1)]
-                with m.If(y_row == j.m - 1):
-                    m.d.sync += busy.eq(0)
+            count_nested(m, [Loop(out_col, last=d - L, step=L),
+                             Loop(out_row, last=job.m - 1, first=None)],
+                         done=[self.busy.eq(0)])
+        return out_row, out_col
 
+    def elaborate(self, platform):
+        m = Module()
+        geo = self.geo
+        beats = geo.cfg.model.dim // geo.ln_lanes
+        m.submodules.unit = ln = self.unit
+        m.submodules.g_reader = gr = self.g_reader
+        m.submodules.b_reader = br = self.b_reader
+        wiring.connect(m, gr.bus, wiring.flipped(self.g_bus))
+        wiring.connect(m, br.bus, wiring.flipped(self.b_bus))
+
+        job = Signal(ln_job_layout(geo))
+        start = accept_job(m, self.job, self.busy)
+        pend, params_left = self._params(m, ln, job, beats)
+        in_active, in_row, in_col = self._rows_in(m, ln, job, params_left)
+        out_row, out_col = self._rows_out(m, ln, job)
         with m.If(start):
-            m.d.sync += [j.eq(self.job.payload), busy.eq(1), pend[0].eq(1), pend[1].eq(1),
-                         p_left.eq(beats), x_on.eq(self.job.payload.m != 0), x_row.eq(0),
-                         x_col.eq(0), y_row.eq(0), y_col.eq(0)]
+            m.d.sync += [job.eq(self.job.payload), self.busy.eq(1), pend[0].eq(1), pend[1].eq(1),
+                         params_left.eq(beats), in_active.eq(self.job.payload.m != 0),
+                         in_row.eq(0), in_col.eq(0), out_row.eq(0), out_col.eq(0)]
         return m

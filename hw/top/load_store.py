@@ -23,6 +23,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.common import Loop, accept_job, count_nested
 from hw.mem.bus import MemReadSignature, MemWriteSignature
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
 from hw.top.chunk_reader import ChunkReader
@@ -58,6 +59,29 @@ def store_job_layout(geo: TopGeometry) -> data.StructLayout:
 
 
 class LoadPath(wiring.Component):
+    """LOAD engine: one contiguous external read into buffer rows (see the module docstring).
+
+    Parameters
+    ----------
+    geo : TopGeometry
+        Buffer geometry (``V`` activations per memory beat) and the config (image and patch
+        sizes).
+
+    Ports
+    -----
+    job : In stream, :func:`load_job_layout`
+        ``addr``, ``mode`` (:class:`LoadMode`), ``dst``, ``row0``, ``m`` x ``n`` values; taken
+        while ``busy`` is low (``m * n == 0`` is a no-op).
+    busy : Out(1)
+        From the job handshake to the last buffer write.
+    bus : Out :func:`~hw.mem.bus.MemReadSignature`
+        The transfer's reads (``m * n / V`` beats, one :class:`ChunkReader` command).
+    wr : Out :func:`~hw.top.buffers.write_port_signature`
+        One write of ``V`` values per memory beat, in memory order.
+
+    Latency: the memory's latency plus about 2 cycles. Throughput: one memory beat per cycle.
+    """
+
     def __init__(self, geo: TopGeometry):
         self.geo = geo
         self.reader = ChunkReader(geo.cfg, geo.W, count_bits=_count_bits(geo))
@@ -75,63 +99,85 @@ class LoadPath(wiring.Component):
         V, G = geo.V, geo.G
         lg, lv = G.bit_length() - 1, V.bit_length() - 1
         P = md.patch
-        gh, gw = md.grid
-        m.submodules.reader = rd = self.reader
-        wiring.connect(m, rd.bus, wiring.flipped(self.bus))
-        j = Signal(load_job_layout(geo))
+        grid_h, grid_w = md.grid
+        m.submodules.reader = reader = self.reader
+        wiring.connect(m, reader.bus, wiring.flipped(self.bus))
+        job = Signal(load_job_layout(geo))
         busy = self.busy
-        m.d.comb += self.job.ready.eq(~busy)
-        start = self.job.valid & self.job.ready
-        cb = _count_bits(geo)
-        total = Signal(cb)
+        start = accept_job(m, self.job, busy)
+        count_bits = _count_bits(geo)
+        total_beats = Signal(count_bits)
         cmd_pending = Signal()
-        m.d.comb += [rd.cmd.valid.eq(cmd_pending), rd.cmd.payload.addr.eq(j.addr),
-                     rd.cmd.payload.outer.eq(1), rd.cmd.payload.inner.eq(total),
-                     rd.cmd.payload.inner_stride.eq(geo.W)]
-        with m.If(rd.cmd.valid & rd.cmd.ready):
+        m.d.comb += [reader.cmd.valid.eq(cmd_pending), reader.cmd.payload.addr.eq(job.addr),
+                     reader.cmd.payload.outer.eq(1), reader.cmd.payload.inner.eq(total_beats),
+                     reader.cmd.payload.inner_stride.eq(geo.W)]
+        with m.If(reader.cmd.valid & reader.cmd.ready):
             m.d.sync += cmd_pending.eq(0)
 
         # LINEAR position
-        row = Signal.like(j.m)
-        col = Signal.like(j.n)
-        # PATCHIFY position: pixel x = gx * P + px, y = gy * P + py, channel ch
-        px, gx = Signal(range(P)), Signal(range(gw))
-        py, gy = Signal(range(P)), Signal(range(gh))
-        ch = Signal(range(md.image_channels))
-        left = Signal(cb)
-        patch = j.mode == LoadMode.PATCHIFY
-        w_row = Mux(patch, gy * gw + gx, j.row0 + row)
-        w_col = Mux(patch, ch * (P * P) + py * P + px, col)
-        vals = unpack(rd.o.payload, V, cfg.num.act.storage_bytes, cfg.num.act.bits)
-        take = rd.o.valid & rd.o.ready
-        m.d.comb += rd.o.ready.eq(1)
-        m.d.comb += lane_write(geo, self.wr, j.dst, row_base(geo, j.dst, w_row) + (w_col >> lg),
+        row = Signal.like(job.m)
+        col = Signal.like(job.n)
+        # PATCHIFY position: pixel x = patch_x * P + in_patch_x, y likewise, channel
+        in_patch_x, patch_x = Signal(range(P)), Signal(range(grid_w))
+        in_patch_y, patch_y = Signal(range(P)), Signal(range(grid_h))
+        channel = Signal(range(md.image_channels))
+        beats_left = Signal(count_bits)
+        patch = job.mode == LoadMode.PATCHIFY
+        w_row = Mux(patch, patch_y * grid_w + patch_x, job.row0 + row)
+        w_col = Mux(patch, channel * (P * P) + in_patch_y * P + in_patch_x, col)
+        vals = unpack(reader.o.payload, V, cfg.num.act.storage_bytes, cfg.num.act.bits)
+        take = reader.o.valid & reader.o.ready
+        m.d.comb += reader.o.ready.eq(1)
+        m.d.comb += lane_write(geo, self.wr, job.dst,
+                               row_base(geo, job.dst, w_row) + (w_col >> lg),
                                (w_col & (G - 1)) >> lv, V, Cat(*vals), take & busy)
         with m.If(take):
-            m.d.sync += [left.eq(left - 1), col.eq(col + V), px.eq(px + V)]
-            with m.If(col + V == j.n):
-                m.d.sync += [col.eq(0), row.eq(row + 1)]
-            with m.If(px == P - V):
-                m.d.sync += [px.eq(0), gx.eq(gx + 1)]
-                with m.If(gx == gw - 1):
-                    m.d.sync += [gx.eq(0), py.eq(py + 1)]
-                    with m.If(py == P - 1):
-                        m.d.sync += [py.eq(0), gy.eq(gy + 1)]
-                        with m.If(gy == gh - 1):
-                            m.d.sync += [gy.eq(0), ch.eq(ch + 1)]
-            with m.If(left == 1):
+            m.d.sync += beats_left.eq(beats_left - 1)
+            # Both positions advance on every beat; the job's mode picks which one is used.
+            count_nested(m, [Loop(col, is_last=col + V == job.n, step=V),
+                             Loop(row, last=job.m - 1, first=None)])
+            count_nested(m, [Loop(in_patch_x, last=P - V, step=V),
+                             Loop(patch_x, last=grid_w - 1), Loop(in_patch_y, last=P - 1),
+                             Loop(patch_y, last=grid_h - 1),
+                             Loop(channel, last=md.image_channels - 1, first=None)])
+            with m.If(beats_left == 1):
                 m.d.sync += busy.eq(0)
 
         with m.If(start):
             p = self.job.payload
             beats = (p.m * p.n) >> lv
-            m.d.sync += [j.eq(p), busy.eq(beats != 0), cmd_pending.eq(beats != 0),
-                         total.eq(beats), left.eq(beats), row.eq(0), col.eq(0), px.eq(0),
-                         gx.eq(0), py.eq(0), gy.eq(0), ch.eq(0)]
+            m.d.sync += [job.eq(p), busy.eq(beats != 0), cmd_pending.eq(beats != 0),
+                         total_beats.eq(beats), beats_left.eq(beats), row.eq(0), col.eq(0),
+                         in_patch_x.eq(0), patch_x.eq(0), in_patch_y.eq(0), patch_y.eq(0),
+                         channel.eq(0)]
         return m
 
 
 class StorePath(wiring.Component):
+    """STORE engine: buffer rows to one contiguous external write (see the module docstring).
+
+    Parameters
+    ----------
+    geo : TopGeometry
+        Buffer geometry (``V`` activations per memory beat) and the config (burst limit).
+
+    Ports
+    -----
+    job : In stream, :func:`store_job_layout`
+        ``addr``, ``src``, ``m`` rows of ``n`` values; taken while ``busy`` is low.
+    busy : Out(1)
+        From the job handshake until the last write burst is acknowledged.
+    error : Out(1)
+        Sticky: the memory answered a burst with an error.
+    rd : Out :func:`~hw.top.buffers.read_port_signature`
+        Row-major reads of ``V`` values.
+    bus : Out :func:`~hw.mem.bus.MemWriteSignature`
+        Bursts of up to ``mem_max_burst`` beats from ``addr`` upwards, data in read order.
+
+    Latency: 2 cycles (:class:`~hw.top.buffers.ReadPipe`) to the first data beat. Throughput:
+    one memory beat per cycle.
+    """
+
     def __init__(self, geo: TopGeometry):
         self.geo = geo
         super().__init__({
@@ -142,47 +188,44 @@ class StorePath(wiring.Component):
             "bus": Out(MemWriteSignature(geo.cfg)),
         })
 
-    def elaborate(self, platform):
-        m = Module()
+    def _read_rows(self, m, pipe, job):
+        """Row-major reads of the source rows: row, column."""
+        geo = self.geo
+        V, G = geo.V, geo.G
+        lg, lv = G.bit_length() - 1, V.bit_length() - 1
+        read_active = Signal()
+        read_row = Signal.like(job.m)
+        read_col = Signal.like(job.n)
+        m.d.comb += [pipe.req.valid.eq(read_active), pipe.req.payload.mem[0].eq(job.src),
+                     pipe.req.payload.addr.eq(row_base(geo, job.src, read_row) + (read_col >> lg)),
+                     pipe.req.payload.off.eq((read_col & (G - 1)) >> lv)]
+        with m.If(pipe.req.valid & pipe.req.ready):
+            count_nested(m, [Loop(read_col, is_last=read_col + V == job.n, step=V),
+                             Loop(read_row, last=job.m - 1, first=None)],
+                         done=[read_active.eq(0)])
+        return read_active, read_row, read_col
+
+    def _write_bursts(self, m, pipe, job, read_active):
+        """Burst requests, data beats from the read pipe, acknowledgements and ``busy``."""
         geo = self.geo
         cfg = geo.cfg
-        V, G, W = geo.V, geo.G, geo.W
+        V, W = geo.V, geo.W
         B = cfg.hw.mem_max_burst
-        lg, lv = G.bit_length() - 1, V.bit_length() - 1
         sa = cfg.num.act.storage_bytes
-        cb = _count_bits(geo)
-        j = Signal(store_job_layout(geo))
-        busy = self.busy
-        m.d.comb += self.job.ready.eq(~busy)
-        start = self.job.valid & self.job.ready
-
-        # ---- read rows ----
-        m.submodules.pipe = pipe = ReadPipe(geo, V)
-        wiring.connect(m, pipe.port[0], wiring.flipped(self.rd))
-        r_on = Signal()
-        r_row = Signal.like(j.m)
-        r_col = Signal.like(j.n)
-        m.d.comb += [pipe.req.valid.eq(r_on), pipe.req.payload.mem[0].eq(j.src),
-                     pipe.req.payload.addr.eq(row_base(geo, j.src, r_row) + (r_col >> lg)),
-                     pipe.req.payload.off.eq((r_col & (G - 1)) >> lv)]
-        with m.If(pipe.req.valid & pipe.req.ready):
-            m.d.sync += r_col.eq(r_col + V)
-            with m.If(r_col + V == j.n):
-                m.d.sync += [r_col.eq(0), r_row.eq(r_row + 1)]
-                with m.If(r_row == j.m - 1):
-                    m.d.sync += r_on.eq(0)
-
-        # ---- write bursts ----
+        count_bits = _count_bits(geo)
         bus = self.bus
-        req_left = Signal(cb)            # beats not yet covered by a burst request
-        req_addr = Signal.like(j.addr)
-        bursts_out = Signal(cb)          # requested bursts not yet acknowledged
-        this = Mux(req_left > B, B, req_left)
+        busy = self.busy
+        req_left = Signal(count_bits)            # beats not yet covered by a burst request
+        req_addr = Signal.like(job.addr)
+        bursts_out = Signal(count_bits)          # requested bursts not yet acknowledged
+        burst_beats = Mux(req_left > B, B, req_left)
         m.d.comb += [bus.wr_req.valid.eq(busy & (req_left != 0)),
-                     bus.wr_req.payload.addr.eq(req_addr), bus.wr_req.payload.beats.eq(this)]
+                     bus.wr_req.payload.addr.eq(req_addr),
+                     bus.wr_req.payload.beats.eq(burst_beats)]
         sent = bus.wr_req.valid & bus.wr_req.ready
         with m.If(sent):
-            m.d.sync += [req_left.eq(req_left - this), req_addr.eq(req_addr + this * W)]
+            m.d.sync += [req_left.eq(req_left - burst_beats),
+                         req_addr.eq(req_addr + burst_beats * W)]
         lanes = []
         for i in range(V):
             v = Signal(signed(8 * sa), name=f"st{i}")
@@ -194,12 +237,24 @@ class StorePath(wiring.Component):
         m.d.sync += bursts_out.eq(bursts_out + sent - got)
         with m.If(got & bus.wr_resp.payload):
             m.d.sync += self.error.eq(1)
-        with m.If(busy & ~r_on & (req_left == 0) & (bursts_out == 0) & ~pipe.o.valid):
+        with m.If(busy & ~read_active & (req_left == 0) & (bursts_out == 0) & ~pipe.o.valid):
             m.d.sync += busy.eq(0)
+        return req_left, req_addr
 
+    def elaborate(self, platform):
+        m = Module()
+        geo = self.geo
+        lv = geo.V.bit_length() - 1
+        job = Signal(store_job_layout(geo))
+        start = accept_job(m, self.job, self.busy)
+        m.submodules.pipe = pipe = ReadPipe(geo, geo.V)
+        wiring.connect(m, pipe.port[0], wiring.flipped(self.rd))
+        read_active, read_row, read_col = self._read_rows(m, pipe, job)
+        req_left, req_addr = self._write_bursts(m, pipe, job, read_active)
         with m.If(start):
             p = self.job.payload
             beats = (p.m * p.n) >> lv
-            m.d.sync += [j.eq(p), busy.eq(beats != 0), r_on.eq(beats != 0), r_row.eq(0),
-                         r_col.eq(0), req_left.eq(beats), req_addr.eq(p.addr)]
+            m.d.sync += [job.eq(p), self.busy.eq(beats != 0), read_active.eq(beats != 0),
+                         read_row.eq(0), read_col.eq(0), req_left.eq(beats),
+                         req_addr.eq(p.addr)]
         return m

@@ -31,8 +31,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
+from sim.memory_image import HwOp
 
 from hw.mem.bus import MemReadSignature, MemWriteSignature, req_layout
+from hw.mem.read_arbiter import ReadArbiter
 from hw.mem.stream_slice import StreamSlice
 from hw.moe.patch_reorder import PatchReorder
 from hw.moe.prefetcher import ExpertPrefetcher, prefetch_geometry
@@ -44,13 +46,37 @@ from hw.top.gemm_path import GemmPath
 from hw.top.geometry import TopGeometry
 from hw.top.ln_path import LayerNormPath
 from hw.top.load_store import LoadPath, StorePath
-from hw.mem.read_arbiter import ReadArbiter
 from hw.top.sequencer import OP_BITS, Sequencer
 
 __all__ = ["EdgeMoeTop"]
 
 
 class EdgeMoeTop(wiring.Component):
+    """The whole accelerator: sequencer, paths, buffers, MoE blocks, memory arbiter, CSRs.
+
+    Parameters
+    ----------
+    cfg : Config
+        The model and hardware config; the MoE blocks (router, reorder unit, prefetcher) are
+        built only if ``cfg.model.moe_blocks`` is not empty.
+
+    Ports
+    -----
+    csr : In :func:`~hw.top.csr.csr_signature`
+        Register port (start, task, base addresses, status, counters).
+    mem_rd : Out :func:`~hw.mem.bus.MemReadSignature`
+        The one external read port, shared by every reader through the read arbiter.
+    mem_wr : Out :func:`~hw.mem.bus.MemWriteSignature`
+        External writes (only the STORE path writes).
+    busy, done, error : Out(1)
+        Mirrors of the STATUS register.
+    desc_index : Out(16)
+        Descriptors decoded so far in this frame (a trace hook for per-descriptor timing).
+
+    Latency: one frame is the sum of its descriptors, each its path's time plus about 4
+    cycles (sim/cycles/frame.py models it). Throughput: one frame at a time.
+    """
+
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.geo = TopGeometry.of(cfg)
@@ -80,62 +106,77 @@ class EdgeMoeTop(wiring.Component):
         m.submodules.csr = csr = CsrBlock(cfg)
         wiring.connect(m, wiring.flipped(self.csr), csr.bus)
 
-        # ---- buffers ----
+        self._buffers(m, gemm, ln, attn, load, store)
+        masters = [seq.bus, gemm.w_bus, gemm.b_bus, ln.g_bus, ln.b_bus, load.bus]
+        if self.has_moe:
+            pf = self._moe(m, gemm, seq)
+            masters.append(pf.bus)
+            stall = pf.stall_cycles
+        else:
+            stall = Const(0)
+        self._memory(m, masters, store)
+        self._sequencer_wiring(m, seq, csr, gemm, ln, attn, load, store)
+        self._counters(m, seq, csr, gemm, stall)
+        return m
+
+    def _buffers(self, m, gemm, ln, attn, load, store):
+        """The buffer bank and its read / write clients."""
         readers = [gemm.act_rd, gemm.res_rd, ln.rd, attn.q_rd, attn.k_rd, attn.v_rd, store.rd]
         writers = [gemm.o_wr, ln.wr, attn.wr, load.wr]
-        m.submodules.bufs = bufs = BufferBank(geo, len(readers), len(writers))
+        m.submodules.bufs = bufs = BufferBank(self.geo, len(readers), len(writers))
         for i, r in enumerate(readers):
             wiring.connect(m, r, bufs.rd[i])
         for i, w in enumerate(writers):
             wiring.connect(m, w, bufs.wr[i])
 
-        # ---- memory ----
-        masters = [seq.bus, gemm.w_bus, gemm.b_bus, ln.g_bus, ln.b_bus, load.bus]
-        if self.has_moe:
-            m.submodules.router = router = Router(cfg)
-            m.submodules.reorder = reorder = PatchReorder(cfg)
-            m.submodules.prefetch = pf = ExpertPrefetcher(cfg, layers=1)
-            masters.append(pf.bus)
-            # Register slices on both sides of the router: the router's stall reached back
-            # through the gate GEMM's epilogue to every pipeline enable of the engine, and
-            # forward from the reorder unit (the ECP5 build's critical path once the memory
-            # requests were sliced).
-            m.submodules.gate_slice = gate_sl = StreamSlice(router.in_layout)
-            m.submodules.route_slice = route_sl = StreamSlice(router.out_layout)
-            wiring.connect(m, gemm.router, gate_sl.i)
-            wiring.connect(m, gate_sl.o, router.i)
-            wiring.connect(m, router.o, route_sl.i)
-            wiring.connect(m, route_sl.o, reorder.i)
-            # The expert list reaches the prefetcher only once the sequencer has written the
-            # address table of this MoE block (EXPERTS descriptor).
-            m.d.comb += [pf.experts.valid.eq(reorder.experts.valid & seq.experts_open),
-                         pf.experts.payload.eq(reorder.experts.payload),
-                         reorder.experts.ready.eq(pf.experts.ready & seq.experts_open),
-                         pf.layer.eq(0)]
-            wiring.connect(m, seq.q_req, reorder.q_req)
-            wiring.connect(m, reorder.q, seq.q)
-            wiring.connect(m, pf.grant, seq.grant)
-            m.d.comb += [pf.release.eq(seq.release), pf.tbl_addr.eq(seq.tbl_addr),
-                         pf.tbl_data.eq(seq.tbl_data), pf.tbl_we.eq(seq.tbl_we),
-                         pf.w_addr.eq(gemm.pf_w_addr), pf.w_en.eq(gemm.pf_w_en),
-                         gemm.pf_w_data.eq(pf.w_data),
-                         pf.b_addr.eq(gemm.pf_b_addr), pf.b_en.eq(gemm.pf_b_en),
-                         gemm.pf_b_data.eq(pf.b_data), seq.overflow.eq(reorder.overflow)]
-            stall = pf.stall_cycles
-        else:
-            stall = Const(0)
-        m.submodules.arb = arb = ReadArbiter(cfg, len(masters))
+    def _moe(self, m, gemm, seq):
+        """Router, reorder unit and prefetcher between the GEMM path and the sequencer."""
+        cfg = self.cfg
+        m.submodules.router = router = Router(cfg)
+        m.submodules.reorder = reorder = PatchReorder(cfg)
+        m.submodules.prefetch = pf = ExpertPrefetcher(cfg, layers=1)
+        # Register slices on both sides of the router: the router's stall reached back
+        # through the gate GEMM's epilogue to every pipeline enable of the engine, and
+        # forward from the reorder unit (the ECP5 build's critical path once the memory
+        # requests were sliced).
+        m.submodules.gate_slice = gate_sl = StreamSlice(router.in_layout)
+        m.submodules.route_slice = route_sl = StreamSlice(router.out_layout)
+        wiring.connect(m, gemm.router, gate_sl.i)
+        wiring.connect(m, gate_sl.o, router.i)
+        wiring.connect(m, router.o, route_sl.i)
+        wiring.connect(m, route_sl.o, reorder.i)
+        # The expert list reaches the prefetcher only once the sequencer has written the
+        # address table of this MoE block (EXPERTS descriptor).
+        m.d.comb += [pf.experts.valid.eq(reorder.experts.valid & seq.experts_open),
+                     pf.experts.payload.eq(reorder.experts.payload),
+                     reorder.experts.ready.eq(pf.experts.ready & seq.experts_open),
+                     pf.layer.eq(0)]
+        wiring.connect(m, seq.q_req, reorder.q_req)
+        wiring.connect(m, reorder.q, seq.q)
+        wiring.connect(m, pf.grant, seq.grant)
+        m.d.comb += [pf.release.eq(seq.release), pf.tbl_addr.eq(seq.tbl_addr),
+                     pf.tbl_data.eq(seq.tbl_data), pf.tbl_we.eq(seq.tbl_we),
+                     pf.w_addr.eq(gemm.pf_w_addr), pf.w_en.eq(gemm.pf_w_en),
+                     gemm.pf_w_data.eq(pf.w_data),
+                     pf.b_addr.eq(gemm.pf_b_addr), pf.b_en.eq(gemm.pf_b_en),
+                     gemm.pf_b_data.eq(pf.b_data), seq.overflow.eq(reorder.overflow)]
+        return pf
+
+    def _memory(self, m, masters, store):
+        """Every reader on the read arbiter (through a request slice each); STORE writes."""
+        m.submodules.arb = arb = ReadArbiter(self.cfg, len(masters))
         for i, b in enumerate(masters):
             # A register slice on each request: the masters' credit logic and the arbiter's
             # round-robin pick were one combinational path (the ECP5 builds' critical path).
-            m.submodules[f"rd_req_slice{i}"] = sl = StreamSlice(req_layout(cfg))
+            m.submodules[f"rd_req_slice{i}"] = sl = StreamSlice(req_layout(self.cfg))
             wiring.connect(m, b.rd_req, sl.i)
             wiring.connect(m, sl.o, arb.masters[i].rd_req)
             wiring.connect(m, arb.masters[i].rd_data, b.rd_data)
         wiring.connect(m, arb.mem, wiring.flipped(self.mem_rd))
         wiring.connect(m, store.bus, wiring.flipped(self.mem_wr))
 
-        # ---- sequencer <-> paths ----
+    def _sequencer_wiring(self, m, seq, csr, gemm, ln, attn, load, store):
+        """Sequencer jobs and status to the paths; CSRs to the sequencer and the status ports."""
         for port, path in ((seq.gemm, gemm), (seq.ln, ln), (seq.attn, attn), (seq.load, load),
                            (seq.store, store)):
             wiring.connect(m, port, path.job)
@@ -152,20 +193,23 @@ class EdgeMoeTop(wiring.Component):
                      self.done.eq(seq.done), self.error.eq(seq.error),
                      self.desc_index.eq(seq.desc_count)]
 
-        # ---- counters (restart with each frame) ----
-        w = csr_bits(cfg)
-        W = geo.W
+    def _counters(self, m, seq, csr, gemm, stall):
+        """Performance counters of the CSR block (restart with each frame)."""
+        w = csr_bits(self.cfg)
+        W = self.geo.W
         rd, wr = self.mem_rd.rd_data, self.mem_wr.wr_data
+        op_busy = {op: seq.op_busy[OP_BITS[HwOp[op]]]
+                   for op in ("LAYERNORM", "ATTENTION", "ROUTE", "EXPERTS", "LOAD", "STORE")}
         events = {
             "CYCLES": seq.busy,
             "MAC_ACTIVE": gemm.mac_active,
             "GEMM_BUSY": gemm.busy,
-            "LN_BUSY": seq.op_busy[OP_BITS[_op("LAYERNORM")]],
-            "ATTN_BUSY": seq.op_busy[OP_BITS[_op("ATTENTION")]],
-            "ROUTE_BUSY": seq.op_busy[OP_BITS[_op("ROUTE")]],
-            "EXPERTS_BUSY": seq.op_busy[OP_BITS[_op("EXPERTS")]],
-            "LOAD_BUSY": seq.op_busy[OP_BITS[_op("LOAD")]],
-            "STORE_BUSY": seq.op_busy[OP_BITS[_op("STORE")]],
+            "LN_BUSY": op_busy["LAYERNORM"],
+            "ATTN_BUSY": op_busy["ATTENTION"],
+            "ROUTE_BUSY": op_busy["ROUTE"],
+            "EXPERTS_BUSY": op_busy["EXPERTS"],
+            "LOAD_BUSY": op_busy["LOAD"],
+            "STORE_BUSY": op_busy["STORE"],
             "FETCH_WAIT": seq.fetch_wait,
         }
         start = csr.start & ~seq.busy
@@ -186,9 +230,3 @@ class EdgeMoeTop(wiring.Component):
         m.d.comb += [csr.prefetch_stall.eq(stall), csr.descriptors.eq(seq.desc_count)]
         assert set(events) | {"BYTES_READ", "BYTES_WRITTEN", "PREFETCH_STALL",
                               "DESCRIPTORS"} == set(COUNTERS)
-        return m
-
-
-def _op(name):
-    from sim.memory_image import HwOp
-    return HwOp[name]

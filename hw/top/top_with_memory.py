@@ -48,6 +48,35 @@ def _demux_stream(m, sel, src, a, b):
 
 
 class TopWithMemory(wiring.Component):
+    """EdgeMoeTop on the on-chip DRAM model with a host port into the memory (simulation top).
+
+    Parameters
+    ----------
+    cfg : Config
+    image : bytes
+        Initial memory contents (the weight / program image); empty for a design built once.
+    size : int, optional
+        Memory size in bytes (default: the DRAM model's).
+
+    Ports
+    -----
+    csr : In :func:`~hw.top.csr.csr_signature`
+        The accelerator's register port.
+    host_mode : In(1)
+        The memory's channels belong to ``host_rd`` / ``host_wr`` instead of the accelerator.
+    host_rd, host_wr : In :func:`~hw.mem.bus.MemReadSignature` / ``MemWriteSignature``
+        The host's burst ports into the memory.
+    throttle_en, throttle_load, throttle_seed : In
+        Seeded random gaps and back-pressure between the accelerator and the memory.
+    busy, done, error, desc_index : Out
+        Accelerator status.
+    mem_error, mem_bytes_read, mem_bytes_written : Out
+        The DRAM model's sticky address error and byte counters.
+
+    Latency / throughput: the DRAM model's (``mem_latency``, ``mem_bytes_per_cycle``); the muxes
+    and the disabled throttle are combinational.
+    """
+
     def __init__(self, cfg: Config, image=b"", size: int | None = None):
         self.cfg = cfg
         self.top = EdgeMoeTop(cfg)
