@@ -173,12 +173,11 @@ class HardwareConfig:
     fifo_depth: int = 4               # default depth of inter-unit stream FIFOs
     clock_mhz: float = 300.0          # target clock for reported times
     mult_budget: int | None = None    # hardware multipliers available on the target (None: no limit)
-    # --- PE array / GEMM engine fields (issue 5) ---
+    # --- PE array / GEMM engine fields ---
     gemm_counter_bits: int = 32       # GEMM engine cycle / MAC-active counters (per GEMM; wrap)
     epilogue_score_dsp: bool | None = None  # MoE-combine score multiply (array_cols of them) on
     #   DSPs (True) or shift-add LUTs (False); None: DSPs only if mult_budget has room for them
-    # --- attention unit fields (issue 6) ---
-    # --- MoE path fields (issue 7) ---
+    # --- MoE path fields ---
     mem_addr_bits: int = 32           # byte address width of the external memory bus
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)
     mem_max_outstanding: int = 8      # read bursts the DRAM model queues (must cover the latency)

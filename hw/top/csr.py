@@ -31,7 +31,7 @@ from sim.config import Config
 __all__ = ["REGISTERS", "COUNTERS", "ERROR_CODES", "csr_bits", "csr_signature", "CsrBlock",
            "CSR_ID"]
 
-CSR_ID = 0xED6E_0008           # "edge-moe", register map version 8 (issue 8)
+CSR_ID = 0xED6E_0008           # "edge-moe", register map version 8
 
 COUNTERS = ("CYCLES", "BYTES_READ", "BYTES_WRITTEN", "MAC_ACTIVE", "GEMM_BUSY", "LN_BUSY",
             "ATTN_BUSY", "ROUTE_BUSY", "EXPERTS_BUSY", "LOAD_BUSY", "STORE_BUSY", "FETCH_WAIT",

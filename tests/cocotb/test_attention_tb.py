@@ -4,8 +4,8 @@ Run by tests/hw/test_attention_verilator.py.
 
 params: ``config`` (Config.to_dict()), ``tokens``, ``heads``, ``seed``, ``scale`` (|q|, |k|, |v|
 bound in activation LSBs), ``valid_prob``, ``ready_prob``. Expected O beats come from
-sim.golden.softmax.attention_head (hw.attention.attention_stream.attention_reference); the full-rate test
-also checks the cycle count against sim.cycles.attention and the K/V byte counter.
+sim.golden.softmax.attention_head (hw.attention.attention_stream.attention_reference); the
+full-rate test also checks the cycle count against sim.cycles.attention and the K/V byte counter.
 """
 from __future__ import annotations
 
@@ -17,15 +17,14 @@ import numpy as np
 from hw.attention.attention import attention_layouts
 from hw.attention.attention_lane import attention_params
 from hw.attention.attention_stream import attention_reference, kv_beats, o_beats, q_beats
-from sim.config import Config
+from host.cocotb_streams import stream_recv, stream_send
 from sim.cycles.attention import (attention_head_cycles, attention_kv_bytes,
                                   attention_steady_cycles)
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, tb_params
 
 
 def _setup(seed_offset: int):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     ap = attention_params(cfg, p["tokens"])
     rng = np.random.default_rng(p["seed"] + seed_offset)
     q, k, v = (rng.integers(-p["scale"], p["scale"], size=(p["heads"], ap.N, ap.hd))
@@ -36,13 +35,8 @@ def _setup(seed_offset: int):
 
 async def _run(dut, cfg, ap, q, k, v, n_out, rng, valid_prob, ready_prob):
     lay = attention_layouts(cfg, ap)
-    dut.q__valid.value = 0
-    dut.kv__valid.value = 0
-    dut.o__ready.value = 0
-    await start(dut)
-    qp = StreamPort(dut, "q", lay["q"])
-    kvp = StreamPort(dut, "kv", lay["kv"])
-    op = StreamPort(dut, "o", lay["o"])
+    ports = await setup_dut(dut, inputs={"q": lay["q"], "kv": lay["kv"]}, outputs={"o": lay["o"]})
+    qp, kvp, op = ports["q"], ports["kv"], ports["o"]
     acc, tr = [], []
     sq = cocotb.start_soon(stream_send(dut.clk, qp, q_beats(cfg, q), rng=rng,
                                        valid_prob=valid_prob))

@@ -20,20 +20,16 @@ from cocotb.task import bridge
 
 from host.cocotb_transport import CocotbByteLink
 from host.driver import BridgeTransport, EdgeMoeDriver
-from sim.config import Config
-from host.cocotb_streams import load_params, start
+from tests.harness.cocotb_tb import setup_dut, tb_params
 from tests.system.frames import frame_case
 
 
 @cocotb.test()
 async def frame_through_driver(dut):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed, task = p["seed"], p["task"]
     case = frame_case(cfg, seed, task)
-    dut.rx__valid.value = 0
-    dut.tx__ready.value = 0
-    await start(dut)
+    await setup_dut(dut, inputs={"rx": None}, outputs={"tx": None})
     link = CocotbByteLink(dut, rng=random.Random(seed), valid_prob=p["valid_prob"],
                           ready_prob=p["ready_prob"])
 

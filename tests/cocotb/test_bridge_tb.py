@@ -19,20 +19,17 @@ from cocotb.task import bridge
 from host.cocotb_transport import CocotbUartLink
 from host.driver import BridgeTransport, DemoDriver
 from hw.link.host_bridge import UNKNOWN
-from sim.config import Config
 from sim.fixed import requantize
-from host.cocotb_streams import load_params, start
+from tests.harness.cocotb_tb import setup_dut, tb_params
 from tests.hw.test_requantize import random_accumulator_beats
 
 
 @cocotb.test()
 async def demo_over_uart(dut):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed = p["seed"]
     rng = random.Random(seed)
-    dut.uart_rx.value = 1
-    await start(dut)
+    await setup_dut(dut, pins={"uart_rx": 1})
     link = CocotbUartLink(dut, p["divisor"], rng=random.Random(seed + 1), gap_prob=p["gap_prob"])
 
     def host():

@@ -15,7 +15,7 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from hw.attention.exp2 import Exp2, exp2_params
 from sim.config import Config
 from sim.golden.softmax import exp2_fixed
-from host.cocotb_streams import load_params, start
+from tests.harness.cocotb_tb import setup_dut, tb_params
 
 
 def _inputs(cfg: Config, rng: np.random.Generator, n_random: int) -> np.ndarray:
@@ -31,16 +31,13 @@ def _inputs(cfg: Config, rng: np.random.Generator, n_random: int) -> np.ndarray:
 async def exp2_all_inputs(dut):
     """Every useful x with a random pipeline enable; y must match exp2_fixed `latency` enabled
     edges later and hold while en is low."""
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed = p["seed"]
     rng = random.Random(seed)
     xs = _inputs(cfg, np.random.default_rng(seed), p["n_random"])
     want = exp2_fixed(cfg, xs)
     lat = Exp2.latency
-    dut.en.value = 0
-    dut.x.value = 0
-    await start(dut)
+    await setup_dut(dut, pins={"en": 0, "x": 0})
     sampled = []      # index of the x sampled at each enabled edge (len(xs) while flushing)
     k = 0
     checked = 0

@@ -1,6 +1,6 @@
 """cocotb tests of hw.array.gelu.GeluUnit on its Verilog (run by tests/hw/test_gelu_verilator.py).
 
-Params (``load_params()``): ``config`` (Config.to_dict()), ``lanes``, ``seed``, ``valid_prob``,
+Params (``tb_params()``): ``config`` (Config.to_dict()), ``lanes``, ``seed``, ``valid_prob``,
 ``ready_prob``, ``random_beats``. ``gelu_full_range`` pushes every activation code through the
 unit at full rate and writes its error vs exact GELU to ``gelu_error.json`` next to the params
 file (the pytest wrapper prints it).
@@ -15,36 +15,28 @@ from pathlib import Path
 import cocotb
 import numpy as np
 
+from host.cocotb_streams import PARAMS_ENV
 from hw.array.gelu import GeluUnit
-from sim.config import Config
 from sim.golden.gelu import gelu_exact, gelu_pwl
-from host.cocotb_streams import (PARAMS_ENV, StreamPort, load_params, start, stream_recv,
-                                          stream_send)
+from tests.harness.cocotb_tb import setup_dut, stream_through, tb_params
 
 
 async def _run(dut, beats, *, rng_in=None, rng_out=None, valid_prob=1.0, ready_prob=1.0,
                accepted=None, transferred=None):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     model = GeluUnit(cfg, p["lanes"])
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await start(dut)
-    i = StreamPort(dut, "i", model.i.payload.shape())
-    o = StreamPort(dut, "o", model.o.payload.shape())
-    send = cocotb.start_soon(stream_send(dut.clk, i, beats, rng=rng_in, valid_prob=valid_prob,
-                                         accepted_cycles=accepted))
-    got = await stream_recv(dut.clk, o, len(beats), rng=rng_out, ready_prob=ready_prob,
-                            transfer_cycles=transferred)
-    await send
+    ports = await setup_dut(dut, inputs={"i": model.i.payload.shape()},
+                            outputs={"o": model.o.payload.shape()})
+    got = await stream_through(dut, ports["i"], ports["o"], beats, rng_in=rng_in,
+                               valid_prob=valid_prob, rng_out=rng_out, ready_prob=ready_prob,
+                               accepted=accepted, transferred=transferred)
     return cfg, got
 
 
 @cocotb.test()
 async def gelu_full_range(dut):
     """All 2^act.bits inputs, one beat per cycle; bit-exact, latency GeluUnit.LATENCY."""
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     act, lanes = cfg.num.act, p["lanes"]
     vals = list(range(act.min_int, act.max_int + 1))
     vals += [0] * (-len(vals) % lanes)
@@ -75,10 +67,9 @@ async def gelu_full_range(dut):
 @cocotb.test()
 async def gelu_random_stream(dut):
     """Random activations with random valid gaps and back-pressure."""
-    p = load_params()
+    p, cfg = tb_params()
     seed = p["seed"]
     rng = random.Random(seed)
-    cfg = Config.from_dict(p["config"])
     act, lanes = cfg.num.act, p["lanes"]
     beats = [[rng.randrange(act.min_int, act.max_int + 1) >> rng.randrange(act.bits)
               for _ in range(lanes)] for _ in range(p["random_beats"])]

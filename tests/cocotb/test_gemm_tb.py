@@ -1,6 +1,7 @@
-"""cocotb tests of hw.array.gemm_engine.GemmEngine on its Verilog (run by tests/hw/test_gemm_verilator.py)
+"""cocotb tests of hw.array.gemm_engine.GemmEngine on its Verilog (run by
+tests/hw/test_gemm_verilator.py).
 
-Params (``load_params()``): ``config`` (Config.to_dict()), ``max_m`` / ``max_k`` / ``max_n``,
+Params (``tb_params()``): ``config`` (Config.to_dict()), ``max_m`` / ``max_k`` / ``max_n``,
 ``cases`` (list of [m, k, n, bias, gelu, mode-name]), ``seed``, ``valid_prob``, ``ready_prob``,
 ``check_cycles`` (compare the engine's cycle counter with sim.cycles.gemm.gemm_cycles; only
 meaningful with probabilities 1.0). The operands are generated here from the seed
@@ -15,9 +16,9 @@ import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from hw.array.gemm_engine import GemmEngine
-from sim.config import Config
+from host.cocotb_streams import stream_recv, stream_send
 from sim.cycles.gemm import gemm_active_cycles, gemm_cycles
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, tb_params
 from tests.hw.test_gemm_cases import cmd_payload, make_case, res_payloads
 
 
@@ -38,8 +39,7 @@ async def _send_commands(dut, port, layout, cases, counters):
 @cocotb.test()
 async def gemm_cases(dut):
     """Every case back to back, random gaps on all inputs and back-pressure on the output."""
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed = p["seed"]
     model = GemmEngine(cfg, max_m=p["max_m"], max_k=p["max_k"], max_n=p["max_n"])
     nrng = np.random.default_rng(seed)
@@ -48,14 +48,9 @@ async def gemm_cases(dut):
     dut._log.info("seed=%d, %d GEMMs on a %dx%d array", seed, len(cases), cfg.hw.array_rows,
                   cfg.hw.array_cols)
 
-    for name in ("cmd", "act", "w", "bias", "res"):
-        getattr(dut, f"{name}__valid").value = 0
-    dut.o__ready.value = 0
-    await start(dut)
-
-    ports = {name: StreamPort(dut, name, getattr(model, name).payload.shape())
-             for name in ("act", "w", "bias", "res", "o")}
-    ports["cmd"] = StreamPort(dut, "cmd")
+    shapes = {name: getattr(model, name).payload.shape() for name in ("act", "w", "bias", "res")}
+    ports = await setup_dut(dut, inputs={"cmd": None, **shapes},
+                            outputs={"o": model.o.payload.shape()})
     streams = {
         "act": np.concatenate([c["beats"]["act"] for c in cases]).tolist(),
         "w": np.concatenate([c["beats"]["w"] for c in cases]).tolist(),

@@ -1,6 +1,6 @@
 """cocotb tests of hw.norm.layernorm.LayerNorm on its Verilog (run by test_layernorm_verilator.py).
 
-Not collected by pytest on its own; ``run_cocotb`` passes ``params``: ``config``
+Not collected by pytest on its own; ``run_block_verilator`` passes ``params``: ``config``
 (Config.to_dict()), ``lanes``, ``banks``, ``rows`` (random rows per parameter set), ``seed``,
 ``valid_prob``, ``ready_prob``. Expectations come from sim.golden.layernorm only.
 """
@@ -13,35 +13,30 @@ import numpy as np
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from hw.norm.layernorm import param_layout, row_layout
-from sim.config import Config
+from host.cocotb_streams import stream_recv, stream_send
 from sim.cycles import layernorm as ln_cycles
 from sim.golden.layernorm import layernorm
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, tb_params
 from tests.hw.test_layernorm import (extreme_rows, param_beats, random_params, random_rows,
                                      to_beats)
 
 
-def _setup(dut):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+async def _setup(dut):
+    p, cfg = tb_params()
     lanes = p["lanes"]
-    ports = (StreamPort(dut, "x", row_layout(cfg, lanes)),
-             StreamPort(dut, "param", param_layout(cfg, lanes)),
-             StreamPort(dut, "y", row_layout(cfg, lanes)))
-    dut.x__valid.value = 0
-    dut.param__valid.value = 0
-    dut.y__ready.value = 0
-    return p, cfg, lanes, ports
+    ports = await setup_dut(dut, inputs={"x": row_layout(cfg, lanes),
+                                         "param": param_layout(cfg, lanes)},
+                            outputs={"y": row_layout(cfg, lanes)})
+    return p, cfg, lanes, (ports["x"], ports["param"], ports["y"])
 
 
 @cocotb.test()
 async def layernorm_random_jobs(dut):
     """Three parameter sets, each followed by its rows (random, constant, extreme); random valid
     gaps on x and param, random back-pressure on y; bit-exact vs the golden layernorm."""
-    p, cfg, lanes, (x, par, y) = _setup(dut)
+    p, cfg, lanes, (x, par, y) = await _setup(dut)
     seed = p["seed"]
     dut._log.info("seed=%d config=%s lanes=%d banks=%d", seed, cfg.name, lanes, p["banks"])
-    await start(dut)
     r = np.random.default_rng(seed)
     n, d = cfg.num, cfg.model.dim
     consts = np.array([[c] * d for c in (0, n.act.max_int, n.act.min_int, -321)])
@@ -74,8 +69,7 @@ async def layernorm_random_jobs(dut):
 @cocotb.test()
 async def layernorm_full_rate(dut):
     """Always-valid input, always-ready output: per-row timing equals sim/cycles/layernorm.py."""
-    p, cfg, lanes, (x, par, y) = _setup(dut)
-    await start(dut)
+    p, cfg, lanes, (x, par, y) = await _setup(dut)
     r = np.random.default_rng(p["seed"] + 1)
     rows = random_rows(cfg, r, p["rows"])
     # memories keep their contents across reset (and across the cocotb tests): load a set first
@@ -104,8 +98,7 @@ async def layernorm_full_rate(dut):
 @cocotb.test()
 async def layernorm_busy_and_reset_state(dut):
     """busy is low after reset, high while a row is inside, low again once every row has left."""
-    p, cfg, lanes, (x, par, y) = _setup(dut)
-    await start(dut)
+    p, cfg, lanes, (x, par, y) = await _setup(dut)
     await FallingEdge(dut.clk)
     assert int(dut.busy.value) == 0
     await RisingEdge(dut.clk)          # the stream helpers start right after a rising edge

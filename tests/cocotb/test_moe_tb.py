@@ -14,26 +14,24 @@ import random
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from sim.config import Config
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
-from host.streams import from_bits
 from host.bench.moe_system import MoESystem, expected_bytes, moe_beats, moe_case
+from host.cocotb_streams import stream_recv, stream_send
+from host.streams import from_bits
+from tests.harness.cocotb_tb import setup_dut, tb_params
 from tests.hw.test_moe_layer import check_reads
 
 
 @cocotb.test()
 async def moe_layer_frame(dut):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed = p["seed"]
     case = moe_case(cfg, seed, dead_expert=p["dead"], task=p["task"])
     beats = moe_beats(cfg, case)
     model = MoESystem(cfg, case)
     dut._log.info("seed=%d task=%d chosen experts %s", seed, case["task"], case["chosen"])
-    for name in ("cmd", "xn", "x"):
-        getattr(dut, f"{name}__valid").value = 0
-    dut.y__ready.value = 0
-    await start(dut)
+    shapes = {n: getattr(model, n).payload.shape() for n in ("cmd", "xn", "x", "y")}
+    ports = await setup_dut(dut, inputs={n: shapes[n] for n in ("cmd", "xn", "x")},
+                            outputs={"y": shapes["y"]})
 
     reqs = []
     req_shape = model.req.shape()
@@ -48,8 +46,6 @@ async def moe_layer_frame(dut):
             await RisingEdge(dut.clk)
 
     cocotb.start_soon(watch())
-    ports = {n: StreamPort(dut, n, getattr(model, n).payload.shape())
-             for n in ("cmd", "xn", "x", "y")}
     sends = [cocotb.start_soon(stream_send(dut.clk, ports["cmd"],
                                            [{"task": case["task"], "layer": 0}])),
              cocotb.start_soon(stream_send(dut.clk, ports["xn"], beats["xn"],

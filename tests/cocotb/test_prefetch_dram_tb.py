@@ -15,22 +15,17 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from hw.mem.bus import rdata_layout
 from hw.mem.dma import dma_cmd_layout
-from sim.config import Config
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, tb_params
 
 
-def _setup():
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+async def _setup(dut):
+    p, cfg = tb_params()
     rng = random.Random(p["seed"])
     image = bytes(rng.randrange(256) for _ in range(p["image_bytes"]))
-    return p, cfg, rng, image
-
-
-async def _reset(dut):
-    dut.cmd__valid.value = 0
-    dut.rd_data__ready.value = 0
-    await start(dut)
+    ports = await setup_dut(dut, inputs={"cmd": dma_cmd_layout(cfg, 16)},
+                            outputs={"rd_data": rdata_layout(cfg)})
+    return p, cfg, rng, image, ports["cmd"], ports["rd_data"]
 
 
 def _beat(image, base, addr, w):
@@ -39,17 +34,14 @@ def _beat(image, base, addr, w):
 
 @cocotb.test()
 async def dma_random_commands(dut):
-    p, cfg, rng, image = _setup()
+    p, cfg, rng, image, cmd, data = await _setup(dut)
     W, B, base = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst, p["base"]
-    await _reset(dut)
     cmds = []
     for _ in range(30):
         beats = rng.randint(1, 3 * B + 1)
         word = rng.randrange(len(image) // W - beats + 1)
         cmds.append({"addr": base + word * W, "beats": beats})
     want = [_beat(image, base, c["addr"] + b * W, W) for c in cmds for b in range(c["beats"])]
-    cmd = StreamPort(dut, "cmd", dma_cmd_layout(cfg, 16))
-    data = StreamPort(dut, "rd_data", rdata_layout(cfg))
     send = cocotb.start_soon(stream_send(dut.clk, cmd, cmds, rng=rng, valid_prob=0.4))
     got = await stream_recv(dut.clk, data, len(want), rng=random.Random(p["seed"] + 1),
                             ready_prob=0.6)
@@ -62,11 +54,8 @@ async def dma_random_commands(dut):
 
 @cocotb.test()
 async def dma_latency_bandwidth(dut):
-    p, cfg, rng, image = _setup()
+    p, cfg, rng, image, cmd, data = await _setup(dut)
     W, B, base = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst, p["base"]
-    await _reset(dut)
-    cmd = StreamPort(dut, "cmd", dma_cmd_layout(cfg, 16))
-    data = StreamPort(dut, "rd_data", rdata_layout(cfg))
     n = min(len(image) // W, 4 * B)
     acc, tr = [], []
     send = cocotb.start_soon(stream_send(dut.clk, cmd, [{"addr": base, "beats": n}],

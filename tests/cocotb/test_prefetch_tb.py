@@ -15,9 +15,9 @@ import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from hw.moe.prefetcher import expert_address_table, prefetch_geometry
-from sim.config import Config
-from host.cocotb_streams import StreamPort, load_params, start, stream_send
+from host.cocotb_streams import stream_send
 from host.streams import from_bits
+from tests.harness.cocotb_tb import setup_dut, tb_params
 from tests.hw.test_patch_reorder import golden_list, random_routing
 from tests.hw.test_prefetcher import PrefetchSystem, expected_groups, expert_ranges, weight_image
 
@@ -29,8 +29,7 @@ async def _settle(dut):
 
 @cocotb.test()
 async def prefetch_frame(dut):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed = p["seed"]
     rng = random.Random(seed)
     block = cfg.model.moe_blocks[0]
@@ -42,13 +41,9 @@ async def prefetch_frame(dut):
     chosen = [x["expert"] for x in elist]
     dut._log.info("seed=%d chosen experts %s", seed, chosen)
 
-    dut.experts__valid.value = 0
-    dut.grant__ready.value = 0
-    dut.release.value = 0
-    dut.w_en.value = 0
-    dut.b_en.value = 0
-    dut.layer.value = 0
-    await start(dut)
+    ports = await setup_dut(dut, inputs={"experts": model.experts.payload.shape()},
+                            outputs={"grant": model.grant.payload.shape()},
+                            pins={"release": 0, "w_en": 0, "b_en": 0, "layer": 0})
 
     reqs = []
     req_shape = model.req.shape()
@@ -62,7 +57,7 @@ async def prefetch_frame(dut):
             await RisingEdge(dut.clk)
 
     cocotb.start_soon(watch())
-    port = StreamPort(dut, "experts", model.experts.payload.shape())
+    port = ports["experts"]
     await stream_send(dut.clk, port, elist[:1], rng=rng, valid_prob=0.5)
     feed = cocotb.start_soon(stream_send(dut.clk, port, elist[1:], rng=rng, valid_prob=0.5))
     waited = 0

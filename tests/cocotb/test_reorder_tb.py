@@ -13,28 +13,23 @@ import cocotb
 
 from hw.moe.patch_reorder import expert_list_layout, queue_entry_layout, queue_request_layout
 from hw.moe.router import routing_layout
-from sim.config import Config
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, tb_params
 from tests.hw.test_patch_reorder import golden_list, golden_queue, random_routing, routing_beats
 
 
 @cocotb.test()
 async def reorder_frames(dut):
     """Several frames: expert list and every queue (random order, some twice) vs golden."""
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed = p["seed"]
     rng = random.Random(seed)
     vp, rp = p["valid_prob"], p["ready_prob"]
-    for name in ("i", "q_req"):
-        getattr(dut, f"{name}__valid").value = 0
-    for name in ("experts", "q"):
-        getattr(dut, f"{name}__ready").value = 0
-    await start(dut)
-    i = StreamPort(dut, "i", routing_layout(cfg))
-    ex_port = StreamPort(dut, "experts", expert_list_layout(cfg))
-    qr = StreamPort(dut, "q_req", queue_request_layout(cfg))
-    q = StreamPort(dut, "q", queue_entry_layout(cfg))
+    ports = await setup_dut(dut, inputs={"i": routing_layout(cfg),
+                                         "q_req": queue_request_layout(cfg)},
+                            outputs={"experts": expert_list_layout(cfg),
+                                     "q": queue_entry_layout(cfg)})
+    i, ex_port, qr, q = (ports[n] for n in ("i", "experts", "q_req", "q"))
     for f in range(p["frames"]):
         T = rng.choice([cfg.model.tokens, rng.randint(1, cfg.model.tokens)])
         ex, w = random_routing(cfg, rng, tokens=T)

@@ -11,31 +11,24 @@ import random
 import cocotb
 
 from hw.moe.router import Router
-from sim.config import Config
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, stream_through, tb_params
 from tests.hw.test_router import router_beats, router_expected, router_logits
 
 
 async def _run(dut, valid_prob, ready_prob, count, seed_offset=0):
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
+    p, cfg = tb_params()
     seed = p["seed"] + seed_offset
     model = Router(cfg)
     rng = random.Random(seed)
     logits = router_logits(cfg, rng, count)
     beats = router_beats(cfg, logits)
     want = router_expected(cfg, logits, beats)
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await start(dut)
-    i = StreamPort(dut, "i", model.in_layout)
-    o = StreamPort(dut, "o", model.out_layout)
+    ports = await setup_dut(dut, inputs={"i": model.in_layout}, outputs={"o": model.out_layout})
     acc, tr = [], []
-    send = cocotb.start_soon(stream_send(dut.clk, i, beats, rng=random.Random(seed + 1),
-                                         valid_prob=valid_prob, accepted_cycles=acc))
-    got = await stream_recv(dut.clk, o, len(beats), rng=random.Random(seed + 2),
-                            ready_prob=ready_prob, transfer_cycles=tr)
-    await send
+    got = await stream_through(dut, ports["i"], ports["o"], beats,
+                               rng_in=random.Random(seed + 1), valid_prob=valid_prob,
+                               rng_out=random.Random(seed + 2), ready_prob=ready_prob,
+                               accepted=acc, transferred=tr)
     for k, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"token {k}: got {g}, expected {w}, logits {beats[k]['logits']} " \
                        f"(seed={seed})"
@@ -45,7 +38,7 @@ async def _run(dut, valid_prob, ready_prob, count, seed_offset=0):
 @cocotb.test()
 async def router_random_stream(dut):
     """Random logits (ties, extremes) with random valid gaps and back-pressure, bit-exact."""
-    p = load_params()
+    p, _ = tb_params()
     await _run(dut, p["valid_prob"], p["ready_prob"], p["tokens"])
 
 

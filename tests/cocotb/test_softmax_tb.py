@@ -1,4 +1,5 @@
-"""cocotb tests of hw.attention.softmax.Softmax on its Verilog (run by tests/hw/test_softmax_verilator.py).
+"""cocotb tests of hw.attention.softmax.Softmax on its Verilog (run by
+tests/hw/test_softmax_verilator.py).
 
 params: ``config`` (Config.to_dict()), ``lanes``, ``max_len``, ``seed``, ``valid_prob``,
 ``ready_prob``. Rows: the corner cases of tests/hw/test_softmax_cases.py (equal values, one
@@ -13,35 +14,31 @@ import cocotb
 import numpy as np
 
 from hw.attention.softmax import Softmax
-from sim.config import Config
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, stream_through, tb_params
 from tests.hw.test_softmax_cases import (expected_beats, group_beats, row_sum_error,
                                          softmax_groups)
+
+
+async def _setup(dut):
+    p, cfg = tb_params()
+    model = Softmax(cfg, lanes=p["lanes"], max_len=p["max_len"])
+    ports = await setup_dut(dut, inputs={"i": model.in_layout}, outputs={"o": model.out_layout})
+    return p, cfg, p["seed"], model, ports["i"], ports["o"]
 
 
 @cocotb.test()
 async def softmax_corner_rows(dut):
     """Every corner-case group, random valid gaps and back-pressure, bit-exact."""
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
-    seed = p["seed"]
-    model = Softmax(cfg, lanes=p["lanes"], max_len=p["max_len"])
+    p, cfg, seed, model, i, o = await _setup(dut)
     groups = softmax_groups(cfg, model.lanes, model.max_len, np.random.default_rng(seed))
     beats, want, names = [], [], []
     for name, g in groups:
         beats += group_beats(g)
         want += expected_beats(cfg, g)
         names += [name] * g.shape[1]
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await start(dut)
-    i = StreamPort(dut, "i", model.in_layout)
-    o = StreamPort(dut, "o", model.out_layout)
-    send = cocotb.start_soon(stream_send(dut.clk, i, beats, rng=random.Random(seed + 1),
-                                         valid_prob=p["valid_prob"]))
-    got = await stream_recv(dut.clk, o, len(want), rng=random.Random(seed + 2),
-                            ready_prob=p["ready_prob"])
-    await send
+    got = await stream_through(dut, i, o, beats, len(want), rng_in=random.Random(seed + 1),
+                               valid_prob=p["valid_prob"], rng_out=random.Random(seed + 2),
+                               ready_prob=p["ready_prob"])
     for k, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"group {names[k]!r} beat {k}: got {g}, expected {w} (seed={seed})"
     dut._log.info("%d groups, %d beats bit-exact (seed=%d)", len(groups), len(want), seed)
@@ -50,10 +47,7 @@ async def softmax_corner_rows(dut):
 @cocotb.test()
 async def softmax_full_rate(dut):
     """Back-to-back max-length random rows at full rate: one beat per cycle, row sums ~ 1."""
-    p = load_params()
-    cfg = Config.from_dict(p["config"])
-    seed = p["seed"]
-    model = Softmax(cfg, lanes=p["lanes"], max_len=p["max_len"])
+    p, cfg, seed, model, i, o = await _setup(dut)
     rng = np.random.default_rng(seed + 3)
     one = 1 << cfg.num.score.frac_bits
     n, rows = model.max_len, 4
@@ -61,15 +55,8 @@ async def softmax_full_rate(dut):
               for _ in range(rows)]
     beats = [b for g in groups for b in group_beats(g)]
     want = [b for g in groups for b in expected_beats(cfg, g)]
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    await start(dut)
-    i = StreamPort(dut, "i", model.in_layout)
-    o = StreamPort(dut, "o", model.out_layout)
     acc, tr = [], []
-    send = cocotb.start_soon(stream_send(dut.clk, i, beats, accepted_cycles=acc))
-    got = await stream_recv(dut.clk, o, len(want), transfer_cycles=tr)
-    await send
+    got = await stream_through(dut, i, o, beats, len(want), accepted=acc, transferred=tr)
     assert got == want, f"full-rate output differs (seed={seed})"
     assert acc == list(range(acc[0], acc[0] + len(beats))), "input stalled at full rate"
     assert tr == list(range(tr[0], tr[0] + len(want))), "output has gaps at full rate"

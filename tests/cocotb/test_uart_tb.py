@@ -9,7 +9,16 @@ import random
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from host.cocotb_streams import StreamPort, load_params, start, stream_recv, stream_send
+from host.cocotb_streams import stream_recv, stream_send
+from tests.harness.cocotb_tb import setup_dut, tb_params
+
+
+async def _setup(dut):
+    """The params and the byte streams ``i`` (to tx) and ``o`` (from rx), rx idle high."""
+    p, _ = tb_params()
+    ports = await setup_dut(dut, inputs={"i": None}, outputs={"o": None},
+                            pins={"rx": 1, "clear": 0})
+    return p, ports["i"], ports["o"]
 
 
 async def _decode_tx(dut, count, div):
@@ -56,14 +65,9 @@ async def _drive_rx(dut, data, bit_cycles, rng, stop_bits=None):
 @cocotb.test()
 async def uart_tx_bit_level(dut):
     """Random bytes with random valid gaps leave on tx as correct 8N1 frames."""
-    p = load_params()
+    p, i, _ = await _setup(dut)
     rng = random.Random(p["seed"])
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    dut.rx.value = 1
-    await start(dut)
     data = [rng.randrange(256) for _ in range(p["count"])]
-    i = StreamPort(dut, "i")
     send = cocotb.start_soon(stream_send(dut.clk, i, data, rng=rng, valid_prob=p["valid_prob"]))
     got = await _decode_tx(dut, len(data), p["divisor"])
     await send
@@ -73,15 +77,9 @@ async def uart_tx_bit_level(dut):
 @cocotb.test()
 async def uart_rx_bit_level(dut):
     """Bytes at 0.98x, 1x and 1.02x the nominal bit time, then a framing error."""
-    p = load_params()
+    p, _, o = await _setup(dut)
     rng = random.Random(p["seed"] + 1)
     div = p["divisor"]
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    dut.rx.value = 1
-    dut.clear.value = 0
-    await start(dut)
-    o = StreamPort(dut, "o")
     for ratio in (0.98, 1.0, 1.02):
         data = [rng.randrange(256) for _ in range(p["count"] // 3)]
         drive = cocotb.start_soon(_drive_rx(dut, data, div * ratio, rng))

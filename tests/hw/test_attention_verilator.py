@@ -10,15 +10,14 @@ import pytest
 
 from hw.attention.attention import Attention
 from sim.config import get_config, with_changes
-from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 
 def _run(cfg, tokens, heads, scale, seed, tmp_path, name):
-    run_cocotb(Attention(cfg, tokens), "tests.cocotb.test_attention_tb", name=name,
-               test_dir=tmp_path, seed=seed,
-               params=dict(config=cfg.to_dict(), tokens=tokens, heads=heads, scale=scale,
-                           valid_prob=0.7, ready_prob=0.6))
+    run_block_verilator(Attention(cfg, tokens), "test_attention_tb", tmp_path, seed, cfg,
+                        name=name, tokens=tokens, heads=heads, scale=scale, valid_prob=0.7,
+                        ready_prob=0.6)
 
 
 @pytest.mark.parametrize("p,dw", [(2, 16), (3, 4)])

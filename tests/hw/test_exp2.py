@@ -3,7 +3,7 @@
 Covers every x in the useful range [-(max_shift + 1), 0] (all score LSBs; below it the result is
 0), plus random very negative x down to 2 * score.min_int (the most negative t - M), with a
 random pipeline enable. Also
-prints the max error of the fixed-point exp2 vs exact 2^x (acceptance figure of issue 6).
+prints the max error of the fixed-point exp2 vs exact 2^x (the figure docs/attention.md quotes).
 """
 from __future__ import annotations
 

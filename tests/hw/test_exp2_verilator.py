@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from hw.attention.exp2 import Exp2
 from sim.config import get_config
-from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 
 def test_exp2_verilator(seed, tmp_path):
     cfg = get_config("tiny")
-    run_cocotb(Exp2(cfg), "tests.cocotb.test_exp2_tb", name="exp2", test_dir=tmp_path, seed=seed,
-               params=dict(config=cfg.to_dict(), en_prob=0.7, n_random=300))
+    run_block_verilator(Exp2(cfg), "test_exp2_tb", tmp_path, seed, cfg, en_prob=0.7,
+                        n_random=300)

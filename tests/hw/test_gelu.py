@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from hw.array.gelu import GeluLane, GeluUnit
-from sim.config import Config, with_changes
-from sim.fixed import QFormat
+from sim.config import Config
 from sim.golden.gelu import gelu_exact, gelu_pwl, gelu_step_bits
 from tests.harness import StreamDriver, StreamMonitor, assert_beats_equal, run_pysim
+from tests.harness.configs import gelu_q810
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 
@@ -35,16 +35,8 @@ def gelu_test_inputs(cfg: Config, stride: int, rng: random.Random) -> list[int]:
     return vals
 
 
-def _configs():
-    tiny = Config.tiny()
-    # 18-bit Q8.10 activations: grid step 128 LSB, table with 18 fraction bits, 5 lanes.
-    q810 = with_changes(tiny, name="tiny-q8.10",
-                        num=dict(act=QFormat(8, 10), weight=QFormat(2, 16), bias=QFormat(8, 26),
-                                 gelu_table_frac=18))
-    return [pytest.param(tiny, None, 97, id="tiny"), pytest.param(q810, 5, 389, id="q8.10")]
-
-
-@pytest.mark.parametrize("cfg,lanes,stride", _configs())
+@pytest.mark.parametrize("cfg,lanes,stride", [pytest.param(Config.tiny(), None, 97, id="tiny"),
+                                              pytest.param(gelu_q810(), 5, 389, id="q8.10")])
 def test_gelu_unit_pysim(cfg, lanes, stride, seed):
     rng = random.Random(seed)
     dut = GeluUnit(cfg, lanes)

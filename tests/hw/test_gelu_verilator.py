@@ -11,26 +11,18 @@ import json
 import pytest
 
 from hw.array.gelu import GeluUnit
-from sim.config import Config, with_changes
-from sim.fixed import QFormat
-from host.cocotb_run import run_cocotb
+from sim.config import Config
+from tests.harness.configs import gelu_q810
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 
-def _configs():
-    tiny = Config.tiny()
-    q810 = with_changes(tiny, name="tiny-q8.10",
-                        num=dict(act=QFormat(8, 10), weight=QFormat(2, 16), bias=QFormat(8, 26),
-                                 gelu_table_frac=18))
-    return [pytest.param(tiny, None, id="q8.8"), pytest.param(q810, 8, id="q8.10")]
-
-
-@pytest.mark.parametrize("cfg,lanes", _configs())
+@pytest.mark.parametrize("cfg,lanes", [pytest.param(Config.tiny(), None, id="q8.8"),
+                                       pytest.param(gelu_q810(), 8, id="q8.10")])
 def test_gelu_verilator(cfg, lanes, seed, tmp_path):
     dut = GeluUnit(cfg, lanes)
-    run_cocotb(dut, "tests.cocotb.test_gelu_tb", name="gelu_unit", test_dir=tmp_path, seed=seed,
-               params=dict(config=cfg.to_dict(), lanes=dut.lanes, valid_prob=0.7,
-                           ready_prob=0.6, random_beats=3000))
+    run_block_verilator(dut, "test_gelu_tb", tmp_path, seed, cfg, name="gelu_unit",
+                        lanes=dut.lanes, valid_prob=0.7, ready_prob=0.6, random_beats=3000)
     r = json.loads((tmp_path / "gelu_error.json").read_text())
     print(f"\nGELU unit [{r['config']}, {cfg.num.gelu_segments} segments on "
           f"[0, {cfg.num.gelu_range:g})], all {r['values']} inputs vs exact GELU: max abs "

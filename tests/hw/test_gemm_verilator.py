@@ -11,8 +11,8 @@ import pytest
 
 from hw.array.gemm_engine import GemmEngine
 from sim.config import Config, with_changes
-from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 TINY = Config.tiny()
 
@@ -33,10 +33,9 @@ CASES = [
 def _run(cfg, cases, seed, tmp_path, *, valid_prob, ready_prob, check_cycles, max_m=17,
          max_k=64, max_n=96):
     dut = GemmEngine(cfg, max_m=max_m, max_k=max_k, max_n=max_n)
-    run_cocotb(dut, "tests.cocotb.test_gemm_tb", name="gemm_engine", test_dir=tmp_path,
-               seed=seed, params=dict(config=cfg.to_dict(), max_m=max_m, max_k=max_k,
-                                      max_n=max_n, cases=cases, valid_prob=valid_prob,
-                                      ready_prob=ready_prob, check_cycles=check_cycles))
+    run_block_verilator(dut, "test_gemm_tb", tmp_path, seed, cfg, name="gemm_engine",
+                        max_m=max_m, max_k=max_k, max_n=max_n, cases=cases,
+                        valid_prob=valid_prob, ready_prob=ready_prob, check_cycles=check_cycles)
 
 
 def test_gemm_verilator_random(seed, tmp_path):

@@ -14,9 +14,12 @@ import pytest
 
 from boards.demo_device import DemoDevice
 from boards.system import BridgedSystem
+from hw.top.top_with_memory import TopWithMemory
 from sim.config import get_config
-from host.cocotb_run import run_cocotb
+from sim.memory_image import build_memory_image, memory_size
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
+from tests.system.frames import frame_case
 
 DEMO_DIVISOR = 8          # cycles per UART bit: small, the bit level is what is tested
 
@@ -24,16 +27,11 @@ DEMO_DIVISOR = 8          # cycles per UART bit: small, the bit level is what is
 def test_bridge_demo_uart_verilator(seed, tmp_path):
     cfg = get_config("tiny")
     dut = BridgedSystem(DemoDevice(cfg), cfg, divisor=DEMO_DIVISOR)
-    run_cocotb(dut, "tests.cocotb.test_bridge_tb", name="bridge_demo", test_dir=tmp_path,
-               seed=seed, params=dict(config=cfg.to_dict(), divisor=DEMO_DIVISOR, rounds=6,
-                                      mem_bytes=300, gap_prob=0.3))
+    run_block_verilator(dut, "test_bridge_tb", tmp_path, seed, cfg, name="bridge_demo",
+                        divisor=DEMO_DIVISOR, rounds=6, mem_bytes=300, gap_prob=0.3)
 
 
 def _frame_system(cfg):
-    from hw.top.top_with_memory import TopWithMemory
-    from sim.memory_image import memory_size
-    from sim.memory_image import build_memory_image
-    from tests.system.frames import frame_case
     case = frame_case(cfg, 0)
     _, layout = build_memory_image(cfg, case["qparams"], case["image_q"], 0)
     return BridgedSystem(TopWithMemory(cfg, size=memory_size(layout, cfg)), cfg)
@@ -42,7 +40,6 @@ def _frame_system(cfg):
 @pytest.mark.parametrize("task", [1])
 def test_bridge_frame_verilator(task, seed, tmp_path):
     cfg = get_config("tiny")
-    run_cocotb(_frame_system(cfg), "tests.cocotb.test_bridge_frame_tb", name="bridge_frame",
-               test_dir=tmp_path, seed=seed,
-               params=dict(config=cfg.to_dict(), task=task, valid_prob=0.8, ready_prob=0.7,
-                           max_cycles=4_000_000))
+    run_block_verilator(_frame_system(cfg), "test_bridge_frame_tb", tmp_path, seed, cfg,
+                        name="bridge_frame", task=task, valid_prob=0.8, ready_prob=0.7,
+                        max_cycles=4_000_000)

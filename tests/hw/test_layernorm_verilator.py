@@ -10,8 +10,8 @@ import pytest
 
 from hw.norm.layernorm import LayerNorm
 from sim.config import get_config
-from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 
 @pytest.mark.parametrize("name,lanes,banks,rows", [
@@ -21,6 +21,5 @@ from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 def test_layernorm_verilator(name, lanes, banks, rows, seed, tmp_path):
     cfg = get_config(name)
     dut = LayerNorm(cfg, lanes=lanes, banks=banks)
-    run_cocotb(dut, "tests.cocotb.test_layernorm_tb", name="layernorm", test_dir=tmp_path,
-               seed=seed, params=dict(config=cfg.to_dict(), lanes=dut.lanes, banks=banks,
-                                      rows=rows, valid_prob=0.7, ready_prob=0.6))
+    run_block_verilator(dut, "test_layernorm_tb", tmp_path, seed, cfg, lanes=dut.lanes,
+                        banks=banks, rows=rows, valid_prob=0.7, ready_prob=0.6)

@@ -11,8 +11,8 @@ import pytest
 
 from hw.mem.onchip_memory import OnChipMemory
 from sim.config import Config, with_changes
-from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 from tests.hw.test_mem import DmaDram
 
 
@@ -24,7 +24,6 @@ def test_dma_dram_verilator(latency, beat, seed, tmp_path):
     nbytes, base = 1024, 0x800
     rng = random.Random(seed)
     image = bytes(rng.randrange(256) for _ in range(nbytes))
-    run_cocotb(DmaDram(cfg, image, base), "tests.cocotb.test_prefetch_dram_tb", name="dma_dram",
-               test_dir=tmp_path, seed=seed,
-               params=dict(config=cfg.to_dict(), base=base, image_bytes=nbytes,
-                           latency=max(latency, OnChipMemory.MIN_LATENCY)))
+    run_block_verilator(DmaDram(cfg, image, base), "test_prefetch_dram_tb", tmp_path, seed, cfg,
+                        name="dma_dram", base=base, image_bytes=nbytes,
+                        latency=max(latency, OnChipMemory.MIN_LATENCY))

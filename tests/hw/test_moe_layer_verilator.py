@@ -8,15 +8,14 @@ from __future__ import annotations
 import pytest
 
 from sim.config import Config
-from host.cocotb_run import run_cocotb
-from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from host.bench.moe_system import MoESystem, moe_case
+from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 
 @pytest.mark.parametrize("dead", [False, True], ids=["tiny", "tiny-dead-expert"])
 def test_moe_layer_verilator(dead, seed, tmp_path):
     cfg = Config.tiny()
     case = moe_case(cfg, seed, dead_expert=dead)
-    run_cocotb(MoESystem(cfg, case), "tests.cocotb.test_moe_tb", name="moe_system",
-               test_dir=tmp_path, seed=seed,
-               params=dict(config=cfg.to_dict(), dead=dead, task=case["task"]))
+    run_block_verilator(MoESystem(cfg, case), "test_moe_tb", tmp_path, seed, cfg,
+                        name="moe_system", dead=dead, task=case["task"])

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from hw.moe.patch_reorder import PatchReorder
-from sim.config import Config, with_changes
+from sim.config import Config
 from sim.golden.router import Routing, expert_queues
 from host.pysim import run_pysim, stream_recv, stream_send
+from tests.harness.configs import reorder_configs
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.hw.test_router import router_expected, router_logits
 
@@ -74,13 +75,7 @@ def golden_queue(cfg, experts, weights, e) -> list[dict]:
     return []
 
 
-def _configs():
-    tiny = Config.tiny()
-    e8 = with_changes(tiny, name="tiny-e8k3", model=dict(experts=8, top_k=3))
-    return [pytest.param(tiny, id="tiny"), pytest.param(e8, id="e8-k3")]
-
-
-@pytest.mark.parametrize("cfg", _configs())
+@pytest.mark.parametrize("cfg", reorder_configs())
 def test_patch_reorder_frames(cfg, seed):
     rng = random.Random(seed)
     frames = [random_routing(cfg, rng, tokens=rng.choice([cfg.model.tokens,

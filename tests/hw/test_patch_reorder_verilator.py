@@ -7,19 +7,12 @@ from __future__ import annotations
 import pytest
 
 from hw.moe.patch_reorder import PatchReorder
-from sim.config import Config, with_changes
-from host.cocotb_run import run_cocotb
+from tests.harness.configs import reorder_configs
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 
-def _configs():
-    tiny = Config.tiny()
-    e8 = with_changes(tiny, name="tiny-e8k3", model=dict(experts=8, top_k=3))
-    return [pytest.param(tiny, id="tiny"), pytest.param(e8, id="e8-k3")]
-
-
-@pytest.mark.parametrize("cfg", _configs())
+@pytest.mark.parametrize("cfg", reorder_configs())
 def test_patch_reorder_verilator(cfg, seed, tmp_path):
-    run_cocotb(PatchReorder(cfg), "tests.cocotb.test_reorder_tb", name="patch_reorder",
-               test_dir=tmp_path, seed=seed,
-               params=dict(config=cfg.to_dict(), frames=5, valid_prob=0.6, ready_prob=0.5))
+    run_block_verilator(PatchReorder(cfg), "test_reorder_tb", tmp_path, seed, cfg,
+                        frames=5, valid_prob=0.6, ready_prob=0.5)

@@ -25,10 +25,11 @@ from hw.moe.patch_reorder import expert_list_layout
 from hw.moe.prefetcher import TENSORS, ExpertPrefetcher, expert_address_table, grant_layout, \
     prefetch_geometry
 from sim.weight_image import build_image
-from sim.config import Config, with_changes
+from sim.config import Config
 from sim.golden import quantize_params
 from sim.params import random_params
 from host.pysim import run_pysim, stream_send
+from tests.harness.configs import prefetch_configs
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.hw.test_patch_reorder import golden_list, random_routing
 
@@ -116,16 +117,7 @@ class PrefetchSystem(wiring.Component):
         return m
 
 
-def _configs():
-    tiny = Config.tiny()
-    # 4-byte beats: a weight group (C = 4 int16) spans 2 beats; 32-byte beats: 4 groups a beat.
-    narrow = with_changes(tiny, name="tiny-bus4", hw=dict(mem_bytes_per_cycle=4, mem_latency=20))
-    wide = with_changes(tiny, name="tiny-bus32", hw=dict(mem_bytes_per_cycle=32, mem_latency=3))
-    return [pytest.param(tiny, id="tiny"), pytest.param(narrow, id="bus4"),
-            pytest.param(wide, id="bus32")]
-
-
-@pytest.mark.parametrize("cfg", _configs())
+@pytest.mark.parametrize("cfg", prefetch_configs())
 def test_prefetcher_frame(cfg, seed):
     rng = random.Random(seed)
     block = cfg.model.moe_blocks[0]

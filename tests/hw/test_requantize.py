@@ -17,6 +17,7 @@ from sim.config import Config, with_changes
 from sim.fixed import QFormat, hw_requantize, hw_rshift_round, hw_saturate, requantize, \
     rshift_round, saturate
 from host.pysim import StreamDriver, StreamMonitor, run_pysim
+from tests.harness.configs import q810
 from tests.harness.seeds import rng, seed  # noqa: F401  (pytest fixtures)
 from host.streams import assert_beats_equal, shape_width
 
@@ -64,12 +65,6 @@ def expected(cfg: Config, beats) -> list[list[int]]:
     return requantize(np.array(beats, dtype=np.int64), cfg.num.acc_frac, cfg.num.act).tolist()
 
 
-def _q810() -> Config:
-    """18-bit Q8.10 activations, Q2.16 weights: shift 16, another saturation bound."""
-    return with_changes(Config.tiny(), name="tiny-q8.10",
-                        num=dict(act=QFormat(8, 10), weight=QFormat(2, 16), bias=QFormat(8, 26)))
-
-
 def _short_shift() -> Config:
     """Q2.2 weights: acc_frac 10, shift 2 (a small half-LSB constant)."""
     return with_changes(Config.tiny(), name="tiny-w2.2",
@@ -78,7 +73,7 @@ def _short_shift() -> Config:
 
 CONFIGS = [
     pytest.param(Config.tiny, None, 300, id="tiny"),
-    pytest.param(_q810, 5, 300, id="q8.10-5lanes"),
+    pytest.param(q810, 5, 300, id="q8.10-5lanes"),
     pytest.param(_short_shift, 1, 300, id="shift2-1lane"),
     pytest.param(Config.m3vit_tiny, None, 120, id="m3vit-16lanes"),
 ]
@@ -246,7 +241,7 @@ def test_hw_generators_exhaustive(in_shape):
     _check_comb(in_shape, list(range(lo, hi)), _generator_cases(in_shape.signed))
 
 
-@pytest.mark.parametrize("make_cfg", [Config.tiny, _q810, _short_shift], ids=["tiny", "q8.10",
+@pytest.mark.parametrize("make_cfg", [Config.tiny, q810, _short_shift], ids=["tiny", "q8.10",
                                                                             "shift2"])
 def test_hw_requantize_wide_random(make_cfg, seed, rng):
     """The accumulator-width generators on random + corner accumulators of the config."""

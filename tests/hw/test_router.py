@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from hw.moe.router import Router
-from sim.config import Config, with_changes
+from sim.config import Config
 from sim.golden.router import top_k
 from sim.golden.softmax import LOG2E, softmax_rows, to_score
 from host.pysim import StreamDriver, StreamMonitor, run_pysim
+from tests.harness.configs import router_configs
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from host.streams import assert_beats_equal
 
@@ -63,15 +64,7 @@ def router_expected(cfg: Config, logits: np.ndarray, beats: list[dict]) -> list[
              "weights": w[i].tolist()} for i, b in enumerate(beats)]
 
 
-def _configs():
-    tiny = Config.tiny()
-    # More experts than tiny, k = 3, and the M3ViT expert count: the top-k list and the divider
-    # see longer rows.
-    e16 = with_changes(tiny, name="tiny-e16k3", model=dict(experts=16, top_k=3))
-    return [pytest.param(tiny, id="tiny"), pytest.param(e16, id="e16-k3")]
-
-
-@pytest.mark.parametrize("cfg", _configs())
+@pytest.mark.parametrize("cfg", router_configs())
 def test_router_random_stream(cfg, seed):
     rng = random.Random(seed)
     logits = router_logits(cfg, rng, 150)

@@ -20,7 +20,7 @@ def _clip(cfg: Config, a) -> np.ndarray:
 
 def softmax_groups(cfg: Config, lanes: int, max_len: int, rng: np.random.Generator,
                    n_random: int = 6) -> list[tuple[str, np.ndarray]]:
-    """Named groups covering the corner cases of issue 6 plus random rows."""
+    """Named groups covering the softmax corner cases plus random rows."""
     s = cfg.num.score
     one = 1 << s.frac_bits
     groups = []

@@ -13,8 +13,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.link.uart import BYTE_BITS, UartRx, UartTx
-from host.cocotb_run import run_cocotb
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
+from tests.harness.verilator import run_block_verilator
 
 
 class UartPair(wiring.Component):
@@ -37,6 +37,6 @@ class UartPair(wiring.Component):
 
 @pytest.mark.parametrize("divisor", [5, 16])
 def test_uart_verilator(divisor, seed, tmp_path):
-    run_cocotb(UartPair(divisor), "tests.cocotb.test_uart_tb", name=f"uart_pair_{divisor}",
-               test_dir=tmp_path, seed=seed,
-               params=dict(divisor=divisor, count=40, valid_prob=0.4, ready_prob=0.5))
+    run_block_verilator(UartPair(divisor), "test_uart_tb", tmp_path, seed,
+                        name=f"uart_pair_{divisor}", divisor=divisor, count=40, valid_prob=0.4,
+                        ready_prob=0.5)
