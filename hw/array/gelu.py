@@ -79,10 +79,10 @@ class GeluLane(wiring.Component):
 
     Ports: ``en`` (advance the pipeline), ``x`` (activation in, ``cfg.num.act``), ``bypass``
     (output ``x`` unchanged instead of GELU(x)), ``y`` (registered result of the ``x`` presented
-    :attr:`LATENCY` advances earlier). Throughput 1 value per advance.
+    :attr:`latency` advances earlier). Throughput 1 value per advance.
     """
 
-    LATENCY = 3
+    latency = 3
 
     def __init__(self, cfg: Config):
         self._cfg = cfg
@@ -149,12 +149,12 @@ class GeluUnit(wiring.Component):
     """Stream GELU unit: ``lanes`` values (default ``cfg.hw.array_cols``) per beat, 1 beat/cycle.
 
     ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU of each
-    lane. Latency :attr:`LATENCY` = 3 cycles from an ``i`` handshake to ``o.valid``; throughput
+    lane. Latency :attr:`latency` = 3 cycles from an ``i`` handshake to ``o.valid``; throughput
     one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
     so beats are never dropped or reordered.
     """
 
-    LATENCY = GeluLane.LATENCY
+    latency = GeluLane.latency
 
     def __init__(self, cfg: Config, lanes: int | None = None):
         self._cfg = cfg
@@ -169,10 +169,10 @@ class GeluUnit(wiring.Component):
         m = Module()
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        valid = [Signal(name=f"valid{s}") for s in range(1, self.LATENCY)] + [self.o.valid]
+        valid = [Signal(name=f"valid{s}") for s in range(1, self.latency)] + [self.o.valid]
         with m.If(en):
             m.d.sync += valid[0].eq(self.i.valid)
-            m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, self.LATENCY)]
+            m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, self.latency)]
         for lane in range(self.lanes):
             g = m.submodules[f"lane{lane}"] = GeluLane(self._cfg)
             m.d.comb += [g.en.eq(en), g.x.eq(self.i.payload[lane]), g.bypass.eq(0),

@@ -40,9 +40,9 @@ tile overwrites, the last k tile bypasses the memory and feeds the epilogue) and
 Cycles from the command handshake to the last output handshake, with every stream always
 valid/ready (``sim.cycles.gemm.gemm_cycles``; T = kt * nt tiles)::
 
-    cycles = 2R + (T - 1) * max(M, R) + M + 1 + Epilogue.LATENCY
+    cycles = 2R + (T - 1) * max(M, R) + M + 1 + Epilogue.latency
 
-Latency of one output row: R (array) + 1 (accumulator stage) + Epilogue.LATENCY (7) cycles from
+Latency of one output row: R (array) + 1 (accumulator stage) + Epilogue.latency (7) cycles from
 the activation beat of its last k tile to its ``o`` beat. Throughput: R x C MACs per cycle while
 beats issue (one ``act`` beat per cycle, one ``o`` beat per cycle in the last k tile). ``mac_active_cycles`` counts the cycles in
 which a beat entered the array (R x C MACs each, including padded lanes), ``cycles`` counts the
