@@ -88,8 +88,24 @@ def score_on_dsp(cfg: Config) -> bool:
 class Epilogue(wiring.Component):
     """The fused epilogue (see the module docstring).
 
-    Ports: ``i`` (in, :func:`epilogue_in_layout`), ``res`` (in, :func:`residual_layout`),
-    ``o`` (out, :func:`row_layout`).
+    Parameters
+    ----------
+    cfg : Config
+        Row width (``hw.array_cols`` C), formats, ``hw.epilogue_score_dsp``.
+
+    Ports
+    -----
+    i : In(stream(epilogue_in_layout))
+        One output row per beat: C accumulators, C biases, lane mask, gelu bit, mode.
+    res : In(stream(residual_layout))
+        One beat per row in RESIDUAL / SCALED mode (the row x and the score), none in PLAIN.
+    o : Out(stream(row_layout))
+        The rows in input order.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from an ``i`` handshake to ``o.valid`` (7); throughput one row per cycle.
     """
 
     latency = 4 + GeluLane.latency

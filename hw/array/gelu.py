@@ -77,6 +77,8 @@ def _shape_for(values) -> Shape:
 class GeluLane(wiring.Component):
     """One PWL GELU lane with a clock enable; see the module docstring for the arithmetic.
 
+    Parameters: ``cfg`` (``num.act``, ``num.gelu_segments``, ``num.gelu_table_frac``).
+
     Ports: ``en`` (advance the pipeline), ``x`` (activation in, ``cfg.num.act``), ``bypass``
     (output ``x`` unchanged instead of GELU(x)), ``y`` (registered result of the ``x`` presented
     :attr:`latency` advances earlier). Throughput 1 value per advance.
@@ -148,9 +150,11 @@ class GeluLane(wiring.Component):
 class GeluUnit(wiring.Component):
     """Stream GELU unit: ``lanes`` values (default ``cfg.hw.array_cols``) per beat, 1 beat/cycle.
 
-    ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU of each
-    lane. Latency :attr:`latency` = 3 cycles from an ``i`` handshake to ``o.valid``; throughput
-    one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
+    Parameters: ``cfg``, ``lanes`` (default ``cfg.hw.array_cols``).
+
+    Ports: ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU
+    of each lane, beats in input order. Latency :attr:`latency` = 3 cycles from an ``i``
+    handshake to ``o.valid``; throughput one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
     so beats are never dropped or reordered.
     """
 

@@ -39,7 +39,29 @@ def out_layout(cfg: Config, ap: AttentionParams) -> data.StructLayout:
 
 
 class AttentionNormalizer(wiring.Component):
-    """Shared normalizer of the attention lanes (see the module docstring)."""
+    """Shared normalizer of the attention lanes (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+        Formats (``num.act``, R = ``recip_bits(cfg)``).
+    ap : AttentionParams
+        Lanes p, head dimension, ``norm_width`` nw, accumulator and reciprocal widths.
+
+    Ports
+    -----
+    holds : In(p x hd accumulators); hold_full : In(p); hold_clear : Out(p)
+        The lanes' finished rows; ``hold_clear[k]`` with the last beat of lane k's row.
+    r : In(stream(q_bits)) x p
+        The lanes' reciprocals, taken with the row's first beat.
+    o : Out(stream(out_layout))
+        ``hd / nw`` beats per row, rows in query order, ``last`` on a head's final beat.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from issuing a beat (N1) to ``o.valid`` (3); throughput one beat per cycle.
+    """
 
     latency = 3
 
