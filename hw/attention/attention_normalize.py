@@ -29,6 +29,7 @@ from sim.config import Config
 from sim.fixed import hw_rshift_round, hw_saturate
 from sim.golden.softmax import recip_bits
 from hw.attention.attention_lane import AttentionParams
+from hw.common import Loop, count_nested
 
 __all__ = ["AttentionNormalizer", "out_layout"]
 
@@ -138,12 +139,10 @@ class AttentionNormalizer(wiring.Component):
             ]
         with m.If(issue):
             m.d.sync += r_cur.eq(r_use)
+            # beat of the row; the row's last beat steps both the query row of the head and the
+            # (lane, group) position of that row
+            count_nested(m, [Loop(beat, last=beats - 1), Loop(lane, last=nrows - 1),
+                             Loop(group, last=ap.G - 1)])
             with m.If(last_beat):
-                m.d.sync += [beat.eq(0), row.eq(Mux(row == ap.N - 1, 0, row + 1))]
-                with m.If(lane == nrows - 1):
-                    m.d.sync += [lane.eq(0), group.eq(Mux(group == ap.G - 1, 0, group + 1))]
-                with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
-            with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+                count_nested(m, [Loop(row, last=ap.N - 1)])
         return m
