@@ -108,7 +108,7 @@ class GeluLane(wiring.Component):
         lo_rom = Array(Const(v, lo_shape) for v in lo_vals)
         slope_rom = Array(Const(v, slope_shape) for v in slope_vals)
 
-        # --- stage 1: segment lookup -------------------------------------------------------
+        # stage 1: segment lookup
         x = self.x
         ax = Mux(x < 0, -x, x)                            # act.bits + 1 bits: |min_int| fits
         a = Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]   # golden: min(|x|, max_int)
@@ -128,7 +128,7 @@ class GeluLane(wiring.Component):
                 slope1.eq(Mux(inside, slope_rom[seg], 0)),
             ]
 
-        # --- stage 2: interpolation --------------------------------------------------------
+        # stage 2: interpolation
         # slope x remainder is a small (sb-bit) product: shift-add, no DSP
         d_val = lo1 + hw_rshift_round(shift_add_mul(m, slope1, r1, "slope_r"), sb)
         # |round(slope * r / 2^sb)| <= |slope|, so d lies within lo + [min(slope, 0), max(slope, 0)]
@@ -139,7 +139,7 @@ class GeluLane(wiring.Component):
         with m.If(self.en):
             m.d.sync += [d2.eq(d_val), x2.eq(x1), byp2.eq(byp1)]
 
-        # --- stage 3: ReLU(x) - d, one rounding, saturation -----------------------------------
+        # stage 3: ReLU(x) - d, one rounding, saturation
         relu = Mux(x2 > 0, x2, 0)
         g = hw_saturate(hw_rshift_round((relu << extra) - d2, extra), act)
         with m.If(self.en):
