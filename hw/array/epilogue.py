@@ -21,7 +21,7 @@ Lanes whose ``mask`` bit is 0 (columns beyond N of a partial tile) output 0.
 Pipeline, 7 register stages, one row per cycle:
   1. acc + bias            2. requantize            3-5. GELU lane (or bypass)
   6. t = y * s (consumes the ``res`` beat)          7. saturate(x + round(t)), mask
-Latency :attr:`Epilogue.LATENCY` = 7 cycles from an ``i`` handshake to ``o.valid``; throughput one
+Latency :attr:`Epilogue.latency` = 7 cycles from an ``i`` handshake to ``o.valid``; throughput one
 row per cycle. Back-pressure on ``o`` or a missing ``res`` beat stalls the whole pipeline.
 """
 from __future__ import annotations
@@ -88,11 +88,27 @@ def score_on_dsp(cfg: Config) -> bool:
 class Epilogue(wiring.Component):
     """The fused epilogue (see the module docstring).
 
-    Ports: ``i`` (in, :func:`epilogue_in_layout`), ``res`` (in, :func:`residual_layout`),
-    ``o`` (out, :func:`row_layout`).
+    Parameters
+    ----------
+    cfg : Config
+        Row width (``hw.array_cols`` C), formats, ``hw.epilogue_score_dsp``.
+
+    Ports
+    -----
+    i : In(stream(epilogue_in_layout))
+        One output row per beat: C accumulators, C biases, lane mask, gelu bit, mode.
+    res : In(stream(residual_layout))
+        One beat per row in RESIDUAL / SCALED mode (the row x and the score), none in PLAIN.
+    o : Out(stream(row_layout))
+        The rows in input order.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from an ``i`` handshake to ``o.valid`` (7); throughput one row per cycle.
     """
 
-    LATENCY = 4 + GeluLane.LATENCY
+    latency = 4 + GeluLane.latency
 
     def __init__(self, cfg: Config):
         self._cfg = cfg
@@ -108,12 +124,12 @@ class Epilogue(wiring.Component):
         n = cfg.num
         C = cfg.hw.array_cols
         act, acc_bits, sf = n.act, n.acc_bits, n.exp.frac_bits
-        G = GeluLane.LATENCY
+        G = GeluLane.latency
         dsp = score_on_dsp(cfg)
 
         # Stage bookkeeping: valid, mode, mask travel with each row. Index s = content of the
-        # register after stage s (s = 1 .. LATENCY); stage LATENCY's valid is o.valid.
-        L = self.LATENCY
+        # register after stage s (s = 1 .. latency); stage latency's valid is o.valid.
+        L = self.latency
         valid = [None] + [Signal(name=f"v{s}") for s in range(1, L)] + [self.o.valid]
         mode = [None] + [Signal(EpilogueMode, name=f"mode{s}") for s in range(1, L)]
         mask = [None] + [Signal(C, name=f"mask{s}") for s in range(1, L)]

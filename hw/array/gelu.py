@@ -77,12 +77,14 @@ def _shape_for(values) -> Shape:
 class GeluLane(wiring.Component):
     """One PWL GELU lane with a clock enable; see the module docstring for the arithmetic.
 
+    Parameters: ``cfg`` (``num.act``, ``num.gelu_segments``, ``num.gelu_table_frac``).
+
     Ports: ``en`` (advance the pipeline), ``x`` (activation in, ``cfg.num.act``), ``bypass``
     (output ``x`` unchanged instead of GELU(x)), ``y`` (registered result of the ``x`` presented
-    :attr:`LATENCY` advances earlier). Throughput 1 value per advance.
+    :attr:`latency` advances earlier). Throughput 1 value per advance.
     """
 
-    LATENCY = 3
+    latency = 3
 
     def __init__(self, cfg: Config):
         self._cfg = cfg
@@ -106,7 +108,7 @@ class GeluLane(wiring.Component):
         lo_rom = Array(Const(v, lo_shape) for v in lo_vals)
         slope_rom = Array(Const(v, slope_shape) for v in slope_vals)
 
-        # --- stage 1: segment lookup -------------------------------------------------------
+        # stage 1: segment lookup
         x = self.x
         ax = Mux(x < 0, -x, x)                            # act.bits + 1 bits: |min_int| fits
         a = Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]   # golden: min(|x|, max_int)
@@ -126,7 +128,7 @@ class GeluLane(wiring.Component):
                 slope1.eq(Mux(inside, slope_rom[seg], 0)),
             ]
 
-        # --- stage 2: interpolation --------------------------------------------------------
+        # stage 2: interpolation
         # slope x remainder is a small (sb-bit) product: shift-add, no DSP
         d_val = lo1 + hw_rshift_round(shift_add_mul(m, slope1, r1, "slope_r"), sb)
         # |round(slope * r / 2^sb)| <= |slope|, so d lies within lo + [min(slope, 0), max(slope, 0)]
@@ -137,7 +139,7 @@ class GeluLane(wiring.Component):
         with m.If(self.en):
             m.d.sync += [d2.eq(d_val), x2.eq(x1), byp2.eq(byp1)]
 
-        # --- stage 3: ReLU(x) - d, one rounding, saturation -----------------------------------
+        # stage 3: ReLU(x) - d, one rounding, saturation
         relu = Mux(x2 > 0, x2, 0)
         g = hw_saturate(hw_rshift_round((relu << extra) - d2, extra), act)
         with m.If(self.en):
@@ -148,13 +150,15 @@ class GeluLane(wiring.Component):
 class GeluUnit(wiring.Component):
     """Stream GELU unit: ``lanes`` values (default ``cfg.hw.array_cols``) per beat, 1 beat/cycle.
 
-    ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU of each
-    lane. Latency :attr:`LATENCY` = 3 cycles from an ``i`` handshake to ``o.valid``; throughput
-    one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
+    Parameters: ``cfg``, ``lanes`` (default ``cfg.hw.array_cols``).
+
+    Ports: ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU
+    of each lane, beats in input order. Latency :attr:`latency` = 3 cycles from an ``i``
+    handshake to ``o.valid``; throughput one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
     so beats are never dropped or reordered.
     """
 
-    LATENCY = GeluLane.LATENCY
+    latency = GeluLane.latency
 
     def __init__(self, cfg: Config, lanes: int | None = None):
         self._cfg = cfg
@@ -169,10 +173,10 @@ class GeluUnit(wiring.Component):
         m = Module()
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
-        valid = [Signal(name=f"valid{s}") for s in range(1, self.LATENCY)] + [self.o.valid]
+        valid = [Signal(name=f"valid{s}") for s in range(1, self.latency)] + [self.o.valid]
         with m.If(en):
             m.d.sync += valid[0].eq(self.i.valid)
-            m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, self.LATENCY)]
+            m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, self.latency)]
         for lane in range(self.lanes):
             g = m.submodules[f"lane{lane}"] = GeluLane(self._cfg)
             m.d.comb += [g.en.eq(en), g.x.eq(self.i.payload[lane]), g.bypass.eq(0),

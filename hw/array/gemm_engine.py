@@ -40,13 +40,14 @@ tile overwrites, the last k tile bypasses the memory and feeds the epilogue) and
 Cycles from the command handshake to the last output handshake, with every stream always
 valid/ready (``sim.cycles.gemm.gemm_cycles``; T = kt * nt tiles)::
 
-    cycles = 2R + (T - 1) * max(M, R) + M + 1 + Epilogue.LATENCY
+    cycles = 2R + (T - 1) * max(M, R) + M + 1 + Epilogue.latency
 
-Latency of one output row: R (array) + 1 (accumulator stage) + Epilogue.LATENCY (7) cycles from
-the activation beat of its last k tile to its ``o`` beat. Throughput: R x C MACs per cycle while
-beats issue (one ``act`` beat per cycle, one ``o`` beat per cycle in the last k tile). ``mac_active_cycles`` counts the cycles in
-which a beat entered the array (R x C MACs each, including padded lanes), ``cycles`` counts the
-cycles of the command; both restart at each command and count until the last output beat.
+Latency of one output row: R (array) + 1 (accumulator stage) + Epilogue.latency (7) cycles from
+the activation beat of its last k tile to its ``o`` beat (:attr:`GemmEngine.latency`).
+Throughput: R x C MACs per cycle while beats issue (one ``act`` beat per cycle, one ``o`` beat per
+cycle in the last k tile). ``mac_active_cycles`` counts the cycles in which a beat entered the
+array (R x C MACs each, including padded lanes), ``cycles`` counts the cycles of the command; both
+restart at each command and count until the last output beat.
 
 Accumulator bound: |x @ w.T + b| <= K * 2^(a+w-2) + 2^(bias-1) < 2^(acc_bits-1) for every
 K <= max_inner_dim, which ``Config`` validates (a + w + ceil(log2 K) + 1 <= acc_bits: 43 <= 48 for
@@ -70,6 +71,7 @@ credit scheme (issue a last-k-tile beat only when an output FIFO has room) would
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
@@ -82,6 +84,7 @@ from sim.cycles.gemm import gemm_tiles
 
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
+from hw.common import Loop, accept_job, count_nested
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
@@ -169,13 +172,42 @@ def gemm_output(cfg: Config, beats, m: int, n: int) -> np.ndarray:
 
 
 class GemmEngine(wiring.Component):
-    """The tiled GEMM engine (see the module docstring for the stream formats and schedule).
+    """The tiled GEMM engine (see the module docstring for the schedule).
 
-    Parameters: ``cfg``; ``max_m``, ``max_k``, ``max_n`` (default :func:`default_limits`): the
-    largest sizes a command may carry (``max_m`` sets the accumulator memory depth).
+    Parameters
+    ----------
+    cfg : Config
+        Array size (``hw.array_rows`` R, ``hw.array_cols`` C) and formats.
+    max_m, max_k, max_n : int, optional
+        The largest sizes a command may carry (default :func:`default_limits`; ``max_m`` sets
+        the accumulator memory depth).
 
-    Ports: ``cmd``, ``act``, ``w``, ``bias``, ``res`` (stream inputs), ``o`` (stream output),
-    ``busy``, ``cycles``, ``mac_active_cycles`` (``cfg.hw.gemm_counter_bits`` wide).
+    Ports
+    -----
+    (beat order: module docstring and :func:`gemm_streams`)
+
+    cmd : In(stream(cmd_layout))
+        One GEMM; accepted while ``busy`` is low.
+    act : In(stream(R activations))
+        nt * kt * M beats: column tile n0 (outer), k tile k0, row m (inner).
+    w : In(stream(C weights))
+        nt * K beats: column tile n0 (outer), k (inner).
+    bias : In(stream(C biases))
+        nt beats if ``cmd.bias``, else none.
+    res : In(stream(residual_layout))
+        nt * M beats in RESIDUAL / SCALED mode, else none.
+    o : Out(stream(row_layout))
+        nt * M beats: column tile n0 (outer), row m (inner).
+    busy : Out(1)
+        From the command handshake to the last ``o`` beat.
+    cycles, mac_active_cycles : Out(cfg.hw.gemm_counter_bits)
+        Cycles of the current command / cycles in which a beat entered the array.
+
+    Attributes
+    ----------
+    latency : int
+        R + 1 + ``Epilogue.latency`` cycles from a row's last-k-tile ``act`` beat to its ``o``
+        beat without back-pressure; throughput one ``act`` beat per cycle.
     """
 
     def __init__(self, cfg: Config, max_m: int | None = None, max_k: int | None = None,
@@ -196,12 +228,15 @@ class GemmEngine(wiring.Component):
             "mac_active_cycles": Out(h.gemm_counter_bits),
         })
 
+    @property
+    def latency(self) -> int:
+        """Cycles from the ``act`` beat of a row's last k tile to its ``o`` beat (no stall)."""
+        return self._cfg.hw.array_rows + 1 + Epilogue.latency
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        R, C = cfg.hw.array_rows, cfg.hw.array_cols
-        acc_bits = cfg.num.acc_bits
-        max_m, max_k, max_n = self.max_m, self.max_k, self.max_n
+        R = cfg.hw.array_rows
 
         m.submodules.array = array = PEArray(cfg)
         m.submodules.epi = epi = Epilogue(cfg)
@@ -209,14 +244,11 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, epi.o, wiring.flipped(self.o))
 
         en = Signal()           # advance the array / accumulator pipeline
-        busy = self.busy
+        c = Signal(cmd_layout(cfg, self.max_m, self.max_k, self.max_n), name="command")
+        start = accept_job(m, self.cmd, self.busy)
 
-        # ---- command ---------------------------------------------------------------------
-        c = Signal(cmd_layout(cfg, max_m, max_k, max_n))
-        m.d.comb += self.cmd.ready.eq(~busy)
-        start = self.cmd.valid & self.cmd.ready
-
-        # ---- per-bank state: loaded (tile waiting / computing) and drain position ----------
+        # Per weight bank: ``loaded`` (a tile is waiting or computing) and ``since`` (how many
+        # array rows the last beat of the bank's previous tile has passed: rows below it are free).
         loaded = Signal(2)
         since = [Signal(range(R + 1), name=f"since{b}", init=R) for b in range(2)]
         with m.If(en):
@@ -224,151 +256,172 @@ class GemmEngine(wiring.Component):
                 with m.If(since[b] < R):
                     m.d.sync += since[b].eq(since[b] + 1)
 
-        # ---- weight loader ------------------------------------------------------------------
-        ld_active = Signal()
-        ld_kb = Signal(range(max_k + R + 1))
-        ld_nb = Signal(range(max_n + C + 1))
-        ld_row = Signal(range(R))
-        ld_bank = Signal()
-        ld_real = ld_kb + ld_row < c.k
-        ld_free = ~loaded.bit_select(ld_bank, 1) & (Mux(ld_bank, since[1], since[0]) > ld_row)
-        ld_go = ld_active & ld_free & (self.w.valid | ~ld_real)
+        restart = []    # registers reloaded when a command starts (emitted last: they win)
+        self._load_weights(m, array, c, loaded, since, restart)
+        issue, beat = self._issue_activations(m, en, array, c, loaded, since, restart)
+        sums = self._accumulate(m, en, array, c, issue, beat)
+        bias_fifo, bias_ok = self._bias_queue(m, c, restart)
+        self._feed_epilogue(m, en, epi, c, sums, bias_fifo, bias_ok, restart)
+        self._count_outputs(m, c, issue, restart)
+
+        with m.If(start):
+            m.d.sync += [c.eq(self.cmd.payload), self.busy.eq(1),
+                         loaded.eq(0), since[0].eq(R), since[1].eq(R), *restart]
+        return m
+
+    def _load_weights(self, m, array, c, loaded, since, restart):
+        """Weight loader: the next tile's R rows into the idle bank, zero rows beyond K."""
+        R, C = self._cfg.hw.array_rows, self._cfg.hw.array_cols
+        load_active = Signal()
+        load_k0 = Signal(range(self.max_k + R + 1))
+        load_n0 = Signal(range(self.max_n + C + 1))
+        load_row = Signal(range(R))
+        load_bank = Signal()
+        load_real = load_k0 + load_row < c.k
+        load_free = (~loaded.bit_select(load_bank, 1)
+                     & (Mux(load_bank, since[1], since[0]) > load_row))
+        load_go = load_active & load_free & (self.w.valid | ~load_real)
         m.d.comb += [
-            self.w.ready.eq(ld_active & ld_free & ld_real),
-            array.w_en.eq(ld_go),
-            array.w_row.eq(ld_row),
-            array.w_bank.eq(ld_bank),
+            self.w.ready.eq(load_active & load_free & load_real),
+            array.w_en.eq(load_go),
+            array.w_row.eq(load_row),
+            array.w_bank.eq(load_bank),
         ]
         for col in range(C):
-            m.d.comb += array.w_data[col].eq(Mux(ld_real, self.w.payload[col], 0))
-        with m.If(ld_go):
-            m.d.sync += ld_row.eq(ld_row + 1)
-            with m.If(ld_row == R - 1):
-                m.d.sync += [ld_row.eq(0), ld_bank.eq(~ld_bank),
-                             loaded.bit_select(ld_bank, 1).eq(1)]
-                with m.If(ld_kb + R >= c.k):
-                    m.d.sync += [ld_kb.eq(0), ld_nb.eq(ld_nb + C)]
-                    with m.If(ld_nb + C >= c.n):
-                        m.d.sync += ld_active.eq(0)
-                with m.Else():
-                    m.d.sync += ld_kb.eq(ld_kb + R)
+            m.d.comb += array.w_data[col].eq(Mux(load_real, self.w.payload[col], 0))
+        with m.If(load_go):
+            count_nested(m, [Loop(load_row, last=R - 1),
+                             Loop(load_k0, is_last=load_k0 + R >= c.k, step=R),
+                             Loop(load_n0, is_last=load_n0 + C >= c.n, step=C, first=None)],
+                         done=[load_active.eq(0)])
+            with m.If(load_row == R - 1):
+                m.d.sync += [load_bank.eq(~load_bank), loaded.bit_select(load_bank, 1).eq(1)]
+        restart += [load_active.eq(1), load_k0.eq(0), load_n0.eq(0), load_row.eq(0),
+                    load_bank.eq(0)]
 
-        # ---- activation issue ---------------------------------------------------------------
-        is_active = Signal()
-        is_kb = Signal(range(max_k + R + 1))
-        is_nb = Signal(range(max_n + C + 1))
-        is_m = Signal(range(max_m + 1))
-        is_bank = Signal()
-        can_issue = is_active & loaded.bit_select(is_bank, 1)
+    def _issue_activations(self, m, en, array, c, loaded, since, restart):
+        """Activation issue: one ``act`` beat per enabled cycle into a loaded bank.
+
+        Returns ``issue`` and the metadata of the issued beat (row m, first / last k tile).
+        """
+        R, C = self._cfg.hw.array_rows, self._cfg.hw.array_cols
+        issue_active = Signal()
+        issue_k0 = Signal(range(self.max_k + R + 1))
+        issue_n0 = Signal(range(self.max_n + C + 1))
+        issue_m = Signal(range(self.max_m + 1))
+        issue_bank = Signal()
+        can_issue = issue_active & loaded.bit_select(issue_bank, 1)
         issue = Signal()
         m.d.comb += [
             self.act.ready.eq(en & can_issue),
             issue.eq(en & can_issue & self.act.valid),
             array.en.eq(en),
             array.x.eq(self.act.payload),
-            array.bank.eq(is_bank),
+            array.bank.eq(issue_bank),
         ]
         with m.If(issue):
-            m.d.sync += is_m.eq(is_m + 1)
-            with m.If(is_m == c.m - 1):
+            count_nested(m, [Loop(issue_m, last=c.m - 1),
+                             Loop(issue_k0, is_last=issue_k0 + R >= c.k, step=R),
+                             Loop(issue_n0, is_last=issue_n0 + C >= c.n, step=C, first=None)],
+                         done=[issue_active.eq(0)])
+            with m.If(issue_m == c.m - 1):
                 # Last beat of this tile: its bank is released; row 0 reads it this cycle.
-                m.d.sync += [is_m.eq(0), is_bank.eq(~is_bank),
-                             loaded.bit_select(is_bank, 1).eq(0)]
+                m.d.sync += [issue_bank.eq(~issue_bank), loaded.bit_select(issue_bank, 1).eq(0)]
                 for b in range(2):
-                    with m.If(is_bank == b):
+                    with m.If(issue_bank == b):
                         m.d.sync += since[b].eq(1)
-                with m.If(is_kb + R >= c.k):
-                    m.d.sync += [is_kb.eq(0), is_nb.eq(is_nb + C)]
-                    with m.If(is_nb + C >= c.n):
-                        m.d.sync += is_active.eq(0)
-                with m.Else():
-                    m.d.sync += is_kb.eq(is_kb + R)
+        restart += [issue_active.eq(1), issue_k0.eq(0), issue_n0.eq(0), issue_m.eq(0),
+                    issue_bank.eq(0)]
+        beat = SimpleNamespace(m=issue_m, first=issue_k0 == 0, last=issue_k0 + R >= c.k)
+        return issue, beat
 
-        # ---- metadata travelling with each beat through the array ------------------------------
-        md_layout = data.StructLayout({"valid": 1, "m": range(max_m), "first": 1, "last": 1})
-        md = [Signal(md_layout, name="md0")]
-        m.d.comb += [md[0].valid.eq(issue), md[0].m.eq(is_m), md[0].first.eq(is_kb == 0),
-                     md[0].last.eq(is_kb + R >= c.k)]
+    def _accumulate(self, m, en, array, c, issue, beat):
+        """Metadata alongside the array, then the accumulator read-modify-write across k tiles.
+
+        Returns the sum stage (``valid``: the row's last k tile, ``acc``: its C sums).
+        """
+        R, C = self._cfg.hw.array_rows, self._cfg.hw.array_cols
+        acc_bits = self._cfg.num.acc_bits
+        meta_layout = data.StructLayout({"valid": 1, "m": range(self.max_m), "first": 1,
+                                         "last": 1})
+        meta = [Signal(meta_layout, name="meta0")]
+        m.d.comb += [meta[0].valid.eq(issue), meta[0].m.eq(beat.m), meta[0].first.eq(beat.first),
+                     meta[0].last.eq(beat.last)]
         for i in range(1, R + 1):
-            s = Signal(md_layout, name=f"md{i}")
+            s = Signal(meta_layout, name=f"meta{i}")
             with m.If(en):
-                m.d.sync += s.eq(md[-1])
-            md.append(s)
-        mda = md[R]             # the beat whose sums are on array.psum
+                m.d.sync += s.eq(meta[-1])
+            meta.append(s)
+        at_psum = meta[R]             # the beat whose sums are on array.psum
 
-        # ---- accumulator memory (read-modify-write across k tiles) ----------------------------
         m.submodules.acc_mem = mem = Memory(shape=data.ArrayLayout(signed(acc_bits), C),
-                                            depth=max_m, init=[])
+                                            depth=self.max_m, init=[])
         wp = mem.write_port()
         rp = mem.read_port(transparent_for=(wp,))
         acc_new = Signal(data.ArrayLayout(signed(acc_bits), C))
         for col in range(C):
-            m.d.comb += acc_new[col].eq(Mux(mda.first, array.psum[col],
+            m.d.comb += acc_new[col].eq(Mux(at_psum.first, array.psum[col],
                                             rp.data[col] + array.psum[col]))
         m.d.comb += [
-            rp.addr.eq(md[R - 1].m), rp.en.eq(en),
-            wp.addr.eq(mda.m), wp.data.eq(acc_new), wp.en.eq(en & mda.valid & ~mda.last),
+            rp.addr.eq(meta[R - 1].m), rp.en.eq(en),
+            wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
+            wp.en.eq(en & at_psum.valid & ~at_psum.last),
         ]
-        s_valid = Signal()
-        s_acc = Signal(data.ArrayLayout(signed(acc_bits), C))
+        sum_valid = Signal()
+        sum_acc = Signal(data.ArrayLayout(signed(acc_bits), C))
         with m.If(en):
-            m.d.sync += [s_valid.eq(mda.valid & mda.last), s_acc.eq(acc_new)]
+            m.d.sync += [sum_valid.eq(at_psum.valid & at_psum.last), sum_acc.eq(acc_new)]
+        return SimpleNamespace(valid=sum_valid, acc=sum_acc)
 
-        # ---- bias: one beat per column tile, two-entry FIFO ---------------------------------
-        bias_w = cfg.num.bias.bits * C
-        m.submodules.bias_fifo = bfifo = fifo.SyncFIFO(width=bias_w, depth=2)
-        b_nb = Signal(range(max_n + C + 1))    # column tile of the next bias beat to accept
-        b_take = busy & c.bias & (b_nb < c.n)
-        m.d.comb += [bfifo.w_data.eq(self.bias.payload), bfifo.w_en.eq(self.bias.valid & b_take),
-                     self.bias.ready.eq(bfifo.w_rdy & b_take)]
+    def _bias_queue(self, m, c, restart):
+        """Bias: one beat per column tile into a two-entry FIFO. Returns (fifo, bias_ok)."""
+        cfg, C = self._cfg, self._cfg.hw.array_cols
+        m.submodules.bias_fifo = bias_fifo = fifo.SyncFIFO(width=cfg.num.bias.bits * C, depth=2)
+        bias_n0 = Signal(range(self.max_n + C + 1))    # column tile of the next bias beat
+        bias_take = self.busy & c.bias & (bias_n0 < c.n)
+        m.d.comb += [bias_fifo.w_data.eq(self.bias.payload),
+                     bias_fifo.w_en.eq(self.bias.valid & bias_take),
+                     self.bias.ready.eq(bias_fifo.w_rdy & bias_take)]
         with m.If(self.bias.valid & self.bias.ready):
-            m.d.sync += b_nb.eq(b_nb + C)
-        bias_ok = ~c.bias | bfifo.r_rdy
-        bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bfifo.r_data)
+            m.d.sync += bias_n0.eq(bias_n0 + C)
+        restart += [bias_n0.eq(0)]
+        return bias_fifo, ~c.bias | bias_fifo.r_rdy
 
-        # ---- epilogue feed ----------------------------------------------------------------
-        e_m = Signal(range(max_m + 1))
-        e_nb = Signal(range(max_n + C + 1))
+    def _feed_epilogue(self, m, en, epi, c, sums, bias_fifo, bias_ok, restart):
+        """Epilogue feed: sums + bias + lane mask; the pipeline enable ``en`` comes from here."""
+        cfg, C = self._cfg, self._cfg.hw.array_cols
+        bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bias_fifo.r_data)
+        epi_m = Signal(range(self.max_m + 1))
+        epi_n0 = Signal(range(self.max_n + C + 1))
         m.d.comb += [
-            epi.i.valid.eq(s_valid & bias_ok),
-            epi.i.payload.acc.eq(s_acc),
+            epi.i.valid.eq(sums.valid & bias_ok),
+            epi.i.payload.acc.eq(sums.acc),
             epi.i.payload.gelu.eq(c.gelu),
             epi.i.payload.mode.eq(c.mode),
-            en.eq(~s_valid | (epi.i.ready & bias_ok)),
+            en.eq(~sums.valid | (epi.i.ready & bias_ok)),
         ]
         for col in range(C):
             m.d.comb += [
                 epi.i.payload.bias[col].eq(Mux(c.bias, bias_head[col], 0)),
-                epi.i.payload.mask[col].eq(e_nb + col < c.n),
+                epi.i.payload.mask[col].eq(epi_n0 + col < c.n),
             ]
-        e_last_row = e_m == c.m - 1
         with m.If(epi.i.valid & epi.i.ready):
-            m.d.sync += e_m.eq(e_m + 1)
-            with m.If(e_last_row):
-                m.d.sync += [e_m.eq(0), e_nb.eq(e_nb + C)]
-        m.d.comb += bfifo.r_en.eq(epi.i.valid & epi.i.ready & e_last_row & c.bias)
+            count_nested(m, [Loop(epi_m, last=c.m - 1),
+                             Loop(epi_n0, is_last=epi_n0 + C >= c.n, step=C, first=None)])
+        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & (epi_m == c.m - 1) & c.bias)
+        restart += [epi_m.eq(0), epi_n0.eq(0)]
 
-        # ---- output count, busy, counters ----------------------------------------------------
-        o_m = Signal(range(max_m + 1))
-        o_nb = Signal(range(max_n + C + 1))
+    def _count_outputs(self, m, c, issue, restart):
+        """Output count (the last ``o`` beat ends the command) and the cycle counters."""
+        C = self._cfg.hw.array_cols
+        out_m = Signal(range(self.max_m + 1))
+        out_n0 = Signal(range(self.max_n + C + 1))
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += o_m.eq(o_m + 1)
-            with m.If(o_m == c.m - 1):
-                m.d.sync += [o_m.eq(0), o_nb.eq(o_nb + C)]
-                with m.If(o_nb + C >= c.n):
-                    m.d.sync += busy.eq(0)
-        with m.If(busy):
+            count_nested(m, [Loop(out_m, last=c.m - 1),
+                             Loop(out_n0, is_last=out_n0 + C >= c.n, step=C, first=None)],
+                         done=[self.busy.eq(0)])
+        with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(issue):
             m.d.sync += self.mac_active_cycles.eq(self.mac_active_cycles + 1)
-
-        with m.If(start):
-            m.d.sync += [
-                c.eq(self.cmd.payload), busy.eq(1),
-                loaded.eq(0), since[0].eq(R), since[1].eq(R),
-                ld_active.eq(1), ld_kb.eq(0), ld_nb.eq(0), ld_row.eq(0), ld_bank.eq(0),
-                is_active.eq(1), is_kb.eq(0), is_nb.eq(0), is_m.eq(0), is_bank.eq(0),
-                b_nb.eq(0), e_m.eq(0), e_nb.eq(0), o_m.eq(0), o_nb.eq(0),
-                self.cycles.eq(0), self.mac_active_cycles.eq(0),
-            ]
-        return m
+        restart += [out_m.eq(0), out_n0.eq(0), self.cycles.eq(0), self.mac_active_cycles.eq(0)]

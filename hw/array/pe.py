@@ -26,7 +26,14 @@ __all__ = ["PE"]
 
 
 class PE(wiring.Component):
-    """Weight-stationary MAC PE with a double-buffered weight.
+    """Weight-stationary MAC PE with a double-buffered weight: ``psum_out = psum_in + x * w``.
+
+    Parameters
+    ----------
+    cfg : Config
+        Operand formats (``num.act``, ``num.weight``).
+    psum_in_shape, psum_out_shape : shape
+        Widths of the partial sum entering from the row above and leaving to the row below.
 
     Ports:
       - ``en``: advance (the whole array shares one clock enable).
@@ -35,7 +42,12 @@ class PE(wiring.Component):
       - ``w_data`` (``signed(weight.bits)``), ``w_we`` (2 bits, one per bank): weight write; it
         takes effect at the end of the cycle whether or not ``en`` is high (the array's loader
         only writes a bank the PE no longer reads, see :class:`hw.array.gemm_engine.GemmEngine`).
+
+    Latency :attr:`latency` = 1 advance from ``x`` / ``psum_in`` to ``psum_out``; one MAC per
+    advance.
     """
+
+    latency = 1
 
     def __init__(self, cfg: Config, psum_in_shape, psum_out_shape):
         self._cfg = cfg

@@ -59,6 +59,11 @@ def psum_bits(cfg: Config, rows: int) -> int:
 class PEArray(wiring.Component):
     """The R x C MAC array with input skew and double-buffered weights.
 
+    Parameters
+    ----------
+    cfg : Config
+        Size (``hw.array_rows`` R, ``hw.array_cols`` C) and operand formats.
+
     Ports:
       - ``en`` (1): advance the whole array by one beat.
       - ``x`` (``ArrayLayout(signed(act.bits), R)``): the beat entering this advance (unskewed).
@@ -67,6 +72,8 @@ class PEArray(wiring.Component):
         (1), ``w_en`` (1): write one weight row of one bank.
       - ``psum`` (``ArrayLayout(signed(psum_bits(cfg, R)), C)``, registered): the C dot products of
         the beat presented :attr:`latency` advances earlier.
+
+    Latency :attr:`latency` = R advances; throughput one beat (R x C MACs) per advance.
     """
 
     def __init__(self, cfg: Config):

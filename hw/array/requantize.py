@@ -57,10 +57,18 @@ class Requantize(wiring.Component):
     lanes : int, optional
         Values per beat; defaults to ``cfg.hw.array_cols`` (one PE-array output row).
 
+    Ports
+    -----
+    i : In(stream(ArrayLayout(signed(acc_bits), lanes)))
+        One vector of accumulators per beat.
+    o : Out(stream(ArrayLayout(signed(act.bits), lanes)))
+        The narrowed vectors in input order.
+
     Attributes
     ----------
     latency : int
-        Cycles from acceptance on ``i`` to presentation on ``o`` (1).
+        Cycles from acceptance on ``i`` to presentation on ``o`` (1); throughput one beat per
+        cycle.
     """
 
     latency = 1

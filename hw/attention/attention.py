@@ -8,14 +8,14 @@ Structure (``p = cfg.hw.attn_parallel`` lanes, ``dw = cfg.hw.attn_dot_width`` mu
 lane for q.k and as many for e*v, ``c = head_dim / dw`` chunks per row):
 
 - the **K/V stream** carries, for each group of p query rows, every key/value row once, chunk by
-  chunk (order: ``hw.attention.attention_stream``). An accepted beat enters lane 0 and is passed on, one
-  register per lane, so lane i sees the same beat i cycles after lane 0 (the *skew*): every lane
-  consumes every K/V beat, and external memory delivers one K chunk + one V chunk per cycle
-  whatever p is. Scores never leave the lanes and each score is exponentiated once (online
+  chunk (order: ``hw.attention.attention_stream``). An accepted beat enters lane 0 and is passed
+  on, one register per lane, so lane i sees the same beat i cycles after lane 0 (the *skew*):
+  every lane consumes every K/V beat, and external memory delivers one K chunk + one V chunk per
+  cycle whatever p is. Scores never leave the lanes and each score is exponentiated once (online
   softmax with an integer running max: rescaling the sum and the output accumulator is a shift).
-- V chunks wait in a small FIFO until lane 0 has the exponential of their key (``E_LATENCY``
-  cycles after the key's last K chunk); they then travel down the lanes with the same skew, so
-  each lane meets v_j exactly when its own e_j is ready.
+- V chunks wait in a small FIFO until lane 0 has the exponential of their key
+  (``AttentionLane.latency`` cycles after the key's last K chunk); they then travel down the lanes
+  with the same skew, so each lane meets v_j exactly when its own e_j is ready.
 - **Q rows** are loaded into the lanes' ``q_next`` buffers while the previous group runs; a group
   starts (its first K/V beat is accepted) only when all p lanes hold their row (lanes beyond the
   last row of a head's final, partial group get a dummy and their results are dropped).
@@ -51,10 +51,11 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from hw.attention.attention_lane import (E_LATENCY, AttentionLane, AttentionParams, attention_params,
-                             kbeat_layout, vbeat_layout)
+from hw.attention.attention_lane import (AttentionLane, AttentionParams, attention_params,
+                                         kbeat_layout, vbeat_layout)
 from hw.attention.attention_normalize import AttentionNormalizer, out_layout
 from hw.attention.attention_stream import kv_bytes_per_beat
+from hw.common import Loop, count_nested
 
 __all__ = ["Attention", "STAT_BITS", "attention_layouts"]
 
@@ -83,10 +84,25 @@ class Attention(wiring.Component):
     norm_width : int, optional
         Outputs normalized per cycle (O beat width); default from ``attention_params``.
 
+    Ports
+    -----
+    q : In(stream(ArrayLayout(act, dw)))
+        Q rows in order, c beats per row (``hw.attention.attention_stream``).
+    kv : In(stream({k, v}))
+        Per group of p rows: every key/value row once, chunk by chunk.
+    o : Out(stream({o, last}))
+        O rows in order, ``head_dim / norm_width`` beats each; ``last`` ends a head.
+    kv_bytes, cycles : Out(48)
+        Bytes accepted on ``kv`` and cycles since reset.
+
     Attributes
     ----------
     ap : AttentionParams
         Every derived size (p, dw, c, N, G, widths, norm_width, ...).
+
+    Latency and throughput: one K/V beat per cycle; the cycle count of a head is
+    ``sim.cycles.attention.attention_head_cycles`` (the latency is not a single constant: it
+    depends on N, c and the divider; see the module docstring).
     """
 
     def __init__(self, cfg: Config, tokens: int | None = None, norm_width: int | None = None):
@@ -96,7 +112,7 @@ class Attention(wiring.Component):
         lay = attention_layouts(cfg, ap)
         self.q_layout, self.kv_layout, self.o_layout = lay["q"], lay["kv"], lay["o"]
         self.bytes_per_beat = kv_bytes_per_beat(cfg)
-        self.vfifo_depth = 2 * ap.c + E_LATENCY + 4
+        self.vfifo_depth = 2 * ap.c + AttentionLane.latency + 4
         super().__init__({
             "q": In(stream.Signature(self.q_layout)),
             "kv": In(stream.Signature(self.kv_layout)),
@@ -108,11 +124,9 @@ class Attention(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, ap = self.cfg, self.ap
-        p, c, N, G = ap.p, ap.c, ap.N, ap.G
-        last_rows = N - (G - 1) * p
 
         lanes = []
-        for i in range(p):
+        for i in range(ap.p):
             lane = AttentionLane(cfg, ap, i)
             m.submodules[f"lane{i}"] = lane
             lanes.append(lane)
@@ -124,104 +138,111 @@ class Attention(wiring.Component):
         for ln in lanes:
             m.d.comb += ln.adv.eq(adv)
 
-        # ---------------- K/V input and the lane chain ----------------
-        in_ci = Signal(range(c))
-        in_j = Signal(range(N))
-        in_g = Signal(range(G))
-        nrows_in = Signal(range(p + 1))
-        q_ok = Signal()
-        group_start = Signal()
-        accept = Signal()
-        m.d.comb += [
-            nrows_in.eq(Mux(in_g == G - 1, last_rows, p)),
-            group_start.eq((in_ci == 0) & (in_j == 0)),
-            q_ok.eq(_all([ln.q_full for ln in lanes])),
-            self.kv.ready.eq(adv & vfifo.w_rdy & (~group_start | q_ok)),
-            accept.eq(self.kv.valid & self.kv.ready),
-        ]
-        k0 = Signal(kbeat_layout(ap))
-        with m.If(adv):
-            m.d.sync += [k0.valid.eq(accept), k0.k.eq(self.kv.payload.k), k0.ci.eq(in_ci),
-                         k0.first.eq(in_j == 0), k0.last.eq(in_j == N - 1),
-                         k0.nrows.eq(nrows_in)]
-        with m.If(accept):
-            with m.If(in_ci == c - 1):
-                m.d.sync += in_ci.eq(0)
-                with m.If(in_j == N - 1):
-                    m.d.sync += [in_j.eq(0), in_g.eq(Mux(in_g == G - 1, 0, in_g + 1))]
-                with m.Else():
-                    m.d.sync += in_j.eq(in_j + 1)
-            with m.Else():
-                m.d.sync += in_ci.eq(in_ci + 1)
-        m.d.comb += [vfifo.w_en.eq(accept), vfifo.w_data.eq(self.kv.payload.v.as_value())]
+        accept = self._kv_input(m, adv, lanes, vfifo)
+        self._v_sequencer(m, adv, lanes, vfifo)
+        self._q_loader(m, lanes)
 
-        m.d.comb += lanes[0].kin.eq(k0)
-        for a, b in zip(lanes, lanes[1:]):
-            m.d.comb += b.kin.eq(a.kout)
-
-        # ---------------- V sequencer ----------------
-        # Lane 0's e_j leaves Exp2: pop v_j's c chunks on this and the next c - 1 advancing
-        # cycles. Keys are >= c cycles apart, so a new e never arrives mid-sequence.
-        v0 = Signal(vbeat_layout(ap))
-        vs_ci = Signal(range(c))
-        vs_busy = Signal()
-        pop = Signal()
-        m.d.comb += [pop.eq(adv & (lanes[0].e_event | vs_busy)), vfifo.r_en.eq(pop)]
-        with m.If(adv):
-            m.d.sync += [v0.valid.eq(pop), v0.v.eq(vfifo.r_data),
-                         v0.ci.eq(Mux(vs_busy, vs_ci, 0))]
-            if c > 1:
-                with m.If(pop):
-                    cur = Mux(vs_busy, vs_ci, 0)
-                    m.d.sync += [vs_ci.eq(Mux(cur == c - 1, 0, cur + 1)),
-                                 vs_busy.eq(cur != c - 1)]
-        m.d.comb += lanes[0].vin.eq(v0)
-        for a, b in zip(lanes, lanes[1:]):
-            m.d.comb += b.vin.eq(a.vout)
-
-        # ---------------- Q loader ----------------
-        # Fills q_next of lane ql for group qg; lanes past the rows of a partial group get a
-        # dummy fill (no Q beat) so that every lane's q_full tracks the same group sequence.
-        ql = Signal(range(p))
-        qc = Signal(range(c))
-        qg = Signal(range(G))
-        q_rows = Signal(range(p + 1))
-        real = Signal()
-        lane_full = Signal()
-        load = Signal()
-        m.d.comb += [
-            q_rows.eq(Mux(qg == G - 1, last_rows, p)),
-            real.eq(ql < q_rows),
-            lane_full.eq(Array(ln.q_full for ln in lanes)[ql]),
-            self.q.ready.eq(real & ~lane_full),
-            load.eq(~lane_full & (~real | self.q.valid)),
-        ]
-        for i, ln in enumerate(lanes):
-            m.d.comb += [ln.q_we.eq(load & (ql == i)),
-                         ln.q_chunk.eq(Mux(real, qc, c - 1)),
-                         ln.q_data.eq(self.q.payload)]
-        with m.If(load):
-            with m.If(~real | (qc == c - 1)):
-                m.d.sync += qc.eq(0)
-                with m.If(ql == p - 1):
-                    m.d.sync += [ql.eq(0), qg.eq(Mux(qg == G - 1, 0, qg + 1))]
-                with m.Else():
-                    m.d.sync += ql.eq(ql + 1)
-            with m.Else():
-                m.d.sync += qc.eq(qc + 1)
-
-        # ---------------- normalizer ----------------
         for i, ln in enumerate(lanes):
             m.d.comb += [norm.holds[i].eq(ln.hold), norm.hold_full[i].eq(ln.hold_full),
                          ln.hold_clear.eq(norm.hold_clear[i])]
             wiring.connect(m, ln.r, norm.r[i])
         wiring.connect(m, norm.o, wiring.flipped(self.o))
 
-        # ---------------- memory-port counters ----------------
+        # memory-port counters
         with m.If(accept):
             m.d.sync += self.kv_bytes.eq(self.kv_bytes + self.bytes_per_beat)
         m.d.sync += self.cycles.eq(self.cycles + 1)
         return m
+
+    def _group_rows(self, group):
+        """Query rows of a group: p, or fewer in the last (partial) group of a head."""
+        ap = self.ap
+        return Mux(group == ap.G - 1, ap.N - (ap.G - 1) * ap.p, ap.p)
+
+    def _chunk_row_group(self, m, advance, name, rows, chunk_is_last=None):
+        """Counters (chunk, row, group): chunk 0 .. c-1 of row 0 .. rows-1 of group 0 .. G-1,
+        stepped when ``advance``; the chunk level also wraps on ``chunk_is_last``."""
+        ap = self.ap
+        chunk = Signal(range(ap.c), name=f"{name}_chunk")
+        row = Signal(range(rows), name=f"{name}_row")
+        group = Signal(range(ap.G), name=f"{name}_group")
+        chunk_last = chunk == ap.c - 1
+        if chunk_is_last is not None:
+            chunk_last = chunk_is_last | chunk_last
+        with m.If(advance):
+            count_nested(m, [Loop(chunk, is_last=chunk_last), Loop(row, last=rows - 1),
+                             Loop(group, last=ap.G - 1)])
+        return chunk, row, group
+
+    def _kv_input(self, m, adv, lanes, vfifo):
+        """K/V input: a beat is accepted into lane 0's K register and the V FIFO; the lanes
+        pass K on, one register each. A group starts only when every lane holds its Q row."""
+        ap = self.ap
+        N = ap.N
+        q_ok = Signal()
+        group_start = Signal()
+        accept = Signal()
+        kv_chunk, kv_key, kv_group = self._chunk_row_group(m, accept, "kv", N)
+        nrows_in = Signal(range(ap.p + 1))
+        m.d.comb += [
+            nrows_in.eq(self._group_rows(kv_group)),
+            group_start.eq((kv_chunk == 0) & (kv_key == 0)),
+            q_ok.eq(_all([ln.q_full for ln in lanes])),
+            self.kv.ready.eq(adv & vfifo.w_rdy & (~group_start | q_ok)),
+            accept.eq(self.kv.valid & self.kv.ready),
+        ]
+        k0 = Signal(kbeat_layout(ap))
+        with m.If(adv):
+            m.d.sync += [k0.valid.eq(accept), k0.k.eq(self.kv.payload.k), k0.ci.eq(kv_chunk),
+                         k0.first.eq(kv_key == 0), k0.last.eq(kv_key == N - 1),
+                         k0.nrows.eq(nrows_in)]
+        m.d.comb += [vfifo.w_en.eq(accept), vfifo.w_data.eq(self.kv.payload.v.as_value())]
+        m.d.comb += lanes[0].kin.eq(k0)
+        for a, b in zip(lanes, lanes[1:]):
+            m.d.comb += b.kin.eq(a.kout)
+        return accept
+
+    def _v_sequencer(self, m, adv, lanes, vfifo):
+        """Lane 0's e_j leaves Exp2: pop v_j's c chunks on this and the next c - 1 advancing
+        cycles. Keys are >= c cycles apart, so a new e never arrives mid-sequence."""
+        c = self.ap.c
+        v0 = Signal(vbeat_layout(self.ap))
+        v_chunk = Signal(range(c))
+        v_busy = Signal()
+        pop = Signal()
+        m.d.comb += [pop.eq(adv & (lanes[0].e_event | v_busy)), vfifo.r_en.eq(pop)]
+        with m.If(adv):
+            m.d.sync += [v0.valid.eq(pop), v0.v.eq(vfifo.r_data),
+                         v0.ci.eq(Mux(v_busy, v_chunk, 0))]
+            if c > 1:
+                with m.If(pop):
+                    cur = Mux(v_busy, v_chunk, 0)
+                    m.d.sync += [v_chunk.eq(Mux(cur == c - 1, 0, cur + 1)),
+                                 v_busy.eq(cur != c - 1)]
+        m.d.comb += lanes[0].vin.eq(v0)
+        for a, b in zip(lanes, lanes[1:]):
+            m.d.comb += b.vin.eq(a.vout)
+
+    def _q_loader(self, m, lanes):
+        """Fills q_next of lane ``q_lane`` for group ``q_group``; lanes past the rows of a partial
+        group get a dummy fill (no Q beat) so that every lane's q_full tracks the same group
+        sequence."""
+        c = self.ap.c
+        real = Signal()
+        lane_full = Signal()
+        load = Signal()
+        q_chunk, q_lane, q_group = self._chunk_row_group(m, load, "q", self.ap.p,
+                                                         chunk_is_last=~real)
+        m.d.comb += [
+            real.eq(q_lane < self._group_rows(q_group)),
+            lane_full.eq(Array(ln.q_full for ln in lanes)[q_lane]),
+            self.q.ready.eq(real & ~lane_full),
+            load.eq(~lane_full & (~real | self.q.valid)),
+        ]
+        for i, ln in enumerate(lanes):
+            m.d.comb += [ln.q_we.eq(load & (q_lane == i)),
+                         ln.q_chunk.eq(Mux(real, q_chunk, c - 1)),
+                         ln.q_data.eq(self.q.payload)]
 
 
 def _any(bits):

@@ -29,6 +29,7 @@ from sim.config import Config
 from sim.fixed import hw_rshift_round, hw_saturate
 from sim.golden.softmax import recip_bits
 from hw.attention.attention_lane import AttentionParams
+from hw.common import Loop, count_nested
 
 __all__ = ["AttentionNormalizer", "out_layout"]
 
@@ -39,7 +40,29 @@ def out_layout(cfg: Config, ap: AttentionParams) -> data.StructLayout:
 
 
 class AttentionNormalizer(wiring.Component):
-    """Shared normalizer of the attention lanes (see the module docstring)."""
+    """Shared normalizer of the attention lanes (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+        Formats (``num.act``, R = ``recip_bits(cfg)``).
+    ap : AttentionParams
+        Lanes p, head dimension, ``norm_width`` nw, accumulator and reciprocal widths.
+
+    Ports
+    -----
+    holds : In(p x hd accumulators); hold_full : In(p); hold_clear : Out(p)
+        The lanes' finished rows; ``hold_clear[k]`` with the last beat of lane k's row.
+    r : In(stream(q_bits)) x p
+        The lanes' reciprocals, taken with the row's first beat.
+    o : Out(stream(out_layout))
+        ``hd / nw`` beats per row, rows in query order, ``last`` on a head's final beat.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from issuing a beat (N1) to ``o.valid`` (3); throughput one beat per cycle.
+    """
 
     latency = 3
 
@@ -116,12 +139,10 @@ class AttentionNormalizer(wiring.Component):
             ]
         with m.If(issue):
             m.d.sync += r_cur.eq(r_use)
+            # beat of the row; the row's last beat steps both the query row of the head and the
+            # (lane, group) position of that row
+            count_nested(m, [Loop(beat, last=beats - 1), Loop(lane, last=nrows - 1),
+                             Loop(group, last=ap.G - 1)])
             with m.If(last_beat):
-                m.d.sync += [beat.eq(0), row.eq(Mux(row == ap.N - 1, 0, row + 1))]
-                with m.If(lane == nrows - 1):
-                    m.d.sync += [lane.eq(0), group.eq(Mux(group == ap.G - 1, 0, group + 1))]
-                with m.Else():
-                    m.d.sync += lane.eq(lane + 1)
-            with m.Else():
-                m.d.sync += beat.eq(beat + 1)
+                count_nested(m, [Loop(row, last=ap.N - 1)])
         return m

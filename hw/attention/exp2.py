@@ -78,10 +78,20 @@ class Exp2(wiring.Component):
     cfg : Config
         Widths from ``cfg.num.score``, ``cfg.num.exp``; table size from ``cfg.num.exp2_segments``.
 
+    Ports
+    -----
+    x : In(signed(score.bits + 1))
+        Operand (<= 0), sampled on an edge with ``en`` high.
+    en : In(1)
+        Pipeline advance.
+    y : Out(unsigned(exp.bits))
+        2^x in ``cfg.num.exp``.
+
     Attributes
     ----------
     latency : int
-        Enabled cycles from sampling ``x`` to the result on ``y`` (3).
+        Enabled cycles from sampling ``x`` to the result on ``y`` (3); throughput one value per
+        enabled cycle.
     """
 
     latency = 3

@@ -51,6 +51,19 @@ class Reciprocal(wiring.Component):
         Independent sums per beat, divided in lock step.
     bits_per_cycle : int
         Quotient bits retired per cycle (restoring steps unrolled per cycle).
+
+    Ports
+    -----
+    i : In(stream(ArrayLayout(unsigned(l_bits), lanes)))
+        One set of sums per beat, accepted while idle or on the edge that hands a result over.
+    o : Out(stream(ArrayLayout(unsigned(q_bits), lanes)))
+        round(2^R / l) per lane.
+
+    Attributes
+    ----------
+    latency : int
+        ``ceil(q_bits / bits_per_cycle)`` cycles from the accepting edge to ``o.valid``;
+        throughput one beat per ``latency + 1`` cycles.
     """
 
     def __init__(self, cfg: Config, l_bits: int, lanes: int = 1, bits_per_cycle: int = 1):

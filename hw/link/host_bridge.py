@@ -54,6 +54,8 @@ memories.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -117,6 +119,22 @@ class HostBridge(wiring.Component):
         top level's register width.
     csr_read_latency : int
         Cycles from a stable ``addr`` to valid ``rdata`` (>= 1).
+
+    Ports
+    -----
+    rx : In(stream(8))
+        Command bytes: the command, then its arguments little-endian, then (MEM_WRITE) the data
+        beats, each W bytes in address order.
+    tx : Out(stream(8))
+        Responses, low byte first (MEM_READ: the beats in address order).
+    csr : Out(csr_signature)
+        ``addr``, ``wdata``, ``we`` out, ``rdata`` in.
+    host_mode : Out(1)
+        Set by HOST_MODE.
+    mem_rd, mem_wr : Out(MemReadSignature), Out(MemWriteSignature)
+        The burst memory bus (request, then beats).
+
+    Latency and throughput: module docstring (``Timing``); one byte per cycle on each stream.
     """
 
     def __init__(self, cfg: Config, csr_signature: wiring.Signature | None = None,
@@ -147,161 +165,179 @@ class HostBridge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
-        W = beat_bytes(cfg)
-        B = cfg.hw.mem_max_burst
+        W = beat_bytes(self.cfg)
         RB = self.data_bits // 8
         n_args = max(REG_ADDR_BYTES + RB, MEM_ADDR_BYTES + 1, 1)
         n_tx = max(IDENT_LEN, RB, W)
-        rx, tx = self.rx, self.tx
         rd, wr = self.mem_rd, self.mem_wr
 
-        cmd = Signal(8)
-        args = Signal(8 * n_args)
-        idx = Signal(range(n_args + 1))
-        need = Signal(range(n_args + 1))
-        txbuf = Signal(8 * n_tx)
-        txcnt = Signal(range(n_tx + 1))
-        beats_left = Signal(range(B + 1))
-        beat = Signal(8 * W)
-        bcnt = Signal(range(W + 1))
-        wait = Signal(range(self.csr_read_latency + 1))
-
-        reg_addr = args[:8 * REG_ADDR_BYTES]
-        reg_data = args[8 * REG_ADDR_BYTES: 8 * REG_ADDR_BYTES + 8 * RB]
-        mem_addr = args[:8 * MEM_ADDR_BYTES]
-        mem_beats = args[8 * MEM_ADDR_BYTES: 8 * MEM_ADDR_BYTES + 8]
-        beats_ok = (mem_beats != 0) & (mem_beats <= B)
+        r = SimpleNamespace(
+            command=Signal(8, name="command"),
+            args=Signal(8 * n_args, name="args"),
+            arg_index=Signal(range(n_args + 1), name="arg_index"),
+            arg_count=Signal(range(n_args + 1), name="arg_count"),
+            tx_shift=Signal(8 * n_tx, name="tx_shift"),
+            tx_count=Signal(range(n_tx + 1), name="tx_count"),
+            beats_left=Signal(range(self.cfg.hw.mem_max_burst + 1), name="beats_left"),
+            beat=Signal(8 * W, name="beat"),
+            byte_count=Signal(range(W + 1), name="byte_count"),
+            read_wait=Signal(range(self.csr_read_latency + 1), name="read_wait"))
+        reg_addr = r.args[:8 * REG_ADDR_BYTES]
+        reg_data = r.args[8 * REG_ADDR_BYTES: 8 * REG_ADDR_BYTES + 8 * RB]
+        mem_addr = r.args[:8 * MEM_ADDR_BYTES]
+        r.mem_beats = r.args[8 * MEM_ADDR_BYTES: 8 * MEM_ADDR_BYTES + 8]
 
         # The register port is driven straight from the argument register: it is stable from
         # the cycle after the last argument byte until the next command starts.
         m.d.comb += [self.csr.addr.eq(reg_addr), self.csr.wdata.eq(reg_data),
-                     tx.payload.eq(txbuf[:8]),
-                     rd.rd_req.payload.addr.eq(mem_addr), rd.rd_req.payload.beats.eq(mem_beats),
-                     wr.wr_req.payload.addr.eq(mem_addr), wr.wr_req.payload.beats.eq(mem_beats),
-                     wr.wr_data.payload.data.eq(beat)]
-
-        def respond(byte):
-            m.d.sync += [txbuf.eq(byte), txcnt.eq(1)]
-            m.next = "SEND"
+                     self.tx.payload.eq(r.tx_shift[:8]),
+                     rd.rd_req.payload.addr.eq(mem_addr), rd.rd_req.payload.beats.eq(r.mem_beats),
+                     wr.wr_req.payload.addr.eq(mem_addr), wr.wr_req.payload.beats.eq(r.mem_beats),
+                     wr.wr_data.payload.data.eq(r.beat)]
 
         with m.FSM():
-            with m.State("CMD"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    m.d.sync += [cmd.eq(rx.payload), idx.eq(0)]
-                    with m.Switch(rx.payload):
-                        with m.Case(CMD["NOP"]):
-                            pass
-                        with m.Case(CMD["IDENT"]):
-                            m.d.sync += [txbuf.eq(int.from_bytes(self.ident, "little")),
-                                         txcnt.eq(IDENT_LEN)]
-                            m.next = "SEND"
-                        with m.Case(CMD["REG_WRITE"]):
-                            m.d.sync += need.eq(REG_ADDR_BYTES + RB)
-                            m.next = "ARGS"
-                        with m.Case(CMD["REG_READ"]):
-                            m.d.sync += need.eq(REG_ADDR_BYTES)
-                            m.next = "ARGS"
-                        with m.Case(CMD["MEM_WRITE"], CMD["MEM_READ"]):
-                            m.d.sync += need.eq(MEM_ADDR_BYTES + 1)
-                            m.next = "ARGS"
-                        with m.Case(CMD["HOST_MODE"]):
-                            m.d.sync += need.eq(1)
-                            m.next = "ARGS"
-                        with m.Default():
-                            respond(UNKNOWN)
-
-            with m.State("ARGS"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    m.d.sync += [args.word_select(idx, 8).eq(rx.payload), idx.eq(idx + 1)]
-                    with m.If(idx == need - 1):
-                        m.next = "EXEC"
-
-            with m.State("EXEC"):
-                with m.Switch(cmd):
-                    with m.Case(CMD["REG_WRITE"]):
-                        m.d.comb += self.csr.we.eq(1)
-                        respond(ACK)
-                    with m.Case(CMD["REG_READ"]):
-                        m.d.sync += wait.eq(self.csr_read_latency - 1)
-                        m.next = "REG_READ"
-                    with m.Case(CMD["HOST_MODE"]):
-                        m.d.sync += self.host_mode.eq(args[0])
-                        respond(ACK)
-                    with m.Case(CMD["MEM_WRITE"]):
-                        with m.If(beats_ok):
-                            m.next = "MW_REQ"
-                        with m.Else():
-                            respond(NAK)
-                    with m.Default():           # MEM_READ
-                        with m.If(beats_ok):
-                            m.next = "MR_REQ"
-                        with m.Else():
-                            respond(NAK)
-
-            with m.State("REG_READ"):
-                with m.If(wait != 0):
-                    m.d.sync += wait.eq(wait - 1)
-                with m.Else():
-                    m.d.sync += [txbuf.eq(self.csr.rdata), txcnt.eq(RB)]
-                    m.next = "SEND"
-
-            with m.State("SEND"):
-                m.d.comb += tx.valid.eq(1)
-                with m.If(tx.ready):
-                    m.d.sync += [txbuf.eq(txbuf >> 8), txcnt.eq(txcnt - 1)]
-                    with m.If(txcnt == 1):
-                        # a MEM_READ goes on with its next beat; everything else is done
-                        with m.If(beats_left != 0):
-                            m.next = "MR_DATA"
-                        with m.Else():
-                            m.next = "CMD"
-
-            with m.State("MW_REQ"):
-                m.d.comb += wr.wr_req.valid.eq(1)
-                with m.If(wr.wr_req.ready):
-                    m.d.sync += [beats_left.eq(mem_beats), bcnt.eq(0)]
-                    m.next = "MW_COLLECT"
-
-            with m.State("MW_COLLECT"):
-                m.d.comb += rx.ready.eq(1)
-                with m.If(rx.valid):
-                    # bytes arrive in address order: byte b ends up in beat[8b : 8b + 8]
-                    m.d.sync += [beat.eq((beat >> 8) | (rx.payload << (8 * (W - 1)))),
-                                 bcnt.eq(bcnt + 1)]
-                    with m.If(bcnt == W - 1):
-                        m.next = "MW_PUSH"
-
-            with m.State("MW_PUSH"):
-                m.d.comb += wr.wr_data.valid.eq(1)
-                with m.If(wr.wr_data.ready):
-                    m.d.sync += [beats_left.eq(beats_left - 1), bcnt.eq(0)]
-                    with m.If(beats_left == 1):
-                        m.next = "MW_RESP"
-                    with m.Else():
-                        m.next = "MW_COLLECT"
-
-            with m.State("MW_RESP"):
-                m.d.comb += wr.wr_resp.ready.eq(1)
-                with m.If(wr.wr_resp.valid):
-                    with m.If(wr.wr_resp.payload):
-                        respond(NAK)
-                    with m.Else():
-                        respond(ACK)
-
-            with m.State("MR_REQ"):
-                m.d.comb += rd.rd_req.valid.eq(1)
-                with m.If(rd.rd_req.ready):
-                    m.d.sync += beats_left.eq(mem_beats)
-                    m.next = "MR_DATA"
-
-            with m.State("MR_DATA"):
-                m.d.comb += rd.rd_data.ready.eq(1)
-                with m.If(rd.rd_data.valid):
-                    m.d.sync += [txbuf.eq(rd.rd_data.payload.data), txcnt.eq(W),
-                                 beats_left.eq(beats_left - 1)]
-                    m.next = "SEND"
+            self._decode(m, r, RB)
+            self._execute(m, r, RB)
+            self._send(m, r)
+            self._mem_write(m, r, W)
+            self._mem_read(m, r, W)
         return m
 
+    @staticmethod
+    def _respond(m, r, byte):
+        """Answer one byte (from the next state on)."""
+        m.d.sync += [r.tx_shift.eq(byte), r.tx_count.eq(1)]
+        m.next = "SEND"
+
+    def _decode(self, m, r, RB):
+        """States CMD (the command byte: how many argument bytes follow) and ARGS."""
+        rx = self.rx
+        with m.State("CMD"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.sync += [r.command.eq(rx.payload), r.arg_index.eq(0)]
+                with m.Switch(rx.payload):
+                    with m.Case(CMD["NOP"]):
+                        pass
+                    with m.Case(CMD["IDENT"]):
+                        m.d.sync += [r.tx_shift.eq(int.from_bytes(self.ident, "little")),
+                                     r.tx_count.eq(IDENT_LEN)]
+                        m.next = "SEND"
+                    with m.Case(CMD["REG_WRITE"]):
+                        m.d.sync += r.arg_count.eq(REG_ADDR_BYTES + RB)
+                        m.next = "ARGS"
+                    with m.Case(CMD["REG_READ"]):
+                        m.d.sync += r.arg_count.eq(REG_ADDR_BYTES)
+                        m.next = "ARGS"
+                    with m.Case(CMD["MEM_WRITE"], CMD["MEM_READ"]):
+                        m.d.sync += r.arg_count.eq(MEM_ADDR_BYTES + 1)
+                        m.next = "ARGS"
+                    with m.Case(CMD["HOST_MODE"]):
+                        m.d.sync += r.arg_count.eq(1)
+                        m.next = "ARGS"
+                    with m.Default():
+                        self._respond(m, r, UNKNOWN)
+
+        with m.State("ARGS"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                m.d.sync += [r.args.word_select(r.arg_index, 8).eq(rx.payload),
+                             r.arg_index.eq(r.arg_index + 1)]
+                with m.If(r.arg_index == r.arg_count - 1):
+                    m.next = "EXEC"
+
+    def _execute(self, m, r, RB):
+        """States EXEC (act on a complete command) and REG_READ (wait for ``rdata``)."""
+        beats_ok = (r.mem_beats != 0) & (r.mem_beats <= self.cfg.hw.mem_max_burst)
+        with m.State("EXEC"):
+            with m.Switch(r.command):
+                with m.Case(CMD["REG_WRITE"]):
+                    m.d.comb += self.csr.we.eq(1)
+                    self._respond(m, r, ACK)
+                with m.Case(CMD["REG_READ"]):
+                    m.d.sync += r.read_wait.eq(self.csr_read_latency - 1)
+                    m.next = "REG_READ"
+                with m.Case(CMD["HOST_MODE"]):
+                    m.d.sync += self.host_mode.eq(r.args[0])
+                    self._respond(m, r, ACK)
+                with m.Case(CMD["MEM_WRITE"]):
+                    with m.If(beats_ok):
+                        m.next = "MW_REQ"
+                    with m.Else():
+                        self._respond(m, r, NAK)
+                with m.Default():           # MEM_READ
+                    with m.If(beats_ok):
+                        m.next = "MR_REQ"
+                    with m.Else():
+                        self._respond(m, r, NAK)
+
+        with m.State("REG_READ"):
+            with m.If(r.read_wait != 0):
+                m.d.sync += r.read_wait.eq(r.read_wait - 1)
+            with m.Else():
+                m.d.sync += [r.tx_shift.eq(self.csr.rdata), r.tx_count.eq(RB)]
+                m.next = "SEND"
+
+    def _send(self, m, r):
+        """State SEND: shift ``tx_count`` bytes out, low byte first."""
+        with m.State("SEND"):
+            m.d.comb += self.tx.valid.eq(1)
+            with m.If(self.tx.ready):
+                m.d.sync += [r.tx_shift.eq(r.tx_shift >> 8), r.tx_count.eq(r.tx_count - 1)]
+                with m.If(r.tx_count == 1):
+                    # a MEM_READ goes on with its next beat; everything else is done
+                    with m.If(r.beats_left != 0):
+                        m.next = "MR_DATA"
+                    with m.Else():
+                        m.next = "CMD"
+
+    def _mem_write(self, m, r, W):
+        """MEM_WRITE data phase: request, then per beat collect W bytes and push; response."""
+        rx, wr = self.rx, self.mem_wr
+        with m.State("MW_REQ"):
+            m.d.comb += wr.wr_req.valid.eq(1)
+            with m.If(wr.wr_req.ready):
+                m.d.sync += [r.beats_left.eq(r.mem_beats), r.byte_count.eq(0)]
+                m.next = "MW_COLLECT"
+
+        with m.State("MW_COLLECT"):
+            m.d.comb += rx.ready.eq(1)
+            with m.If(rx.valid):
+                # bytes arrive in address order: byte b ends up in beat[8b : 8b + 8]
+                m.d.sync += [r.beat.eq((r.beat >> 8) | (rx.payload << (8 * (W - 1)))),
+                             r.byte_count.eq(r.byte_count + 1)]
+                with m.If(r.byte_count == W - 1):
+                    m.next = "MW_PUSH"
+
+        with m.State("MW_PUSH"):
+            m.d.comb += wr.wr_data.valid.eq(1)
+            with m.If(wr.wr_data.ready):
+                m.d.sync += [r.beats_left.eq(r.beats_left - 1), r.byte_count.eq(0)]
+                with m.If(r.beats_left == 1):
+                    m.next = "MW_RESP"
+                with m.Else():
+                    m.next = "MW_COLLECT"
+
+        with m.State("MW_RESP"):
+            m.d.comb += wr.wr_resp.ready.eq(1)
+            with m.If(wr.wr_resp.valid):
+                with m.If(wr.wr_resp.payload):
+                    self._respond(m, r, NAK)
+                with m.Else():
+                    self._respond(m, r, ACK)
+
+    def _mem_read(self, m, r, W):
+        """MEM_READ data phase: request, then each beat's W bytes go out through SEND."""
+        rd = self.mem_rd
+        with m.State("MR_REQ"):
+            m.d.comb += rd.rd_req.valid.eq(1)
+            with m.If(rd.rd_req.ready):
+                m.d.sync += r.beats_left.eq(r.mem_beats)
+                m.next = "MR_DATA"
+
+        with m.State("MR_DATA"):
+            m.d.comb += rd.rd_data.ready.eq(1)
+            with m.If(rd.rd_data.valid):
+                m.d.sync += [r.tx_shift.eq(rd.rd_data.payload.data), r.tx_count.eq(W),
+                             r.beats_left.eq(r.beats_left - 1)]
+                m.next = "SEND"

@@ -29,14 +29,14 @@ the load waits for those rows to leave the row buffer (once per instance, not pe
 reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta = 0).
 
 Latency (empty unit, both streams at full rate): a row's first output beat leaves
-``beats - 1 + LATENCY_STATS + LATENCY_EMIT = beats + 16`` cycles after its first input beat was
-accepted (24 for dim 32 / 4 lanes, 28 for dim 192 / 16 lanes): LATENCY_STATS = 11 (squares,
-adder tree, accumulate, V in two stages, Rsqrt.LATENCY = 5, publish) from the last input beat to
-the statistics, LATENCY_EMIT = 6 from a row-buffer read to the output register.
+``latency = beats - 1 + latency_stats + latency_emit = beats + 16`` cycles after its first input
+beat was accepted (24 for dim 32 / 4 lanes, 28 for dim 192 / 16 lanes): ``latency_stats`` = 11
+(squares, adder tree, accumulate, V in two stages, ``Rsqrt.latency`` = 5, publish) from the last
+input beat to the statistics, ``latency_emit`` = 6 from a row-buffer read to the output register.
 
 Throughput: one beat (``lanes`` values) per cycle on each side while a row slot is free. A slot is
 held from a row's first input beat to its last read, so in steady state a row takes
-``max(beats, (2*beats + LATENCY_STATS - 1) / banks)`` cycles on average: ``beats`` (the stream
+``max(beats, (2*beats + latency_stats - 1) / banks)`` cycles on average: ``beats`` (the stream
 rate) for banks = 3 whenever beats >= 10 (dim 192 with <= 16 lanes), 8.67 for dim 32 / 4 lanes;
 banks = 2 gives ``beats + 5``. ``sim/cycles/layernorm.py`` has the exact per-row recurrence (the
 tests check it cycle for cycle). Back-pressure on ``y`` stalls the output pipeline as a whole (one
@@ -51,6 +51,8 @@ docs/layernorm.md has synthesis figures.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -60,16 +62,10 @@ from sim.config import Config
 from sim.fixed import hw_requantize, hw_saturate
 from sim.golden.layernorm import ln_eps_term
 
+from hw.common import Loop, count_nested, tree_sum
 from hw.norm.rsqrt import Rsqrt
 
-__all__ = ["LayerNorm", "row_layout", "param_layout", "LATENCY_STATS", "LATENCY_EMIT"]
-
-# Cycles from the acceptance of a row's last beat to the cycle in which its statistics (S1, y, k)
-# are visible to the emitter: 3 (squares, adder tree, accumulate) + 2 (V) + Rsqrt.LATENCY + 1.
-LATENCY_STATS = 3 + 2 + Rsqrt.LATENCY + 1
-# Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no back-pressure):
-# memory (1), centre (1), multiply by y (1), shift + saturate z (1), z*gamma (1), output (1).
-LATENCY_EMIT = 6
+__all__ = ["LayerNorm", "row_layout", "param_layout"]
 
 
 def row_layout(cfg: Config, lanes: int) -> data.ArrayLayout:
@@ -95,12 +91,47 @@ def _mul_const(value, c: int):
 class LayerNorm(wiring.Component):
     """Streaming LayerNorm over rows of ``cfg.model.dim`` activations (see module docstring).
 
-    Parameters: ``lanes`` values per beat (default ``cfg.hw.array_rows``; must divide dim),
-    ``banks`` row slots (>= 2), optional ``init_gamma`` / ``init_beta`` (dim integers each).
+    Parameters
+    ----------
+    cfg : Config
+        Sizes (``model.dim``) and formats (``act``, ``ln_gamma``, ``ln_norm``, ``rsqrt_*``).
+    lanes : int, optional
+        Values per beat (default ``cfg.hw.array_rows``; must divide dim).
+    banks : int
+        Row slots of the row buffer (>= 2; 3 sustains one beat per cycle).
+    init_gamma, init_beta : sequence of int, optional
+        dim integers each: the parameter memory after reset (default gamma = 1, beta = 0).
 
-    Ports: ``x`` (In stream of :func:`row_layout`), ``param`` (In stream of :func:`param_layout`),
-    ``y`` (Out stream of :func:`row_layout`), ``busy`` (Out 1: a row is in the unit).
+    Ports
+    -----
+    x : In(stream(row_layout))
+        A row is ``beats = dim / lanes`` beats, lanes ``[b*lanes, (b+1)*lanes)`` in beat b.
+    param : In(stream(param_layout))
+        One parameter set is ``beats`` beats ({gamma[lanes], beta[lanes]}), entry 0 first.
+    y : Out(stream(row_layout))
+        The normalized rows, same beat order as ``x``.
+    busy : Out(1)
+        A row is anywhere in the unit.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from accepting a row's first beat to its first output beat (full-rate streams):
+        ``beats - 1 + latency_stats + latency_emit``.
+    latency_stats : int
+        Cycles from the acceptance of a row's last beat to the cycle in which its statistics
+        (S1, y, k) are visible to the emitter: 3 (squares, adder tree, accumulate) + 2 (V) +
+        ``Rsqrt.latency`` + 1 (``sim.cycles.layernorm.LATENCY_STATS`` must equal it).
+    latency_emit : int
+        Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no
+        back-pressure): memory, centre, multiply by y, shift + saturate z, z*gamma, output
+        (``sim.cycles.layernorm.LATENCY_EMIT`` must equal it).
+
+    Throughput one beat per cycle on each side while a row slot is free (module docstring).
     """
+
+    latency_stats = 3 + 2 + Rsqrt.latency + 1
+    latency_emit = 6
 
     def __init__(self, cfg: Config, *, lanes: int | None = None, banks: int = 3,
                  init_gamma=None, init_beta=None):
@@ -141,17 +172,14 @@ class LayerNorm(wiring.Component):
             "busy": Out(1),
         })
 
-    # ----- timing, for tests and the cycle model -----
+    @property
     def latency(self) -> int:
         """Cycles from accepting a row's first beat to its first output beat (full-rate streams)."""
-        return self.beats - 1 + LATENCY_STATS + LATENCY_EMIT
+        return self.beats - 1 + self.latency_stats + self.latency_emit
 
     def elaborate(self, platform):
         m = Module()
-        cfg, n = self._cfg, self._cfg.num
-        d, lanes, beats, banks = cfg.model.dim, self.lanes, self.beats, self.banks
-        fy, nf = n.rsqrt_frac, n.ln_norm.frac_bits
-        zg_frac = n.ln_norm.frac_bits + n.ln_gamma.frac_bits
+        cfg, lanes, beats, banks = self._cfg, self.lanes, self.beats, self.banks
         depth = banks * beats
 
         m.submodules.rsqrt = rsqrt = self.rsqrt
@@ -160,144 +188,184 @@ class LayerNorm(wiring.Component):
                  "beta": self._init_beta[i * lanes:(i + 1) * lanes]} for i in range(beats)]
         parmem = Memory(shape=param_layout(cfg, lanes), depth=beats, init=init)
         m.submodules.parmem = parmem
-        row_wr = rowbuf.write_port()
-        row_rd = rowbuf.read_port()
-        par_wr = parmem.write_port()
-        par_rd = parmem.read_port()
 
-        # ---- row-slot bookkeeping: occupied from a row's last input beat until its last read ----
-        occ = [Signal(name=f"occ{b}") for b in range(banks)]
-        stats_ok = [Signal(name=f"stats_ok{b}") for b in range(banks)]
-        s1_of = [Signal(self.s1_shape, name=f"s1_{b}") for b in range(banks)]
-        y_of = [Signal(rsqrt.y_shape, name=f"y_{b}") for b in range(banks)]
-        k_of = [Signal(rsqrt.k_shape, name=f"k_{b}") for b in range(banks)]
-
-        wr_bank = Signal(range(banks))
-        wr_beat = Signal(range(beats))
-        wr_addr = Signal(range(depth))
-        p_beat = Signal(range(beats))
+        # Row slots: occupied from a row's first input beat until its last read; the statistics
+        # of slot b (S1, y, k) are valid while stats_ok[b].
+        slots = SimpleNamespace(
+            occupied=[Signal(name=f"occupied{b}") for b in range(banks)],
+            stats_ok=[Signal(name=f"stats_ok{b}") for b in range(banks)],
+            s1=[Signal(self.s1_shape, name=f"s1_{b}") for b in range(banks)],
+            y=[Signal(rsqrt.y_shape, name=f"y_{b}") for b in range(banks)],
+            k=[Signal(rsqrt.k_shape, name=f"k_{b}") for b in range(banks)])
+        write_beat = Signal(range(beats))
 
         # "idle": no row in the row buffer and none half-written. The emitter frees a slot in the
         # cycle it issues the slot's last read, so a parameter write after that cannot reach a
         # row still in flight (the output pipeline carries gamma/beta in its own registers).
         idle = Signal()
-        m.d.comb += idle.eq((wr_beat == 0) & ~Cat(*occ).any())
+        m.d.comb += idle.eq((write_beat == 0) & ~Cat(*slots.occupied).any())
 
-        # ---- parameter load: `beats` beats into the gamma/beta memory, only while idle ----
-        p_acc = Signal()
+        param_beat = self._load_params(m, parmem.write_port(), idle)
+        row_in = self._write_rows(m, rowbuf.write_port(), slots, idle, param_beat, write_beat)
+        sums = self._row_sums(m, row_in)
+        self._row_stats(m, sums, slots)
+        row_rd, par_rd = rowbuf.read_port(), parmem.read_port()
+        adv, issue, read_bank = self._read_rows(m, row_rd, par_rd, slots)
+        stage_valid = self._emit(m, adv, issue, read_bank, row_rd, par_rd, slots)
+
+        m.d.comb += self.busy.eq(~idle | stage_valid[0] | stage_valid[1] | stage_valid[2]
+                                 | stage_valid[3] | stage_valid[4] | self.y.valid)
+        return m
+
+    def _load_params(self, m, par_wr, idle):
+        """Parameter load: ``beats`` beats into the gamma/beta memory, only while idle."""
+        param_beat = Signal(range(self.beats))
+        param_accept = Signal()
         m.d.comb += [self.param.ready.eq(idle),
-                     p_acc.eq(self.param.valid & self.param.ready),
-                     par_wr.addr.eq(p_beat), par_wr.data.eq(self.param.payload),
-                     par_wr.en.eq(p_acc)]
-        with m.If(p_acc):
-            m.d.sync += p_beat.eq(Mux(p_beat == beats - 1, 0, p_beat + 1))
+                     param_accept.eq(self.param.valid & self.param.ready),
+                     par_wr.addr.eq(param_beat), par_wr.data.eq(self.param.payload),
+                     par_wr.en.eq(param_accept)]
+        with m.If(param_accept):
+            count_nested(m, [Loop(param_beat, last=self.beats - 1)])
+        return param_beat
 
-        # ---- input: write the row slot, start the one-pass statistics ----
-        x_acc = Signal()
-        last_in = wr_beat == beats - 1
+    def _write_rows(self, m, row_wr, slots, idle, param_beat, write_beat):
+        """Input: write the row slot; a row's last beat marks its slot occupied."""
+        beats, banks = self.beats, self.banks
+        write_bank = Signal(range(banks))
+        write_addr = Signal(range(banks * beats))
+        x_accept = Signal()
+        last_in = write_beat == beats - 1
         m.d.comb += [
             # a row waits for a free slot, for a half-loaded parameter set, and for a parameter
             # set offered to an idle unit (parameters go first).
-            self.x.ready.eq(~Array(occ)[wr_bank] & (p_beat == 0) & ~(idle & self.param.valid)),
-            x_acc.eq(self.x.valid & self.x.ready),
-            row_wr.addr.eq(wr_addr), row_wr.data.eq(self.x.payload), row_wr.en.eq(x_acc),
+            self.x.ready.eq(~Array(slots.occupied)[write_bank] & (param_beat == 0)
+                            & ~(idle & self.param.valid)),
+            x_accept.eq(self.x.valid & self.x.ready),
+            row_wr.addr.eq(write_addr), row_wr.data.eq(self.x.payload), row_wr.en.eq(x_accept),
         ]
-        with m.If(x_acc):
-            m.d.sync += wr_addr.eq(Mux(wr_addr == depth - 1, 0, wr_addr + 1))
-            with m.If(last_in):
-                m.d.sync += [wr_beat.eq(0), wr_bank.eq(Mux(wr_bank == banks - 1, 0, wr_bank + 1))]
-            with m.Else():
-                m.d.sync += wr_beat.eq(wr_beat + 1)
+        with m.If(x_accept):
+            count_nested(m, [Loop(write_addr, last=banks * beats - 1)])
+            count_nested(m, [Loop(write_beat, last=beats - 1), Loop(write_bank, last=banks - 1)])
         for b in range(banks):
-            with m.If(x_acc & last_in & (wr_bank == b)):
-                m.d.sync += occ[b].eq(1)
+            with m.If(x_accept & last_in & (write_bank == b)):
+                m.d.sync += slots.occupied[b].eq(1)
+        return SimpleNamespace(accept=x_accept, first=write_beat == 0, last=last_in,
+                               bank=write_bank)
 
+    def _row_sums(self, m, row_in):
+        """One-pass S1 = sum x and S2 = sum x^2 over a row (stages A, B, C)."""
+        lanes, act_bits = self.lanes, self._cfg.num.act.bits
         # stage A: squares and the lane sum of x (registered straight from the input beat)
         xs = [self.x.payload[lane] for lane in range(lanes)]
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
-        a_bank = Signal.like(wr_bank)
-        a_sq = [Signal(unsigned(2 * n.act.bits - 1), name=f"a_sq{lane}") for lane in range(lanes)]
+        a_bank = Signal.like(row_in.bank)
+        a_sq = [Signal(unsigned(2 * act_bits - 1), name=f"a_sq{lane}") for lane in range(lanes)]
         a_sum1 = Signal(self.s1_shape)
-        m.d.sync += [a_valid.eq(x_acc), a_first.eq(wr_beat == 0), a_last.eq(last_in),
-                     a_bank.eq(wr_bank), a_sum1.eq(_tree_sum(xs))]
+        m.d.sync += [a_valid.eq(row_in.accept), a_first.eq(row_in.first), a_last.eq(row_in.last),
+                     a_bank.eq(row_in.bank), a_sum1.eq(tree_sum(xs))]
         m.d.sync += [a_sq[lane].eq(xs[lane] * xs[lane]) for lane in range(lanes)]
         # stage B: adder tree of the squares
         b_valid, b_first, b_last = Signal(), Signal(), Signal()
-        b_bank = Signal.like(wr_bank)
+        b_bank = Signal.like(row_in.bank)
         b_sum1 = Signal(self.s1_shape)
         b_sum2 = Signal(self.s2_shape)
         m.d.sync += [b_valid.eq(a_valid), b_first.eq(a_first), b_last.eq(a_last), b_bank.eq(a_bank),
-                     b_sum1.eq(a_sum1), b_sum2.eq(_tree_sum(a_sq))]
+                     b_sum1.eq(a_sum1), b_sum2.eq(tree_sum(a_sq))]
         # stage C: accumulate over the row (a row's first beat restarts the sums)
         acc1 = Signal(self.s1_shape)
         acc2 = Signal(self.s2_shape)
         c_done = Signal()
-        c_bank = Signal.like(wr_bank)
+        c_bank = Signal.like(row_in.bank)
         with m.If(b_valid):
             m.d.sync += [acc1.eq(Mux(b_first, 0, acc1) + b_sum1),
                          acc2.eq(Mux(b_first, 0, acc2) + b_sum2)]
         m.d.sync += [c_done.eq(b_valid & b_last), c_bank.eq(b_bank)]
+        return SimpleNamespace(s1=acc1, s2=acc2, done=c_done, bank=c_bank)
 
-        # ---- per-row statistics: V = D*S2 - S1^2 + E, then rsqrt ----
+    def _row_stats(self, m, sums, slots):
+        """Per-row statistics: V = D*S2 - S1^2 + E, then rsqrt; published into the row's slot."""
+        cfg, rsqrt = self._cfg, self.rsqrt
+        d = cfg.model.dim
         v1_sq = Signal(unsigned(2 * self.s1_shape.width - 1))
-        v1_ds2 = Signal(_mul_const(acc2, d).shape())
+        v1_ds2 = Signal(_mul_const(sums.s2, d).shape())
         v1_valid = Signal()
-        v1_bank = Signal.like(wr_bank)
-        m.d.sync += [v1_sq.eq(acc1 * acc1), v1_ds2.eq(_mul_const(acc2, d)),
-                     v1_valid.eq(c_done), v1_bank.eq(c_bank)]
-        for b in range(banks):
-            with m.If(c_done & (c_bank == b)):
-                m.d.sync += s1_of[b].eq(acc1)
+        v1_bank = Signal.like(sums.bank)
+        m.d.sync += [v1_sq.eq(sums.s1 * sums.s1), v1_ds2.eq(_mul_const(sums.s2, d)),
+                     v1_valid.eq(sums.done), v1_bank.eq(sums.bank)]
+        for b in range(self.banks):
+            with m.If(sums.done & (sums.bank == b)):
+                m.d.sync += slots.s1[b].eq(sums.s1)
         v2 = Signal(unsigned(self.v_bits))
         v2_valid = Signal()
-        v2_bank = Signal.like(wr_bank)
+        v2_bank = Signal.like(sums.bank)
         # Cauchy-Schwarz: D*S2 >= S1^2, and E >= 1, so V lies in [1, 2^v_bits): the slice is exact.
         m.d.sync += [v2.eq((v1_ds2 - v1_sq + ln_eps_term(cfg))[:self.v_bits]),
                      v2_valid.eq(v1_valid), v2_bank.eq(v1_bank)]
         m.d.comb += [rsqrt.i.valid.eq(v2_valid), rsqrt.i.payload.v.eq(v2),
                      rsqrt.i.payload.tag.eq(v2_bank)]
-        for b in range(banks):
+        for b in range(self.banks):
             with m.If(rsqrt.o.valid & (rsqrt.o.payload.tag == b)):
-                m.d.sync += [y_of[b].eq(rsqrt.o.payload.y), k_of[b].eq(rsqrt.o.payload.k),
-                             stats_ok[b].eq(1)]
+                m.d.sync += [slots.y[b].eq(rsqrt.o.payload.y), slots.k[b].eq(rsqrt.o.payload.k),
+                             slots.stats_ok[b].eq(1)]
 
-        # ---- emitter: re-read the row, normalize, scale, shift; one global stall enable ----
+    def _read_rows(self, m, row_rd, par_rd, slots):
+        """Re-read rows whose statistics are ready; one global stall enable ``adv``.
+
+        The row's last read frees its slot. Returns ``(adv, issue, read_bank)``.
+        """
+        beats, banks = self.beats, self.banks
         adv = Signal()
-        rd_bank = Signal(range(banks))
-        rd_beat = Signal(range(beats))
-        rd_addr = Signal(range(depth))
+        read_bank = Signal(range(banks))
+        read_beat = Signal(range(beats))
+        read_addr = Signal(range(banks * beats))
         issue = Signal()
-        last_out = rd_beat == beats - 1
+        last_out = read_beat == beats - 1
         m.d.comb += [adv.eq(~self.y.valid | self.y.ready),
-                     issue.eq(adv & Array(stats_ok)[rd_bank]),
+                     issue.eq(adv & Array(slots.stats_ok)[read_bank]),
                      # reads are enabled with the pipeline so a stalled read keeps its data
-                     row_rd.addr.eq(rd_addr), row_rd.en.eq(adv),
-                     par_rd.addr.eq(rd_beat), par_rd.en.eq(adv)]
+                     row_rd.addr.eq(read_addr), row_rd.en.eq(adv),
+                     par_rd.addr.eq(read_beat), par_rd.en.eq(adv)]
         with m.If(issue):
-            m.d.sync += rd_addr.eq(Mux(rd_addr == depth - 1, 0, rd_addr + 1))
-            with m.If(last_out):
-                m.d.sync += [rd_beat.eq(0), rd_bank.eq(Mux(rd_bank == banks - 1, 0, rd_bank + 1))]
-            with m.Else():
-                m.d.sync += rd_beat.eq(rd_beat + 1)
+            count_nested(m, [Loop(read_addr, last=banks * beats - 1)])
+            count_nested(m, [Loop(read_beat, last=beats - 1), Loop(read_bank, last=banks - 1)])
         for b in range(banks):
-            with m.If(issue & last_out & (rd_bank == b)):
-                m.d.sync += [occ[b].eq(0), stats_ok[b].eq(0)]
+            with m.If(issue & last_out & (read_bank == b)):
+                m.d.sync += [slots.occupied[b].eq(0), slots.stats_ok[b].eq(0)]
+        return adv, issue, read_bank
 
-        # k -> shift amount j = f + k - z_frac (+ L, which makes it non-negative for any formats)
-        pre = max(0, nf - fy)
-        j_off = fy - nf + pre
+    def _shift_pre(self) -> int:
+        """Left pre-shift of p that makes the shift amount j = f + k - z_frac + pre >= 0."""
+        n = self._cfg.num
+        return max(0, n.ln_norm.frac_bits - n.rsqrt_frac)
+
+    def _emit(self, m, adv, issue, read_bank, row_rd, par_rd, slots):
+        """Normalize the re-read beats: E1 .. E3 (centre and scale by y), E4 .. output.
+
+        Returns the valid bits of E1 .. E5.
+        """
+        e3 = self._centre_and_scale(m, adv, issue, read_bank, row_rd, par_rd, slots)
+        return e3.valids + self._shift_and_affine(m, adv, e3)
+
+    def _centre_and_scale(self, m, adv, issue, read_bank, row_rd, par_rd, slots):
+        """E1 .. E3: p = (D*x - S1) * y per lane, with the row's shift amount j and gamma/beta."""
+        cfg, n, rsqrt = self._cfg, self._cfg.num, self.rsqrt
+        d, lanes = cfg.model.dim, self.lanes
+        # k -> shift amount j = f + k - z_frac (+ pre, which makes it non-negative for any formats)
+        j_off = n.rsqrt_frac - n.ln_norm.frac_bits + self._shift_pre()
         # E1: the row's constants, alongside the memory read in flight. (D*x - S1) * y is
         # computed as D*(x*y) - S1*y: the per-lane multiplier is then act x y (16 x 16 bits, one
         # MULT18X18D) instead of (D*x - S1) x y (25 x 16 for dim 192, two), and S1*y is one
         # multiplier per unit. Same integer, so still bit-exact.
         e1_valid = Signal()
-        s1y_expr = Array(s1_of)[rd_bank] * Array(y_of)[rd_bank]
+        s1y_expr = Array(slots.s1)[read_bank] * Array(slots.y)[read_bank]
         e1_s1y = Signal(s1y_expr.shape())
         e1_y = Signal(rsqrt.y_shape)
         e1_j = Signal(range(rsqrt.k_max + j_off + 1))
         with m.If(adv):
             m.d.sync += [e1_valid.eq(issue), e1_s1y.eq(s1y_expr),
-                         e1_y.eq(Array(y_of)[rd_bank]), e1_j.eq(Array(k_of)[rd_bank] + j_off)]
+                         e1_y.eq(Array(slots.y)[read_bank]),
+                         e1_j.eq(Array(slots.k)[read_bank] + j_off)]
         # E2: x * y per lane
         xr = row_rd.data
         xy_expr = [xr[lane] * e1_y for lane in range(lanes)]
@@ -319,12 +387,21 @@ class LayerNorm(wiring.Component):
         with m.If(adv):
             m.d.sync += [e3_valid.eq(e2_valid), e3_j.eq(e2_j), e3_par.eq(e2_par)]
             m.d.sync += [e3_p[lane].eq(p_expr[lane]) for lane in range(lanes)]
+        return SimpleNamespace(valids=[e1_valid, e2_valid, e3_valid], valid=e3_valid, p=e3_p,
+                               j=e3_j, par=e3_par)
+
+    def _shift_and_affine(self, m, adv, e3):
+        """E4, E5 and the output register: z = sat(rnd(p >> j)), out = sat(rnd(z*gamma + beta))."""
+        n, lanes = self._cfg.num, self.lanes
+        zg_frac = n.ln_norm.frac_bits + n.ln_gamma.frac_bits
+        pre = self._shift_pre()
+        e3_valid, e3_p, e3_j, e3_par = e3.valid, e3.p, e3.j, e3.par
         # E4: z = sat(rnd(p >> (j - pre))). Round half up by a variable amount as
         # ((p << (pre + 1)) >> j) + 1) >> 1 = floor((p + 2^(n-1)) / 2^n), n = j - pre, and p << -n
         # for n <= 0: one barrel shifter and an increment, no variable "half" constant.
         e4_valid = Signal()
         e4_z = [Signal(signed(n.ln_norm.bits), name=f"e4_z{lane}") for lane in range(lanes)]
-        e4_par = Signal(param_layout(cfg, lanes))
+        e4_par = Signal(param_layout(self._cfg, lanes))
         with m.If(adv):
             m.d.sync += [e4_valid.eq(e3_valid), e4_par.eq(e3_par)]
             m.d.sync += [e4_z[lane].eq(hw_saturate(
@@ -344,16 +421,4 @@ class LayerNorm(wiring.Component):
             m.d.sync += [self.y.payload[lane].eq(hw_requantize(
                 e5_zg[lane] + (e5_beta[lane] << (zg_frac - n.act.frac_bits)), zg_frac, n.act))
                 for lane in range(lanes)]
-
-        m.d.comb += self.busy.eq(~idle | e1_valid | e2_valid | e3_valid | e4_valid | e5_valid
-                                 | self.y.valid)
-        return m
-
-
-def _tree_sum(values):
-    """Balanced adder tree (depth log2 n instead of a chain of n adders)."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
+        return [e4_valid, e5_valid]

@@ -12,8 +12,8 @@ For a positive integer V (the row statistic ``D*S2 - S1^2 + E``) the unit return
 
 Ports: ``i`` (always ready) carries ``{v, tag}``; ``o`` (no back-pressure: the consumer must take
 every result) carries ``{y, k, tag}``. ``tag`` is an opaque payload delayed with V (the LayerNorm
-unit passes the row-buffer bank). Latency :attr:`LATENCY` = 5 cycles, throughput one V per cycle,
-fully pipelined (there is no stall: results appear exactly LATENCY cycles after their input).
+unit passes the row-buffer bank). Latency :attr:`latency` = 5 cycles, throughput one V per cycle,
+fully pipelined (there is no stall: results appear exactly ``latency`` cycles after their input).
 Cost: three multipliers whose operands are sized from the exhaustive ranges of
 :func:`rsqrt_bounds` (<= 17 bits each for f = 15: one MULT18X18D each) and a
 2^rsqrt_lut_bits-entry ROM; on ECP5 with a 46-bit V: 3 MULT18X18D, ~540 LUT4s, 214 FFs.
@@ -71,9 +71,31 @@ def _signed_for(lo: int, hi: int):
 
 
 class Rsqrt(wiring.Component):
-    """1/sqrt(V) as (y, k); see the module docstring. ``v_bits``: width of V (unsigned)."""
+    """1/sqrt(V) as (y, k) with ``1/sqrt(V) ~= y * 2^-(rsqrt_frac + k)`` (module docstring).
 
-    LATENCY = 5
+    Parameters
+    ----------
+    cfg : Config
+        ``cfg.num.rsqrt_frac`` (f) and ``cfg.num.rsqrt_lut_bits`` (the ROM size).
+    v_bits : int
+        Width of V (unsigned, >= 1).
+    tag_shape : shape
+        An opaque side-band delayed with V (default 1 bit).
+
+    Ports
+    -----
+    i : In(stream({v, tag}), always ready)
+        One V per beat.
+    o : Out(stream({y, k, tag}), always ready)
+        The result of the V taken ``latency`` cycles earlier; no back-pressure.
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from a beat on ``i`` to its result on ``o`` (5); throughput one V per cycle.
+    """
+
+    latency = 5
 
     def __init__(self, cfg: Config, v_bits: int, tag_shape=unsigned(1)):
         self._cfg = cfg
@@ -105,8 +127,8 @@ class Rsqrt(wiring.Component):
         def stage(name, shape):
             return Signal(shape, name=name)
 
-        tag = [stage(f"tag{s}", self._tag_shape) for s in range(self.LATENCY)]
-        valid = [stage(f"valid{s}", 1) for s in range(self.LATENCY)]
+        tag = [stage(f"tag{s}", self._tag_shape) for s in range(self.latency)]
+        valid = [stage(f"valid{s}", 1) for s in range(self.latency)]
 
         # stage 1: leading-one detector. The last matching If wins, so msb is the highest set bit.
         v = self.i.payload.v

@@ -43,7 +43,7 @@ __all__ = ["E_LATENCY", "recip_q_bits", "divider_bits_per_cycle", "divider_laten
 
 # Lane pipeline from a key's last K chunk to its exponential: products, dot, scale multiply,
 # round/saturate, running max (5) + Exp2 (3). tests/sim/test_cycles_attention.py checks it
-# against hw.attention.attention_lane.E_LATENCY.
+# against hw.attention.attention_lane.AttentionLane.latency.
 E_LATENCY = 8
 # Edges from the last K/V beat to lane 0's first output transfer besides E_LATENCY, c (V2 edges,
 # the last one hands l to the divider) and the divider latency D: e hold / V chunk pop (1), V1

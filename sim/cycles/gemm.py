@@ -27,7 +27,7 @@ __all__ = ["EPILOGUE_LATENCY", "gemm_tiles", "gemm_cycles", "gemm_active_cycles"
 
 # Register stages of hw.array.epilogue.Epilogue (bias, requantize, 3 x GELU, score product, final add).
 # Kept here as a number so the model does not import Amaranth; tests/sim/test_cycles_gemm.py
-# checks it against Epilogue.LATENCY.
+# checks it against Epilogue.latency.
 EPILOGUE_LATENCY = 7
 
 

@@ -21,7 +21,8 @@ from sim.config import Config
 __all__ = ["LATENCY_STATS", "LATENCY_EMIT", "layernorm_schedule", "layernorm_cycles",
            "layernorm_period", "layernorm_latency", "param_load_cycles"]
 
-# Must equal hw.norm.layernorm.LATENCY_STATS / LATENCY_EMIT (a test checks; sim/ does not import hw/).
+# Must equal LayerNorm.latency_stats / latency_emit of hw/norm/layernorm.py (a test checks; sim/
+# does not import hw/).
 LATENCY_STATS = 11
 LATENCY_EMIT = 6
 

@@ -60,6 +60,6 @@ async def softmax_full_rate(dut):
     assert got == want, f"full-rate output differs (seed={seed})"
     assert acc == list(range(acc[0], acc[0] + len(beats))), "input stalled at full rate"
     assert tr == list(range(tr[0], tr[0] + len(want))), "output has gaps at full rate"
-    assert tr[0] - acc[n - 1] == model.row_latency, f"row latency {tr[0] - acc[n - 1]}"
+    assert tr[0] - acc[n - 1] == model.latency, f"row latency {tr[0] - acc[n - 1]}"
     probs = np.array([b["p"] for b in got]).reshape(rows, n, model.lanes).transpose(0, 2, 1)
     dut._log.info("row sums: max |sum - 1| = %.2e", row_sum_error(cfg, probs.reshape(-1, n)))

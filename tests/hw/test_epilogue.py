@@ -85,7 +85,7 @@ def test_epilogue_full_rate_latency(seed):
     run_pysim(dut, [drv, rdrv, mon], deadline_cycles=500)
     assert_beats_equal(mon.received, want, inputs=beats, seed=seed)
     assert drv.accepted_cycles == list(range(1, len(beats) + 1))
-    assert {t - a for a, t in zip(drv.accepted_cycles, mon.transfer_cycles)} == {Epilogue.LATENCY}
+    assert {t - a for a, t in zip(drv.accepted_cycles, mon.transfer_cycles)} == {Epilogue.latency}
 
 
 def test_score_multiplier_placement():

@@ -57,7 +57,7 @@ def test_gelu_unit_pysim(cfg, lanes, stride, seed):
 
 
 def test_gelu_unit_full_rate(seed):
-    """Always valid / ready: one beat per cycle, latency exactly GeluUnit.LATENCY."""
+    """Always valid / ready: one beat per cycle, latency exactly GeluUnit.latency."""
     cfg = Config.tiny()
     rng = random.Random(seed)
     dut = GeluUnit(cfg)
@@ -69,7 +69,7 @@ def test_gelu_unit_full_rate(seed):
     assert_beats_equal(mon.received, gelu_pwl(cfg, beats), inputs=beats, seed=seed)
     assert drv.accepted_cycles == list(range(1, len(beats) + 1))
     lat = {t - a for a, t in zip(drv.accepted_cycles, mon.transfer_cycles)}
-    assert lat == {GeluUnit.LATENCY}, f"latency {lat}"
+    assert lat == {GeluUnit.latency}, f"latency {lat}"
 
 
 def test_gelu_lane_bypass():
@@ -81,12 +81,12 @@ def test_gelu_lane_bypass():
 
     async def tb(ctx):
         ctx.set(dut.en, 1)
-        for k in range(len(xs) + GeluLane.LATENCY):
+        for k in range(len(xs) + GeluLane.latency):
             if k < len(xs):
                 ctx.set(dut.x, xs[k])
                 ctx.set(dut.bypass, k % 2)
             await ctx.tick()
-            if k >= GeluLane.LATENCY - 1 and len(got) < len(xs):
+            if k >= GeluLane.latency - 1 and len(got) < len(xs):
                 got.append(ctx.get(dut.y))
 
     run_pysim(dut, [tb], deadline_cycles=100)

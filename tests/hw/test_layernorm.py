@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.norm.layernorm import LATENCY_EMIT, LATENCY_STATS, LayerNorm
+from hw.norm.layernorm import LayerNorm
 from sim import float_model
 from sim.config import get_config, with_changes
 from sim.cycles import layernorm as ln_cycles
@@ -189,7 +189,8 @@ def test_full_size_two_instances_of_all_tokens(name, seed, np_rng):
 
 def test_full_rate_cycles_match_the_cycle_model(seed, np_rng):
     """Always-valid input, always-ready output: timing equals sim/cycles/layernorm.py exactly."""
-    assert (ln_cycles.LATENCY_STATS, ln_cycles.LATENCY_EMIT) == (LATENCY_STATS, LATENCY_EMIT)
+    assert (ln_cycles.LATENCY_STATS, ln_cycles.LATENCY_EMIT) == (LayerNorm.latency_stats,
+                                                                 LayerNorm.latency_emit)
     for lanes, banks, count in [(4, 3, 7), (4, 2, 5), (8, 4, 9)]:
         rows = random_rows(TINY, np_rng, count)
         got, want, mon, accepted, dut = run_jobs(TINY, [(None, None, rows)], seed=seed,
@@ -205,7 +206,7 @@ def test_full_rate_cycles_match_the_cycle_model(seed, np_rng):
         assert row_out == [s[1] for s in sched], (lanes, banks, row_out, sched)
         total = mon.transfer_cycles[-1] - first_in + 1
         assert total == ln_cycles.layernorm_cycles(TINY, count, lanes=lanes, banks=banks)
-        assert row_out[0] == dut.latency() == ln_cycles.layernorm_latency(TINY, lanes=lanes)
+        assert row_out[0] == dut.latency == ln_cycles.layernorm_latency(TINY, lanes=lanes)
         # within a row, beats leave one per cycle
         assert all(mon.transfer_cycles[r * b + i + 1] - mon.transfer_cycles[r * b + i] == 1
                    for r in range(count) for i in range(b - 1))

@@ -2,7 +2,7 @@
 
 V values cover every power-of-four boundary, the LUT bucket edges, random magnitudes and the
 largest V of the dim-192 LayerNorm; valid has random gaps and every result must appear exactly
-``Rsqrt.LATENCY`` cycles after its input, with its tag.
+``Rsqrt.latency`` cycles after its input, with its tag.
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_rsqrt_bit_exact(cfg, v_bits, seed):
     for i, (cycle, y, k, tag) in enumerate(got):
         assert (y, k, tag) == (want_y[i], want_k[i], i & 0xFF), \
             f"V={vals[i]}: got y={y} k={k}, golden y={want_y[i]} k={want_k[i]} (seed={seed})"
-        assert cycle - sent[i] == Rsqrt.LATENCY, f"V={vals[i]}: latency {cycle - sent[i]}"
+        assert cycle - sent[i] == Rsqrt.latency, f"V={vals[i]}: latency {cycle - sent[i]}"
     assert max(want_y) <= dut.y_max
 
 

@@ -61,7 +61,7 @@ def test_softmax_full_rate_and_row_sums(seed, rng, np_rng):
     assert tr == list(range(tr[0], tr[0] + len(want))), "output has gaps at full rate"
     print(f"softmax: {len(beats)} beats in {tr[-1] - acc[0] + 1} cycles; first-row latency "
           f"(last in -> first out) {tr[0] - acc[n - 1]} cycles")
-    assert tr[0] - acc[n - 1] == dut.row_latency
+    assert tr[0] - acc[n - 1] == dut.latency
     probs = np.array([b["p"] for b in mon.received]).reshape(rows, n, 2).transpose(0, 2, 1)
     err = row_sum_error(cfg, probs.reshape(-1, n))
     print(f"softmax RTL row sums (tiny, {2 * rows} random rows of {n}): max |sum - 1| = {err:.2e}")

@@ -19,9 +19,9 @@ from sim.cycles.attention import (E_LATENCY, attention_head_cycles, attention_kv
 
 
 def test_constants_match_rtl():
-    from hw.attention.attention_lane import E_LATENCY as RTL_E_LATENCY
+    from hw.attention.attention_lane import AttentionLane
     from hw.attention.exp2 import Exp2
-    assert E_LATENCY == RTL_E_LATENCY == 5 + Exp2.latency
+    assert E_LATENCY == AttentionLane.latency == 5 + Exp2.latency
     # q_bits is exactly the width of the largest reciprocal (smallest possible softmax sum).
     cfg = get_config("tiny")
     r_max = int(reciprocal(cfg, 1 << (cfg.num.exp.frac_bits - 1)))

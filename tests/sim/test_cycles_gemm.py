@@ -17,7 +17,7 @@ from sim.cycles.gemm import (EPILOGUE_LATENCY, frame_gemm_cycles, gemm_active_cy
 
 
 def test_epilogue_latency_constant():
-    assert EPILOGUE_LATENCY == Epilogue.LATENCY
+    assert EPILOGUE_LATENCY == Epilogue.latency
 
 
 @pytest.mark.parametrize("cfg,shape", [
