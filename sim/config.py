@@ -141,7 +141,7 @@ class NumericsConfig:
     act: QFormat = QFormat(8, 10)           # activations, embeddings, LN beta, pos embed, pixels
     weight: QFormat = QFormat(2, 14)        # every weight matrix (linear, gate, patch embed)
     bias: QFormat = QFormat(8, 24)          # biases, in accumulator scale (32 bits: |b| < 128)
-    ln_gamma: QFormat = QFormat(6, 10)      # LayerNorm gamma
+    ln_gamma: QFormat = QFormat(6, 12)      # LayerNorm gamma (18 bits: the multiplier operand)
     ln_norm: QFormat = QFormat(6, 12)       # normalized (x - mean) / std before gamma
     acc_bits: int = 48                      # MAC accumulator width
     score: QFormat = QFormat(10, 10)        # attention / router logits in the log2 domain

@@ -20,9 +20,11 @@ from sim.params import INIT_STYLES, random_params
 
 __all__ = ["add_parser", "run", "DEFAULT_SWEEP", "costs"]
 
-# Candidates swept when --formats is not given: widen each operand to the 18 bits the
-# multipliers take, alone and together, and one that trades range for precision.
-DEFAULT_SWEEP = ("act=Q8.10", "weight=Q2.16", "act=Q8.10,weight=Q2.16", "act=Q7.11")
+# Candidates swept when --formats is not given: the 16-bit activations and LN gammas of the first
+# design (together and alone), the one remaining 16-bit multiplier operand (weights) widened to
+# 18 bits, and activations trading range for precision either way.
+DEFAULT_SWEEP = ("act=Q8.8,ln_gamma=Q6.10", "act=Q8.8", "ln_gamma=Q6.10", "weight=Q2.16",
+                 "act=Q7.11", "act=Q9.9")
 
 
 def add_parser(sub) -> None:
