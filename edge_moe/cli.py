@@ -15,6 +15,7 @@ SUBCOMMANDS = [
     ("edge_moe.commands.config", "add_parser"),
     ("edge_moe.commands.export", "add_export_parser"),
     ("edge_moe.commands.report", "add_parser"),
+    ("edge_moe.commands.accuracy", "add_parser"),
     ("edge_moe.commands.demo", "add_parser"),
     ("edge_moe.commands.boards", "add_parser"),
 ]

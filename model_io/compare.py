@@ -17,7 +17,7 @@ from sim.golden import forward as golden_forward, quantize_params, quantize_imag
 
 from model_io.torch_model import from_params
 
-__all__ = ["TokenError", "token_error", "routing_differences", "golden_vs_torch"]
+__all__ = ["TokenError", "token_error", "routing_differences", "golden_vs_torch", "cosine"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class TokenError:
                 f"({self.tokens} tokens per block; {per_block})")
 
 
-def _cos(a, b, axis=None):
+def cosine(a, b, axis=None):
     num = (a * b).sum(axis=axis)
     den = np.sqrt((a * a).sum(axis=axis) * (b * b).sum(axis=axis))
     return num / np.maximum(den, np.finfo(np.float64).tiny)
@@ -62,8 +62,8 @@ def token_error(cfg: Config, ref: np.ndarray, test: np.ndarray, ref_experts: dic
                 test_experts: dict) -> TokenError:
     ref, test = np.asarray(ref, np.float64), np.asarray(test, np.float64)
     err = np.abs(test - ref)
-    return TokenError(float(err.max()), float(err.mean()), float(_cos(ref.ravel(), test.ravel())),
-                      float(_cos(ref, test, axis=-1).min()),
+    return TokenError(float(err.max()), float(err.mean()), float(cosine(ref.ravel(), test.ravel())),
+                      float(cosine(ref, test, axis=-1).min()),
                       routing_differences(cfg, ref_experts, test_experts), ref.shape[0])
 
 

@@ -138,10 +138,10 @@ class NumericsConfig:
     ``bias`` has the accumulator's fraction bits (act.frac + weight.frac) so it adds without a shift.
     """
 
-    act: QFormat = QFormat(8, 8)            # activations, embeddings, LN beta, pos embed, pixels
+    act: QFormat = QFormat(8, 10)           # activations, embeddings, LN beta, pos embed, pixels
     weight: QFormat = QFormat(2, 14)        # every weight matrix (linear, gate, patch embed)
-    bias: QFormat = QFormat(10, 22)         # biases, in accumulator scale
-    ln_gamma: QFormat = QFormat(6, 10)      # LayerNorm gamma
+    bias: QFormat = QFormat(8, 24)          # biases, in accumulator scale (32 bits: |b| < 128)
+    ln_gamma: QFormat = QFormat(6, 12)      # LayerNorm gamma (18 bits: the multiplier operand)
     ln_norm: QFormat = QFormat(6, 12)       # normalized (x - mean) / std before gamma
     acc_bits: int = 48                      # MAC accumulator width
     score: QFormat = QFormat(10, 10)        # attention / router logits in the log2 domain
@@ -149,7 +149,7 @@ class NumericsConfig:
     const_frac: int = 16                    # fraction bits of constants (scale * log2 e, log2 e)
     recip_frac: int = 16                    # extra fraction bits of 1/sum in softmax
     exp2_segments: int = 32                 # PWL segments of 2^f on f in [0, 1)
-    gelu_segments: int = 32                 # PWL segments of d(a) = a * Phi(-a) on [0, gelu_range)
+    gelu_segments: int = 64                 # PWL segments of d(a) = a * Phi(-a) on [0, gelu_range)
     gelu_range: float = 4.0                 # beyond this |x|, GELU(x) = ReLU(x)
     gelu_table_frac: int = 16               # fraction bits of the GELU correction table
     rsqrt_lut_bits: int = 7                 # LUT index bits of 1/sqrt(m), m in [0, 4)

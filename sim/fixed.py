@@ -12,13 +12,15 @@ Conventions (see docs/numerics.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
     "QFormat", "quantize", "dequantize", "saturate", "saturate_bits", "rshift_round",
     "requantize", "exact_int_matmul", "hw_rshift_round", "hw_saturate", "hw_requantize",
+    "SaturationProbe", "saturation_scope",
 ]
 
 
@@ -99,7 +101,57 @@ def saturate_bits(x, bits: int, signed: bool = True) -> np.ndarray:
 
 def saturate(x, fmt: QFormat) -> np.ndarray:
     """Clamp integers to the range of ``fmt``."""
-    return np.clip(_as_int64(x), fmt.min_int, fmt.max_int)
+    x = _as_int64(x)
+    y = np.clip(x, fmt.min_int, fmt.max_int)
+    if _PROBES:
+        _PROBES[-1].record(fmt, x.size, int(np.count_nonzero(y != x)))
+    return y
+
+
+@dataclass
+class SaturationProbe:
+    """Counts the values :func:`saturate` clips while it is active (``with probe:``).
+
+    Counts are kept per (scope, format): the scope is the innermost :func:`saturation_scope`
+    (the golden model names every layer), so a report can say which tensor hit the rail. Every
+    rounding point of the golden model ends in :func:`saturate`, so nothing is missed. Inactive
+    probes cost nothing; only the innermost active probe counts.
+    """
+    counts: dict = field(default_factory=dict)    # (scope, format str) -> [clipped, total]
+    _scope: list = field(default_factory=list)
+
+    def record(self, fmt: QFormat, total: int, clipped: int) -> None:
+        key = (".".join(self._scope) or "-", str(fmt))
+        c = self.counts.setdefault(key, [0, 0])
+        c[0] += clipped
+        c[1] += total
+
+    @property
+    def clipped(self) -> int:
+        return sum(c for c, _ in self.counts.values())
+
+    def __enter__(self) -> "SaturationProbe":
+        _PROBES.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _PROBES.remove(self)
+
+
+_PROBES: list[SaturationProbe] = []
+
+
+@contextmanager
+def saturation_scope(name: str):
+    """Name the tensor being computed, for an active :class:`SaturationProbe` (no-op otherwise)."""
+    probe = _PROBES[-1] if _PROBES else None
+    if probe is not None:
+        probe._scope.append(name)
+    try:
+        yield
+    finally:
+        if probe is not None:
+            probe._scope.pop()
 
 
 def quantize(x, fmt: QFormat, return_saturated: bool = False):

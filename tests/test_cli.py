@@ -19,7 +19,7 @@ def test_config_m3vit_prints_the_brief_sizes(capsys):
 def test_config_json_is_complete(capsys):
     assert main(["config", "--name", "tiny", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["model"]["dim"] == 32 and d["num"]["act"] == {"int_bits": 8, "frac_bits": 8, "signed": True}
+    assert d["model"]["dim"] == 32 and d["num"]["act"] == {"int_bits": 8, "frac_bits": 10, "signed": True}
 
 
 def test_unknown_config_is_a_clear_error(capsys):

@@ -78,6 +78,15 @@ def _float_tokens(cfg, params, pixels, task) -> np.ndarray:
         return model(torch.from_numpy(np.asarray(pixels, dtype=np.float64)), task).numpy()
 
 
+def _accuracy_line(cfg, params, pixels, tasks) -> str:
+    """The golden model's one-line accuracy / saturation summary (as `edge-moe accuracy`)."""
+    try:
+        from model_io.accuracy import evaluate, summary_line   # needs torch (optional extra)
+    except ImportError:
+        return "accuracy vs float: skipped (PyTorch is not installed)"
+    return summary_line(evaluate(cfg, params, pixels, tasks)["config"])
+
+
 def run(args) -> int:
     from host.run import run_frame
     from model_io.export import export
@@ -123,6 +132,7 @@ def run(args) -> int:
     img = prepare_image(source, cfg)
     _log(f"input image: {args.image or 'bundled synthetic sample'} -> "
          f"{m.image_channels}x{m.image_height}x{m.image_width}")
+    _log(_accuracy_line(cfg, params, img.pixels, tasks))
 
     results = []
     for t in tasks:

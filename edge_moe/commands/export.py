@@ -23,6 +23,7 @@ from sim.config import PRESETS, ConfigError, get_config
 from sim.params import INIT_STYLES, random_params
 
 from model_io.export import export
+from model_io.names import to_float_params
 from sim.weight_format import SaturationWarning, WeightImageError
 
 __all__ = ["add_export_parser", "run_export", "load_checkpoint", "main"]
@@ -46,6 +47,9 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"config preset ({', '.join(PRESETS)})")
     p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="output directory")
+    p.add_argument("--no-accuracy", action="store_true",
+                   help="skip the accuracy check (golden model vs float on the bundled sample "
+                        "image, every task; see `edge-moe accuracy`)")
     p.set_defaults(func=run_export)
     return p
 
@@ -72,6 +76,15 @@ def load_checkpoint(path: Path) -> dict:
     return obj
 
 
+def _accuracy_line(cfg, source) -> str:
+    from model_io.accuracy import evaluate, summary_line   # torch: only when the check runs
+    from model_io.images import prepare_image, sample_image
+
+    params, _ = to_float_params(cfg, source)
+    pixels = prepare_image(sample_image(cfg), cfg).pixels
+    return summary_line(evaluate(cfg, params, pixels)["config"]) + " (bundled sample image)"
+
+
 def run_export(args: argparse.Namespace) -> int:
     try:
         cfg = get_config(args.config)
@@ -90,6 +103,8 @@ def run_export(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"wrote {report.weights_path} ({report.file_bytes:,} bytes, sha256 {report.sha256}) "
           f"and {report.manifest_path}")
+    if not args.no_accuracy:
+        print(_accuracy_line(cfg, source))
     for w in caught:
         if issubclass(w.category, SaturationWarning):
             print(f"WARNING: {w.message}", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.config import Config
-from sim.fixed import quantize
+from sim.fixed import quantize, saturation_scope
 from sim.params import param_format, param_specs
 from sim.golden.layernorm import layernorm
 from sim.golden.linear import linear, residual_add, scaled_accumulate
@@ -67,13 +67,19 @@ def _ln(cfg, qp, prefix, x):
 def attention_block(cfg: Config, qp: dict, i: int, x: np.ndarray, trace=None) -> np.ndarray:
     m = cfg.model
     p = f"blocks.{i}."
-    xn = _ln(cfg, qp, p + "norm1", x)
-    qkv = linear(cfg, xn, qp[p + "attn.qkv.weight"], qp[p + "attn.qkv.bias"])
+    with saturation_scope(p + "norm1"):
+        xn = _ln(cfg, qp, p + "norm1", x)
+    with saturation_scope(p + "attn.qkv"):
+        qkv = linear(cfg, xn, qp[p + "attn.qkv.weight"], qp[p + "attn.qkv.bias"])
     d, hd = m.dim, m.head_dim
-    heads = [attention_head(cfg, qkv[:, h * hd:(h + 1) * hd], qkv[:, d + h * hd:d + (h + 1) * hd],
-                            qkv[:, 2 * d + h * hd:2 * d + (h + 1) * hd]) for h in range(m.heads)]
+    with saturation_scope(p + "attn.heads"):
+        heads = [attention_head(cfg, qkv[:, h * hd:(h + 1) * hd],
+                                qkv[:, d + h * hd:d + (h + 1) * hd],
+                                qkv[:, 2 * d + h * hd:2 * d + (h + 1) * hd]) for h in range(m.heads)]
     o = np.concatenate(heads, axis=1)
-    y = residual_add(cfg, x, linear(cfg, o, qp[p + "attn.proj.weight"], qp[p + "attn.proj.bias"]))
+    with saturation_scope(p + "attn.proj"):
+        y = residual_add(cfg, x, linear(cfg, o, qp[p + "attn.proj.weight"],
+                                        qp[p + "attn.proj.bias"]))
     if trace is not None:
         trace.update({p + "norm1": xn, p + "qkv": qkv, p + "attn": o, p + "attn_out": y})
     return y
@@ -81,9 +87,12 @@ def attention_block(cfg: Config, qp: dict, i: int, x: np.ndarray, trace=None) ->
 
 def mlp_block(cfg: Config, qp: dict, i: int, x: np.ndarray, trace=None) -> np.ndarray:
     p = f"blocks.{i}."
-    xn = _ln(cfg, qp, p + "norm2", x)
-    h = linear(cfg, xn, qp[p + "mlp.fc1.weight"], qp[p + "mlp.fc1.bias"], gelu=True)
-    y = residual_add(cfg, x, linear(cfg, h, qp[p + "mlp.fc2.weight"], qp[p + "mlp.fc2.bias"]))
+    with saturation_scope(p + "norm2"):
+        xn = _ln(cfg, qp, p + "norm2", x)
+    with saturation_scope(p + "mlp.fc1"):
+        h = linear(cfg, xn, qp[p + "mlp.fc1.weight"], qp[p + "mlp.fc1.bias"], gelu=True)
+    with saturation_scope(p + "mlp.fc2"):
+        y = residual_add(cfg, x, linear(cfg, h, qp[p + "mlp.fc2.weight"], qp[p + "mlp.fc2.bias"]))
     if trace is not None:
         trace.update({p + "norm2": xn, p + "fc1": h, p + "out": y})
     return y
@@ -97,16 +106,21 @@ def experts_combine(cfg: Config, qp: dict, prefix: str, xn, x, routing) -> np.nd
     out = np.array(x, dtype=np.int64, copy=True)
     for q in expert_queues(cfg, routing):
         e = f"{prefix}.{q.expert}."
-        h = linear(cfg, xn[q.tokens], qp[e + "fc1.weight"], qp[e + "fc1.bias"], gelu=True)
-        y = linear(cfg, h, qp[e + "fc2.weight"], qp[e + "fc2.bias"])
-        out[q.tokens] = scaled_accumulate(cfg, out[q.tokens], y, q.weights)
+        with saturation_scope(prefix + ".fc1"):
+            h = linear(cfg, xn[q.tokens], qp[e + "fc1.weight"], qp[e + "fc1.bias"], gelu=True)
+        with saturation_scope(prefix + ".fc2"):
+            y = linear(cfg, h, qp[e + "fc2.weight"], qp[e + "fc2.bias"])
+        with saturation_scope(prefix + ".combine"):
+            out[q.tokens] = scaled_accumulate(cfg, out[q.tokens], y, q.weights)
     return out
 
 
 def moe_block(cfg: Config, qp: dict, i: int, x: np.ndarray, task: int, trace=None) -> np.ndarray:
     p = f"blocks.{i}."
-    xn = _ln(cfg, qp, p + "norm2", x)
-    routing = route(cfg, xn, qp[p + f"mlp.gates.{task}.weight"])
+    with saturation_scope(p + "norm2"):
+        xn = _ln(cfg, qp, p + "norm2", x)
+    with saturation_scope(p + "mlp.router"):
+        routing = route(cfg, xn, qp[p + f"mlp.gates.{task}.weight"])
     out = experts_combine(cfg, qp, p + "mlp.experts", xn, x, routing)
     if trace is not None:
         trace.update({p + "norm2": xn, p + "routing": routing, p + "out": out})
@@ -120,14 +134,16 @@ def forward(cfg: Config, qparams: dict, image_q, task: int, trace: dict | None =
         raise ValueError(f"task {task} out of range: the config has {m.tasks} tasks")
     qp = qparams
     w = qp["patch_embed.proj.weight"].reshape(m.dim, m.patch_dim)
-    emb = linear(cfg, patchify(cfg, image_q), w, qp["patch_embed.proj.bias"])
-    x = np.concatenate([qp["cls_token"].reshape(1, m.dim), emb], axis=0)
-    x = residual_add(cfg, x, qp["pos_embed"].reshape(m.tokens, m.dim))
+    with saturation_scope("patch_embed"):
+        emb = linear(cfg, patchify(cfg, image_q), w, qp["patch_embed.proj.bias"])
+        x = np.concatenate([qp["cls_token"].reshape(1, m.dim), emb], axis=0)
+        x = residual_add(cfg, x, qp["pos_embed"].reshape(m.tokens, m.dim))
     if trace is not None:
         trace["embed"] = x
     for i in range(m.depth):
         x = attention_block(cfg, qp, i, x, trace)
         x = moe_block(cfg, qp, i, x, task, trace) if m.is_moe(i) else mlp_block(cfg, qp, i, x, trace)
     if m.final_norm:
-        x = _ln(cfg, qp, "norm", x)
+        with saturation_scope("norm"):
+            x = _ln(cfg, qp, "norm", x)
     return x

@@ -239,3 +239,27 @@ def test_quantize_saturates_wide_formats():
 def test_rshift_round_shift_beyond_62():
     for x, n in [(1 << 61, 63), (-(1 << 62), 63), ((1 << 62) - 1, 70), (-(1 << 61), 64)]:
         assert int(rshift_round(np.int64(x), n)) == exact_round_half_up(Fraction(x, 1 << n))
+
+
+def test_saturation_probe_counts_clipped_values_per_scope():
+    from sim.fixed import SaturationProbe, saturation_scope
+    fmt = QFormat(4, 4)
+    rng = np.random.default_rng(7)
+    a = rng.integers(-400, 400, 1000)
+    b = rng.integers(-100, 100, 50)
+    saturate(a, fmt)                                   # no probe: nothing recorded anywhere
+    with SaturationProbe() as probe:
+        with saturation_scope("outer"):
+            saturate(a, fmt)
+            with saturation_scope("inner"):
+                saturate(b, fmt)
+        saturate(b, QFormat(8, 0))
+    want_a = int(np.count_nonzero((a > fmt.max_int) | (a < fmt.min_int)))
+    want_b = int(np.count_nonzero((b > fmt.max_int) | (b < fmt.min_int)))
+    assert probe.counts == {("outer", "Q4.4"): [want_a, 1000],
+                            ("outer.inner", "Q4.4"): [want_b, 50],
+                            ("-", "Q8.0"): [0, 50]}
+    assert probe.clipped == want_a + want_b > 0
+    with saturation_scope("x"):                        # inactive probe: scopes are no-ops
+        saturate(a, fmt)
+    assert probe.clipped == want_a + want_b
