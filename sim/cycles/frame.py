@@ -6,8 +6,8 @@ descriptors. Each descriptor is modelled with its block's own exact model plus a
 for the top level's plumbing (job hand-off, the first DRAM access, draining the writer):
 
 - GEMM: :func:`sim.cycles.gemm.gemm_cycles` + ``GEMM_OVERHEAD``;
-- LAYERNORM: the gamma/beta load (``mem_latency + dim / R``) + :func:`layernorm_cycles` +
-  ``LN_OVERHEAD``;
+- LAYERNORM: the gamma/beta load (``mem_latency`` + the bus beats of gamma and beta, at least
+  ``dim / R``) + :func:`layernorm_cycles` + ``LN_OVERHEAD``;
 - ATTENTION (``nheads`` heads back to back): the first head alone
   (:func:`attention_head_cycles`), every further one at the back-to-back rate
   (:func:`attention_steady_cycles`), + ``ATTN_OVERHEAD``;
@@ -43,7 +43,7 @@ __all__ = ["LayerCost", "FrameCost", "frame_cost", "GEMM_OVERHEAD", "LN_OVERHEAD
            "STORE_OVERHEAD", "STORE_BURST_GAP", "START_OVERHEAD"]
 
 GEMM_OVERHEAD = 26       # job hand-off, first weight burst's latency share, writer drain
-LN_OVERHEAD = 22
+LN_OVERHEAD = 14
 ATTN_OVERHEAD = 6
 ROUTE_OVERHEAD = 9
 EXPERTS_OVERHEAD = 27
@@ -116,9 +116,11 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
             macs = d.m * d.k * d.n
             rd = d.k * d.n * wb + (d.n * bb if d.bias else 0)
         elif op is HwOp.LAYERNORM:
-            cyc = (cfg.hw.mem_latency + param_load_cycles(cfg) + layernorm_cycles(cfg, d.m)
-                   + LN_OVERHEAD)
             rd = m.dim * (n.ln_gamma.storage_bytes + sb)
+            # gamma and beta arrive one after the other on the bus; the unit takes a parameter
+            # beat only when both halves are there, so the load lasts as long as the bus needs.
+            cyc = (cfg.hw.mem_latency + max(param_load_cycles(cfg), _beats(cfg, rd))
+                   + layernorm_cycles(cfg, d.m) + LN_OVERHEAD)
         elif op is HwOp.ATTENTION:
             cyc = (attention_head_cycles(cfg, d.m) + (d.nheads - 1) * attention_steady_cycles(cfg, d.m)
                    + ATTN_OVERHEAD)

@@ -32,7 +32,7 @@ def test_last_clock_report_with_repository_lines():
         ["Info: Max frequency for clock 'clk': 30.00 MHz"]
         + _path("old", "a.b", "c.d", [f"{ROOT}/hw/old.py:1"], 1.0, 2.0)
         + _path("$glbnet$cd_sync.clk", "top.router.b_m_FF", "top.router.o_w_FF",
-                [f"{ROOT}/hw/router.py:271", "/share/lattice/arith_map_ccu2c.v:74.7-80.4",
+                [f"{ROOT}/hw/moe/router.py:271", "/share/lattice/arith_map_ccu2c.v:74.7-80.4",
                  f"{ROOT}/.venv/lib/python3.11/site-packages/amaranth/hdl/_ast.py:2425",
                  f"{ROOT}/sim/fixed.py:196"], 11.07, 14.41)
         + ["Info: Critical path report for cross-domain path '<async>' -> '<async>':",

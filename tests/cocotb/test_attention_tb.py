@@ -87,4 +87,6 @@ async def attention_heavy_backpressure(dut):
     for i, (g, w) in enumerate(zip(got, want)):
         assert g == w, f"O beat {i}: got {g}, expected {w} (seed={p['seed']})"
     gaps = sum(b - a - 1 for a, b in zip(acc, acc[1:]))
-    assert gaps > len(acc), f"no lane stall observed (K/V gaps {gaps})"
+    # K/V valid gaps alone explain ~0.11 gap cycles per beat (valid 0.9); half a gap per beat or
+    # more is the lanes stalling on the rarely-ready O stream.
+    assert gaps > len(acc) // 2, f"no lane stall observed (K/V gaps {gaps}, {len(acc)} beats)"

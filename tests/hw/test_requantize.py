@@ -66,9 +66,10 @@ def expected(cfg: Config, beats) -> list[list[int]]:
 
 
 def _short_shift() -> Config:
-    """Q2.2 weights: acc_frac 10, shift 2 (a small half-LSB constant)."""
+    """Q2.2 weights: acc_frac = act.frac + 2, shift 2 (a small half-LSB constant)."""
+    act = Config.tiny().num.act
     return with_changes(Config.tiny(), name="tiny-w2.2",
-                        num=dict(weight=QFormat(2, 2), bias=QFormat(10, 10)))
+                        num=dict(weight=QFormat(2, 2), bias=QFormat(8, act.frac_bits + 2)))
 
 
 CONFIGS = [

@@ -67,9 +67,11 @@ def test_wrong_qformat_and_dtype(tiny_image_dir):
     _raises(tiny_image_dir, "'blocks.0.mlp.fc1.weight'", "Q-format", "Q4.12", "expected Q2.14")
 
 
-def test_wrong_dtype(tiny_image_dir):
-    _edit_manifest(tiny_image_dir, lambda m: _entry(m, "norm.weight").update(dtype="<i4"))
-    _raises(tiny_image_dir, "'norm.weight'", "dtype", "<i4", "expected <i2")
+def test_wrong_dtype(tiny_image_dir, tiny):
+    right = tiny.num.ln_gamma.numpy_dtype.str
+    wrong = "<i2" if right != "<i2" else "<i4"
+    _edit_manifest(tiny_image_dir, lambda m: _entry(m, "norm.weight").update(dtype=wrong))
+    _raises(tiny_image_dir, "'norm.weight'", "dtype", wrong, f"expected {right}")
 
 
 def test_unknown_layout(tiny_image_dir):
@@ -133,9 +135,10 @@ def test_invalid_manifest_config(tiny_image_dir):
 def test_config_mismatch_names_the_field(tiny_image_dir):
     _raises(tiny_image_dir, "config field model.dim: weight image has 32, expected 192",
             "model.depth", cfg=get_config("m3vit-tiny-cityscapes"))
-    other = with_changes(get_config("tiny"), num={"ln_gamma": QFormat(5, 11)})
-    _raises(tiny_image_dir, "config field num.ln_gamma: weight image has Q6.10, expected Q5.11",
-            cfg=other)
+    tiny = get_config("tiny")
+    other = with_changes(tiny, num={"ln_gamma": QFormat(5, 11)})
+    _raises(tiny_image_dir, f"config field num.ln_gamma: weight image has {tiny.num.ln_gamma}, "
+            "expected Q5.11", cfg=other)
 
 
 def test_hw_and_name_do_not_matter(tiny_image_dir, tiny):
@@ -145,25 +148,30 @@ def test_hw_and_name_do_not_matter(tiny_image_dir, tiny):
     assert cfg is cfg2 and all(np.array_equal(q[k], q_ref[k]) for k in q)
 
 
-def test_value_outside_format_range(tiny_image_dir):
+def test_value_outside_format_range(tiny_image_dir, tiny):
     """A stored integer that fits its dtype but not its Q-format (storage wider than the format).
 
-    The tiny formats fill their dtypes exactly, so shrink ln_gamma to 14 bits (still int16) in the
-    manifest's config and entries alike, then store a value beyond Q4.10 with valid checksums.
+    Shrink ln_gamma by one integer bit (same dtype) in the manifest's config and entries alike,
+    then store a value beyond the shrunk format with valid checksums.
     """
+    g = tiny.num.ln_gamma
+    small = QFormat(g.int_bits - 1, g.frac_bits)
+    assert small.numpy_dtype == g.numpy_dtype
+
     def shrink(m):
-        m["config"]["num"]["ln_gamma"] = {"int_bits": 4, "frac_bits": 10, "signed": True}
+        m["config"]["num"]["ln_gamma"] = small.to_dict()
         for e in m["tensors"]:
-            if e["format"] == {"int_bits": 6, "frac_bits": 10, "signed": True}:
-                e["format"] = {"int_bits": 4, "frac_bits": 10, "signed": True}
+            if e["format"] == g.to_dict():
+                e["format"] = small.to_dict()
     _edit_manifest(tiny_image_dir, shrink)
     path = tiny_image_dir / "weights.bin"
     m = json.loads((tiny_image_dir / "manifest.json").read_text())
     e = _entry(m, "norm.weight")
     blob = bytearray(path.read_bytes())
-    blob[e["offset"]:e["offset"] + 2] = np.int16(20000).tobytes()
+    n = g.storage_bytes
+    blob[e["offset"]:e["offset"] + n] = (small.max_int + 1).to_bytes(n, "little", signed=True)
     path.write_bytes(bytes(blob))
     e["crc32"] = crc32(bytes(blob[e["offset"]:e["offset"] + e["length"]]))
     m["weights_file"].update(sha256=sha256(bytes(blob)), crc32=crc32(bytes(blob)))
     (tiny_image_dir / "manifest.json").write_text(json.dumps(m))
-    _raises(tiny_image_dir, "'norm.weight'", "1 values outside the range of Q4.10")
+    _raises(tiny_image_dir, "'norm.weight'", f"1 values outside the range of {small}")

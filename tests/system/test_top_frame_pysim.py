@@ -62,7 +62,8 @@ def test_csr_errors_and_load_store(seed):
     rows = rng.integers(act.min_int, act.max_int + 1, (md.tokens, md.dim))
     img = rng.integers(act.min_int, act.max_int + 1,
                        (md.image_channels, md.image_height, md.image_width))
-    data_at, img_at, out_at, out2_at = 0x1000, 0x2000, 0x4000, 0x5000
+    vb, dt = act.storage_bytes, act.numpy_dtype          # bytes and dtype of one value
+    data_at, img_at, out_at, out2_at = 0x1000, 0x2000, 0x6000, 0x7000
     progs = {
         "magic": _corrupt(encode_desc(Desc(HwOp.END)), 0),
         "check": _corrupt(encode_desc(Desc(HwOp.END)), 61),
@@ -77,15 +78,15 @@ def test_csr_errors_and_load_store(seed):
                  n=md.patch_dim, addr_a=img_at - data_at),
             Desc(HwOp.END)]),
     }
-    mem = bytearray(0x6000)
+    mem = bytearray(0x8000)
     starts = {}
     at = 0
     for name, code in progs.items():
         starts[name] = at
         mem[at:at + len(code)] = code
         at += -(-len(code) // DESC_BYTES) * DESC_BYTES + DESC_BYTES
-    mem[data_at:data_at + rows.size * 2] = rows.astype("<i2").tobytes()
-    mem[img_at:img_at + img.size * 2] = img.astype("<i2").tobytes()
+    mem[data_at:data_at + rows.size * vb] = rows.astype(dt).tobytes()
+    mem[img_at:img_at + img.size * vb] = img.astype(dt).tobytes()
     dut = TopWithMemory(cfg, image=bytes(mem))
     got = {}
 
@@ -118,7 +119,7 @@ def test_csr_errors_and_load_store(seed):
         got["status_after_clear"] = await _csr_read(ctx, dut, "STATUS")
         ctx.set(dut.host_mode, 1)
         await ctx.tick()
-        got["out"] = await _host_read(ctx, dut, cfg, out_at, rows.size * 2)
+        got["out"] = await _host_read(ctx, dut, cfg, out_at, rows.size * vb)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -133,6 +134,6 @@ def test_csr_errors_and_load_store(seed):
     assert got["bad_task"] == (0b110, 7, 0), msg
     assert got["copy"] == (0b010, 0, 4), msg
     assert got["status_after_clear"] == 0, msg
-    assert got["copy_bytes_written"] == rows.size * 2, msg
-    out = np.frombuffer(got["out"], dtype="<i2").reshape(rows.shape)
+    assert got["copy_bytes_written"] == rows.size * vb, msg
+    out = np.frombuffer(got["out"], dtype=dt).reshape(rows.shape)
     np.testing.assert_array_equal(out, rows, err_msg=msg)
