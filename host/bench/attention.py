@@ -25,21 +25,22 @@ import argparse
 import sys
 
 import numpy as np
+from amaranth.lib import data
+from amaranth.sim import Simulator
 
+from hw.attention.attention import Attention
+from hw.attention.attention_stream import attention_reference, kv_beats, o_beats, q_beats
 from sim.config import get_config, with_changes
 from sim.cycles.attention import (attention_head_cycles, attention_kv_bytes,
                                attention_steady_cycles, attention_sweep)
+from sim.cycles.gemm import gemm_cycles
 
 __all__ = ["simulate_attention", "rtl_sweep", "main"]
 
 
 def simulate_attention(cfg, tokens: int, heads: int = 2, seed: int = 1) -> dict:
     """Simulate ``heads`` heads back to back at full rate; returns the measured figures."""
-    from amaranth.lib import data
-    from amaranth.sim import Simulator
 
-    from hw.attention.attention import Attention
-    from hw.attention.attention_stream import attention_reference, kv_beats, o_beats, q_beats
 
     dut = Attention(cfg, tokens)
     ap = dut.ap
@@ -128,13 +129,9 @@ def rtl_sweep(tokens: int = 33, ps=(1, 2, 4, 8), heads: int = 2, base: str = "ti
     return rows
 
 
-def _pe_array_head_cycles(cfg) -> int | None:
+def _pe_array_head_cycles(cfg) -> int:
     """One head on the shared PE array: S = Q K^T, softmax (1 score / cycle / array column),
-    O = P V, as GEMMs of sim.cycles.gemm (None if that model is missing)."""
-    try:
-        from sim.cycles.gemm import gemm_cycles
-    except ImportError:
-        return None
+    O = P V, as GEMMs of sim.cycles.gemm."""
     n, hd = cfg.model.tokens, cfg.model.head_dim
     softmax = -(-n * n // cfg.hw.array_cols)
     return gemm_cycles(cfg, n, hd, n) + softmax + gemm_cycles(cfg, n, n, hd)
@@ -174,13 +171,12 @@ def main(argv=None) -> int:
               f"{s['kv_bytes'] / 1e6:>7.3f} {s['kv_bytes_per_steady_cycle']:>12.1f} "
               f"{s['total_bytes_per_steady_cycle']:>12.1f}")
     pe = _pe_array_head_cycles(cfg)
-    if pe is not None:
-        s4 = next((s for s in sweep if s["p"] == cfg.hw.attn_parallel), sweep[-1])
-        print(f"\nSame head on the {cfg.hw.array_rows}x{cfg.hw.array_cols} PE array "
-              f"(QK^T GEMM + softmax pass + PV GEMM): {pe} cycles vs {s4['steady_cycles']} on "
-              f"the attention unit (p = {s4['p']}); frame total for {cfg.model.depth} blocks x "
-              f"{cfg.model.heads} heads: {pe * cfg.model.depth * cfg.model.heads:,} vs "
-              f"{s4['steady_cycles'] * cfg.model.depth * cfg.model.heads:,} cycles")
+    s4 = next((s for s in sweep if s["p"] == cfg.hw.attn_parallel), sweep[-1])
+    print(f"\nSame head on the {cfg.hw.array_rows}x{cfg.hw.array_cols} PE array "
+          f"(QK^T GEMM + softmax pass + PV GEMM): {pe} cycles vs {s4['steady_cycles']} on "
+          f"the attention unit (p = {s4['p']}); frame total for {cfg.model.depth} blocks x "
+          f"{cfg.model.heads} heads: {pe * cfg.model.depth * cfg.model.heads:,} vs "
+          f"{s4['steady_cycles'] * cfg.model.depth * cfg.model.heads:,} cycles")
     return 0
 
 

@@ -15,10 +15,14 @@ import argparse
 import sys
 
 import numpy as np
+from amaranth.sim import Simulator
 
+from hw.array.epilogue import EpilogueMode
+from hw.array.gemm_engine import GemmEngine, gemm_output, gemm_streams
 from sim.config import Config, get_config
 from sim.cycles.gemm import (gemm_active_cycles, gemm_cycles, gemm_utilization,
                           steady_state_utilization)
+from sim.golden.linear import linear, residual_add, scaled_accumulate
 
 __all__ = ["m3vit_shapes", "measure_rtl", "main"]
 
@@ -57,11 +61,7 @@ def measure_rtl(cfg: Config, m: int, k: int, n: int, *, seed: int = 0, bias: boo
     Result: ``{"cycles", "active", "model", "exact"}`` where ``exact`` says the output matched
     sim/golden bit for bit.
     """
-    from amaranth.sim import Simulator
 
-    from hw.array.epilogue import EpilogueMode
-    from hw.array.gemm_engine import GemmEngine, gemm_output, gemm_streams
-    from sim.golden.linear import linear, residual_add, scaled_accumulate
 
     rng = np.random.default_rng(seed)
     nm = cfg.num

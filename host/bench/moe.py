@@ -19,7 +19,9 @@ import argparse
 import sys
 import time
 
+from host.bench.moe_system import moe_beats, moe_case, run_moe_system
 from sim.config import get_config, with_changes
+from sim.golden.router import expert_queues, route
 from sim.cycles.moe import (load_geometry, matrix_compute_cycles, moe_layer_cycles,
                          router_cycles_per_token, tokens_per_expert)
 
@@ -87,10 +89,6 @@ def analytic(cfg) -> str:
 
 def rtl_sweep(widths, seed: int) -> str:
     """The RTL MoE layer (pysim, tiny) at several memory widths vs the model."""
-    from sim.golden.router import expert_queues, route
-    from host.pysim import StreamDriver, StreamMonitor, run_pysim
-    from host.bench.moe_system import MoESystem, moe_beats, moe_case
-
     base = get_config("tiny")
     lines = [f"== RTL (pysim) MoE layer, {base.name}: {base.model.tokens} tokens, "
              f"{base.model.experts} experts, {base.hw.array_rows}x{base.hw.array_cols} array, "
@@ -101,26 +99,13 @@ def rtl_sweep(widths, seed: int) -> str:
     for w in widths:
         cfg = with_changes(base, hw=dict(mem_bytes_per_cycle=w))
         case = moe_case(cfg, seed)
-        beats = moe_beats(cfg, case)
-        dut = MoESystem(cfg, case)
-        drv = [StreamDriver(dut.cmd, [{"task": case["task"], "layer": 0}]),
-               StreamDriver(dut.xn, beats["xn"]), StreamDriver(dut.x, beats["x"])]
-        mon = StreamMonitor(dut.y, len(beats["y"]))
-        st = {}
-
-        async def fin(ctx, mon=mon, dut=dut, st=st):
-            await mon(ctx)
-            await ctx.tick()
-            for k in ("cycles", "stall_cycles", "first_wait_cycles", "bytes_read"):
-                st[k] = ctx.get(getattr(dut, k))
-
         t0 = time.time()
-        run_pysim(dut, [*drv, fin], deadline_cycles=500_000)
+        received, st = run_moe_system(cfg, case, deadline_cycles=500_000)
         dt = time.time() - t0
         p = f"blocks.{case['block']}."
         r = route(cfg, case["xn"], case["qp"][p + f"mlp.gates.{case['task']}.weight"])
         mc = moe_layer_cycles(cfg, [len(q.tokens) for q in expert_queues(cfg, r)])
-        exact = mon.received == beats["y"]
+        exact = received == moe_beats(cfg, case)["y"]
         lines.append(f"  {w:>7} {st['first_wait_cycles']:>10,} {mc.first_wait:>6,} "
                      f"{st['stall_cycles'] - st['first_wait_cycles']:>9,} {mc.prefetch_stall:>6,} "
                      f"{st['cycles']:>10,} {mc.total:>6,} {st['bytes_read']:>10,} "

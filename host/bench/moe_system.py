@@ -15,6 +15,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from host.bench.moe_layer import MoELayer, gate_address_table, moe_cmd_layout
+from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from hw.mem.bus import req_layout
 from hw.mem.onchip_memory import OnChipMemory
 from hw.moe.prefetcher import expert_address_table, prefetch_geometry
@@ -26,7 +27,12 @@ from sim.golden.router import route
 from sim.params import random_params
 from sim.weight_image import build_image
 
-__all__ = ["MoESystem", "moe_case", "moe_beats", "expected_bytes"]
+__all__ = ["MoESystem", "moe_case", "moe_beats", "expected_bytes", "run_moe_system",
+           "COUNTERS"]
+
+# The status counters MoESystem exposes (read once the last output beat is out).
+COUNTERS = ("cycles", "route_cycles", "expert_cycles", "stall_cycles", "first_wait_cycles",
+            "bytes_read")
 
 
 @lru_cache(maxsize=8)
@@ -140,3 +146,21 @@ class MoESystem(wiring.Component):
             dram.wr.wr_req.valid.eq(0), dram.wr.wr_data.valid.eq(0),
         ]
         return m
+
+
+def run_moe_system(cfg: Config, case, *, deadline_cycles: int = 200_000) -> tuple[list, dict]:
+    """Run one MoE layer at full rate in pysim: (output beats received, status counters)."""
+    beats = moe_beats(cfg, case)
+    dut = MoESystem(cfg, case)
+    drivers = [StreamDriver(dut.cmd, [{"task": case["task"], "layer": 0}]),
+               StreamDriver(dut.xn, beats["xn"]), StreamDriver(dut.x, beats["x"])]
+    mon = StreamMonitor(dut.y, len(beats["y"]))
+    counters = {}
+
+    async def finish(ctx):
+        await mon(ctx)
+        await ctx.tick()
+        counters.update({k: ctx.get(getattr(dut, k)) for k in COUNTERS})
+
+    run_pysim(dut, [*drivers, finish], deadline_cycles=deadline_cycles)
+    return mon.received, counters

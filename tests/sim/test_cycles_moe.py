@@ -18,9 +18,8 @@ from sim.config import Config, get_config, with_changes
 from sim.cycles.moe import (EXP2_LATENCY, hiding_bandwidth, load_geometry, moe_layer_cycles,
                             router_cycles_per_token, router_latency, tokens_per_expert)
 from sim.golden.router import expert_queues, route
-from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
-from host.bench.moe_system import MoESystem, moe_beats, moe_case
+from host.bench.moe_system import moe_beats, moe_case, run_moe_system
 
 
 @pytest.mark.parametrize("name", ["tiny", "m3vit-tiny-cityscapes", "m3vit-ecp5-85f"])
@@ -36,22 +35,8 @@ def test_constants_match_rtl(name):
 
 def _rtl_counters(cfg, seed):
     case = moe_case(cfg, seed)
-    beats = moe_beats(cfg, case)
-    dut = MoESystem(cfg, case)
-    drv = [StreamDriver(dut.cmd, [{"task": case["task"], "layer": 0}]),
-           StreamDriver(dut.xn, beats["xn"]), StreamDriver(dut.x, beats["x"])]
-    mon = StreamMonitor(dut.y, len(beats["y"]))
-    st = {}
-
-    async def fin(ctx):
-        await mon(ctx)
-        await ctx.tick()
-        for k in ("cycles", "route_cycles", "expert_cycles", "stall_cycles", "first_wait_cycles",
-                  "bytes_read"):
-            st[k] = ctx.get(getattr(dut, k))
-
-    run_pysim(dut, [*drv, fin], deadline_cycles=200_000)
-    assert mon.received == beats["y"]
+    received, st = run_moe_system(cfg, case)
+    assert received == moe_beats(cfg, case)["y"]
     p = f"blocks.{case['block']}."
     r = route(cfg, case["xn"], case["qp"][p + f"mlp.gates.{case['task']}.weight"])
     return st, [len(q.tokens) for q in expert_queues(cfg, r)]
