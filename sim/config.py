@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
-           "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES"]
+           "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS"]
 
 DESC_BYTES = 64          # one sequencer descriptor (sim/memory_image.py): 16 32-bit words
 DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, hw/top/csr.py)

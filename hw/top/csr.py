@@ -43,6 +43,7 @@ REGISTERS = {"ID": 0, "CTRL": 1, "TASK": 2, "STATUS": 3, "ERROR": 4, "PROG_BASE"
              "WEIGHT_BASE": 6, "IMAGE_BASE": 7, "OUT_BASE": 8,
              **{name: 16 + i for i, name in enumerate(COUNTERS)}}
 
+
 def csr_bits(cfg: Config) -> int:
     return max(cfg.hw.mem_addr_bits, cfg.hw.moe_counter_bits)
 
