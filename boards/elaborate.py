@@ -59,7 +59,8 @@ def _layout_rows(cfg: Config) -> list[str]:
 
 def _readme(cfg: Config, ports, verilog_file: str) -> str:
     from hw.mem.bus import beat_bytes
-    from hw.top.csr import COUNTERS, CSR_ID, ERROR_CODES, REGISTERS, csr_bits
+    from hw.top.csr import COUNTERS, CSR_ID, REGISTERS, csr_bits
+    from hw.top.error_codes import ErrorCode
     h = cfg.hw
     lines = [
         f"# edge-moe top level: `{TOP_MODULE}` (config `{cfg.name}`)",
@@ -96,8 +97,8 @@ def _readme(cfg: Config, ports, verilog_file: str) -> str:
         "CTRL": "bit 0: start a frame (ignored while busy); bit 1: clear done / error",
         "TASK": "task id of the next frame (selects the router's gate weights)",
         "STATUS": "bit 0 busy, bit 1 done, bit 2 error",
-        "ERROR": "bits 0-7 error code (" + ", ".join(f"{k} {v}" for k, v in
-                                                      ERROR_CODES.items()) +
+        "ERROR": "bits 0-7 error code (" + ", ".join(f"{int(c)} {c.name}: {c.description}"
+                                                      for c in ErrorCode) +
                  "), bits 16-31 descriptor index",
         "PROG_BASE": "byte address of the program (descriptors)",
         "WEIGHT_BASE": "byte address of the weight image",

@@ -33,6 +33,7 @@ import numpy as np
 
 from hw.link.host_bridge import (ACK, CMD, IDENT_LEN, IDENT_MAGIC, MEM_ADDR_BYTES, NAK,
                             PROTOCOL_VERSION, REG_ADDR_BYTES)
+from hw.top.error_codes import describe_error
 
 __all__ = ["Transport", "BridgeTransport", "LinkError", "open_serial", "EdgeMoeDriver",
            "DriverResult", "DemoDriver", "DEFAULT_BAUD"]
@@ -288,15 +289,12 @@ class EdgeMoeDriver:
                   progress: Callable[[int], None] | None = None) -> int:
         """Poll STATUS until done or error; returns STATUS. Raises FrameError on error or when
         ``max_polls`` polls did not see done."""
-        from hw.top.csr import ERROR_CODES
         from host.run import FrameError
         for i in range(max_polls):
             st = self.status()
             if st & 0b100:                                 # error
                 err = self.t.read_reg(self.regs["ERROR"])
-                code = err & 0xFF
-                raise FrameError(f"accelerator error {code} ({ERROR_CODES.get(code, '?')}) at "
-                                 f"descriptor {err >> 16}")
+                raise FrameError(f"accelerator error {describe_error(err)}")
             if st & 0b010:                                 # done
                 return st
             if progress is not None:

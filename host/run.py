@@ -28,7 +28,8 @@ import numpy as np
 from sim.config import Config
 from sim.memory_image import MemoryLayout, build_memory_image, memory_size
 
-from hw.top.csr import COUNTERS, ERROR_CODES, REGISTERS
+from hw.top.csr import COUNTERS, REGISTERS
+from hw.top.error_codes import describe_error
 
 __all__ = ["FrameResult", "run_frame", "frame_pysim", "counters_dict",
            "FrameError"]
@@ -62,9 +63,7 @@ def counters_dict(regs: dict) -> dict:
 
 def _check_status(status: int, err: int, pc_note: str = "") -> None:
     if status & 4:
-        code = err & 0xFF
-        raise FrameError(f"accelerator error {code} ({ERROR_CODES.get(code, '?')}) at descriptor "
-                         f"{err >> 16}{pc_note}")
+        raise FrameError(f"accelerator error {describe_error(err)}{pc_note}")
 
 
 # --------------------------------------------------------------------------------------------

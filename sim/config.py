@@ -22,7 +22,10 @@ from dataclasses import dataclass, field, replace
 from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
-           "PRESETS", "get_config", "GemmShape"]
+           "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS"]
+
+DESC_BYTES = 64          # one sequencer descriptor (sim/memory_image.py): 16 32-bit words
+DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, hw/top/csr.py)
 
 
 class ConfigError(ValueError):
@@ -203,11 +206,11 @@ class Config:
     # ----- presets -----
     @classmethod
     def tiny(cls) -> "Config":
-        return cls("tiny", ModelConfig(
+        return check_top_level(cls("tiny", ModelConfig(
             image_channels=3, image_height=32, image_width=32, patch=8, dim=32, depth=2, heads=2,
             mlp_hidden=64, moe_blocks=(1,), experts=4, top_k=2, expert_hidden=48, tasks=2),
             hw=HardwareConfig(array_rows=4, array_cols=4, attn_parallel=2, attn_dot_width=16,
-                              mem_bytes_per_cycle=8, mem_latency=8, clock_mhz=100.0))
+                              mem_bytes_per_cycle=8, mem_latency=8, clock_mhz=100.0)))
 
     @classmethod
     def tiny_ecp5(cls) -> "Config":
@@ -219,25 +222,75 @@ class Config:
         # of the LUTs, and did not route in an hour; with 8-wide dots it routed only after some
         # placements. Attention is a small part of a tiny frame, so this costs ~10 % cycles.
         tiny = cls.tiny()
-        return cls("tiny-ecp5", tiny.model,
-                   hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4, mult_budget=156))
+        return check_top_level(cls("tiny-ecp5", tiny.model,
+                                   hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4,
+                                              mult_budget=156)))
 
     @classmethod
     def m3vit_tiny(cls) -> "Config":
         # 32 B/cycle at 300 MHz = 9.6 GB/s, under half the ZCU102's 21.3 GB/s DDR4 peak: enough
         # for the expert prefetch to stay nearly hidden (docs/moe.md has the bandwidth sweep).
-        return cls("m3vit-tiny-cityscapes", _m3vit_model(),
-                   hw=HardwareConfig(array_rows=16, array_cols=16, attn_parallel=4,
-                                     attn_dot_width=64, mem_bytes_per_cycle=32, mem_latency=64,
-                                     clock_mhz=300.0, mult_budget=2520))
+        return check_top_level(cls(
+            "m3vit-tiny-cityscapes", _m3vit_model(),
+            hw=HardwareConfig(array_rows=16, array_cols=16, attn_parallel=4, attn_dot_width=64,
+                              mem_bytes_per_cycle=32, mem_latency=64, clock_mhz=300.0,
+                              mult_budget=2520)))
 
     @classmethod
     def m3vit_ecp5_85f(cls) -> "Config":
         # 156 MULT18X18D: an 8x16 array (128) leaves 28 for attention, LN, softmax and GELU.
-        return cls("m3vit-ecp5-85f", _m3vit_model(),
-                   hw=HardwareConfig(array_rows=8, array_cols=16, attn_parallel=1,
-                                     attn_dot_width=8, mem_bytes_per_cycle=4, mem_latency=16,
-                                     clock_mhz=100.0, mult_budget=156))
+        return check_top_level(cls(
+            "m3vit-ecp5-85f", _m3vit_model(),
+            hw=HardwareConfig(array_rows=8, array_cols=16, attn_parallel=1, attn_dot_width=8,
+                              mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
+                              mult_budget=156)))
+
+    # ----- derived sizes of the hardware: each is written here once -----
+    @property
+    def buffer_rows(self) -> int:
+        """Rows of every on-chip activation buffer (tokens; the image's patches fit too)."""
+        return max(self.model.tokens, self.model.patches)
+
+    @property
+    def hidden_cols(self) -> int:
+        """Values per row of the H buffer (MLP / expert hidden rows, or image patches)."""
+        m = self.model
+        return max(m.mlp_hidden, m.expert_hidden, m.patch_dim)
+
+    @property
+    def gemm_max_m(self) -> int:
+        """Largest GEMM M (rows of one GEMM: at most a buffer's rows)."""
+        return self.buffer_rows
+
+    @property
+    def gemm_max_k(self) -> int:
+        """Largest GEMM K of the model's linear layers (:meth:`ModelConfig.gemms`)."""
+        return max(g.k for g in self.model.gemms())
+
+    @property
+    def gemm_max_n(self) -> int:
+        """Largest GEMM N of the model's linear layers (:meth:`ModelConfig.gemms`)."""
+        return max(g.n for g in self.model.gemms())
+
+    @property
+    def gemm_k_tiles(self) -> int:
+        """Most inner-dimension tiles of one GEMM (ceil(gemm_max_k / array_rows))."""
+        return -(-self.gemm_max_k // self.hw.array_rows)
+
+    @property
+    def gemm_n_tiles(self) -> int:
+        """Most output column tiles of one GEMM (ceil(gemm_max_n / array_cols))."""
+        return -(-self.gemm_max_n // self.hw.array_cols)
+
+    @property
+    def load_max_n(self) -> int:
+        """Most values per row of a LOAD (a row of X / XN / QKV, or of H)."""
+        return max(self.model.dim, self.hidden_cols)
+
+    @property
+    def store_max_n(self) -> int:
+        """Most values per row of a STORE (output tokens: dim)."""
+        return self.model.dim
 
     # ----- derived -----
     @property
@@ -389,6 +442,54 @@ def _validate(cfg: Config) -> None:
              f"needs {mults} multipliers ({h.array_rows}x{h.array_cols} array + "
              f"2 x {h.attn_parallel} x {h.attn_dot_width} attention) but the target has "
              f"{h.mult_budget}")
+
+
+def _top_lanes(cfg: Config) -> dict:
+    """Lane counts of the top level's buffer ports (hw/top/geometry.py): each a power of two."""
+    h = cfg.hw
+    return {"hw.array_rows": h.array_rows, "hw.array_cols": h.array_cols,
+            "hw.attn_dot_width": h.attn_dot_width,
+            "values per memory beat (hw.mem_bytes_per_cycle / act storage bytes)":
+                h.mem_bytes_per_cycle // cfg.num.act.storage_bytes}
+
+
+def check_top_level(cfg: Config) -> Config:
+    """Raise ConfigError unless ``cfg`` can build the top level (hw/top); returns ``cfg``.
+
+    Blocks on their own also take configs that break these (a 3 x 5 PE array, say); every
+    preset is checked here when it is constructed, and ``TopGeometry`` checks the config it gets.
+    """
+    m, n, h = cfg.model, cfg.num, cfg.hw
+
+    def need(cond, msg):
+        if not cond:
+            raise ConfigError(f"config {cfg.name!r}: {msg}")
+
+    W, sa = h.mem_bytes_per_cycle, n.act.storage_bytes
+    need(_is_pow2(W), f"hw.mem_bytes_per_cycle {W} must be a power of two (beat-aligned "
+                      f"addressing)")
+    need(DESC_BYTES % W == 0, f"hw.mem_bytes_per_cycle {W} must divide the {DESC_BYTES}-byte "
+                              f"descriptor")
+    need(W % sa == 0, f"hw.mem_bytes_per_cycle {W} must hold whole {sa}-byte activations")
+    for what, v in _top_lanes(cfg).items():
+        need(_is_pow2(v), f"{what} = {v} must be a power of two (buffer lanes)")
+    R, C, V = h.array_rows, h.array_cols, W // sa
+    need(m.dim % C == 0, f"model.dim {m.dim} must be a multiple of hw.array_cols {C} (Q/K/V "
+                         f"column split)")
+    need(m.dim % R == 0, f"model.dim {m.dim} must be a multiple of the LayerNorm lanes "
+                         f"(hw.array_rows) {R}")
+    need(m.dim % V == 0, f"model.dim {m.dim} must be a multiple of {V} values per memory beat")
+    need(m.patch % V == 0, f"model.patch {m.patch} must be a multiple of {V} values per memory "
+                           f"beat (patchify on load)")
+    need(m.experts <= C, f"model.experts {m.experts} must be <= hw.array_cols {C} (router "
+                         f"logits leave the GEMM in one beat)")
+    for u, what in [(C * n.weight.storage_bytes, "weight tile (hw.array_cols weights)"),
+                    (C * n.bias.storage_bytes, "bias tile (hw.array_cols biases)"),
+                    (R * n.ln_gamma.storage_bytes, "LayerNorm gamma beat (hw.array_rows values)"),
+                    (R * sa, "LayerNorm beta beat (hw.array_rows values)")]:
+        need(u % W == 0, f"a {what} of {u} bytes is not a whole number of "
+                         f"{W}-byte memory beats (hw.mem_bytes_per_cycle)")
+    return cfg
 
 
 def with_changes(cfg: Config, *, name: str | None = None, model: dict | None = None,

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.config import Config
+from sim.config import DESC_BYTES, Config, ConfigError
 from sim.fixed import saturate
 from sim.params import param_specs
 from sim.frame_program import Epilogue, Instr, Op, frame_program
@@ -66,11 +66,11 @@ from sim.golden.model import patchify
 
 __all__ = ["HwOp", "Buf", "LoadMode", "Base", "EpiMode", "DESC_BYTES", "DESC_WORDS", "MAGIC",
            "CHECK_SEED", "FIELDS", "Desc", "encode_desc", "decode_desc", "lower_program",
+           "FieldRange", "desc_ranges", "check_desc",
            "check_aliasing", "MemoryLayout", "build_memory_image", "run_image", "read_output",
            "image_bytes", "embed_pos_table", "REGION_ALIGN", "memory_size"]
 
-DESC_WORDS = 16
-DESC_BYTES = 4 * DESC_WORDS
+DESC_WORDS = DESC_BYTES // 4
 MAGIC = 0xE8
 CHECK_SEED = 0x5EC0_DE00
 REGION_ALIGN = 64
@@ -191,6 +191,77 @@ class Desc:
         if self.note:
             parts.append(f"({self.note})")
         return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class FieldRange:
+    """A descriptor must have ``lo <= sum of fields <= hi``.
+
+    One field (a size, a buffer id) or a first row plus the row count (``row0d + m``: the rows
+    must lie inside the buffer), so a range is checked as one comparison in hardware too.
+    """
+    fields: tuple[str, ...]
+    lo: int
+    hi: int
+
+    @property
+    def name(self) -> str:
+        return " + ".join(self.fields)
+
+    def value(self, d: "Desc") -> int:
+        return sum(int(getattr(d, f)) for f in self.fields)
+
+
+def desc_ranges(cfg: Config) -> dict[HwOp, tuple[FieldRange, ...]]:
+    """The range of every field the sequencer decodes, per op (END has none).
+
+    The single definition of the descriptor limits: the sequencer rejects a descriptor outside
+    them with ``ErrorCode.BAD_FIELD`` (hw/top/sequencer.py) and :func:`lower_program` refuses to
+    emit one. Fields an op does not decode (LAYERNORM's ``n``, say) are not checked.
+    """
+    md = cfg.model
+    rows = cfg.buffer_rows
+
+    def one(f, lo, hi):
+        return FieldRange((f,), lo, hi)
+
+    buf = lambda f: one(f, 0, max(Buf))                                   # noqa: E731
+    inside = lambda row0: FieldRange((row0, "m"), 1, rows)                # noqa: E731
+    base = one("base", 0, max(Base))
+    ranges = {
+        HwOp.LOAD: (buf("dst"), one("mode", 0, max(LoadMode)), base, one("m", 1, rows),
+                    one("n", 1, cfg.load_max_n), inside("row0d")),
+        HwOp.STORE: (buf("src"), base, one("m", 1, rows), one("n", 1, cfg.store_max_n)),
+        HwOp.GEMM: (buf("src"), buf("dst"), one("epi", 0, max(EpiMode)),
+                    one("m", 1, cfg.gemm_max_m), one("k", 1, cfg.gemm_max_k),
+                    one("n", 1, cfg.gemm_max_n), inside("row0s"), inside("row0d")),
+        HwOp.LAYERNORM: (buf("src"), buf("dst"), one("m", 1, rows)),
+        HwOp.ATTENTION: (buf("dst"), one("nheads", 1, md.heads),
+                         FieldRange(("head0", "nheads"), 1, md.heads)),
+        HwOp.ROUTE: (buf("src"), one("m", 1, rows), one("k", 1, cfg.gemm_max_k),
+                     one("n", 1, md.experts)),
+        # fc1 is a (k x n) GEMM, fc2 (n x k); the prefetcher holds dim x expert_hidden matrices
+        HwOp.EXPERTS: (buf("src"), buf("dst"), one("k", 1, md.dim),
+                       one("n", 1, md.expert_hidden)),
+    }
+    for op, rs in ranges.items():
+        for r in rs:
+            width = min(FIELDS[f][2] for f in r.fields)
+            if r.hi >= 1 << width:
+                raise ConfigError(f"config {cfg.name!r}: {op.name} limit {r.name} <= {r.hi} does "
+                                  f"not fit the {width}-bit descriptor field")
+    return ranges
+
+
+def check_desc(cfg: Config, d: "Desc", ranges: dict | None = None,
+               where: str = "descriptor") -> None:
+    """Raise ValueError if a field of ``d`` is out of its range (:func:`desc_ranges`);
+    the message starts with ``where``."""
+    for r in (ranges or desc_ranges(cfg)).get(d.op, ()):
+        v = r.value(d)
+        if not r.lo <= v <= r.hi:
+            raise ValueError(f"{where} {d.op.name}{f' ({d.note})' if d.note else ''}: "
+                             f"{r.name} must be in [{r.lo}, {r.hi}], got {v}")
 
 
 def _check_word(words) -> int:
@@ -342,6 +413,9 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
         out.append(Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=m.tokens, n=m.dim,
                         note="output tokens"))
     out.append(Desc(HwOp.END))
+    ranges = desc_ranges(cfg)
+    for pc, d in enumerate(out):
+        check_desc(cfg, d, ranges, where=f"lower_program ({cfg.name}): descriptor {pc}")
     return out
 
 

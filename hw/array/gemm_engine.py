@@ -91,12 +91,8 @@ __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_s
 
 
 def default_limits(cfg: Config) -> tuple[int, int, int]:
-    """(max_m, max_k, max_n) of every GEMM the model runs on the array."""
-    md = cfg.model
-    max_m = md.tokens
-    max_k = md.max_inner_dim
-    max_n = max(3 * md.dim, md.mlp_hidden, md.expert_hidden, md.experts, md.tokens, md.dim)
-    return max_m, max_k, max_n
+    """(max_m, max_k, max_n) of every GEMM the model runs on the array (``Config.gemm_max_*``)."""
+    return cfg.gemm_max_m, cfg.gemm_max_k, cfg.gemm_max_n
 
 
 def cmd_layout(cfg: Config, max_m: int, max_k: int, max_n: int) -> data.StructLayout:

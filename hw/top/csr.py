@@ -10,11 +10,11 @@ soft core maps it at byte address ``4 * addr``. docs/top_level.md has the regist
 
 - ``CTRL`` (write): bit 0 starts a frame (ignored while busy); bit 1 clears ``done``/``error``.
 - ``TASK`` (read/write): task id of the next frame (selects the router's gate weights); a
-  start with ``TASK >= tasks`` is refused with error code 7.
+  start with ``TASK >= tasks`` is refused with ``ErrorCode.BAD_TASK``.
 - ``STATUS`` (read): bit 0 busy, bit 1 done, bit 2 error.
-- ``ERROR`` (read): error code (bits 0-7: 0 none, 1 bad magic, 2 bad check word, 3 bad opcode,
-  4 bad field, 5 memory write error, 6 router queue overflow, 7 bad task) and the failing
-  descriptor index (bits 16-31).
+- ``ERROR`` (read): error code in bits 0-7 (:class:`hw.top.error_codes.ErrorCode`: 0 none,
+  1 bad magic, 2 bad check word, 3 bad opcode, 4 field out of range, 5 memory write error,
+  6 router queue overflow, 7 bad task) and the failing descriptor index (bits 16-31).
 - ``*_BASE`` (read/write): byte addresses of the program, weight image, input image and output
   regions; descriptor addresses are offsets from them.
 - counters (read): cycles of the frame, bytes read / written, MAC-active cycles (a beat entered
@@ -28,7 +28,9 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
-__all__ = ["REGISTERS", "COUNTERS", "ERROR_CODES", "csr_bits", "csr_signature", "CsrBlock",
+from hw.top.error_codes import ErrorCode
+
+__all__ = ["REGISTERS", "COUNTERS", "ErrorCode", "csr_bits", "csr_signature", "CsrBlock",
            "CSR_ID"]
 
 CSR_ID = 0xED6E_0008           # "edge-moe", register map version 8
@@ -40,10 +42,6 @@ COUNTERS = ("CYCLES", "BYTES_READ", "BYTES_WRITTEN", "MAC_ACTIVE", "GEMM_BUSY", 
 REGISTERS = {"ID": 0, "CTRL": 1, "TASK": 2, "STATUS": 3, "ERROR": 4, "PROG_BASE": 5,
              "WEIGHT_BASE": 6, "IMAGE_BASE": 7, "OUT_BASE": 8,
              **{name: 16 + i for i, name in enumerate(COUNTERS)}}
-
-ERROR_CODES = {0: "none", 1: "bad descriptor magic", 2: "bad descriptor check word",
-               3: "bad opcode", 4: "bad descriptor field", 5: "memory write error",
-               6: "router queue overflow", 7: "task id out of range"}
 
 
 def csr_bits(cfg: Config) -> int:
@@ -58,7 +56,28 @@ def csr_signature(cfg: Config) -> wiring.Signature:
 
 
 class CsrBlock(wiring.Component):
-    """Registers; ``counters`` (In) are the live counter values, ``status``/``error`` inputs."""
+    """The register file of the top level (module docstring has the map).
+
+    Parameters
+    ----------
+    cfg : Config
+        Sets the register width (:func:`csr_bits`).
+
+    Ports
+    -----
+    bus : In(csr_signature(cfg))
+        Register access: ``rdata`` one cycle after ``addr``; a write lands at the clock edge.
+    start, clear : Out(1)
+        One-cycle strobes from a write of ``CTRL`` bit 0 / bit 1 (combinational from the bus).
+    task, prog_base, weight_base, image_base, out_base : Out(w)
+        The read/write registers.
+    busy, done, error, error_info : In
+        Status from the sequencer (``error_info``: the ``ERROR`` register, code in bits 0-7).
+    cycles, bytes_read, ... : In(w)
+        The live counter values, one port per name of :data:`COUNTERS` (lower case).
+
+    Latency: reads 1 cycle; writes take effect at the next clock edge.
+    """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg

@@ -32,6 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array.epilogue import EpilogueMode
 from hw.array.gemm_engine import GemmEngine
+from hw.common import Loop, accept_job, count_nested
 from hw.mem.bus import MemReadSignature
 from hw.moe.router import router_in_layout, token_shape
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
@@ -53,20 +54,16 @@ def tok_layout(cfg) -> data.StructLayout:
 def gemm_job_layout(geo: TopGeometry) -> data.StructLayout:
     cfg = geo.cfg
     a = cfg.hw.mem_addr_bits
-    rows = range(max(geo.rows) + 1)
+    rows = range(cfg.buffer_rows + 1)
     return data.StructLayout({
-        "m": rows, "k": range(cfg.model.max_inner_dim + 1), "n": range(_max_n(cfg) + 1),
+        "m": range(cfg.gemm_max_m + 1), "k": range(cfg.gemm_max_k + 1),
+        "n": range(cfg.gemm_max_n + 1),
         "src": range(N_MEMS), "row0s": rows, "gather": 1,
         "dst": range(N_MEMS), "row0d": rows, "scatter": 1, "qkv": 1, "router": 1,
         "mode": EpilogueMode, "gelu": 1, "bias": 1, "w_src": WSrc,
         "w_addr": unsigned(a), "w_row_stride": unsigned(a), "w_tile_stride": unsigned(a),
         "b_addr": unsigned(a),
     })
-
-
-def _max_n(cfg) -> int:
-    md = cfg.model
-    return max(3 * md.dim, md.mlp_hidden, md.expert_hidden, md.experts, md.dim)
 
 
 def row_base(geo: TopGeometry, mem, row):
@@ -84,6 +81,39 @@ def unpack(raw, count: int, storage_bytes: int, bits: int) -> list:
 
 
 class GemmPath(wiring.Component):
+    """GEMM engine plus its feeders and writer (module docstring).
+
+    Parameters
+    ----------
+    geo : TopGeometry
+        Sizes; job limits are ``Config.gemm_max_m`` / ``gemm_max_k`` / ``gemm_max_n``.
+    prefetch_w_groups, prefetch_b_groups : int
+        Depth (in groups of C values) of the prefetcher's weight / bias buffers.
+
+    Ports
+    -----
+    job : In(stream.Signature(gemm_job_layout(geo)))
+        One GEMM; accepted while ``busy`` is low.
+    busy : Out(1)
+        From the job handshake until the last output row is written.
+    mac_active : Out(1)
+        An activation beat entered the PE array this cycle.
+    act_rd, res_rd : Out(read_port_signature)
+        Buffer reads of activations and residual rows; ``o_wr``: result writes.
+    w_bus, b_bus : Out(MemReadSignature)
+        External-memory reads of weights and biases.
+    pf_w_addr, pf_w_en, pf_w_data, pf_b_addr, pf_b_en, pf_b_data
+        Reads of the prefetcher's buffers (data the cycle after the enable).
+    tok_waddr, tok_wdata, tok_we : In
+        Write port of the token list (the expert's queue, from the sequencer).
+    router : Out(stream.Signature(router_in_layout))
+        Gate logits of each row (ROUTE jobs).
+
+    Latency: act / res reach the engine 3 cycles after their counters (token list 1, buffer
+    read 2); an output row is written 2 cycles after its ``o`` beat. Throughput: one beat per
+    cycle on every stream.
+    """
+
     def __init__(self, geo: TopGeometry, prefetch_w_groups: int = 1, prefetch_b_groups: int = 1):
         self.geo = geo
         cfg = geo.cfg
@@ -116,203 +146,219 @@ class GemmPath(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        geo = self.geo
-        cfg = geo.cfg
-        n = cfg.num
-        R, C, G = geo.R, geo.C, geo.G
-        lg = G.bit_length() - 1
-        d = cfg.model.dim
+        cfg, C = self.geo.cfg, self.geo.C
         m.submodules.engine = eng = self.engine
         m.submodules.w_reader = wr = self.w_reader
         m.submodules.b_reader = br = self.b_reader
         wiring.connect(m, wr.bus, wiring.flipped(self.w_bus))
         wiring.connect(m, br.bus, wiring.flipped(self.b_bus))
 
-        # ---------------- job ----------------
-        j = Signal(self.job_layout)
-        busy = self.busy
-        m.d.comb += self.job.ready.eq(~busy)
-        start = self.job.valid & self.job.ready
+        # The job, latched at the handshake; the engine command is offered once per job.
+        self.job_now = job = Signal(self.job_layout)
+        start = accept_job(m, self.job, self.busy)
         cmd_pending = Signal()
-        m.d.comb += [eng.cmd.valid.eq(cmd_pending), eng.cmd.payload.m.eq(j.m),
-                     eng.cmd.payload.k.eq(j.k), eng.cmd.payload.n.eq(j.n),
-                     eng.cmd.payload.bias.eq(j.bias), eng.cmd.payload.gelu.eq(j.gelu),
-                     eng.cmd.payload.mode.eq(j.mode)]
+        m.d.comb += [eng.cmd.valid.eq(cmd_pending), eng.cmd.payload.m.eq(job.m),
+                     eng.cmd.payload.k.eq(job.k), eng.cmd.payload.n.eq(job.n),
+                     eng.cmd.payload.bias.eq(job.bias), eng.cmd.payload.gelu.eq(job.gelu),
+                     eng.cmd.payload.mode.eq(job.mode)]
         with m.If(eng.cmd.valid & eng.cmd.ready):
             m.d.sync += cmd_pending.eq(0)
-        kt = Signal(range(cfg.model.max_inner_dim + 1))
-        nt = Signal(range(_max_n(cfg) + 1))
-        m.d.comb += [kt.eq((j.k + R - 1) >> (R.bit_length() - 1)),
-                     nt.eq((j.n + C - 1) >> (C.bit_length() - 1))]
+        self.n_tiles = Signal(range(cfg.gemm_n_tiles + 1))
+        m.d.comb += self.n_tiles.eq((job.n + C - 1) >> (C.bit_length() - 1))
 
-        # ---------------- token list ----------------
+        # Token list: written by the sequencer, read by the three gathering ports.
         m.submodules.tok = tok = Memory(shape=tok_layout(cfg), depth=cfg.model.tokens, init=[])
         tw = tok.write_port()
         m.d.comb += [tw.addr.eq(self.tok_waddr), tw.data.eq(self.tok_wdata), tw.en.eq(self.tok_we)]
-        tr_act, tr_res, tr_out = tok.read_port(), tok.read_port(), tok.read_port()
 
-        # ---------------- act feeder ----------------
-        m.submodules.act_pipe = ap = ReadPipe(geo, R)
-        wiring.connect(m, ap.port[0], wiring.flipped(self.act_rd))
-        a_on = Signal()
-        a_t = Signal.like(nt)
-        a_k = Signal.like(j.k)
-        a_m = Signal.like(j.m)
-        a_bv = Signal()
-        a_bk = Signal.like(j.k)
-        a_bm = Signal.like(j.m)
-        a_adv = ~a_bv | ap.req.ready
-        m.d.comb += [tr_act.addr.eq(a_m), tr_act.en.eq(a_adv)]
-        with m.If(a_adv):
-            m.d.sync += [a_bv.eq(a_on), a_bk.eq(a_k), a_bm.eq(a_m)]
-            with m.If(a_on):
-                m.d.sync += a_m.eq(a_m + 1)
-                with m.If(a_m == j.m - 1):
-                    m.d.sync += [a_m.eq(0), a_k.eq(a_k + R)]
-                    with m.If(a_k + R >= j.k):
-                        m.d.sync += [a_k.eq(0), a_t.eq(a_t + 1)]
-                        with m.If(a_t == nt - 1):
-                            m.d.sync += a_on.eq(0)
-        a_row = Mux(j.gather, tr_act.data.token, j.row0s + a_bm)
-        m.d.comb += [ap.req.valid.eq(a_bv), ap.req.payload.mem[0].eq(j.src),
-                     ap.req.payload.addr.eq(row_base(geo, j.src, a_row) + (a_bk >> lg)),
-                     ap.req.payload.off.eq((a_bk & (G - 1)) >> (R.bit_length() - 1)),
-                     eng.act.valid.eq(ap.o.valid), eng.act.payload.eq(ap.o.payload.data),
-                     ap.o.ready.eq(eng.act.ready),
+        restart = [job.eq(self.job.payload), self.busy.eq(1), cmd_pending.eq(1)]
+        restart += self._act_feeder(m, tok.read_port())
+        restart += self._res_feeder(m, tok.read_port())
+        restart += self._weights(m)
+        restart += self._prefetch_reads(m)
+        restart += self._output_writer(m, tok.read_port())
+        # Last, so that a start overrides every counter step of the same cycle.
+        with m.If(start):
+            m.d.sync += restart
+        return m
+
+    def _act_feeder(self, m, tok_rd):
+        """``act``: rows of the source, K tiles of R lanes, re-streamed per column tile."""
+        geo, job, nt = self.geo, self.job_now, self.n_tiles
+        R, G = geo.R, geo.G
+        m.submodules.act_pipe = pipe = ReadPipe(geo, R)
+        wiring.connect(m, pipe.port[0], wiring.flipped(self.act_rd))
+        act_on = Signal()
+        act_tile = Signal.like(nt)
+        act_k = Signal.like(job.k)
+        act_row = Signal.like(job.m)
+        act_req_valid = Signal()            # the request stage (token list read in flight)
+        act_req_k = Signal.like(job.k)
+        act_req_row = Signal.like(job.m)
+        act_advance = ~act_req_valid | pipe.req.ready
+        m.d.comb += [tok_rd.addr.eq(act_row), tok_rd.en.eq(act_advance)]
+        with m.If(act_advance):
+            m.d.sync += [act_req_valid.eq(act_on), act_req_k.eq(act_k),
+                         act_req_row.eq(act_row)]
+            with m.If(act_on):
+                count_nested(m, [Loop(act_row, last=job.m - 1),
+                                 Loop(act_k, is_last=act_k + R >= job.k, step=R),
+                                 Loop(act_tile, last=nt - 1, first=None)],
+                             done=[act_on.eq(0)])
+        row = Mux(job.gather, tok_rd.data.token, job.row0s + act_req_row)
+        eng = self.engine
+        m.d.comb += [pipe.req.valid.eq(act_req_valid), pipe.req.payload.mem[0].eq(job.src),
+                     pipe.req.payload.addr.eq(row_base(geo, job.src, row)
+                                              + (act_req_k >> (G.bit_length() - 1))),
+                     pipe.req.payload.off.eq((act_req_k & (G - 1)) >> (R.bit_length() - 1)),
+                     eng.act.valid.eq(pipe.o.valid), eng.act.payload.eq(pipe.o.payload.data),
+                     pipe.o.ready.eq(eng.act.ready),
                      self.mac_active.eq(eng.act.valid & eng.act.ready)]
+        return [act_on.eq(1), act_tile.eq(0), act_k.eq(0), act_row.eq(0)]
 
-        # ---------------- res feeder ----------------
-        m.submodules.res_pipe = rp = ReadPipe(geo, C, tag_shape=unsigned(n.exp.bits))
-        wiring.connect(m, rp.port[0], wiring.flipped(self.res_rd))
-        r_on = Signal()
-        r_t = Signal.like(nt)
-        r_m = Signal.like(j.m)
-        r_bv = Signal()
-        r_bt = Signal.like(nt)
-        r_bm = Signal.like(j.m)
-        r_adv = ~r_bv | rp.req.ready
-        m.d.comb += [tr_res.addr.eq(r_m), tr_res.en.eq(r_adv)]
-        with m.If(r_adv):
-            m.d.sync += [r_bv.eq(r_on), r_bt.eq(r_t), r_bm.eq(r_m)]
-            with m.If(r_on):
-                m.d.sync += r_m.eq(r_m + 1)
-                with m.If(r_m == j.m - 1):
-                    m.d.sync += [r_m.eq(0), r_t.eq(r_t + 1)]
-                    with m.If(r_t == nt - 1):
-                        m.d.sync += r_on.eq(0)
-        r_row = Mux(j.scatter, tr_res.data.token, j.row0d + r_bm)
-        r_col = r_bt * C
-        m.d.comb += [rp.req.valid.eq(r_bv), rp.req.payload.mem[0].eq(j.dst),
-                     rp.req.payload.addr.eq(row_base(geo, j.dst, r_row) + (r_col >> lg)),
-                     rp.req.payload.off.eq((r_col & (G - 1)) >> (C.bit_length() - 1)),
-                     rp.req.payload.tag.eq(tr_res.data.score),
-                     eng.res.valid.eq(rp.o.valid), eng.res.payload.x.eq(rp.o.payload.data),
-                     eng.res.payload.score.eq(rp.o.payload.tag), rp.o.ready.eq(eng.res.ready)]
+    def _res_feeder(self, m, tok_rd):
+        """``res`` (RESIDUAL / SCALED): the destination rows, with the token's router score."""
+        geo, job, nt = self.geo, self.job_now, self.n_tiles
+        C, G = geo.C, geo.G
+        m.submodules.res_pipe = pipe = ReadPipe(geo, C, tag_shape=unsigned(geo.cfg.num.exp.bits))
+        wiring.connect(m, pipe.port[0], wiring.flipped(self.res_rd))
+        res_on = Signal()
+        res_tile = Signal.like(nt)
+        res_row = Signal.like(job.m)
+        res_req_valid = Signal()
+        res_req_tile = Signal.like(nt)
+        res_req_row = Signal.like(job.m)
+        res_advance = ~res_req_valid | pipe.req.ready
+        m.d.comb += [tok_rd.addr.eq(res_row), tok_rd.en.eq(res_advance)]
+        with m.If(res_advance):
+            m.d.sync += [res_req_valid.eq(res_on), res_req_tile.eq(res_tile),
+                         res_req_row.eq(res_row)]
+            with m.If(res_on):
+                count_nested(m, [Loop(res_row, last=job.m - 1),
+                                 Loop(res_tile, last=nt - 1, first=None)],
+                             done=[res_on.eq(0)])
+        row = Mux(job.scatter, tok_rd.data.token, job.row0d + res_req_row)
+        col = res_req_tile * C
+        eng = self.engine
+        m.d.comb += [pipe.req.valid.eq(res_req_valid), pipe.req.payload.mem[0].eq(job.dst),
+                     pipe.req.payload.addr.eq(row_base(geo, job.dst, row)
+                                              + (col >> (G.bit_length() - 1))),
+                     pipe.req.payload.off.eq((col & (G - 1)) >> (C.bit_length() - 1)),
+                     pipe.req.payload.tag.eq(tok_rd.data.score),
+                     eng.res.valid.eq(pipe.o.valid), eng.res.payload.x.eq(pipe.o.payload.data),
+                     eng.res.payload.score.eq(pipe.o.payload.tag), pipe.o.ready.eq(eng.res.ready)]
+        return [res_on.eq(self.job.payload.mode != EpilogueMode.PLAIN), res_tile.eq(0),
+                res_row.eq(0)]
 
-        # ---------------- weights: external memory or the prefetcher ----------------
-        w_dram = j.w_src == WSrc.DRAM
-        wv = unpack(wr.o.payload, C, n.weight.storage_bytes, n.weight.bits)
-        m.submodules.pfw_q = pfw = fifo.SyncFIFO(width=C * n.weight.bits, depth=4)
-        m.submodules.pfb_q = pfb = fifo.SyncFIFO(width=C * n.bias.bits, depth=4)
-        with m.If(w_dram):
-            m.d.comb += [eng.w.valid.eq(wr.o.valid), eng.w.payload.eq(Cat(*wv)),
+    def _weights(self, m):
+        """Weights and biases from external memory (one ChunkReader command each per job) or
+        from the prefetcher's FIFOs (:meth:`_prefetch_reads`)."""
+        n, C = self.geo.cfg.num, self.geo.C
+        job, nt, eng = self.job_now, self.n_tiles, self.engine
+        wr, br = self.w_reader, self.b_reader
+        m.submodules.pfw_q = self.pf_w_fifo = pfw = fifo.SyncFIFO(width=C * n.weight.bits, depth=4)
+        m.submodules.pfb_q = self.pf_b_fifo = pfb = fifo.SyncFIFO(width=C * n.bias.bits, depth=4)
+        from_dram = job.w_src == WSrc.DRAM
+        weights = unpack(wr.o.payload, C, n.weight.storage_bytes, n.weight.bits)
+        with m.If(from_dram):
+            m.d.comb += [eng.w.valid.eq(wr.o.valid), eng.w.payload.eq(Cat(*weights)),
                          wr.o.ready.eq(eng.w.ready)]
         with m.Else():
             m.d.comb += [eng.w.valid.eq(pfw.r_rdy), eng.w.payload.eq(pfw.r_data),
                          pfw.r_en.eq(eng.w.ready)]
-        bv = unpack(br.o.payload, C, n.bias.storage_bytes, n.bias.bits)
-        with m.If(w_dram):
-            m.d.comb += [eng.bias.valid.eq(br.o.valid), eng.bias.payload.eq(Cat(*bv)),
+        biases = unpack(br.o.payload, C, n.bias.storage_bytes, n.bias.bits)
+        with m.If(from_dram):
+            m.d.comb += [eng.bias.valid.eq(br.o.valid), eng.bias.payload.eq(Cat(*biases)),
                          br.o.ready.eq(eng.bias.ready)]
         with m.Else():
             m.d.comb += [eng.bias.valid.eq(pfb.r_rdy), eng.bias.payload.eq(pfb.r_data),
                          pfb.r_en.eq(eng.bias.ready)]
-        # Prefetcher buffer reads: group (k, t) = k * (N / C) + t, t outer, k inner; data
-        # the cycle after the enable, into a FIFO with reserved room.
-        pw_on, pw_k, pw_t, pw_g, pw_fly = Signal(), Signal.like(j.k), Signal.like(nt), \
-            Signal.like(self.pf_w_addr), Signal()
-        pw_go = pw_on & (pfw.level + pw_fly < 4)
-        m.d.comb += [self.pf_w_addr.eq(pw_g + pw_t), self.pf_w_en.eq(pw_go),
-                     pfw.w_en.eq(pw_fly), pfw.w_data.eq(self.pf_w_data)]
-        m.d.sync += pw_fly.eq(pw_go)
-        with m.If(pw_go):
-            m.d.sync += [pw_k.eq(pw_k + 1), pw_g.eq(pw_g + nt)]
-            with m.If(pw_k == j.k - 1):
-                m.d.sync += [pw_k.eq(0), pw_g.eq(0), pw_t.eq(pw_t + 1)]
-                with m.If(pw_t == nt - 1):
-                    m.d.sync += pw_on.eq(0)
-        pb_on, pb_t, pb_fly = Signal(), Signal.like(nt), Signal()
-        pb_go = pb_on & (pfb.level + pb_fly < 4)
-        m.d.comb += [self.pf_b_addr.eq(pb_t), self.pf_b_en.eq(pb_go),
-                     pfb.w_en.eq(pb_fly), pfb.w_data.eq(self.pf_b_data)]
-        m.d.sync += pb_fly.eq(pb_go)
-        with m.If(pb_go):
-            m.d.sync += pb_t.eq(pb_t + 1)
-            with m.If(pb_t == nt - 1):
-                m.d.sync += pb_on.eq(0)
-        # External-memory commands, issued once per job.
-        wcmd_pending, bcmd_pending = Signal(), Signal()
-        m.d.comb += [wr.cmd.valid.eq(wcmd_pending), wr.cmd.payload.addr.eq(j.w_addr),
-                     wr.cmd.payload.outer.eq(nt), wr.cmd.payload.outer_stride.eq(j.w_tile_stride),
-                     wr.cmd.payload.inner.eq(j.k), wr.cmd.payload.inner_stride.eq(j.w_row_stride),
-                     br.cmd.valid.eq(bcmd_pending), br.cmd.payload.addr.eq(j.b_addr),
+        w_cmd_pending, b_cmd_pending = Signal(), Signal()
+        m.d.comb += [wr.cmd.valid.eq(w_cmd_pending), wr.cmd.payload.addr.eq(job.w_addr),
+                     wr.cmd.payload.outer.eq(nt), wr.cmd.payload.outer_stride.eq(job.w_tile_stride),
+                     wr.cmd.payload.inner.eq(job.k),
+                     wr.cmd.payload.inner_stride.eq(job.w_row_stride),
+                     br.cmd.valid.eq(b_cmd_pending), br.cmd.payload.addr.eq(job.b_addr),
                      br.cmd.payload.outer.eq(1), br.cmd.payload.inner.eq(nt),
                      br.cmd.payload.inner_stride.eq(C * n.bias.storage_bytes)]
         with m.If(wr.cmd.valid & wr.cmd.ready):
-            m.d.sync += wcmd_pending.eq(0)
+            m.d.sync += w_cmd_pending.eq(0)
         with m.If(br.cmd.valid & br.cmd.ready):
-            m.d.sync += bcmd_pending.eq(0)
+            m.d.sync += b_cmd_pending.eq(0)
+        p = self.job.payload
+        return [w_cmd_pending.eq(p.w_src == WSrc.DRAM),
+                b_cmd_pending.eq((p.w_src == WSrc.DRAM) & p.bias)]
 
-        # ---------------- output writer ----------------
-        o = eng.o
-        o_t = Signal.like(nt)
-        o_m = Signal.like(j.m)
-        o_col = Signal(range(_max_n(cfg) + C + 1))   # column inside the destination memory
-        o_sub = Signal(range(3))                     # Q / K / V part (qkv mode)
-        w_v = Signal()
-        w_data = Signal.like(o.payload)
-        w_m = Signal.like(j.m)
-        w_col = Signal.like(o_col)
-        w_mem = Signal(range(N_MEMS))
-        to_router = j.router
+    def _prefetch_reads(self, m):
+        """Prefetcher buffer reads: group (k, t) = k * (N / C) + t, t outer, k inner; data the
+        cycle after the enable, into a FIFO with reserved room (``*_in_flight``)."""
+        job, nt = self.job_now, self.n_tiles
+        pfw, pfb = self.pf_w_fifo, self.pf_b_fifo
+        pf_w_on, pf_w_k, pf_w_tile = Signal(), Signal.like(job.k), Signal.like(nt)
+        pf_w_group, pf_w_in_flight = Signal.like(self.pf_w_addr), Signal()
+        pf_w_go = pf_w_on & (pfw.level + pf_w_in_flight < 4)
+        m.d.comb += [self.pf_w_addr.eq(pf_w_group + pf_w_tile), self.pf_w_en.eq(pf_w_go),
+                     pfw.w_en.eq(pf_w_in_flight), pfw.w_data.eq(self.pf_w_data)]
+        m.d.sync += pf_w_in_flight.eq(pf_w_go)
+        with m.If(pf_w_go):
+            m.d.sync += pf_w_group.eq(pf_w_group + nt)
+            with m.If(pf_w_k == job.k - 1):
+                m.d.sync += pf_w_group.eq(0)
+            count_nested(m, [Loop(pf_w_k, last=job.k - 1),
+                             Loop(pf_w_tile, last=nt - 1, first=None)], done=[pf_w_on.eq(0)])
+        pf_b_on, pf_b_tile, pf_b_in_flight = Signal(), Signal.like(nt), Signal()
+        pf_b_go = pf_b_on & (pfb.level + pf_b_in_flight < 4)
+        m.d.comb += [self.pf_b_addr.eq(pf_b_tile), self.pf_b_en.eq(pf_b_go),
+                     pfb.w_en.eq(pf_b_in_flight), pfb.w_data.eq(self.pf_b_data)]
+        m.d.sync += pf_b_in_flight.eq(pf_b_go)
+        with m.If(pf_b_go):
+            count_nested(m, [Loop(pf_b_tile, last=nt - 1, first=None)], done=[pf_b_on.eq(0)])
+        p = self.job.payload
+        return [pf_w_on.eq(p.w_src == WSrc.PREFETCH), pf_w_k.eq(0), pf_w_tile.eq(0),
+                pf_w_group.eq(0), pf_b_on.eq((p.w_src == WSrc.PREFETCH) & p.bias),
+                pf_b_tile.eq(0)]
+
+    def _output_writer(self, m, tok_rd):
+        """``o`` -> destination rows (``qkv`` splits the columns over Q, K, V; ``router`` sends
+        the rows to the router instead); ``busy`` falls after the last write."""
+        geo, job, nt = self.geo, self.job_now, self.n_tiles
+        C, G = geo.C, geo.G
+        o = self.engine.o
+        out_tile = Signal.like(nt)
+        out_row = Signal.like(job.m)
+        out_col = Signal(range(geo.cfg.gemm_max_n + C + 1))   # column in the destination memory
+        out_part = Signal(range(3))                            # Q / K / V part (qkv mode)
+        out_done = Signal()                                    # the last beat was taken
+        write_valid = Signal()
+        write_data = Signal.like(o.payload)
+        write_row = Signal.like(job.m)
+        write_col = Signal.like(out_col)
+        write_mem = Signal(range(N_MEMS))
+        to_router = job.router
         m.d.comb += [o.ready.eq(Mux(to_router, self.router.ready, 1)),
-                     self.router.valid.eq(to_router & busy & o.valid),
-                     self.router.payload.token.eq(o_m),
-                     self.router.payload.last.eq(o_m == j.m - 1)]
-        for e in range(cfg.model.experts):
+                     self.router.valid.eq(to_router & self.busy & o.valid),
+                     self.router.payload.token.eq(out_row),
+                     self.router.payload.last.eq(out_row == job.m - 1)]
+        for e in range(geo.cfg.model.experts):
             m.d.comb += self.router.payload.logits[e].eq(o.payload[e])
-        o_take = o.valid & o.ready
-        m.d.comb += [tr_out.addr.eq(o_m), tr_out.en.eq(o_take)]
-        qkv_mem = Mux(o_sub == 0, MEM_Q, Mux(o_sub == 1, MEM_K, MEM_V))
-        m.d.sync += w_v.eq(o_take & ~to_router)
-        done_beats = Signal()
-        with m.If(o_take):
-            m.d.sync += [w_data.eq(o.payload), w_m.eq(o_m), w_col.eq(o_col),
-                         w_mem.eq(Mux(j.qkv, qkv_mem, j.dst)), o_m.eq(o_m + 1)]
-            with m.If(o_m == j.m - 1):
-                m.d.sync += [o_m.eq(0), o_t.eq(o_t + 1), o_col.eq(o_col + C)]
-                with m.If(j.qkv & (o_col + C == d)):
-                    m.d.sync += [o_col.eq(0), o_sub.eq(o_sub + 1)]
-                with m.If(o_t == nt - 1):
-                    m.d.sync += done_beats.eq(1)
-        w_row = Mux(j.scatter, tr_out.data.token, j.row0d + w_m)
-        m.d.comb += lane_write(geo, self.o_wr, w_mem, row_base(geo, w_mem, w_row) + (w_col >> lg),
-                               (w_col & (G - 1)) >> (C.bit_length() - 1), C, w_data.as_value(),
-                               w_v)
-        with m.If(done_beats & ~w_v):
-            m.d.sync += [busy.eq(0), done_beats.eq(0)]
-
-        # ---------------- start ----------------
-        with m.If(start):
-            p = self.job.payload
-            m.d.sync += [
-                j.eq(p), busy.eq(1), cmd_pending.eq(1),
-                a_on.eq(1), a_t.eq(0), a_k.eq(0), a_m.eq(0),
-                r_on.eq(p.mode != EpilogueMode.PLAIN), r_t.eq(0), r_m.eq(0),
-                pw_on.eq(p.w_src == WSrc.PREFETCH), pw_k.eq(0), pw_t.eq(0), pw_g.eq(0),
-                pb_on.eq((p.w_src == WSrc.PREFETCH) & p.bias), pb_t.eq(0),
-                wcmd_pending.eq(p.w_src == WSrc.DRAM),
-                bcmd_pending.eq((p.w_src == WSrc.DRAM) & p.bias),
-                o_t.eq(0), o_m.eq(0), o_col.eq(0), o_sub.eq(0), done_beats.eq(0),
-            ]
-        return m
+        take = o.valid & o.ready
+        m.d.comb += [tok_rd.addr.eq(out_row), tok_rd.en.eq(take)]
+        qkv_mem = Mux(out_part == 0, MEM_Q, Mux(out_part == 1, MEM_K, MEM_V))
+        m.d.sync += write_valid.eq(take & ~to_router)
+        with m.If(take):
+            m.d.sync += [write_data.eq(o.payload), write_row.eq(out_row),
+                         write_col.eq(out_col), write_mem.eq(Mux(job.qkv, qkv_mem, job.dst))]
+            with m.If(out_row == job.m - 1):
+                m.d.sync += out_col.eq(out_col + C)
+                with m.If(job.qkv & (out_col + C == geo.cfg.model.dim)):
+                    m.d.sync += [out_col.eq(0), out_part.eq(out_part + 1)]
+            count_nested(m, [Loop(out_row, last=job.m - 1),
+                             Loop(out_tile, last=nt - 1, first=None)], done=[out_done.eq(1)])
+        row = Mux(job.scatter, tok_rd.data.token, job.row0d + write_row)
+        m.d.comb += lane_write(geo, self.o_wr, write_mem,
+                               row_base(geo, write_mem, row) + (write_col >> (G.bit_length() - 1)),
+                               (write_col & (G - 1)) >> (C.bit_length() - 1), C,
+                               write_data.as_value(), write_valid)
+        with m.If(out_done & ~write_valid):
+            m.d.sync += [self.busy.eq(0), out_done.eq(0)]
+        return [out_tile.eq(0), out_row.eq(0), out_col.eq(0), out_part.eq(0), out_done.eq(0)]

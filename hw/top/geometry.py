@@ -18,13 +18,18 @@ attention unit reads a key's K and V chunk in one cycle), H (also IMG).
 External-memory reads are chunks of ``U`` bytes (a whole number of bus beats): a GEMM weight row
 tile (``C`` weights), a bias tile, ``ln_lanes`` gamma / beta values, one bus beat for LOAD, one
 descriptor for the sequencer.
+
+Every constraint on the config (lane counts that are powers of two, dim a multiple of the lanes,
+whole beats per chunk) is :func:`sim.config.check_top_level`, which every preset passes at
+construction; :meth:`TopGeometry.of` runs it again for derived configs. The sizes themselves
+(buffer rows, H row width) are ``Config`` properties.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from sim.config import Config
+from sim.config import DESC_BYTES, Config, check_top_level
 
 from hw.attention.attention_lane import attention_params
 from hw.mem.bus import beat_bytes, check_bus_config
@@ -43,6 +48,18 @@ def _pow2(x: int) -> bool:
 
 @dataclass(frozen=True)
 class TopGeometry:
+    """Sizes of the top level's buffers and lanes (module docstring); build with :meth:`of`.
+
+    Parameters
+    ----------
+    cfg : Config
+        Must pass :func:`sim.config.check_top_level` (``ConfigError`` naming the field if not).
+    desc_bytes : int
+        Bytes of one sequencer descriptor (``DESC_BYTES``).
+
+    Not a component: no ports, no latency.
+    """
+
     cfg: Config
     R: int
     C: int
@@ -57,48 +74,25 @@ class TopGeometry:
     desc_bytes: int
 
     @classmethod
-    def of(cls, cfg: Config, desc_bytes: int = 64) -> "TopGeometry":
+    def of(cls, cfg: Config, desc_bytes: int = DESC_BYTES) -> "TopGeometry":
         check_bus_config(cfg)
-        m, n, h = cfg.model, cfg.num, cfg.hw
+        check_top_level(cfg)
+        h = cfg.hw
         R, C = h.array_rows, h.array_cols
         W = beat_bytes(cfg)
-        sa = n.act.storage_bytes
-        if W % sa:
-            raise ValueError(f"top: a {W}-byte memory beat does not hold whole activations")
-        V = W // sa
+        V = W // cfg.num.act.storage_bytes
         ap = attention_params(cfg)
         ln_lanes = R
-        lanes = {"array_rows": R, "array_cols": C, "attn_dot_width": ap.dw,
-                 "attention norm_width": ap.norm_width, "values per memory beat": V}
-        for what, v in lanes.items():
-            if not _pow2(v):
-                raise ValueError(f"top: {what} = {v} must be a power of two (buffer lanes)")
-        G = max(lanes.values())
-        d = m.dim
-        checks = [
-            (d % C == 0, f"dim {d} must be a multiple of array_cols {C} (Q/K/V column split)"),
-            (d % ln_lanes == 0, f"dim {d} must be a multiple of the LayerNorm lanes {ln_lanes}"),
-            (d % V == 0, f"dim {d} must be a multiple of {V} values per memory beat"),
-            (m.patch % V == 0, f"patch {m.patch} must be a multiple of {V} values per memory "
-                               f"beat (patchify on load)"),
-            (m.experts <= C, f"experts {m.experts} must be <= array_cols {C} (router logits "
-                             f"leave the GEMM in one beat)"),
-            (desc_bytes % W == 0, f"descriptor of {desc_bytes} bytes is not a whole number of "
-                                  f"{W}-byte beats"),
-        ]
-        for u, what in [(C * n.weight.storage_bytes, "weight tile"),
-                        (C * n.bias.storage_bytes, "bias tile"),
-                        (ln_lanes * n.ln_gamma.storage_bytes, "LayerNorm gamma beat"),
-                        (ln_lanes * sa, "LayerNorm beta beat")]:
-            checks.append((u % W == 0, f"a {what} of {u} bytes is not a whole number of "
-                                       f"{W}-byte memory beats"))
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"top ({cfg.name}): {msg}")
-        hid = max(m.mlp_hidden, m.expert_hidden, m.patch_dim)
-        sd = math.ceil(d / G)
-        rows = (m.tokens,) * 5 + (max(m.tokens, m.patches),)
-        strides = (sd,) * 5 + (math.ceil(hid / G),)
+        if not _pow2(ap.norm_width):       # derived by the attention schedule, not a field
+            raise ValueError(f"top ({cfg.name}): attention norm_width = {ap.norm_width} must be "
+                             f"a power of two (buffer lanes)")
+        if desc_bytes % W:
+            raise ValueError(f"top ({cfg.name}): descriptor of {desc_bytes} bytes is not a "
+                             f"whole number of {W}-byte beats")
+        G = max(R, C, ap.dw, ap.norm_width, V)
+        sd = math.ceil(cfg.model.dim / G)
+        rows = (cfg.buffer_rows,) * N_MEMS
+        strides = (sd,) * 5 + (math.ceil(cfg.hidden_cols / G),)
         return cls(cfg, R, C, G, ln_lanes, ap.dw, ap.norm_width, V, W, rows, strides, desc_bytes)
 
     @property

@@ -3,12 +3,15 @@
 The program (sim/memory_image.py) is a list of 64-byte descriptors at ``prog_base``; the
 sequencer walks it from index 0 until END:
 
-- START: refused (error code 7) if ``TASK`` is not a task of the config.
+- START: refused (``ErrorCode.BAD_TASK``) if ``TASK`` is not a task of the config.
 - FETCH / DECODE: descriptor ``pc`` arrives through its own :class:`ChunkReader`; it is checked
-  (magic byte, check word, opcode, buffer ids and sizes against the hardware's maxima) and, if
-  bad, the frame stops with ``error`` set and the code and ``pc`` in ``error_info`` (nothing is
-  started, so every unit is idle). As soon as a descriptor is accepted the next one is requested,
-  so its fetch latency hides behind the execution.
+  (magic byte, check word, opcode, and every field the op decodes against
+  :func:`sim.memory_image.desc_ranges`, the limits the program builder obeys too) and, if bad,
+  the frame stops with ``error`` set and the :class:`~hw.top.error_codes.ErrorCode` and ``pc``
+  in ``error_info`` (nothing is started, so every unit is idle). A field is never truncated into
+  a job: the constructor checks that every job field holds its descriptor field's range. As
+  soon as a descriptor is accepted the next one is requested, so its fetch latency hides behind
+  the execution.
 - EXECUTE: one *job* to the unit path of the op (GemmPath, LayerNormPath, AttentionPath,
   LoadPath, StorePath), then wait until that path is idle again. Addresses get their base register
   added here (weights for tensors; the descriptor's ``base`` field for LOAD / STORE; ROUTE adds
@@ -38,25 +41,33 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.memory_image import CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, HwOp
+from sim.config import DESC_INDEX_BITS
+from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, HwOp,
+                              desc_ranges)
 
 from hw.array.epilogue import EpilogueMode
+from hw.common import Loop, count_nested
 from hw.mem.bus import MemReadSignature
 from hw.moe.patch_reorder import queue_entry_layout, queue_request_layout
 from hw.moe.prefetcher import TENSORS, grant_layout
 from hw.top.attn_path import attn_job_layout
 from hw.top.chunk_reader import ChunkReader
 from hw.top.csr import csr_bits
+from hw.top.error_codes import ErrorCode
 from hw.top.gemm_path import WSrc, gemm_job_layout, tok_layout
 from hw.top.geometry import MEM_H, MEM_Q, MEM_X, MEM_XN, TopGeometry
 from hw.top.ln_path import ln_job_layout
 from hw.top.load_store import load_job_layout, store_job_layout
 
-__all__ = ["Sequencer", "OP_BITS"]
+__all__ = ["Sequencer", "OP_BITS", "desc_layout"]
 
 # op_busy bit of each descriptor kind (the per-unit busy counters).
 OP_BITS = {HwOp.GEMM: 0, HwOp.LAYERNORM: 1, HwOp.ATTENTION: 2, HwOp.ROUTE: 3, HwOp.EXPERTS: 4,
            HwOp.LOAD: 5, HwOp.STORE: 6}
+
+# Next state after PREFETCH, per op.
+_OP_STATE = {HwOp.LOAD: "LOAD", HwOp.STORE: "STORE", HwOp.GEMM: "GEMM", HwOp.LAYERNORM: "LN",
+             HwOp.ATTENTION: "ATTN", HwOp.ROUTE: "ROUTE", HwOp.EXPERTS: "TABLE"}
 
 
 def desc_layout() -> data.StructLayout:
@@ -67,10 +78,76 @@ def desc_layout() -> data.StructLayout:
     return data.FlexibleLayout(32 * DESC_WORDS, fields)
 
 
+def _check_job_fields(geo: TopGeometry) -> None:
+    """Raise ValueError if a job field cannot hold the range of the descriptor field copied
+    into it (the job would silently truncate a descriptor the check accepted)."""
+    ranges = desc_ranges(geo.cfg)
+
+    def hi(op, name):
+        return max(r.hi for r in ranges[op] if name in r.fields)
+
+    gemm, load = gemm_job_layout(geo), load_job_layout(geo)
+    copies = [(gemm, "m", hi(HwOp.GEMM, "m")), (gemm, "k", hi(HwOp.GEMM, "k")),
+              (gemm, "n", hi(HwOp.GEMM, "n")), (gemm, "row0s", hi(HwOp.GEMM, "row0s")),
+              (gemm, "row0d", hi(HwOp.GEMM, "row0d")), (gemm, "m", hi(HwOp.ROUTE, "m")),
+              (gemm, "k", hi(HwOp.ROUTE, "k")), (gemm, "n", hi(HwOp.ROUTE, "n")),
+              (gemm, "k", max(hi(HwOp.EXPERTS, "k"), hi(HwOp.EXPERTS, "n"))),
+              (gemm, "n", max(hi(HwOp.EXPERTS, "k"), hi(HwOp.EXPERTS, "n"))),
+              (load, "m", hi(HwOp.LOAD, "m")), (load, "n", hi(HwOp.LOAD, "n")),
+              (load, "row0", hi(HwOp.LOAD, "row0d")),
+              (store_job_layout(geo), "m", hi(HwOp.STORE, "m")),
+              (store_job_layout(geo), "n", hi(HwOp.STORE, "n")),
+              (ln_job_layout(geo), "m", hi(HwOp.LAYERNORM, "m")),
+              (attn_job_layout(geo), "head0", hi(HwOp.ATTENTION, "head0") - 1),
+              (attn_job_layout(geo), "nheads", hi(HwOp.ATTENTION, "nheads"))]
+    for layout, name, most in copies:
+        width = data.Layout.cast(layout)[name].width
+        if most >= 1 << width:
+            raise ValueError(f"Sequencer: job field {name} ({width} bits) must hold the "
+                             f"descriptor limit {most} ({geo.cfg.name})")
+
+
 class Sequencer(wiring.Component):
+    """Walks the frame program and hands one job at a time to the unit paths (module docstring).
+
+    Parameters
+    ----------
+    geo : TopGeometry
+        Sizes of the top level; the descriptor limits come from ``desc_ranges(geo.cfg)``.
+    has_moe : bool
+        The top level has the router / reorder / prefetcher; without them ROUTE and EXPERTS are
+        rejected with ``ErrorCode.BAD_FIELD``.
+
+    Ports
+    -----
+    start, clear, task, *_base : In
+        From the CSR block (``start`` / ``clear`` one-cycle strobes).
+    busy, done, error, error_info, op_busy, fetch_wait, desc_count : Out
+        Status (``error_info``: :class:`ErrorCode` in bits 0-7, descriptor index in 16-31).
+    bus : Out(MemReadSignature)
+        Descriptor reads.
+    gemm, ln, attn, load, store : Out(stream.Signature(job))
+        One job per descriptor; the matching ``*_busy`` input says when the path is idle again.
+    mem_error, overflow : In(1)
+        Errors raised during a frame (flagged, not fatal).
+    tok_waddr, tok_wdata, tok_we : Out
+        Write port of the GEMM path's token list (an expert's queue).
+    q_req, q : stream
+        Queue requests to the patch reorder unit and its (token, score) entries.
+    grant : In(stream), release : Out(1)
+        The prefetcher's buffer grants and their release.
+    tbl_addr, tbl_data, tbl_we : Out
+        The prefetcher's expert address table.
+    experts_open : Out(1)
+        Lets the reorder unit's expert list through to the prefetcher (EXPERTS running).
+
+    Latency: a descriptor costs about 4 cycles on top of its path's time (module docstring).
+    """
+
     def __init__(self, geo: TopGeometry, has_moe: bool):
         self.geo, self.has_moe = geo, has_moe
         cfg = geo.cfg
+        _check_job_fields(geo)
         w = csr_bits(cfg)
         self.reader = ChunkReader(cfg, DESC_BYTES, depth=2 * DESC_BYTES // geo.W)
         self.table_depth = cfg.model.experts * len(TENSORS)
@@ -99,47 +176,85 @@ class Sequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        geo = self.geo
-        cfg, md = geo.cfg, geo.cfg.model
-        sw = cfg.num.weight.storage_bytes
+        cfg = self.geo.cfg
         m.submodules.reader = rd = self.reader
         wiring.connect(m, rd.bus, wiring.flipped(self.bus))
 
-        busy = self.busy
-        pc = Signal(16)
-        d = Signal(desc_layout())
-        raw = rd.o.payload
+        self.pc = Signal(DESC_INDEX_BITS)           # index of the next descriptor to fetch
+        self.desc = Signal(desc_layout())           # the descriptor being executed
+        fetched = desc_layout()(rd.o.payload)       # the one the reader delivers
+        code = self._check(m, rd.o.payload, fetched)
+        self._job_payloads(m)
+        self.grant_now = Signal(grant_layout(cfg))  # the grant being worked on
+        self.table_expert = Signal(range(cfg.model.experts + 1))
+        self.table_tensor = Signal(range(len(TENSORS)))
+        self.table_base = Signal(cfg.hw.mem_addr_bits)
+        self.queue_index = Signal(range(cfg.model.tokens + 1))
+        self.job_issued = Signal()                  # the current job was handed over: wait
+        self._expert_bookkeeping(m)
+        m.d.comb += self.fetch_wait.eq(0)
+
+        with m.FSM(name="seq"):
+            self._fetch_states(m, rd, fetched, code)
+            self._unit_states(m)
+            self._expert_states(m)
+
+        busy, pc = self.busy, self.pc
+        with m.If(self.clear & ~busy):
+            m.d.sync += [self.done.eq(0), self.error.eq(0), self.error_info.eq(0)]
+        # Errors reported by the memory or the queues during a frame: flagged, not fatal.
+        with m.If(busy & self.mem_error & ~self.error):
+            m.d.sync += [self.error.eq(1), self.error_info.eq(self._error_word(
+                ErrorCode.MEM_WRITE, pc))]
+        with m.If(busy & self.overflow & ~self.error):
+            m.d.sync += [self.error.eq(1), self.error_info.eq(self._error_word(
+                ErrorCode.QUEUE_OVERFLOW, pc))]
+        return m
+
+    @staticmethod
+    def _error_word(code, pc):
+        """The ``ERROR`` register: code in bits 0-7, descriptor index in bits 16-31."""
+        return Cat(Const(code, 8) if isinstance(code, int) else code, Const(0, 8), pc)
+
+    def _check(self, m, raw, fetched):
+        """Combinational :class:`ErrorCode` of the descriptor the reader delivers."""
         words = [raw[32 * i:32 * (i + 1)] for i in range(DESC_WORDS)]
         check = Const(CHECK_SEED, 32)
         for wd in words[:-1]:
             check = check ^ wd
-        nd = desc_layout()(raw)
-
-        # ---- descriptor checks ----
-        max_rows = max(geo.rows)
-        op_ok = nd.op <= max(HwOp)
-        bufs_ok = (nd.src <= max(Buf)) & (nd.dst <= max(Buf))
-        sizes_ok = (nd.m <= max_rows) & (nd.k <= md.max_inner_dim) & (nd.n <= max(
-            3 * md.dim, md.mlp_hidden, md.expert_hidden, md.patch_dim))
-        heads_ok = nd.head0 + nd.nheads <= md.heads
-        moe_ok = Const(1) if self.has_moe else \
-            ~((nd.op == HwOp.ROUTE) | (nd.op == HwOp.EXPERTS))
+        opcode_ok = fetched.op <= max(HwOp)
+        fields_ok = Signal()
+        m.d.comb += fields_ok.eq(1)                 # END (and bad opcodes) decode no field
+        with m.Switch(fetched.op):
+            for op, ranges in desc_ranges(self.geo.cfg).items():
+                with m.Case(op):
+                    ok = Const(1)
+                    for r in ranges:
+                        v = sum(getattr(fetched, f) for f in r.fields)
+                        ok = ok & (v <= r.hi) if r.lo == 0 else ok & (v >= r.lo) & (v <= r.hi)
+                    if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
+                        ok = Const(0)
+                    m.d.comb += fields_ok.eq(ok)
         code = Signal(8)
-        m.d.comb += code.eq(Mux(nd.magic != MAGIC, 1, Mux(words[-1] != check, 2,
-                            Mux(~op_ok, 3, Mux(~(bufs_ok & sizes_ok & heads_ok & moe_ok), 4, 0)))))
+        m.d.comb += code.eq(Mux(fetched.magic != MAGIC, ErrorCode.BAD_MAGIC,
+                                Mux(words[-1] != check, ErrorCode.BAD_CHECK,
+                                    Mux(~opcode_ok, ErrorCode.BAD_OPCODE,
+                                        Mux(~fields_ok, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
+        return code
 
-        def phys(buf):
-            """Descriptor buffer id -> physical memory (QKV -> Q; the split is a flag)."""
-            return Mux(buf == Buf.X, MEM_X, Mux(buf == Buf.XN, MEM_XN,
-                                                Mux(buf == Buf.QKV, MEM_Q, MEM_H)))
+    @staticmethod
+    def _phys(buf):
+        """Descriptor buffer id -> physical memory (QKV -> Q; the split is a flag)."""
+        return Mux(buf == Buf.X, MEM_X, Mux(buf == Buf.XN, MEM_XN,
+                                            Mux(buf == Buf.QKV, MEM_Q, MEM_H)))
 
+    def _job_payloads(self, m):
+        """Every job payload from the current descriptor (the GEMM's is overridden by ROUTE and
+        the expert states)."""
+        d, wb, phys = self.desc, self.weight_base, self._phys
         base_of = Mux(d.base == 0, self.weight_base, Mux(d.base == 1, self.prog_base,
                                                          Mux(d.base == 2, self.image_base,
                                                              self.out_base)))
-        wb = self.weight_base
-        task = self.task[:max(1, (md.tasks - 1).bit_length())]   # checked < tasks at start
-
-        # ---- jobs (payloads from the current descriptor) ----
         g = self.gemm.payload
         m.d.comb += [
             g.m.eq(d.m), g.k.eq(d.k), g.n.eq(d.n), g.src.eq(phys(d.src)), g.row0s.eq(d.row0s),
@@ -160,167 +275,155 @@ class Sequencer(wiring.Component):
         m.d.comb += [st.addr.eq(base_of + d.addr_a), st.src.eq(phys(d.src)), st.m.eq(d.m),
                      st.n.eq(d.n)]
 
-        # ---- expert bookkeeping ----
-        gr = Signal(grant_layout(cfg))           # the grant being worked on
-        t_e = Signal(range(md.experts + 1))
-        t_t = Signal(range(len(TENSORS)))
-        t_base = Signal(cfg.hw.mem_addr_bits)
-        rel_sel = Array([0, d.addr_c, d.addr_d, d.addr_e])[t_t]   # order of TENSORS
-        q_i = Signal(range(md.tokens + 1))
-        m.d.comb += [self.tbl_addr.eq(t_e * len(TENSORS) + t_t), self.tbl_data.eq(t_base + rel_sel),
-                     self.tok_waddr.eq(q_i), self.tok_wdata.token.eq(self.q.payload.token),
+    def _expert_bookkeeping(self, m):
+        """Address table entry, token-list write and queue request of the expert states."""
+        d = self.desc
+        offset = Array([0, d.addr_c, d.addr_d, d.addr_e])[self.table_tensor]  # order of TENSORS
+        m.d.comb += [self.tbl_addr.eq(self.table_expert * len(TENSORS) + self.table_tensor),
+                     self.tbl_data.eq(self.table_base + offset),
+                     self.tok_waddr.eq(self.queue_index),
+                     self.tok_wdata.token.eq(self.q.payload.token),
                      self.tok_wdata.score.eq(self.q.payload.weight),
-                     self.q_req.payload.expert.eq(gr.expert)]
+                     self.q_req.payload.expert.eq(self.grant_now.expert)]
 
-        issue_done = Signal()          # the current job was handed over: wait for idle
-        op_busy = self.op_busy
-        m.d.comb += self.fetch_wait.eq(0)
+    def _next_desc(self, m):
+        m.d.sync += [self.op_busy.eq(0), self.job_issued.eq(0)]
+        m.next = "DECODE"
 
-        def next_desc():
-            m.d.sync += [op_busy.eq(0), issue_done.eq(0)]
-            m.next = "DECODE"
+    def _issue(self, m, port, unit_busy, then=None):
+        """Offer one job on ``port``, wait until the path is idle again, then go to state
+        ``then`` (default: the next descriptor)."""
+        with m.If(~self.job_issued):
+            m.d.comb += port.valid.eq(1)
+            with m.If(port.ready):
+                m.d.sync += self.job_issued.eq(1)
+        with m.Elif(~unit_busy):
+            if then is None:
+                self._next_desc(m)
+            else:
+                m.next = then
 
-        def run_job(port, unit_busy):
-            with m.If(~issue_done):
-                m.d.comb += port.valid.eq(1)
-                with m.If(port.ready):
-                    m.d.sync += issue_done.eq(1)
-            with m.Elif(~unit_busy):
-                next_desc()
+    def _fetch_desc(self, m, rd, addr):
+        m.d.comb += [rd.cmd.valid.eq(1), rd.cmd.payload.addr.eq(addr),
+                     rd.cmd.payload.outer.eq(1), rd.cmd.payload.inner.eq(1),
+                     rd.cmd.payload.inner_stride.eq(DESC_BYTES)]
 
-        with m.FSM(name="seq"):
-            with m.State("IDLE"):
-                with m.If(self.start & (self.task >= md.tasks)):
-                    # refused: the gate address would point past the task's gate matrices
-                    m.d.sync += [self.done.eq(1), self.error.eq(1), self.error_info.eq(7),
-                                 self.desc_count.eq(0)]
-                with m.Elif(self.start):
-                    m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
-                                 self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.comb += [rd.cmd.valid.eq(1), rd.cmd.payload.addr.eq(self.prog_base),
-                             rd.cmd.payload.outer.eq(1), rd.cmd.payload.inner.eq(1),
-                             rd.cmd.payload.inner_stride.eq(DESC_BYTES)]
-                with m.If(rd.cmd.ready):
-                    m.next = "DECODE"
-            with m.State("DECODE"):
-                m.d.comb += [self.fetch_wait.eq(~rd.o.valid), rd.o.ready.eq(1)]
-                with m.If(rd.o.valid):
-                    m.d.sync += [d.eq(nd), pc.eq(pc + 1), self.desc_count.eq(self.desc_count + 1)]
-                    with m.If(code != 0):
-                        m.d.sync += [self.error.eq(1), self.error_info.eq(Cat(code, Const(0, 8),
-                                                                              pc)),
-                                     busy.eq(0), self.done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Elif(nd.op == HwOp.END):
-                        m.d.sync += [busy.eq(0), self.done.eq(1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "PREFETCH"
-                        for op, bit in OP_BITS.items():
-                            with m.If(nd.op == op):
-                                m.d.sync += op_busy.eq(1 << bit)
-            with m.State("PREFETCH"):
-                # request descriptor pc (the next one) while this one runs
-                m.d.comb += [rd.cmd.valid.eq(1),
-                             rd.cmd.payload.addr.eq(self.prog_base + pc * DESC_BYTES),
-                             rd.cmd.payload.outer.eq(1), rd.cmd.payload.inner.eq(1),
-                             rd.cmd.payload.inner_stride.eq(DESC_BYTES)]
-                with m.If(rd.cmd.ready):
-                    m.d.sync += [t_e.eq(0), t_t.eq(0), t_base.eq(wb + d.addr_a)]
-                    with m.Switch(d.op):
-                        with m.Case(HwOp.LOAD):
-                            m.next = "LOAD"
-                        with m.Case(HwOp.STORE):
-                            m.next = "STORE"
-                        with m.Case(HwOp.GEMM):
-                            m.next = "GEMM"
-                        with m.Case(HwOp.LAYERNORM):
-                            m.next = "LN"
-                        with m.Case(HwOp.ATTENTION):
-                            m.next = "ATTN"
-                        with m.Case(HwOp.ROUTE):
-                            m.next = "ROUTE"
-                        with m.Case(HwOp.EXPERTS):
-                            m.next = "TABLE"
-            with m.State("LOAD"):
-                run_job(self.load, self.load_busy)
-            with m.State("STORE"):
-                run_job(self.store, self.store_busy)
-            with m.State("GEMM"):
-                run_job(self.gemm, self.gemm_busy)
-            with m.State("LN"):
-                run_job(self.ln, self.ln_busy)
-            with m.State("ATTN"):
-                run_job(self.attn, self.attn_busy)
-            with m.State("ROUTE"):
-                m.d.comb += [g.dst.eq(MEM_X), g.qkv.eq(0), g.mode.eq(EpilogueMode.PLAIN),
-                             g.gelu.eq(0), g.bias.eq(0), g.row0s.eq(0),
-                             g.w_addr.eq(wb + d.addr_a + task * d.stride_a),
-                             g.w_row_stride.eq(d.n * sw), g.router.eq(1)]
-                run_job(self.gemm, self.gemm_busy)
-            with m.State("TABLE"):
-                m.d.comb += self.tbl_we.eq(1)
-                m.d.sync += t_t.eq(t_t + 1)
-                with m.If(t_t == len(TENSORS) - 1):
-                    m.d.sync += [t_t.eq(0), t_e.eq(t_e + 1), t_base.eq(t_base + d.addr_b)]
-                    with m.If(t_e == md.experts - 1):
-                        m.next = "GRANT"
-            with m.State("GRANT"):
-                m.d.comb += [self.experts_open.eq(1), self.grant.ready.eq(1)]
-                with m.If(self.grant.valid):
-                    m.d.sync += [gr.eq(self.grant.payload), q_i.eq(0), issue_done.eq(0)]
-                    with m.If(self.grant.payload.matrix == 0):
-                        m.next = "QREQ"
-                    with m.Else():
-                        m.next = "FC2"
-            with m.State("QREQ"):
-                m.d.comb += [self.experts_open.eq(1), self.q_req.valid.eq(1)]
-                with m.If(self.q_req.ready):
-                    m.next = "QCOPY"
-            with m.State("QCOPY"):
-                m.d.comb += [self.experts_open.eq(1), self.q.ready.eq(1),
-                             self.tok_we.eq(self.q.valid)]
-                with m.If(self.q.valid):
-                    m.d.sync += q_i.eq(q_i + 1)
-                    with m.If(self.q.payload.last):
-                        m.next = "FC1"
-            with m.State("FC1"):
-                m.d.comb += [self.experts_open.eq(1),
-                             g.m.eq(gr.count), g.k.eq(d.k), g.n.eq(d.n), g.src.eq(phys(d.src)),
-                             g.row0s.eq(0), g.dst.eq(MEM_H), g.row0d.eq(0), g.qkv.eq(0),
-                             g.mode.eq(EpilogueMode.PLAIN), g.gelu.eq(1), g.bias.eq(1),
-                             g.w_src.eq(WSrc.PREFETCH), g.gather.eq(1)]
-                self._expert_gemm(m, issue_done, gr)
-            with m.State("FC2"):
-                m.d.comb += [self.experts_open.eq(1),
-                             g.m.eq(gr.count), g.k.eq(d.n), g.n.eq(d.k), g.src.eq(MEM_H),
-                             g.row0s.eq(0), g.dst.eq(phys(d.dst)), g.row0d.eq(0), g.qkv.eq(0),
-                             g.mode.eq(EpilogueMode.SCALED), g.gelu.eq(0), g.bias.eq(1),
-                             g.w_src.eq(WSrc.PREFETCH), g.scatter.eq(1)]
-                self._expert_gemm(m, issue_done, gr)
-            with m.State("RELEASE"):
-                m.d.comb += [self.experts_open.eq(1), self.release.eq(1)]
-                m.d.sync += issue_done.eq(0)
-                with m.If(gr.last):
-                    next_desc()
+    def _fetch_states(self, m, rd, fetched, code):
+        """IDLE, FETCH (descriptor 0), DECODE (check, then END / error / run), PREFETCH."""
+        md = self.geo.cfg.model
+        busy, pc, d = self.busy, self.pc, self.desc
+        with m.State("IDLE"):
+            with m.If(self.start & (self.task >= md.tasks)):
+                # refused: the gate address would point past the task's gate matrices
+                m.d.sync += [self.done.eq(1), self.error.eq(1),
+                             self.error_info.eq(ErrorCode.BAD_TASK), self.desc_count.eq(0)]
+            with m.Elif(self.start):
+                m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
+                             self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0)]
+                m.next = "FETCH"
+        with m.State("FETCH"):
+            self._fetch_desc(m, rd, self.prog_base)
+            with m.If(rd.cmd.ready):
+                m.next = "DECODE"
+        with m.State("DECODE"):
+            m.d.comb += [self.fetch_wait.eq(~rd.o.valid), rd.o.ready.eq(1)]
+            with m.If(rd.o.valid):
+                m.d.sync += [d.eq(fetched), pc.eq(pc + 1),
+                             self.desc_count.eq(self.desc_count + 1)]
+                with m.If(code != ErrorCode.NONE):
+                    m.d.sync += [self.error.eq(1), self.error_info.eq(self._error_word(code, pc)),
+                                 busy.eq(0), self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(fetched.op == HwOp.END):
+                    m.d.sync += [busy.eq(0), self.done.eq(1)]
+                    m.next = "IDLE"
                 with m.Else():
+                    m.next = "PREFETCH"
+                    for op, bit in OP_BITS.items():
+                        with m.If(fetched.op == op):
+                            m.d.sync += self.op_busy.eq(1 << bit)
+        with m.State("PREFETCH"):
+            # request descriptor pc (the next one) while this one runs
+            self._fetch_desc(m, rd, self.prog_base + pc * DESC_BYTES)
+            with m.If(rd.cmd.ready):
+                m.d.sync += [self.table_expert.eq(0), self.table_tensor.eq(0),
+                             self.table_base.eq(self.weight_base + d.addr_a)]
+                with m.Switch(d.op):
+                    for op, state in _OP_STATE.items():
+                        with m.Case(op):
+                            m.next = state
+
+    def _unit_states(self, m):
+        """One job to a unit path per descriptor; ROUTE is the gate GEMM into the router."""
+        cfg = self.geo.cfg
+        d, g, wb = self.desc, self.gemm.payload, self.weight_base
+        task = self.task[:max(1, (cfg.model.tasks - 1).bit_length())]   # checked < tasks
+        for state, port, unit_busy in (("LOAD", self.load, self.load_busy),
+                                       ("STORE", self.store, self.store_busy),
+                                       ("GEMM", self.gemm, self.gemm_busy),
+                                       ("LN", self.ln, self.ln_busy),
+                                       ("ATTN", self.attn, self.attn_busy)):
+            with m.State(state):
+                self._issue(m, port, unit_busy)
+        with m.State("ROUTE"):
+            m.d.comb += [g.dst.eq(MEM_X), g.qkv.eq(0), g.mode.eq(EpilogueMode.PLAIN),
+                         g.gelu.eq(0), g.bias.eq(0), g.row0s.eq(0),
+                         g.w_addr.eq(wb + d.addr_a + task * d.stride_a),
+                         g.w_row_stride.eq(d.n * cfg.num.weight.storage_bytes),
+                         g.router.eq(1)]
+            self._issue(m, self.gemm, self.gemm_busy)
+
+    def _expert_states(self, m):
+        """EXPERTS: address table, then fc1 / fc2 of each grant of the prefetcher."""
+        md = self.geo.cfg.model
+        d, g, grant = self.desc, self.gemm.payload, self.grant_now
+        phys = self._phys
+        with m.State("TABLE"):
+            m.d.comb += self.tbl_we.eq(1)
+            count_nested(m, [Loop(self.table_tensor, last=len(TENSORS) - 1),
+                             Loop(self.table_expert, last=md.experts - 1, first=None)])
+            with m.If(self.table_tensor == len(TENSORS) - 1):
+                m.d.sync += self.table_base.eq(self.table_base + d.addr_b)
+                with m.If(self.table_expert == md.experts - 1):
                     m.next = "GRANT"
-
-        with m.If(self.clear & ~busy):
-            m.d.sync += [self.done.eq(0), self.error.eq(0), self.error_info.eq(0)]
-        # Errors reported by the memory or the queues during a frame: flagged, not fatal.
-        with m.If(busy & self.mem_error & ~self.error):
-            m.d.sync += [self.error.eq(1), self.error_info.eq(Cat(Const(5, 8), Const(0, 8), pc))]
-        with m.If(busy & self.overflow & ~self.error):
-            m.d.sync += [self.error.eq(1), self.error_info.eq(Cat(Const(6, 8), Const(0, 8), pc))]
-        return m
-
-    def _expert_gemm(self, m, issue_done, gr):
-        with m.If(~issue_done):
-            m.d.comb += self.gemm.valid.eq(1)
-            with m.If(self.gemm.ready):
-                m.d.sync += issue_done.eq(1)
-        with m.Elif(~self.gemm_busy):
-            m.next = "RELEASE"
+        with m.State("GRANT"):
+            m.d.comb += [self.experts_open.eq(1), self.grant.ready.eq(1)]
+            with m.If(self.grant.valid):
+                m.d.sync += [grant.eq(self.grant.payload), self.queue_index.eq(0),
+                             self.job_issued.eq(0)]
+                with m.If(self.grant.payload.matrix == 0):
+                    m.next = "QREQ"
+                with m.Else():
+                    m.next = "FC2"
+        with m.State("QREQ"):
+            m.d.comb += [self.experts_open.eq(1), self.q_req.valid.eq(1)]
+            with m.If(self.q_req.ready):
+                m.next = "QCOPY"
+        with m.State("QCOPY"):
+            m.d.comb += [self.experts_open.eq(1), self.q.ready.eq(1),
+                         self.tok_we.eq(self.q.valid)]
+            with m.If(self.q.valid):
+                m.d.sync += self.queue_index.eq(self.queue_index + 1)
+                with m.If(self.q.payload.last):
+                    m.next = "FC1"
+        with m.State("FC1"):
+            m.d.comb += [self.experts_open.eq(1),
+                         g.m.eq(grant.count), g.k.eq(d.k), g.n.eq(d.n), g.src.eq(phys(d.src)),
+                         g.row0s.eq(0), g.dst.eq(MEM_H), g.row0d.eq(0), g.qkv.eq(0),
+                         g.mode.eq(EpilogueMode.PLAIN), g.gelu.eq(1), g.bias.eq(1),
+                         g.w_src.eq(WSrc.PREFETCH), g.gather.eq(1)]
+            self._issue(m, self.gemm, self.gemm_busy, then="RELEASE")
+        with m.State("FC2"):
+            m.d.comb += [self.experts_open.eq(1),
+                         g.m.eq(grant.count), g.k.eq(d.n), g.n.eq(d.k), g.src.eq(MEM_H),
+                         g.row0s.eq(0), g.dst.eq(phys(d.dst)), g.row0d.eq(0), g.qkv.eq(0),
+                         g.mode.eq(EpilogueMode.SCALED), g.gelu.eq(0), g.bias.eq(1),
+                         g.w_src.eq(WSrc.PREFETCH), g.scatter.eq(1)]
+            self._issue(m, self.gemm, self.gemm_busy, then="RELEASE")
+        with m.State("RELEASE"):
+            m.d.comb += [self.experts_open.eq(1), self.release.eq(1)]
+            m.d.sync += self.job_issued.eq(0)
+            with m.If(grant.last):
+                self._next_desc(m)
+            with m.Else():
+                m.next = "GRANT"

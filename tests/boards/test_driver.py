@@ -4,15 +4,19 @@
   short read, not a hang or a silently wrong value;
 - a device that is not an edge-moe bridge (wrong IDENT) is refused;
 - a NAK is reported as such;
-- :func:`open_serial` + :class:`BridgeTransport` over a real pyserial port (a pseudo-terminal).
+- :func:`open_serial` + :class:`BridgeTransport` over a real pyserial port (a pseudo-terminal);
+- an error the accelerator flags is raised as :class:`FrameError` naming the error code.
 The protocol itself is tested against the RTL bridge in tests/hw/test_host_bridge*.py.
 """
 from __future__ import annotations
 
 import pytest
 
-from host.driver import BridgeTransport, LinkError, open_serial
+from host.driver import BridgeTransport, EdgeMoeDriver, LinkError, Transport, open_serial
+from host.run import FrameError
 from hw.link.host_bridge import ACK, IDENT_MAGIC, NAK, PROTOCOL_VERSION
+from hw.top.csr import CSR_ID, REGISTERS
+from sim.config import get_config
 
 
 class FakeSerial:
@@ -124,3 +128,46 @@ def test_demo_on_a_missing_port(capsys):
     from edge_moe.cli import main
     assert main(["demo", "--port", "/dev/no-such-edge-moe-board"]) == 2
     assert "no-such-edge-moe-board" in capsys.readouterr().err
+
+
+class RegisterFile(Transport):
+    """A transport whose device is a fixed register file (no memory)."""
+
+    beat_bytes = 8
+    reg_bytes = 4
+
+    def __init__(self, regs: dict):
+        self.regs = regs
+
+    def write_reg(self, addr, value):
+        pass
+
+    def read_reg(self, addr):
+        return self.regs.get(addr, 0)
+
+    def set_host_mode(self, on):
+        pass
+
+    def write_bursts(self, bursts):
+        pass
+
+    def read_burst(self, addr, beats):
+        return bytes(beats * self.beat_bytes)
+
+
+@pytest.mark.parametrize("code, name", [(4, "BAD_FIELD"), (1, "BAD_MAGIC"), (7, "BAD_TASK"),
+                                        (6, "QUEUE_OVERFLOW")])
+def test_wait_done_names_the_error_code(code, name):
+    cfg = get_config("tiny")
+    regs = {REGISTERS["ID"]: CSR_ID, REGISTERS["STATUS"]: 0b110,
+            REGISTERS["ERROR"]: (3 << 16) | code}
+    drv = EdgeMoeDriver(RegisterFile(regs), cfg)
+    with pytest.raises(FrameError, match=rf"accelerator error {name} \(.*\) at descriptor 3$"):
+        drv.wait_done()
+
+
+def test_unknown_error_code_is_reported_as_such():
+    regs = {REGISTERS["ID"]: CSR_ID, REGISTERS["STATUS"]: 0b110, REGISTERS["ERROR"]: 0x2A}
+    drv = EdgeMoeDriver(RegisterFile(regs), get_config("tiny"))
+    with pytest.raises(FrameError, match="unknown code 42 at descriptor 0"):
+        drv.wait_done()

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from sim.config import Config, ConfigError, PRESETS, get_config, with_changes
+from sim.config import Config, ConfigError, PRESETS, check_top_level, get_config, with_changes
 
 
 def test_m3vit_preset_matches_the_brief():
@@ -59,3 +59,43 @@ def test_ecp5_preset_fits_its_multipliers():
     cfg = get_config("m3vit-ecp5-85f")
     used = cfg.hw.macs_per_cycle + 2 * cfg.hw.attn_parallel * cfg.hw.attn_dot_width
     assert used <= cfg.hw.mult_budget == 156
+
+
+@pytest.mark.parametrize("name, want", [
+    # (buffer rows, H row values, max M, max K, max N, K tiles, N tiles, LOAD n, STORE n)
+    # tiny: 17 tokens, dim 32 (qkv N = 96), patch_dim 3 * 8 * 8 = 192, 4 x 4 array
+    ("tiny", (17, 192, 17, 192, 96, 48, 24, 192, 32)),
+    # M3ViT: 129 tokens, dim 192, mlp 768 (fc1 N, fc2 K), patch_dim 3 * 16 * 16 = 768, 16 x 16
+    ("m3vit-tiny-cityscapes", (129, 768, 129, 768, 768, 48, 48, 768, 192)),
+    ("m3vit-ecp5-85f", (129, 768, 129, 768, 768, 96, 48, 768, 192)),
+])
+def test_derived_hardware_sizes(name, want):
+    c = get_config(name)
+    got = (c.buffer_rows, c.hidden_cols, c.gemm_max_m, c.gemm_max_k, c.gemm_max_n,
+           c.gemm_k_tiles, c.gemm_n_tiles, c.load_max_n, c.store_max_n)
+    assert got == want
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(hw=dict(array_cols=3)), r"hw.array_cols = 3 must be a power of two \(buffer lanes\)"),
+    (dict(hw=dict(array_rows=6)), r"hw.array_rows = 6 must be a power of two"),
+    (dict(hw=dict(mem_bytes_per_cycle=12)), "hw.mem_bytes_per_cycle 12 must be a power of two"),
+    (dict(hw=dict(mem_bytes_per_cycle=128)),
+     "hw.mem_bytes_per_cycle 128 must divide the 64-byte descriptor"),
+    (dict(hw=dict(array_cols=2)), r"model.experts 4 must be <= hw.array_cols 2"),
+    (dict(hw=dict(array_cols=64, array_rows=2)),
+     "model.dim 32 must be a multiple of hw.array_cols 64"),
+    (dict(model=dict(patch=2, image_height=8, image_width=8)),
+     "model.patch 2 must be a multiple of 4 values per memory beat"),
+    (dict(hw=dict(mem_bytes_per_cycle=16)),
+     r"a weight tile \(hw.array_cols weights\) of 8 bytes is not a whole number of 16-byte "),
+])
+def test_top_level_constraints_name_the_field(change, message):
+    cfg = with_changes(get_config("tiny"), **change)      # a block alone may take it
+    with pytest.raises(ConfigError, match=f"config 'tiny': {message}"):
+        check_top_level(cfg)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_build_the_top_level(name):
+    assert check_top_level(get_config(name)).name == name

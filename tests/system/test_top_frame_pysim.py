@@ -5,18 +5,23 @@ with seeded random gaps and back-pressure on every memory-bus channel (hw/mem/bu
 A full tiny frame is ~31k cycles, about a minute of pysim per task. The CSR / error test runs
 several small programs from one memory image (PROG_BASE selects one): bad magic, bad check
 word, bad opcode, bad field, a bare END, an out-of-range TASK, and LOAD + STORE round trips.
+The limits test runs one program per range-checked descriptor field, one past its limit.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from hw.top.csr import CSR_ID
+from hw.top.error_codes import ErrorCode
 from hw.top.top_with_memory import TopWithMemory
 from host.run import _csr_read, _csr_write, _host_read, run_frame
 from sim.config import get_config
-from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, encode_desc)
+from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, check_desc,
+                              encode_desc)
 from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import frame_case, tiny
 
@@ -132,8 +137,83 @@ def test_csr_errors_and_load_store(seed):
     assert got["field"][:2] == (0b110, 4), msg
     assert got["end"] == (0b010, 0, 1), msg
     assert got["bad_task"] == (0b110, 7, 0), msg
+    assert [ErrorCode(c) for c in (1, 2, 3, 4, 7)] == [
+        ErrorCode.BAD_MAGIC, ErrorCode.BAD_CHECK, ErrorCode.BAD_OPCODE, ErrorCode.BAD_FIELD,
+        ErrorCode.BAD_TASK]
     assert got["copy"] == (0b010, 0, 4), msg
     assert got["status_after_clear"] == 0, msg
     assert got["copy_bytes_written"] == rows.size * vb, msg
     out = np.frombuffer(got["out"], dtype=dt).reshape(rows.shape)
     np.testing.assert_array_equal(out, rows, err_msg=msg)
+
+
+def _limit_cases():
+    """(name, descriptor) with one field one past its limit (or 0 for a size), for tiny:
+    17 tokens (buffer rows), dim 32 (qkv N 96), 2 heads, 4 experts, expert MLP 48, patch_dim
+    3 * 8 * 8 = 192 (the largest K and LOAD row), buffer ids 0..3, bases 0..3, LOAD modes 0..1,
+    epilogue modes 0..2."""
+    valid = {
+        HwOp.LOAD: Desc(HwOp.LOAD, dst=Buf.X, mode=LoadMode.LINEAR, base=Base.IMAGE, m=1, n=4),
+        HwOp.STORE: Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=1, n=4),
+        HwOp.GEMM: Desc(HwOp.GEMM, src=Buf.X, dst=Buf.XN, m=1, k=4, n=4),
+        HwOp.LAYERNORM: Desc(HwOp.LAYERNORM, src=Buf.X, dst=Buf.XN, m=1),
+        HwOp.ATTENTION: Desc(HwOp.ATTENTION, dst=Buf.XN, head0=0, nheads=1),
+        HwOp.ROUTE: Desc(HwOp.ROUTE, src=Buf.XN, m=1, k=4, n=4),
+        HwOp.EXPERTS: Desc(HwOp.EXPERTS, src=Buf.XN, dst=Buf.X, k=4, n=4),
+    }
+    bad = {
+        HwOp.LOAD: dict(dst=4, mode=2, base=4, m=[0, 18], n=[0, 193], row0d=17),
+        HwOp.STORE: dict(src=4, base=4, m=[0, 18], n=[0, 33]),
+        HwOp.GEMM: dict(src=4, dst=4, epi=3, m=[0, 18], k=[0, 193], n=[0, 97], row0s=17,
+                        row0d=17),
+        HwOp.LAYERNORM: dict(src=4, dst=4, m=[0, 18]),
+        HwOp.ATTENTION: dict(dst=4, nheads=[0, 3], head0=2),
+        HwOp.ROUTE: dict(src=4, m=[0, 18], k=[0, 193], n=[0, 5]),
+        HwOp.EXPERTS: dict(src=4, dst=4, k=[0, 33], n=[0, 49]),
+    }
+    cases = []
+    for op, fields in bad.items():
+        for f, values in fields.items():
+            for v in values if isinstance(values, list) else [values]:
+                cases.append((f"{op.name}.{f}={v}", valid[op], replace(valid[op], **{f: v})))
+    return cases
+
+
+def test_descriptor_fields_out_of_range_are_rejected(seed):
+    """Every range-checked field of every op, one past its limit, after one valid descriptor:
+    the frame ends at it with BAD_FIELD and its index (no job is started, nothing hangs)."""
+    cfg = get_config("tiny")
+    cases = _limit_cases()
+    for name, ok, _ in cases:            # the programs' valid descriptors are accepted
+        check_desc(cfg, ok)
+    lead = Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=1, n=4)
+    mem = bytearray(0x4000)
+    starts = {}
+    for i, (name, _, d) in enumerate(cases):
+        starts[name] = 3 * DESC_BYTES * i
+        prog = b"".join(encode_desc(x) for x in (lead, d, Desc(HwOp.END)))
+        mem[starts[name]:starts[name] + len(prog)] = prog
+    assert 3 * DESC_BYTES * len(cases) <= 0x3000
+    dut = TopWithMemory(cfg, image=bytes(mem))
+    got = {}
+
+    async def bench(ctx):
+        await _csr_write(ctx, dut, "OUT_BASE", 0x3000)
+        for name, _, _ in cases:
+            await _csr_write(ctx, dut, "PROG_BASE", starts[name])
+            await _csr_write(ctx, dut, "CTRL", 1)
+            for _ in range(500):
+                await ctx.tick()
+                if ctx.get(dut.done):
+                    break
+            got[name] = (await _csr_read(ctx, dut, "STATUS"), await _csr_read(ctx, dut, "ERROR"),
+                         await _csr_read(ctx, dut, "DESCRIPTORS"))
+            await _csr_write(ctx, dut, "CTRL", 2)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    want = (0b110, (1 << 16) | ErrorCode.BAD_FIELD, 2)   # done | error, descriptor 1, 2 fetched
+    wrong = {name: g for name, g in got.items() if g != want}
+    assert not wrong, f"seed={seed}: expected {want}, got {wrong}"
