@@ -85,8 +85,9 @@ def test_derived_hardware_sizes(name, want):
     (dict(hw=dict(array_cols=2)), r"model.experts 4 must be <= hw.array_cols 2"),
     (dict(hw=dict(array_cols=64, array_rows=2)),
      "model.dim 32 must be a multiple of hw.array_cols 64"),
-    (dict(model=dict(patch=2, image_height=8, image_width=8)),
-     "model.patch 2 must be a multiple of 4 values per memory beat"),
+    # tiny: 8-byte beats of 4-byte (Q8.10) values -> 2 values per beat
+    (dict(model=dict(patch=1, image_height=8, image_width=8)),
+     "model.patch 1 must be a multiple of 2 values per memory beat"),
     (dict(hw=dict(mem_bytes_per_cycle=16)),
      r"a weight tile \(hw.array_cols weights\) of 8 bytes is not a whole number of 16-byte "),
 ])
