@@ -25,6 +25,7 @@ import json
 import time
 from pathlib import Path
 
+from boards import verilog_out
 from sim.config import Config
 
 __all__ = ["elaborate_top", "port_table", "ZCU102", "TOP_MODULE"]
@@ -149,7 +150,7 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
                   log=print) -> dict:
     """Write the Verilog, README, config and (``synth``) the Xilinx estimate; see the module
     docstring. Returns a summary dict."""
-    from amaranth.back import rtlil, verilog
+    from amaranth.back import rtlil
 
     from hw.top.top import EdgeMoeTop
     out = Path(out_dir)
@@ -157,7 +158,7 @@ def elaborate_top(cfg: Config, out_dir, *, synth: bool = True, synth_timeout: fl
     t0 = time.monotonic()
     top = EdgeMoeTop(cfg)
     ports = port_table(top)
-    text = verilog.convert(top, name=TOP_MODULE)
+    text = verilog_out.convert(top, name=TOP_MODULE)
     vfile = f"{TOP_MODULE}.v"
     (out / vfile).write_text(text)
     (out / "README.md").write_text(_readme(cfg, ports, vfile))

@@ -1,13 +1,16 @@
-"""Run cocotb tests on the Verilog of an Amaranth component, simulated by Verilator.
+"""Run cocotb tests on the Verilog of an Amaranth component, simulated by Verilator (or Icarus).
 
 ``run_cocotb(dut, "tests.cocotb.test_x_tb", test_dir=tmp_path, params={...})``:
 
-1. elaborates ``dut`` with ``amaranth.back.verilog.convert`` (top module ``name``);
+1. elaborates ``dut`` with :func:`boards.verilog_out.convert` (``amaranth.back.verilog.convert``
+   with combinational processes lowered to ``assign``; top module ``name``);
 2. builds it with Verilator through ``cocotb_tools.runner`` into a *cached* build directory
    ``build/cocotb/<name>-<hash>/`` (hash of the Verilog text, build flags and tool versions), so
    a second run with an unchanged design skips the build entirely; a file lock makes concurrent
    pytest processes share it safely. Verilator's run-time library objects are also cached across
-   designs (host/objcache.py), so a new design costs ~3-5 s of C++ instead of ~20 s;
+   designs (host/objcache.py), so a new design costs ~3-5 s of C++ instead of ~20 s.
+   ``simulator="icarus"`` builds ``sim.vvp`` with Icarus Verilog instead (``iverilog`` on
+   ``PATH``; ``icarus_generation`` "2012" or "2005"), cached the same way;
 3. runs the cocotb test module in ``test_dir`` with ``params`` (JSON-serializable) written to
    ``test_dir/params.json``; the cocotb side reads them with
    :func:`host.cocotb_streams.load_params`;
@@ -40,14 +43,17 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-__all__ = ["REPO_ROOT", "PARAMS_ENV", "DEFAULT_BUILD_ARGS", "setup_verilator", "elaborate",
-           "build_verilator", "run_cocotb", "CocotbFailure"]
+from boards import verilog_out
+
+__all__ = ["REPO_ROOT", "PARAMS_ENV", "DEFAULT_BUILD_ARGS", "SIMULATORS", "setup_verilator",
+           "elaborate", "build_verilator", "build_icarus", "run_cocotb", "CocotbFailure"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_ENV = "EDGE_MOE_COCOTB_PARAMS"
@@ -57,10 +63,12 @@ NO_OBJCACHE_ENV = "EDGE_MOE_NO_OBJCACHE"
 
 # Amaranth's Verilog trips Verilator lint warnings (WIDTH*, UNUSED, ...): they are not errors.
 DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
+SIMULATORS = ("verilator", "icarus")
+ICARUS_GENERATIONS = ("2005", "2012")
 
 
 class CocotbFailure(AssertionError):
-    """The Verilator build failed, the simulator crashed, or a cocotb test failed."""
+    """The Verilator (or Icarus) build failed, the simulator crashed, or a cocotb test failed."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,11 +132,9 @@ def _tool_versions() -> str:
 # --------------------------------------------------------------------------------------------
 
 def elaborate(dut, name: str, *, ports=None) -> str:
-    """Verilog text of ``dut`` (a ``wiring.Component``: ports are inferred) as module ``name``."""
-    from amaranth.back import verilog
-    if ports is None:
-        return verilog.convert(dut, name=name)
-    return verilog.convert(dut, name=name, ports=ports)
+    """Verilog text of ``dut`` (a ``wiring.Component``: ports are inferred) as module ``name``,
+    by :func:`boards.verilog_out.convert` (no ``always @*``: simulates the same in Icarus)."""
+    return verilog_out.convert(dut, name=name, ports=ports)
 
 
 def _build_root() -> Path:
@@ -206,6 +212,55 @@ def build_verilator(verilog_text: str, name: str, *, build_args: Sequence[str] =
     return build_dir
 
 
+def _iverilog_version() -> str:
+    exe = shutil.which("iverilog")
+    if exe is None:
+        raise CocotbFailure("Icarus Verilog not found: `iverilog` is not on PATH "
+                            "(Debian: apt-get install iverilog)")
+    out = subprocess.run([exe, "-V"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "iverilog=?"
+
+
+def build_icarus(verilog_text: str, name: str, *, generation: str = "2012",
+                 build_args: Sequence[str] = (), waves: bool = False,
+                 extra_sources: Sequence[os.PathLike] = ()) -> Path:
+    """Build (or reuse) the Icarus Verilog model (``sim.vvp``) of ``verilog_text`` for language
+    ``generation`` ("2012": SystemVerilog, cocotb's default; "2005": Verilog-2005); returns its
+    build directory ``<build root>/cocotb/<name>-icarus<generation>-<hash>``."""
+    from cocotb_tools.runner import get_runner
+
+    if generation not in ICARUS_GENERATIONS:
+        raise ValueError(f"build_icarus: generation must be one of {ICARUS_GENERATIONS}, "
+                         f"got {generation!r}")
+    # The runner always passes -g2012; a later -g flag wins in iverilog.
+    args = [f"-g{generation}", *build_args]
+    key = hashlib.sha256("\0".join([
+        verilog_text, name, " ".join(args), str(waves), _tool_versions(), _iverilog_version(),
+        *[Path(s).read_text() for s in extra_sources]]).encode()).hexdigest()[:16]
+    build_dir = _build_root() / "cocotb" / f"{name}-icarus{generation}-{key}"
+    stamp = build_dir / ".built"
+    with _locked(build_dir.with_suffix(".lock")):
+        if stamp.is_file() and (build_dir / "sim.vvp").is_file() \
+                and not os.environ.get(REBUILD_ENV):
+            return build_dir
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        src = build_dir / f"{name}.v"
+        src.write_text(verilog_text)
+        log = build_dir / "build.log"
+        try:
+            get_runner("icarus").build(
+                sources=[src, *map(Path, extra_sources)], hdl_toplevel=name,
+                build_dir=build_dir, build_args=args, waves=waves, timescale=("1ns", "1ps"),
+                log_file=log)
+        except (RuntimeError, SystemExit) as e:
+            raise CocotbFailure(f"Icarus build of {name} failed ({e}); log:\n"
+                                f"{_tail(log, 60)}\n(full log: {log})") from None
+        stamp.write_text(_tool_versions())
+    return build_dir
+
+
 # --------------------------------------------------------------------------------------------
 # Running a cocotb test module
 # --------------------------------------------------------------------------------------------
@@ -234,8 +289,9 @@ def _failures(results_xml: Path) -> tuple[int, list[str]]:
 def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.PathLike | None = None,
                params: Mapping[str, Any] | None = None, extra_env: Mapping[str, str] | None = None,
                seed: int | None = None, testcase: str | Sequence[str] | None = None,
-               build_args: Sequence[str] = DEFAULT_BUILD_ARGS, waves: bool | None = None,
-               extra_sources: Sequence[os.PathLike] = ()) -> Path:
+               build_args: Sequence[str] | None = None, waves: bool | None = None,
+               extra_sources: Sequence[os.PathLike] = (), simulator: str = "verilator",
+               icarus_generation: str = "2012") -> Path:
     """Elaborate ``dut``, build it with Verilator (cached) and run cocotb ``test_module`` on it.
 
     ``dut``: a ``wiring.Component`` (or a zero-argument factory returning one).
@@ -247,6 +303,9 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
     ``seed`` is added to them and also seeds cocotb's own ``random`` (COCOTB_RANDOM_SEED).
     ``extra_env``: more environment variables for the simulator process.
     ``testcase``: run only these cocotb tests.
+    ``simulator``: "verilator" (default) or "icarus" (Icarus Verilog, language
+    ``icarus_generation``: "2012" or "2005"). ``build_args`` default to
+    :data:`DEFAULT_BUILD_ARGS` for Verilator, none for Icarus.
 
     Returns the results XML path; raises :class:`CocotbFailure` if any cocotb test failed.
     """
@@ -260,8 +319,15 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
     if waves is None:
         waves = os.environ.get("WAVES", "0") not in ("", "0")
     verilog_text = elaborate(dut, name)
-    build_dir = build_verilator(verilog_text, name, build_args=build_args, waves=waves,
-                                extra_sources=extra_sources)
+    if simulator == "verilator":
+        build_dir = build_verilator(verilog_text, name, waves=waves, extra_sources=extra_sources,
+                                    build_args=DEFAULT_BUILD_ARGS if build_args is None
+                                    else build_args)
+    elif simulator == "icarus":
+        build_dir = build_icarus(verilog_text, name, generation=icarus_generation, waves=waves,
+                                 extra_sources=extra_sources, build_args=build_args or ())
+    else:
+        raise ValueError(f"run_cocotb: simulator must be one of {SIMULATORS}, got {simulator!r}")
 
     if test_dir is None:
         runs = _build_root() / "cocotb" / "_runs"
@@ -281,7 +347,7 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
     saved = {k: os.environ.get(k) for k in env}
     results = test_dir / "results.xml"
     log = test_dir / "sim.log"
-    runner = get_runner("verilator")
+    runner = get_runner(simulator)
     exit_note = ""
     try:
         os.environ.update(env)

@@ -17,16 +17,19 @@ __all__ = ["run_block_verilator"]
 
 
 def run_block_verilator(dut, tb: str, tmp_path, seed: int, cfg: Config | None = None, *,
-                        name: str | None = None, **params: Any) -> Path:
+                        name: str | None = None, simulator: str = "verilator",
+                        icarus_generation: str = "2012", **params: Any) -> Path:
     """Run the cocotb module ``tests.cocotb.<tb>`` on the Verilog of ``dut``.
 
     ``params`` (JSON-serializable) go to the cocotb side, with ``config=cfg.to_dict()`` when a
     ``cfg`` is given and ``seed``. ``name`` is the Verilog top module and the name of the cached
-    Verilator build (default: the component's class name, lower-cased). A failing cocotb test
+    Verilator build (default: the component's class name, lower-cased). ``simulator="icarus"``
+    (with ``icarus_generation`` "2012" or "2005") runs it on Icarus Verilog instead. A failing
+    cocotb test
     fails the pytest test (:class:`host.cocotb_run.CocotbFailure`).
     """
     __tracebackhide__ = True
     if cfg is not None:
         params = dict(config=cfg.to_dict(), **params)
     return run_cocotb(dut, f"tests.cocotb.{tb}", name=name, test_dir=tmp_path, seed=seed,
-                      params=params)
+                      params=params, simulator=simulator, icarus_generation=icarus_generation)
