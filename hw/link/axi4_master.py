@@ -14,9 +14,9 @@ at most ``mem_max_burst * W <= 4096`` bytes (checked at construction), so it cro
 boundary, and ``mem_max_burst <= 256`` keeps AxLEN in its 8 bits. The AR / AW registers take a
 new burst on the cycle the previous one is accepted (one burst per cycle).
 
-Reads. Up to :data:`OUTSTANDING` AXI read bursts are in flight; all use one ID (the ID signals
-are left out, i.e. ID 0), so the AXI ordering rule returns them in request order and the
-bridge needs no reorder buffer. A FIFO of per-AXI-burst "final piece" flags turns RLAST into
+Reads. Up to :data:`OUTSTANDING` AXI read bursts are in flight; all use one ID (AWID / ARID
+are constant 0, BID / RID are ignored), so the AXI ordering rule returns them in request order
+and the bridge needs no reorder buffer. A FIFO of per-AXI-burst "final piece" flags turns RLAST into
 the bus's ``last`` (which marks the end of the *accelerator's* burst, not of a split piece).
 
 Writes. Full strobes (the accelerator writes whole beats). The W beats of a burst are sent only
@@ -47,23 +47,25 @@ from hw.mem.bus import (MemReadSignature, MemWriteSignature, beat_bytes, rdata_l
                         req_layout, wdata_layout)
 from hw.mem.stream_slice import StreamSlice
 
-__all__ = ["Axi4Master", "OUTSTANDING", "BOUNDARY", "axi_master_ports"]
+__all__ = ["Axi4Master", "OUTSTANDING", "BOUNDARY", "ID_BITS", "axi_master_ports"]
 
 OUTSTANDING = 8       # AXI bursts in flight per direction (read data / write responses)
 BOUNDARY = 4096       # an AXI burst never crosses a multiple of this
+ID_BITS = 1           # AWID / ARID are always 0; BID / RID are not looked at
 
 
 def axi_master_ports(cfg: Config, prefix: str = "m_axi") -> dict:
-    """The AXI4 master's signals (name -> member), master view; no ID, LOCK, CACHE, PROT."""
+    """The AXI4 master's signals (name -> member), master view; no LOCK, CACHE, PROT, QOS."""
     a, d = cfg.hw.mem_addr_bits, 8 * beat_bytes(cfg)
     sig = {}
     for ch in ("aw", "ar"):
-        sig.update({f"{ch}addr": Out(a), f"{ch}len": Out(8), f"{ch}size": Out(3),
-                    f"{ch}burst": Out(2), f"{ch}valid": Out(1), f"{ch}ready": In(1)})
+        sig.update({f"{ch}id": Out(ID_BITS), f"{ch}addr": Out(a), f"{ch}len": Out(8),
+                    f"{ch}size": Out(3), f"{ch}burst": Out(2), f"{ch}valid": Out(1),
+                    f"{ch}ready": In(1)})
     sig.update({"wdata": Out(d), "wstrb": Out(d // 8), "wlast": Out(1), "wvalid": Out(1),
-                "wready": In(1), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
-                "rdata": In(d), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
-                "rready": Out(1)})
+                "wready": In(1), "bid": In(ID_BITS), "bresp": In(2), "bvalid": In(1),
+                "bready": Out(1), "rid": In(ID_BITS), "rdata": In(d), "rresp": In(2),
+                "rlast": In(1), "rvalid": In(1), "rready": Out(1)})
     return {f"{prefix}_{k}": v for k, v in sig.items()}
 
 

@@ -14,8 +14,11 @@ ignored: registers are written whole. A read is taken (ARREADY) when no write is
 port returns the value a cycle later, which is registered onto RDATA with RVALID until RREADY.
 A write wins when both arrive in the same cycle. All outputs are registers or the FSM state.
 
-Interrupt: ``irq`` = ``done | error | bus_error``, a level. Writing CTRL with bit 1 (clear)
-drops ``done`` / ``error`` in the accelerator and pulses ``clear_error`` (which clears the AXI
+Interrupt: ``irq`` = ``~busy & (done | error | bus_error)``, a level: the accelerator has
+stopped, at the end of its program or on an error. Memory errors (code 5) are flagged while the
+frame runs on to its end, so ``irq`` waits for that end instead of firing mid-frame (a host
+that reads the output then sees the whole frame written). Writing CTRL with bit 1 (clear) drops
+``done`` / ``error`` in the accelerator and pulses ``clear_error`` (which clears the AXI
 master's ``bus_error``), so the interrupt clears; a CTRL start pulses it too, so a new frame
 starts without a stale bus error.
 
@@ -61,12 +64,12 @@ class AxiLiteCsr(wiring.Component):
     s_axil_* : the AXI4-Lite slave channels (:func:`axil_slave_ports`).
     csr : Out :func:`~hw.top.csr.csr_signature`
         To the accelerator's register port.
-    done, error, bus_error : In(1)
+    busy, done, error, bus_error : In(1)
         Accelerator status and the AXI master's sticky error (``BUS_ERROR`` register).
     clear_error : Out(1)
         One-cycle pulse on a CTRL write with the start or clear bit.
     irq : Out(1)
-        ``done | error | bus_error``.
+        ``~busy & (done | error | bus_error)``.
     """
 
     def __init__(self, cfg: Config):
@@ -77,7 +80,7 @@ class AxiLiteCsr(wiring.Component):
         overlap = set(AXIL_REGISTERS.values()) & set(REGISTERS.values())
         assert not overlap, f"AxiLiteCsr: word {overlap} is in the register map"
         super().__init__({**axil_slave_ports(), "csr": Out(csr_signature(cfg)),
-                          "done": In(1), "error": In(1), "bus_error": In(1),
+                          "busy": In(1), "done": In(1), "error": In(1), "bus_error": In(1),
                           "clear_error": Out(1), "irq": Out(1)})
 
     def elaborate(self, platform):
@@ -88,7 +91,7 @@ class AxiLiteCsr(wiring.Component):
         ar_word = self.s_axil_araddr[2:]
         read_word = Signal(range(n_regs), name="read_word")
         m.d.comb += [self.s_axil_bresp.eq(0), self.s_axil_rresp.eq(0),
-                     self.irq.eq(self.done | self.error | self.bus_error)]
+                     self.irq.eq(~self.busy & (self.done | self.error | self.bus_error))]
         with m.FSM(name="axil"):
             with m.State("IDLE"):
                 write = self.s_axil_awvalid & self.s_axil_wvalid

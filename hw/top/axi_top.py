@@ -4,8 +4,8 @@
 :class:`~hw.link.axi4_master.Axi4Master` (``m_axi_*``: AXI4 master, data width
 ``8 * cfg.hw.mem_bytes_per_cycle``) and its register port behind an
 :class:`~hw.link.axil_csr.AxiLiteCsr` (``s_axil_*``: AXI4-Lite slave, 32-bit data, register
-``i`` at byte offset ``4 * i``), plus ``irq`` (level: frame done, frame error or bus error;
-cleared by writing CTRL bit 1). The port names follow Vivado's interface inference, so a
+``i`` at byte offset ``4 * i``), plus ``irq`` (level: the accelerator has stopped with done,
+error or a bus error; cleared by writing CTRL bit 1). The port names follow Vivado's interface inference, so a
 module reference in a block design shows two bus interfaces, a clock, a reset and an interrupt.
 
 Errors: the AXI master's sticky ``bus_error`` (some RRESP / BRESP was not OKAY) drives the
@@ -44,7 +44,7 @@ class EdgeMoeAxiTop(wiring.Component):
     m_axi_* : the AXI4 master (:func:`~hw.link.axi4_master.axi_master_ports`).
     s_axil_* : the AXI4-Lite slave (:func:`~hw.link.axil_csr.axil_slave_ports`).
     irq : Out(1)
-        Level interrupt: done | error | bus error.
+        Level interrupt: not busy, and done | error | bus error.
     """
 
     def __init__(self, cfg: Config):
@@ -65,7 +65,7 @@ class EdgeMoeAxiTop(wiring.Component):
         wiring.connect(m, axil.csr, top.csr)
         self._forward(m, axi, axi_master_ports(self.cfg))
         self._forward(m, axil, axil_slave_ports())
-        m.d.comb += [axil.done.eq(top.done), axil.error.eq(top.error),
+        m.d.comb += [axil.busy.eq(top.busy), axil.done.eq(top.done), axil.error.eq(top.error),
                      axil.bus_error.eq(axi.bus_error), axi.clear_error.eq(axil.clear_error),
                      top.bus_error.eq(axi.bus_error), self.irq.eq(axil.irq)]
         return m
