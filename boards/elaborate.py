@@ -218,7 +218,8 @@ def _readme_axi(cfg: Config, ports, verilog_file: str) -> str:
         "",
         "`irq` (level, active high) = not busy and (STATUS.done | STATUS.error | BUS_ERROR): the",
         "frame has ended, well or not (a memory error is flagged while the frame runs on to its",
-        "end); write CTRL = 2 (clear) to drop it. A frame: write PROG_BASE, WEIGHT_BASE, IMAGE_BASE, OUT_BASE (byte",
+        "end); write CTRL = 2 (clear) to drop it. A frame: write PROG_BASE, WEIGHT_BASE,",
+        "IMAGE_BASE, OUT_BASE (byte",
         "addresses in the AXI address space of the image regions of",
         "`sim.memory_image.build_memory_image`) and TASK, write CTRL = 1, wait for `irq`, read",
         "STATUS / ERROR, then the output tokens from the out region.",
@@ -251,7 +252,8 @@ def elaborate_top(cfg: Config, out_dir, *, interface: str = "axi", synth: bool =
     (out / vfile).write_text(text)
     (out / "README.md").write_text(readme(cfg, ports, vfile))
     (out / "config.json").write_text(cfg.to_json())
-    summary = {"config": cfg.name, "interface": interface, "verilog": str(out / vfile), "lines": text.count("\n"),
+    summary = {"config": cfg.name, "interface": interface, "verilog": str(out / vfile),
+               "lines": text.count("\n"),
                "ports": len(ports), "seconds_elaborate": round(time.monotonic() - t0, 1)}
     log(f"wrote {out / vfile} ({summary['lines']:,} lines, {len(ports)} ports) and README.md")
     if synth:

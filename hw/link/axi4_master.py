@@ -36,8 +36,8 @@ Resources: five stream slices, two AxADDR/AxLEN registers with a split remainder
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
@@ -47,7 +47,7 @@ from hw.mem.bus import (MemReadSignature, MemWriteSignature, beat_bytes, rdata_l
                         req_layout, wdata_layout)
 from hw.mem.stream_slice import StreamSlice
 
-__all__ = ["Axi4Master", "OUTSTANDING", "BOUNDARY", "ID_BITS", "axi_master_ports"]
+__all__ = ["Axi4Master", "BurstSplitter", "OUTSTANDING", "BOUNDARY", "ID_BITS", "axi_master_ports"]
 
 OUTSTANDING = 8       # AXI bursts in flight per direction (read data / write responses)
 BOUNDARY = 4096       # an AXI burst never crosses a multiple of this
@@ -80,50 +80,72 @@ def check_axi_config(cfg: Config) -> None:
         raise ConfigError(f"Axi4Master: AXI data is at most 1024 bits, got {8 * W}")
 
 
-class _Splitter:
-    """The AR or AW side: a request slice in, the Ax register out, one split remainder."""
+class BurstSplitter(wiring.Component):
+    """One address channel (AR or AW): burst requests in, AXI INCR bursts out, 4 KiB split.
 
-    def __init__(self, m, cfg, req, ax, name, fifos):
-        W = beat_bytes(cfg)
-        shift = W.bit_length() - 1
-        a_bits = cfg.hw.mem_addr_bits
-        n_bits = cfg.hw.mem_max_burst.bit_length()
-        valid, addr = Signal(name=f"{name}_valid"), Signal(a_bits, name=f"{name}_addr")
-        length = Signal(8, name=f"{name}_len")
-        rem_valid = Signal(name=f"{name}_rem_valid")
-        rem_addr = Signal(a_bits, name=f"{name}_rem_addr")
-        rem_beats = Signal(n_bits, name=f"{name}_rem_beats")
+    Parameters
+    ----------
+    cfg : Config
+
+    Ports
+    -----
+    req : In stream of :func:`~hw.mem.bus.req_layout`
+        Bursts of the burst bus.
+    addr, len, size, burst, valid : Out; ready : In
+        The AXI address channel (AxADDR, AxLEN, AxSIZE, AxBURST, AxVALID, AxREADY).
+    room : In(1)
+        The bookkeeping FIFOs of the data side can take an entry; no burst is loaded without.
+    load : Out(1)
+        The Ax register takes a burst this cycle (push the bookkeeping then).
+    beats, final : Out
+        That burst's length, and whether it ends a requested burst (not a first split piece).
+
+    A request is taken when the Ax register is free (empty or accepted this cycle) and no split
+    remainder waits; the remainder goes out the cycle its first piece is accepted. Latency: one
+    cycle from ``req`` to AxVALID; throughput one burst per cycle.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        n_beats = cfg.hw.mem_max_burst.bit_length()
+        super().__init__({
+            "req": In(stream.Signature(req_layout(cfg))),
+            "addr": Out(cfg.hw.mem_addr_bits), "len": Out(8), "size": Out(3), "burst": Out(2),
+            "valid": Out(1), "ready": In(1),
+            "room": In(1), "load": Out(1), "beats": Out(n_beats), "final": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, req = self.cfg, self.req
+        shift = beat_bytes(cfg).bit_length() - 1
+        n_beats = len(self.beats)
+        rem_valid = Signal()
+        rem_addr = Signal(cfg.hw.mem_addr_bits)
+        rem_beats = Signal(n_beats)
         # beats left before the next 4 KiB boundary (1 .. 4096 / W)
-        to_boundary = Signal(range(BOUNDARY // W + 1), name=f"{name}_to_boundary")
-        m.d.comb += to_boundary.eq((BOUNDARY - req.payload.addr[:12]) >> shift)
-        crosses = Signal(name=f"{name}_crosses")
-        m.d.comb += crosses.eq(req.payload.beats > to_boundary)
-        first = Signal(n_bits, name=f"{name}_first")
-        m.d.comb += first.eq(Mux(crosses, to_boundary, req.payload.beats))
-
-        free = ~valid | ax["ready"]
-        room = Const(1)
-        for f in fifos:
-            room = room & f.w_rdy
-        load = Signal(name=f"{name}_load")        # the Ax register takes a burst this cycle
-        final = Signal(name=f"{name}_final")      # ... which ends an accelerator burst
-        beats = Signal(n_bits, name=f"{name}_beats")
-        m.d.comb += req.ready.eq(free & ~rem_valid & room)
+        to_boundary = Signal(range(BOUNDARY // beat_bytes(cfg) + 1))
+        crosses = Signal()
+        first = Signal(n_beats)
+        m.d.comb += [to_boundary.eq((BOUNDARY - req.payload.addr[:12]) >> shift),
+                     crosses.eq(req.payload.beats > to_boundary),
+                     first.eq(Mux(crosses, to_boundary, req.payload.beats))]
+        free = ~self.valid | self.ready
+        m.d.comb += [req.ready.eq(free & ~rem_valid & self.room),
+                     self.size.eq(shift), self.burst.eq(1)]
         with m.If(free):
-            m.d.sync += valid.eq(0)
-            with m.If(rem_valid & room):
-                m.d.comb += [load.eq(1), final.eq(1), beats.eq(rem_beats)]
-                m.d.sync += [valid.eq(1), addr.eq(rem_addr), length.eq(rem_beats - 1),
-                             rem_valid.eq(0)]
-            with m.Elif(req.valid & room):
-                m.d.comb += [load.eq(1), final.eq(~crosses), beats.eq(first)]
-                m.d.sync += [valid.eq(1), addr.eq(req.payload.addr), length.eq(first - 1),
-                             rem_valid.eq(crosses),
+            m.d.sync += self.valid.eq(0)
+            with m.If(rem_valid & self.room):
+                m.d.comb += [self.load.eq(1), self.final.eq(1), self.beats.eq(rem_beats)]
+                m.d.sync += [self.valid.eq(1), self.addr.eq(rem_addr),
+                             self.len.eq(rem_beats - 1), rem_valid.eq(0)]
+            with m.Elif(req.valid & self.room):
+                m.d.comb += [self.load.eq(1), self.final.eq(~crosses), self.beats.eq(first)]
+                m.d.sync += [self.valid.eq(1), self.addr.eq(req.payload.addr),
+                             self.len.eq(first - 1), rem_valid.eq(crosses),
                              rem_addr.eq(req.payload.addr + (first << shift)),
                              rem_beats.eq(req.payload.beats - first)]
-        m.d.comb += [ax["valid"].eq(valid), ax["addr"].eq(addr), ax["len"].eq(length),
-                     ax["size"].eq(shift), ax["burst"].eq(1)]
-        self.load, self.final, self.beats = load, final, beats
+        return m
 
 
 class Axi4Master(wiring.Component):
@@ -154,9 +176,15 @@ class Axi4Master(wiring.Component):
         super().__init__({"rd": In(MemReadSignature(cfg)), "wr": In(MemWriteSignature(cfg)),
                           **axi_master_ports(cfg), "bus_error": Out(1), "clear_error": In(1)})
 
-    def _ax(self, ch):
-        return {k: getattr(self, f"m_axi_{ch}{k}")
-                for k in ("addr", "len", "size", "burst", "valid", "ready")}
+    def _splitter(self, m, ch, req):
+        """A BurstSplitter for channel ``ch`` ("ar" / "aw") fed by ``req``, on the m_axi port."""
+        m.submodules[f"{ch}_split"] = sp = BurstSplitter(self.cfg)
+        wiring.connect(m, req, sp.req)
+        for k in ("addr", "len", "size", "burst", "valid"):
+            m.d.comb += getattr(self, f"m_axi_{ch}{k}").eq(getattr(sp, k))
+        m.d.comb += [getattr(self, f"m_axi_{ch}id").eq(0),
+                     sp.ready.eq(getattr(self, f"m_axi_{ch}ready"))]
+        return sp
 
     def elaborate(self, platform):
         m = Module()
@@ -183,8 +211,9 @@ class Axi4Master(wiring.Component):
     def _read(self, m, req, out):
         """AR from the request slice; R into the data slice. Returns the error event."""
         m.submodules.r_final = r_final = SyncFIFO(width=1, depth=OUTSTANDING)
-        ar = _Splitter(m, self.cfg, req, self._ax("ar"), "ar", [r_final])
-        m.d.comb += [r_final.w_en.eq(ar.load), r_final.w_data.eq(ar.final)]
+        ar = self._splitter(m, "ar", req)
+        m.d.comb += [ar.room.eq(r_final.w_rdy),
+                     r_final.w_en.eq(ar.load), r_final.w_data.eq(ar.final)]
         # r_final is never empty while R beats can arrive (pushed when the AR is loaded)
         m.d.comb += [out.valid.eq(self.m_axi_rvalid & r_final.r_rdy),
                      out.payload.data.eq(self.m_axi_rdata),
@@ -199,8 +228,9 @@ class Axi4Master(wiring.Component):
         n_bits = self.cfg.hw.mem_max_burst.bit_length()
         m.submodules.w_len = w_len = SyncFIFO(width=n_bits, depth=OUTSTANDING)
         m.submodules.b_final = b_final = SyncFIFO(width=1, depth=OUTSTANDING)
-        aw = _Splitter(m, self.cfg, req, self._ax("aw"), "aw", [w_len, b_final])
-        m.d.comb += [w_len.w_en.eq(aw.load), w_len.w_data.eq(aw.beats),
+        aw = self._splitter(m, "aw", req)
+        m.d.comb += [aw.room.eq(w_len.w_rdy & b_final.w_rdy),
+                     w_len.w_en.eq(aw.load), w_len.w_data.eq(aw.beats),
                      b_final.w_en.eq(aw.load), b_final.w_data.eq(aw.final)]
         # W: the beats of the burst at the head of w_len (its AW is valid or accepted)
         w_beat = Signal(n_bits, name="w_beat")

@@ -5,8 +5,9 @@
 ``8 * cfg.hw.mem_bytes_per_cycle``) and its register port behind an
 :class:`~hw.link.axil_csr.AxiLiteCsr` (``s_axil_*``: AXI4-Lite slave, 32-bit data, register
 ``i`` at byte offset ``4 * i``), plus ``irq`` (level: the accelerator has stopped with done,
-error or a bus error; cleared by writing CTRL bit 1). The port names follow Vivado's interface inference, so a
-module reference in a block design shows two bus interfaces, a clock, a reset and an interrupt.
+error or a bus error; cleared by writing CTRL bit 1). The port names follow Vivado's interface
+inference, so a module reference in a block design shows two bus interfaces, a clock, a reset
+and an interrupt.
 
 Errors: the AXI master's sticky ``bus_error`` (some RRESP / BRESP was not OKAY) drives the
 accelerator's ``bus_error`` input, so a frame that sees one ends with STATUS.error and error
