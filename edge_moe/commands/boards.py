@@ -1,7 +1,8 @@
 """``edge-moe elaborate`` and ``edge-moe build``: registered on the main CLI (edge_moe/cli.py).
 
-- ``edge-moe elaborate --config NAME -o DIR [--no-synth]``: Verilog of the top level + README
-  + (default) the ``synth_xilinx -family xcup`` resource estimate (boards/elaborate.py).
+- ``edge-moe elaborate --config NAME -o DIR [--interface axi|native] [--no-synth]``: Verilog of
+  the top level (default: the AXI4 / AXI4-Lite top for vendor block designs) + README + (default)
+  the ``synth_xilinx -family xcup`` resource estimate (boards/elaborate.py).
 - ``edge-moe build --board NAME [--config NAME] [--design top|demo] -o DIR``: fit check, then
   bitstream and report.json through amaranth-boards + YoWASP (boards/build.py).
   ``--check-only`` stops after the fit check; ``--list`` lists the boards.
@@ -24,6 +25,10 @@ def add_parser(subparsers) -> None:
                    help="config preset (default m3vit-tiny-cityscapes: the 16x16 Xilinx-class "
                         "configuration)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--interface", choices=("axi", "native"), default="axi",
+                   help="axi (default): AXI4 memory master + AXI4-Lite registers + irq "
+                        "(hw/top/axi_top.py, for Vivado block designs); native: the burst bus "
+                        "and the word-addressed register port (hw/top/top.py)")
     p.add_argument("--no-synth", action="store_true", help="skip the Yosys resource estimate")
     p.add_argument("--synth-timeout", type=float, default=7200, metavar="S",
                    help="give up a Yosys run (one part of the design) after S seconds (default 7200)")
@@ -69,7 +74,8 @@ def _elaborate(args) -> int:
     cfg = get_config(args.config)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     try:
-        summary = elaborate_top(cfg, args.output, synth=not args.no_synth,
+        summary = elaborate_top(cfg, args.output, interface=args.interface,
+                                synth=not args.no_synth,
                                 synth_timeout=args.synth_timeout, log=log)
     except SynthError as e:
         print(f"edge-moe: error: {e}", file=sys.stderr)

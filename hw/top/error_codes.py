@@ -20,7 +20,8 @@ class ErrorCode(enum.IntEnum):
     BAD_CHECK = 2            # descriptor check word does not match words 0..14
     BAD_OPCODE = 3           # descriptor opcode is not an HwOp
     BAD_FIELD = 4            # a descriptor field is out of range (sim.memory_image.desc_ranges)
-    MEM_WRITE = 5            # the memory answered a write burst with an error
+    MEM_ERROR = 5            # a memory error: a write burst answered with an error, or an AXI
+    #                          error response (RRESP / BRESP); BUS_ERROR tells the AXI case apart
     QUEUE_OVERFLOW = 6       # an expert queue of the router overflowed
     BAD_TASK = 7             # start with TASK >= the config's tasks (refused)
 
@@ -35,7 +36,7 @@ _DESCRIPTIONS = {
     ErrorCode.BAD_CHECK: "bad descriptor check word",
     ErrorCode.BAD_OPCODE: "bad opcode",
     ErrorCode.BAD_FIELD: "descriptor field out of range",
-    ErrorCode.MEM_WRITE: "memory write error",
+    ErrorCode.MEM_ERROR: "memory error (write response or AXI bus error)",
     ErrorCode.QUEUE_OVERFLOW: "router queue overflow",
     ErrorCode.BAD_TASK: "task id out of range",
 }

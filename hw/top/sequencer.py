@@ -205,7 +205,7 @@ class Sequencer(wiring.Component):
         # Errors reported by the memory or the queues during a frame: flagged, not fatal.
         with m.If(busy & self.mem_error & ~self.error):
             m.d.sync += [self.error.eq(1), self.error_info.eq(self._error_word(
-                ErrorCode.MEM_WRITE, pc))]
+                ErrorCode.MEM_ERROR, pc))]
         with m.If(busy & self.overflow & ~self.error):
             m.d.sync += [self.error.eq(1), self.error_info.eq(self._error_word(
                 ErrorCode.QUEUE_OVERFLOW, pc))]

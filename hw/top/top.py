@@ -17,7 +17,8 @@ Blocks (each in its own file):
 Ports: ``csr`` (In :func:`~hw.top.csr.csr_signature`), ``mem_rd`` (Out MemReadSignature),
 ``mem_wr`` (Out MemWriteSignature), ``busy`` / ``done`` / ``error`` (Out, mirrors of STATUS),
 ``desc_index`` (Out: descriptors decoded so far in this frame; a trace hook for per-descriptor
-timing).
+timing), ``bus_error`` (In: a memory error seen outside the burst bus, e.g. an AXI error
+response; flags error code 5 during a frame).
 
 A frame: the host writes the base registers and TASK, then CTRL.start; the sequencer runs the
 program to END (``done``); the output tokens are in the out region. Latency: a frame is the sum
@@ -72,6 +73,10 @@ class EdgeMoeTop(wiring.Component):
         Mirrors of the STATUS register.
     desc_index : Out(16)
         Descriptors decoded so far in this frame (a trace hook for per-descriptor timing).
+    bus_error : In(1)
+        An error reported by the memory system outside the burst bus (an AXI bridge's sticky
+        RRESP / BRESP error, hw/link/axi4_master.py): during a frame it flags error code 5 like
+        a failed write. Leave it unconnected (0) on the native bus.
 
     Latency: one frame is the sum of its descriptors, each its path's time plus about 4
     cycles (sim/cycles/frame.py models it). Throughput: one frame at a time.
@@ -87,6 +92,7 @@ class EdgeMoeTop(wiring.Component):
             "mem_wr": Out(MemWriteSignature(cfg)),
             "busy": Out(1), "done": Out(1), "error": Out(1),
             "desc_index": Out(16),
+            "bus_error": In(1),
         })
 
     def elaborate(self, platform):
@@ -182,7 +188,8 @@ class EdgeMoeTop(wiring.Component):
             wiring.connect(m, port, path.job)
         m.d.comb += [seq.gemm_busy.eq(gemm.busy), seq.ln_busy.eq(ln.busy),
                      seq.attn_busy.eq(attn.busy), seq.load_busy.eq(load.busy),
-                     seq.store_busy.eq(store.busy), seq.mem_error.eq(store.error),
+                     seq.store_busy.eq(store.busy),
+                     seq.mem_error.eq(store.error | self.bus_error),
                      gemm.tok_waddr.eq(seq.tok_waddr), gemm.tok_wdata.eq(seq.tok_wdata),
                      gemm.tok_we.eq(seq.tok_we)]
         m.d.comb += [seq.start.eq(csr.start), seq.clear.eq(csr.clear), seq.task.eq(csr.task),

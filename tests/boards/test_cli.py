@@ -3,8 +3,10 @@
 - ``build --list`` names both boards; ``build --check-only`` passes for ``tiny`` and fails for
   the full ECP5 config with exit code 2 and one clear line (nothing is built); an unknown board
   is the same kind of error;
-- ``elaborate --config tiny --no-synth`` writes the Verilog (module ``edge_moe_top`` with the
-  ports the README lists) and a README with the register map and the memory interface.
+- ``elaborate --config tiny --interface native --no-synth`` writes the Verilog (module
+  ``edge_moe_top`` with the ports the README lists) and a README with the register map and the
+  memory interface; without ``--interface`` it writes the AXI top (``edge_moe_axi_top``) and a
+  README with the register byte offsets and the reset.
   The synth_xilinx run is tests/boards/test_board_build.py's.
 """
 from __future__ import annotations
@@ -35,7 +37,8 @@ def test_build_check_only(capsys, tmp_path):
 
 def test_elaborate_tiny_no_synth(tmp_path, capsys):
     out = tmp_path / "v"
-    assert main(["elaborate", "--config", "tiny", "-o", str(out), "--no-synth"]) == 0
+    assert main(["elaborate", "--config", "tiny", "--interface", "native", "-o", str(out),
+                 "--no-synth"]) == 0
     v = (out / "edge_moe_top.v").read_text()
     readme = (out / "README.md").read_text()
     assert re.search(r"^module edge_moe_top\(", v, re.M)
@@ -48,3 +51,20 @@ def test_elaborate_tiny_no_synth(tmp_path, capsys):
     assert "mem_rd__rd_req" in readme and "burst" in readme
     assert (out / "config.json").is_file()
     assert "edge_moe_top.v" in capsys.readouterr().out
+
+
+def test_elaborate_tiny_axi_no_synth(tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(["elaborate", "--config", "tiny", "-o", str(out), "--no-synth"]) == 0
+    v = (out / "edge_moe_axi_top.v").read_text()
+    readme = (out / "README.md").read_text()
+    assert re.search(r"^module edge_moe_axi_top\(", v, re.M)
+    for port in ("m_axi_araddr", "m_axi_rlast", "m_axi_wstrb", "s_axil_awaddr", "s_axil_rresp",
+                 "irq", "rst"):
+        assert re.search(rf"\b(input|output)\b[^;]*\b{port}\b", v), port
+        assert f"`{port}`" in readme, port
+    for reg, offset in (("CTRL", "0x004"), ("STATUS", "0x00c"), ("OUT_BASE", "0x020"),
+                        ("CYCLES", "0x040"), ("BUS_ERROR", "0x03c")):
+        assert f"| {offset} | `{reg}` |" in readme, reg
+    assert "active high" in readme and "4096-byte boundary" in readme
+    assert "edge_moe_axi_top.v" in capsys.readouterr().out
