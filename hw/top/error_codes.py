@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ErrorCode", "decode_error", "describe_error"]
+__all__ = ["ErrorCode", "decode_error", "describe_error", "ERROR_CODE_BITS", "ERROR_DESC_SHIFT",
+           "ERROR_DESC_BITS"]
+
+# Fields of the ``ERROR`` register: the code in bits 0-7, the failing descriptor in bits 16-31.
+ERROR_CODE_BITS = 8
+ERROR_DESC_SHIFT = 16
+ERROR_DESC_BITS = 16
 
 
 class ErrorCode(enum.IntEnum):
@@ -44,7 +50,8 @@ _DESCRIPTIONS = {
 
 def decode_error(error_reg: int) -> tuple[int, int]:
     """``ERROR`` register -> (code, descriptor index)."""
-    return error_reg & 0xFF, (error_reg >> 16) & 0xFFFF
+    return (error_reg & ((1 << ERROR_CODE_BITS) - 1),
+            (error_reg >> ERROR_DESC_SHIFT) & ((1 << ERROR_DESC_BITS) - 1))
 
 
 def describe_error(error_reg: int) -> str:

@@ -53,7 +53,7 @@ from hw.moe.prefetcher import TENSORS, grant_layout
 from hw.top.attn_path import attn_job_layout
 from hw.top.chunk_reader import ChunkReader
 from hw.top.csr import csr_bits
-from hw.top.error_codes import ErrorCode
+from hw.top.error_codes import ERROR_CODE_BITS, ERROR_DESC_SHIFT, ErrorCode
 from hw.top.gemm_path import WSrc, gemm_job_layout, tok_layout
 from hw.top.geometry import MEM_H, MEM_Q, MEM_X, MEM_XN, TopGeometry
 from hw.top.ln_path import ln_job_layout
@@ -214,7 +214,8 @@ class Sequencer(wiring.Component):
     @staticmethod
     def _error_word(code, pc):
         """The ``ERROR`` register: code in bits 0-7, descriptor index in bits 16-31."""
-        return Cat(Const(code, 8) if isinstance(code, int) else code, Const(0, 8), pc)
+        return Cat(Const(code, ERROR_CODE_BITS) if isinstance(code, int) else code,
+                   Const(0, ERROR_DESC_SHIFT - ERROR_CODE_BITS), pc)
 
     def _check(self, m, raw, fetched):
         """Combinational :class:`ErrorCode` of the descriptor the reader delivers."""

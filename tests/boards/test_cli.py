@@ -50,6 +50,7 @@ def test_elaborate_tiny_no_synth(tmp_path, capsys):
         assert f"`{reg}`" in readme
     assert "mem_rd__rd_req" in readme and "burst" in readme
     assert (out / "config.json").is_file()
+    assert "#define EDGE_MOE_STATUS_OFFSET 0x00Cu" in (out / "edge_moe_regs.h").read_text()
     assert "edge_moe_top.v" in capsys.readouterr().out
 
 
@@ -67,4 +68,5 @@ def test_elaborate_tiny_axi_no_synth(tmp_path, capsys):
                         ("CYCLES", "0x040"), ("BUS_ERROR", "0x03c")):
         assert f"| {offset} | `{reg}` |" in readme, reg
     assert "active high" in readme and "4096-byte boundary" in readme
+    assert "#define EDGE_MOE_BUS_ERROR_OFFSET 0x03Cu" in (out / "edge_moe_regs.h").read_text()
     assert "edge_moe_axi_top.v" in capsys.readouterr().out
