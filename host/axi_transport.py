@@ -5,8 +5,8 @@ registers through an ``AxiLiteMaster`` on ``s_axil_*`` (register ``i`` at byte `
 memory straight into the ``AxiRam`` that serves ``m_axi_*`` (the host's side of a shared DDR:
 on a board the CPU writes the buffer the accelerator reads). ``set_host_mode`` does nothing:
 host and accelerator reach the memory independently. ``mem_base`` is the RAM address of the
-driver's memory address 0, so the driver's base registers are device addresses only when it is
-0; the frame tests use 0.
+driver's memory address 0 (:attr:`host.driver.Transport.mem_base`): the driver adds it to the
+region addresses it programs into the base registers.
 
 Imported only inside a cocotb simulation. :class:`host.driver.EdgeMoeDriver` is synchronous,
 so it runs in a cocotb *bridge* thread (``cocotb.task.bridge``); each register access hops back

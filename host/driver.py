@@ -33,6 +33,7 @@ import numpy as np
 
 from hw.link.host_bridge import (ACK, CMD, IDENT_LEN, IDENT_MAGIC, MEM_ADDR_BYTES, NAK,
                             PROTOCOL_VERSION, REG_ADDR_BYTES)
+from boards.regmap import REGMAP
 from hw.top.error_codes import describe_error
 
 __all__ = ["Transport", "BridgeTransport", "LinkError", "open_serial", "EdgeMoeDriver",
@@ -52,11 +53,18 @@ class Transport(abc.ABC):
     Attributes set by implementations: ``reg_bytes`` (register width, bytes), ``beat_bytes``
     (memory beat), ``max_burst`` (beats per memory command). Memory addresses must be multiples
     of ``beat_bytes``; lengths are padded to whole beats (reads return exactly ``nbytes``).
+
+    ``mem_base``: the device (bus / physical) address of the transport's memory address 0; the
+    driver adds it to every region address it programs into the ``*_BASE`` registers (a Linux
+    host's DMA buffer sits at some physical address, not at 0). ``mem_size``: bytes of memory
+    the transport reaches (``None``: unknown, not checked).
     """
 
     reg_bytes: int
     beat_bytes: int
     max_burst: int
+    mem_base: int = 0
+    mem_size: int | None = None
 
     @abc.abstractmethod
     def write_reg(self, addr: int, value: int) -> None: ...
@@ -81,22 +89,25 @@ class Transport(abc.ABC):
         pass
 
     # ---- derived ----
-    def _check_addr(self, addr: int) -> None:
+    def _check_addr(self, addr: int, nbytes: int = 0) -> None:
         if addr < 0 or addr % self.beat_bytes:
             raise ValueError(f"memory address {addr:#x} is not a multiple of the "
                              f"{self.beat_bytes}-byte beat")
+        if self.mem_size is not None and addr + nbytes > self.mem_size:
+            raise ValueError(f"memory access {addr:#x}..{addr + nbytes:#x} runs past the end of "
+                             f"the {self.mem_size:#x}-byte memory")
 
     def write_mem(self, addr: int, data: bytes) -> None:
-        self._check_addr(addr)
         W = self.beat_bytes
         data = bytes(data) + bytes(-len(data) % W)
+        self._check_addr(addr, len(data))
         step = W * self.max_burst
         self.write_bursts([(addr + o, data[o:o + step]) for o in range(0, len(data), step)])
 
     def read_mem(self, addr: int, nbytes: int) -> bytes:
-        self._check_addr(addr)
         W = self.beat_bytes
         beats = -(-nbytes // W)
+        self._check_addr(addr, beats * W)
         out = bytearray()
         a = addr
         while beats:
@@ -228,6 +239,8 @@ class EdgeMoeDriver:
         self.regs = REGISTERS
         self.poll_cycles = poll_cycles
         self.layout = None
+        self._ctrl = {f.name: f for f in REGMAP["CTRL"].fields}
+        self._status = {f.name: f for f in REGMAP["STATUS"].fields}
         got = self.t.read_reg(REGISTERS["ID"])
         if got != CSR_ID:
             raise LinkError(f"device ID {got:#010x} is not the edge-moe top level ({CSR_ID:#010x})")
@@ -251,18 +264,61 @@ class EdgeMoeDriver:
         finally:
             self.t.set_host_mode(False)
 
+    def regions(self, layout) -> dict[str, tuple[int, int]]:
+        """The frame's memory regions, base register -> (driver address, bytes)."""
+        m, act = self.cfg.model, self.cfg.num.act
+        table = m.tokens * m.dim * act.storage_bytes          # the embed-pos table
+        image = m.image_channels * m.image_height * m.image_width * act.storage_bytes
+        return {"WEIGHT_BASE": (layout.weights, layout.weight_bytes),
+                "PROG_BASE": (layout.program, layout.embed_pos + table),
+                "IMAGE_BASE": (layout.image, image),
+                "OUT_BASE": (layout.out, layout.out_bytes)}
+
+    def base_registers(self, layout) -> dict[str, int]:
+        """The ``*_BASE`` register values: device addresses (the transport's ``mem_base`` plus
+        each region's driver address)."""
+        return {name: self.t.mem_base + addr for name, (addr, _) in self.regions(layout).items()}
+
+    def check_layout(self, layout, image_len: int | None = None) -> None:
+        """Raise ValueError naming the culprit unless every region starts on a bus beat (device
+        address), lies inside the image and the transport's memory, and no two overlap."""
+        W = self.t.beat_bytes
+        if self.t.mem_base % W:
+            raise ValueError(f"EdgeMoeDriver: the transport's mem_base must be a multiple of the "
+                             f"{W}-byte beat, got {self.t.mem_base:#x}")
+        regions = sorted(self.regions(layout).items(), key=lambda kv: kv[1][0])
+        ends = []
+        if image_len is not None:
+            ends.append(("the memory image", layout.weights + image_len))
+        if self.t.mem_size is not None:
+            ends.append(("the transport's memory", self.t.mem_size))
+        for name, (addr, n) in regions:
+            if addr < 0 or (self.t.mem_base + addr) % W:
+                raise ValueError(f"EdgeMoeDriver: {name} must be a multiple of the {W}-byte "
+                                 f"beat, got {self.t.mem_base + addr:#x}")
+            for what, end in ends:
+                if addr + n > end:
+                    raise ValueError(f"EdgeMoeDriver: {name} region {addr:#x}..{addr + n:#x} "
+                                     f"runs past the end of {what} ({end:#x})")
+        for (a, (sa, na)), (b, (sb, _)) in zip(regions, regions[1:]):
+            if sa + na > sb:
+                raise ValueError(f"EdgeMoeDriver: {a} region {sa:#x}..{sa + na:#x} overlaps "
+                                 f"{b} at {sb:#x}")
+
     def load_image_bytes(self, mem: bytes, layout) -> None:
-        """Load a whole memory image (sim.memory_image.build_memory_image) and remember its
-        layout; writes the base registers."""
-        self.write_memory(0, mem)
+        """Load a whole memory image (sim.memory_image.build_memory_image, which starts at
+        ``layout.weights``) and remember its layout; writes the base registers. The layout is
+        checked (:meth:`check_layout`) before anything is written."""
+        self.check_layout(layout, len(mem))
+        self.write_memory(layout.weights, mem)
         self.layout = layout
-        for name, val in (("PROG_BASE", layout.program), ("WEIGHT_BASE", layout.weights),
-                          ("IMAGE_BASE", layout.image), ("OUT_BASE", layout.out)):
+        for name, val in self.base_registers(layout).items():
             self.t.write_reg(self.regs[name], val)
 
     def load_frame(self, qparams: dict, image_q, task: int = 0):
         """Weights + program + image (quantized) into memory; returns the MemoryLayout."""
         from sim.memory_image import build_memory_image
+        self._check_task(task)
         mem, layout = build_memory_image(self.cfg, qparams, image_q, task)
         self.load_image_bytes(mem, layout)
         return layout
@@ -276,11 +332,15 @@ class EdgeMoeDriver:
 
     # ---- control ----
     def start(self, task: int) -> None:
-        if not 0 <= task < self.cfg.model.tasks:
-            raise ValueError(f"task {task} out of range (config has {self.cfg.model.tasks})")
-        self.t.write_reg(self.regs["CTRL"], 2)            # clear a previous done / error
+        self._check_task(task)
+        self.t.write_reg(self.regs["CTRL"], self._ctrl["CLEAR"].mask)   # drop done / error
         self.t.write_reg(self.regs["TASK"], task)
-        self.t.write_reg(self.regs["CTRL"], 1)
+        self.t.write_reg(self.regs["CTRL"], self._ctrl["START"].mask)
+
+    def _check_task(self, task: int) -> None:
+        n = self.cfg.model.tasks
+        if not (isinstance(task, (int, np.integer)) and 0 <= task < n):
+            raise ValueError(f"EdgeMoeDriver: task must be in 0..{n - 1}, got {task!r}")
 
     def status(self) -> int:
         return self.t.read_reg(self.regs["STATUS"])
@@ -292,10 +352,10 @@ class EdgeMoeDriver:
         from host.run import FrameError
         for i in range(max_polls):
             st = self.status()
-            if st & 0b100:                                 # error
+            if st & self._status["ERROR"].mask:
                 err = self.t.read_reg(self.regs["ERROR"])
                 raise FrameError(f"accelerator error {describe_error(err)}")
-            if st & 0b010:                                 # done
+            if st & self._status["DONE"].mask:
                 return st
             if progress is not None:
                 progress(i)
