@@ -30,6 +30,7 @@ class ErrorCode(enum.IntEnum):
     #                          error response (RRESP / BRESP); BUS_ERROR tells the AXI case apart
     QUEUE_OVERFLOW = 6       # an expert queue of the router overflowed
     BAD_TASK = 7             # start with TASK >= the config's tasks (refused)
+    BAD_BASE = 8             # start with a *_BASE register not a multiple of the memory beat
 
     @property
     def description(self) -> str:
@@ -45,6 +46,7 @@ _DESCRIPTIONS = {
     ErrorCode.MEM_ERROR: "memory error (write response or AXI bus error)",
     ErrorCode.QUEUE_OVERFLOW: "router queue overflow",
     ErrorCode.BAD_TASK: "task id out of range",
+    ErrorCode.BAD_BASE: "base address not a multiple of the memory beat",
 }
 
 

@@ -3,7 +3,9 @@
 The program (sim/memory_image.py) is a list of 64-byte descriptors at ``prog_base``; the
 sequencer walks it from index 0 until END:
 
-- START: refused (``ErrorCode.BAD_TASK``) if ``TASK`` is not a task of the config.
+- START: refused (``ErrorCode.BAD_TASK``) if ``TASK`` is not a task of the config, then
+  (``ErrorCode.BAD_BASE``) if a ``*_BASE`` register is not a multiple of the memory beat (the
+  bus addresses whole beats, hw/mem/bus.py, and descriptor offsets keep that alignment).
 - FETCH / DECODE: descriptor ``pc`` arrives through its own :class:`ChunkReader`; it is checked
   (magic byte, check word, opcode, and every field the op decodes against
   :func:`sim.memory_image.desc_ranges`, the limits the program builder obeys too) and, if bad,
@@ -40,6 +42,7 @@ from __future__ import annotations
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from sim.config import DESC_INDEX_BITS
 from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, HwOp,
@@ -304,6 +307,12 @@ class Sequencer(wiring.Component):
             else:
                 m.next = then
 
+    def _misaligned_base(self):
+        """Some base register has a bit set below the memory beat."""
+        low = exact_log2(self.geo.cfg.hw.mem_bytes_per_cycle)
+        bases = (self.prog_base, self.weight_base, self.image_base, self.out_base)
+        return Cat(b[:low] for b in bases).any() if low else Const(0)
+
     def _fetch_desc(self, m, rd, addr):
         m.d.comb += [rd.cmd.valid.eq(1), rd.cmd.payload.addr.eq(addr),
                      rd.cmd.payload.outer.eq(1), rd.cmd.payload.inner.eq(1),
@@ -318,6 +327,9 @@ class Sequencer(wiring.Component):
                 # refused: the gate address would point past the task's gate matrices
                 m.d.sync += [self.done.eq(1), self.error.eq(1),
                              self.error_info.eq(ErrorCode.BAD_TASK), self.desc_count.eq(0)]
+            with m.Elif(self.start & self._misaligned_base()):
+                m.d.sync += [self.done.eq(1), self.error.eq(1),
+                             self.error_info.eq(ErrorCode.BAD_BASE), self.desc_count.eq(0)]
             with m.Elif(self.start):
                 m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
                              self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0)]

@@ -120,6 +120,15 @@ def test_csr_errors_and_load_store(seed):
         await run(ctx, "end")
         got["bad_task"] = got["end"]
         await _csr_write(ctx, dut, "TASK", 0)
+        half_beat = cfg.hw.mem_bytes_per_cycle // 2
+        for reg in ("WEIGHT_BASE", "IMAGE_BASE", "OUT_BASE"):     # not a multiple of the beat
+            good = await _csr_read(ctx, dut, reg)
+            await _csr_write(ctx, dut, reg, good + half_beat)
+            await run(ctx, "end")
+            got[f"bad_base_{reg}"] = got["end"]
+            await _csr_write(ctx, dut, reg, good)
+        starts["bad_prog"] = starts["end"] + half_beat
+        await run(ctx, "bad_prog")
         await run(ctx, "end")
         got["status_after_clear"] = await _csr_read(ctx, dut, "STATUS")
         ctx.set(dut.host_mode, 1)
@@ -137,6 +146,9 @@ def test_csr_errors_and_load_store(seed):
     assert got["field"][:2] == (0b110, 4), msg
     assert got["end"] == (0b010, 0, 1), msg
     assert got["bad_task"] == (0b110, 7, 0), msg
+    for name in ("bad_prog", "bad_base_WEIGHT_BASE", "bad_base_IMAGE_BASE", "bad_base_OUT_BASE"):
+        assert got[name] == (0b110, 8, 0), (name, msg)
+    assert ErrorCode(8) is ErrorCode.BAD_BASE
     assert [ErrorCode(c) for c in (1, 2, 3, 4, 7)] == [
         ErrorCode.BAD_MAGIC, ErrorCode.BAD_CHECK, ErrorCode.BAD_OPCODE, ErrorCode.BAD_FIELD,
         ErrorCode.BAD_TASK]
