@@ -1,4 +1,4 @@
-"""The generated register map (boards/regmap.py): the C header and the Python map agree with the RTL.
+"""The generated register map (boards/regmap.py): the C header and the Python map match the RTL.
 
 - the header passes ``cc -fsyntax-only -Wall -Werror`` and a C program built against it prints
   every offset, field and error code, which must equal the RTL's word index times 4, the bits

@@ -5,7 +5,8 @@ Run by tests/system/test_axi_top.py through ``host.cocotb_run.run_cocotb``. Para
 probability of a pause cycle on every channel of the RAM), ``error_range`` (``[lo, hi)``: reads
 there answer SLVERR; None for a clean frame), ``driver`` (run the frame through
 host/driver.py's EdgeMoeDriver over host/axi_transport.py instead of the register sequence
-written out here; needs ``base`` 0), ``result`` (JSON path for the counters).
+written out here, with ``base`` as the transport's ``mem_base``), ``result`` (JSON path for
+the counters).
 
 The testbench: a cocotbext-axi ``AxiRam`` on ``m_axi_*`` with random pause generators on AR, R,
 AW, W and B (gaps and back-pressure), an ``AxiLiteMaster`` on ``s_axil_*`` as the host. The
@@ -170,10 +171,10 @@ async def _frame_by_registers(dut, host, lay, base, task, max_cycles):
     await _wait_irq(dut, max_cycles)
 
 
-async def _frame_by_driver(dut, host, ram, cfg, mem, lay, task, max_cycles):
-    """host/driver.py's EdgeMoeDriver over AxiTransport (image at RAM address 0). Returns the
-    driver's FrameError message, or None."""
-    t = AxiTransport(host, ram, dut.clk, cfg)
+async def _frame_by_driver(dut, host, ram, cfg, mem, lay, base, task, max_cycles):
+    """host/driver.py's EdgeMoeDriver over AxiTransport (image at RAM address ``base``, the
+    transport's ``mem_base``). Returns the driver's FrameError message, or None."""
+    t = AxiTransport(host, ram, dut.clk, cfg, mem_base=base)
 
     def run():
         drv = EdgeMoeDriver(t, cfg, poll_cycles=1024)
@@ -225,8 +226,8 @@ async def axi_frame(dut):
 
     driver_error = None
     if p.get("driver"):
-        assert base == 0, "the driver loads its image at address 0"
-        driver_error = await _frame_by_driver(dut, host, ram, cfg, mem, lay, task, max_cycles)
+        driver_error = await _frame_by_driver(dut, host, ram, cfg, mem, lay, base, task,
+                                              max_cycles)
     else:
         ram.write(base, mem)
         await _frame_by_registers(dut, host, lay, base, task, max_cycles)

@@ -88,12 +88,14 @@ def test_axi_frame_verilator(seed, tmp_path):
 
 def test_axi_read_error_driver_verilator(seed, tmp_path):
     """SLVERR on 64 bytes of the weights, the frame run by EdgeMoeDriver over AxiTransport
-    (image at address 0): the driver reports MEM_ERROR (code 5), the frame ends (irq), CTRL.clear clears."""
+    (image at ``BASE``, the transport's ``mem_base``, so the driver's base registers are
+    device addresses): the driver reports MEM_ERROR (code 5), the frame ends (irq), CTRL.clear
+    clears."""
     cfg = tiny()
     case = frame_case(cfg, seed, 0)
     _, lay = build_memory_image(cfg, case["qparams"], case["image_q"], 0)
-    lo = lay.weights + 256
-    out = _run(tmp_path, seed, task=0, base=0, error_range=[lo, lo + 64], driver=True)
+    lo = BASE + lay.weights + 256
+    out = _run(tmp_path, seed, task=0, error_range=[lo, lo + 64], driver=True)
     assert out["bus_error"] == 1 and out["error"] & 0xFF == 5
     assert "MEM_ERROR" in out["driver_error"]
 
