@@ -70,13 +70,15 @@ def test_vivado_port_names():
                            f"extra: {sorted(set(ports.items()) - set(want.items()))}")
 
 
-def _run(tmp_path, seed, task, *, base=BASE, error_range=None, driver=False):
-    cfg = tiny()
+def _run(tmp_path, seed, task, *, cfg=None, base=BASE, error_range=None, driver=False,
+         pause=0.2, max_cycles=2_000_000, simulator="verilator"):
+    cfg = cfg or tiny()
     res = tmp_path / "result.json"
     run_cocotb(EdgeMoeAxiTop(cfg), "tests.cocotb.test_axi_top_tb", name=TOP,
-               test_dir=tmp_path, seed=seed,
-               params={"config": cfg.to_dict(), "task": task, "base": base, "pause": 0.2,
-                       "error_range": error_range, "driver": driver, "result": str(res)})
+               test_dir=tmp_path, seed=seed, simulator=simulator,
+               params={"config": cfg.to_dict(), "task": task, "base": base, "pause": pause,
+                       "error_range": error_range, "driver": driver, "max_cycles": max_cycles,
+                       "result": str(res)})
     return json.loads(res.read_text())
 
 
