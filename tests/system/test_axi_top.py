@@ -9,16 +9,22 @@
   over host/axi_transport.py: the driver reports MEM_ERROR (code 5), the frame ends with STATUS.error,
   BUS_ERROR and ``irq`` set, and CTRL.clear drops them.
 
-Both frames share one Verilator build. The image sits at an odd base (not burst aligned), so
-bursts meet 4 KiB boundaries and the bridge's split is exercised.
+Both tiny frames share one Verilator build; tests/system/test_axi_top_icarus.py runs the clean
+one on Icarus. A slow test (``-m slow``) runs the M3ViT frame cut to two blocks (the native top's
+slow frame in tests/system/test_frame_model.py) over AXI on Verilator, bit-exact. The image sits
+at an odd base (not burst aligned), so bursts meet 4 KiB boundaries and the bridge's split is
+exercised.
 """
 from __future__ import annotations
 
 import json
 import re
 
+import pytest
+
 from host.cocotb_run import elaborate, run_cocotb
 from hw.top.axi_top import EdgeMoeAxiTop
+from sim.config import get_config, with_changes
 from sim.memory_image import build_memory_image
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.system.frames import frame_case, tiny
@@ -70,13 +76,15 @@ def test_vivado_port_names():
                            f"extra: {sorted(set(ports.items()) - set(want.items()))}")
 
 
-def _run(tmp_path, seed, task, *, base=BASE, error_range=None, driver=False):
-    cfg = tiny()
+def _run(tmp_path, seed, task, *, cfg=None, base=BASE, error_range=None, driver=False,
+         pause=0.2, max_cycles=2_000_000, simulator="verilator"):
+    cfg = cfg or tiny()
     res = tmp_path / "result.json"
     run_cocotb(EdgeMoeAxiTop(cfg), "tests.cocotb.test_axi_top_tb", name=TOP,
-               test_dir=tmp_path, seed=seed,
-               params={"config": cfg.to_dict(), "task": task, "base": base, "pause": 0.2,
-                       "error_range": error_range, "driver": driver, "result": str(res)})
+               test_dir=tmp_path, seed=seed, simulator=simulator,
+               params={"config": cfg.to_dict(), "task": task, "base": base, "pause": pause,
+                       "error_range": error_range, "driver": driver, "max_cycles": max_cycles,
+                       "result": str(res)})
     return json.loads(res.read_text())
 
 
@@ -84,6 +92,18 @@ def test_axi_frame_verilator(seed, tmp_path):
     out = _run(tmp_path, seed, task=1)
     assert out["axi"]["on_boundary"] > 0, f"no burst met a 4 KiB boundary: {out['axi']}"
     print(f"tiny frame over AXI: {out['regs']['CYCLES']} cycles, AXI {out['axi']}")
+
+
+@pytest.mark.slow
+def test_axi_frame_m3vit_reduced_verilator(seed, tmp_path):
+    """The M3ViT frame cut to two blocks (the second one MoE) over AXI, bit-exact vs golden:
+    the real widths and expert count on the vendor top (~0.6 M cycles, ~7 MB read)."""
+    cfg = with_changes(get_config("m3vit-tiny-cityscapes"), name="m3vit-2blocks",
+                       model=dict(depth=2, moe_blocks=(1,)))
+    base = BASE - BASE % cfg.hw.mem_bytes_per_cycle     # aligned to this config's wider beat
+    out = _run(tmp_path, seed, task=0, cfg=cfg, base=base, max_cycles=10_000_000)
+    assert out["axi"]["on_boundary"] > 0, f"no burst met a 4 KiB boundary: {out['axi']}"
+    print(f"{cfg.name} frame over AXI: {out['regs']['CYCLES']} cycles, AXI {out['axi']}")
 
 
 def test_axi_read_error_driver_verilator(seed, tmp_path):
