@@ -4,7 +4,8 @@
   ``s_axil_*``, ``irq``, ``clk``, ``rst``) with the right direction and width;
 - a whole ``tiny`` frame on Verilator with cocotbext-axi's AxiRam as the DDR (random pauses on
   every channel) and AxiLiteMaster as the host, bit-exact vs the golden model, with the AXI
-  protocol checked on every transfer (tests/cocotb/test_axi_top_tb.py);
+  protocol checked on every transfer (tests/cocotb/test_axi_top_tb.py); task 1 by the register
+  sequence written in the testbench, task 0 by host/driver.py's EdgeMoeDriver;
 - a frame with SLVERR answers on a range of the weights, run by host/driver.py's EdgeMoeDriver
   over host/axi_transport.py: the driver reports MEM_ERROR (code 5), the frame ends with STATUS.error,
   BUS_ERROR and ``irq`` set, and CTRL.clear drops them.
@@ -92,6 +93,14 @@ def test_axi_frame_verilator(seed, tmp_path):
     out = _run(tmp_path, seed, task=1)
     assert out["axi"]["on_boundary"] > 0, f"no burst met a 4 KiB boundary: {out['axi']}"
     print(f"tiny frame over AXI: {out['regs']['CYCLES']} cycles, AXI {out['axi']}")
+
+
+def test_axi_frame_driver_verilator(seed, tmp_path):
+    """The other task's clean frame run by host/driver.py's EdgeMoeDriver over AxiTransport
+    (loads the image at ``BASE``, programs the registers, polls STATUS, reads the tokens back):
+    bit-exact vs golden, the driver's own register sequence on the vendor top."""
+    out = _run(tmp_path, seed, task=0, driver=True)
+    assert out["driver_error"] is None and out["status"] & 0b111 == 0b010, out
 
 
 @pytest.mark.slow
