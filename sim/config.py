@@ -171,6 +171,8 @@ class HardwareConfig:
     array_cols: int = 16              # PE array columns (output lanes)
     attn_parallel: int = 4            # p: query rows processed at once by the attention unit
     attn_dot_width: int = 64          # multipliers per attention lane (head_dim: one key per cycle)
+    attn_overlap: bool = True         # QKV GEMM per head; each head's attention runs in the
+    #   background while the array computes the next head's Q/K/V (sim.memory_image.lower_program)
     mem_bytes_per_cycle: int = 16     # external memory bandwidth
     mem_latency: int = 32             # external memory read latency, cycles
     fifo_depth: int = 4               # default depth of inter-unit stream FIFOs
@@ -481,6 +483,8 @@ def check_top_level(cfg: Config) -> Config:
     need(m.dim % V == 0, f"model.dim {m.dim} must be a multiple of {V} values per memory beat")
     need(m.patch % V == 0, f"model.patch {m.patch} must be a multiple of {V} values per memory "
                            f"beat (patchify on load)")
+    need(cfg.hidden_cols >= m.dim, f"the H buffer ({cfg.hidden_cols} values per row) must hold "
+                                   f"an attention output row of model.dim {m.dim} values")
     need(m.experts <= C, f"model.experts {m.experts} must be <= hw.array_cols {C} (router "
                          f"logits leave the GEMM in one beat)")
     for u, what in [(C * n.weight.storage_bytes, "weight tile (hw.array_cols weights)"),

@@ -67,7 +67,7 @@ from sim.golden.model import patchify
 __all__ = ["HwOp", "Buf", "LoadMode", "Base", "EpiMode", "DESC_BYTES", "DESC_WORDS", "MAGIC",
            "CHECK_SEED", "FIELDS", "Desc", "encode_desc", "decode_desc", "lower_program",
            "FieldRange", "desc_ranges", "check_desc",
-           "check_aliasing", "MemoryLayout", "build_memory_image", "run_image", "read_output",
+           "check_aliasing", "check_concurrency", "overlapped_attention", "MemoryLayout", "build_memory_image", "run_image", "read_output",
            "image_bytes", "embed_pos_table", "REGION_ALIGN", "memory_size"]
 
 DESC_WORDS = DESC_BYTES // 4
@@ -96,7 +96,9 @@ class Buf(enum.IntEnum):
 
 
 # Logical buffer names of sim.frame_program -> physical buffer.
-PHYSICAL = {"X": Buf.X, "XN": Buf.XN, "ATT": Buf.XN, "QKV": Buf.QKV, "H": Buf.H, "IMG": Buf.H,
+# ATT lives in H (not XN): with overlapped attention (``HardwareConfig.attn_overlap``) the next
+# head's Q/K/V GEMM still reads XN while a head's output is written.
+PHYSICAL = {"X": Buf.X, "XN": Buf.XN, "ATT": Buf.H, "QKV": Buf.QKV, "H": Buf.H, "IMG": Buf.H,
             "OUT": Buf.XN}
 
 
@@ -146,6 +148,9 @@ FIELDS: dict[str, tuple[int, int, int]] = {
     "stride_a": (9, 0, 32),    # GEMM: bytes between weight rows (K-major: N * storage bytes);
                                # ROUTE: bytes between the tasks' gate matrices
     "stride_b": (10, 0, 32),   # GEMM: bytes between column tiles of C weights
+    "col0d": (11, 0, 16),      # GEMM into QKV: first destination column (of the 3 dim)
+    "background": (11, 16, 1),  # ATTENTION: run in the background, go on with the next descriptor
+    "concurrent": (11, 17, 1),  # may start while a background ATTENTION runs (hazard-free)
     "check": (15, 0, 32),
 }
 
@@ -175,12 +180,15 @@ class Desc:
     addr_e: int = 0
     stride_a: int = 0
     stride_b: int = 0
+    col0d: int = 0
+    background: int = 0
+    concurrent: int = 0
     note: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         parts = [f"{self.op.name:9s}"]
         for f in ("src", "dst", "m", "k", "n", "row0s", "row0d", "epi", "gelu", "bias", "mode",
-                  "base", "head0", "nheads"):
+                  "base", "head0", "nheads", "col0d", "background", "concurrent"):
             v = getattr(self, f)
             if v:
                 parts.append(f"{f}={v}")
@@ -234,7 +242,8 @@ def desc_ranges(cfg: Config) -> dict[HwOp, tuple[FieldRange, ...]]:
         HwOp.STORE: (buf("src"), base, one("m", 1, rows), one("n", 1, cfg.store_max_n)),
         HwOp.GEMM: (buf("src"), buf("dst"), one("epi", 0, max(EpiMode)),
                     one("m", 1, cfg.gemm_max_m), one("k", 1, cfg.gemm_max_k),
-                    one("n", 1, cfg.gemm_max_n), inside("row0s"), inside("row0d")),
+                    one("n", 1, cfg.gemm_max_n), inside("row0s"), inside("row0d"),
+                    FieldRange(("col0d", "n"), 1, cfg.gemm_max_n)),
         HwOp.LAYERNORM: (buf("src"), buf("dst"), one("m", 1, rows)),
         HwOp.ATTENTION: (buf("dst"), one("nheads", 1, md.heads),
                          FieldRange(("head0", "nheads"), 1, md.heads)),
@@ -262,6 +271,13 @@ def check_desc(cfg: Config, d: "Desc", ranges: dict | None = None,
         if not r.lo <= v <= r.hi:
             raise ValueError(f"{where} {d.op.name}{f' ({d.note})' if d.note else ''}: "
                              f"{r.name} must be in [{r.lo}, {r.hi}], got {v}")
+    if d.op is HwOp.GEMM:
+        # col0d places a GEMM's columns in the QKV buffer only (the sequencer checks the same)
+        hi = 3 * cfg.model.dim if d.dst == Buf.QKV else d.n
+        if d.col0d + d.n > hi:
+            raise ValueError(f"{where} GEMM{f' ({d.note})' if d.note else ''}: col0d + n must "
+                             f"be <= {hi} (col0d is for the QKV destination only), got "
+                             f"{d.col0d + d.n}")
 
 
 def _check_word(words) -> int:
@@ -333,6 +349,14 @@ def _uniform_stride(cfg: Config, off: dict, names: list[str], what: str) -> int:
     return stride
 
 
+def overlapped_attention(cfg: Config) -> bool:
+    """Whether :func:`lower_program` splits the QKV GEMM per head and runs each head's attention
+    in the background (``hw.attn_overlap``; needs more than one head and whole column tiles per
+    head)."""
+    m = cfg.model
+    return cfg.hw.attn_overlap and m.heads > 1 and m.head_dim % cfg.hw.array_cols == 0
+
+
 def lower_program(cfg: Config, entries: list[dict] | None = None,
                   embed_pos_addr: int = 0) -> list[Desc]:
     """Hardware descriptors of a frame (task-independent: ROUTE selects the gate by TASK).
@@ -344,6 +368,7 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     off = _tensor_offsets(cfg, entries)
     C = cfg.hw.array_cols
     sw = cfg.num.weight.storage_bytes
+    bb = cfg.num.bias.storage_bytes
     out: list[Desc] = []
     logical = frame_program(cfg, 0)
     check_aliasing(logical)
@@ -368,6 +393,28 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
             if ins.dst == "OUT":
                 out.append(Desc(HwOp.STORE, src=PHYSICAL["OUT"], base=Base.OUT, m=ins.m, n=ins.n,
                                 note="output tokens"))
+        elif ins.op is Op.GEMM and ins.dst == "QKV" and overlapped_attention(cfg):
+            # Per head: its Q, K and V columns, then its attention in the background while the
+            # array computes the next head's columns (docs/top_level.md, "Overlap").
+            heads = [x for x in logical[i + 1:] if x.op is Op.ATTENTION and x.block == ins.block]
+            if [x.head for x in heads] != list(range(m.heads)):
+                raise ValueError(f"block {ins.block}: QKV GEMM not followed by its {m.heads} heads")
+            name = ins.weight.rsplit(".", 1)[0]
+            for h in heads:
+                for part in range(3):
+                    col0 = part * m.dim + h.head * m.head_dim
+                    out.append(Desc(HwOp.GEMM, src=PHYSICAL[ins.src], dst=Buf.QKV,
+                                    epi=EpiMode.PLAIN, bias=int(bool(ins.bias)), m=ins.m, k=ins.k,
+                                    n=m.head_dim, col0d=col0, concurrent=int(h.head > 0),
+                                    addr_a=off[ins.weight] + col0 * sw,
+                                    addr_b=off[ins.bias] + col0 * bb if ins.bias else 0,
+                                    stride_a=ins.n * sw, stride_b=C * sw,
+                                    note=f"{name} head {h.head} {'qkv'[part]}"))
+                out.append(Desc(HwOp.ATTENTION, src=Buf.QKV, dst=PHYSICAL[h.dst], m=h.m,
+                                head0=h.head, nheads=1, background=1,
+                                note=f"block {h.block} head {h.head}"))
+            i += 1 + len(heads)
+            continue
         elif ins.op is Op.GEMM:
             epi = EpiMode.RESIDUAL if ins.epilogue is Epilogue.RESIDUAL else EpiMode.PLAIN
             out.append(Desc(HwOp.GEMM, src=PHYSICAL[ins.src], dst=PHYSICAL[ins.dst], epi=epi,
@@ -416,7 +463,59 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     ranges = desc_ranges(cfg)
     for pc, d in enumerate(out):
         check_desc(cfg, d, ranges, where=f"lower_program ({cfg.name}): descriptor {pc}")
+    check_concurrency(cfg, out)
     return out
+
+
+def _footprint(cfg: Config, d: Desc) -> tuple[set, set]:
+    """(reads, writes) of an on-chip descriptor as sets of (buffer, column) pairs (QKV columns
+    0 .. 3 dim - 1). Rows are not told apart: every descriptor covers all token rows."""
+    md = cfg.model
+    cols = lambda buf, lo, n: {(Buf(buf), c) for c in range(lo, lo + n)}   # noqa: E731
+    if d.op is HwOp.GEMM:
+        reads = cols(d.src, 0, d.k)
+        if d.epi != EpiMode.PLAIN:
+            reads |= cols(d.dst, 0, d.n)
+        return reads, cols(d.dst, d.col0d if d.dst == Buf.QKV else 0, d.n)
+    if d.op is HwOp.ATTENTION:
+        hd = md.head_dim
+        heads = range(d.head0, d.head0 + d.nheads)
+        reads = {(Buf.QKV, p * md.dim + h * hd + c) for p in range(3) for h in heads
+                 for c in range(hd)}
+        return reads, {(Buf(d.dst), h * hd + c) for h in heads for c in range(hd)}
+    if d.op is HwOp.LAYERNORM:
+        return cols(d.src, 0, md.dim), cols(d.dst, 0, md.dim)
+    if d.op is HwOp.LOAD:
+        return set(), cols(d.dst, 0, d.n)
+    if d.op is HwOp.STORE:
+        return cols(d.src, 0, d.n), set()
+    raise ValueError(f"{d.op.name} cannot run concurrently")
+
+
+def check_concurrency(cfg: Config, program: list[Desc]) -> None:
+    """Raise ValueError unless every descriptor that may run beside a background ATTENTION
+    (``concurrent``) is hazard-free with it: it writes nothing the attention reads or writes and
+    reads nothing it writes. The sequencer's rule (hw/top/sequencer.py): a background ATTENTION
+    starts when the attention unit is idle and lets the sequencer go on; the descriptors after
+    it start at once if they are marked ``concurrent``, otherwise when the attention is done."""
+    running = None                 # (pc, reads, writes) of the background attention
+    for pc, d in enumerate(program):
+        if d.background and d.op is not HwOp.ATTENTION:
+            raise ValueError(f"descriptor {pc} ({d.op.name}): only ATTENTION runs in the "
+                             f"background")
+        if running is not None and d.concurrent and d.op is not HwOp.ATTENTION:
+            reads, writes = _footprint(cfg, d)
+            apc, areads, awrites = running
+            clash = (writes & (areads | awrites)) | (reads & awrites)
+            if clash:
+                buf, col = min(clash)
+                raise ValueError(f"descriptor {pc} ({d.note or d.op.name}) runs beside the "
+                                 f"attention of descriptor {apc} but both touch "
+                                 f"{buf.name} column {col}")
+            continue
+        running = None             # not concurrent: waits until the attention is done
+        if d.op is HwOp.ATTENTION and d.background:
+            running = (pc, *_footprint(cfg, d))
 
 
 def check_aliasing(program: list[Instr]) -> None:
@@ -588,9 +687,10 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
             y = linear(cfg, x, w, b, gelu=bool(ds.gelu))
             dst = bufs[Buf(ds.dst)]
             rows = slice(ds.row0d, ds.row0d + ds.m)
+            c0 = ds.col0d if ds.dst == Buf.QKV else 0
             if ds.epi == EpiMode.RESIDUAL:
-                y = residual_add(cfg, dst[rows, :ds.n], y)
-            dst[rows, :ds.n] = y
+                y = residual_add(cfg, dst[rows, c0:c0 + ds.n], y)
+            dst[rows, c0:c0 + ds.n] = y
         elif ds.op is HwOp.LAYERNORM:
             g = _read_vals(mem, wb + ds.addr_a, ds.n, num.ln_gamma)
             be = _read_vals(mem, wb + ds.addr_b, ds.n, num.act)

@@ -11,7 +11,8 @@ beat order (hw/array/gemm_engine.py):
 - ``res`` (RESIDUAL / SCALED): the destination rows the result is added into, with the token's
   router score from the token list (SCALED);
 - ``o``: written back to the destination rows (``row0d + i``, or ``tok[i]`` with ``scatter``);
-  ``qkv`` splits the 3 dim columns over the Q, K and V memories; ``router`` sends each row's
+  ``qkv`` splits the 3 dim columns over the Q, K and V memories, starting at column ``col0`` of
+  part ``part`` (a head's Q, K or V columns alone: overlapped attention); ``router`` sends each row's
   first E lanes to the router instead (gate logits).
 
 The token list (``tok``: ``tokens`` entries of {token, score}) is a small memory written through
@@ -60,6 +61,8 @@ def gemm_job_layout(geo: TopGeometry) -> data.StructLayout:
         "n": range(cfg.gemm_max_n + 1),
         "src": range(N_MEMS), "row0s": rows, "gather": 1,
         "dst": range(N_MEMS), "row0d": rows, "scatter": 1, "qkv": 1, "router": 1,
+        # qkv: first output column, as the Q / K / V part and the column within it
+        "part": range(3), "col0": range(cfg.model.dim),
         "mode": EpilogueMode, "gelu": 1, "bias": 1, "w_src": WSrc,
         "w_addr": unsigned(a), "w_row_stride": unsigned(a), "w_tile_stride": unsigned(a),
         "b_addr": unsigned(a),
@@ -361,4 +364,6 @@ class GemmPath(wiring.Component):
                                write_data.as_value(), write_valid)
         with m.If(out_done & ~write_valid):
             m.d.sync += [self.busy.eq(0), out_done.eq(0)]
-        return [out_tile.eq(0), out_row.eq(0), out_col.eq(0), out_part.eq(0), out_done.eq(0)]
+        p = self.job.payload
+        return [out_tile.eq(0), out_row.eq(0), out_col.eq(Mux(p.qkv, p.col0, 0)),
+                out_part.eq(Mux(p.qkv, p.part, 0)), out_done.eq(0)]

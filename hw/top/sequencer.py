@@ -194,6 +194,13 @@ class Sequencer(wiring.Component):
         self.table_base = Signal(cfg.hw.mem_addr_bits)
         self.queue_index = Signal(range(cfg.model.tokens + 1))
         self.job_issued = Signal()                  # the current job was handed over: wait
+        # Dependency rule: a descriptor starts when no background ATTENTION runs, or, if it is
+        # marked ``concurrent`` (hazard-free, sim.memory_image.check_concurrency), at once; an
+        # ATTENTION always waits for the attention unit.
+        self.may_start = Signal()
+        d = self.desc
+        m.d.comb += self.may_start.eq(~self.attn_busy
+                                      | (d.concurrent & (d.op != HwOp.ATTENTION)))
         self._expert_bookkeeping(m)
         m.d.comb += self.fetch_wait.eq(0)
 
@@ -236,6 +243,10 @@ class Sequencer(wiring.Component):
                     for r in ranges:
                         v = sum(getattr(fetched, f) for f in r.fields)
                         ok = ok & (v <= r.hi) if r.lo == 0 else ok & (v >= r.lo) & (v <= r.hi)
+                    if op == HwOp.GEMM:      # sim.memory_image.check_desc: col0d only into QKV
+                        dim3 = 3 * self.geo.cfg.model.dim
+                        ok = ok & Mux(fetched.dst == Buf.QKV, fetched.col0d + fetched.n <= dim3,
+                                      fetched.col0d == 0)
                     if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
                         ok = Const(0)
                     m.d.comb += fields_ok.eq(ok)
@@ -252,6 +263,17 @@ class Sequencer(wiring.Component):
         return Mux(buf == Buf.X, MEM_X, Mux(buf == Buf.XN, MEM_XN,
                                             Mux(buf == Buf.QKV, MEM_Q, MEM_H)))
 
+    def _qkv_part(self, col0d):
+        """Q / K / V part of a column of the QKV destination (0 .. 3 dim - 1)."""
+        dim = self.geo.cfg.model.dim
+        return Mux(col0d >= 2 * dim, 2, Mux(col0d >= dim, 1, 0))
+
+    def _qkv_col(self, col0d):
+        """Column of a QKV destination column within its Q, K or V memory."""
+        dim = self.geo.cfg.model.dim
+        return (col0d - Mux(col0d >= 2 * dim, 2 * dim, Mux(col0d >= dim, dim, 0)))[
+            :max(1, (dim - 1).bit_length())]
+
     def _job_payloads(self, m):
         """Every job payload from the current descriptor (the GEMM's is overridden by ROUTE and
         the expert states)."""
@@ -263,6 +285,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             g.m.eq(d.m), g.k.eq(d.k), g.n.eq(d.n), g.src.eq(phys(d.src)), g.row0s.eq(d.row0s),
             g.dst.eq(phys(d.dst)), g.row0d.eq(d.row0d), g.qkv.eq(d.dst == Buf.QKV),
+            g.part.eq(self._qkv_part(d.col0d)), g.col0.eq(self._qkv_col(d.col0d)),
             g.mode.eq(d.epi), g.gelu.eq(d.gelu), g.bias.eq(d.bias), g.w_src.eq(WSrc.DRAM),
             g.w_addr.eq(wb + d.addr_a), g.w_row_stride.eq(d.stride_a),
             g.w_tile_stride.eq(d.stride_b), g.b_addr.eq(wb + d.addr_b),
@@ -294,13 +317,20 @@ class Sequencer(wiring.Component):
         m.d.sync += [self.op_busy.eq(0), self.job_issued.eq(0)]
         m.next = "DECODE"
 
-    def _issue(self, m, port, unit_busy, then=None):
-        """Offer one job on ``port``, wait until the path is idle again, then go to state
-        ``then`` (default: the next descriptor)."""
+    def _issue(self, m, port, unit_busy, then=None, detach=None):
+        """Offer one job on ``port`` once :meth:`_may_start` allows it, wait until the path is
+        idle again, then go to state ``then`` (default: the next descriptor). With ``detach``
+        (a background ATTENTION) the next descriptor follows the handshake at once."""
         with m.If(~self.job_issued):
-            m.d.comb += port.valid.eq(1)
-            with m.If(port.ready):
-                m.d.sync += self.job_issued.eq(1)
+            m.d.comb += port.valid.eq(self.may_start)
+            with m.If(port.valid & port.ready):
+                if detach is None:
+                    m.d.sync += self.job_issued.eq(1)
+                else:
+                    with m.If(detach):
+                        self._next_desc(m)
+                    with m.Else():
+                        m.d.sync += self.job_issued.eq(1)
         with m.Elif(~unit_busy):
             if then is None:
                 self._next_desc(m)
@@ -339,8 +369,10 @@ class Sequencer(wiring.Component):
             with m.If(rd.cmd.ready):
                 m.next = "DECODE"
         with m.State("DECODE"):
-            m.d.comb += [self.fetch_wait.eq(~rd.o.valid), rd.o.ready.eq(1)]
-            with m.If(rd.o.valid):
+            # END, or an error, ends the frame only when a background ATTENTION is done
+            hold = ((fetched.op == HwOp.END) | (code != ErrorCode.NONE)) & self.attn_busy
+            m.d.comb += [self.fetch_wait.eq(~rd.o.valid), rd.o.ready.eq(~hold)]
+            with m.If(rd.o.valid & ~hold):
                 m.d.sync += [d.eq(fetched), pc.eq(pc + 1),
                              self.desc_count.eq(self.desc_count + 1)]
                 with m.If(code != ErrorCode.NONE):
@@ -375,9 +407,11 @@ class Sequencer(wiring.Component):
                                        ("STORE", self.store, self.store_busy),
                                        ("GEMM", self.gemm, self.gemm_busy),
                                        ("LN", self.ln, self.ln_busy),
-                                       ("ATTN", self.attn, self.attn_busy)):
+                                       ):
             with m.State(state):
                 self._issue(m, port, unit_busy)
+        with m.State("ATTN"):
+            self._issue(m, self.attn, self.attn_busy, detach=d.background)
         with m.State("ROUTE"):
             m.d.comb += [g.dst.eq(MEM_X), g.qkv.eq(0), g.mode.eq(EpilogueMode.PLAIN),
                          g.gelu.eq(0), g.bias.eq(0), g.row0s.eq(0),
@@ -392,13 +426,14 @@ class Sequencer(wiring.Component):
         d, g, grant = self.desc, self.gemm.payload, self.grant_now
         phys = self._phys
         with m.State("TABLE"):
-            m.d.comb += self.tbl_we.eq(1)
-            count_nested(m, [Loop(self.table_tensor, last=len(TENSORS) - 1),
-                             Loop(self.table_expert, last=md.experts - 1, first=None)])
-            with m.If(self.table_tensor == len(TENSORS) - 1):
-                m.d.sync += self.table_base.eq(self.table_base + d.addr_b)
-                with m.If(self.table_expert == md.experts - 1):
-                    m.next = "GRANT"
+            with m.If(self.may_start):
+                m.d.comb += self.tbl_we.eq(1)
+                count_nested(m, [Loop(self.table_tensor, last=len(TENSORS) - 1),
+                                 Loop(self.table_expert, last=md.experts - 1, first=None)])
+                with m.If(self.table_tensor == len(TENSORS) - 1):
+                    m.d.sync += self.table_base.eq(self.table_base + d.addr_b)
+                    with m.If(self.table_expert == md.experts - 1):
+                        m.next = "GRANT"
         with m.State("GRANT"):
             m.d.comb += [self.experts_open.eq(1), self.grant.ready.eq(1)]
             with m.If(self.grant.valid):

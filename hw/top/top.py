@@ -122,7 +122,7 @@ class EdgeMoeTop(wiring.Component):
             stall = Const(0)
         self._memory(m, masters, store)
         self._sequencer_wiring(m, seq, csr, gemm, ln, attn, load, store)
-        self._counters(m, seq, csr, gemm, stall)
+        self._counters(m, seq, csr, gemm, attn, stall)
         return m
 
     def _buffers(self, m, gemm, ln, attn, load, store):
@@ -200,7 +200,7 @@ class EdgeMoeTop(wiring.Component):
                      self.done.eq(seq.done), self.error.eq(seq.error),
                      self.desc_index.eq(seq.desc_count)]
 
-    def _counters(self, m, seq, csr, gemm, stall):
+    def _counters(self, m, seq, csr, gemm, attn, stall):
         """Performance counters of the CSR block (restart with each frame)."""
         w = csr_bits(self.cfg)
         W = self.geo.W
@@ -212,7 +212,8 @@ class EdgeMoeTop(wiring.Component):
             "MAC_ACTIVE": gemm.mac_active,
             "GEMM_BUSY": gemm.busy,
             "LN_BUSY": op_busy["LAYERNORM"],
-            "ATTN_BUSY": op_busy["ATTENTION"],
+            "ATTN_BUSY": attn.busy,          # the unit: a background ATTENTION outlives its
+            #                                  descriptor
             "ROUTE_BUSY": op_busy["ROUTE"],
             "EXPERTS_BUSY": op_busy["EXPERTS"],
             "LOAD_BUSY": op_busy["LOAD"],

@@ -1,9 +1,13 @@
 """Analytic cycle and traffic model of a whole frame on the top level (hw/top/).
 
 The sequencer runs the hardware descriptors of :func:`sim.memory_image.lower_program` one at a
-time (the next descriptor is fetched while one runs), so a frame costs the sum of its
-descriptors. Each descriptor is modelled with its block's own exact model plus a small constant
-for the top level's plumbing (job hand-off, the first DRAM access, draining the writer):
+time (the next descriptor is fetched while one runs), except a *background* ATTENTION (one head,
+``hw.attn_overlap``): the sequencer hands it to the attention unit once the unit is idle and
+goes on with the next descriptors; those marked ``concurrent`` (the next head's Q/K/V GEMMs)
+start at once, any other waits until the attention unit is idle. So the frame is the
+sequencer's timeline: each descriptor's own time, plus its wait for the attention unit. Each
+descriptor is modelled with its block's own exact model plus a small constant for the top
+level's plumbing (job hand-off, the first DRAM access, draining the writer):
 
 - GEMM: :func:`sim.cycles.gemm.gemm_cycles` + ``GEMM_OVERHEAD``;
 - LAYERNORM: the gamma/beta load (``mem_latency`` + the bus beats of gamma and beta, at least
@@ -40,17 +44,34 @@ from sim.cycles.moe import moe_layer_cycles, tokens_per_expert
 
 __all__ = ["LayerCost", "FrameCost", "frame_cost", "GEMM_OVERHEAD", "LN_OVERHEAD",
            "ATTN_OVERHEAD", "ROUTE_OVERHEAD", "EXPERTS_OVERHEAD", "LOAD_OVERHEAD",
-           "STORE_OVERHEAD", "STORE_BURST_GAP", "START_OVERHEAD"]
+           "STORE_OVERHEAD", "STORE_BURST_GAP", "START_EXTRA", "desc_fetch_cycles", "ISSUE", "ATTN_BG_BUSY"]
 
-GEMM_OVERHEAD = 26       # job hand-off, first weight burst's latency share, writer drain
-LN_OVERHEAD = 14
+GEMM_OVERHEAD = 27       # job hand-off, first weight burst's latency share, writer drain
+LN_OVERHEAD = 15
 ATTN_OVERHEAD = 6
-ROUTE_OVERHEAD = 9
-EXPERTS_OVERHEAD = 27
-LOAD_OVERHEAD = 20
+ROUTE_OVERHEAD = 10
+EXPERTS_OVERHEAD = 29
+LOAD_OVERHEAD = 21
 STORE_OVERHEAD = 5
 STORE_BURST_GAP = 2      # cycles between write bursts (response, next request)
-START_OVERHEAD = 19      # CTRL.start -> first descriptor decoded
+ISSUE = 2                # decode -> job handshake (DECODE, PREFETCH, the unit state)
+ATTN_BG_BUSY = 4         # serial ATTENTION cycles not spent with the unit busy (hand-off, idle
+#                          seen): a background head keeps the unit busy for cycles - this
+DESC_FETCH_EXTRA = 3     # descriptor fetch: mem_latency + its beats + this (request -> decode)
+START_EXTRA = 1          # CTRL.start -> first decode: one descriptor fetch + this
+
+
+def desc_fetch_cycles(cfg: Config) -> int:
+    """Decode to the next decode at the earliest: the next descriptor is requested right after
+    a decode and arrives ``mem_latency`` + its beats later. Only a background ATTENTION (whose
+    own time is 3 cycles) waits for it."""
+    return cfg.hw.mem_latency + DESC_BYTES // cfg.hw.mem_bytes_per_cycle + DESC_FETCH_EXTRA
+
+
+def desc_contention_cycles(cfg: Config) -> int:
+    """Cycles a GEMM's first weight burst waits behind the next descriptor's fetch on the read
+    arbiter; a GEMM that waited for the attention unit finds that fetch done."""
+    return max(0, DESC_BYTES // cfg.hw.mem_bytes_per_cycle - 2)
 
 
 @dataclass(frozen=True)
@@ -58,10 +79,13 @@ class LayerCost:
     index: int
     op: str
     note: str
-    cycles: int
+    cycles: int          # the sequencer's time on it: from its decode to the next decode
     macs: int            # MACs on the PE array (0 for non-GEMM work; attention MACs separately)
     bytes_read: int
     bytes_written: int = 0
+    start: int = 0       # cycle of its decode (from CTRL.start)
+    busy_start: int = 0  # its unit's busy interval (a background ATTENTION outlives its
+    busy_cycles: int = 0  # descriptor; other units are busy inside it)
 
 
 @dataclass(frozen=True)
@@ -100,6 +124,9 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
     layers = []
     moe_i = 0
     program = lower_program(cfg)
+    fetch = desc_fetch_cycles(cfg)
+    t = fetch + START_EXTRA      # the sequencer's clock: decode of the next descriptor
+    attn_free = 0                # first cycle the attention unit is idle again
     for i, d in enumerate(program):
         op = d.op
         macs = rd = wr = 0
@@ -138,10 +165,25 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
                 macs = sum(chosen) * 2 * m.dim * m.expert_hidden
                 rd = moe.bytes - m.experts * m.dim * wb
                 moe_i += 1
-        else:       # END
+        else:       # END: waits for a background attention
+            t = max(t, attn_free)
             continue
-        layers.append(LayerCost(i, op.name, d.note, cyc, macs, rd, wr))
-    return FrameCost(cfg.name, layers, START_OVERHEAD + sum(x.cycles for x in layers),
+        if op is HwOp.ATTENTION and d.background:
+            # The sequencer hands the head over as soon as the unit is idle and goes on (once
+            # the next descriptor is there).
+            issue = max(t + ISSUE, attn_free)
+            busy = cyc - ATTN_BG_BUSY
+            layers.append(LayerCost(i, op.name, d.note, max(issue + 1 - t, fetch), macs, rd, wr,
+                                    t, issue + 1, busy))
+            attn_free = issue + 1 + busy
+        else:
+            wait = 0 if d.concurrent else max(0, attn_free - (t + ISSUE))
+            if wait >= fetch and op is HwOp.GEMM:
+                cyc -= desc_contention_cycles(cfg)
+            layers.append(LayerCost(i, op.name, d.note, cyc + wait, macs, rd, wr, t,
+                                    t + wait + ISSUE, cyc - ISSUE))
+        t += layers[-1].cycles
+    return FrameCost(cfg.name, layers, t,
                      sum(x.macs for x in layers), m.attention_macs,
                      len(program) * DESC_BYTES + sum(x.bytes_read for x in layers),
                      sum(x.bytes_written for x in layers),

@@ -41,9 +41,9 @@ def test_tiny_limits():
 def test_lower_program_refuses_an_out_of_range_descriptor(monkeypatch):
     cfg = get_config("tiny")
     logical = frame_program(cfg, 0)
-    i = next(i for i, ins in enumerate(logical) if ins.op is Op.GEMM and ins.n == 96)
+    i = next(i for i, ins in enumerate(logical) if ins.op is Op.GEMM and ins.n == 64)
     logical[i] = dataclasses.replace(logical[i], n=97)
     monkeypatch.setattr(mi, "frame_program", lambda cfg, task: logical)
     with pytest.raises(ValueError, match=r"lower_program \(tiny\): descriptor \d+ GEMM "
-                                         r"\(blocks.0.attn.qkv\): n must be in \[1, 96\], got 97"):
+                                         r"\(blocks.0.mlp.fc1\): n must be in \[1, 96\], got 97"):
         lower_program(cfg)

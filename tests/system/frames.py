@@ -15,8 +15,11 @@ def tiny() -> Config:
 
 
 def dense_config() -> Config:
-    """tiny without MoE blocks (step 1 of the bring-up: the dense path only)."""
-    return with_changes(get_config("tiny"), name="tiny-dense", model=dict(moe_blocks=()))
+    """tiny without MoE blocks (step 1 of the bring-up: the dense path only), with attention
+    not overlapped (``attn_overlap=False``: one ATTENTION descriptor per block, every head back
+    to back), so this variant keeps the serial program tested too."""
+    return with_changes(get_config("tiny"), name="tiny-dense", model=dict(moe_blocks=()),
+                        hw=dict(attn_overlap=False))
 
 
 def depth1_config(moe: bool) -> Config:

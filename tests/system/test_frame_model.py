@@ -2,7 +2,7 @@
 
 The RTL's per-descriptor trace (FrameResult.trace) and total cycles are compared with the model
 given the same routing (expert token counts from the golden model): within 5 % per descriptor
-and for the frame (the model is exact on tiny when the bus is not throttled).
+and for the frame; exact (0 cycles off, every descriptor) on tiny when the bus is not throttled.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _check_model(cfg, tmp_path, tolerance):
 
 
 def test_frame_model_matches_rtl_tiny(tmp_path):
-    _check_model(get_config("tiny"), tmp_path, 0.05)
+    _check_model(get_config("tiny"), tmp_path, 0.0)
 
 
 @pytest.mark.slow

@@ -7,17 +7,19 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sim.config import get_config
+from sim.config import get_config, with_changes
 from sim.frame_program import Instr, Op, frame_program
-from sim.memory_image import (DESC_BYTES, Desc, HwOp, build_memory_image, check_aliasing,
-                               decode_desc, encode_desc, lower_program, read_output, run_image)
+from sim.memory_image import (DESC_BYTES, Buf, Desc, HwOp, build_memory_image, check_aliasing,
+                               check_concurrency, decode_desc, encode_desc, lower_program,
+                               read_output, run_image)
 from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import dense_config, depth1_config, frame_case, tiny
 
 
 @pytest.mark.parametrize("task", [0, 1])
-@pytest.mark.parametrize("make_cfg", [tiny, dense_config, lambda: depth1_config(True)],
-                         ids=["tiny", "dense", "d1moe"])
+@pytest.mark.parametrize("make_cfg", [tiny, dense_config, lambda: depth1_config(True),
+                                      lambda: with_changes(tiny(), hw=dict(attn_overlap=False))],
+                         ids=["tiny", "dense", "d1moe", "serial"])
 def test_run_image_equals_forward(make_cfg, task, seed):
     case = frame_case(make_cfg(), seed, task)
     mem, layout = build_memory_image(case["cfg"], case["qparams"], case["image_q"], task)
@@ -46,7 +48,14 @@ def test_m3vit_program_lowering():
     descs = lower_program(cfg)
     assert descs[-1].op is HwOp.END
     ops = [d.op for d in descs]
-    assert ops.count(HwOp.ATTENTION) == cfg.model.depth
+    # overlapped attention: one background ATTENTION per head, three QKV GEMMs per head
+    assert ops.count(HwOp.ATTENTION) == cfg.model.depth * cfg.model.heads
+    assert all(d.background for d in descs if d.op is HwOp.ATTENTION)
+    qkv = [d for d in descs if d.op is HwOp.GEMM and d.dst == Buf.QKV]
+    assert len(qkv) == 3 * cfg.model.depth * cfg.model.heads
+    assert sorted({d.col0d for d in qkv}) == list(range(0, 3 * cfg.model.dim, cfg.model.head_dim))
+    serial = lower_program(with_changes(cfg, hw=dict(attn_overlap=False)))
+    assert [d.op for d in serial].count(HwOp.ATTENTION) == cfg.model.depth
     assert ops.count(HwOp.EXPERTS) == len(cfg.model.moe_blocks)
     for d in descs:
         raw = encode_desc(d)
@@ -69,9 +78,31 @@ def test_decode_rejects_corruption():
 def test_aliasing_checker():
     prog = frame_program(tiny(), 0)
     check_aliasing(prog)
-    # ATT and XN share a physical buffer: reading XN after ATT was written is an error
+    # ATT and H share a physical buffer: reading H after ATT was written is an error
     bad = list(prog)
-    att = next(i for i, ins in enumerate(bad) if ins.op is Op.ATTENTION)
-    bad.insert(att + 1, Instr(Op.GEMM, "XN", "H", "w", "b", 1, 1, 1))
+    fc1 = next(i for i, ins in enumerate(bad) if ins.op is Op.GEMM and ins.dst == "H")
+    att = next(i for i, ins in enumerate(bad) if ins.op is Op.ATTENTION and i > fc1)
+    bad.insert(att + 1, Instr(Op.GEMM, "H", "X", "w", "b", 1, 1, 1))
     with pytest.raises(ValueError, match="holds ATT"):
         check_aliasing(bad)
+
+
+def test_concurrency_checker():
+    """The lowering's background attention is hazard-free; a concurrent descriptor that touches
+    the running head's columns (or its output) is refused, a non-concurrent one waits."""
+    cfg = tiny()
+    prog = lower_program(cfg)
+    check_concurrency(cfg, prog)
+    att = next(i for i, d in enumerate(prog) if d.op is HwOp.ATTENTION)
+    hd = cfg.model.head_dim
+    k_cols_head0 = dataclasses.replace(prog[att + 2], col0d=cfg.model.dim)     # K of head 0
+    with pytest.raises(ValueError, match="QKV column 32"):
+        check_concurrency(cfg, prog[:att + 2] + [k_cols_head0] + prog[att + 3:])
+    # reading the attention's output (H columns of head 0) while it is written
+    reads_att = Desc(HwOp.GEMM, src=Buf.H, dst=Buf.X, m=4, k=hd, n=4, concurrent=1)
+    with pytest.raises(ValueError, match="H column 0"):
+        check_concurrency(cfg, prog[:att + 1] + [reads_att] + prog[att + 1:])
+    check_concurrency(cfg, prog[:att + 1] + [dataclasses.replace(reads_att, concurrent=0)]
+                      + prog[att + 1:])
+    with pytest.raises(ValueError, match="only ATTENTION"):
+        check_concurrency(cfg, [dataclasses.replace(prog[att - 1], background=1)])

@@ -21,7 +21,7 @@ from hw.top.top_with_memory import TopWithMemory
 from host.run import _csr_read, _csr_write, _host_read, run_frame
 from sim.config import get_config
 from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, check_desc,
-                              encode_desc)
+                              encode_desc, lower_program)
 from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import frame_case, tiny
 
@@ -39,7 +39,7 @@ def test_tiny_frame_pysim(task, seed):
     m = case["cfg"].model
     assert c["error"] == 0
     assert c["bytes_written"] == m.tokens * m.dim * case["cfg"].num.act.storage_bytes
-    assert c["descriptors"] == 20
+    assert c["descriptors"] == len(lower_program(case["cfg"]))
     assert c["mac_active_cycles"] <= c["busy_cycles"]["gemm"] < c["cycles"]
     assert ticks and ticks == sorted(ticks)
 
@@ -188,6 +188,11 @@ def _limit_cases():
         for f, values in fields.items():
             for v in values if isinstance(values, list) else [values]:
                 cases.append((f"{op.name}.{f}={v}", valid[op], replace(valid[op], **{f: v})))
+    # col0d places columns in QKV only (3 dim = 96 columns there)
+    g = valid[HwOp.GEMM]
+    cases.append(("GEMM.col0d=4 (into XN)", g, replace(g, col0d=4)))
+    cases.append(("GEMM.col0d=93 (into QKV)", replace(g, dst=Buf.QKV, col0d=92),
+                  replace(g, dst=Buf.QKV, col0d=93)))
     return cases
 
 
