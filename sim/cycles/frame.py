@@ -29,7 +29,7 @@ for an exact comparison, or let the model spread tokens evenly (``tokens_per_exp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sim.config import Config
 from sim.memory_image import DESC_BYTES, HwOp, lower_program
@@ -62,6 +62,7 @@ class LayerCost:
     macs: int            # MACs on the PE array (0 for non-GEMM work; attention MACs separately)
     bytes_read: int
     bytes_written: int = 0
+    start: int = field(kw_only=True)   # cycle the descriptor starts at, from CTRL.start
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
     bb = n.bias.storage_bytes
     layers = []
     moe_i = 0
+    start = START_OVERHEAD
     program = lower_program(cfg)
     for i, d in enumerate(program):
         op = d.op
@@ -140,7 +142,8 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
                 moe_i += 1
         else:       # END
             continue
-        layers.append(LayerCost(i, op.name, d.note, cyc, macs, rd, wr))
+        layers.append(LayerCost(i, op.name, d.note, cyc, macs, rd, wr, start=start))
+        start += cyc
     return FrameCost(cfg.name, layers, START_OVERHEAD + sum(x.cycles for x in layers),
                      sum(x.macs for x in layers), m.attention_macs,
                      len(program) * DESC_BYTES + sum(x.bytes_read for x in layers),
