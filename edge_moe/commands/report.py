@@ -183,7 +183,9 @@ def _print_multipliers(cfg, r) -> None:
               f"array, attention p = {pb['attn_parallel']} x dw = {pb['attn_dot_width']} "
               f"({pb['array_attention_multipliers']} array + attention multipliers, "
               f"{pb['multipliers_total']} in all): {pb['cycles_per_frame']:,} cycles per frame "
-              f"vs {r['cycles_per_frame']:,} today ({pb['cycles_per_frame'] / r['cycles_per_frame']:.2f}x)")
+              f"= {pb['cycles_per_frame'] / (r['clock_mhz'] * 1e3):.3f} ms, "
+              f"{pb['cycles_per_frame'] / r['cycles_per_frame']:.2f} x this config's "
+              f"{r['cycles_per_frame']:,}")
 
 
 def run(args) -> int:
