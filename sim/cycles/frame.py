@@ -33,7 +33,7 @@ for an exact comparison, or let the model spread tokens evenly (``tokens_per_exp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sim.config import Config
 from sim.memory_image import DESC_BYTES, HwOp, lower_program

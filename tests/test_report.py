@@ -1,0 +1,117 @@
+"""``edge-moe report``: the multiplier table, the clock's source, the published-budget variant,
+the JSON fields and ``--plot``.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_moe.cli import main
+from edge_moe.commands.report import (PUBLISHED_MULTS, published_budget_variant, report,
+                                      report_clock)
+from edge_moe.commands.report_plot import plot_frame
+from sim.config import Config, check_top_level, get_config, with_changes
+from sim.cycles.frame import frame_cost
+from sim.cycles.timeline import TIMELINE_UNITS, frame_timeline
+from sim.multipliers import multiplier_inventory
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_published_budget_is_256_plus_two_32_wide_dots():
+    assert PUBLISHED_MULTS == 16 * 16 + 2 * 32
+
+
+def test_clock_source():
+    # tiny-ecp5 is the default config of the ULX3S (25 MHz oscillator, no PLL) and the ECPIX-5
+    # (50 MHz from its PLL): boards/boards.py
+    mhz, src = report_clock(get_config("tiny-ecp5"))
+    assert mhz == 25.0 and src.startswith("design clock of board ulx3s-85f")
+    assert "ecpix5-85f runs it at 50 MHz" in src
+    for name in ("tiny", "m3vit-tiny-cityscapes"):
+        cfg = get_config(name)
+        assert report_clock(cfg) == (cfg.hw.clock_mhz, "assumed (no routed build)")
+
+
+def test_report_json_has_the_new_fields(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["report", "--config", "tiny-ecp5", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "design clock of board ulx3s-85f" in text and "multipliers doing work" in text
+    r = json.loads(out.read_text())
+    cfg = get_config("tiny-ecp5")
+    assert r["clock_mhz"] == 25.0 and r["clock_source"].startswith("design clock of board")
+    assert r["ms_per_frame"] == pytest.approx(r["cycles_per_frame"] / 25e3)
+    assert r["published_budget"] is None          # not the published workload
+    units = r["units"]
+    assert set(units) >= {"array", "attention", "layernorm", "router", "dma"}
+    total = sum(g["count"] for g in r["multipliers"] if g["kind"] != "shift-add")
+    assert r["multipliers_total"] == total == sum(u["multipliers"] for u in units.values())
+    assert units["array"]["multipliers"] == cfg.hw.macs_per_cycle
+    assert units["dma"]["multipliers"] == 0
+    cyc = r["cycles_per_frame"]
+    for u in units.values():
+        assert 0 <= u["busy_cycles"] <= cyc
+        assert u["busy_fraction"] == pytest.approx(u["busy_cycles"] / cyc)
+    # the array's busy cycles are its useful MACs: its multiplier-cycles alone are a lower bound
+    array_work = cfg.hw.macs_per_cycle * units["array"]["busy_cycles"]
+    assert array_work / (total * cyc) <= r["multipliers_doing_work"] < 1
+    assert r["macs_per_multiplier_cycle"] == pytest.approx(
+        cfg.model.macs_per_frame / (cyc * total))
+    assert set(r["timeline"]) == set(TIMELINE_UNITS)
+    assert all("start" in x for x in r["layers"])
+
+
+def test_published_budget_variant_fits_320():
+    cfg = get_config("m3vit-tiny-cityscapes")
+    v, cycles = published_budget_variant(cfg)
+    h = v.hw
+    assert (h.array_rows, h.array_cols) == (16, 16)
+    dots = h.macs_per_cycle + 2 * h.attn_parallel * h.attn_dot_width
+    assert dots <= PUBLISHED_MULTS and h.mult_budget == PUBLISHED_MULTS
+    # the inventory's array + QK/AV multipliers are what the budget counts
+    inv = multiplier_inventory(v)
+    assert sum(g.count for g in inv if g.unit == "array") + sum(
+        g.count for g in inv if g.what.startswith(("QK", "AV"))) == dots
+    # a legal config (constructing it validated it) with the model untouched
+    assert isinstance(check_top_level(v), Config) and v.model == cfg.model
+    assert cycles == frame_cost(v).cycles > frame_cost(cfg).cycles
+    # no other split of the 64 attention multipliers is faster
+    for p, dw in ((2, 16), (4, 8)):
+        other = with_changes(v, hw=dict(attn_parallel=p, attn_dot_width=dw))
+        assert frame_cost(other).cycles >= cycles, (p, dw)
+
+
+def test_published_budget_in_m3vit_json(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["report", "--config", "m3vit-tiny-cityscapes", "--json", str(out)]) == 0
+    pb = json.loads(out.read_text())["published_budget"]
+    assert pb["multipliers"] == 320 and pb["array_attention_multipliers"] <= 320
+    assert f"{pb['cycles_per_frame']:,} cycles per frame" in capsys.readouterr().out
+
+
+def test_plot_writes_a_png_with_one_bar_per_interval(tmp_path, capsys):
+    path = tmp_path / "frame.png"
+    assert main(["report", "--config", "tiny", "--plot", str(path)]) == 0
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert f"wrote {path}" in capsys.readouterr().out
+    cfg = get_config("tiny")
+    f = frame_cost(cfg)
+    path2 = tmp_path / "direct.png"
+    fig = plot_frame(cfg, f, path2)
+    assert path2.read_bytes()[:8] == PNG_SIGNATURE
+    top, bottom = fig.axes[:2]
+    intervals = sum(len(v) for v in frame_timeline(cfg, f).values())
+    assert len(top.patches) == intervals
+    bars = sorted((round(p.get_x()), round(p.get_width())) for p in top.patches)
+    assert bars == sorted((s, e - s) for v in frame_timeline(cfg, f).values() for s, e in v)
+    with_macs = [x for x in f.layers if x.macs]
+    assert len(bottom.patches) == len(with_macs)
+    heights = sorted(p.get_height() for p in bottom.patches)
+    rc = cfg.hw.macs_per_cycle
+    assert heights == pytest.approx(sorted(x.macs / (x.cycles * rc) for x in with_macs))
+
+
+def test_report_function_tiny_has_no_published_budget():
+    assert report(get_config("tiny"))["published_budget"] is None
