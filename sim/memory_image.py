@@ -29,11 +29,16 @@ the regions anywhere without re-encoding. Word 15 is a check word (XOR of words 
 ``CHECK_SEED``); with the magic byte it lets the sequencer flag a corrupt or misplaced
 descriptor (error flag) instead of running garbage.
 
-Physical on-chip buffers: ``X``, ``XN`` (also holds the logical ``ATT``: their lifetimes never
-overlap), ``QKV`` (three memories Q, K, V of tokens x dim: the attention unit reads Q, K and V of
-a key in the same cycle) and ``H`` (also holds ``IMG``, the patches of the input image, which are
-dead after the patch embedding). :func:`check_aliasing` proves on the program that no aliased
-value is read after its slot was overwritten.
+Physical on-chip buffers: ``X``, ``XN``, ``QKV`` (three memories Q, K, V of tokens x dim: the
+attention unit reads Q, K and V of a key in the same cycle) and ``H`` (also holds ``IMG``, the
+patches of the input image, dead after the patch embedding, and ``ATT``, the attention output,
+dead after the projection). :func:`check_aliasing` proves on the program that no aliased value
+is read after its slot was overwritten.
+
+Overlap (``hw.attn_overlap``): the QKV GEMM is lowered per head and part (``col0d``) and each
+head's ATTENTION is ``background``: the sequencer hands it over and goes on; descriptors marked
+``concurrent`` (the next head's Q/K/V GEMMs) run beside it, any other waits for the attention
+unit. :func:`check_concurrency` proves the concurrent ones hazard-free.
 
 The ``cls`` token is pre-added into row 0 of the position embedding when the image is built
 (``embed_pos[0] = sat(cls + pos[0])``, the architecture brief's "class token may be pre-added

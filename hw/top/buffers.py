@@ -4,9 +4,11 @@
 one ``lib.memory.Memory`` each, ``G`` activations per word, one read and one write port each.
 Feeders and writers reach them through *client* ports (:func:`read_port_signature`,
 :func:`write_port_signature`) that name the memory per access; the bank ORs the clients onto
-the memories. Only one descriptor runs at a time and no descriptor reads (or writes) one
-memory through two clients, so at most one client addresses a memory in a cycle; a client drives
-its enables only while its descriptor runs, so the OR is a mux.
+the memories. At most two descriptors run at a time (a background ATTENTION beside a concurrent
+GEMM), they touch disjoint memories per port (sim.memory_image.check_concurrency), and no
+descriptor reads (or writes) one memory through two clients, so at most one client addresses a
+memory in a cycle; a client drives its enables only while its descriptor runs, so the OR is a
+mux.
 
 - read: ``en`` with ``mem`` / ``addr`` in cycle t, ``data`` (the whole word) valid in t + 1
   (the bank remembers which memory the client read);
