@@ -517,6 +517,14 @@ def check_concurrency(cfg: Config, program: list[Desc]) -> None:
                 raise ValueError(f"descriptor {pc} ({d.note or d.op.name}) runs beside the "
                                  f"attention of descriptor {apc} but both touch "
                                  f"{buf.name} column {col}")
+            # each memory has one read and one write port, shared by the clients (an OR)
+            ports = ({("read", b) for b, _ in reads} & {("read", b) for b, _ in areads}
+                     | {("write", b) for b, _ in writes} & {("write", b) for b, _ in awrites})
+            if ports:
+                kind, buf = min(ports)
+                raise ValueError(f"descriptor {pc} ({d.note or d.op.name}) runs beside the "
+                                 f"attention of descriptor {apc} but both use the {kind} port "
+                                 f"of {buf.name}")
             continue
         running = None             # not concurrent: waits until the attention is done
         if d.op is HwOp.ATTENTION and d.background:

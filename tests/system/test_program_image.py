@@ -104,5 +104,13 @@ def test_concurrency_checker():
         check_concurrency(cfg, prog[:att + 1] + [reads_att] + prog[att + 1:])
     check_concurrency(cfg, prog[:att + 1] + [dataclasses.replace(reads_att, concurrent=0)]
                       + prog[att + 1:])
+    # reading other columns of Q/K/V, or writing other columns of H: the same memory port
+    reads_qkv = Desc(HwOp.GEMM, src=Buf.QKV, dst=Buf.X, m=4, k=4, n=4, concurrent=1)
+    with pytest.raises(ValueError, match="read port of QKV"):
+        check_concurrency(cfg, prog[:att + 1] + [reads_qkv] + prog[att + 1:])
+    writes_h = Desc(HwOp.GEMM, src=Buf.X, dst=Buf.H, m=4, k=4, n=4, concurrent=1)  # columns 0-3
+    att1 = next(i for i, d in enumerate(prog) if d.op is HwOp.ATTENTION and d.head0 == 1)
+    with pytest.raises(ValueError, match="write port of H"):       # head 1 writes columns 16-31
+        check_concurrency(cfg, prog[:att1 + 1] + [writes_h] + prog[att1 + 1:])
     with pytest.raises(ValueError, match="only ATTENTION"):
         check_concurrency(cfg, [dataclasses.replace(prog[att - 1], background=1)])
