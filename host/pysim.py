@@ -1,7 +1,7 @@
 """Amaranth pysim helpers: stream drivers / monitors with random gaps and back-pressure.
 
 All helpers are ``async`` testbench code for :meth:`amaranth.sim.Simulator.add_testbench`
-(``ctx.set`` / ``ctx.get`` / ``ctx.tick``), never the deprecated ``add_sync_process``/``Settle``.
+(``ctx.set`` / ``ctx.get`` / ``ctx.tick``), nothing from the pre-0.5 process API.
 
 Stream rules (``amaranth.lib.stream``) the helpers obey and check:
 

@@ -6,7 +6,6 @@ assignment ``always @* z[3:0] = 4'h0;`` (which Icarus never runs in -g2005 eithe
 checks run a plain Verilog testbench (no cocotb, about a second) and are skipped without
 ``iverilog``.
 """
-import shutil
 import subprocess
 
 import pytest
@@ -16,6 +15,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from boards import verilog_out
+from tests.harness.icarus import needs_iverilog
 
 
 class _Tiny(wiring.Component):
@@ -60,9 +60,6 @@ endmodule
 _EXPECTED = ["y=0101 z=00000000", "y=1001 z=01110000"]
 
 _DUMMY = "verilog_backend.cc"
-needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                    reason="Icarus Verilog (iverilog) is not on PATH: "
-                                           "apt-get install iverilog")
 
 
 def _icarus(verilog_text: str, generation: str, tmp_path) -> list[str]:

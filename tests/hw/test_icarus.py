@@ -7,19 +7,16 @@ tests/hw/test_requantize_verilator.py), bit-exact against the golden models, on 
 """
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from hw.array.requantize import Requantize
 from hw.norm.layernorm import LayerNorm
 from sim.config import Config, get_config
+from tests.harness.icarus import needs_iverilog
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.harness.verilator import run_block_verilator
 
-pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                reason="Icarus Verilog (iverilog) is not on PATH: "
-                                       "apt-get install iverilog")
+pytestmark = needs_iverilog
 
 GENERATIONS = [pytest.param("2012", id="g2012"), pytest.param("2005", id="g2005")]
 

@@ -9,16 +9,13 @@ runs it on another worker than the Verilator frames. Skipped when ``iverilog`` i
 """
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
+from tests.harness.icarus import needs_iverilog
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.system.test_axi_top import _run
 
-pytestmark = pytest.mark.skipif(shutil.which("iverilog") is None,
-                                reason="Icarus Verilog (iverilog) is not on PATH: "
-                                       "apt-get install iverilog")
+pytestmark = needs_iverilog
 
 
 def test_axi_frame_icarus(seed, tmp_path):
