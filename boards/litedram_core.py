@@ -4,10 +4,12 @@
 (module ``litedram_core``) for the board's DRAM:
 
 1. reads the board's LiteDRAM config, ``boards/litedram/<board>.yml`` (the memory chip, the PHY,
-   the clocks, the FPGA device) and adds the one user port the accelerator needs: AXI4, data
-   width = the accelerator's memory beat (``8 * cfg.hw.mem_bytes_per_cycle`` of the board's
-   config preset, so ``Axi4Master`` connects without a width converter of ours) and
-   :data:`AXI_ID_BITS` of ID;
+   the clocks, the FPGA device) and adds the one user port the accelerator needs: AXI4 with
+   :data:`AXI_ID_BITS` of ID, as wide as the accelerator's memory beat (``8 *
+   cfg.hw.mem_bytes_per_cycle`` of the board's config preset) but never narrower than the
+   controller word (:func:`controller_bits`): LiteDRAM's up-converter (a port narrower than the
+   controller) never completes a write in litedram 2024.12 (docs/boards.md), while its
+   down-converter works;
 2. looks for it in the cache (``~/.cache/edge-moe/litedram/`` or ``$EDGE_MOE_LITEDRAM_CACHE``),
    in a directory keyed by a hash of that config, the ``sim`` flag and the versions of the
    LiteDRAM packages, and returns the cached core when it is complete;
@@ -55,7 +57,7 @@ from sim.config import Config, get_config
 from boards.boards import get_board
 
 __all__ = ["generate", "core_config", "core_dir", "dram_boards", "csr_map", "core_ports",
-           "init_sequence", "required_packages",
+           "init_sequence", "required_packages", "controller_bits",
            "LiteDramError", "LiteDramConfigError", "CONFIG_DIR", "CACHE_ENV", "CORE_NAME",
            "AXI_PORT", "AXI_ID_BITS", "PIP_INSTALL"]
 
@@ -107,9 +109,21 @@ def core_config(board_name: str, cfg: Config | None = None) -> dict:
             f"litedram: board {board_name!r} has no LiteDRAM config ({path.name} in "
             f"boards/litedram/); boards with external memory: {', '.join(dram_boards())}")
     config = yaml.safe_load(path.read_text())
+    width = max(8 * cfg.hw.mem_bytes_per_cycle, controller_bits(config))
     config["user_ports"] = {AXI_PORT: {"type": "axi", "id_width": AXI_ID_BITS,
-                                       "data_width": 8 * cfg.hw.mem_bytes_per_cycle}}
+                                       "data_width": width}}
     return config
+
+
+# DQ beats of one DRAM burst: one LiteDRAM controller word is one burst over all DQ lanes, for
+# the board PHYs and for LiteX's simulated PHY alike (DDR3: BL8, over 2 phases of 4 beats on
+# ECP5DDRPHY at 1:2 and 4 phases of 2 beats in simulation at 1:4; SDR: BL1 at 1:1).
+BURST_BEATS = {"SDR": 1, "DDR3": 8}
+
+
+def controller_bits(config: dict) -> int:
+    """Width of LiteDRAM's controller word (native port) for a LiteDRAM config."""
+    return BURST_BEATS[config["memtype"]] * 8 * config["sdram_module_nb"]
 
 
 def required_packages(sim: bool) -> tuple[str, ...]:
