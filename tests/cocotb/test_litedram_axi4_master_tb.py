@@ -22,7 +22,7 @@ import random
 import statistics
 
 import cocotb
-from cocotb.triggers import RisingEdge, gather
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, gather
 
 from host.cocotb_streams import StreamPort, start, stream_recv, stream_send
 from hw.mem.bus import rdata_layout, req_layout, wdata_layout
@@ -44,6 +44,27 @@ def _beat(model: bytearray, addr: int, W: int) -> int:
     return int.from_bytes(model[addr:addr + W], "little")
 
 
+async def _recv_resp(dut, port, count, rng, ready_prob=0.7, timeout_cycles=20_000):
+    """``count`` beats of the 1-bit ``wr_resp`` stream (host/cocotb_streams.stream_recv reads
+    payloads as vectors; a 1-bit port is a scalar in cocotb 2)."""
+    out, idle = [], 0
+    while len(out) < count:
+        take = rng.random() < ready_prob
+        port.ready.value = int(take)
+        await FallingEdge(dut.clk)
+        await ReadOnly()
+        valid, payload = int(port.valid.value), int(port.payload.value)
+        await RisingEdge(dut.clk)
+        if valid and take:
+            out.append(payload)
+            idle = 0
+        else:
+            idle += 1
+            assert idle < timeout_cycles, f"wr_resp: nothing for {timeout_cycles} cycles"
+    port.ready.value = 0
+    return out
+
+
 async def _write(dut, ports, model, bursts, W, rng, valid_prob=0.8):
     """Write ``bursts`` [(addr, beats)] of random data; update the model once acknowledged."""
     data = []
@@ -55,8 +76,7 @@ async def _write(dut, ports, model, bursts, W, rng, valid_prob=0.8):
         stream_send(dut.clk, ports["wr_req"], reqs, rng=rng, valid_prob=valid_prob),
         stream_send(dut.clk, ports["wr_data"], [{"data": d} for _, d in data], rng=rng,
                     valid_prob=valid_prob),
-        stream_recv(dut.clk, ports["wr_resp"], len(bursts), rng=rng, ready_prob=0.7,
-                    timeout_cycles=20_000))
+        _recv_resp(dut, ports["wr_resp"], len(bursts), rng))
     assert resp == [0] * len(bursts), f"wr_resp not OKAY: {resp}"
     for addr, d in data:
         model[addr:addr + W] = d.to_bytes(W, "little")
