@@ -157,8 +157,8 @@ def _key(config: dict, sim: bool, versions: dict) -> str:
 
 def core_dir(board_name: str, sim: bool = False, cfg: Config | None = None) -> Path:
     """The cache directory of this board's core (it need not exist yet)."""
-    config = core_config(board_name, cfg)
-    return _cache_root() / f"{board_name}-{'sim' if sim else 'hw'}-{_key(config, sim, _versions(sim))}"
+    key = _key(core_config(board_name, cfg), sim, _versions(sim))
+    return _cache_root() / f"{board_name}-{'sim' if sim else 'hw'}-{key}"
 
 
 def _core_file(d: Path) -> Path:
