@@ -194,13 +194,18 @@ def _run_tools(out: Path, env: dict, timeout, progress: BuildProgress | None = N
         try:
             while proc.poll() is None:
                 if deadline is not None and time.monotonic() > deadline:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
                     raise BuildError(f"FPGA tools did not finish within {timeout:.0f} s "
                                      f"({progress.stage}: {progress.note})")
                 time.sleep(POLL_SECONDS)
                 poll()
             poll()
+        except BaseException:
+            # a timeout, or Ctrl-C (which the tools, in their own session, do not see): stop
+            # the script and every tool it started
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
         finally:
             progress.finish()
             if printer:

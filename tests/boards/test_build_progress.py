@@ -13,6 +13,7 @@ import io
 import json
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,9 @@ if log:
             f.flush()
             # the first router iterations stay the last line for longer than a poll of the build
             time.sleep(0.6 if "overused=" in ln and ln in lines_slow else {delay})
+if {hang!r}:
+    pathlib.Path("hung.pid").write_text(str(__import__("os").getpid()))
+    time.sleep(120)
 if fail:
     print(fail, file=sys.stderr)
     sys.exit(1)
@@ -208,9 +212,9 @@ for flag, text in {outputs!r}:
 '''
 
 
-def _fake_tools(tmp_path, monkeypatch, route_fails: bool):
+def _fake_tools(tmp_path, monkeypatch, route_fails: bool, route_hangs: bool = False):
     route_end = max(i for i, ln in enumerate(NEXTPNR_LOG) if "overused=" in ln)
-    pnr_lines = NEXTPNR_LOG[:route_end] if route_fails else NEXTPNR_LOG
+    pnr_lines = NEXTPNR_LOG[:route_end] if route_fails or route_hangs else NEXTPNR_LOG
     if route_fails:       # nextpnr's own wording when router2 gives up
         pnr_lines = pnr_lines + ["ERROR: Failed to route design (router2 gave up)"]
     report = json.dumps({"utilization": {"TRELLIS_COMB": {"used": 5, "available": 10}},
@@ -228,7 +232,8 @@ def _fake_tools(tmp_path, monkeypatch, route_fails: bool):
     for var, (flag, lines, fail, outputs) in tools.items():
         script = bindir / var.lower()
         script.write_text(FAKE_TOOL.format(python=sys.executable, log_flag=flag, lines=lines,
-                                           fail=fail, outputs=outputs, delay=0.002))
+                                           fail=fail, outputs=outputs, delay=0.002,
+                                           hang=route_hangs and var == "NEXTPNR_ECP5"))
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
         env[var] = str(script)
     # the fake yosys leaves the netlist behind (a failed nextpnr is then not retried)
@@ -273,3 +278,20 @@ def test_failed_build_shows_the_stage_and_last_log_lines(tmp_path, monkeypatch):
     assert "ERROR: Failed to route design (router2 gave up)" in msg  # the log's last line
     last_iteration = [ln for ln in NEXTPNR_LOG if "overused=" in ln][-2]
     assert last_iteration in msg
+
+
+def test_timeout_stops_the_tools(tmp_path, monkeypatch):
+    """A tool still running at the timeout is killed with the script; the error names the stage."""
+    _fake_tools(tmp_path, monkeypatch, route_fails=False, route_hangs=True)
+    with pytest.raises(build.BuildError, match=r"did not finish within 5 s \(nextpnr route: "):
+        build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path / "b",
+                          design="demo", log=lambda s: None, timeout=5,
+                          progress=ProgressPrinter(stream=io.StringIO()))
+    pid = int((tmp_path / "b" / "hung.pid").read_text())
+    stat_file = Path(f"/proc/{pid}/stat")
+    for _ in range(50):             # gone, or a zombie waiting for whoever inherited it
+        if not stat_file.exists() or stat_file.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the hung fake nextpnr (pid {pid}) is still running")
