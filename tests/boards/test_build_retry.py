@@ -20,7 +20,7 @@ from sim.config import get_config
 def _fake_tools(fail_abc9: bool, fail_pnr: bool = False):
     calls = []
 
-    def run(out, env, timeout):
+    def run(out, env, timeout, **progress):
         ys = (out / f"{build.TOP_NAME}.ys").read_text()
         classic = "abc -lut 4:7" in ys
         calls.append("abc" if classic else "abc9")

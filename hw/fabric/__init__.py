@@ -1,0 +1,15 @@
+"""Hard-block wrappers: multipliers and block-RAM reads with their registers where the FPGA's
+hard block has them, so a block chooses its latency once and keeps it on every target.
+
+- :mod:`.multiplier`: :class:`Multiplier`, ``a * b`` with optional input / pipeline / output
+  registers; ``target="ecp5"`` puts them inside a MULT18X18D.
+- :mod:`.bram`: :class:`RegisteredReadPort`, a ``lib.memory.Memory`` read port with an output
+  register (and optionally a registered address).
+- :mod:`.ecp5_bram`: :class:`Ecp5Bram`, a one-write / one-read memory of DP16KD blocks whose
+  output register is the block RAM's own (``REGMODE_B="OUTREG"``).
+
+Yosys' ``synth_ecp5`` (0.70) packs no register into either hard block (docs/boards.md, "DSP
+and BRAM registers"), which is why the ECP5 variants instantiate the primitives.
+"""
+
+TARGETS = ("generic", "ecp5")
