@@ -2,11 +2,11 @@
 """AxiSwitch2to1 (hw/link/axi_switch.py) on pysim: two AXI masters and a memory written here.
 
 Two master models (the accelerator's port and the host's) issue random read and write bursts
-(1..16 beats, up to two of each kind in flight, random gaps, some long enough to drain, random R / B back-pressure, W beats
-sent alongside their AW or, for some bursts, before it) into disjoint address
-ranges; ``host_mode`` flips at random. A memory model on ``m_*`` answers with random AR / AW / W
-ready and random R / B gaps; read data is a hash of the address, write beats carry (master,
-burst, beat) tags. Checked independently of the RTL, every cycle:
+(1..16 beats, up to two of each kind in flight, random gaps, some long enough to drain, random
+R / B back-pressure, W beats sent alongside their AW or, for some bursts, before it) into
+disjoint address ranges; ``host_mode`` flips at random. A memory model on ``m_*`` answers with
+random AR / AW / W ready and random R / B gaps; read data is a hash of the address, write beats
+carry (master, burst, beat) tags. Checked independently of the RTL, every cycle:
 
 - transactions never mix: every R beat a master gets is the hash of its own burst's address,
   with RLAST exactly on its last beat; every write burst the memory sees has the beats of one
