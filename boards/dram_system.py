@@ -19,7 +19,9 @@ Dataflow::
   ``Instance`` of its Verilog module ``litedram_core`` (the Verilog file must be handed to the
   simulator or synthesis tool with this design's: :attr:`DramSystem.core`). ``wb_ctrl_*``,
   ``init_done`` / ``init_error`` and (board core) the DRAM pads are forwarded under the core's
-  own names; LiteDRAM's init sequence (docs/boards.md) runs over ``wb_ctrl``.
+  own names and with the directions its Verilog declares (LiteX declares the bidirectional DQ /
+  DQS pads ``input``: a board top must wire them to the pins as inout); LiteDRAM's init
+  sequence (docs/boards.md) runs over ``wb_ctrl``.
 
 Widths. The core's AXI port must be exactly the accelerator's memory beat (``8 *
 cfg.hw.mem_bytes_per_cycle``): the ULX3S core (64 bits) fits the ``tiny`` configs; the ECPIX-5
