@@ -1,0 +1,167 @@
+"""DramSystem: the accelerator (EdgeMoeAxiTop) on a board's LiteDRAM core, host access by a switch.
+
+Dataflow::
+
+    s_axil_* (registers) ----------------------------> EdgeMoeAxiTop --m_axi--+
+    s_host_* (host AXI4: load the image, read results) ---------------------+-> AxiSwitch2to1
+    host_mode / host_owner  ------------------------------------------------'        |
+    wb_ctrl_* (LiteDRAM's CSRs: the init sequence) -> litedram_core <-- user_port_axi_0
+
+- :class:`~hw.top.axi_top.EdgeMoeAxiTop` ``(cfg)``: the accelerator, its AXI4 master for memory
+  and its AXI4-Lite register slave (forwarded as ``s_axil_*``, and ``irq``);
+- :class:`~hw.link.axi_switch.AxiSwitch2to1`: ``host_mode`` = 1 hands LiteDRAM's AXI port to
+  ``s_host_*``, 0 to the accelerator; the owner changes only once the current owner has nothing
+  in flight (no burst outstanding, no W burst half sent, no valid raised), ``host_owner`` says
+  who has it. A host sets ``host_mode`` only while no frame runs (the driver's
+  ``set_host_mode`` around its memory accesses): an accelerator request made in host mode just
+  waits;
+- the LiteDRAM core made by ``boards.litedram_core.generate(board, sim, cfg)`` as an
+  ``Instance`` of its Verilog module ``litedram_core`` (the Verilog file must be handed to the
+  simulator or synthesis tool with this design's: :attr:`DramSystem.core`). ``wb_ctrl_*``,
+  ``init_done`` / ``init_error`` and (board core) the DRAM pads are forwarded under the core's
+  own names and with the directions its Verilog declares (LiteX declares the bidirectional DQ /
+  DQS pads ``input``: a board top must wire them to the pins as inout); LiteDRAM's init
+  sequence (docs/boards.md) runs over ``wb_ctrl``.
+
+Widths. The core's AXI port must be exactly the accelerator's memory beat (``8 *
+cfg.hw.mem_bytes_per_cycle``): the ULX3S core (64 bits) fits the ``tiny`` configs; the ECPIX-5
+core is 128 bits (its controller word, see boards/litedram_core.py), so there the config needs
+``mem_bytes_per_cycle = 16``. No width converter is built: a mismatch raises
+:class:`~sim.config.ConfigError` naming both widths. Addresses are cut to the port's width
+(the accelerator's ``mem_addr_bits`` alias modulo the DRAM size); AxSIZE and the 1-bit IDs are
+zero-extended to LiteDRAM's 4 bits, RID / BID cut back (LiteDRAM answers with the request's ID).
+
+Clocks. One clock domain, no clock-domain crossing: the accelerator and the switch run on the
+core's ``user_clk`` with ``user_rst`` (OR the design's ``rst`` for the simulation core, which
+has no reset input). The design's ``clk`` / ``rst`` (Amaranth ``sync``) feed the core's
+``clk`` / ``rst``: the board oscillator (ULX3S: ``user_clk`` is that 25 MHz clock; ECPIX-5: the
+core's PLL makes a 50 MHz ``user_clk`` from 100 MHz) or, for the ``sim`` core, the
+simulation clock, which is then ``user_clk`` itself. Running the accelerator on another clock
+needs an AXI clock-domain crossing, not built.
+
+Latency / throughput: LiteDRAM's (docs/boards.md) plus the Axi4Master's slices; the switch adds
+no cycle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance, Module
+from amaranth.hdl import ResetSignal, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.config import Config, ConfigError
+
+from hw.link.axi4_master import ID_BITS
+from hw.link.axi_switch import AxiSwitch2to1, axi_ports, FORWARD, BACKWARD
+from hw.link.axil_csr import axil_slave_ports
+from hw.top.axi_top import EdgeMoeAxiTop
+
+from boards.litedram_core import AXI_PORT, CORE_NAME, core_config, core_ports, generate
+
+__all__ = ["DramSystem", "HOST_PREFIX", "core_beat_bits"]
+
+HOST_PREFIX = "s_host"
+_CORE_AXI = f"user_port_{AXI_PORT}"
+_CORE_CLOCKS = ("clk", "rst", "sim_trace", "user_clk", "user_rst")   # driven / used here
+
+
+def core_beat_bits(board: str, cfg: Config) -> int:
+    """Width of the AXI user port of ``board``'s LiteDRAM core made for ``cfg`` (no generator
+    run: the port width is in the core's config)."""
+    return core_config(board, cfg)["user_ports"][AXI_PORT]["data_width"]
+
+
+class DramSystem(wiring.Component):
+    """EdgeMoeAxiTop + AxiSwitch2to1 + LiteDRAM core, in the core's user clock domain.
+
+    Parameters
+    ----------
+    cfg : Config
+    board : str
+        A board with a LiteDRAM config (boards/litedram/<board>.yml).
+    sim : bool
+        Use LiteDRAM's simulation core (DRAM + PHY model) instead of the board's.
+
+    Ports
+    -----
+    s_axil_*, irq : the accelerator's register slave and interrupt (hw/top/axi_top.py).
+    s_host_* : AXI4 slave for the host (addresses ``cfg.hw.mem_addr_bits``, data the memory
+        beat, 1-bit ID).
+    host_mode : In(1); host_owner : Out(1)
+        Request and current owner of the DRAM port (1 = host).
+    wb_ctrl_*, init_done, init_error, DRAM pads : the core's, by its names.
+
+    Attributes
+    ----------
+    core : Path
+        The LiteDRAM core's Verilog file.
+    """
+
+    def __init__(self, cfg: Config, board: str, *, sim: bool = False):
+        want, got = 8 * cfg.hw.mem_bytes_per_cycle, core_beat_bits(board, cfg)
+        if want != got:
+            raise ConfigError(
+                f"DramSystem: the LiteDRAM AXI port of {board} is {got} bits but config "
+                f"{cfg.name!r} has a {want}-bit memory beat (mem_bytes_per_cycle "
+                f"{cfg.hw.mem_bytes_per_cycle}); set mem_bytes_per_cycle = {got // 8} (no AXI "
+                f"width converter is built)")
+        self.cfg, self.board, self.sim = cfg, board, sim
+        self.core = generate(board, sim=sim, cfg=cfg, quiet=True)
+        self.core_ports = core_ports(self.core)
+        self._width = dict(addr_bits=cfg.hw.mem_addr_bits, data_bits=want, id_bits=ID_BITS)
+        outside = {name: (Out if d == "output" else In)(w)
+                   for name, (d, w) in self.core_ports.items()
+                   if not name.startswith(_CORE_AXI) and name not in _CORE_CLOCKS}
+        super().__init__({**axil_slave_ports(), "irq": Out(1),
+                          **axi_ports(HOST_PREFIX, master=False, **self._width),
+                          "host_mode": In(1), "host_owner": Out(1), **outside})
+
+    def elaborate(self, platform):
+        m = Module()
+        user_clk, user_rst = Signal(), Signal()
+        m.domains.dram = ClockDomain("dram", local=True)
+        reset = user_rst | ResetSignal("sync") if self.sim else user_rst
+        m.d.comb += [ClockSignal("dram").eq(user_clk), ResetSignal("dram").eq(reset)]
+
+        m.submodules.accel = accel = DomainRenamer("dram")(EdgeMoeAxiTop(self.cfg))
+        m.submodules.switch = switch = DomainRenamer("dram")(AxiSwitch2to1(**self._width))
+        for name in (*axil_slave_ports(), "irq"):
+            self._wire(m, self, name, accel, name)
+        for name in (*FORWARD, *BACKWARD):
+            self._wire(m, accel, f"m_axi_{name}", switch, f"s_acc_{name}")
+            self._wire(m, self, f"{HOST_PREFIX}_{name}", switch, f"s_host_{name}")
+        m.d.comb += [switch.host_mode.eq(self.host_mode), self.host_owner.eq(switch.owner)]
+        m.submodules.core = self._core(m, switch, user_clk, user_rst)
+        return m
+
+    @staticmethod
+    def _wire(m, a, a_name, b, b_name):
+        """Connect port ``a_name`` of ``a`` and ``b_name`` of ``b``, driven by whichever side
+        has it as an output (``a`` is ``self`` or a sibling; ``b`` a submodule)."""
+        sa, sb = getattr(a, a_name), getattr(b, b_name)
+        if b.signature.members[b_name].flow == Out:
+            m.d.comb += sa.eq(sb)
+        else:
+            m.d.comb += sb.eq(sa)
+
+    def _core(self, m, switch, user_clk, user_rst):
+        kw = {"i_clk": ClockSignal("sync"), "o_user_clk": user_clk, "o_user_rst": user_rst}
+        if "rst" in self.core_ports:
+            kw["i_rst"] = ResetSignal("sync")
+        if "sim_trace" in self.core_ports:
+            kw["i_sim_trace"] = 0
+        for name, (d, w) in self.core_ports.items():
+            if name.startswith(_CORE_AXI):
+                mine = getattr(switch, f"m_{name.removeprefix(_CORE_AXI + '_')}")
+                if d == "output":
+                    wire = Signal(w, name=name)
+                    m.d.comb += mine.eq(wire)      # RID / BID cut to the switch's width
+                    kw[f"o_{name}"] = wire
+                else:                              # cut the address, widen AxSIZE and IDs
+                    kw[f"i_{name}"] = (mine[:w] if len(mine) >= w
+                                       else Cat(mine, Const(0, w - len(mine))))
+            elif name not in _CORE_CLOCKS:
+                kw[("o_" if d == "output" else "i_") + name] = getattr(self, name)
+        return Instance(CORE_NAME, **kw)
