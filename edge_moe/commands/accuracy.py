@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from sim.config import PRESETS, ConfigError, get_config
+from edge_moe.commands.config_arg import add_config_arg, load_config
 from sim.params import INIT_STYLES, random_params
 
 __all__ = ["add_parser", "run", "DEFAULT_SWEEP", "costs"]
@@ -42,8 +42,7 @@ def add_parser(sub) -> None:
                           "(model_io.realistic)")
     p.add_argument("--init", choices=INIT_STYLES, default="unit",
                    help="init style for --random-seed (default: unit)")
-    p.add_argument("--config", required=True, metavar="NAME",
-                   help=f"configuration preset ({', '.join(PRESETS)})")
+    add_config_arg(p, required=True)
     p.add_argument("--image", type=Path, metavar="PATH",
                    help="input image (any Pillow format, resized to the config; or a .npy "
                         "float (C, H, W) array in [0, 1] at the config's size); default: the "
@@ -125,10 +124,7 @@ def run(args) -> int:
     from model_io.accuracy import (Candidate, candidate_config, evaluate, parse_formats,
                                    summary_line)
 
-    try:
-        cfg = get_config(args.config)
-    except ConfigError as e:
-        raise ValueError(str(e)) from None
+    cfg = load_config(args.config)
     specs = DEFAULT_SWEEP if args.formats is None else args.formats
     candidates = [Candidate()] + [parse_formats(s) for s in specs]
     for c in candidates:

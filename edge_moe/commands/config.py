@@ -1,6 +1,12 @@
-"""``edge-moe config``: list presets and print one configuration (text or JSON)."""
+"""``edge-moe config``: list presets and print one configuration (text or JSON).
+
+The JSON it prints is a config file every subcommand takes as ``--config FILE.json``.
+"""
 from __future__ import annotations
 
+import argparse
+
+from edge_moe.commands.config_arg import add_config_arg, load_config
 from sim.config import PRESETS, get_config
 
 
@@ -8,8 +14,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("config", help="print a configuration preset",
                        description="Print the model sizes, numeric formats and hardware sizes of a "
                                    "configuration preset.")
-    p.add_argument("--name", default="tiny", metavar="NAME",
-                   help=f"preset to print (default: tiny; one of {', '.join(PRESETS)})")
+    add_config_arg(p, "tiny")
+    p.add_argument("--name", dest="config", help=argparse.SUPPRESS)   # the option's old name
     p.add_argument("--json", action="store_true", help="print the full configuration as JSON")
     p.add_argument("--list", action="store_true", help="list the preset names and exit")
     p.set_defaults(func=run)
@@ -23,6 +29,6 @@ def run(args) -> int:
             print(f"{name:24s} {m.tokens} tokens, dim {m.dim}, {m.depth} blocks, "
                   f"{m.experts} experts top-{m.top_k}, array {cfg.hw.array_rows}x{cfg.hw.array_cols}")
         return 0
-    cfg = get_config(args.name)
+    cfg = load_config(args.config)
     print(cfg.to_json() if args.json else cfg.summary())
     return 0

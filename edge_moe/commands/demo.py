@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config import PRESETS, get_config
+from edge_moe.commands.config_arg import add_config_arg, load_config
 
 SIMULATORS = ("pysim", "verilator")
 
@@ -32,8 +32,7 @@ def add_parser(sub) -> None:
         description="Export a seeded random model, run one frame per task on the simulated "
                     "accelerator (RTL), and compare with the bit-exact golden model and the "
                     "PyTorch float model.")
-    p.add_argument("--config", default="tiny", metavar="NAME",
-                   help=f"configuration preset (default: tiny; one of {', '.join(PRESETS)})")
+    add_config_arg(p, "tiny")
     p.add_argument("--task", type=int, action="append", metavar="T",
                    help="task id to run (repeatable; default: every task of the config)")
     p.add_argument("--image", metavar="PATH",
@@ -96,7 +95,7 @@ def run(args) -> int:
     from sim.fixed import dequantize
     from sim.params import random_params
 
-    cfg = get_config(args.config)
+    cfg = load_config(args.config)
     m = cfg.model
     tasks = args.task if args.task else list(range(m.tasks))
     for t in tasks:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.config import PRESETS, ConfigError, get_config
+from edge_moe.commands.config_arg import add_config_arg, load_config
+from sim.config import ConfigError
 from sim.params import INIT_STYLES, random_params
 
 from model_io.export import export
@@ -43,8 +44,7 @@ def add_export_parser(subparsers) -> argparse.ArgumentParser:
                      help="export a seeded random model (sim.params.random_params) instead")
     p.add_argument("--init", choices=INIT_STYLES, default="unit",
                    help="init style for --random-seed (default: unit)")
-    p.add_argument("--config", required=True, metavar="NAME",
-                   help=f"config preset ({', '.join(PRESETS)})")
+    add_config_arg(p, required=True)
     p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR",
                    help="output directory")
     p.add_argument("--no-accuracy", action="store_true",
@@ -86,8 +86,8 @@ def _accuracy_line(cfg, source) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)       # a bad config: one line, exit 2 (edge_moe/cli.py)
     try:
-        cfg = get_config(args.config)
         if args.checkpoint is not None:
             source, note = load_checkpoint(args.checkpoint), f"checkpoint {args.checkpoint}"
         else:

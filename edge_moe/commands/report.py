@@ -14,7 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from boards.boards import BOARDS
-from sim.config import PRESETS, Config, ConfigError, check_top_level, get_config, with_changes
+from edge_moe.commands.config_arg import add_config_arg, load_config
+from sim.config import Config, ConfigError, check_top_level, get_config, with_changes
 from sim.cycles.frame import FrameCost, frame_cost
 from sim.cycles.timeline import frame_timeline, unit_busy_cycles
 from sim.multipliers import (attention_dot_multipliers, multiplier_count, multiplier_inventory,
@@ -33,8 +34,7 @@ BUSY_UNITS = ("array", "epilogue", "attention", "layernorm", "router", "control"
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="per-layer cycle / utilization / traffic report of a frame",
                        description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    p.add_argument("--config", default="m3vit-tiny-cityscapes", metavar="NAME",
-                   help=f"configuration preset (default m3vit-tiny-cityscapes; {', '.join(PRESETS)})")
+    add_config_arg(p, "m3vit-tiny-cityscapes")
     p.add_argument("--json", metavar="PATH", help="write the totals (and layers) as JSON")
     p.add_argument("--layers", action="store_true", help="print every descriptor, not per op kind")
     p.add_argument("--plot", metavar="FILE.png",
@@ -189,7 +189,7 @@ def _print_multipliers(cfg, r) -> None:
 
 
 def run(args) -> int:
-    cfg = get_config(args.config)
+    cfg = load_config(args.config)
     f = frame_cost(cfg)
     r = report(cfg, f)
     mhz = r["clock_mhz"]
