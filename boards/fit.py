@@ -19,6 +19,23 @@ Each memory is mapped to ECP5 DP16KD blocks in the cheapest of the block's shape
 estimate for those and exact for the deep ones.
 
 ``check_fit(device, est)`` raises :class:`FitError` with every resource that does not fit.
+
+Two rougher figures, calibrated on real builds, for design-space exploration (boards/dse.py):
+
+- :func:`other_multipliers`: the multipliers beyond ``estimate().dsps`` -- LayerNorm (about 3.5
+  per lane: x^2, x*y, z*gamma, plus the row's S1^2 and S1*y), the epilogue's MoE-combine scale
+  (one per column), the attention normalizer (~40 x 18-bit products, 3 MULT18X18D each, ``nw``
+  of them) and ~20 in the router, softmax and reciprocal units: ``20 + 3.5 R + C + 3 nw``.
+  Against the builds (docs/boards.md "Measured"): ``tiny-ecp5`` 24 + 41 = 65 (built: 67
+  MULT18X18D), its 8-wide-dot variant 73 (75), p = 1 with 16-wide dots 110 (105), the M3ViT
+  16 x 16 synth_xilinx estimate 768 + 104 = 872 (881 DSP48E2): within ~5 %.
+- :func:`lut_estimate`: logic LUTs, a linear model in the parts that scale, fitted to the
+  by-part synth_xilinx figures of the M3ViT 16 x 16 config (attention 306 LUT6 per
+  attention multiplier pair p*dw, PE array + GEMM engine 93 per MAC, buffers 16 per buffer word
+  bit, LayerNorm 600 per lane, 8,000 for the rest); ECP5 LUT4 are 2.14 x that (fitted to the
+  ``tiny-ecp5`` build). Against the other builds: ``tiny`` synth_xilinx 26,288 (built 29,490,
+  -11 %), 8-wide-dot ECP5 35,660 (33,929, +5 %). Five builds, two of them fitted: treat it as
+  +-35 %; only a synthesis run (``edge-moe build`` / ``elaborate``) gives the real count.
 """
 from __future__ import annotations
 
@@ -28,7 +45,8 @@ from dataclasses import dataclass, field
 from sim.config import Config
 
 __all__ = ["FitError", "MemoryEstimate", "FitEstimate", "estimate", "check_fit",
-           "frame_memory_bytes", "dp16kd_blocks", "DP16KD_SHAPES"]
+           "frame_memory_bytes", "dp16kd_blocks", "DP16KD_SHAPES", "lane_multipliers", "other_multipliers",
+           "lut_estimate", "LUT_KINDS"]
 
 # (width, depth) shapes of one ECP5 DP16KD block (true dual port up to 18 bits, 36 as pseudo DP)
 DP16KD_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
@@ -118,8 +136,7 @@ def estimate(cfg: Config, design: str = "top") -> FitEstimate:
     frame memory) or ``"demo"`` (boards/demo_device.py)."""
     h = cfg.hw
     if design == "top":
-        est = FitEstimate(cfg.name, design, h.macs_per_cycle
-                          + 2 * h.attn_parallel * h.attn_dot_width, _top_memories(cfg))
+        est = FitEstimate(cfg.name, design, lane_multipliers(cfg), _top_memories(cfg))
         est.notes.append("multipliers: PE array + attention lanes; LayerNorm / softmax / GELU / "
                          "router add a few")
     elif design == "demo":
@@ -156,3 +173,42 @@ def check_fit(device, est: FitEstimate, *, margin: float = 1.0) -> None:
                     f"(`edge-moe build --list`)")
         raise FitError(f"config {est.config!r} does not fit the {device.name}: "
                        + "; ".join(problems) + hint)
+
+
+# LUT6 per unit of each scaling part (module docstring), and LUT4-per-LUT6 on an ECP5.
+_LUT6_BASE, _LUT6_PER_ATTN_MULT, _LUT6_PER_MAC, _LUT6_PER_WORD_BIT, _LUT6_PER_LN_LANE = \
+    8000, 306, 93, 16, 600
+LUT_KINDS = {"LUT6": 1.0, "LUT4": 2.14}
+
+
+def lane_multipliers(cfg: Config) -> int:
+    """The PE array's and the attention lanes' multipliers: ``R*C + 2*p*dw``."""
+    h = cfg.hw
+    return h.macs_per_cycle + 2 * h.attn_parallel * h.attn_dot_width
+
+
+def other_multipliers(cfg: Config, nw: int | None = None) -> int:
+    """Multipliers outside the PE array and the attention lanes (module docstring): LayerNorm,
+    epilogue scale, attention normalizer, router / softmax. Rough (~5 % on four builds).
+    ``nw``: the attention normalizer width, if known (default: derived from ``cfg``)."""
+    from hw.attention.attention_lane import attention_params
+    h = cfg.hw
+    if nw is None:
+        nw = attention_params(cfg).norm_width
+    return 20 + math.ceil(3.5 * h.array_rows) + h.array_cols + 3 * nw
+
+
+def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None) -> int:
+    """Logic LUTs of the accelerator (module docstring): ``kind`` ``"LUT4"`` (ECP5) or
+    ``"LUT6"`` (Xilinx UltraScale+). Rough: +-35 %. ``word_bits``: the buffers' word width,
+    if known (default: ``TopGeometry.of(cfg).word_bits``)."""
+    from hw.top.geometry import TopGeometry
+    if kind not in LUT_KINDS:
+        raise ValueError(f"unknown LUT kind {kind!r}: one of {', '.join(LUT_KINDS)}")
+    h = cfg.hw
+    if word_bits is None:
+        word_bits = TopGeometry.of(cfg).word_bits
+    lut6 = (_LUT6_BASE + _LUT6_PER_ATTN_MULT * h.attn_parallel * h.attn_dot_width
+            + _LUT6_PER_MAC * h.macs_per_cycle + _LUT6_PER_WORD_BIT * word_bits
+            + _LUT6_PER_LN_LANE * h.array_rows)
+    return round(lut6 * LUT_KINDS[kind])

@@ -18,6 +18,7 @@ SUBCOMMANDS = [
     ("edge_moe.commands.accuracy", "add_parser"),
     ("edge_moe.commands.demo", "add_parser"),
     ("edge_moe.commands.boards", "add_parser"),
+    ("edge_moe.commands.dse", "add_parser"),
 ]
 
 DESCRIPTION = """\

@@ -487,6 +487,9 @@ def check_top_level(cfg: Config) -> Config:
                                    f"an attention output row of model.dim {m.dim} values")
     need(m.experts <= C, f"model.experts {m.experts} must be <= hw.array_cols {C} (router "
                          f"logits leave the GEMM in one beat)")
+    need(not m.moe_blocks or m.expert_hidden % C == 0,
+         f"model.expert_hidden {m.expert_hidden} must be a multiple of hw.array_cols {C} (the "
+         f"expert prefetcher loads whole column groups)")
     for u, what in [(C * n.weight.storage_bytes, "weight tile (hw.array_cols weights)"),
                     (C * n.bias.storage_bytes, "bias tile (hw.array_cols biases)"),
                     (R * n.ln_gamma.storage_bytes, "LayerNorm gamma beat (hw.array_rows values)"),

@@ -51,8 +51,8 @@ def load_config(value: str) -> Config:
         return get_config(value)
     path = Path(value)
     if path.suffix.lower() != ".json" and not path.is_file():
-        raise ConfigFileError(f"unknown config {value!r}: not a preset ({', '.join(PRESETS)}) "
-                              f"and not a .json file")
+        raise ConfigFileError(f"unknown config {value!r}; known configs: {', '.join(PRESETS)}; "
+                              f"or the path of a .json config file")
     if not path.is_file():
         raise ConfigFileError(f"config file {value} does not exist")
     try:

@@ -92,8 +92,21 @@ def _to_score_int(cfg: Config, s: int) -> int:
     return int(to_score(cfg, s, 2 * cfg.num.act.frac_bits, cfg.model.attn_scale * LOG2E))
 
 
+# (num, model, lo, hi) -> _score_clamp: the clamp reads only the formats and the attention
+# scale, and its binary searches over numpy scalars dominate attention_params' time (sweeps
+# over hardware sizes call it thousands of times).
+_SCORE_CLAMP_CACHE: dict = {}
+
+
 def _score_clamp(cfg: Config, lo: int, hi: int) -> tuple[int, int]:
     """Smallest s with to_score(s) = max and largest with = min, inside [lo, hi] (monotone)."""
+    key = (cfg.num, cfg.model, lo, hi)
+    if key not in _SCORE_CLAMP_CACHE:
+        _SCORE_CLAMP_CACHE[key] = _score_clamp_search(cfg, lo, hi)
+    return _SCORE_CLAMP_CACHE[key]
+
+
+def _score_clamp_search(cfg: Config, lo: int, hi: int) -> tuple[int, int]:
     smax, smin = cfg.num.score.max_int, cfg.num.score.min_int
     a, b = 0, hi
     if _to_score_int(cfg, hi) < smax:

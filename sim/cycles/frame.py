@@ -44,7 +44,8 @@ from sim.cycles.moe import moe_layer_cycles, tokens_per_expert
 
 __all__ = ["LayerCost", "FrameCost", "frame_cost", "GEMM_OVERHEAD", "LN_OVERHEAD",
            "ATTN_OVERHEAD", "ROUTE_OVERHEAD", "EXPERTS_OVERHEAD", "LOAD_OVERHEAD",
-           "STORE_OVERHEAD", "STORE_BURST_GAP", "START_EXTRA", "desc_fetch_cycles", "ISSUE", "ATTN_BG_BUSY"]
+           "STORE_OVERHEAD", "STORE_BURST_GAP", "START_EXTRA", "desc_fetch_cycles", "ISSUE", "ATTN_BG_BUSY",
+           "descriptor_costs", "sequencer_timeline"]
 
 GEMM_OVERHEAD = 27       # job hand-off, first weight burst's latency share, writer drain
 LN_OVERHEAD = 15
@@ -114,20 +115,20 @@ def _beats(cfg: Config, nbytes: int) -> int:
     return math.ceil(nbytes / cfg.hw.mem_bytes_per_cycle)
 
 
-def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -> FrameCost:
-    """Model one frame. ``expert_counts[block]``: tokens routed to each expert (all experts,
-    index order); default: tokens spread evenly over the experts."""
+def descriptor_costs(cfg: Config, program: list,
+                     expert_counts: dict[int, list[int]] | None = None) -> list:
+    """``(cycles, macs, bytes_read, bytes_written)`` of each descriptor of ``program`` on its
+    own, before the sequencer's timeline (``None`` for END). ATTENTION reads only the attention
+    unit's sizes and the descriptor; the MoE layers take ``expert_counts`` as in
+    :func:`frame_cost` (a program with ROUTE / EXPERTS must be a whole frame's)."""
     m, n = cfg.model, cfg.num
     sb = n.act.storage_bytes
     wb = n.weight.storage_bytes
     bb = n.bias.storage_bytes
-    layers = []
+    out = []
     moe_i = 0
-    program = lower_program(cfg)
-    fetch = desc_fetch_cycles(cfg)
-    t = fetch + START_EXTRA      # the sequencer's clock: decode of the next descriptor
-    attn_free = 0                # first cycle the attention unit is idle again
-    for i, d in enumerate(program):
+    moe_cache = {}              # ROUTE and EXPERTS of a block (and equal blocks) share one model
+    for d in program:
         op = d.op
         macs = rd = wr = 0
         if op is HwOp.LOAD:
@@ -155,7 +156,10 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
             block = m.moe_blocks[moe_i]
             counts = (expert_counts or {}).get(block) or tokens_per_expert(cfg)
             chosen = [c for c in counts if c]
-            moe = moe_layer_cycles(cfg, chosen, router_slices=True)
+            key = tuple(chosen)
+            if key not in moe_cache:
+                moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True)
+            moe = moe_cache[key]
             if op is HwOp.ROUTE:
                 cyc = moe.route + ROUTE_OVERHEAD
                 macs = m.tokens * m.dim * m.experts
@@ -165,24 +169,61 @@ def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None) -
                 macs = sum(chosen) * 2 * m.dim * m.expert_hidden
                 rd = moe.bytes - m.experts * m.dim * wb
                 moe_i += 1
-        else:       # END: waits for a background attention
+        else:       # END
+            out.append(None)
+            continue
+        out.append((cyc, macs, rd, wr))
+    return out
+
+
+def sequencer_timeline(cfg: Config, program: list, own: list) -> tuple[int, list]:
+    """(frame cycles, ``(start, cycles, busy_start, busy_cycles)`` per descriptor but END): the
+    sequencer's timeline of ``program`` whose descriptors cost ``own``
+    (:func:`descriptor_costs`). Reads from ``cfg`` only the memory's latency and beat (the
+    descriptor fetch), so a sweep may combine costs computed under different unit sizes."""
+    fetch = desc_fetch_cycles(cfg)
+    contention = desc_contention_cycles(cfg)
+    t = fetch + START_EXTRA      # the sequencer's clock: decode of the next descriptor
+    attn_free = 0                # first cycle the attention unit is idle again
+    times = []
+    for d, c in zip(program, own):
+        if c is None:           # END: waits for a background attention
             t = max(t, attn_free)
             continue
-        if op is HwOp.ATTENTION and d.background:
+        cyc = c[0]
+        if d.op is HwOp.ATTENTION and d.background:
             # The sequencer hands the head over as soon as the unit is idle and goes on (once
             # the next descriptor is there).
             issue = max(t + ISSUE, attn_free)
             busy = cyc - ATTN_BG_BUSY
-            layers.append(LayerCost(i, op.name, d.note, max(issue + 1 - t, fetch), macs, rd, wr,
-                                    t, issue + 1, busy))
+            span = max(issue + 1 - t, fetch)
+            times.append((t, span, issue + 1, busy))
             attn_free = issue + 1 + busy
         else:
             wait = 0 if d.concurrent else max(0, attn_free - (t + ISSUE))
-            if wait >= fetch and op is HwOp.GEMM:
-                cyc -= desc_contention_cycles(cfg)
-            layers.append(LayerCost(i, op.name, d.note, cyc + wait, macs, rd, wr, t,
-                                    t + wait + ISSUE, cyc - ISSUE))
-        t += layers[-1].cycles
+            if wait >= fetch and d.op is HwOp.GEMM:
+                cyc -= contention
+            span = cyc + wait
+            times.append((t, span, t + wait + ISSUE, cyc - ISSUE))
+        t += span
+    return t, times
+
+
+def frame_cost(cfg: Config, expert_counts: dict[int, list[int]] | None = None,
+               program: list | None = None) -> FrameCost:
+    """Model one frame. ``expert_counts[block]``: tokens routed to each expert (all experts,
+    index order); default: tokens spread evenly over the experts. ``program``: the descriptors
+    (default ``lower_program(cfg)``, which builds a weight image for the addresses and is most
+    of this function's time); the costs read each descriptor's op, shape and overlap flags,
+    not its addresses, so a sweep may pass the program of a config that lowers alike."""
+    m = cfg.model
+    program = lower_program(cfg) if program is None else program
+    own = descriptor_costs(cfg, program, expert_counts)
+    t, times = sequencer_timeline(cfg, program, own)
+    layers = [LayerCost(i, d.op.name, d.note, span, c[1], c[2], c[3], start, busy_start, busy)
+              for (i, d), c, (start, span, busy_start, busy)
+              in zip(((i, d) for i, d in enumerate(program) if own[i] is not None),
+                     (c for c in own if c is not None), times)]
     return FrameCost(cfg.name, layers, t,
                      sum(x.macs for x in layers), m.attention_macs,
                      len(program) * DESC_BYTES + sum(x.bytes_read for x in layers),

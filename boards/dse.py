@@ -1,0 +1,406 @@
+"""Design-space exploration: the accelerator's hardware sizes for a board or a resource budget.
+
+:func:`search` walks every legal combination of the ``HardwareConfig`` knobs that change what
+the accelerator costs or how fast it runs, for one model:
+
+- ``array_rows`` R and ``array_cols`` C (the PE array), ``attn_parallel`` p and
+  ``attn_dot_width`` dw (the attention unit), ``mem_bytes_per_cycle`` W (the memory beat);
+- candidates: R, C, dw and W powers of two (``check_top_level`` refuses any other: buffer
+  lanes, beat-aligned addressing) up to the model's bounds, p every integer 1 .. tokens; each
+  combination is legal only if it builds a ``Config`` and passes ``check_top_level``,
+  ``TopGeometry.of`` (the attention normalizer's width must be a power of two as well) and the
+  expert prefetcher's ``load_geometry`` checks;
+- there are no buffer knobs: every on-chip buffer's size follows from the model and the widest
+  lane group G = max(R, C, dw, nw, W / act bytes); ``fifo_depth`` does not change the cycle
+  model; the memory latency, burst sizes and clock belong to the target and are kept;
+- a board without an external-memory controller in edge-moe (the ECP5 boards today) keeps the
+  whole frame memory on chip, 8 W bits wide, so W costs block RAM there and is bounded by
+  legality alone; a ``--budget`` part with ``dram_gbs`` bounds W by W x clock <= that peak.
+
+Each point is costed with the fit model (boards/fit.py: ``estimate`` for block RAM and the
+array + attention multipliers, ``other_multipliers``, ``lut_estimate``) and the frame cycle
+model (sim/cycles/frame.py ``frame_cost``): cycles per frame, multipliers, block RAM blocks,
+LUTs, and the DRAM bandwidth a frame needs (bytes per frame / frame time). Points that fit the
+target (every resource <= 100 %) are candidates; the result is their Pareto set (minimal in
+cycles, multipliers, block RAM, LUTs and, when the frame memory is external, W), and the chosen
+point is the one with the fewest cycles (then fewest multipliers, blocks, LUTs) whose every
+resource is <= 85 % of the target's: that point is on the Pareto set, since anything
+dominating it would also fit within 85 % and come first.
+
+Why the search is exhaustive although it does not evaluate every combination:
+
+1. The frame costs the sum of its descriptors (``frame_cost``). ATTENTION descriptors read only
+   p and dw (``attention_head_cycles``, ``attention_steady_cycles``), every other descriptor
+   only R, C, W and the fixed memory fields, and only non-attention descriptors move bytes. So
+   ``cycles(R, C, W, p, dw) = B(R, C, W) + A(p, dw)`` and bytes depend on (R, C, W) alone: B is
+   computed once per (R, C, W) (with p = dw = 1), A once per (p, dw). Legality splits the
+   same way (every rule reads either (R, C, W) or (p, dw); no ``mult_budget`` is set while
+   searching, the fit test takes its place), so every pair of legal halves is a legal point.
+2. Block RAM depends on the hardware only through (R, C, W, G): the buffers are G activations
+   wide and ``rows x ceil(cols / G)`` deep, the expert ping/pong buffers follow (C, W), the
+   frame memory W. ``estimate`` is run once per (R, C, W, G).
+3. For fixed dw the normalizer width nw is set by p (``attention_schedule``). Among legal p
+   with the same (dw, nw), a p whose attention cycles A are not below those of some smaller p'
+   is dropped: with every other knob equal, p' has the same G (so the same block RAM), the
+   same other multipliers, fewer attention multipliers (2 p' dw) and fewer LUTs (the LUT
+   model grows with p dw), and A(p') <= A(p): p' dominates p, so p can be neither a Pareto
+   point nor the chosen one (the chosen point is the first in (cycles, multipliers, ...)
+   order, and p' comes before p).
+
+tests/boards/test_dse.py checks the result against a brute force that builds and costs every
+combination of a small space with ``frame_cost`` and ``estimate`` directly.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from sim.config import DESC_BYTES, Config, ConfigError, check_top_level, get_config
+from sim.cycles.attention import attention_schedule
+from sim.cycles.frame import frame_cost
+from sim.cycles.moe import load_geometry
+from sim.memory_image import HwOp, lower_program
+
+from boards.boards import Board
+from boards.fit import (dp16kd_blocks, estimate, lane_multipliers, lut_estimate,
+                        other_multipliers)
+
+__all__ = ["Target", "Point", "DseResult", "DseError", "MODELS", "HEADROOM", "board_target",
+           "budget_target", "parse_budget", "search", "legal_values", "point_config",
+           "ramb36_blocks", "pareto_mask", "BUDGET_HELP"]
+
+HEADROOM = 0.85          # the chosen point uses at most this share of every resource
+
+# --model NAME -> the preset whose model and numeric formats are searched
+MODELS = {"m3vit": "m3vit-tiny-cityscapes", "tiny": "tiny"}
+
+# (width, depth) shapes of a Xilinx RAMB36 (36 Kbit) block
+RAMB36_SHAPES = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512))
+
+BUDGET_HELP = ("dsp=N: hardware multipliers (DSP48E2 slices on a Xilinx part); bram_kib=N: "
+               "block RAM in KiB, used in 36 Kbit RAMB36 blocks of 4.5 KiB; lut=N: 6-input "
+               "LUTs; optional mhz=F: the accelerator's clock (default 300); optional "
+               "dram_gbs=F: peak DRAM bandwidth in GB/s (bounds mem_bytes_per_cycle x clock; "
+               "default: unbounded). The frame memory (weights, image) is external, as in "
+               "`edge-moe elaborate`'s AXI top")
+
+
+class DseError(ValueError):
+    """No legal point fits the target, or a bad target / budget (one line)."""
+
+
+def ramb36_blocks(width: int, depth: int) -> int:
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in RAMB36_SHAPES)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a design must fit: multipliers, block RAM blocks, LUTs, and how memory is reached.
+
+    ``frame_memory_on_chip``: the frame memory (weights, program, image, output) is block RAM
+    (a board without an external-memory controller in edge-moe); ``hw`` gives the fields the
+    search keeps (memory latency, bursts, FIFO depth, counters); ``clock_mhz`` the design clock.
+    """
+
+    name: str
+    dsps: int
+    brams: int
+    bram_kind: str                   # "DP16KD" (18 Kbit) or "RAMB36" (36 Kbit)
+    luts: int
+    lut_kind: str                    # "LUT4" or "LUT6"
+    clock_mhz: float
+    frame_memory_on_chip: bool
+    hw_preset: str                   # preset whose non-searched hardware fields are kept
+    dram_bytes_per_s: float | None = None
+    memory_note: str = ""
+
+    def blocks(self, width: int, depth: int) -> int:
+        return (dp16kd_blocks if self.bram_kind == "DP16KD" else ramb36_blocks)(width, depth)
+
+    def limits(self, share: float = 1.0) -> tuple:
+        return (share * self.dsps, share * self.brams, share * self.luts)
+
+
+def board_target(board: Board, *, external_memory: bool = False) -> Target:
+    """The target of a board entry. ``external_memory``: count only the accelerator's own
+    on-chip memory, as a build with an external-memory controller would (none exists yet)."""
+    from boards.build import design_clock_hz      # imports amaranth-boards
+    dev = board.dev
+    if dev.family != "ecp5":
+        raise DseError(f"dse knows ECP5 boards only, {board.name} is {dev.family}")
+    clock = design_clock_hz(board, board.platform_class()()) / 1e6
+    note = (f"the {board.name} has no external-memory controller in edge-moe yet: "
+            + ("sizing as if it had one (frame memory not counted, bandwidth unbounded); "
+               "no such build exists, `edge-moe build` still puts the frame memory on chip"
+               if external_memory else
+               "the frame memory is on-chip block RAM, 8 x mem_bytes_per_cycle bits wide, so "
+               "mem_bytes_per_cycle costs block RAM and no DRAM bounds it"))
+    return Target(board.name, dev.dsps, dev.brams, "DP16KD", dev.luts, "LUT4", clock,
+                  not external_memory, board.config, None, note)
+
+
+def parse_budget(text: str) -> dict:
+    """``dsp=N,bram_kib=N,lut=N[,mhz=F][,dram_gbs=F]`` -> dict (DseError naming the problem)."""
+    need, opt = ("dsp", "bram_kib", "lut"), ("mhz", "dram_gbs")
+    out = {}
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq:
+            raise DseError(f"--budget: {item!r} is not KEY=VALUE ({', '.join(need + opt)})")
+        if key not in need + opt:
+            raise DseError(f"--budget: unknown key {key!r}; keys: {', '.join(need + opt)}")
+        if key in out:
+            raise DseError(f"--budget: {key} given twice")
+        try:
+            v = int(val) if key in need else float(val)
+        except ValueError:
+            raise DseError(f"--budget: {key}={val!r} is not a{'n integer' if key in need else ' number'}") from None
+        if not v > 0:
+            raise DseError(f"--budget: {key} must be > 0, got {val}")
+        out[key] = v
+    missing = [k for k in need if k not in out]
+    if missing:
+        raise DseError(f"--budget: missing {', '.join(missing)} (need {', '.join(need)})")
+    return out
+
+
+def budget_target(text: str, model_preset: str) -> Target:
+    b = parse_budget(text)
+    blocks = int(b["bram_kib"] * 1024 * 8 // (36 * 1024))
+    if blocks < 1:
+        raise DseError(f"--budget: bram_kib={b['bram_kib']} is less than one 36 Kbit block")
+    dram = b.get("dram_gbs")
+    note = ("frame memory external (AXI master, `edge-moe elaborate`); "
+            + (f"DRAM peak {dram:g} GB/s bounds mem_bytes_per_cycle" if dram else
+               "no DRAM bound given (dram_gbs=): mem_bytes_per_cycle bounded by legality only"))
+    return Target("budget", b["dsp"], blocks, "RAMB36", b["lut"], "LUT6", b.get("mhz", 300.0),
+                  False, model_preset, dram * 1e9 if dram else None, note)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One legal hardware point and what it costs."""
+
+    R: int
+    C: int
+    W: int
+    p: int
+    dw: int
+    nw: int
+    cycles: int
+    mults: int
+    brams: int
+    luts: int
+    bytes_per_frame: int
+
+    def knobs(self) -> dict:
+        return {"array_rows": self.R, "array_cols": self.C, "attn_parallel": self.p,
+                "attn_dot_width": self.dw, "mem_bytes_per_cycle": self.W}
+
+    def gbytes_per_s(self, clock_mhz: float) -> float:
+        """DRAM bandwidth the frame needs: bytes per frame / frame time."""
+        return self.bytes_per_frame * clock_mhz * 1e6 / self.cycles / 1e9
+
+    def objectives(self, with_w: bool) -> tuple:
+        return (self.cycles, self.mults, self.brams, self.luts) + ((self.W,) if with_w else ())
+
+
+@dataclass
+class DseResult:
+    model: str
+    target: Target
+    base: Config
+    pareto: list                     # Points, fewest cycles first
+    chosen: Point | None
+    evaluated: int                   # points costed (after pruning)
+    legal: int                       # legal points of the whole space
+    fitting: int                     # of those, points within 100 % of every resource
+    smallest: dict = field(default_factory=dict)   # least need per resource over legal points
+    seconds: float = 0.0
+
+    @property
+    def with_w(self) -> bool:
+        return not self.target.frame_memory_on_chip
+
+    def config(self, point: Point) -> Config:
+        return point_config(self.base, point, self.target)
+
+
+def _pow2_upto(n: int) -> list[int]:
+    return [1 << i for i in range(max(n, 1).bit_length()) if 1 << i <= n]
+
+
+def legal_values(base: Config) -> dict:
+    """Candidate values of each knob (a superset of the legal ones, module docstring)."""
+    m = base.model
+    return {"R": _pow2_upto(m.max_inner_dim), "C": _pow2_upto(3 * m.dim),
+            "W": _pow2_upto(DESC_BYTES), "p": list(range(1, m.tokens + 1)),
+            "dw": _pow2_upto(m.head_dim)}
+
+
+def _with_hw(base: Config, name: str | None = None, **hw) -> Config:
+    """``base`` with some hardware fields replaced, validated like a preset (ConfigError if
+    not legal, including ``TopGeometry.of``'s power-of-two normalizer width)."""
+    from hw.top.geometry import TopGeometry
+    cfg = Config(name or base.name, base.model, base.num, replace(base.hw, **hw))
+    check_top_level(cfg)
+    try:
+        TopGeometry.of(cfg)
+        if cfg.model.moe_blocks:
+            load_geometry(cfg)                  # the expert prefetcher's own divisibility rules
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return cfg
+
+
+def point_config(base: Config, pt: Point, target: Target, name: str | None = None) -> Config:
+    """The config of a point for ``target``: the searched knobs, the target's clock, and its
+    multipliers as ``mult_budget``."""
+    return _with_hw(base, name, **pt.knobs(), clock_mhz=target.clock_mhz,
+                    mult_budget=target.dsps)
+
+
+def base_config(model: str, target: Target) -> Config:
+    """The searched model's preset with the target's non-searched hardware fields; no
+    ``mult_budget`` (the fit test replaces it while searching)."""
+    if model not in MODELS:
+        raise DseError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+    mp, hp = get_config(MODELS[model]), get_config(target.hw_preset)
+    return Config(f"dse-{target.name}-{model}", mp.model, mp.num,
+                  replace(hp.hw, mult_budget=None, clock_mhz=target.clock_mhz))
+
+
+def _brams(cfg: Config, target: Target) -> int:
+    return sum(target.blocks(x.width, x.depth) for x in estimate(cfg).memories
+               if target.frame_memory_on_chip or not x.name.startswith("frame memory"))
+
+
+def pareto_mask(obj: np.ndarray) -> np.ndarray:
+    """Rows of ``obj`` (n x k, minimize all) that no other row dominates (<= everywhere,
+    < somewhere). Sweeps rows in lexicographic order: a dominator always comes first."""
+    order = np.lexsort(obj.T[::-1])
+    keep = np.zeros(len(obj), dtype=bool)
+    front = np.empty((0, obj.shape[1]), dtype=obj.dtype)
+    for i in order:
+        row = obj[i]
+        le = np.all(front <= row, axis=1) & np.any(front < row, axis=1)
+        if not le.any():
+            keep[i] = True
+            front = np.vstack([front, row])
+    return keep
+
+
+def search(model: str, target: Target, progress=None, values: dict | None = None) -> DseResult:
+    """Every legal point, its Pareto set for ``target`` and the chosen point (module docstring).
+    ``progress(message)`` is called now and then once the search has run a few seconds.
+    ``values``: candidate values of some knobs (keys of :func:`legal_values`) instead of all
+    (tests: a space small enough for a brute force)."""
+    t0 = time.monotonic()
+    last = [t0]
+
+    def tick(msg):
+        now = time.monotonic()
+        if progress and now - t0 > 3 and now - last[0] > 2:
+            last[0] = now
+            progress(f"[{now - t0:5.1f} s] {msg}")
+
+    base = base_config(model, target)
+    vals = {**legal_values(base), **(values or {})}
+    program = lower_program(base)
+    attn_program = [d for d in program if d.op is HwOp.ATTENTION]
+
+    # (R, C, W) halves: legal with p = dw = 1; B = non-attention cycles, bytes per frame
+    rcw = {}
+    shapes = [(R, C, W) for R in vals["R"] for C in vals["C"] for W in vals["W"]]
+    for i, (R, C, W) in enumerate(shapes):
+        tick(f"array / memory shapes: {i} of {len(shapes)}")
+        try:
+            cfg = _with_hw(base, array_rows=R, array_cols=C, mem_bytes_per_cycle=W,
+                           attn_parallel=1, attn_dot_width=1)
+        except ConfigError:
+            continue
+        if (target.dram_bytes_per_s is not None
+                and W * target.clock_mhz * 1e6 > target.dram_bytes_per_s):
+            continue
+        f = frame_cost(cfg, program=program)
+        attn = sum(x.cycles for x in f.layers if x.op == "ATTENTION")
+        rcw[(R, C, W)] = (cfg, f.cycles - attn, f.bytes_read + f.bytes_written)
+    if not rcw:
+        raise DseError(f"no legal array / memory shape for {model} on the {target.name}")
+    cfg0 = next(iter(rcw.values()))[0]
+
+    # (p, dw) halves: A = attention cycles, nw; pruned within equal (dw, nw) (module docstring)
+    attn, n_attn_legal = {}, 0
+    for dw in vals["dw"]:
+        best = {}                                    # nw -> least A so far
+        for p in vals["p"]:
+            tick(f"attention shapes: dw {dw}, p {p} of {len(vals['p'])}")
+            try:
+                cfg = _with_hw(cfg0, attn_parallel=p, attn_dot_width=dw)
+            except ConfigError:
+                continue
+            n_attn_legal += 1
+            nw = attention_schedule(cfg).norm_width     # attention_params' own nw
+            a = sum(x.cycles for x in frame_cost(cfg, program=attn_program).layers)
+            if a < best.get(nw, math.inf):
+                best[nw] = a
+                attn[(p, dw)] = (nw, a)
+    if not attn:
+        raise DseError(f"no legal attention shape for {model}")
+
+    # cost every surviving combination
+    brams_cache, points = {}, []
+    for i, ((R, C, W), (cfg_rcw, b_cycles, nbytes)) in enumerate(rcw.items()):
+        tick(f"costing shape {i} of {len(rcw)} ({len(points)} points)")
+        V = W // base.num.act.storage_bytes
+        for (p, dw), (nw, a) in attn.items():
+            G = max(R, C, dw, nw, V)
+            # The cost functions read only cfg.hw once nw and the word width are given: a bare
+            # view saves building (and validating) a Config per point.
+            view = _HwView(replace(cfg_rcw.hw, attn_parallel=p, attn_dot_width=dw))
+            key = (R, C, W, G)
+            if key not in brams_cache:
+                brams_cache[key] = _brams(replace_hw(cfg_rcw, attn_parallel=p,
+                                                     attn_dot_width=dw), target)
+            mults = lane_multipliers(view) + other_multipliers(view, nw)
+            luts = lut_estimate(view, target.lut_kind, G * base.num.act.bits)
+            points.append(Point(R, C, W, p, dw, nw, b_cycles + a, mults, brams_cache[key],
+                                luts, nbytes))
+    legal = len(rcw) * n_attn_legal
+    res = DseResult(model, target, base, [], None, len(points), legal, 0)
+    res.smallest = {"mults": min(x.mults for x in points), "brams": min(x.brams for x in points),
+                    "luts": min(x.luts for x in points)}
+    if target.frame_memory_on_chip:
+        res.smallest["frame_memory_blocks"] = min(
+            sum(target.blocks(x.width, x.depth) for x in estimate(c).memories
+                if x.name.startswith("frame memory")) for c, _, _ in rcw.values())
+    lim = target.limits()
+    fit = [x for x in points if x.mults <= lim[0] and x.brams <= lim[1] and x.luts <= lim[2]]
+    res.fitting = len(fit)
+    if fit:
+        obj = np.array([x.objectives(res.with_w) for x in fit], dtype=np.int64)
+        res.pareto = sorted((x for x, k in zip(fit, pareto_mask(obj)) if k),
+                            key=lambda x: x.objectives(res.with_w))
+        lim85 = target.limits(HEADROOM)
+        ok = [x for x in res.pareto if x.mults <= lim85[0] and x.brams <= lim85[1]
+              and x.luts <= lim85[2]]
+        res.chosen = ok[0] if ok else None
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+@dataclass(frozen=True)
+class _HwView:
+    hw: object
+
+
+def replace_hw(cfg: Config, **hw) -> Config:
+    """``cfg`` with hardware fields replaced, without re-running the top-level checks (the
+    search combines halves each already checked; module docstring, point 1)."""
+    return Config(cfg.name, cfg.model, cfg.num, replace(cfg.hw, **hw))
