@@ -231,6 +231,13 @@ class DseResult:
     def config(self, point: Point) -> Config:
         return point_config(self.base, point, self.target)
 
+    def block_ram_breakdown(self, point: Point, n: int = 3) -> str:
+        """The ``n`` largest memories a point keeps in block RAM, as text."""
+        cfg = _with_hw(self.base, **point.knobs())
+        mems = [(self.target.blocks(x.width, x.depth), x.name) for x in estimate(cfg).memories
+                if self.target.frame_memory_on_chip or not x.name.startswith("frame memory")]
+        return ", ".join(f"{name} {b}" for b, name in sorted(mems, reverse=True)[:n])
+
 
 def _pow2_upto(n: int) -> list[int]:
     return [1 << i for i in range(max(n, 1).bit_length()) if 1 << i <= n]
@@ -375,7 +382,8 @@ def search(model: str, target: Target, progress=None, values: dict | None = None
     legal = len(rcw) * n_attn_legal
     res = DseResult(model, target, base, [], None, len(points), legal, 0)
     res.smallest = {"mults": min(x.mults for x in points), "brams": min(x.brams for x in points),
-                    "luts": min(x.luts for x in points)}
+                    "luts": min(x.luts for x in points),
+                    "brams_point": min(points, key=lambda x: x.objectives(False)[2::-1])}
     if target.frame_memory_on_chip:
         res.smallest["frame_memory_blocks"] = min(
             sum(target.blocks(x.width, x.depth) for x in estimate(c).memories

@@ -78,6 +78,11 @@ def _no_fit(res) -> str:
     need = (f"smallest need found (each resource minimized on its own): {s['mults']:,} "
             f"multipliers (the part has {t.dsps:,}), {s['brams']:,} {t.bram_kind} (has "
             f"{t.brams:,}), {s['luts']:,} {t.lut_kind} (has {t.luts:,})")
+    if s["brams"] > t.brams:
+        need += (f"; block RAM of the smallest point: "
+                 f"{res.block_ram_breakdown(s['brams_point'])}")
+    if not t.frame_memory_on_chip and s["brams"] > t.brams:
+        need += " (the accelerator's own memories: they need an on-chip memory diet first)"
     if "frame_memory_blocks" in s:
         need += (f"; the frame memory alone takes {s['frame_memory_blocks']:,} {t.bram_kind}: "
                  f"{t.memory_note}; `--external-memory` sizes the accelerator without it")

@@ -94,14 +94,25 @@ def test_tiny_pick_fits_board(board, tmp_path, capsys):
     assert point_config(res.base, res.chosen, res.target, cfg.name) == cfg
 
 
-def test_m3vit_on_ecp5_refused(capsys):
-    assert main(["dse", "--board", "ecpix5-85f", "--model", "m3vit"]) == 2
+@pytest.mark.parametrize("external", [False, True], ids=["on-chip", "external-memory"])
+def test_m3vit_on_ecp5_refused(external, tmp_path, capsys):
+    out = tmp_path / "none.json"
+    assert main(["dse", "--board", "ecpix5-85f", "--model", "m3vit", "--out", str(out)]
+                + (["--external-memory"] if external else [])) == 2
+    assert not out.exists()
     err = capsys.readouterr().err.strip().splitlines()
     last = err[-1]
     assert all(ln.startswith("[") for ln in err[:-1])          # the rest: progress lines
     assert last.startswith("edge-moe: error: no legal m3vit config fits on the ecpix5-85f")
     assert "multipliers (the part has 156)" in last and "DP16KD (has 208)" in last
-    assert "frame memory alone" in last and "--external-memory" in last
+    # the least block RAM of any legal point: the frame memory (weights ...) alone is more
+    # than the device; without it, the accelerator's own buffers still are
+    need = int(last.split(" DP16KD (has 208)")[0].rsplit(" ", 1)[1].replace(",", ""))
+    assert need > 208
+    if external:
+        assert "frame memory alone" not in last and "accelerator's own memories" in last
+    else:
+        assert "frame memory alone" in last and "--external-memory" in last
 
 
 @pytest.mark.parametrize("text, msg", [
