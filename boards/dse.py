@@ -319,71 +319,13 @@ def search(model: str, target: Target, progress=None, values: dict | None = None
 
     base = base_config(model, target)
     vals = {**legal_values(base), **(values or {})}
-    program = lower_program(base)
-    attn_program = [d for d in program if d.op is HwOp.ATTENTION]
-
-    # (R, C, W) halves: legal with p = dw = 1; B = non-attention cycles, bytes per frame
-    rcw = {}
-    shapes = [(R, C, W) for R in vals["R"] for C in vals["C"] for W in vals["W"]]
-    for i, (R, C, W) in enumerate(shapes):
-        tick(f"array / memory shapes: {i} of {len(shapes)}")
-        try:
-            cfg = _with_hw(base, array_rows=R, array_cols=C, mem_bytes_per_cycle=W,
-                           attn_parallel=1, attn_dot_width=1)
-        except ConfigError:
-            continue
-        if (target.dram_bytes_per_s is not None
-                and W * target.clock_mhz * 1e6 > target.dram_bytes_per_s):
-            continue
-        f = frame_cost(cfg, program=program)
-        attn = sum(x.cycles for x in f.layers if x.op == "ATTENTION")
-        rcw[(R, C, W)] = (cfg, f.cycles - attn, f.bytes_read + f.bytes_written)
-    if not rcw:
-        raise DseError(f"no legal array / memory shape for {model} on the {target.name}")
-    cfg0 = next(iter(rcw.values()))[0]
-
-    # (p, dw) halves: A = attention cycles, nw; pruned within equal (dw, nw) (module docstring)
-    attn, n_attn_legal = {}, 0
-    for dw in vals["dw"]:
-        best = {}                                    # nw -> least A so far
-        for p in vals["p"]:
-            tick(f"attention shapes: dw {dw}, p {p} of {len(vals['p'])}")
-            try:
-                cfg = _with_hw(cfg0, attn_parallel=p, attn_dot_width=dw)
-            except ConfigError:
-                continue
-            n_attn_legal += 1
-            nw = attention_schedule(cfg).norm_width     # attention_params' own nw
-            a = sum(x.cycles for x in frame_cost(cfg, program=attn_program).layers)
-            if a < best.get(nw, math.inf):
-                best[nw] = a
-                attn[(p, dw)] = (nw, a)
-    if not attn:
-        raise DseError(f"no legal attention shape for {model}")
-
-    # cost every surviving combination
-    brams_cache, points = {}, []
-    for i, ((R, C, W), (cfg_rcw, b_cycles, nbytes)) in enumerate(rcw.items()):
-        tick(f"costing shape {i} of {len(rcw)} ({len(points)} points)")
-        V = W // base.num.act.storage_bytes
-        for (p, dw), (nw, a) in attn.items():
-            G = max(R, C, dw, nw, V)
-            # The cost functions read only cfg.hw once nw and the word width are given: a bare
-            # view saves building (and validating) a Config per point.
-            view = _HwView(replace(cfg_rcw.hw, attn_parallel=p, attn_dot_width=dw))
-            key = (R, C, W, G)
-            if key not in brams_cache:
-                brams_cache[key] = _brams(replace_hw(cfg_rcw, attn_parallel=p,
-                                                     attn_dot_width=dw), target)
-            mults = lane_multipliers(view) + other_multipliers(view, nw)
-            luts = lut_estimate(view, target.lut_kind, G * base.num.act.bits)
-            points.append(Point(R, C, W, p, dw, nw, b_cycles + a, mults, brams_cache[key],
-                                luts, nbytes))
-    legal = len(rcw) * n_attn_legal
-    res = DseResult(model, target, base, [], None, len(points), legal, 0)
+    rcw = _shape_halves(base, target, vals, tick)
+    attn, n_attn_legal = _attention_halves(next(iter(rcw.values()))[0], base, vals, tick)
+    points = _cost_points(base, target, rcw, attn, tick)
+    res = DseResult(model, target, base, [], None, len(points), len(rcw) * n_attn_legal, 0)
     res.smallest = {"mults": min(x.mults for x in points), "brams": min(x.brams for x in points),
                     "luts": min(x.luts for x in points),
-                    "brams_point": min(points, key=lambda x: x.objectives(False)[2::-1])}
+                    "brams_point": min(points, key=lambda x: (x.brams, x.mults, x.cycles))}
     if target.frame_memory_on_chip:
         res.smallest["frame_memory_blocks"] = min(
             sum(target.blocks(x.width, x.depth) for x in estimate(c).memories
@@ -403,12 +345,77 @@ def search(model: str, target: Target, progress=None, values: dict | None = None
     return res
 
 
+def _shape_halves(base: Config, target: Target, vals: dict, tick) -> dict:
+    """{(R, C, W): (config with p = dw = 1, non-attention cycles B, bytes per frame)} of the
+    legal array / memory shapes (W above the target's DRAM bound left out)."""
+    program = lower_program(base)
+    out = {}
+    shapes = [(R, C, W) for R in vals["R"] for C in vals["C"] for W in vals["W"]]
+    for i, (R, C, W) in enumerate(shapes):
+        tick(f"array / memory shapes: {i} of {len(shapes)}")
+        try:
+            cfg = _with_hw(base, array_rows=R, array_cols=C, mem_bytes_per_cycle=W,
+                           attn_parallel=1, attn_dot_width=1)
+        except ConfigError:
+            continue
+        if (target.dram_bytes_per_s is not None
+                and W * target.clock_mhz * 1e6 > target.dram_bytes_per_s):
+            continue
+        f = frame_cost(cfg, program=program)
+        attn = sum(x.cycles for x in f.layers if x.op == HwOp.ATTENTION.name)
+        out[(R, C, W)] = (cfg, f.cycles - attn, f.bytes_read + f.bytes_written)
+    if not out:
+        raise DseError(f"no legal array / memory shape for {base.name} on the {target.name}")
+    return out
+
+
+def _attention_halves(cfg0: Config, base: Config, vals: dict, tick) -> tuple[dict, int]:
+    """({(p, dw): (nw, attention cycles A)} after pruning within equal (dw, nw), number of
+    legal (p, dw)); ``cfg0``: any legal config of the (R, C, W) half."""
+    program = [d for d in lower_program(base) if d.op is HwOp.ATTENTION]
+    out, n_legal = {}, 0
+    for dw in vals["dw"]:
+        best = {}                                    # nw -> least A so far
+        for p in vals["p"]:
+            tick(f"attention shapes: dw {dw}, p {p} of {len(vals['p'])}")
+            try:
+                cfg = _with_hw(cfg0, attn_parallel=p, attn_dot_width=dw)
+            except ConfigError:
+                continue
+            n_legal += 1
+            nw = attention_schedule(cfg).norm_width     # attention_params' own nw
+            a = sum(x.cycles for x in frame_cost(cfg, program=program).layers)
+            if a < best.get(nw, math.inf):
+                best[nw] = a
+                out[(p, dw)] = (nw, a)
+    if not out:
+        raise DseError(f"no legal attention shape for {base.name}")
+    return out, n_legal
+
+
+def _cost_points(base: Config, target: Target, rcw: dict, attn: dict, tick) -> list[Point]:
+    """Every combination of a shape half and a (surviving) attention half, costed."""
+    brams_cache, points = {}, []
+    for i, ((R, C, W), (cfg_rcw, b_cycles, nbytes)) in enumerate(rcw.items()):
+        tick(f"costing shape {i} of {len(rcw)} ({len(points)} points)")
+        V = W // base.num.act.storage_bytes
+        for (p, dw), (nw, a) in attn.items():
+            G = max(R, C, dw, nw, V)                    # TopGeometry's lanes per buffer word
+            hw = replace(cfg_rcw.hw, attn_parallel=p, attn_dot_width=dw)
+            key = (R, C, W, G)
+            if key not in brams_cache:
+                brams_cache[key] = _brams(Config(base.name, base.model, base.num, hw), target)
+            # The multiplier and LUT functions read only cfg.hw once nw and the word width
+            # are given: a bare view saves building (and validating) a Config per point.
+            view = _HwView(hw)
+            mults = lane_multipliers(view) + other_multipliers(view, nw)
+            luts = lut_estimate(view, target.lut_kind, G * base.num.act.bits)
+            points.append(Point(R, C, W, p, dw, nw, b_cycles + a, mults, brams_cache[key],
+                                luts, nbytes))
+    return points
+
+
 @dataclass(frozen=True)
 class _HwView:
+    """Stands in for a Config where only ``cfg.hw`` is read."""
     hw: object
-
-
-def replace_hw(cfg: Config, **hw) -> Config:
-    """``cfg`` with hardware fields replaced, without re-running the top-level checks (the
-    search combines halves each already checked; module docstring, point 1)."""
-    return Config(cfg.name, cfg.model, cfg.num, replace(cfg.hw, **hw))

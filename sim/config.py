@@ -496,6 +496,13 @@ def check_top_level(cfg: Config) -> Config:
                     (R * sa, "LayerNorm beta beat (hw.array_rows values)")]:
         need(u % W == 0, f"a {what} of {u} bytes is not a whole number of "
                          f"{W}-byte memory beats (hw.mem_bytes_per_cycle)")
+    for g in m.gemms():
+        # row k of a weight matrix starts at base + k * N * weight bytes, and the memory reads
+        # beat-aligned addresses only (a 4-expert gate's 8-byte rows on 16-byte beats would
+        # read the wrong weights)
+        u = g.n * n.weight.storage_bytes
+        need(u % W == 0, f"a {g.name} weight row ({g.n} weights, {u} bytes) is not a whole "
+                         f"number of {W}-byte memory beats (hw.mem_bytes_per_cycle)")
     return cfg
 
 

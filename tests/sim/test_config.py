@@ -90,6 +90,9 @@ def test_derived_hardware_sizes(name, want):
      "model.patch 1 must be a multiple of 2 values per memory beat"),
     (dict(hw=dict(mem_bytes_per_cycle=16)),
      r"a weight tile \(hw.array_cols weights\) of 8 bytes is not a whole number of 16-byte "),
+    # 4 experts x 2-byte weights: 8-byte gate rows
+    (dict(hw=dict(mem_bytes_per_cycle=16, array_cols=16)),
+     r"a gate weight row \(4 weights, 8 bytes\) is not a whole number of 16-byte memory beats"),
 ])
 def test_top_level_constraints_name_the_field(change, message):
     cfg = with_changes(get_config("tiny"), **change)      # a block alone may take it
