@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--top", type=int, default=20, metavar="N",
                    help="print the N fastest Pareto points (default 20; the chosen one is "
                         f"always printed; 0: all). Chosen: fewest cycles within "
-                        f"{HEADROOM:.0%} of every resource")
+                        f"{HEADROOM * 100:.0f} %% of every resource")
     p.set_defaults(func=run)
 
 

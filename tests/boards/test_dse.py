@@ -132,6 +132,13 @@ def test_budget_errors(text, msg, capsys):
     assert len(err) == 1 and err[0].startswith("edge-moe: error: --budget:") and msg in err[0]
 
 
+def test_help_runs(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["dse", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "bram_kib=N: block RAM in KiB" in out and "85 % of every" in out
+
+
 def test_budget_units():
     b = parse_budget("dsp=2520, bram_kib=4050, lut=274080, mhz=250, dram_gbs=21.3")
     assert b == {"dsp": 2520, "bram_kib": 4050, "lut": 274080, "mhz": 250.0, "dram_gbs": 21.3}
