@@ -4,12 +4,13 @@
 the accelerator costs or how fast it runs, for one model:
 
 - ``array_rows`` R and ``array_cols`` C (the PE array), ``attn_parallel`` p and
-  ``attn_dot_width`` dw (the attention unit), ``mem_bytes_per_cycle`` W (the memory beat);
+  ``attn_dot_width`` dw (the attention unit), ``mem_bytes_per_cycle`` W (the memory beat) and
+  ``attn_overlap`` (each head's attention in the background of the next head's QKV GEMMs);
 - candidates: R, C, dw and W powers of two (``check_top_level`` refuses any other: buffer
-  lanes, beat-aligned addressing) up to the model's bounds, p every integer 1 .. tokens; each
-  combination is legal only if it builds a ``Config`` and passes ``check_top_level``,
-  ``TopGeometry.of`` (the attention normalizer's width must be a power of two as well) and the
-  expert prefetcher's ``load_geometry`` checks;
+  lanes, beat-aligned addressing) up to the model's bounds, p every integer 1 .. tokens,
+  overlap on and off; a combination is legal only if it builds a ``Config`` and passes
+  ``check_top_level``, ``TopGeometry.of`` (the attention normalizer's width must be a power of
+  two as well) and the expert prefetcher's ``load_geometry`` checks;
 - there are no buffer knobs: every on-chip buffer's size follows from the model and the widest
   lane group G = max(R, C, dw, nw, W / act bytes); ``fifo_depth`` does not change the cycle
   model; the memory latency, burst sizes and clock belong to the target and are kept;
@@ -18,37 +19,33 @@ the accelerator costs or how fast it runs, for one model:
   legality alone; a ``--budget`` part with ``dram_gbs`` bounds W by W x clock <= that peak.
 
 Each point is costed with the fit model (boards/fit.py: ``estimate`` for block RAM and the
-array + attention multipliers, ``other_multipliers``, ``lut_estimate``) and the frame cycle
-model (sim/cycles/frame.py ``frame_cost``): cycles per frame, multipliers, block RAM blocks,
-LUTs, and the DRAM bandwidth a frame needs (bytes per frame / frame time). Points that fit the
-target (every resource <= 100 %) are candidates; the result is their Pareto set (minimal in
-cycles, multipliers, block RAM, LUTs and, when the frame memory is external, W), and the chosen
-point is the one with the fewest cycles (then fewest multipliers, blocks, LUTs) whose every
-resource is <= 85 % of the target's: that point is on the Pareto set, since anything
-dominating it would also fit within 85 % and come first.
+array + attention multipliers, ``other_multipliers``, ``lut_estimate``; overlap has no
+resource term, it is a few sequencer states) and the frame cycle model (sim/cycles/frame.py):
+cycles per frame, multipliers, block RAM blocks, LUTs, and the DRAM bandwidth a frame needs
+(bytes per frame / frame time). Points that fit the target (every resource <= 100 %) are
+candidates; the result is their Pareto set (minimal in cycles, multipliers, block RAM, LUTs
+and, when the frame memory is external, W), and the chosen point is the one with the fewest
+cycles (then fewest multipliers, blocks, LUTs) whose every resource is <= 85 % of the
+target's: that point is on the Pareto set, since anything dominating it would also fit within
+85 % and come first.
 
-Why the search is exhaustive although it does not evaluate every combination:
+Every legal combination is costed; what makes that fast is splitting the work, not pruning:
 
-1. The frame costs the sum of its descriptors (``frame_cost``). ATTENTION descriptors read only
-   p and dw (``attention_head_cycles``, ``attention_steady_cycles``), every other descriptor
-   only R, C, W and the fixed memory fields, and only non-attention descriptors move bytes. So
-   ``cycles(R, C, W, p, dw) = B(R, C, W) + A(p, dw)`` and bytes depend on (R, C, W) alone: B is
-   computed once per (R, C, W) (with p = dw = 1), A once per (p, dw). Legality splits the
-   same way (every rule reads either (R, C, W) or (p, dw); no ``mult_budget`` is set while
-   searching, the fit test takes its place), so every pair of legal halves is a legal point.
-2. Block RAM depends on the hardware only through (R, C, W, G): the buffers are G activations
-   wide and ``rows x ceil(cols / G)`` deep, the expert ping/pong buffers follow (C, W), the
-   frame memory W. ``estimate`` is run once per (R, C, W, G).
-3. For fixed dw the normalizer width nw is set by p (``attention_schedule``). Among legal p
-   with the same (dw, nw), a p whose attention cycles A are not below those of some smaller p'
-   is dropped: with every other knob equal, p' has the same G (so the same block RAM), the
-   same other multipliers, fewer attention multipliers (2 p' dw) and fewer LUTs (the LUT
-   model grows with p dw), and A(p') <= A(p): p' dominates p, so p can be neither a Pareto
-   point nor the chosen one (the chosen point is the first in (cycles, multipliers, ...)
-   order, and p' comes before p).
+1. Legality splits: every rule reads either (R, C, W, overlap) or (p, dw) (no ``mult_budget``
+   is set while searching; the fit test takes its place), so each legal pair of halves is a
+   legal point.
+2. ``frame_cost`` is :func:`~sim.cycles.frame.descriptor_costs` (each descriptor on its own)
+   followed by :func:`~sim.cycles.frame.sequencer_timeline` (the sequencer's timeline with
+   background attention). A descriptor's own cost reads (p, dw) if it is an ATTENTION and
+   (R, C, W) otherwise; the program (which descriptors, which run in the background) depends
+   on C and overlap; the timeline reads only the memory's beat and latency. So the own costs
+   are computed once per half, and per point only the timeline runs.
+3. Block RAM depends on the hardware only through (R, C, W, G): the buffers are G activations
+   wide, the expert ping/pong buffers follow (C, W), the frame memory W. ``estimate`` runs once
+   per (R, C, W, G).
 
-tests/boards/test_dse.py checks the result against a brute force that builds and costs every
-combination of a small space with ``frame_cost`` and ``estimate`` directly.
+tests/boards/test_dse.py checks the result against a brute force that builds every combination
+of a small space as a ``Config`` and costs it with ``frame_cost`` and ``estimate`` directly.
 """
 from __future__ import annotations
 
@@ -60,7 +57,7 @@ import numpy as np
 
 from sim.config import DESC_BYTES, Config, ConfigError, check_top_level, get_config
 from sim.cycles.attention import attention_schedule
-from sim.cycles.frame import frame_cost
+from sim.cycles.frame import descriptor_costs, frame_cost, sequencer_timeline
 from sim.cycles.moe import load_geometry
 from sim.memory_image import HwOp, lower_program
 
@@ -193,6 +190,7 @@ class Point:
     p: int
     dw: int
     nw: int
+    overlap: bool
     cycles: int
     mults: int
     brams: int
@@ -201,7 +199,8 @@ class Point:
 
     def knobs(self) -> dict:
         return {"array_rows": self.R, "array_cols": self.C, "attn_parallel": self.p,
-                "attn_dot_width": self.dw, "mem_bytes_per_cycle": self.W}
+                "attn_dot_width": self.dw, "mem_bytes_per_cycle": self.W,
+                "attn_overlap": self.overlap}
 
     def gbytes_per_s(self, clock_mhz: float) -> float:
         """DRAM bandwidth the frame needs: bytes per frame / frame time."""
@@ -218,7 +217,7 @@ class DseResult:
     base: Config
     pareto: list                     # Points, fewest cycles first
     chosen: Point | None
-    evaluated: int                   # points costed (after pruning)
+    evaluated: int                   # points costed
     legal: int                       # legal points of the whole space
     fitting: int                     # of those, points within 100 % of every resource
     smallest: dict = field(default_factory=dict)   # least need per resource over legal points
@@ -248,7 +247,7 @@ def legal_values(base: Config) -> dict:
     m = base.model
     return {"R": _pow2_upto(m.max_inner_dim), "C": _pow2_upto(3 * m.dim),
             "W": _pow2_upto(DESC_BYTES), "p": list(range(1, m.tokens + 1)),
-            "dw": _pow2_upto(m.head_dim)}
+            "dw": _pow2_upto(m.head_dim), "overlap": [True, False]}
 
 
 def _with_hw(base: Config, name: str | None = None, **hw) -> Config:
@@ -319,21 +318,22 @@ def search(model: str, target: Target, progress=None, values: dict | None = None
 
     base = base_config(model, target)
     vals = {**legal_values(base), **(values or {})}
-    rcw = _shape_halves(base, target, vals, tick)
-    attn, n_attn_legal = _attention_halves(next(iter(rcw.values()))[0], base, vals, tick)
-    points = _cost_points(base, target, rcw, attn, tick)
-    res = DseResult(model, target, base, [], None, len(points), len(rcw) * n_attn_legal, 0)
+    halves = _shape_halves(base, target, vals, tick)
+    attn, n_attn_legal = _attention_halves(base, halves, vals, tick)
+    points = _cost_points(base, target, halves, attn, tick)
+    res = DseResult(model, target, base, [], None, len(points), len(halves) * n_attn_legal, 0)
     res.smallest = {"mults": min(x.mults for x in points), "brams": min(x.brams for x in points),
                     "luts": min(x.luts for x in points),
                     "brams_point": min(points, key=lambda x: (x.brams, x.mults, x.cycles))}
     if target.frame_memory_on_chip:
         res.smallest["frame_memory_blocks"] = min(
-            sum(target.blocks(x.width, x.depth) for x in estimate(c).memories
-                if x.name.startswith("frame memory")) for c, _, _ in rcw.values())
+            sum(target.blocks(x.width, x.depth) for x in estimate(h.cfg).memories
+                if x.name.startswith("frame memory")) for h in halves.values())
     lim = target.limits()
     fit = [x for x in points if x.mults <= lim[0] and x.brams <= lim[1] and x.luts <= lim[2]]
     res.fitting = len(fit)
     if fit:
+        tick(f"Pareto set of {len(fit):,} points")
         obj = np.array([x.objectives(res.with_w) for x in fit], dtype=np.int64)
         res.pareto = sorted((x for x, k in zip(fit, pareto_mask(obj)) if k),
                             key=lambda x: x.objectives(res.with_w))
@@ -345,73 +345,98 @@ def search(model: str, target: Target, progress=None, values: dict | None = None
     return res
 
 
+@dataclass
+class _Half:
+    """A legal (R, C, W, overlap) half: its config (p = dw = 1), program, own descriptor costs
+    (attention entries are replaced per point) and bytes per frame."""
+    cfg: Config
+    program: list
+    own: list
+    nbytes: int
+
+
 def _shape_halves(base: Config, target: Target, vals: dict, tick) -> dict:
-    """{(R, C, W): (config with p = dw = 1, non-attention cycles B, bytes per frame)} of the
-    legal array / memory shapes (W above the target's DRAM bound left out)."""
-    program = lower_program(base)
-    out = {}
-    shapes = [(R, C, W) for R in vals["R"] for C in vals["C"] for W in vals["W"]]
-    for i, (R, C, W) in enumerate(shapes):
+    """{(R, C, W, overlap): _Half} of the legal shapes (W above the target's DRAM bound left
+    out). Programs are lowered once per (C, overlap): nothing else of the hardware changes
+    which descriptors a frame has (the brute-force test checks it)."""
+    programs, out = {}, {}
+    shapes = [(R, C, W, o) for R in vals["R"] for C in vals["C"] for W in vals["W"]
+              for o in vals["overlap"]]
+    for i, (R, C, W, o) in enumerate(shapes):
         tick(f"array / memory shapes: {i} of {len(shapes)}")
         try:
             cfg = _with_hw(base, array_rows=R, array_cols=C, mem_bytes_per_cycle=W,
-                           attn_parallel=1, attn_dot_width=1)
+                           attn_overlap=o, attn_parallel=1, attn_dot_width=1)
         except ConfigError:
             continue
         if (target.dram_bytes_per_s is not None
                 and W * target.clock_mhz * 1e6 > target.dram_bytes_per_s):
             continue
+        if (C, o) not in programs:
+            programs[(C, o)] = lower_program(cfg)
+        program = programs[(C, o)]
         f = frame_cost(cfg, program=program)
-        attn = sum(x.cycles for x in f.layers if x.op == HwOp.ATTENTION.name)
-        out[(R, C, W)] = (cfg, f.cycles - attn, f.bytes_read + f.bytes_written)
+        out[(R, C, W, o)] = _Half(cfg, program, descriptor_costs(cfg, program),
+                                  f.bytes_read + f.bytes_written)
     if not out:
         raise DseError(f"no legal array / memory shape for {base.name} on the {target.name}")
     return out
 
 
-def _attention_halves(cfg0: Config, base: Config, vals: dict, tick) -> tuple[dict, int]:
-    """({(p, dw): (nw, attention cycles A)} after pruning within equal (dw, nw), number of
-    legal (p, dw)); ``cfg0``: any legal config of the (R, C, W) half."""
-    program = [d for d in lower_program(base) if d.op is HwOp.ATTENTION]
-    out, n_legal = {}, 0
+def _attention_halves(base: Config, halves: dict, vals: dict, tick) -> tuple[dict, int]:
+    """({(p, dw): (nw, {(m, nheads): own cost})} of the legal attention shapes, their number):
+    the own cost of every ATTENTION shape any half's program has."""
+    attn_descs = {}
+    for h in halves.values():
+        for d in h.program:
+            if d.op is HwOp.ATTENTION:
+                attn_descs.setdefault((d.m, d.nheads), d)
+    descs = list(attn_descs.values())
+    cfg0 = next(iter(halves.values())).cfg
+    out = {}
     for dw in vals["dw"]:
-        best = {}                                    # nw -> least A so far
         for p in vals["p"]:
             tick(f"attention shapes: dw {dw}, p {p} of {len(vals['p'])}")
             try:
                 cfg = _with_hw(cfg0, attn_parallel=p, attn_dot_width=dw)
             except ConfigError:
                 continue
-            n_legal += 1
             nw = attention_schedule(cfg).norm_width     # attention_params' own nw
-            a = sum(x.cycles for x in frame_cost(cfg, program=program).layers)
-            if a < best.get(nw, math.inf):
-                best[nw] = a
-                out[(p, dw)] = (nw, a)
+            costs = descriptor_costs(cfg, descs)
+            out[(p, dw)] = (nw, {(d.m, d.nheads): c for d, c in zip(descs, costs)})
     if not out:
         raise DseError(f"no legal attention shape for {base.name}")
-    return out, n_legal
+    return out, len(out)
 
 
-def _cost_points(base: Config, target: Target, rcw: dict, attn: dict, tick) -> list[Point]:
-    """Every combination of a shape half and a (surviving) attention half, costed."""
-    brams_cache, points = {}, []
-    for i, ((R, C, W), (cfg_rcw, b_cycles, nbytes)) in enumerate(rcw.items()):
-        tick(f"costing shape {i} of {len(rcw)} ({len(points)} points)")
+def _cost_points(base: Config, target: Target, halves: dict, attn: dict, tick) -> list[Point]:
+    """Every combination of a shape half and an attention half, costed."""
+    brams_cache, logic_cache, points = {}, {}, []
+    for i, ((R, C, W, o), h) in enumerate(halves.items()):
+        tick(f"costing shape {i} of {len(halves)} ({len(points):,} points)")
         V = W // base.num.act.storage_bytes
-        for (p, dw), (nw, a) in attn.items():
+        slots = [(j, (d.m, d.nheads)) for j, d in enumerate(h.program)
+                 if d.op is HwOp.ATTENTION]
+        own = list(h.own)
+        for (p, dw), (nw, acost) in attn.items():
+            for j, key in slots:
+                own[j] = acost[key]
+            cycles, _ = sequencer_timeline(h.cfg, h.program, own, want_times=False)
             G = max(R, C, dw, nw, V)                    # TopGeometry's lanes per buffer word
-            hw = replace(cfg_rcw.hw, attn_parallel=p, attn_dot_width=dw)
-            key = (R, C, W, G)
-            if key not in brams_cache:
-                brams_cache[key] = _brams(Config(base.name, base.model, base.num, hw), target)
-            # The multiplier and LUT functions read only cfg.hw once nw and the word width
-            # are given: a bare view saves building (and validating) a Config per point.
-            view = _HwView(hw)
-            mults = lane_multipliers(view) + other_multipliers(view, nw)
-            luts = lut_estimate(view, target.lut_kind, G * base.num.act.bits)
-            points.append(Point(R, C, W, p, dw, nw, b_cycles + a, mults, brams_cache[key],
-                                luts, nbytes))
+            if (R, C, W, G) not in brams_cache:
+                hw = replace(h.cfg.hw, attn_parallel=p, attn_dot_width=dw)
+                brams_cache[(R, C, W, G)] = _brams(Config(base.name, base.model, base.num, hw),
+                                                   target)
+            key = (R, C, p, dw, nw, G)
+            if key not in logic_cache:
+                # The multiplier and LUT functions read only cfg.hw once nw and the word
+                # width are given: a bare view saves building (and validating) a Config.
+                view = _HwView(replace(h.cfg.hw, attn_parallel=p, attn_dot_width=dw))
+                logic_cache[key] = (lane_multipliers(view) + other_multipliers(view, nw),
+                                    lut_estimate(view, target.lut_kind, G * base.num.act.bits))
+            mults, luts = logic_cache[key]
+            points.append(Point(R, C, W, p, dw, nw, o, cycles, mults,
+                                brams_cache[(R, C, W, G)], luts, h.nbytes))
     return points
 
 

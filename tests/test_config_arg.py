@@ -51,8 +51,8 @@ def test_config_command_same_output(preset_file, capsys):
 
 def test_report_same_output(preset_file, tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    assert main(["report", "--config", "m3vit-ecp5-85f", "--json", str(a)]) == 0
-    assert main(["report", "--config", str(preset_file("m3vit-ecp5-85f")), "--json", str(b)]) == 0
+    assert main(["report", "--config", "tiny-ecp5", "--json", str(a)]) == 0
+    assert main(["report", "--config", str(preset_file("tiny-ecp5")), "--json", str(b)]) == 0
     capsys.readouterr()
     assert json.loads(a.read_text()) == json.loads(b.read_text())
 

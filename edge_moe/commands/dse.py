@@ -45,7 +45,7 @@ def _table(res, top: int) -> list[str]:
     from boards.dse import HEADROOM
     t = res.target
     lim = t.limits()
-    head = (f"  {'R x C':>7} {'p':>3} {'dw':>3} {'W':>3} {'cycles/frame':>13} {'ms':>8} "
+    head = (f"  {'R x C':>7} {'p':>3} {'dw':>3} {'W':>3} {'ovl':>3} {'cycles/frame':>13} {'ms':>8} "
             f"{'mults':>11} {t.bram_kind:>12} {t.lut_kind:>15} {'GB/s':>6}")
     rows = [head, "  " + "-" * (len(head) - 2)]
     shown = res.pareto if top <= 0 else res.pareto[:top]
@@ -57,7 +57,8 @@ def _table(res, top: int) -> list[str]:
 
     for x in shown:
         mark = "*" if x == res.chosen else " "
-        rows.append(f"{mark} {f'{x.R}x{x.C}':>7} {x.p:>3} {x.dw:>3} {x.W:>3} {x.cycles:>13,} "
+        rows.append(f"{mark} {f'{x.R}x{x.C}':>7} {x.p:>3} {x.dw:>3} {x.W:>3} "
+                    f"{'yes' if x.overlap else 'no':>3} {x.cycles:>13,} "
                     f"{x.cycles / (t.clock_mhz * 1e3):8.3f} {pct(x.mults, lim[0]):>11} "
                     f"{pct(x.brams, lim[1]):>12} {pct(x.luts, lim[2]):>15} "
                     f"{x.gbytes_per_s(t.clock_mhz):6.2f}")
@@ -65,7 +66,8 @@ def _table(res, top: int) -> list[str]:
         rows.append(f"  ... {len(res.pareto) - len(shown)} more Pareto points (--top 0 "
                     f"prints all)")
     rows.append(f"  (* chosen: fewest cycles with every resource <= {HEADROOM:.0%}; R x C "
-                f"PE array, p attention rows, dw attention dot width, W memory bytes/cycle; "
+                f"PE array, p attention rows, dw attention dot width, W memory bytes/cycle, "
+                f"ovl attention overlapped with the next head's QKV GEMMs; "
                 f"ms at {t.clock_mhz:g} MHz; GB/s: DRAM bandwidth a frame needs = bytes per "
                 f"frame / frame time)")
     return rows
@@ -108,7 +110,7 @@ def run(args) -> int:
           f"{target.brams:,} {target.bram_kind}, {target.luts:,} {target.lut_kind}, "
           f"{target.clock_mhz:g} MHz)")
     print(f"  memory: {target.memory_note}")
-    print(f"  {res.legal:,} legal points, {res.evaluated:,} costed after pruning, "
+    print(f"  {res.legal:,} legal points, {res.evaluated:,} costed, "
           f"{res.fitting:,} fit, {len(res.pareto):,} on the Pareto set; {secs:.1f} s")
     print("  multipliers: PE array + attention lanes + LayerNorm / normalizer / router (fit "
           "model, ~5 %); LUTs: rough (+-35 %, boards/fit.py)")
@@ -118,8 +120,9 @@ def run(args) -> int:
         raise DseError(_no_fit(res))
     cfg = res.config(res.chosen)
     c = res.chosen
-    print(f"chosen: {c.R}x{c.C} array, attention p = {c.p} x {c.dw}-wide, "
-          f"{c.W} B/cycle memory: {c.cycles:,} cycles/frame")
+    print(f"chosen: {c.R}x{c.C} array, attention p = {c.p} x {c.dw}-wide"
+          f"{', overlapped' if c.overlap else ', not overlapped'}, {c.W} B/cycle memory: "
+          f"{c.cycles:,} cycles/frame")
     if args.external_memory:
         print(f"note: {target.memory_note}")
     if args.out:

@@ -176,35 +176,41 @@ def descriptor_costs(cfg: Config, program: list,
     return out
 
 
-def sequencer_timeline(cfg: Config, program: list, own: list) -> tuple[int, list]:
+def sequencer_timeline(cfg: Config, program: list, own: list,
+                       want_times: bool = True) -> tuple[int, list | None]:
     """(frame cycles, ``(start, cycles, busy_start, busy_cycles)`` per descriptor but END): the
     sequencer's timeline of ``program`` whose descriptors cost ``own``
     (:func:`descriptor_costs`). Reads from ``cfg`` only the memory's latency and beat (the
-    descriptor fetch), so a sweep may combine costs computed under different unit sizes."""
+    descriptor fetch), so a sweep may combine costs computed under different unit sizes;
+    ``want_times=False`` returns only the frame cycles (and None), for sweeps."""
     fetch = desc_fetch_cycles(cfg)
     contention = desc_contention_cycles(cfg)
+    attention, gemm = HwOp.ATTENTION, HwOp.GEMM
     t = fetch + START_EXTRA      # the sequencer's clock: decode of the next descriptor
     attn_free = 0                # first cycle the attention unit is idle again
-    times = []
+    times = [] if want_times else None
     for d, c in zip(program, own):
         if c is None:           # END: waits for a background attention
             t = max(t, attn_free)
             continue
         cyc = c[0]
-        if d.op is HwOp.ATTENTION and d.background:
+        op = d.op
+        if op is attention and d.background:
             # The sequencer hands the head over as soon as the unit is idle and goes on (once
             # the next descriptor is there).
             issue = max(t + ISSUE, attn_free)
             busy = cyc - ATTN_BG_BUSY
             span = max(issue + 1 - t, fetch)
-            times.append((t, span, issue + 1, busy))
+            if want_times:
+                times.append((t, span, issue + 1, busy))
             attn_free = issue + 1 + busy
         else:
-            wait = 0 if d.concurrent else max(0, attn_free - (t + ISSUE))
-            if wait >= fetch and d.op is HwOp.GEMM:
+            wait = 0 if d.concurrent or attn_free <= t + ISSUE else attn_free - (t + ISSUE)
+            if wait >= fetch and op is gemm:
                 cyc -= contention
             span = cyc + wait
-            times.append((t, span, t + wait + ISSUE, cyc - ISSUE))
+            if want_times:
+                times.append((t, span, t + wait + ISSUE, cyc - ISSUE))
         t += span
     return t, times
 

@@ -24,17 +24,18 @@ from hw.top.geometry import TopGeometry
 from sim.config import Config, ConfigError, check_top_level, get_config
 from sim.cycles.frame import frame_cost
 
-SPACE = {"R": [2, 4, 8], "C": [4, 8, 16], "W": [4, 8, 16], "p": [1, 2, 3, 4, 5, 6],
-         "dw": [1, 4, 16]}
+SPACE = {"R": [2, 4, 8], "C": [4, 8, 16], "W": [4, 8, 16], "p": [1, 2, 3, 5],
+         "dw": [1, 4, 16], "overlap": [True, False]}
 
 
 def _brute(target, space):
     """{knobs: objectives} of the fitting Pareto points, by building and costing everything."""
     base = get_config("tiny")
     pts = {}
-    for R, C, W, p, dw in itertools.product(*(space[k] for k in ("R", "C", "W", "p", "dw"))):
+    for R, C, W, p, dw, o in itertools.product(*(space[k] for k in ("R", "C", "W", "p", "dw",
+                                                                    "overlap"))):
         hw = replace(base.hw, array_rows=R, array_cols=C, mem_bytes_per_cycle=W,
-                     attn_parallel=p, attn_dot_width=dw, mult_budget=None,
+                     attn_parallel=p, attn_dot_width=dw, attn_overlap=o, mult_budget=None,
                      **({} if target.hw_preset == "tiny" else
                         {"mem_latency": get_config(target.hw_preset).hw.mem_latency}))
         try:
@@ -52,7 +53,7 @@ def _brute(target, space):
         if mults > target.dsps or blocks > target.brams or luts > target.luts:
             continue
         obj = (f.cycles, mults, blocks, luts) + (() if target.frame_memory_on_chip else (W,))
-        pts[(R, C, W, p, dw)] = obj
+        pts[(R, C, W, p, dw, o)] = obj
 
     def dominated(a):
         return any(all(x <= y for x, y in zip(b, a)) and b != a for b in pts.values())
@@ -64,7 +65,7 @@ def test_pareto_matches_brute_force(which):
     target = (board_target(get_board("ecpix5-85f")) if which == "ecpix5" else
               budget_target("dsp=120,bram_kib=400,lut=40000", "tiny"))
     res = search("tiny", target, values=SPACE)
-    got = {(x.R, x.C, x.W, x.p, x.dw): x.objectives(res.with_w) for x in res.pareto}
+    got = {(x.R, x.C, x.W, x.p, x.dw, x.overlap): x.objectives(res.with_w) for x in res.pareto}
     want, n_fit = _brute(target, SPACE)
     assert len(want) >= 5, "the space should give a non-trivial Pareto set"
     assert got == want
