@@ -418,10 +418,20 @@ def _cost_points(base: Config, target: Target, halves: dict, attn: dict, tick) -
         slots = [(j, (d.m, d.nheads)) for j, d in enumerate(h.program)
                  if d.op is HwOp.ATTENTION]
         own = list(h.own)
+        # Without a background ATTENTION the sequencer never waits: the frame is the timeline
+        # with free attention plus each attention's own cycles (the brute-force test checks).
+        serial = not any(d.op is HwOp.ATTENTION and d.background for d in h.program)
+        if serial:
+            for j, _ in slots:
+                own[j] = (0, 0, 0, 0)
+            t_rest, _ = sequencer_timeline(h.cfg, h.program, own, want_times=False)
         for (p, dw), (nw, acost) in attn.items():
-            for j, key in slots:
-                own[j] = acost[key]
-            cycles, _ = sequencer_timeline(h.cfg, h.program, own, want_times=False)
+            if serial:
+                cycles = t_rest + sum(acost[key][0] for _, key in slots)
+            else:
+                for j, key in slots:
+                    own[j] = acost[key]
+                cycles, _ = sequencer_timeline(h.cfg, h.program, own, want_times=False)
             G = max(R, C, dw, nw, V)                    # TopGeometry's lanes per buffer word
             if (R, C, W, G) not in brams_cache:
                 hw = replace(h.cfg.hw, attn_parallel=p, attn_dot_width=dw)
