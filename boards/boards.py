@@ -66,6 +66,9 @@ class Board:
     # outputs to drive to a constant level, e.g. a transceiver enable: (resource, number, value)
     constant_outputs: tuple = ()
     notes: str = ""
+    # peak bandwidth of the board's DRAM through its LiteDRAM core's user port (docs/boards.md,
+    # "External memory"); None: no DRAM core for this board
+    dram_bytes_per_s: float | None = None
 
     def platform_class(self):
         mod, cls = self.platform.split(":")
@@ -83,7 +86,8 @@ BOARDS = {
         device="LFE5U-85F", config="tiny-ecp5",
         leds={"busy": Led("led", 0), "done": Led("led", 1), "error": Led("led", 2),
               "alive": Led("led", 7)},
-        notes="FTDI UART on US1 (/dev/ttyUSB0), 25 MHz clock"),
+        notes="FTDI UART on US1 (/dev/ttyUSB0), 25 MHz clock",
+        dram_bytes_per_s=50e6),
     # LambdaConcept ECPIX-5 with the 85k-LUT ECP5-5G; 100 MHz oscillator, FTDI UART (channel B).
     "ecpix5-85f": Board(
         name="ecpix5-85f", platform="amaranth_boards.ecpix5:ECPIX585Platform",
@@ -91,7 +95,8 @@ BOARDS = {
         leds={"busy": Led("rgb_led", 0, "b"), "done": Led("rgb_led", 0, "g"),
               "error": Led("rgb_led", 0, "r"), "alive": Led("rgb_led", 1, "g")},
         notes="FTDI UART (second interface of the USB port), 100 MHz oscillator; the "
-              "accelerator runs at 50 MHz from the PLL (routed Fmax ~65 MHz on this speed-8 part)"),
+              "accelerator runs at 50 MHz from the PLL (routed Fmax ~65 MHz on this speed-8 part)",
+        dram_bytes_per_s=400e6),
 }
 
 

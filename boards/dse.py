@@ -14,9 +14,10 @@ the accelerator costs or how fast it runs, for one model:
 - there are no buffer knobs: every on-chip buffer's size follows from the model and the widest
   lane group G = max(R, C, dw, nw, W / act bytes); ``fifo_depth`` does not change the cycle
   model; the memory latency, burst sizes and clock belong to the target and are kept;
-- a board without an external-memory controller in edge-moe (the ECP5 boards today) keeps the
+- a board build without external memory (the ECP5 boards' ``edge-moe build`` today) keeps the
   whole frame memory on chip, 8 W bits wide, so W costs block RAM there and is bounded by
-  legality alone; a ``--budget`` part with ``dram_gbs`` bounds W by W x clock <= that peak.
+  legality alone; sized as if it had external memory, W x clock is bounded by the board's DRAM
+  peak (``Board.dram_bytes_per_s``), and a ``--budget`` part's by ``dram_gbs``.
 
 Each point is costed with the fit model (boards/fit.py: ``estimate`` for block RAM and the
 array + attention multipliers, ``other_multipliers``, ``lut_estimate``; overlap has no
@@ -129,14 +130,17 @@ def board_target(board: Board, *, external_memory: bool = False) -> Target:
     if dev.family != "ecp5":
         raise DseError(f"dse knows ECP5 boards only, {board.name} is {dev.family}")
     clock = design_clock_hz(board, board.platform_class()()) / 1e6
-    note = (f"the {board.name} has no external-memory controller in edge-moe yet: "
-            + ("sizing as if it had one (frame memory not counted, bandwidth unbounded); "
-               "no such build exists, `edge-moe build` still puts the frame memory on chip"
+    dram = board.dram_bytes_per_s if external_memory else None
+    note = (f"`edge-moe build` gives the {board.name} no external memory yet: "
+            + ("sizing as if it had (frame memory not counted; "
+               + (f"W x clock bounded by its DRAM's {dram / 1e6:g} MB/s peak" if dram else
+                  "no DRAM figure for this board, bandwidth unbounded")
+               + "); no such build exists, the frame memory stays on chip"
                if external_memory else
                "the frame memory is on-chip block RAM, 8 x mem_bytes_per_cycle bits wide, so "
                "mem_bytes_per_cycle costs block RAM and no DRAM bounds it"))
     return Target(board.name, dev.dsps, dev.brams, "DP16KD", dev.luts, "LUT4", clock,
-                  not external_memory, board.config, None, note)
+                  not external_memory, board.config, dram, note)
 
 
 def parse_budget(text: str) -> dict:
@@ -379,7 +383,15 @@ def _shape_halves(base: Config, target: Target, vals: dict, tick) -> dict:
         out[(R, C, W, o)] = _Half(cfg, program, descriptor_costs(cfg, program),
                                   f.bytes_read + f.bytes_written)
     if not out:
-        raise DseError(f"no legal array / memory shape for {base.name} on the {target.name}")
+        bound = ""
+        if target.dram_bytes_per_s is not None:
+            bound = (f": the DRAM's {target.dram_bytes_per_s / 1e6:g} MB/s at "
+                     f"{target.clock_mhz:g} MHz allow at most "
+                     f"{target.dram_bytes_per_s / (target.clock_mhz * 1e6):g} bytes per cycle, "
+                     f"and a memory beat must hold a whole {base.num.act.storage_bytes}-byte "
+                     f"activation and pass check_top_level")
+        raise DseError(f"no legal array / memory shape for {base.name} on the "
+                       f"{target.name}{bound}")
     return out
 
 

@@ -140,6 +140,19 @@ def test_help_runs(capsys):
     assert e.value.code == 0 and "bram_kib=N: block RAM in KiB" in out and "85 % of every" in out
 
 
+def test_external_memory_bounded_by_board_dram(capsys):
+    # ECPIX-5: 400 MB/s of DDR3 at the 50 MHz design clock = 8 bytes per cycle at most
+    t = board_target(get_board("ecpix5-85f"), external_memory=True)
+    assert not t.frame_memory_on_chip and t.dram_bytes_per_s == 400e6 and t.clock_mhz == 50
+    space = {"p": [1, 2], "dw": [1, 4], "W": [4, 8, 16, 32, 64]}
+    res = search("tiny", t, values=space)
+    assert res.pareto and max(x.W for x in res.pareto) == 8
+    # ULX3S: 50 MB/s at 25 MHz = 2 bytes per cycle, less than one 4-byte activation
+    assert main(["dse", "--board", "ulx3s-85f", "--model", "tiny", "--external-memory"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at most 2 bytes per cycle" in err[0], err
+
+
 def test_budget_units():
     b = parse_budget("dsp=2520, bram_kib=4050, lut=274080, mhz=250, dram_gbs=21.3")
     assert b == {"dsp": 2520, "bram_kib": 4050, "lut": 274080, "mhz": 250.0, "dram_gbs": 21.3}
