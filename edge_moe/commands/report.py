@@ -15,6 +15,7 @@ from pathlib import Path
 
 from boards.boards import BOARDS
 from edge_moe.commands.config_arg import add_config_arg, load_config
+from edge_moe.commands.report_timing import depth_line
 from sim.config import Config, ConfigError, check_top_level, get_config, with_changes
 from sim.cycles.frame import FrameCost, frame_cost
 from sim.cycles.timeline import frame_timeline, unit_busy_cycles
@@ -110,6 +111,7 @@ def report(cfg, f: FrameCost | None = None) -> dict:
         "bytes_per_frame": f.bytes_read + f.bytes_written,
         "clock_mhz": mhz,
         "clock_source": source,
+        "clock_estimate": depth_line(cfg.name),
         "ms_per_frame": f.cycles / (mhz * 1e3),
         "published_ms_per_frame": PUBLISHED_MS,
         "multipliers": [vars(g) for g in multiplier_inventory(cfg)],
@@ -200,6 +202,8 @@ def run(args) -> int:
     print(f"\n  cycles per frame      {r['cycles_per_frame']:,} = {r['ms_per_frame']:.3f} ms at "
           f"{mhz:g} MHz")
     print(f"  clock                 {mhz:g} MHz: {r['clock_source']}")
+    if r["clock_estimate"]:
+        print(f"                        {r['clock_estimate']}")
     print(f"  ideal                 {r['ideal_cycles']:,} (all {cfg.model.macs_per_frame:,} MACs on "
           f"{cfg.hw.macs_per_cycle} MACs/cycle); array work alone {r['array_ideal_cycles']:,}")
     print(f"  MAC utilization       {r['mac_utilization']:.1%} of the array over the frame "
