@@ -27,11 +27,13 @@ The netlist walk (:func:`analyze_netlist`) is a static timing pass over the JSON
   (PREG) -> P; each stage present combinationally adds its delay.
 
 Per block the result has the cell counts (LUT, FF, DSP48E2, RAMB36 equivalents), how many
-DSP48E2 have each internal register, and two paths: the deepest register-to-register path
-inside the block (``internal``), and the deepest path that starts or ends at a block port
+DSP48E2 have each internal register, and three paths: the deepest register-to-register path
+inside the block (``internal``), the deepest path that starts or ends at a block port
 (``boundary``: in the full design it continues in a neighbouring block, so it is only a lower
-bound there). Each path lists LUT levels, MUXF and CARRY8 cells, DSPs and BRAMs on it, its start
-and end (the registers' output net names) and the estimated delay. Fmax estimate = 1 / delay.
+bound there), and the deepest internal stage through a DSP48E2 (``through_dsp``, delay only).
+Each traced path lists LUT levels (LUT1-6 and INV), MUXF and carry cells (CARRY4 / CARRY8), DSPs
+and BRAMs on it, its start and end (the registers' output net names) and the estimated delay.
+Fmax estimate = 1 / delay.
 
 Cost: the M3ViT GEMM engine takes minutes and the attention unit tens of minutes in the
 WebAssembly Yosys; the full top does not fit in its 4 GiB address space in one flat run
@@ -57,38 +59,48 @@ from hw.top.top import EdgeMoeTop
 from sim.config import Config
 
 __all__ = ["DELAYS", "BLOCKS", "depth_of", "analyze_netlist", "measure_blocks", "summary_block",
-           "DATA_FILE"]
+           "DATA_FILE", "depth_from_dir"]
 
 DATA_FILE = Path(__file__).parent / "data" / "xilinx_depth_m3vit.json"
 
-# Delay model, ns, UltraScale+ speed grade -2 (the ZCU102's XCZU9EG-2). Typical values in the
-# spirit of DS925 (switching characteristics) and UG949 ("Datapath Delay and Logic Levels": in
-# UltraScale, route delay is about half of a path): a LUT ~0.1-0.15 ns plus ~0.3-0.5 ns of
-# route per level; see docs/vendor.md for the budget these give at 300 MHz.
+# Delay model, ns, UltraScale+ speed grade -2 at 0.85 V (the ZCU102's XCZU9EG-2). Sources:
+# - DS925 (Zynq UltraScale+ DC and AC switching characteristics), DSP48 table, -2: FMAX 775 MHz
+#   with all registers (each internal stage <= 1.29 ns), 544 MHz for a two-register multiply
+#   without MREG (A/B reg -> P reg through multiplier and ALU: 1.84 ns), 410 MHz without MREG
+#   and ADREG (with the pre-adder: 2.44 ns). The dsp_* terms below reproduce those three.
+# - UG949 ("Datapath Delay and Logic Levels"): in UltraScale devices route delay is about half
+#   of a path, so a LUT level is a ~0.1-0.15 ns cell plus ~0.3-0.5 ns of net.
+# - Block RAM clock-to-out: not read from DS925 here; 1.5 ns without / 0.5 ns with the output
+#   register is the low end of the usual UltraScale+ range (Versal DS958 gives 0.80 / 0.23 ns at
+#   -2, so this is, if anything, pessimistic).
+# A fanout or congestion term is not modelled: the estimate is an upper bound on Fmax from the
+# logic alone. docs/vendor.md has the budget these give at 300 MHz.
 DELAYS = {
     "ff_clk_to_q": 0.10,        # FDRE clock to Q
     "ff_setup": 0.05,           # D / CE / R setup of an FDRE
     "net": 0.40,                # one general-routing net (mid of 0.3-0.5; no fanout term)
     "lut": 0.125,               # LUT1..LUT6 cell delay
     "muxf": 0.10,               # MUXF7/8/9 (fed by the slice's own LUTs, no route)
-    "carry_in": 0.25,           # CARRY8 S / DI input to CO / O
-    "carry_through": 0.05,      # CARRY8 CI to CO (8 bits), dedicated link from the previous one
+    "carry_in": 0.25,           # CARRY4/8 S / DI input to CO / O
+    "carry_through": 0.05,      # CARRY8 CI to CO (8 bits; half for a CARRY4), dedicated link
     "lutram_read": 0.15,        # RAM32M / RAM64M / RAMxX1 / SRL address to output
     "lutram_clk_to_out": 1.00,  # LUTRAM / SRL write clock to output
-    "bram_clk_to_out": 1.70,    # RAMB36E2 / RAMB18E2 clock to DOUT without the output register
+    "bram_clk_to_out": 1.50,    # RAMB36E2 / RAMB18E2 clock to DOUT without the output register
     "bram_clk_to_out_reg": 0.50,  # ... with DOA_REG / DOB_REG = 1
     "bram_setup": 0.40,         # address / data / enable setup of a block RAM
-    "dsp_setup": 0.30,          # setup of a DSP48E2 input register (A, B, C, D, M, P regs)
-    "dsp_reg_to_out": 0.35,     # clock to out of a DSP48E2 internal register (A/B/M -> next stage)
-    "dsp_preadd": 0.50,         # the D +/- A pre-adder without ADREG
-    "dsp_mult": 1.60,           # the 27 x 18 multiplier without MREG (A/B register or pin to M)
-    "dsp_alu": 1.00,            # the 48-bit ALU (M / C / PCIN to P) without PREG
+    "dsp_setup": 0.20,          # setup of a DSP48E2 register (A, B, C, D, AD, M, P)
+    "dsp_reg_to_out": 0.20,     # clock to out of an internal register into the next stage
+    "dsp_clk_to_p": 0.40,       # PREG clock to the P pins (into general routing)
+    "dsp_preadd": 0.60,         # the D +/- A pre-adder without ADREG
+    "dsp_mult": 0.85,           # the 27 x 18 multiplier without MREG
+    "dsp_alu": 0.59,            # the 48-bit ALU (M / C / PCIN to P) without PREG
     "dsp_out": 0.30,            # ALU output to the P pins when PREG = 0
     "dsp_cascade": 0.10,        # PCOUT -> PCIN / ACOUT -> ACIN dedicated cascade
 }
 
 SEQ_FF = {"FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"}
-LUTS = {f"LUT{i}" for i in range(1, 7)}
+# INV is Yosys' name for a LUT1 inverter: one LUT level like the others
+LUTS = {f"LUT{i}" for i in range(1, 7)} | {"INV"}
 MUXF = {"MUXF7", "MUXF8", "MUXF9"}
 # Yosys 0.70's synth_xilinx -family xcup maps adders to CARRY4 (4 bits; Vivado retargets them
 # onto the UltraScale CARRY8), so both are carry cells here.
@@ -150,16 +162,25 @@ def depth_of(component, top_name: str, *, keep_dir=None, timeout: float | None =
             raise SynthError(f"yosys failed on {top_name} (exit {proc.returncode}):\n"
                              + "\n".join(tail) + "\n" + proc.stderr[-2000:])
         seconds = time.monotonic() - t0
-        netlist = json.loads((work / "netlist.json").read_text())
-        stat = json.loads((work / "stat.json").read_text())
-        ltp = (work / "ltp.txt").read_text() if (work / "ltp.txt").is_file() else ""
+        result = depth_from_dir(work, top_name)
+    result["synth_seconds"] = round(seconds, 1)
+    return result
+
+
+def depth_from_dir(work, top_name: str, delays: dict | None = None) -> dict:
+    """The measurement from the files a :func:`depth_of` run left in ``work`` (``keep_dir``):
+    re-prices a kept netlist without running Yosys again (e.g. with other ``delays``)."""
+    work = Path(work)
+    netlist = json.loads((work / "netlist.json").read_text())
+    stat = json.loads((work / "stat.json").read_text())
+    ltp = (work / "ltp.txt").read_text() if (work / "ltp.txt").is_file() else ""
     design = stat.get("design") or next(iter(stat.get("modules", {}).values()), {})
     cells = {str(k).lstrip("\\"): int(v) for k, v in design.get("num_cells_by_type", {}).items()
              if not str(k).startswith("$scope")}
     m = re.search(r"Longest topological path in \S+ \(length=(\d+)\)", ltp)
-    result = analyze_netlist(netlist, top_name)
+    result = analyze_netlist(netlist, top_name, delays)
     result.update(cells=dict(sorted(cells.items())), summary=summarize("xilinx", cells),
-                  ltp_cells=int(m[1]) if m else None, synth_seconds=round(seconds, 1))
+                  ltp_cells=int(m[1]) if m else None)
     return result
 
 
@@ -327,7 +348,7 @@ class _Graph:
         outs = [p for p in self._outputs(cell)]
         if regs["PREG"]:
             self.ends.append((alu, d["dsp_alu"] + d["dsp_setup"], "dsp_preg", cname))
-            self._source(cell, cname, outs, d["dsp_reg_to_out"], "dsp_reg")
+            self._source(cell, cname, outs, d["dsp_clk_to_p"], "dsp_reg")
         else:
             for _, ob in self._bits(cell, outs):
                 g.deps.setdefault(ob, []).append((alu, d["dsp_alu"] + d["dsp_out"], "dsp",
@@ -388,7 +409,82 @@ def _trace(g: _Graph, b, cells: dict) -> dict:
         x = prev
     return {"lut_levels": lut, "muxf": muxf, "carry": carry, "dsp48e2": dsp, "bram": bram,
             "cells": len(seen_cells), "start": start, "start_kind": start_kind,
-            "path_cells": [f"{cells[c]['type']}" if c in cells else c for c in reversed(seen_cells)]}
+            "path_cells": [_describe(cells[c]) if c in cells else c for c in reversed(seen_cells)]}
+
+
+def _describe(cell: dict) -> str:
+    """Cell type, with the registers that matter for timing on DSP48E2 and block RAM."""
+    t = cell["type"]
+    if t == "DSP48E2":
+        return t + "(" + ",".join(f"{r}={_param(cell, r, 1)}" for r in
+                                  ("AREG", "BREG", "CREG", "MREG", "PREG")) + ")"
+    if t in BRAMS:
+        return t + f"(DOA_REG={_param(cell, 'DOA_REG')},DOB_REG={_param(cell, 'DOB_REG')})"
+    return t
+
+
+def _start_kind(g: _Graph, x) -> str:
+    while g.memo[x][1] is not None:
+        x = g.memo[x][1]
+    return g.memo[x][2]
+
+
+def _through_dsp(g: _Graph, cells: dict, outputs) -> dict | None:
+    """The deepest register-to-register stage that runs through (or ends or starts inside) a
+    DSP48E2: arrival at a DSP node plus the longest way from it to an end point (internal end
+    points only). Only its delay and the DSP are reported: the cells are not traced."""
+    fan: dict = {}
+    for x, deps in g.deps.items():
+        for s, dl, _, _ in deps:
+            if s is not None:
+                fan.setdefault(s, []).append((x, dl))
+    end_extra: dict = {}
+    for b, extra, _, _ in g.ends:
+        end_extra[b] = max(end_extra.get(b, float("-inf")), extra)
+    tail: dict = {}
+
+    def tail_of(b):
+        stack = [b]
+        while stack:
+            x = stack[-1]
+            if x in tail:
+                stack.pop()
+                continue
+            pending = [y for y, _ in fan.get(x, ()) if y not in tail]
+            if pending and x not in tail_pending:
+                tail_pending.add(x)
+                stack.extend(pending)
+                continue
+            best = end_extra.get(x, float("-inf"))
+            for y, dl in fan.get(x, ()):
+                if y in tail:           # else a loop: cut
+                    best = max(best, dl + tail[y])
+            tail[x] = best
+            stack.pop()
+        return tail[b]
+
+    tail_pending: set = set()
+    worst = None
+    for cname, cell in cells.items():
+        if cell["type"] != "DSP48E2":
+            continue
+        nodes = [f"{cname}#a", f"{cname}#alu"] + [
+            b for p, dirn in cell["port_directions"].items() if dirn == "output"
+            for b in cell["connections"].get(p, []) if isinstance(b, int)]
+        for x in nodes:
+            if x not in g.deps:
+                continue
+            t, _, _, _ = g.arrival(x)
+            if _start_kind(g, x) in ("port", "const"):
+                continue
+            total = t + tail_of(x)
+            if total != float("-inf") and (worst is None or total > worst[0]):
+                worst = (total, cname, cell)
+    if worst is None:
+        return None
+    total, cname, cell = worst
+    return {"dsp": _describe(cell), "cell": cname, "delay_ns": round(total, 3),
+            "est_mhz": round(1e3 / total, 1)}
 
 
 def analyze_netlist(netlist: dict, top: str, delays: dict | None = None) -> dict:
@@ -419,11 +515,7 @@ def analyze_netlist(netlist: dict, top: str, delays: dict | None = None) -> dict
         if isinstance(b, int) and b in g.inputs and what == "port":
             continue                                        # a feed-through wire
         total = t0 + extra
-        # where the path starts: walk back to the source
-        x = b
-        while g.memo[x][1] is not None:
-            x = g.memo[x][1]
-        start_kind = g.memo[x][2]
+        start_kind = _start_kind(g, b)
         if start_kind == "const":
             continue                                        # constant-driven input
         key = "boundary" if (what == "port" or start_kind == "port") else "internal"
@@ -444,6 +536,7 @@ def analyze_netlist(netlist: dict, top: str, delays: dict | None = None) -> dict
         path.update(end=end_name, end_kind=what, delay_ns=round(total, 3),
                     est_mhz=round(1e3 / total, 1) if total > 0 else None)
         out[key] = path
+    out["through_dsp"] = _through_dsp(g, cells, outputs)
     dsps = [c for c in cells.values() if c["type"] == "DSP48E2"]
     regs = {r: sum(1 for c in dsps if _param(c, r, 1)) for r in
             ("AREG", "BREG", "CREG", "MREG", "PREG")}

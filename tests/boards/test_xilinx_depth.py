@@ -100,10 +100,14 @@ def test_dsp_split_at_its_registers(mreg, preg):
                  d["dsp_reg_to_out"] + d["dsp_alu"] + d["dsp_out"] + lut_end],
         (1, 1): [into_dsp + d["dsp_mult"] + d["dsp_setup"],
                  d["dsp_reg_to_out"] + d["dsp_alu"] + d["dsp_setup"],
-                 d["dsp_reg_to_out"] + lut_end],
+                 d["dsp_clk_to_p"] + lut_end],
     }[(mreg, preg)]
     assert r["internal"]["delay_ns"] == pytest.approx(max(stages), abs=1e-3)
     assert r["internal"]["dsp48e2"] == 1
+    # DS925 -2: all registers 775 MHz, two-register multiply without MREG 544 MHz
+    reg_to_reg = d["dsp_reg_to_out"] + d["dsp_setup"]
+    assert 1e3 / (reg_to_reg + d["dsp_mult"]) >= 775 and 1e3 / (reg_to_reg + d["dsp_alu"]) >= 775
+    assert 1e3 / (reg_to_reg + d["dsp_mult"] + d["dsp_alu"]) == pytest.approx(544, abs=5)
     assert r["dsp48e2_registers"] == {"dsp48e2": 1, "AREG": 0, "BREG": 0, "CREG": 0,
                                       "MREG": mreg, "PREG": preg}
 
