@@ -56,7 +56,7 @@ from hw.attention.attention import Attention
 from hw.moe.router import Router
 from hw.norm.layernorm import LayerNorm
 from hw.top.top import EdgeMoeTop
-from sim.config import Config
+from sim.config import Config, with_changes
 
 __all__ = ["DELAYS", "BLOCKS", "depth_of", "analyze_netlist", "measure_blocks", "summary_block",
            "DATA_FILE", "depth_from_dir"]
@@ -110,13 +110,22 @@ BRAMS = {"RAMB36E2", "RAMB18E2"}
 LUTRAM_ADDR = re.compile(r"^(ADDR[A-H]|A\d*|A|DPRA\d*|DPRA)$")
 CLOCKLESS = {"VCC", "GND", "BUFG", "BUFGCE"}
 
+def _one_lane_attention(cfg: Config) -> Attention:
+    # The p lanes are identical copies: one lane at the preset's dot width, tokens and formats
+    # has the same register stages (minus the p-way selects), at a quarter of the Yosys run.
+    return Attention(with_changes(cfg, name=f"{cfg.name}@p1", hw=dict(attn_parallel=1)))
+
+
 BLOCKS = {
-    # name -> (class, top module name, note); each built as cls(cfg) at the preset's sizes
+    # name -> (constructor from the Config, top module name, what it is)
     "gemm_engine": (GemmEngine, "gemm_engine",
                     "hw/array/gemm_engine.py: PE array + accumulator memory + epilogue"),
     "layernorm": (LayerNorm, "layernorm", "hw/norm/layernorm.py"),
     "router": (Router, "router", "hw/moe/router.py"),
     "attention": (Attention, "attention", "hw/attention/attention.py: p lanes x dot width"),
+    "attention_1lane": (_one_lane_attention, "attention",
+                        "hw/attention/attention.py with attn_parallel = 1 (one of the p "
+                        "identical lanes)"),
     "top": (EdgeMoeTop, "edge_moe_top", "hw/top/top.py EdgeMoeTop, one flat run"),
 }
 
@@ -142,7 +151,7 @@ def _script(top: str) -> str:
         f"tee -q -o stat.json stat -json -top {top}",
         "write_json netlist.json",
         # ltp needs the wires in the selection too, or it finds no path
-        "tee -q -o ltp.txt ltp -noff w:* t:LUT* t:MUXF* t:CARRY4 t:CARRY8",
+        "tee -q -o ltp.txt ltp -noff w:* t:LUT* t:INV t:MUXF* t:CARRY4 t:CARRY8",
     ]) + "\n"
 
 
@@ -567,11 +576,11 @@ def measure_blocks(cfg: Config, names=None, *, log=print, timeout: float | None 
            .strftime("%Y-%m-%d %H:%M UTC"), "target_mhz": cfg.hw.clock_mhz,
            "delay_model_ns": dict(DELAYS), "blocks": {}}
     for name in names:
-        cls, top, note = BLOCKS[name]
+        make, top, note = BLOCKS[name]
         log(f"  {name}: synth_xilinx ...")
         t0 = time.monotonic()
         try:
-            r = depth_of(cls(cfg), top, timeout=timeout,
+            r = depth_of(make(cfg), top, timeout=timeout,
                          keep_dir=None if keep_dir is None else Path(keep_dir) / name)
         except SynthError as e:
             r = {"error": str(e).splitlines()[0][:300],
@@ -595,5 +604,5 @@ def summary_block(r: dict) -> str:
     if p is None:
         return txt + "no register-to-register path"
     dsp = f" + {p['dsp48e2']} DSP48E2" if p["dsp48e2"] else ""
-    return txt + (f"deepest stage {p['lut_levels']} LUT levels + {p['carry']} CARRY8{dsp} "
+    return txt + (f"deepest stage {p['lut_levels']} LUT levels + {p['carry']} carry{dsp} "
                   f"({p['start']} -> {p['end']}), {p['delay_ns']} ns, est. {p['est_mhz']} MHz")
