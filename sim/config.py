@@ -24,7 +24,7 @@ from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
            "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS",
-           "DSP_TARGETS", "PE_MULT_REGISTERS", "simulation_config"]
+           "DSP_TARGETS", "PE_MULT_REGISTERS", "generic_config"]
 
 DESC_BYTES = 64          # one sequencer descriptor (sim/memory_image.py): 16 32-bit words
 DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, hw/top/csr.py)
@@ -199,7 +199,7 @@ class HardwareConfig:
     #   DSPs (True) or shift-add LUTs (False); None: DSPs only if mult_budget has room for them
     dsp_target: str = "generic"       # how the PE multipliers are built (DSP_TARGETS); "ecp5"
     #   puts their registers inside the MULT18X18D. Same latency either way; simulators take
-    #   the generic build (simulation_config)
+    #   the generic build (generic_config)
     # --- MoE path fields ---
     mem_addr_bits: int = 32           # byte address width of the external memory bus
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)
@@ -521,10 +521,11 @@ def check_top_level(cfg: Config) -> Config:
     return cfg
 
 
-def simulation_config(cfg: Config) -> Config:
-    """``cfg`` as a simulator elaborates it: hard blocks built generically (``dsp_target``
-    "generic"). Same latency, cycles and results; only the vendor primitives, which pysim and
-    Verilator cannot run, are replaced by plain Amaranth."""
+def generic_config(cfg: Config) -> Config:
+    """``cfg`` with its hard blocks built generically (``dsp_target`` "generic"): same latency,
+    cycles and results, with the vendor primitives replaced by plain Amaranth. What pysim and
+    Verilator elaborate (they cannot run an ECP5 primitive) and what another vendor's resource
+    estimate synthesizes."""
     if cfg.hw.dsp_target == "generic":
         return cfg
     return with_changes(cfg, hw=dict(dsp_target="generic"))
