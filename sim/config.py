@@ -18,14 +18,29 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
-           "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS"]
+           "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS",
+           "DSP_TARGETS", "PE_MULT_REGISTERS", "generic_config"]
 
 DESC_BYTES = 64          # one sequencer descriptor (sim/memory_image.py): 16 32-bit words
 DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, hw/top/csr.py)
+
+# How a hard multiplier is built (hw/fabric): "generic" is plain Amaranth (any simulator, any
+# vendor tool), "ecp5" instantiates the MULT18X18D so its registers sit inside the block.
+DSP_TARGETS = ("generic", "ecp5")
+
+# The registers of every PE's multiplier (hw.array.pe, flags of hw.fabric.Multiplier): the
+# operands are registered at the DSP's inputs (the activation fans out along a row and the
+# weight comes through the bank mux) and the product at its output, so the PE's own stage is
+# only P -> psum adder -> psum register. Without the pipeline register: on the ECP5 the A -> P
+# multiply (~3.9 ns) then stays inside the block between its input and output registers, and
+# nextpnr times the block as fully registered (REGS_ALL) either way. The latency is the same
+# on every target; HardwareConfig.pe_mult_latency counts it for the RTL and the cycle model.
+PE_MULT_REGISTERS = MappingProxyType({"input_reg": True, "pipeline_reg": False, "output_reg": True})
 
 
 class ConfigError(ValueError):
@@ -182,6 +197,9 @@ class HardwareConfig:
     gemm_counter_bits: int = 32       # GEMM engine cycle / MAC-active counters (per GEMM; wrap)
     epilogue_score_dsp: bool | None = None  # MoE-combine score multiply (array_cols of them) on
     #   DSPs (True) or shift-add LUTs (False); None: DSPs only if mult_budget has room for them
+    dsp_target: str = "generic"       # how the PE multipliers are built (DSP_TARGETS); "ecp5"
+    #   puts their registers inside the MULT18X18D. Same latency either way; simulators take
+    #   the generic build (generic_config)
     # --- MoE path fields ---
     mem_addr_bits: int = 32           # byte address width of the external memory bus
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)
@@ -191,6 +209,11 @@ class HardwareConfig:
     @property
     def macs_per_cycle(self) -> int:
         return self.array_rows * self.array_cols
+
+    @property
+    def pe_mult_latency(self) -> int:
+        """Cycles the PE's registered multiplier adds to the array (PE_MULT_REGISTERS)."""
+        return sum(PE_MULT_REGISTERS.values())
 
 
 @dataclass(frozen=True)
@@ -226,7 +249,7 @@ class Config:
         tiny = cls.tiny()
         return check_top_level(cls("tiny-ecp5", tiny.model,
                                    hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4,
-                                              mult_budget=156)))
+                                              mult_budget=156, dsp_target="ecp5")))
 
     @classmethod
     def m3vit_tiny(cls) -> "Config":
@@ -245,7 +268,7 @@ class Config:
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=8, array_cols=16, attn_parallel=1, attn_dot_width=8,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
-                              mult_budget=156)))
+                              mult_budget=156, dsp_target="ecp5")))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property
@@ -432,6 +455,8 @@ def _validate(cfg: Config) -> None:
                   "mem_bytes_per_cycle", "fifo_depth"):
         need(getattr(h, fname) >= 1, f"hw.{fname} must be >= 1, got {getattr(h, fname)}")
     need(h.mem_latency >= 0, f"hw.mem_latency must be >= 0, got {h.mem_latency}")
+    need(h.dsp_target in DSP_TARGETS,
+         f"hw.dsp_target must be one of {', '.join(DSP_TARGETS)}, got {h.dsp_target!r}")
     need(h.clock_mhz > 0, f"hw.clock_mhz must be > 0, got {h.clock_mhz}")
     need(h.array_rows <= m.max_inner_dim and h.array_cols <= max(m.dim, 3 * m.dim),
          f"a {h.array_rows} x {h.array_cols} array is larger than every GEMM of the model")
@@ -504,6 +529,16 @@ def check_top_level(cfg: Config) -> Config:
         need(u % W == 0, f"a {g.name} weight row ({g.n} weights, {u} bytes) is not a whole "
                          f"number of {W}-byte memory beats (hw.mem_bytes_per_cycle)")
     return cfg
+
+
+def generic_config(cfg: Config) -> Config:
+    """``cfg`` with its hard blocks built generically (``dsp_target`` "generic"): same latency,
+    cycles and results, with the vendor primitives replaced by plain Amaranth. What pysim and
+    Verilator elaborate (they cannot run an ECP5 primitive) and what another vendor's resource
+    estimate synthesizes."""
+    if cfg.hw.dsp_target == "generic":
+        return cfg
+    return with_changes(cfg, hw=dict(dsp_target="generic"))
 
 
 def with_changes(cfg: Config, *, name: str | None = None, model: dict | None = None,

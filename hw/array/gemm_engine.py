@@ -32,7 +32,7 @@ a tile starts when all its rows are loaded, and the loader may overwrite row r o
 as the last beat of the tile that used it has passed row r (tracked by ``since[bank]``). Tiles
 therefore start every P = max(M, R) cycles: with M >= R the array never idles between tiles;
 with M < R (small expert batches) the weight stream (R rows per tile) is the bottleneck and the
-array is busy M of every R cycles. Partial sums leave the array R cycles after their beat, are
+array is busy M of every R cycles. Partial sums leave the array R + L cycles after their beat, are
 added to the accumulator memory (max_m x C words of ``acc_bits``, read-modify-write; the first k
 tile overwrites, the last k tile bypasses the memory and feeds the epilogue) and the epilogue
 (7 stages) produces one output row per cycle.
@@ -40,10 +40,11 @@ tile overwrites, the last k tile bypasses the memory and feeds the epilogue) and
 Cycles from the command handshake to the last output handshake, with every stream always
 valid/ready (``sim.cycles.gemm.gemm_cycles``; T = kt * nt tiles)::
 
-    cycles = 2R + (T - 1) * max(M, R) + M + 1 + Epilogue.latency
+    cycles = 2R + (T - 1) * max(M, R) + M + L + 1 + Epilogue.latency
 
-Latency of one output row: R (array) + 1 (accumulator stage) + Epilogue.latency (7) cycles from
-the activation beat of its last k tile to its ``o`` beat (:attr:`GemmEngine.latency`).
+Latency of one output row: R + L (array; L = ``cfg.hw.pe_mult_latency``, the PE multipliers'
+registers) + 1 (accumulator stage) + Epilogue.latency (7) cycles from the activation beat of its
+last k tile to its ``o`` beat (:attr:`GemmEngine.latency`).
 Throughput: R x C MACs per cycle while beats issue (one ``act`` beat per cycle, one ``o`` beat per
 cycle in the last k tile). ``mac_active_cycles`` counts the cycles in which a beat entered the
 array (R x C MACs each, including padded lanes), ``cycles`` counts the cycles of the command; both
@@ -57,14 +58,15 @@ memory words nor the adders can overflow.
 Back-pressure: ``o`` (or a missing ``res`` / ``bias`` beat at the epilogue) stalls the array, the
 accumulator path and the epilogue together (one clock enable); the weight loader keeps loading
 into free rows during a stall. A gap on ``act`` inserts a bubble. Streams must be independent: the
-engine may need ``act`` beat i + R + 8 before it accepts ``res`` beat i, and weights of the next
+engine may need ``act`` beat i + R + L + 8 before it accepts ``res`` beat i, and weights of the next
 tiles before the current tile's activations.
 
 Command limits: 1 <= m <= max_m, 1 <= k <= max_k, 1 <= n <= max_n (not checked in hardware;
 m > max_m would alias accumulator rows).
 
-Timing notes: ``act.payload`` feeds row 0 of the array combinationally (no input register), so
-``act`` should come from a register or FIFO output. The clock enable is a combinational function
+Timing notes: ``act.payload`` goes straight into row 0's multiplier input registers and the
+skew registers (no register of the engine's own), so ``act`` should come from a register or
+FIFO output. The clock enable is a combinational function
 of ``o.ready`` and ``res.valid`` that fans out to every array register; at high clock rates a
 credit scheme (issue a last-k-tile beat only when an output FIFO has room) would remove it.
 """
@@ -80,7 +82,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.cycles.gemm import gemm_tiles
+from sim.cycles.gemm import gemm_tiles, pe_array_latency
 
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
@@ -202,8 +204,9 @@ class GemmEngine(wiring.Component):
     Attributes
     ----------
     latency : int
-        R + 1 + ``Epilogue.latency`` cycles from a row's last-k-tile ``act`` beat to its ``o``
-        beat without back-pressure; throughput one ``act`` beat per cycle.
+        R + L + 1 + ``Epilogue.latency`` cycles (L = ``cfg.hw.pe_mult_latency``) from a row's
+        last-k-tile ``act`` beat to its ``o`` beat without back-pressure; throughput one
+        ``act`` beat per cycle.
     """
 
     def __init__(self, cfg: Config, max_m: int | None = None, max_k: int | None = None,
@@ -227,7 +230,7 @@ class GemmEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the ``act`` beat of a row's last k tile to its ``o`` beat (no stall)."""
-        return self._cfg.hw.array_rows + 1 + Epilogue.latency
+        return pe_array_latency(self._cfg) + 1 + Epilogue.latency
 
     def elaborate(self, platform):
         m = Module()
@@ -336,19 +339,19 @@ class GemmEngine(wiring.Component):
 
         Returns the sum stage (``valid``: the row's last k tile, ``acc``: its C sums).
         """
-        R, C = self._cfg.hw.array_rows, self._cfg.hw.array_cols
+        C = self._cfg.hw.array_cols
         acc_bits = self._cfg.num.acc_bits
         meta_layout = data.StructLayout({"valid": 1, "m": range(self.max_m), "first": 1,
                                          "last": 1})
         meta = [Signal(meta_layout, name="meta0")]
         m.d.comb += [meta[0].valid.eq(issue), meta[0].m.eq(beat.m), meta[0].first.eq(beat.first),
                      meta[0].last.eq(beat.last)]
-        for i in range(1, R + 1):
+        for i in range(1, array.latency + 1):
             s = Signal(meta_layout, name=f"meta{i}")
             with m.If(en):
                 m.d.sync += s.eq(meta[-1])
             meta.append(s)
-        at_psum = meta[R]             # the beat whose sums are on array.psum
+        at_psum = meta[-1]            # the beat whose sums are on array.psum
 
         m.submodules.acc_mem = mem = Memory(shape=data.ArrayLayout(signed(acc_bits), C),
                                             depth=self.max_m, init=[])
@@ -359,7 +362,7 @@ class GemmEngine(wiring.Component):
             m.d.comb += acc_new[col].eq(Mux(at_psum.first, array.psum[col],
                                             rp.data[col] + array.psum[col]))
         m.d.comb += [
-            rp.addr.eq(meta[R - 1].m), rp.en.eq(en),
+            rp.addr.eq(meta[-2].m), rp.en.eq(en),      # read one advance ahead
             wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
             wp.en.eq(en & at_psum.valid & ~at_psum.last),
         ]

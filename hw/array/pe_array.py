@@ -2,9 +2,10 @@
 
 Dataflow: PE(r, c) holds W[k0 + r, n0 + c] of the current tile (two banks, see :mod:`hw.array.pe`).
 One activation beat carries R values of one token, x[m, k0 : k0 + R]. Lane r is delayed by r
-cycles (the input skew), then broadcast along row r to its C PEs; partial sums flow down the
-columns through one register per PE, so the C dot products of token m leave the bottom row
-together, R cycles after the beat entered:
+cycles (the input skew), then broadcast along row r to its C PEs; each PE's registered
+multiplier takes L = ``cfg.hw.pe_mult_latency`` cycles (the same in every PE, so the skew stays
+aligned), and partial sums flow down the columns through one register per PE, so the C dot
+products of token m leave the bottom row together, R + L cycles after the beat entered:
 
     psum[c] = sum_r x[m, k0 + r] * W[k0 + r, n0 + c]
 
@@ -32,8 +33,10 @@ Weights are written one row of C values per cycle (``w_row``, ``w_bank``, ``w_en
 effect at the end of the cycle; the caller only writes a (row, bank) that no in-flight beat will
 still read.
 
-Latency: :attr:`PEArray.latency` = R advances from a beat on ``x`` (with ``en``) to its sums on
-``psum``. Throughput: one beat (R x C MACs) per advance.
+Latency: :attr:`PEArray.latency` = R + L advances from a beat on ``x`` (with ``en``) to its sums
+on ``psum`` (``sim.cycles.gemm.pe_array_latency``). Throughput: one beat (R x C MACs) per
+advance. A beat's row-r weight is read when the beat enters row r's multipliers (advance
+a + r for a beat issued at advance a), as without the multiplier registers.
 """
 from __future__ import annotations
 
@@ -73,7 +76,8 @@ class PEArray(wiring.Component):
       - ``psum`` (``ArrayLayout(signed(psum_bits(cfg, R)), C)``, registered): the C dot products of
         the beat presented :attr:`latency` advances earlier.
 
-    Latency :attr:`latency` = R advances; throughput one beat (R x C MACs) per advance.
+    Latency :attr:`latency` = R + ``cfg.hw.pe_mult_latency`` advances; throughput one beat
+    (R x C MACs) per advance.
     """
 
     def __init__(self, cfg: Config):
@@ -93,15 +97,16 @@ class PEArray(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.rows
+        return self.rows + self._cfg.hw.pe_mult_latency
 
     def elaborate(self, platform):
         m = Module()
         R, C = self.rows, self.cols
         act_bits = self._cfg.num.act.bits
 
-        # Input skew: row r sees lane r (and the bank bit) r advances after the beat entered, the
-        # moment the partial sum of the same token arrives from row r - 1.
+        # Input skew: row r sees lane r (and the bank bit) r advances after the beat entered, so
+        # its product is ready (L advances later) the moment the partial sum of the same token
+        # arrives from row r - 1.
         bank_d = [self.bank]
         for r in range(1, R):
             b = Signal(name=f"bank_d{r}")

@@ -12,4 +12,4 @@ Yosys' ``synth_ecp5`` (0.70) packs no register into either hard block (docs/boar
 and BRAM registers"), which is why the ECP5 variants instantiate the primitives.
 """
 
-TARGETS = ("generic", "ecp5")
+from sim.config import DSP_TARGETS as TARGETS   # one list of targets: Config validates it

@@ -15,7 +15,8 @@ Why: an inferred ``*`` on the ECP5 becomes a MULT18X18D with none of its registe
 - ``target="ecp5"``: one ``MULT18X18D`` :class:`~amaranth.hdl.Instance` with
   ``REG_INPUTA_CLK`` / ``REG_INPUTB_CLK`` (input), ``REG_PIPELINE_CLK`` (pipeline) and
   ``REG_OUTPUT_CLK`` (output) set to ``CLK0`` per flag, ``CE0 = en``, ``RST0`` = the domain's
-  reset (``RESETMODE="SYNC"``: the domain's reset must be synchronous, Amaranth's default).
+  reset (``RESETMODE="SYNC"``: the domain's reset must be synchronous, Amaranth's default; 0
+  in a reset-less domain).
   Operands up to 18 bits, signed or unsigned (extended to 18 bits as the block requires,
   ``SIGNEDA`` / ``SIGNEDB`` tell it which); ``p`` is the low bits of the 36-bit product.
 
@@ -103,7 +104,9 @@ class Multiplier(wiring.Component):
         for i in range(2 * MULT18_WIDTH):
             ports[f"o_P{i}"] = p36[i]
         if self.latency:
+            # a reset-less domain (the board builds' default clock) ties RST0 low, as its
+            # fabric registers have no reset either
             ports.update(i_CLK0=ClockSignal(self.domain), i_CE0=self.en,
-                         i_RST0=ResetSignal(self.domain))
+                         i_RST0=ResetSignal(self.domain, allow_reset_less=True))
         m.submodules.mult18x18d = Instance("MULT18X18D", **params, **ports)
         return m

@@ -8,10 +8,12 @@ output always ready. R x C array, kt = ceil(K / R), nt = ceil(N / C), T = kt * n
 - tile j starts P = max(M, R) cycles after tile j - 1: M cycles of activation beats, or, when
   M < R, the R cycles it takes to load a weight tile (one row of C weights per cycle) into the
   second bank;
-- the last beat (cycle R + (T - 1) P + M) leaves the array R cycles later, passes the accumulator
-  stage (1 cycle) and the epilogue (EPILOGUE_LATENCY cycles).
+- the last beat (cycle R + (T - 1) P + M) leaves the array :func:`pe_array_latency` = R + L
+  cycles later (L = ``cfg.hw.pe_mult_latency``: the registers of every PE's multiplier, the same
+  in every PE, so they add to the array once), passes the accumulator stage (1 cycle) and the
+  epilogue (EPILOGUE_LATENCY cycles).
 
-    cycles = 2 R + (T - 1) max(M, R) + M + 1 + EPILOGUE_LATENCY
+    cycles = 2 R + (T - 1) max(M, R) + M + L + 1 + EPILOGUE_LATENCY
 
 ``mac_active_cycles`` (beats issued) is T * M, and the MAC utilization of useful (unpadded) work
 is ``M K N / (cycles R C)``.
@@ -22,13 +24,19 @@ import math
 
 from sim.config import Config, GemmShape
 
-__all__ = ["EPILOGUE_LATENCY", "gemm_tiles", "gemm_cycles", "gemm_active_cycles",
+__all__ = ["EPILOGUE_LATENCY", "pe_array_latency", "gemm_tiles", "gemm_cycles", "gemm_active_cycles",
            "gemm_utilization", "steady_state_utilization", "frame_gemm_cycles"]
 
 # Register stages of hw.array.epilogue.Epilogue (bias, requantize, 3 x GELU, score product, final add).
 # Kept here as a number so the model does not import Amaranth; tests/sim/test_cycles_gemm.py
 # checks it against Epilogue.latency.
 EPILOGUE_LATENCY = 7
+
+
+def pe_array_latency(cfg: Config) -> int:
+    """Cycles from a beat entering the PE array to its sums leaving it (hw.array.pe_array):
+    R rows of partial-sum registers plus the PE multipliers' registers."""
+    return cfg.hw.array_rows + cfg.hw.pe_mult_latency
 
 
 def gemm_tiles(cfg: Config, k: int, n: int) -> tuple[int, int]:
@@ -43,7 +51,7 @@ def gemm_cycles(cfg: Config, m: int, k: int, n: int) -> int:
     R = cfg.hw.array_rows
     kt, nt = gemm_tiles(cfg, k, n)
     tiles = kt * nt
-    return 2 * R + (tiles - 1) * max(m, R) + m + 1 + EPILOGUE_LATENCY
+    return R + (tiles - 1) * max(m, R) + m + pe_array_latency(cfg) + 1 + EPILOGUE_LATENCY
 
 
 def gemm_active_cycles(cfg: Config, m: int, k: int, n: int) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Shape, signed, unsigned
+from amaranth.hdl import ClockDomain, Module, Shape, signed, unsigned
 
 from hw.fabric.multiplier import Multiplier
 from tests.harness.cycle_vectors import (extreme_operands, pipeline_reference, run_icarus,
@@ -95,3 +95,15 @@ def test_errors():
     wide = Multiplier(signed(8), signed(19))                               # generic: any width
     assert wide.p.shape() == signed(27)
     rtlil.convert(wide)
+
+
+def test_ecp5_in_reset_less_domain():
+    """A board's default clock domain can be reset-less: RST0 is then tied low (elaborating
+    ``ResetSignal`` of such a domain would raise)."""
+    m = Module()
+    m.domains.sync = ClockDomain("sync", reset_less=True)
+    m.submodules.mult = Multiplier(signed(16), signed(16), input_reg=True, output_reg=True,
+                                   target="ecp5")
+    text = rtlil.convert(m, ports=[m.submodules.mult.a, m.submodules.mult.b,
+                                   m.submodules.mult.p])
+    assert "connect \\RST0 1'0" in text

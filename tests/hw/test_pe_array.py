@@ -71,7 +71,8 @@ def test_pe_array_tiles(cfg, seed):
                 x = beats[j][i]
                 ctx.set(dut.x, x.tolist())
                 ctx.set(dut.bank, j % 2)
-                inflight.append((adv + R, gemm_acc(cfg, x[None, :], wts[j].T)[0].tolist()))
+                want_row = gemm_acc(cfg, x[None, :], wts[j].T)[0].tolist()
+                inflight.append((adv + dut.latency, want_row))
             else:                   # a bubble: garbage in, its result is never looked at
                 ctx.set(dut.x, [rng.randrange(-9, 9) for _ in range(R)])
                 ctx.set(dut.bank, rng.randrange(2))

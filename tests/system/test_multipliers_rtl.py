@@ -5,7 +5,8 @@
 e.g. a product inside ``hw_saturate``) and writes JSON. Each ``$mul`` cell is assigned to a unit
 by its module path (Amaranth keeps one RTLIL module per instance) and classed by its operands:
 
-- both operands signals: a multiplier (inventory kind ``mul``);
+- both operands signals: a multiplier (inventory kind ``mul``); so is a ``MULT18X18D``
+  instance (the PE array's multipliers on a config with ``hw.dsp_target="ecp5"``);
 - one operand a constant and the multiply signed, inside a compute unit (array, epilogue, GELU,
   attention, LayerNorm, router): a constant multiply of a data value (kind ``const``);
 - any other multiply by a constant: index / address arithmetic on unsigned values (row x stride,
@@ -70,7 +71,9 @@ def _unit(module: str) -> str:
 def rtl_mul_cells(cfg, work: Path) -> tuple[Counter, Counter, list]:
     """(signal x signal $mul per unit, signed constant $mul per compute unit, index $mul)."""
     (work / "top.il").write_text(rtlil.convert(EdgeMoeTop(cfg), name="top"))
-    script = "read_rtlil top.il; hierarchy -top top; proc; opt; write_json top.json"
+    # the ECP5 primitives as blackboxes, so an ``Instance`` of one is a known cell
+    script = ("read_verilog -lib +/ecp5/cells_bb.v; read_rtlil top.il; hierarchy -top top; "
+              "proc; opt; write_json top.json")
     r = subprocess.run(YOSYS + ["-q", "-p", script], cwd=work, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -79,6 +82,9 @@ def rtl_mul_cells(cfg, work: Path) -> tuple[Counter, Counter, list]:
     for mname, mod in modules.items():
         unit = _unit(mname)
         for cell in mod["cells"].values():
+            if cell["type"] == "MULT18X18D":
+                var[unit] += 1
+                continue
             if cell["type"] != "$mul":
                 continue
             conn = cell["connections"]
