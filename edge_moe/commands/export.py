@@ -86,8 +86,8 @@ def _accuracy_line(cfg, source) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)       # a bad config: one line, exit 2 (edge_moe/cli.py)
     try:
+        cfg = load_config(args.config)   # a bad name or file: ConfigError, one line, exit 1
         if args.checkpoint is not None:
             source, note = load_checkpoint(args.checkpoint), f"checkpoint {args.checkpoint}"
         else:
