@@ -13,7 +13,8 @@ from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.harness.verilator import run_block_verilator
 
 
-@pytest.mark.parametrize("dead", [False, True], ids=["tiny", "tiny-dead-expert"])
+@pytest.mark.parametrize("dead", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["tiny", "tiny-dead-expert"])
 def test_moe_layer_verilator(dead, seed, tmp_path):
     cfg = Config.tiny()
     case = moe_case(cfg, seed, dead_expert=dead)

@@ -26,7 +26,8 @@ from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import frame_case, tiny
 
 
-@pytest.mark.parametrize("task", [0, 1])
+# task 1 also runs in Verilator (tests/system/test_top_frame_verilator.py); its pysim run is slow
+@pytest.mark.parametrize("task", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_tiny_frame_pysim(task, seed):
     case = frame_case(tiny(), seed, task)
     ticks = []
