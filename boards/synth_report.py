@@ -102,19 +102,24 @@ def _cells_from_stat(stat: dict, top: str) -> dict[str, int]:
             if not str(k).startswith("$scope")}
 
 
-def _to_verilog(component, top_name: str) -> str:
-    from amaranth.back import verilog
+def convert_top(convert, component, top_name: str) -> str:
+    """``convert(component, name=top_name)`` (Amaranth's ``verilog.convert`` or
+    ``rtlil.convert``), keeping only real signals as ports when the signature has constant
+    members (e.g. an always_ready stream's ready = Const(1)), which cannot be top-level ports."""
     from amaranth.hdl import Signal, Value
     try:
-        return verilog.convert(component, name=top_name)
+        return convert(component, name=top_name)
     except TypeError as e:
-        # A signature with constant members (e.g. an always_ready stream's ready = Const(1))
-        # cannot be a top level as is: keep only the real signals as ports.
         if "Only signals" not in str(e) or not hasattr(component, "signature"):
             raise
         ports = [Value.cast(v) for _, _, v in component.signature.flatten(component)]
         ports = [v for v in ports if isinstance(v, Signal)]    # payload views -> their signals
-        return verilog.convert(component, name=top_name, ports=ports)
+        return convert(component, name=top_name, ports=ports)
+
+
+def _to_verilog(component, top_name: str) -> str:
+    from amaranth.back import verilog
+    return convert_top(verilog.convert, component, top_name)
 
 
 def synth_stats(component_or_verilog, top_name: str, family: str = "ecp5", *,

@@ -49,9 +49,8 @@ import time
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Signal, Value
 
-from boards.synth_report import SynthError, _workdir, _yosys, summarize
+from boards.synth_report import SynthError, _workdir, _yosys, convert_top, summarize
 from hw.array.gemm_engine import GemmEngine
 from hw.attention.attention import Attention
 from hw.moe.router import Router
@@ -133,15 +132,7 @@ BLOCKS = {
 
 
 def _to_rtlil(component, top_name: str) -> str:
-    try:
-        return rtlil.convert(component, name=top_name)
-    except TypeError as e:
-        # constant signature members (always_ready streams) cannot be ports: real signals only
-        if "Only signals" not in str(e) or not hasattr(component, "signature"):
-            raise
-        ports = [Value.cast(v) for _, _, v in component.signature.flatten(component)]
-        ports = [v for v in ports if isinstance(v, Signal)]
-        return rtlil.convert(component, name=top_name, ports=ports)
+    return convert_top(rtlil.convert, component, top_name)
 
 
 def _script(top: str) -> str:
