@@ -35,9 +35,7 @@ Errors: an unknown board or one without a LiteDRAM config raises :class:`LiteDra
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -55,6 +53,7 @@ import yaml
 from sim.config import Config, get_config
 
 from boards.boards import get_board
+from boards.file_lock import locked
 
 __all__ = ["generate", "core_config", "core_dir", "dram_boards", "csr_map", "core_ports",
            "init_sequence", "required_packages", "controller_bits",
@@ -172,17 +171,6 @@ def _tail(path: Path, lines: int = 25) -> str:
         return f"<no log at {path}>"
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _generator_command(yml: Path, out: Path, sim: bool) -> list[str]:
     return [sys.executable, "-m", "litedram.gen", str(yml), "--no-compile",
             "--output-dir", str(out), "--name", CORE_NAME, *(["--sim"] if sim else [])]
@@ -195,7 +183,7 @@ def generate(board_name: str, sim: bool = False, cfg: Config | None = None, *,
     config = core_config(board_name, cfg)
     d = core_dir(board_name, sim, cfg)
     stamp = d / ".complete"
-    with _locked(d.with_name(d.name + ".lock")):
+    with locked(d.with_name(d.name + ".lock")):
         if stamp.is_file() and _core_file(d).is_file():
             return _core_file(d)
         what = f"{board_name}{' (simulation model)' if sim else ''}"

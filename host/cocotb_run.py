@@ -35,7 +35,6 @@ Verilator's compiled run-time library across designs, see host/objcache.py).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from boards import verilog_out
+from boards.file_lock import locked
 
 __all__ = ["REPO_ROOT", "PARAMS_ENV", "DEFAULT_BUILD_ARGS", "SIMULATORS", "setup_verilator",
            "elaborate", "build_verilator", "build_icarus", "run_cocotb", "CocotbFailure"]
@@ -142,17 +142,6 @@ def _build_root() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def _objcache_env():
     """Route the build's compiles through host/objcache.py (caches Verilator's run-time
     library objects in ``<build root>/cocotb/_objcache``), unless ``EDGE_MOE_NO_OBJCACHE`` is set
@@ -190,7 +179,7 @@ def build_verilator(verilog_text: str, name: str, *, build_args: Sequence[str] =
         *[Path(s).read_text() for s in extra_sources]]).encode()).hexdigest()[:16]
     build_dir = _build_root() / "cocotb" / f"{name}-{key}"
     stamp = build_dir / ".built"
-    with _locked(build_dir.with_suffix(".lock")):
+    with locked(build_dir.with_suffix(".lock")):
         if stamp.is_file() and (build_dir / name).is_file() and not os.environ.get(REBUILD_ENV):
             return build_dir
         if build_dir.exists():
@@ -239,7 +228,7 @@ def build_icarus(verilog_text: str, name: str, *, generation: str = "2012",
         *[Path(s).read_text() for s in extra_sources]]).encode()).hexdigest()[:16]
     build_dir = _build_root() / "cocotb" / f"{name}-icarus{generation}-{key}"
     stamp = build_dir / ".built"
-    with _locked(build_dir.with_suffix(".lock")):
+    with locked(build_dir.with_suffix(".lock")):
         if stamp.is_file() and (build_dir / "sim.vvp").is_file() \
                 and not os.environ.get(REBUILD_ENV):
             return build_dir
