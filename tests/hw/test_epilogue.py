@@ -9,6 +9,7 @@ The Verilator coverage of the epilogue is through the GEMM engine (tests/hw/test
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -90,5 +91,8 @@ def test_epilogue_full_rate_latency(seed):
 
 def test_score_multiplier_placement():
     assert score_on_dsp(get_config("m3vit-tiny-cityscapes"))
-    assert not score_on_dsp(get_config("m3vit-ecp5-85f"))   # 128 + 16 + 16 > 156 MULT18X18D
+    assert score_on_dsp(get_config("m3vit-ecp5-85f"))       # 64 + 16 + 16 <= 156 MULT18X18D
+    ecp5 = get_config("m3vit-ecp5-85f")
+    wide = replace(ecp5, hw=replace(ecp5.hw, array_rows=8))
+    assert not score_on_dsp(wide)                            # 128 + 16 + 16 > 156
     assert score_on_dsp(get_config("tiny"))
