@@ -51,8 +51,8 @@ def test_config_command_same_output(preset_file, capsys):
 
 def test_report_same_output(preset_file, tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    assert main(["report", "--config", "tiny-ecp5", "--json", str(a)]) == 0
-    assert main(["report", "--config", str(preset_file("tiny-ecp5")), "--json", str(b)]) == 0
+    assert main(["report", "--no-cpu-baseline", "--config", "tiny-ecp5", "--json", str(a)]) == 0
+    assert main(["report", "--no-cpu-baseline", "--config", str(preset_file("tiny-ecp5")), "--json", str(b)]) == 0
     capsys.readouterr()
     assert json.loads(a.read_text()) == json.loads(b.read_text())
 
@@ -107,7 +107,7 @@ def test_bad_file_one_line(edit, msg, command, tmp_path, capsys):
 
 
 def test_unknown_name(capsys):
-    assert main(["report", "--config", "nope"]) == 2
+    assert main(["report", "--no-cpu-baseline", "--config", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown config 'nope'" in err[0] and "tiny-ecp5" in err[0]
 

@@ -36,7 +36,7 @@ def test_clock_source():
 
 def test_report_json_has_the_new_fields(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["report", "--config", "tiny-ecp5", "--json", str(out)]) == 0
+    assert main(["report", "--no-cpu-baseline", "--config", "tiny-ecp5", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "design clock of board ulx3s-85f" in text and "multipliers doing work" in text
     r = json.loads(out.read_text())
@@ -85,7 +85,7 @@ def test_published_budget_variant_fits_320():
 
 def test_published_budget_in_m3vit_json(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert main(["report", "--config", "m3vit-tiny-cityscapes", "--json", str(out)]) == 0
+    assert main(["report", "--no-cpu-baseline", "--config", "m3vit-tiny-cityscapes", "--json", str(out)]) == 0
     pb = json.loads(out.read_text())["published_budget"]
     assert pb["multipliers"] == 320 and pb["array_attention_multipliers"] <= 320
     assert f"{pb['cycles_per_frame']:,} cycles per frame" in capsys.readouterr().out
@@ -93,7 +93,7 @@ def test_published_budget_in_m3vit_json(tmp_path, capsys):
 
 def test_plot_writes_a_png_with_one_bar_per_interval(tmp_path, capsys):
     path = tmp_path / "frame.png"
-    assert main(["report", "--config", "tiny", "--plot", str(path)]) == 0
+    assert main(["report", "--no-cpu-baseline", "--config", "tiny", "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     assert f"wrote {path}" in capsys.readouterr().out
     cfg = get_config("tiny")
@@ -115,3 +115,19 @@ def test_plot_writes_a_png_with_one_bar_per_interval(tmp_path, capsys):
 
 def test_report_function_tiny_has_no_published_budget():
     assert report(get_config("tiny"))["published_budget"] is None
+
+
+def test_report_times_the_same_frame_in_pytorch(tmp_path, capsys):
+    # the CPU baseline runs the whole float encoder of the config's model (output: tokens x dim)
+    # and the printed ratio is its median over the accelerator's ms/frame at the report clock
+    out = tmp_path / "r.json"
+    assert main(["report", "--config", "tiny", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    r = json.loads(out.read_text())
+    c = r["cpu_baseline"]
+    cfg = get_config("tiny")
+    assert c["tokens"] == [cfg.model.tokens, cfg.model.dim]
+    assert c["runs"] == 5 and 0 < c["ms_best"] <= c["ms_median"] and c["threads"] >= 1
+    line = next(x for x in text.splitlines() if x.strip().startswith("PyTorch on this CPU"))
+    ratio = float(line.rsplit("MHz: ", 1)[1].split("x")[0])
+    assert ratio == pytest.approx(c["ms_median"] / r["ms_per_frame"], rel=0.01, abs=0.01)

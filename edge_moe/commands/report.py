@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
     p.add_argument("--layers", action="store_true", help="print every descriptor, not per op kind")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the frame's unit timeline and per-descriptor array utilization")
+    p.add_argument("--no-cpu-baseline", dest="cpu_baseline", action="store_false",
+                   help="skip timing the same frame in PyTorch on this machine's CPU (it loads "
+                        "PyTorch and runs the float model 6 times: seconds for M3ViT)")
     p.set_defaults(func=run)
 
 
@@ -213,8 +216,16 @@ def run(args) -> int:
     pub_cycles = PUBLISHED_MS * PUBLISHED_MHZ * 1e3
     if cfg.model == get_config("m3vit-tiny-cityscapes").model:   # the published workload
         print(f"  published Edge-MoE    {PUBLISHED_MS} ms = {pub_cycles / 1e6:.2f} M cycles on "
-              f"{PUBLISHED_MACS} MACs at {PUBLISHED_MHZ:g} MHz -> this design: "
-              f"{pub_cycles / r['cycles_per_frame']:.2f}x fewer cycles")
+              f"{PUBLISHED_MACS} MACs at {PUBLISHED_MHZ:g} MHz -> this design takes "
+              f"{r['cycles_per_frame'] / pub_cycles:.2f}x its cycles, "
+              f"{r['ms_per_frame'] / PUBLISHED_MS:.2f}x its time")
+    if args.cpu_baseline:
+        from edge_moe.commands.report_cpu import cpu_frame_time
+        c = r["cpu_baseline"] = cpu_frame_time(cfg)
+        print(f"  PyTorch on this CPU   {c['ms_median']:.3f} ms per frame (median of {c['runs']}, "
+              f"best {c['ms_best']:.3f} ms; float32, batch 1, {c['threads']} threads, "
+              f"torch {c['torch']}, {c['cpu']}) -> this design at {mhz:g} MHz: "
+              f"{c['ms_median'] / r['ms_per_frame']:.2f}x the CPU's frame rate")
     _print_multipliers(cfg, r)
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2) + "\n")
