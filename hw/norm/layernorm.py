@@ -68,6 +68,11 @@ from hw.norm.rsqrt import Rsqrt
 __all__ = ["LayerNorm", "row_layout", "param_layout"]
 
 
+# Row slots of the row buffer: one filling, one being normalized, one spare so a new row's
+# beats never wait for the previous row's last read.
+DEFAULT_ROW_SLOTS = 3
+
+
 def row_layout(cfg: Config, lanes: int) -> data.ArrayLayout:
     """Payload of ``x`` and ``y``: ``lanes`` activations."""
     return data.ArrayLayout(signed(cfg.num.act.bits), lanes)
@@ -133,7 +138,7 @@ class LayerNorm(wiring.Component):
     latency_stats = 3 + 2 + Rsqrt.latency + 1
     latency_emit = 6
 
-    def __init__(self, cfg: Config, *, lanes: int | None = None, banks: int = 3,
+    def __init__(self, cfg: Config, *, lanes: int | None = None, banks: int = DEFAULT_ROW_SLOTS,
                  init_gamma=None, init_beta=None):
         self._cfg = cfg
         d = cfg.model.dim

@@ -86,7 +86,7 @@ def test_tiny_pick_fits_board(board, tmp_path, capsys):
     b = get_board(board)
     check_fit(b.dev, estimate(cfg))                     # raises FitError if not
     est = estimate(cfg)
-    assert est.dsps + other_multipliers(cfg) <= 0.85 * b.dev.dsps
+    assert est.dsps == lane_multipliers(cfg) + other_multipliers(cfg) <= 0.85 * b.dev.dsps
     assert est.bram_blocks <= 0.85 * b.dev.brams
     assert sum(dp16kd_blocks(m.width, m.depth) for m in est.memories) == est.bram_blocks
     # the file is the chosen point for this board, and the base model

