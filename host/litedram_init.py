@@ -42,8 +42,9 @@ from typing import Callable
 import yaml
 
 from boards.litedram_core import core_ports
+from hw.link.host_link import WINDOW_BASE
 
-__all__ = ["CoreCsr", "CalibrationError", "LeveledLane", "core_settings", "init_commands",
+__all__ = ["CoreCsr", "bridge_csr", "bridge_memtest", "CalibrationError", "LeveledLane", "core_settings", "init_commands",
            "dfii_constants", "check_pattern", "read_leveling", "initialize", "lfsr32",
            "TEST_SEEDS"]
 
@@ -98,6 +99,39 @@ class CoreCsr:
             value = (value << CSR_WORD_BITS) | self._read(addr + 4 * i)
             self.accesses += 1
         return value
+
+
+def bridge_csr(transport, core, window: int = WINDOW_BASE) -> CoreCsr:
+    """:class:`CoreCsr` of ``core`` through a host-bridge transport (host/driver.py's
+    ``BridgeTransport``) on a DRAM board: CSR byte address ``a`` is bridge register ``window +
+    a / 4`` (hw/link/host_link.py); ``wait`` is the transport's."""
+    return CoreCsr(core, lambda a: transport.read_reg(window + a // 4),
+                   lambda a, v: transport.write_reg(window + a // 4, v), transport.wait)
+
+
+def bridge_memtest(transport, *, base: int = 0, beats: int = 64, seed: int = 1):
+    """A ``memtest`` for :func:`initialize`: ``beats`` pseudo-random beats written from ``base``
+    through the transport's memory path (host mode) and read back; None or the first
+    difference."""
+    import random
+    rng = random.Random(seed)
+    W, B = transport.beat_bytes, transport.max_burst
+
+    def check():
+        data = bytes(rng.randrange(256) for _ in range(beats * W))
+        transport.set_host_mode(True)
+        try:
+            transport.write_bursts([(base + i * W, data[i * W:(i + B) * W])
+                                    for i in range(0, beats, B)])
+            back = b"".join(transport.read_burst(base + i * W, min(B, beats - i))
+                            for i in range(0, beats, B))
+        finally:
+            transport.set_host_mode(False)
+        for i, (a, b) in enumerate(zip(data, back)):
+            if a != b:
+                return f"byte {base + i:#x} read {b:#04x}, wrote {a:#04x}"
+        return None
+    return check
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,20 +457,31 @@ def software_control(consts) -> int:
 
 
 def initialize(csr: CoreCsr, core, *, memtest: Callable[[], str | None] | None = None,
+               check_lanes: bool = False,
                log: Callable[[str], None] = lambda s: None) -> SimpleNamespace:
     """``sdram_init()`` of LiteX's BIOS over ``csr`` for the generated core ``core`` (its
-    Verilog path): see the module docstring. ``memtest()`` runs after ``init_done`` = 1 (the
-    user port is open then) and returns None or what went wrong. Returns the settings, the
-    leveled lanes and the number of CSR accesses."""
+    Verilog path): see the module docstring. ``check_lanes``: on a PHY without read leveling,
+    run the leveling's test bursts once per byte lane through the DFII after the init sequence
+    (a check of the command and data path; errors raise :class:`CalibrationError`).
+    ``memtest()`` runs after ``init_done`` = 1 (the user port is open then) and returns None or
+    what went wrong. Returns the settings, the leveled lanes, the lane check's error counts and
+    the number of CSR accesses."""
     settings = core_settings(core)
     consts = dfii_constants()
     csr.write("sdram_dfii_control", software_control(consts))
     csr.write("ddrctrl_init_done", 0)
     csr.write("ddrctrl_init_error", 0)
     run_commands(csr, init_commands(settings))
-    lanes = []
+    lanes, lane_errors = [], []
     if settings.phy.read_leveling:
         lanes = read_leveling(csr, settings, log)
+    elif check_lanes:
+        g = _Geometry.of(settings.phy)
+        lane_errors = [_run_test_pattern(csr, settings, m, consts) for m in range(g.modules)]
+        if any(lane_errors):
+            raise CalibrationError(f"litedram init: DFII test bursts read back with bit errors "
+                                   f"per byte lane {lane_errors} (no read leveling on "
+                                   f"{settings.phy.phytype})")
     csr.write("sdram_dfii_control", consts["DFII_CONTROL_SEL"])
     csr.write("ddrctrl_init_done", 1)
     if memtest is not None:
@@ -444,4 +489,5 @@ def initialize(csr: CoreCsr, core, *, memtest: Callable[[], str | None] | None =
         if problem:
             csr.write("ddrctrl_init_error", 1)
             raise CalibrationError(f"litedram init: memory test after init failed: {problem}")
-    return SimpleNamespace(settings=settings, lanes=lanes, accesses=csr.accesses)
+    return SimpleNamespace(settings=settings, lanes=lanes, lane_errors=lane_errors,
+                           accesses=csr.accesses)
