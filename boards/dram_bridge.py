@@ -26,12 +26,12 @@ from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Module, ResetS
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.config import Config
+from sim.config import Config, with_changes
 
 from hw.link.axi_switch import BACKWARD, FORWARD
 from hw.link.host_link import WINDOW_BASE, HostLink
 
-from boards.dram_system import HOST_PREFIX, DramSystem
+from boards.dram_system import HOST_PREFIX, DramSystem, core_beat_bits
 
 __all__ = ["BridgedDramSystem", "LITEDRAM_CSR_WINDOW"]
 
@@ -52,11 +52,19 @@ class BridgedDramSystem(wiring.Component):
         User-clock cycles per UART bit; None: byte streams.
     pads : dict, optional
         DramSystem's ``pads``.
+    accelerator : bool
+        False: DramSystem without the accelerator (DRAM bring-up: init, memory test and
+        weight loading over the UART with nothing else in the FPGA); the link's AXI master is
+        then as wide as the core's port whatever ``cfg`` says.
     """
 
     def __init__(self, cfg: Config, board: str, *, sim: bool = False,
-                 divisor: int | None = None, pads: dict | None = None):
-        self.system = DramSystem(cfg, board, sim=sim, pads=pads)
+                 divisor: int | None = None, pads: dict | None = None,
+                 accelerator: bool = True):
+        if not accelerator:
+            # the bring-up design: the link's AXI master as wide as the core's port
+            cfg = with_changes(cfg, hw={"mem_bytes_per_cycle": core_beat_bits(board, cfg) // 8})
+        self.system = DramSystem(cfg, board, sim=sim, pads=pads, accelerator=accelerator)
         self.core = self.system.core
         self.link = HostLink(cfg, divisor, wb_addr_bits=self.system.core_ports["wb_ctrl_adr"][1])
         sysm = self.system.signature.members

@@ -34,6 +34,7 @@ the BIOS' ``cdelay(n)``). LiteX stores a register wider than 32 bits (``sdram_df
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -141,19 +142,37 @@ def _core_dir(core) -> Path:
     return Path(core).resolve().parent.parent
 
 
+def _import_litedram():
+    """litedram / litex modules used here. They are third-party code with invalid escape
+    sequences (SyntaxWarning when compiled, an error under PYTHONWARNINGS=error, e.g. in a
+    cocotb simulator process that compiles them afresh): their warnings are silenced."""
+    import importlib
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        names = ("litedram.modules", "litedram.phy", "litedram.gen", "litedram.init",
+                 "litex.build.generic_platform")
+        return SimpleNamespace(**{n.split(".")[-1]: importlib.import_module(n) for n in names})
+
+
+def _import_litex_sim():
+    import importlib
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module("litex.tools.litex_sim")
+
+
 def core_settings(core) -> SimpleNamespace:
     """LiteDRAM's PHY settings (``phy``) and DRAM timing (``timing``) of the generated core
     ``core`` (its Verilog path): from the config the generator was given (``litedram.yml`` in
     the core's directory), built by the same litedram / litex code the generator runs."""
-    from litedram import modules, phy as phys            # optional: the LiteDRAM packages
-    from litedram.gen import get_dram_ios
-    from litex.build.generic_platform import GenericPlatform
+    lib = _import_litedram()
+    modules, phys = lib.modules, lib.phy
     config = yaml.safe_load((_core_dir(core) / "litedram.yml").read_text())
     clk = float(config["sys_clk_freq"])
     module_cls = getattr(modules, config["sdram_module"])
     sim = "sim_trace" in core_ports(core)          # --sim cores: SDRAMPHYModel
     if sim:
-        from litex.tools.litex_sim import get_sdram_phy_settings
+        get_sdram_phy_settings = _import_litex_sim().get_sdram_phy_settings
         rate = {"SDR": "1:1", "DDR2": "1:2", "DDR3": "1:4", "DDR4": "1:4"}[config["memtype"]]
         phy = get_sdram_phy_settings(memtype=config["memtype"],
                                      data_width=8 * config["sdram_module_nb"], clk_freq=clk)
@@ -162,8 +181,8 @@ def core_settings(core) -> SimpleNamespace:
         rate = {"GENSDRPHY": "1:1", "ECP5DDRPHY": "1:2"}[config["sdram_phy"]]
         gen_config = {**config, "sdram_module": module_cls,
                       "sdram_rank_nb": config.get("sdram_rank_nb", 1)}
-        ios = get_dram_ios(gen_config)
-        pads = GenericPlatform("", ios).request(ios[0][0])   # stand-in pads of the right widths
+        ios = lib.gen.get_dram_ios(gen_config)
+        pads = lib.generic_platform.GenericPlatform("", ios).request(ios[0][0])   # stand-in pads of the right widths
         phy = phy_cls(pads, sys_clk_freq=clk).settings
     timing = module_cls(clk, rate).timing_settings
     return SimpleNamespace(phy=phy, timing=timing, sim=sim, config=config)
@@ -172,7 +191,7 @@ def core_settings(core) -> SimpleNamespace:
 def dfii_constants() -> dict[str, int]:
     """``{"DFII_CONTROL_SEL": 1, ..., "DFII_COMMAND_RDDATA": 0x20}`` from LiteDRAM's Python
     header generator (``litedram.init.get_sdram_phy_py_header``)."""
-    from litedram.init import get_sdram_phy_py_header           # optional: LiteDRAM
+    get_sdram_phy_py_header = _import_litedram().init.get_sdram_phy_py_header
     phy = SimpleNamespace(memtype="SDR", cl=2, nphases=1, is_rdimm=False)
     consts = {}
     for line in get_sdram_phy_py_header(phy, None).splitlines():
@@ -193,7 +212,7 @@ def init_commands(settings) -> list[tuple[str, int]]:
     """LiteDRAM's init sequence for ``settings`` (:func:`core_settings`) as CSR writes
     ``[(csr_name, value), ...]`` with ``("delay", n)`` pauses (n ``user_clk`` cycles), in the
     order of the generated ``sdram_phy.h``'s ``init_sequence()``."""
-    from litedram.init import get_sdram_phy_init_sequence       # optional: LiteDRAM
+    get_sdram_phy_init_sequence = _import_litedram().init.get_sdram_phy_init_sequence
     consts = dfii_constants()
     sequence, _ = get_sdram_phy_init_sequence(settings.phy, settings.timing)
     out = []
@@ -269,11 +288,20 @@ def _command(csr, phase, cmd, address=0, bank=0):
     csr.write(f"sdram_dfii_pi{phase}_command_issue", 1)
 
 
+def _read_phases(phy, g) -> int:
+    """DFI phases whose read data the DFII captures. LiteDRAM's simulation PHY
+    (``SDRAMPHYModel``) raises ``rddata_valid`` on phase 0 only (it assigns its one read-valid
+    bit to the concatenation of all phases' valids), so the ``sdram_dfii_pi{1..}_rddata``
+    registers of a simulation core never load: there the test burst is compared on phase 0."""
+    return 1 if phy.phytype == "SDRAMPHYModel" else g.nphases
+
+
 def _popcount(x: int) -> int:
     return bin(x).count("1")
 
 
-def check_pattern(csr: CoreCsr, settings, module: int, seed: int, consts=None) -> int:
+def check_pattern(csr: CoreCsr, settings, module: int, seed: int, consts=None,
+                  detail: list | None = None) -> int:
     """``sdram_write_read_check_test_pattern(module, seed)``: write one pseudo-random burst to
     row 0 / column 0 of bank 0 through the DFII and read it back; the number of wrong bits on
     byte lane ``module`` (+1 when the ECP5 burst detector saw no DQS burst on it). Needs the
@@ -302,8 +330,10 @@ def check_pattern(csr: CoreCsr, settings, module: int, seed: int, consts=None) -
     if half == 0:
         pebo = nebo = 0
     ibo = (module * g.dq_dqs_ratio) % 8
-    for p in range(g.nphases):
+    for p in range(_read_phases(settings.phy, g)):
         tst = csr.read(f"sdram_dfii_pi{p}_rddata").to_bytes(g.pix_bytes, "big")
+        if detail is not None:
+            detail.append(f"phase {p} wrote {prs[p].hex()} read {tst.hex()}")
         offsets = [pebo] + ([nebo] if g.xdr == 2 else [])
         for off in offsets:
             shift = 4 if (g.xdr == 2 and g.pix_bytes == 1 and off == nebo) else ibo
@@ -479,9 +509,12 @@ def initialize(csr: CoreCsr, core, *, memtest: Callable[[], str | None] | None =
         g = _Geometry.of(settings.phy)
         lane_errors = [_run_test_pattern(csr, settings, m, consts) for m in range(g.modules)]
         if any(lane_errors):
+            detail = []
+            check_pattern(csr, settings, 0, TEST_SEEDS[0], consts, detail)
             raise CalibrationError(f"litedram init: DFII test bursts read back with bit errors "
                                    f"per byte lane {lane_errors} (no read leveling on "
-                                   f"{settings.phy.phytype})")
+                                   f"{settings.phy.phytype}); seed {TEST_SEEDS[0]}: "
+                                   f"{'; '.join(detail)}")
     csr.write("sdram_dfii_control", consts["DFII_CONTROL_SEL"])
     csr.write("ddrctrl_init_done", 1)
     if memtest is not None:
