@@ -45,7 +45,7 @@ import yaml
 from boards.litedram_core import core_ports
 from hw.link.host_link import WINDOW_BASE
 
-__all__ = ["CoreCsr", "bridge_csr", "bridge_memtest", "CalibrationError", "LeveledLane", "core_settings", "init_commands",
+__all__ = ["CoreCsr", "bridge_csr", "bridge_memtest", "init_board_dram", "CalibrationError", "LeveledLane", "core_settings", "init_commands",
            "dfii_constants", "check_pattern", "read_leveling", "initialize", "lfsr32",
            "TEST_SEEDS"]
 
@@ -524,3 +524,18 @@ def initialize(csr: CoreCsr, core, *, memtest: Callable[[], str | None] | None =
             raise CalibrationError(f"litedram init: memory test after init failed: {problem}")
     return SimpleNamespace(settings=settings, lanes=lanes, lane_errors=lane_errors,
                            accesses=csr.accesses)
+
+
+def init_board_dram(transport, board: str, cfg=None, *, memtest_beats: int = 256,
+                    log: Callable[[str], None] = print) -> SimpleNamespace:
+    """Initialise and calibrate the DRAM of a programmed DRAM build (``edge-moe build --dram``)
+    through its host bridge: ``transport`` is host/driver.py's ``BridgeTransport`` on the
+    board's serial port, ``board`` / ``cfg`` name the LiteDRAM core the bitstream was built with
+    (its CSR map and settings come from the same cached generator output). Runs
+    :func:`initialize` with a memory test of ``memtest_beats`` beats at DRAM address 0."""
+    from boards.litedram_core import generate
+    core = generate(board, sim=False, cfg=cfg, quiet=True)
+    csr = bridge_csr(transport, core)
+    res = initialize(csr, core, memtest=bridge_memtest(transport, beats=memtest_beats), log=log)
+    log(f"litedram: {board} DRAM initialised ({res.accesses} CSR accesses)")
+    return res
