@@ -64,6 +64,7 @@ class BridgedDramSystem(wiring.Component):
         if not accelerator:
             # the bring-up design: the link's AXI master as wide as the core's port
             cfg = with_changes(cfg, hw={"mem_bytes_per_cycle": core_beat_bits(board, cfg) // 8})
+        self.cfg = cfg
         self.system = DramSystem(cfg, board, sim=sim, pads=pads, accelerator=accelerator)
         self.core = self.system.core
         self.link = HostLink(cfg, divisor, wb_addr_bits=self.system.core_ports["wb_ctrl_adr"][1])

@@ -3,7 +3,8 @@
 The LiteDRAM cores of boards/litedram_core.py have no CPU, so what LiteX's BIOS does in
 ``sdram_init()`` (litex/soc/software/liblitedram/sdram.c) is done here, on the host, through the
 core's CSR bus (its ``wb_ctrl`` Wishbone port, reached on a board through the host bridge's
-LiteDRAM register window, hw/link/csr_window.py):
+LiteDRAM register window from word 0x8000, hw/link/host_link.py; :func:`bridge_csr`,
+:func:`init_board_dram`):
 
 1. :func:`init_commands`: the DFII command sequence that brings the DRAM out of reset and loads
    its mode registers, made by LiteDRAM's own Python (``litedram.init.

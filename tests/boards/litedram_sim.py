@@ -5,10 +5,6 @@ Verilator tests in tests/boards/test_litedram_sim.py.
   (``user_port_axi_0_*``, ``wb_ctrl_*``, ``init_done``...), the core's ``clk`` on the ``sync``
   clock; cocotbext-axi's AxiMaster drives the AXI port (it insists on 3-bit AxSIZE, which
   LiteDRAM declares 4 bits wide: the wrapper's are 3 bits, zero-extended into the core).
-- :class:`HostLinkOnLiteDram`: the board's host link (hw/link/host_link.py: the UART host
-  bridge with its register window onto ``wb_ctrl`` and its Axi4Master onto the AXI port) on the
-  core, with the byte streams ``rx`` / ``tx`` outside and the link's AXI4-Lite master (the
-  accelerator's register side) forwarded as ``m_axil_*`` for a cocotbext-axi ``AxiLiteRam``;
 - :class:`Axi4MasterOnLiteDram`: the project's :class:`~hw.link.axi4_master.Axi4Master` on the
   core's AXI port (the bridge a board top uses), with the accelerator's burst bus (``rd`` /
   ``wr``) and the core's ``wb_ctrl`` port outside. AxADDR keeps the core's low address bits,
@@ -23,19 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from boards.litedram_core import AXI_PORT, CORE_NAME, core_ports
 from hw.link.axi4_master import Axi4Master, axi_master_ports
-from hw.link.axil_csr import AXIL_ADDR_BITS
-from hw.link.csr_bus_masters import axil_master_ports
-from hw.link.host_link import HostLink
-from hw.link.uart import BYTE_BITS
 from hw.mem.bus import MemReadSignature, MemWriteSignature
 from sim.config import Config
 
-__all__ = ["LiteDramSimTop", "Axi4MasterOnLiteDram", "HostLinkOnLiteDram", "AXI_PREFIX"]
+__all__ = ["LiteDramSimTop", "Axi4MasterOnLiteDram", "AXI_PREFIX"]
 
 AXI_PREFIX = f"user_port_{AXI_PORT}"
 _INTERNAL = ("clk", "sim_trace")       # driven by the wrapper
@@ -113,48 +105,3 @@ class Axi4MasterOnLiteDram(wiring.Component):
         m.submodules.core = _instance(self.ports, sigs)
         return m
 
-
-class HostLinkOnLiteDram(wiring.Component):
-    """HostLink (byte streams) on the simulation core: the board's CSR and memory path."""
-
-    def __init__(self, cfg: Config, core: Path):
-        self.cfg = cfg
-        self.ports = core_ports(core)
-        axil = {f"m_axil_{k}": v for k, v in axil_master_ports(AXIL_ADDR_BITS).items()}
-        super().__init__({"rx": In(stream.Signature(BYTE_BITS)),
-                          "tx": Out(stream.Signature(BYTE_BITS)),
-                          "init_done": Out(1), "init_error": Out(1), "bus_error": Out(1),
-                          **axil})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.link = link = HostLink(self.cfg, None, self.ports["wb_ctrl_adr"][1])
-        wiring.connect(m, wiring.flipped(self.rx), link.rx)
-        wiring.connect(m, link.tx, wiring.flipped(self.tx))
-        m.d.comb += self.bus_error.eq(link.bus_error)
-        for name, member in link.axil.signature.members.items():
-            mine, theirs = getattr(self, f"m_axil_{name}"), getattr(link.axil, name)
-            m.d.comb += (mine.eq(theirs) if member.flow == Out else theirs.eq(mine))
-        sigs = {"init_done": self.init_done, "init_error": self.init_error}
-        for name, member in link.wb.signature.members.items():
-            core_name = f"wb_ctrl_{name}"
-            if member.flow == Out:
-                sigs[core_name] = getattr(link.wb, name)
-            else:
-                sigs[core_name] = wire = Signal(self.ports[core_name][1], name=core_name)
-                m.d.comb += getattr(link.wb, name).eq(wire)
-        for name, member in axi_master_ports(self.cfg).items():
-            core_name = f"{AXI_PREFIX}_{name.removeprefix('m_axi_')}"
-            width = self.ports[core_name][1]
-            mine = getattr(link, name)
-            if member.flow == Out:
-                sigs[core_name] = (mine[:width] if len(mine) >= width
-                                   else Cat(mine, Const(0, width - len(mine))))
-            else:
-                sigs[core_name] = wire = Signal(width, name=core_name)
-                m.d.comb += mine.eq(wire)
-        for name, (d, w) in self.ports.items():
-            if name not in sigs and name not in _INTERNAL:
-                sigs[name] = 0 if d == "input" else Signal(w, name=name)
-        m.submodules.core = _instance(self.ports, sigs)
-        return m

@@ -1,8 +1,9 @@
 """The board's CSR path into LiteDRAM, on LiteDRAM's simulation core (Verilator, fast).
 
-``test_init_through_host_link``: :class:`tests.boards.litedram_sim.HostLinkOnLiteDram` (the
-host link of a DRAM board, hw/link/host_link.py, on the ECPIX-5's simulation core) driven by
-host/driver.py's ``BridgeTransport`` over the byte streams: the accelerator-register window,
+``test_init_through_host_link``: the ECPIX-5 DRAM bring-up design (boards/dram_bridge.py's
+``BridgedDramSystem`` with ``accelerator=False``: the board's host link and DramSystem) on
+LiteDRAM's simulation core, driven by host/driver.py's ``BridgeTransport`` over the byte
+streams: the register window,
 then host/litedram_init.py's whole init through the LiteDRAM CSR window (LiteDRAM's sequence,
 the DFII test bursts per byte lane, hardware control, init_done, a memory test through the
 bridge), then random bursts through the bridge into the DRAM model, bit-exact against a byte
@@ -17,20 +18,20 @@ from __future__ import annotations
 
 import json
 
-from boards.litedram_core import core_ports, generate
+from boards.dram_bridge import BridgedDramSystem
+from boards.litedram_core import core_ports
 from host.cocotb_run import run_cocotb
-from tests.boards.litedram_sim import HostLinkOnLiteDram
-from tests.boards.test_litedram_sim import axi_cfg
+from sim.config import get_config
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 BOARD = "ecpix5-85f"
 
 
 def test_init_through_host_link(tmp_path, seed):
-    cfg = axi_cfg(BOARD)
-    core = generate(BOARD, sim=True, cfg=cfg, quiet=True)
+    dut = BridgedDramSystem(get_config("tiny-ecp5"), BOARD, sim=True, accelerator=False)
+    cfg, core = dut.cfg, dut.core          # cfg: the link's, widened to the core's 16-byte beat
     result = tmp_path / "result.json"
-    run_cocotb(HostLinkOnLiteDram(cfg, core), "tests.cocotb.test_litedram_bridge_tb",
+    run_cocotb(dut, "tests.cocotb.test_litedram_bridge_tb",
                name="litedram_host_link", test_dir=tmp_path, seed=seed, extra_sources=[core],
                params=dict(config=cfg.to_dict(), core=str(core), bursts=24,
                            mem_bytes=min(1 << 20, 1 << core_ports(core)[
