@@ -104,4 +104,3 @@ class Axi4MasterOnLiteDram(wiring.Component):
                 sigs[name] = Signal(w, name=name)
         m.submodules.core = _instance(self.ports, sigs)
         return m
-
