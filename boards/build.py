@@ -45,7 +45,7 @@ from sim.config import Config
 
 from boards.boards import Board
 from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, format_seconds
-from boards.dram_board import DramBoardTop, check_dram, user_clock_hz
+from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
 from boards.ecp5_pll import Ecp5Pll, pll_params
 from boards.fit import check_fit, estimate
 from boards.pnr_report import critical_path, parse_nextpnr_report
@@ -330,7 +330,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     crit = critical_path(tim.read_text(errors="replace"), REPO_ROOT) if tim.is_file() else None
     report = {
         "board": board.name, "platform": board.platform, "device": board.device,
-        "config": cfg.name, "design": design, "dram": dram, "placer": placer, "router": router,
+        "config": cfg.name, "design": design, "dram": dram_summary(board, cfg) if dram else None,
+        "placer": placer, "router": router,
         "lut_mapping": mapping,
         "clock_mhz": (user_clock_hz(board, cfg) if dram else design_clock_hz(board, platform)) / 1e6,
         "oscillator_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,

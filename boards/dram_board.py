@@ -35,12 +35,22 @@ from boards.dram_bridge import BridgedDramSystem
 from boards.dram_system import core_beat_bits
 from boards.litedram_core import core_config
 
-__all__ = ["DramBoardTop", "dram_pads", "user_clock_hz", "check_dram"]
+__all__ = ["DramBoardTop", "dram_pads", "user_clock_hz", "check_dram", "dram_summary"]
 
 
 def user_clock_hz(board: Board, cfg: Config) -> float:
     """The LiteDRAM core's user clock on ``board`` (its config's ``sys_clk_freq``)."""
     return float(core_config(board.name, cfg)["sys_clk_freq"])
+
+
+def dram_summary(board: Board, cfg: Config) -> dict:
+    """What report.json says about a DRAM build: the chip, the PHY, the clocks."""
+    c = core_config(board.name, cfg)
+    rate = {"ECP5DDRPHY": 2, "GENSDRPHY": 1}[c["sdram_phy"]]   # DRAM clocks per user clock
+    return {"module": c["sdram_module"], "memtype": c["memtype"], "phy": c["sdram_phy"],
+            "data_bits": 8 * c["sdram_module_nb"], "user_clock_mhz": c["sys_clk_freq"] / 1e6,
+            "dram_clock_mhz": rate * c["sys_clk_freq"] / 1e6,
+            "axi_data_bits": c["user_ports"]["axi_0"]["data_width"]}
 
 
 def _check_pin_map(board: Board) -> None:

@@ -8,6 +8,8 @@
   DRAM pins as outputs, as wide as the core's pads; the generated ``litedram_core.v`` is in the
   build and the Yosys script reads it; the core's ``clk`` is the 100 MHz oscillator and the
   UART divisor is for the 50 MHz user clock;
+- ``test_dram_summary``: report.json's DRAM entry for the ECPIX-5 (the chip and clocks of its
+  LiteDRAM YAML: MT41K256M16, DDR3 at 100 MHz = 2 x the 50 MHz user clock);
 - ``test_dram_checks``: one-line errors for a board without a DRAM pin map and for a config
   whose memory beat is not the core's AXI port;
 - ``test_ecpix5_dram_accelerator_top`` (slow, ~1-2 min of elaboration): the same with the
@@ -22,7 +24,7 @@ import pytest
 from amaranth.build.dsl import DiffPairs, Pins
 
 from boards.boards import get_board
-from boards.dram_board import DramBoardTop, check_dram, user_clock_hz
+from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
 from boards.litedram_core import core_ports, generate
 from hw.link.uart import uart_divisor
 from sim.config import ConfigError, get_config, with_changes
@@ -88,6 +90,13 @@ def test_ecpix5_dram_bringup_top():
     cfg = get_config("tiny-ecp5")
     board, platform, plan = _prepare(False, cfg)
     _check_plan(board, platform, plan, cfg)
+
+
+def test_dram_summary():
+    got = dram_summary(get_board(BOARD), get_config("tiny-ecp5"))
+    assert got == {"module": "MT41K256M16", "memtype": "DDR3", "phy": "ECP5DDRPHY",
+                   "data_bits": 16, "user_clock_mhz": 50.0, "dram_clock_mhz": 100.0,
+                   "axi_data_bits": 128}
 
 
 def test_dram_checks():
