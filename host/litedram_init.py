@@ -34,7 +34,9 @@ the BIOS' ``cdelay(n)``). LiteX stores a register wider than 32 bits (``sdram_df
 """
 from __future__ import annotations
 
+import importlib
 import json
+import random
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +45,7 @@ from typing import Callable
 
 import yaml
 
-from boards.litedram_core import core_ports
+from boards.litedram_core import core_ports, generate
 from hw.link.host_link import WINDOW_BASE
 
 __all__ = ["CoreCsr", "bridge_csr", "bridge_memtest", "init_board_dram", "CalibrationError", "LeveledLane", "core_settings", "init_commands",
@@ -115,7 +117,6 @@ def bridge_memtest(transport, *, base: int = 0, beats: int = 64, seed: int = 1):
     """A ``memtest`` for :func:`initialize`: ``beats`` pseudo-random beats written from ``base``
     through the transport's memory path (host mode) and read back; None or the first
     difference."""
-    import random
     rng = random.Random(seed)
     W, B = transport.beat_bytes, transport.max_burst
 
@@ -147,7 +148,6 @@ def _import_litedram():
     """litedram / litex modules used here. They are third-party code with invalid escape
     sequences (SyntaxWarning when compiled, an error under PYTHONWARNINGS=error, e.g. in a
     cocotb simulator process that compiles them afresh): their warnings are silenced."""
-    import importlib
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         names = ("litedram.modules", "litedram.phy", "litedram.gen", "litedram.init",
@@ -156,7 +156,6 @@ def _import_litedram():
 
 
 def _import_litex_sim():
-    import importlib
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return importlib.import_module("litex.tools.litex_sim")
@@ -534,7 +533,6 @@ def init_board_dram(transport, board: str, cfg=None, *, memtest_beats: int = 256
     board's serial port, ``board`` / ``cfg`` name the LiteDRAM core the bitstream was built with
     (its CSR map and settings come from the same cached generator output). Runs
     :func:`initialize` with a memory test of ``memtest_beats`` beats at DRAM address 0."""
-    from boards.litedram_core import generate
     core = generate(board, sim=False, cfg=cfg, quiet=True)
     csr = bridge_csr(transport, core)
     res = initialize(csr, core, memtest=bridge_memtest(transport, beats=memtest_beats), log=log)
