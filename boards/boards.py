@@ -69,6 +69,10 @@ class Board:
     # peak bandwidth of the board's DRAM through its LiteDRAM core's user port (docs/boards.md,
     # "External memory"); None: no DRAM core for this board
     dram_bytes_per_s: float | None = None
+    # the DRAM pins: amaranth-boards resource and (LiteDRAM core port, subsignal, Instance port
+    # kind) for each pad the core drives (boards/dram_board.py; "clk.p": the P pin of a pair)
+    dram_resource: str | None = None
+    dram_pads: tuple = ()
 
     def platform_class(self):
         mod, cls = self.platform.split(":")
@@ -96,7 +100,15 @@ BOARDS = {
               "error": Led("rgb_led", 0, "r"), "alive": Led("rgb_led", 1, "g")},
         notes="FTDI UART (second interface of the USB port), 100 MHz oscillator; the "
               "accelerator runs at 50 MHz from the PLL (routed Fmax ~65 MHz on this speed-8 part)",
-        dram_bytes_per_s=400e6),
+        dram_bytes_per_s=400e6, dram_resource="ddr3",
+        # LiteX drives the DDR3 pins' physical levels (ras_n etc.): amaranth-boards' PinsN
+        # inversion does not apply to the raw pins. No cs_n / reset_n pins on this board. DQ and
+        # DQS go through the core's own bidirectional cells (LiteX declares them "input").
+        dram_pads=(("ddram_a", "a", "o"), ("ddram_ba", "ba", "o"), ("ddram_ras_n", "ras", "o"),
+                   ("ddram_cas_n", "cas", "o"), ("ddram_we_n", "we", "o"),
+                   ("ddram_cke", "clk_en", "o"), ("ddram_odt", "odt", "o"),
+                   ("ddram_dm", "dm", "o"), ("ddram_clk_p", "clk.p", "o"),
+                   ("ddram_dq", "dq", "io"), ("ddram_dqs_p", "dqs.p", "io"))),
 }
 
 

@@ -45,6 +45,7 @@ from sim.config import Config
 
 from boards.boards import Board
 from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, format_seconds
+from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
 from boards.ecp5_pll import Ecp5Pll, pll_params
 from boards.fit import check_fit, estimate
 from boards.pnr_report import critical_path, parse_nextpnr_report
@@ -241,7 +242,7 @@ PLACERS = ("static", "heap", "sa")
 
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
-                placer: str = "static", lut_mapping: str = "auto",
+                placer: str = "static", lut_mapping: str = "auto", dram: bool = False,
                 log: callable = print, progress: ProgressPrinter | None = None) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
 
@@ -255,7 +256,12 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     static placement but stalled at ~19k overused wires after the default ``heap`` one.
     ``lut_mapping``: ``"abc9"`` (synth_ecp5's own flow: better LUT counts and Fmax), ``"abc"``
     (:func:`yosys_lut_mapping_overrides`), or ``"auto"``: abc9, and if Yosys dies on one of
-    its abc9 asserts, the classic mapping."""
+    its abc9 asserts, the classic mapping.
+    ``dram``: build :class:`boards.dram_board.DramBoardTop` (the accelerator on the board's DRAM
+    through LiteDRAM; with ``design="demo"`` the DRAM bring-up design without the accelerator)
+    instead of :class:`BoardTop`; the board's DRAM pin map and the config's memory beat are
+    checked first (:func:`boards.dram_board.check_dram`). The fit check covers the accelerator
+    only (LiteDRAM's ECPIX-5 core adds ~3k LUT4, ~2k FF, no DP16KD; docs/boards.md)."""
     if lut_mapping not in LUT_MAPPINGS:
         raise ValueError(f"lut_mapping {lut_mapping!r}: one of {', '.join(LUT_MAPPINGS)}")
     if placer not in PLACERS:
@@ -264,6 +270,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     out = Path(out_dir).resolve()
     est = estimate(cfg, design)
     check_fit(board.dev, est)
+    if dram:
+        check_dram(board, cfg, accelerator=design == "top")
     env = tool_env()
     platform = board.platform_class()()
     if platform.device != board.device:
@@ -276,7 +284,9 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         t_e = time.monotonic()
         overrides = yosys_lut_mapping_overrides(TOP_NAME) if mapping == "abc" else {}
         platform = board.platform_class()()             # a platform prepares one design
-        plan = platform.prepare(BoardTop(board, cfg, design), name=TOP_NAME,
+        top = (DramBoardTop(board, cfg, accelerator=design == "top") if dram
+               else BoardTop(board, cfg, design))
+        plan = platform.prepare(top, name=TOP_NAME,
                                 nextpnr_opts=f"--report {TOP_NAME}_report.json "
                                              f"--timing-allow-fail --seed {seed} "
                                              f"--placer {placer} --router {router}",
@@ -320,9 +330,10 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     crit = critical_path(tim.read_text(errors="replace"), REPO_ROOT) if tim.is_file() else None
     report = {
         "board": board.name, "platform": board.platform, "device": board.device,
-        "config": cfg.name, "design": design, "placer": placer, "router": router,
+        "config": cfg.name, "design": design, "dram": dram_summary(board, cfg) if dram else None,
+        "placer": placer, "router": router,
         "lut_mapping": mapping,
-        "clock_mhz": design_clock_hz(board, platform) / 1e6,
+        "clock_mhz": (user_clock_hz(board, cfg) if dram else design_clock_hz(board, platform)) / 1e6,
         "oscillator_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,
         **pnr,
         "critical_path": crit,

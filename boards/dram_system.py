@@ -45,6 +45,7 @@ no cycle.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Instance, Module
 from amaranth.hdl import ResetSignal, Signal
@@ -83,6 +84,13 @@ class DramSystem(wiring.Component):
         A board with a LiteDRAM config (boards/litedram/<board>.yml).
     sim : bool
         Use LiteDRAM's simulation core (DRAM + PHY model) instead of the board's.
+    accelerator : bool
+        False: no accelerator and no switch (a DRAM bring-up design): the host port goes
+        straight to the core, the register slave takes writes and reads 0, ``host_owner`` is 1.
+    pads : dict, optional
+        ``{core port: (kind, io value)}``: core pads wired straight to the board's I/O ports
+        (``kind`` ``"o"``, ``"i"`` or ``"io"``, the Instance port kind; ``io`` for the DQ / DQS
+        pads LiteX declares ``input`` but drives through its own bidirectional cells).
 
     Ports
     -----
@@ -91,7 +99,11 @@ class DramSystem(wiring.Component):
         beat, 1-bit ID).
     host_mode : In(1); host_owner : Out(1)
         Request and current owner of the DRAM port (1 = host).
-    wb_ctrl_*, init_done, init_error, DRAM pads : the core's, by its names.
+    wb_ctrl_*, init_done, init_error, DRAM pads : the core's, by its names (pads given in
+        ``pads`` are wired to those I/O ports instead and are not ports of this component).
+    user_clk, user_rst : Out(1)
+        The clock and reset everything here runs on (the core's user clock and reset): a
+        design around this one (the host bridge, boards/dram_bridge.py) runs on them too.
 
     Attributes
     ----------
@@ -99,22 +111,31 @@ class DramSystem(wiring.Component):
         The LiteDRAM core's Verilog file.
     """
 
-    def __init__(self, cfg: Config, board: str, *, sim: bool = False):
+    def __init__(self, cfg: Config, board: str, *, sim: bool = False, pads: dict | None = None,
+                 accelerator: bool = True):
         want, got = 8 * cfg.hw.mem_bytes_per_cycle, core_beat_bits(board, cfg)
-        if want != got:
+        if want != got and accelerator:
             raise ConfigError(
                 f"DramSystem: the LiteDRAM AXI port of {board} is {got} bits but config "
                 f"{cfg.name!r} has a {want}-bit memory beat (mem_bytes_per_cycle "
                 f"{cfg.hw.mem_bytes_per_cycle}); set mem_bytes_per_cycle = {got // 8} (no AXI "
                 f"width converter is built)")
-        self.cfg, self.board, self.sim = cfg, board, sim
+        self.cfg, self.board, self.sim, self.accelerator = cfg, board, sim, accelerator
         self.core = generate(board, sim=sim, cfg=cfg, quiet=True)
         self.core_ports = core_ports(self.core)
-        self._width = dict(addr_bits=cfg.hw.mem_addr_bits, data_bits=want, id_bits=ID_BITS)
+        self.pads = dict(pads or {})
+        unknown = sorted(set(self.pads) - set(self.core_ports))
+        if unknown:
+            raise ValueError(f"DramSystem: {', '.join(unknown)} are not ports of the "
+                             f"{board} LiteDRAM core")
+        self._width = dict(addr_bits=cfg.hw.mem_addr_bits, data_bits=want if accelerator else got,
+                           id_bits=ID_BITS)
         outside = {name: (Out if d == "output" else In)(w)
                    for name, (d, w) in self.core_ports.items()
-                   if not name.startswith(_CORE_AXI) and name not in _CORE_CLOCKS}
+                   if not name.startswith(_CORE_AXI) and name not in _CORE_CLOCKS
+                   and name not in self.pads}
         super().__init__({**axil_slave_ports(), "irq": Out(1),
+                          "user_clk": Out(1), "user_rst": Out(1),
                           **axi_ports(HOST_PREFIX, master=False, **self._width),
                           "host_mode": In(1), "host_owner": Out(1), **outside})
 
@@ -123,8 +144,16 @@ class DramSystem(wiring.Component):
         user_clk, user_rst = Signal(), Signal()
         m.domains.dram = ClockDomain("dram", local=True)
         reset = user_rst | ResetSignal("sync") if self.sim else user_rst
-        m.d.comb += [ClockSignal("dram").eq(user_clk), ResetSignal("dram").eq(reset)]
+        m.d.comb += [ClockSignal("dram").eq(user_clk), ResetSignal("dram").eq(reset),
+                     self.user_clk.eq(user_clk), self.user_rst.eq(reset)]
 
+        if not self.accelerator:
+            self._registers_stub(m)
+            host = SimpleNamespace(**{f"m_{n}": getattr(self, f"{HOST_PREFIX}_{n}")
+                                      for n in (*FORWARD, *BACKWARD)})
+            m.d.comb += self.host_owner.eq(1)
+            m.submodules.core = self._core(m, host, user_clk, user_rst)
+            return m
         m.submodules.accel = accel = DomainRenamer("dram")(EdgeMoeAxiTop(self.cfg))
         m.submodules.switch = switch = DomainRenamer("dram")(AxiSwitch2to1(**self._width))
         for name in (*axil_slave_ports(), "irq"):
@@ -135,6 +164,19 @@ class DramSystem(wiring.Component):
         m.d.comb += [switch.host_mode.eq(self.host_mode), self.host_owner.eq(switch.owner)]
         m.submodules.core = self._core(m, switch, user_clk, user_rst)
         return m
+
+    def _registers_stub(self, m):
+        """Without the accelerator: an AXI4-Lite slave that takes every write and reads 0
+        (OKAY), so a host can tell the link works; ``irq`` 0."""
+        p = "s_axil_"
+        g = {n.removeprefix(p): getattr(self, n) for n in axil_slave_ports()}
+        bvalid, rvalid = Signal(name="stub_bvalid"), Signal(name="stub_rvalid")
+        take_w = g["awvalid"] & g["wvalid"] & ~bvalid
+        take_r = g["arvalid"] & ~rvalid
+        m.d.comb += [g["awready"].eq(take_w), g["wready"].eq(take_w), g["bvalid"].eq(bvalid),
+                     g["arready"].eq(take_r), g["rvalid"].eq(rvalid), self.irq.eq(0)]
+        m.d.dram += [bvalid.eq((bvalid & ~g["bready"]) | take_w),
+                     rvalid.eq((rvalid & ~g["rready"]) | take_r)]
 
     @staticmethod
     def _wire(m, a, a_name, b, b_name):
@@ -162,6 +204,8 @@ class DramSystem(wiring.Component):
                 else:                              # cut the address, widen AxSIZE and IDs
                     kw[f"i_{name}"] = (mine[:w] if len(mine) >= w
                                        else Cat(mine, Const(0, w - len(mine))))
+            elif name in self.pads:
+                kw[f"{self.pads[name][0]}_{name}"] = self.pads[name][1]
             elif name not in _CORE_CLOCKS:
                 kw[("o_" if d == "output" else "i_") + name] = getattr(self, name)
         return Instance(CORE_NAME, **kw)

@@ -45,6 +45,10 @@ def add_parser(subparsers) -> None:
     b.add_argument("--design", choices=("top", "demo"), default="top",
                    help="top: the accelerator on on-chip frame memory (default); demo: the UART "
                         "bridge + Requantize demo (small, quick)")
+    b.add_argument("--dram", action="store_true",
+                   help="external memory: the accelerator on the board's DRAM through a "
+                        "LiteDRAM core (ECPIX-5 DDR3); with --design demo the DRAM bring-up "
+                        "design (host link + LiteDRAM, no accelerator)")
     b.add_argument("-o", "--output", metavar="DIR", help="build directory (default build/<board>)")
     b.add_argument("--check-only", action="store_true", help="only run the fit check")
     b.add_argument("--timeout", type=float, default=4 * 3600, metavar="S",
@@ -97,19 +101,24 @@ def _build(args) -> int:
     board = get_board(args.board)
     cfg = load_config(args.config or board.config)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    if args.dram:
+        from boards.dram_board import check_dram
+        check_dram(board, cfg, accelerator=args.design == "top")
     if args.check_only:
         est = estimate(cfg, args.design)
         log(estimate_table(est.to_dict(), board.dev))
         check_fit(board.dev, est)
         log(f"{cfg.name} ({args.design}) fits the {board.device} by this estimate")
         return 0
-    out = args.output or f"build/{board.name}-{cfg.name}-{args.design}"
+    out = args.output or (f"build/{board.name}-{cfg.name}-{args.design}"
+                          f"{'-dram' if args.dram else ''}")
     # the tools' progress: one updating line on a terminal, plain lines otherwise
     progress = ProgressPrinter(stream=sys.stderr if args.json else sys.stdout)
     try:
         rep = build_board(board, cfg, out, design=args.design, timeout=args.timeout,
                           seed=args.seed, router=args.router, placer=args.placer,
-                          lut_mapping=args.lut_mapping, log=log, progress=progress)
+                          lut_mapping=args.lut_mapping, dram=args.dram, log=log,
+                          progress=progress)
     except BuildError as e:
         print(f"edge-moe: error: {e}", file=sys.stderr)
         return 1

@@ -28,7 +28,10 @@ other        --     --                             ``?``
 a MEM_WRITE/MEM_READ with ``beats`` outside 1..B answers ``E`` at once and has no data phase.
 Register reads have no side effects; the register port's read latency is a constructor argument
 (``csr_read_latency``, 1 for the top level's CSR block: ``rdata`` is the register at ``addr`` of
-the previous cycle).
+the previous cycle). A register port with a handshake (:func:`handshake_csr_signature`: ``re``
+and ``ack`` members, e.g. hw/link/csr_window.py's window onto the accelerator's AXI-Lite
+registers and LiteDRAM's Wishbone CSR bus) instead gets ``we`` / ``re`` held from the cycle
+after the command's last byte until ``ack``, and ``rdata`` is taken with ``ack``.
 
 Ports:
 
@@ -64,7 +67,8 @@ from sim.config import Config
 
 from hw.mem.bus import MemReadSignature, MemWriteSignature, beat_bytes
 
-__all__ = ["HostBridge", "bridge_csr_signature", "ident_bytes", "PROTOCOL_VERSION", "CMD",
+__all__ = ["HostBridge", "bridge_csr_signature", "handshake_csr_signature", "is_handshake",
+           "ident_bytes", "PROTOCOL_VERSION", "CMD",
            "ACK", "NAK", "UNKNOWN", "IDENT_MAGIC", "IDENT_LEN", "REG_ADDR_BYTES", "MEM_ADDR_BYTES"]
 
 PROTOCOL_VERSION = 1
@@ -81,6 +85,20 @@ def bridge_csr_signature(addr_bits: int, data_bits: int) -> wiring.Signature:
     """A register port, master view: ``addr``, ``wdata``, ``we`` out, ``rdata`` in."""
     return wiring.Signature({"addr": Out(addr_bits), "wdata": Out(data_bits), "we": Out(1),
                              "rdata": In(data_bits)})
+
+
+def handshake_csr_signature(addr_bits: int, data_bits: int) -> wiring.Signature:
+    """A register port with a handshake, master view: ``addr``, ``wdata``, ``we`` (write) and
+    ``re`` (read) out, held until ``ack`` comes in; ``rdata`` is valid with ``ack``."""
+    return wiring.Signature({"addr": Out(addr_bits), "wdata": Out(data_bits), "we": Out(1),
+                             "re": Out(1), "rdata": In(data_bits), "ack": In(1)})
+
+
+def is_handshake(sig: wiring.Signature) -> bool:
+    """True if ``sig`` (master view) is a :func:`handshake_csr_signature` port."""
+    mem = sig.members
+    return ("re" in mem and mem["re"].is_port and mem["re"].flow == Out and
+            "ack" in mem and mem["ack"].is_port and mem["ack"].flow == In)
 
 
 def _csr_widths(sig: wiring.Signature) -> tuple[int, int]:
@@ -153,6 +171,7 @@ class HostBridge(wiring.Component):
             raise ValueError(f"HostBridge: mem_max_burst {cfg.hw.mem_max_burst} does not fit the "
                              f"protocol's 1-byte beat count")
         self.csr_read_latency = csr_read_latency
+        self.handshake = is_handshake(csr_signature)
         self.ident = ident_bytes(cfg, csr_signature)
         super().__init__({
             "rx": In(stream.Signature(8)),
@@ -251,12 +270,16 @@ class HostBridge(wiring.Component):
         beats_ok = (r.mem_beats != 0) & (r.mem_beats <= self.cfg.hw.mem_max_burst)
         with m.State("EXEC"):
             with m.Switch(r.command):
-                with m.Case(CMD["REG_WRITE"]):
-                    m.d.comb += self.csr.we.eq(1)
-                    self._respond(m, r, ACK)
-                with m.Case(CMD["REG_READ"]):
-                    m.d.sync += r.read_wait.eq(self.csr_read_latency - 1)
-                    m.next = "REG_READ"
+                with m.Case(CMD["REG_WRITE"], CMD["REG_READ"]):
+                    if self.handshake:
+                        m.next = "REG_ACCESS"
+                    else:
+                        with m.If(r.command == CMD["REG_WRITE"]):
+                            m.d.comb += self.csr.we.eq(1)
+                            self._respond(m, r, ACK)
+                        with m.Else():
+                            m.d.sync += r.read_wait.eq(self.csr_read_latency - 1)
+                            m.next = "REG_READ"
                 with m.Case(CMD["HOST_MODE"]):
                     m.d.sync += self.host_mode.eq(r.args[0])
                     self._respond(m, r, ACK)
@@ -270,6 +293,18 @@ class HostBridge(wiring.Component):
                         m.next = "MR_REQ"
                     with m.Else():
                         self._respond(m, r, NAK)
+
+        if self.handshake:
+            with m.State("REG_ACCESS"):
+                # the strobe stays up until the port acknowledges (hw/link/csr_window.py)
+                writing = r.command == CMD["REG_WRITE"]
+                m.d.comb += [self.csr.we.eq(writing), self.csr.re.eq(~writing)]
+                with m.If(self.csr.ack):
+                    with m.If(writing):
+                        self._respond(m, r, ACK)
+                    with m.Else():
+                        m.d.sync += [r.tx_shift.eq(self.csr.rdata), r.tx_count.eq(RB)]
+                        m.next = "SEND"
 
         with m.State("REG_READ"):
             with m.If(r.read_wait != 0):
