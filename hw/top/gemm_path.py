@@ -259,8 +259,8 @@ class GemmPath(wiring.Component):
                 res_row.eq(0)]
 
     def _weights(self, m):
-        """Weights and biases from external memory (one ChunkReader command each per job) or
-        from the prefetcher's FIFOs (:meth:`_prefetch_reads`)."""
+        """Weights and biases from external memory (one ChunkReader command each per job) or,
+        with a prefetcher, from its FIFOs (:meth:`_prefetch_reads`)."""
         n, C = self.geo.cfg.num, self.geo.C
         job, nt, eng = self.job_now, self.n_tiles, self.engine
         wr, br = self.w_reader, self.b_reader

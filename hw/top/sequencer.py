@@ -27,6 +27,10 @@ sequencer walks it from index 0 until END:
   gathered XN rows into H; for fc2 it runs ``fc2`` with the SCALED epilogue, scattering
   ``x + score * y`` back into the tokens' X rows; each grant is released when its GEMM is done,
   so the prefetcher loads the next matrix into that buffer while the other one computes.
+  With streamed expert weights (``cfg.hw.expert_weights == "stream"``) the table and the
+  grants come from :class:`~hw.moe.expert_stream.ExpertStreamer` instead, each grant carrying
+  its matrix's weight and bias addresses, and the expert GEMMs read their weights from external
+  memory like a dense GEMM (row stride N weights, column tiles C weights apart).
 
 Timing: a prefetched descriptor is decoded in 1 cycle, the next fetch is requested in the next
 (PREFETCH), and the job is offered in the cycle after; a path's ``busy`` falling is seen the
@@ -139,7 +143,8 @@ class Sequencer(wiring.Component):
     q_req, q : stream
         Queue requests to the patch reorder unit and its (token, score) entries.
     grant : In(stream), release : Out(1)
-        The prefetcher's buffer grants and their release.
+        The prefetcher's buffer grants and their release (streamed expert weights: the
+        streamer's grants, :func:`~hw.moe.expert_stream.stream_grant_layout`; no release).
     tbl_addr, tbl_data, tbl_we : Out
         The prefetcher's expert address table.
     experts_open : Out(1)

@@ -161,6 +161,7 @@ def descriptor_costs(cfg: Config, program: list,
             key = tuple(chosen)
             if key not in moe_cache:
                 moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True,
+                                                  expert_weights=cfg.hw.expert_weights,
                                                   route_gap=ROUTE_OVERHEAD)
             moe = moe_cache[key]
             if op is HwOp.ROUTE:

@@ -352,13 +352,17 @@ def _gate_route(cfg: Config, beat: int, latency: int,
 
 def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
                      latency: int | None = None, router_slices: bool = False,
-                     route_gap: int = 0) -> MoeCycles:
+                     expert_weights: str = "prefetch", route_gap: int = 0) -> MoeCycles:
     """Cycles and bytes of one MoE layer whose chosen experts have ``counts`` tokens each.
     ``router_slices``: as in the top level (hw/top/top.py), a register slice on the router's
     input and output (the stand-alone MoE layer, host/bench/moe_layer.py, has none).
-    With streamed expert weights (a top-level frame only) ``experts`` is the EXPERTS
-    descriptor's whole time, decoded ``route_gap`` cycles after ``route`` (the ROUTE
-    descriptor's own overhead); with the prefetcher it is the layer's EXPERTS phase."""
+    ``expert_weights``: ``"prefetch"`` (the ping/pong prefetcher: the stand-alone layer, and the
+    top level by default) or ``"stream"`` (the top level with ``hw.expert_weights = "stream"``;
+    no ``beat`` / ``latency`` sweep): then ``experts`` is the EXPERTS descriptor's whole time,
+    decoded ``route_gap`` cycles after ``route`` (the ROUTE descriptor's own overhead); with the
+    prefetcher it is the layer's EXPERTS phase."""
+    if expert_weights == "stream" and (beat is not None or latency is not None):
+        raise ValueError("moe_layer_cycles: the beat / latency sweep models the prefetcher only")
     md, hw = cfg.model, cfg.hw
     R, C = hw.array_rows, hw.array_cols
     T, D = md.tokens, md.dim
@@ -369,7 +373,7 @@ def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
     route, last_out = _gate_route(cfg, W, L, router_slices)
     # After the last routing beat: k reorder writes, the list beat, the prefetcher's IDLE.
     list_ready = last_out + md.top_k + 2
-    if cfg.hw.expert_weights == "stream":
+    if expert_weights == "stream":
         decode = route + route_gap
         s = stream_schedule(cfg, counts, list_ready=list_ready, decode=decode)
         experts = s.end + 2 - decode          # RELEASE, then the next decode
