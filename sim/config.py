@@ -385,6 +385,9 @@ class Config:
             f"  attention        p = {h.attn_parallel} query rows, {h.attn_dot_width} "
             f"multipliers per lane",
             f"  memory           {h.mem_bytes_per_cycle} B/cycle, latency {h.mem_latency} cycles",
+            f"  expert weights   {h.expert_weights} ("
+            + ("on-chip ping/pong matrix buffers" if h.expert_weights == "prefetch"
+               else "read from memory by the expert GEMMs") + ")",
             f"  clock            {h.clock_mhz:g} MHz; ideal {self.ideal_cycles:,} cycles/frame "
             f"= {self.ideal_cycles / h.clock_mhz / 1e3:.3f} ms",
         ]

@@ -1,8 +1,10 @@
 """Whole tiny frames with streamed expert weights (``hw.expert_weights = "stream"``).
 
 The expert fc1 / fc2 GEMMs read their weight tiles and biases from the DRAM model through the
-GEMM path's readers (hw/moe/expert_stream.py), with no ping/pong buffers. One frame (seeded
-random weights and image, unthrottled bus) is checked bit-exact against ``sim.golden.forward``,
+GEMM path's readers (hw/moe/expert_stream.py), with no ping/pong buffers. One frame (the random
+weights and image of tests/system/test_frame_model.py, seed 0, unthrottled bus: its routing
+gives the experts 5, 12, 1 and 16 tokens, so both bounds of the streamed-GEMM model and the step
+between them are exercised) is checked bit-exact against ``sim.golden.forward``,
 its bytes read against the analytic count (every chosen expert's weight rows and bias tiles,
 whole beats), and its per-descriptor cycles against the frame model (sim/cycles/frame.py) given
 the golden routing: every descriptor exact except EXPERTS, whose weight-stream model is within
@@ -20,8 +22,8 @@ from host.run import run_frame
 from sim import golden
 from sim.config import Config
 from sim.cycles.frame import frame_cost
-from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
-from tests.system.frames import frame_case, tiny
+from sim.params import random_params
+from tests.system.frames import tiny
 
 
 def stream_config() -> Config:
@@ -51,18 +53,26 @@ def _streamed_bytes(cfg: Config, counts: dict) -> int:
     return sum(per_expert * sum(1 for c in cs if c) for cs in counts.values())
 
 
-def _check(sim, seed, tmp_path=None):
+def _case(cfg: Config) -> dict:
+    m = cfg.model
+    qp, _ = golden.quantize_params(cfg, random_params(cfg, 0))
+    img = golden.quantize_image(cfg, np.random.default_rng(0).random(
+        (m.image_channels, m.image_height, m.image_width)))
+    return dict(cfg=cfg, qparams=qp, image_q=img, task=0, want=golden.forward(cfg, qp, img, 0))
+
+
+def _check(sim, tmp_path=None):
     cfg = stream_config()
-    case = frame_case(cfg, seed, 0)
+    case = _case(cfg)
     res = run_frame(cfg, case["qparams"], case["image_q"], 0, sim=sim, work_dir=tmp_path)
     bad = np.argwhere(res.tokens != case["want"])
-    assert not len(bad), f"{len(bad)} values differ, first at {bad[0]} (seed={seed})"
+    assert not len(bad), f"{len(bad)} values differ, first at {bad[0]}"
     counts = _expert_counts(case)
     model = frame_cost(cfg, counts)
     rtl = {t["index"]: t["cycles"] for t in res.trace}
     lines = [f"{x.index:3d} {x.op:9s} model {x.cycles:7,} rtl {rtl[x.index]:7,} {x.note}"
              for x in model.layers]
-    msg = "\n".join(lines) + f"\nseed={seed}, expert counts {counts}"
+    msg = "\n".join(lines) + f"\nexpert counts {counts}"
     for x in model.layers:
         if x.op == "EXPERTS":
             assert abs(x.cycles - rtl[x.index]) <= 0.01 * rtl[x.index], msg
@@ -75,10 +85,10 @@ def _check(sim, seed, tmp_path=None):
     print(f"\n{msg}\nframe: model {model.cycles:,} RTL {res.cycles:,} cycles")
 
 
-def test_stream_frame_pysim(seed):
-    _check("pysim", seed)
+def test_stream_frame_pysim():
+    _check("pysim")
 
 
 @pytest.mark.slow
-def test_stream_frame_verilator(seed, tmp_path):
-    _check("verilator", seed, tmp_path)
+def test_stream_frame_verilator(tmp_path):
+    _check("verilator", tmp_path)
