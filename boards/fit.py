@@ -6,7 +6,9 @@ it needs, from the same geometry functions the RTL uses (hw/top/geometry.py, the
 
 - activation buffers (X, XN/ATT, Q, K, V, H/IMG): ``TopGeometry.depths`` words of
   ``word_bits``;
-- the expert-weight ping/pong buffers (configs with MoE blocks);
+- the expert-weight ping/pong buffers (configs with MoE blocks and ``hw.expert_weights ==
+  "prefetch"``; with ``"stream"`` the expert GEMMs read their weights from external memory and
+  there are none, hw/moe/expert_stream.py);
 - the external-memory model: a board without a DRAM controller keeps the whole frame memory
   (weight image, program, position table, input image, output) in block RAM, which is what
   limits every board to small configs;
@@ -136,7 +138,7 @@ def _top_memories(cfg: Config) -> list[MemoryEstimate]:
     geo = TopGeometry.of(cfg)
     mems = [MemoryEstimate(f"buffer {n}", geo.word_bits, d) for n, d in zip(MEM_NAMES,
                                                                             geo.depths)]
-    if cfg.model.moe_blocks:
+    if cfg.model.moe_blocks and cfg.hw.expert_weights == "prefetch":
         from hw.moe.prefetcher import prefetch_geometry
         g = prefetch_geometry(cfg)
         mems += [MemoryEstimate("expert weights ping/pong", 8 * g["ww"], 2 * g["w_words"]),

@@ -25,7 +25,7 @@ from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
            "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS",
-           "DSP_TARGETS", "PE_MULT_REGISTERS", "generic_config"]
+           "DSP_TARGETS", "EXPERT_WEIGHTS", "PE_MULT_REGISTERS", "generic_config"]
 
 DESC_BYTES = 64          # one sequencer descriptor (sim/memory_image.py): 16 32-bit words
 DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, hw/top/csr.py)
@@ -33,6 +33,11 @@ DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, h
 # How a hard multiplier is built (hw/fabric): "generic" is plain Amaranth (any simulator, any
 # vendor tool), "ecp5" instantiates the MULT18X18D so its registers sit inside the block.
 DSP_TARGETS = ("generic", "ecp5")
+# Where the expert GEMMs take their weights from (HardwareConfig.expert_weights): "prefetch"
+# loads each chosen expert's whole fc1 / fc2 matrix into on-chip ping/pong buffers
+# (hw/moe/prefetcher.py); "stream" reads weight tiles from external memory during the GEMM,
+# like a dense layer (hw/moe/expert_stream.py), and needs no weight buffers.
+EXPERT_WEIGHTS = ("prefetch", "stream")
 
 # The registers of every PE's multiplier (hw.array.pe, flags of hw.fabric.Multiplier): the
 # operands are registered at the DSP's inputs (the activation fans out along a row and the
@@ -206,6 +211,8 @@ class HardwareConfig:
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)
     mem_max_outstanding: int = 8      # read bursts the DRAM model queues (must cover the latency)
     moe_counter_bits: int = 32        # MoE path status counters (bytes read/written, stall cycles)
+    expert_weights: str = "prefetch"  # expert fc1 / fc2 weights: on-chip ping/pong buffers
+    #   ("prefetch") or tiles streamed from external memory during the GEMM ("stream")
 
     @property
     def macs_per_cycle(self) -> int:
@@ -273,11 +280,14 @@ class Config:
         # the wide ones on several MULT18X18D: 117). The epilogue's 16 score products are
         # shift-add LUTs: on DSPs they would take the estimate to 133 (85.3 %). 8x16 needed 182
         # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
+        # Expert weights stream from external memory: the ping/pong buffers of whole fc1 / fc2
+        # matrices would take 150 of the 208 DP16KD (docs/moe.md).
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
-                              mult_budget=156, dsp_target="ecp5", epilogue_score_dsp=False)))
+                              mult_budget=156, dsp_target="ecp5", epilogue_score_dsp=False,
+                              expert_weights="stream")))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property
@@ -382,6 +392,9 @@ class Config:
             f"  attention        p = {h.attn_parallel} query rows, {h.attn_dot_width} "
             f"multipliers per lane",
             f"  memory           {h.mem_bytes_per_cycle} B/cycle, latency {h.mem_latency} cycles",
+            f"  expert weights   {h.expert_weights} ("
+            + ("on-chip ping/pong matrix buffers" if h.expert_weights == "prefetch"
+               else "read from memory by the expert GEMMs") + ")",
             f"  clock            {h.clock_mhz:g} MHz; ideal {self.ideal_cycles:,} cycles/frame "
             f"= {self.ideal_cycles / h.clock_mhz / 1e3:.3f} ms",
         ]
@@ -466,6 +479,9 @@ def _validate(cfg: Config) -> None:
     need(h.mem_latency >= 0, f"hw.mem_latency must be >= 0, got {h.mem_latency}")
     need(h.dsp_target in DSP_TARGETS,
          f"hw.dsp_target must be one of {', '.join(DSP_TARGETS)}, got {h.dsp_target!r}")
+    need(h.expert_weights in EXPERT_WEIGHTS,
+         f"hw.expert_weights must be one of {', '.join(EXPERT_WEIGHTS)}, "
+         f"got {h.expert_weights!r}")
     need(h.clock_mhz > 0, f"hw.clock_mhz must be > 0, got {h.clock_mhz}")
     need(h.array_rows <= m.max_inner_dim and h.array_cols <= max(m.dim, 3 * m.dim),
          f"a {h.array_rows} x {h.array_cols} array is larger than every GEMM of the model")

@@ -91,7 +91,10 @@ class GemmPath(wiring.Component):
     geo : TopGeometry
         Sizes; job limits are ``Config.gemm_max_m`` / ``gemm_max_k`` / ``gemm_max_n``.
     prefetch_w_groups, prefetch_b_groups : int
-        Depth (in groups of C values) of the prefetcher's weight / bias buffers.
+        Depth (in groups of C values) of the prefetcher's weight / bias buffers. With
+        ``prefetch_w_groups=0`` there is no prefetcher (streamed expert weights,
+        hw/moe/expert_stream.py): every job reads its weights from external memory and the
+        prefetcher reads are not built (``w_src`` must be DRAM).
 
     Ports
     -----
@@ -119,6 +122,7 @@ class GemmPath(wiring.Component):
 
     def __init__(self, geo: TopGeometry, prefetch_w_groups: int = 1, prefetch_b_groups: int = 1):
         self.geo = geo
+        self.has_prefetch = prefetch_w_groups > 0
         cfg = geo.cfg
         n, C = cfg.num, geo.C
         self.job_layout = gemm_job_layout(geo)
@@ -178,7 +182,8 @@ class GemmPath(wiring.Component):
         restart += self._act_feeder(m, tok.read_port())
         restart += self._res_feeder(m, tok.read_port())
         restart += self._weights(m)
-        restart += self._prefetch_reads(m)
+        if self.has_prefetch:
+            restart += self._prefetch_reads(m)
         restart += self._output_writer(m, tok.read_port())
         # Last, so that a start overrides every counter step of the same cycle.
         with m.If(start):
@@ -254,28 +259,31 @@ class GemmPath(wiring.Component):
                 res_row.eq(0)]
 
     def _weights(self, m):
-        """Weights and biases from external memory (one ChunkReader command each per job) or
-        from the prefetcher's FIFOs (:meth:`_prefetch_reads`)."""
+        """Weights and biases from external memory (one ChunkReader command each per job) or,
+        with a prefetcher, from its FIFOs (:meth:`_prefetch_reads`)."""
         n, C = self.geo.cfg.num, self.geo.C
         job, nt, eng = self.job_now, self.n_tiles, self.engine
         wr, br = self.w_reader, self.b_reader
-        m.submodules.pfw_q = self.pf_w_fifo = pfw = fifo.SyncFIFO(width=C * n.weight.bits, depth=4)
-        m.submodules.pfb_q = self.pf_b_fifo = pfb = fifo.SyncFIFO(width=C * n.bias.bits, depth=4)
-        from_dram = job.w_src == WSrc.DRAM
         weights = unpack(wr.o.payload, C, n.weight.storage_bytes, n.weight.bits)
-        with m.If(from_dram):
-            m.d.comb += [eng.w.valid.eq(wr.o.valid), eng.w.payload.eq(Cat(*weights)),
-                         wr.o.ready.eq(eng.w.ready)]
-        with m.Else():
-            m.d.comb += [eng.w.valid.eq(pfw.r_rdy), eng.w.payload.eq(pfw.r_data),
-                         pfw.r_en.eq(eng.w.ready)]
         biases = unpack(br.o.payload, C, n.bias.storage_bytes, n.bias.bits)
-        with m.If(from_dram):
-            m.d.comb += [eng.bias.valid.eq(br.o.valid), eng.bias.payload.eq(Cat(*biases)),
-                         br.o.ready.eq(eng.bias.ready)]
-        with m.Else():
-            m.d.comb += [eng.bias.valid.eq(pfb.r_rdy), eng.bias.payload.eq(pfb.r_data),
-                         pfb.r_en.eq(eng.bias.ready)]
+        dram = [eng.w.valid.eq(wr.o.valid), eng.w.payload.eq(Cat(*weights)),
+                wr.o.ready.eq(eng.w.ready),
+                eng.bias.valid.eq(br.o.valid), eng.bias.payload.eq(Cat(*biases)),
+                br.o.ready.eq(eng.bias.ready)]
+        if not self.has_prefetch:
+            m.d.comb += dram
+        else:
+            m.submodules.pfw_q = self.pf_w_fifo = pfw = fifo.SyncFIFO(width=C * n.weight.bits,
+                                                                      depth=4)
+            m.submodules.pfb_q = self.pf_b_fifo = pfb = fifo.SyncFIFO(width=C * n.bias.bits,
+                                                                      depth=4)
+            with m.If(job.w_src == WSrc.DRAM):
+                m.d.comb += dram
+            with m.Else():
+                m.d.comb += [eng.w.valid.eq(pfw.r_rdy), eng.w.payload.eq(pfw.r_data),
+                             pfw.r_en.eq(eng.w.ready),
+                             eng.bias.valid.eq(pfb.r_rdy), eng.bias.payload.eq(pfb.r_data),
+                             pfb.r_en.eq(eng.bias.ready)]
         w_cmd_pending, b_cmd_pending = Signal(), Signal()
         m.d.comb += [wr.cmd.valid.eq(w_cmd_pending), wr.cmd.payload.addr.eq(job.w_addr),
                      wr.cmd.payload.outer.eq(nt), wr.cmd.payload.outer_stride.eq(job.w_tile_stride),
@@ -289,6 +297,8 @@ class GemmPath(wiring.Component):
         with m.If(br.cmd.valid & br.cmd.ready):
             m.d.sync += b_cmd_pending.eq(0)
         p = self.job.payload
+        if not self.has_prefetch:
+            return [w_cmd_pending.eq(1), b_cmd_pending.eq(p.bias)]
         return [w_cmd_pending.eq(p.w_src == WSrc.DRAM),
                 b_cmd_pending.eq((p.w_src == WSrc.DRAM) & p.bias)]
 

@@ -27,6 +27,10 @@ sequencer walks it from index 0 until END:
   gathered XN rows into H; for fc2 it runs ``fc2`` with the SCALED epilogue, scattering
   ``x + score * y`` back into the tokens' X rows; each grant is released when its GEMM is done,
   so the prefetcher loads the next matrix into that buffer while the other one computes.
+  With streamed expert weights (``cfg.hw.expert_weights == "stream"``) the table and the
+  grants come from :class:`~hw.moe.expert_stream.ExpertStreamer` instead, each grant carrying
+  its matrix's weight and bias addresses, and the expert GEMMs read their weights from external
+  memory like a dense GEMM (row stride N weights, column tiles C weights apart).
 
 Timing: a prefetched descriptor is decoded in 1 cycle, the next fetch is requested in the next
 (PREFETCH), and the job is offered in the cycle after; a path's ``busy`` falling is seen the
@@ -51,6 +55,7 @@ from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC,
 from hw.array.epilogue import EpilogueMode
 from hw.common import Loop, count_nested
 from hw.mem.bus import MemReadSignature
+from hw.moe.expert_stream import stream_grant_layout
 from hw.moe.patch_reorder import queue_entry_layout, queue_request_layout
 from hw.moe.prefetcher import TENSORS, grant_layout
 from hw.top.attn_path import attn_job_layout
@@ -138,7 +143,8 @@ class Sequencer(wiring.Component):
     q_req, q : stream
         Queue requests to the patch reorder unit and its (token, score) entries.
     grant : In(stream), release : Out(1)
-        The prefetcher's buffer grants and their release.
+        The prefetcher's buffer grants and their release (streamed expert weights: the
+        streamer's grants, :func:`~hw.moe.expert_stream.stream_grant_layout`; no release).
     tbl_addr, tbl_data, tbl_we : Out
         The prefetcher's expert address table.
     experts_open : Out(1)
@@ -153,6 +159,8 @@ class Sequencer(wiring.Component):
         _check_job_fields(geo)
         w = csr_bits(cfg)
         self.reader = ChunkReader(cfg, DESC_BYTES, depth=2 * DESC_BYTES // geo.W)
+        self.streamed = cfg.hw.expert_weights == "stream"
+        self.grant_layout = stream_grant_layout(cfg) if self.streamed else grant_layout(cfg)
         self.table_depth = cfg.model.experts * len(TENSORS)
         super().__init__({
             "start": In(1), "clear": In(1), "task": In(w),
@@ -170,7 +178,7 @@ class Sequencer(wiring.Component):
             "tok_we": Out(1),
             "q_req": Out(stream.Signature(queue_request_layout(cfg))),
             "q": In(stream.Signature(queue_entry_layout(cfg))),
-            "grant": In(stream.Signature(grant_layout(cfg))),
+            "grant": In(stream.Signature(self.grant_layout)),
             "release": Out(1),
             "tbl_addr": Out(range(max(2, self.table_depth))), "tbl_data": Out(cfg.hw.mem_addr_bits),
             "tbl_we": Out(1),
@@ -188,7 +196,7 @@ class Sequencer(wiring.Component):
         fetched = desc_layout()(rd.o.payload)       # the one the reader delivers
         code = self._check(m, rd.o.payload, fetched)
         self._job_payloads(m)
-        self.grant_now = Signal(grant_layout(cfg))  # the grant being worked on
+        self.grant_now = Signal(self.grant_layout)  # the grant being worked on
         self.table_expert = Signal(range(cfg.model.experts + 1))
         self.table_tensor = Signal(range(len(TENSORS)))
         self.table_base = Signal(cfg.hw.mem_addr_bits)
@@ -420,6 +428,18 @@ class Sequencer(wiring.Component):
                          g.router.eq(1)]
             self._issue(m, self.gemm, self.gemm_busy)
 
+    def _expert_weights(self, cols):
+        """Weight source of an expert GEMM whose K-major matrix has ``cols`` columns: the
+        prefetcher's buffer, or (streamed) external memory at the grant's addresses, read like
+        a dense layer (rows ``cols`` weights apart, column tiles ``C`` weights apart)."""
+        g, grant = self.gemm.payload, self.grant_now
+        if not self.streamed:
+            return [g.w_src.eq(WSrc.PREFETCH)]
+        sw = self.geo.cfg.num.weight.storage_bytes
+        return [g.w_src.eq(WSrc.DRAM), g.w_addr.eq(grant.w_addr), g.b_addr.eq(grant.b_addr),
+                g.w_row_stride.eq(cols << exact_log2(sw)),
+                g.w_tile_stride.eq(self.geo.C * sw)]
+
     def _expert_states(self, m):
         """EXPERTS: address table, then fc1 / fc2 of each grant of the prefetcher."""
         md = self.geo.cfg.model
@@ -459,14 +479,16 @@ class Sequencer(wiring.Component):
                          g.m.eq(grant.count), g.k.eq(d.k), g.n.eq(d.n), g.src.eq(phys(d.src)),
                          g.row0s.eq(0), g.dst.eq(MEM_H), g.row0d.eq(0), g.qkv.eq(0),
                          g.mode.eq(EpilogueMode.PLAIN), g.gelu.eq(1), g.bias.eq(1),
-                         g.w_src.eq(WSrc.PREFETCH), g.gather.eq(1)]
+                         g.gather.eq(1)]
+            m.d.comb += self._expert_weights(d.n)
             self._issue(m, self.gemm, self.gemm_busy, then="RELEASE")
         with m.State("FC2"):
             m.d.comb += [self.experts_open.eq(1),
                          g.m.eq(grant.count), g.k.eq(d.n), g.n.eq(d.k), g.src.eq(MEM_H),
                          g.row0s.eq(0), g.dst.eq(phys(d.dst)), g.row0d.eq(0), g.qkv.eq(0),
                          g.mode.eq(EpilogueMode.SCALED), g.gelu.eq(0), g.bias.eq(1),
-                         g.w_src.eq(WSrc.PREFETCH), g.scatter.eq(1)]
+                         g.scatter.eq(1)]
+            m.d.comb += self._expert_weights(d.k)
             self._issue(m, self.gemm, self.gemm_busy, then="RELEASE")
         with m.State("RELEASE"):
             m.d.comb += [self.experts_open.eq(1), self.release.eq(1)]

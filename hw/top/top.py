@@ -7,7 +7,9 @@ Blocks (each in its own file):
   activation / residual feeders, weight and bias readers and output writer);
 - :class:`~hw.top.ln_path.LayerNormPath`, :class:`~hw.top.attn_path.AttentionPath`,
   :class:`~hw.top.load_store.LoadPath`, :class:`~hw.top.load_store.StorePath`;
-- MoE (configs with MoE blocks): hw/moe/router.py, hw/moe/patch_reorder.py, hw/moe/prefetcher.py;
+- MoE (configs with MoE blocks): hw/moe/router.py, hw/moe/patch_reorder.py, and the source of
+  the expert weights: hw/moe/prefetcher.py (``hw.expert_weights == "prefetch"``: ping/pong
+  buffers) or hw/moe/expert_stream.py (``"stream"``: the GEMM path reads the weights itself);
 - :class:`~hw.top.buffers.BufferBank` (X, XN/ATT, Q, K, V, H/IMG);
 - :class:`~hw.mem.read_arbiter.ReadArbiter`: every reader shares the one memory read port,
   each reader's requests through a :class:`~hw.mem.stream_slice.StreamSlice` (one cycle);
@@ -37,6 +39,7 @@ from sim.memory_image import HwOp
 from hw.mem.bus import MemReadSignature, MemWriteSignature, req_layout
 from hw.mem.read_arbiter import ReadArbiter
 from hw.mem.stream_slice import StreamSlice
+from hw.moe.expert_stream import ExpertStreamer
 from hw.moe.patch_reorder import PatchReorder
 from hw.moe.prefetcher import ExpertPrefetcher, prefetch_geometry
 from hw.moe.router import Router
@@ -98,7 +101,9 @@ class EdgeMoeTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, geo = self.cfg, self.geo
-        if self.has_moe:
+        if self.has_moe and cfg.hw.expert_weights == "stream":
+            gemm = GemmPath(geo, prefetch_w_groups=0)
+        elif self.has_moe:
             pg = prefetch_geometry(cfg)
             gemm = GemmPath(geo, pg["w_groups"], pg["b_groups"])
         else:
@@ -116,7 +121,8 @@ class EdgeMoeTop(wiring.Component):
         masters = [seq.bus, gemm.w_bus, gemm.b_bus, ln.g_bus, ln.b_bus, load.bus]
         if self.has_moe:
             pf = self._moe(m, gemm, seq)
-            masters.append(pf.bus)
+            if cfg.hw.expert_weights == "prefetch":     # the streamer reads no memory
+                masters.append(pf.bus)
             stall = pf.stall_cycles
         else:
             stall = Const(0)
@@ -136,11 +142,16 @@ class EdgeMoeTop(wiring.Component):
             wiring.connect(m, w, bufs.wr[i])
 
     def _moe(self, m, gemm, seq):
-        """Router, reorder unit and prefetcher between the GEMM path and the sequencer."""
+        """Router, reorder unit and prefetcher (or streamer) between the GEMM path and the
+        sequencer; returns the prefetcher or streamer."""
         cfg = self.cfg
         m.submodules.router = router = Router(cfg)
         m.submodules.reorder = reorder = PatchReorder(cfg)
-        m.submodules.prefetch = pf = ExpertPrefetcher(cfg, layers=1)
+        streamed = cfg.hw.expert_weights == "stream"
+        if streamed:
+            m.submodules.expert_stream = pf = ExpertStreamer(cfg, layers=1)
+        else:
+            m.submodules.prefetch = pf = ExpertPrefetcher(cfg, layers=1)
         # Register slices on both sides of the router: the router's stall reached back
         # through the gate GEMM's epilogue to every pipeline enable of the engine, and
         # forward from the reorder unit (the ECP5 build's critical path once the memory
@@ -160,12 +171,14 @@ class EdgeMoeTop(wiring.Component):
         wiring.connect(m, seq.q_req, reorder.q_req)
         wiring.connect(m, reorder.q, seq.q)
         wiring.connect(m, pf.grant, seq.grant)
-        m.d.comb += [pf.release.eq(seq.release), pf.tbl_addr.eq(seq.tbl_addr),
-                     pf.tbl_data.eq(seq.tbl_data), pf.tbl_we.eq(seq.tbl_we),
-                     pf.w_addr.eq(gemm.pf_w_addr), pf.w_en.eq(gemm.pf_w_en),
-                     gemm.pf_w_data.eq(pf.w_data),
-                     pf.b_addr.eq(gemm.pf_b_addr), pf.b_en.eq(gemm.pf_b_en),
-                     gemm.pf_b_data.eq(pf.b_data), seq.overflow.eq(reorder.overflow)]
+        m.d.comb += [pf.tbl_addr.eq(seq.tbl_addr), pf.tbl_data.eq(seq.tbl_data),
+                     pf.tbl_we.eq(seq.tbl_we), seq.overflow.eq(reorder.overflow)]
+        if not streamed:
+            m.d.comb += [pf.release.eq(seq.release),
+                         pf.w_addr.eq(gemm.pf_w_addr), pf.w_en.eq(gemm.pf_w_en),
+                         gemm.pf_w_data.eq(pf.w_data),
+                         pf.b_addr.eq(gemm.pf_b_addr), pf.b_en.eq(gemm.pf_b_en),
+                         gemm.pf_b_data.eq(pf.b_data)]
         return pf
 
     def _memory(self, m, masters, store):

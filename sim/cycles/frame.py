@@ -17,7 +17,9 @@ level's plumbing (job hand-off, the first DRAM access, draining the writer):
   (:func:`attention_steady_cycles`), + ``ATTN_OVERHEAD``;
 - ROUTE and EXPERTS: the MoE path model :func:`sim.cycles.moe.moe_layer_cycles` (gate GEMM paced
   by the router; the ping/pong prefetcher's event model, with the tokens each expert received) +
-  ``ROUTE_OVERHEAD`` / ``EXPERTS_OVERHEAD``;
+  ``ROUTE_OVERHEAD`` / ``EXPERTS_OVERHEAD``; with streamed expert weights
+  (``hw.expert_weights == "stream"``) EXPERTS is :func:`sim.cycles.moe.stream_schedule`'s whole
+  descriptor (table, first grant, each expert GEMM reading its weights from memory);
 - LOAD: one bus beat of ``mem_bytes_per_cycle`` per cycle + ``LOAD_OVERHEAD``;
 - STORE: one beat per cycle + ``STORE_BURST_GAP`` per write burst of ``mem_max_burst`` beats
   (the DRAM model takes one write burst at a time and answers it before the next request:
@@ -158,14 +160,18 @@ def descriptor_costs(cfg: Config, program: list,
             chosen = [c for c in counts if c]
             key = tuple(chosen)
             if key not in moe_cache:
-                moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True)
+                moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True,
+                                                  expert_weights=cfg.hw.expert_weights,
+                                                  route_gap=ROUTE_OVERHEAD)
             moe = moe_cache[key]
             if op is HwOp.ROUTE:
                 cyc = moe.route + ROUTE_OVERHEAD
                 macs = m.tokens * m.dim * m.experts
                 rd = m.experts * m.dim * wb
             else:
-                cyc = moe.experts + EXPERTS_OVERHEAD
+                # streamed expert weights: the model is the whole descriptor already
+                cyc = moe.experts + (EXPERTS_OVERHEAD if cfg.hw.expert_weights == "prefetch"
+                                     else 0)
                 macs = sum(chosen) * 2 * m.dim * m.expert_hidden
                 rd = moe.bytes - m.experts * m.dim * wb
                 moe_i += 1

@@ -23,6 +23,10 @@ Phases (cycles counted by the layer's ``cycles`` counter, all streams always val
    ``gemm_cycles + FC2_OVERHEAD``), releases, and waits one cycle for the next grant. A *stall* is
    a cycle the consumer waits for a grant; the first one (routing drain + the first matrix's
    load) can never be hidden, every later one is bandwidth-bound prefetch.
+   With streamed expert weights (``cfg.hw.expert_weights == "stream"``, top level only:
+   :func:`stream_schedule`) there is no load: the first grant follows the address table and the
+   routing drain, every later one is waiting when the consumer comes back, and each expert GEMM
+   reads its weights from memory like a dense layer (:func:`streamed_gemm_cycles`).
 4. OUTPUT: ``tokens * dim / C + 1``.
 
 Bytes per frame and layer: the task's gate tensor plus, for each chosen expert, its two weight
@@ -40,11 +44,18 @@ __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_
            "sliced_router_times",
            "router_accept_times", "prefetch_schedule", "moe_layer_cycles", "MoeCycles",
            "PrefetchSchedule", "tokens_per_expert", "hiding_bandwidth", "FC1_OVERHEAD",
-           "FC2_OVERHEAD", "EXP2_LATENCY"]
+           "FC2_OVERHEAD", "EXP2_LATENCY", "stream_schedule", "streamed_gemm_cycles"]
 
 EXP2_LATENCY = 3        # hw.attention.exp2.Exp2.latency (checked by tests/sim/test_cycles_moe.py)
 FC1_OVERHEAD = 4        # grant -> release beyond gemm + queue copy: q_req, cmd, o_done, release
 FC2_OVERHEAD = 3        # grant -> release beyond gemm: cmd, o_done, release
+# Streamed expert weights (top level, hw/moe/expert_stream.py); measured on the tiny frame.
+STREAM_COMPUTE_EXTRA = 10   # GEMM job -> busy falls beyond gemm_cycles + mem_latency (the first
+#                             weight rows' trip) while the weight rows keep ahead of the tiles
+STREAM_BOUND_EXTRA = 19     # ... beyond mem_latency + M + the weight and bias beats when they
+#                             do not (few tokens, narrow memory)
+STREAM_TABLE = 4            # EXPERTS decode -> first grant taken beyond the 4E table writes
+STREAM_LIST = 9             # the expert list ready -> its first grant taken
 
 
 def load_geometry(cfg: Config, *, check: bool = True, beat: int | None = None) -> dict:
@@ -228,6 +239,60 @@ def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,
     return s
 
 
+def streamed_gemm_cycles(cfg: Config, m: int, k: int, n: int) -> int:
+    """Job handshake to the cycle the GEMM path's ``busy`` falls, for an M x K x N GEMM whose
+    weights and biases the path reads from memory (streamed expert weights).
+
+    The larger of two bounds: the engine's own time (:func:`sim.cycles.gemm.gemm_cycles`) behind
+    the first weight rows' memory trip, and the weight stream's: ``nt x K`` rows of
+    ``C x storage`` bytes, one burst each, at the rate the memory's outstanding bursts sustain
+    (``min(1, outstanding x beats / (latency + beats))`` beats per cycle), plus the bias beats,
+    then the last tile's M beats. The transition between the two (M a little above the rows'
+    pace) costs a few cycles more than either bound; see docs/moe.md.
+    """
+    h, num = cfg.hw, cfg.num
+    W, C = h.mem_bytes_per_cycle, h.array_cols
+    L = max(h.mem_latency, 2)                                   # OnChipMemory.MIN_LATENCY
+    kt, nt = gemm_tiles(cfg, k, n)
+    row_beats = math.ceil(C * num.weight.storage_bytes / W)
+    rate = min(1.0, h.mem_max_outstanding * row_beats / (L + row_beats))
+    bias_beats = nt * math.ceil(C * num.bias.storage_bytes / W)
+    compute = gemm_cycles(cfg, m, k, n) + L + STREAM_COMPUTE_EXTRA
+    stream = L + m + math.ceil(nt * k * row_beats / rate) + bias_beats + STREAM_BOUND_EXTRA
+    return max(compute, stream)
+
+
+def stream_schedule(cfg: Config, counts: list[int], *, list_ready: int,
+                    decode: int) -> PrefetchSchedule:
+    """Grants and expert GEMMs of the EXPERTS descriptor with streamed weights (top level).
+
+    ``decode``: the cycle EXPERTS is decoded; the sequencer writes the 4E-entry address table,
+    then takes the first grant once the expert list is ready (``list_ready``). Per matrix: the
+    grant is taken, the queue copied (fc1: 2 + M_e cycles; fc2: 1), the GEMM runs
+    (:func:`streamed_gemm_cycles`), the grant is released the cycle after ``busy`` fell, and
+    the next grant (always ready by then) is taken the cycle after.
+    """
+    md = cfg.model
+    s = PrefetchSchedule()
+    take = max(decode + 4 * md.experts + STREAM_TABLE, list_ready + STREAM_LIST)
+    cons_free = take
+    for j in range(2 * len(counts)):
+        me, mt = counts[j // 2], j % 2
+        if j:
+            take = cons_free
+        shape = (md.dim, md.expert_hidden) if mt == 0 else (md.expert_hidden, md.dim)
+        job = take + (me + 2 if mt == 0 else 1)
+        rel = job + streamed_gemm_cycles(cfg, me, *shape) + 1
+        s.start.append(job)
+        s.data_first.append(job)
+        s.grant.append(take)
+        s.take.append(take)
+        s.stall.append(take - (decode if j == 0 else cons_free))
+        s.release.append(rel)
+        cons_free = rel + 1
+    return s
+
+
 # ------------------------------------------------------------------------------------------
 # The whole MoE layer
 # ------------------------------------------------------------------------------------------
@@ -286,10 +351,18 @@ def _gate_route(cfg: Config, beat: int, latency: int,
 
 
 def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
-                     latency: int | None = None, router_slices: bool = False) -> MoeCycles:
+                     latency: int | None = None, router_slices: bool = False,
+                     expert_weights: str = "prefetch", route_gap: int = 0) -> MoeCycles:
     """Cycles and bytes of one MoE layer whose chosen experts have ``counts`` tokens each.
     ``router_slices``: as in the top level (hw/top/top.py), a register slice on the router's
-    input and output (the stand-alone MoE layer, host/bench/moe_layer.py, has none)."""
+    input and output (the stand-alone MoE layer, host/bench/moe_layer.py, has none).
+    ``expert_weights``: ``"prefetch"`` (the ping/pong prefetcher: the stand-alone layer, and the
+    top level by default) or ``"stream"`` (the top level with ``hw.expert_weights = "stream"``;
+    no ``beat`` / ``latency`` sweep): then ``experts`` is the EXPERTS descriptor's whole time,
+    decoded ``route_gap`` cycles after ``route`` (the ROUTE descriptor's own overhead); with the
+    prefetcher it is the layer's EXPERTS phase."""
+    if expert_weights == "stream" and (beat is not None or latency is not None):
+        raise ValueError("moe_layer_cycles: the beat / latency sweep models the prefetcher only")
     md, hw = cfg.model, cfg.hw
     R, C = hw.array_rows, hw.array_cols
     T, D = md.tokens, md.dim
@@ -300,16 +373,34 @@ def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
     route, last_out = _gate_route(cfg, W, L, router_slices)
     # After the last routing beat: k reorder writes, the list beat, the prefetcher's IDLE.
     list_ready = last_out + md.top_k + 2
-    s = prefetch_schedule(cfg, counts, list_ready=list_ready, consumer_ready=route, beat=W,
-                          latency=L)
-    experts = s.end - route + 1
+    if expert_weights == "stream":
+        decode = route + route_gap
+        s = stream_schedule(cfg, counts, list_ready=list_ready, decode=decode)
+        experts = s.end + 2 - decode          # RELEASE, then the next decode
+        nbytes = g["gate_beats"] * W + sum(_stream_bytes(cfg, W)) * len(counts)
+    else:
+        s = prefetch_schedule(cfg, counts, list_ready=list_ready, consumer_ready=route, beat=W,
+                              latency=L)
+        experts = s.end - route + 1
+        nbytes = g["gate_beats"] * W + sum(g["bytes"]) * len(counts)
     output = T * (D // C) + 1
     gemm = sum(gemm_cycles(cfg, c, md.dim, md.expert_hidden)
                + gemm_cycles(cfg, c, md.expert_hidden, md.dim) for c in counts)
-    nbytes = g["gate_beats"] * W + sum(g["bytes"]) * len(counts)
     return MoeCycles(load=load, route=route, experts=experts, output=output,
                      stall=sum(s.stall), first_wait=s.stall[0] if s.stall else 0, bytes=nbytes,
                      gemm=gemm, schedule=s)
+
+
+def _stream_bytes(cfg: Config, W: int) -> list[int]:
+    """Bytes a streamed fc1 / fc2 reads: every weight row (C values per column tile) and bias
+    tile rounded up to whole beats, as the GEMM path's readers fetch them."""
+    md, num, C = cfg.model, cfg.num, cfg.hw.array_cols
+    out = []
+    for k, n in ((md.dim, md.expert_hidden), (md.expert_hidden, md.dim)):
+        nt = math.ceil(n / C)
+        out.append(W * nt * (k * math.ceil(C * num.weight.storage_bytes / W)
+                             + math.ceil(C * num.bias.storage_bytes / W)))
+    return out
 
 
 def tokens_per_expert(cfg: Config, mode: str = "even") -> list[int]:

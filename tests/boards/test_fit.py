@@ -7,7 +7,8 @@
   image of ``tiny``;
 - ``tiny`` fits both boards; the full M3ViT configs do not, and the error says why (the frame
   memory / weights, the block RAM count; the multipliers for the 16x16 array) before any tool
-  runs.
+  runs;
+- streamed expert weights (``hw.expert_weights = "stream"``) drop the ping/pong buffers.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from boards.boards import BOARDS, DEVICES, get_board
 from boards.fit import FitError, check_fit, dp16kd_blocks, estimate, frame_memory_bytes
-from sim.config import get_config
+from sim.config import get_config, with_changes
 
 
 @pytest.mark.parametrize("name", sorted(BOARDS))
@@ -93,3 +94,20 @@ def test_m3vit_ecp5_does_not_fit():
 def test_m3vit_xilinx_config_does_not_fit_ecp5():
     with pytest.raises(FitError, match=r"needs about 872 multipliers.*156 MULT18X18D"):
         check_fit(get_board("ecpix5-85f").dev, estimate(get_config("m3vit-tiny-cityscapes")))
+
+
+def test_streamed_expert_weights_have_no_ping_pong():
+    """m3vit-ecp5-85f streams its expert weights: no ping/pong buffers in the estimate. With
+    the prefetcher the same config needs two whole-matrix buffers, counted here by hand: the
+    larger expert matrix (dim x expert_hidden weights) in words of C weights, the bias vector in
+    words of C biases, twice each."""
+    cfg = get_config("m3vit-ecp5-85f")
+    assert cfg.hw.expert_weights == "stream"
+    stream = estimate(cfg)
+    assert not [x for x in stream.memories if "ping/pong" in x.name]
+    prefetch = estimate(with_changes(cfg, hw=dict(expert_weights="prefetch")))
+    m, n, C = cfg.model, cfg.num, cfg.hw.array_cols
+    w_bits, b_bits = C * 8 * n.weight.storage_bytes, C * 8 * n.bias.storage_bytes
+    by_hand = (dp16kd_blocks(w_bits, 2 * m.dim * m.expert_hidden // C)
+               + dp16kd_blocks(b_bits, 2 * max(m.dim, m.expert_hidden) // C))
+    assert prefetch.bram_blocks - stream.bram_blocks == by_hand == 135 + 15
