@@ -1,7 +1,7 @@
 """On-chip activation buffers and the stream reader that feeds units from them.
 
 :class:`BufferBank` holds the physical memories of :mod:`hw.top.geometry` (X, XN, Q, K, V, H),
-one ``lib.memory.Memory`` each, ``G`` activations per word, one read and one write port each.
+``G`` activations per word, one read and one write port each.
 Feeders and writers reach them through *client* ports (:func:`read_port_signature`,
 :func:`write_port_signature`) that name the memory per access; the bank ORs the clients onto
 the memories. At most two descriptors run at a time (a background ATTENTION beside a concurrent
@@ -10,7 +10,7 @@ descriptor reads (or writes) one memory through two clients, so at most one clie
 memory in a cycle; a client drives its enables only while its descriptor runs, so the OR is a
 mux.
 
-- read: ``en`` with ``mem`` / ``addr`` in cycle t, ``data`` (the whole word) valid in t + 1
+- read: ``en`` with ``mem`` / ``addr`` in cycle t, ``data`` (the whole word) valid in t + 3
   (the bank remembers which memory the client read);
 - write: ``en`` with ``mem`` / ``addr`` / ``data`` / ``mask`` (one bit per activation lane) in
   cycle t, written at the edge.
@@ -21,8 +21,25 @@ the FIFO has room for it, so the read port runs at one word per cycle and the ou
 the stream rules (payload from the FIFO, held while waiting). With ``ports = 2`` one request
 reads the same word of two memories (the attention unit's K and V chunk).
 
-Latency: request handshake -> output valid 2 cycles (read, FIFO write); throughput one beat per
-cycle with ``depth >= 3``.
+Each read is three registers deep (``BufferBank.latency`` = 3): the clients' port mux ends at a
+read-address register, the block RAM reads, and its output is registered. Why: on a speed-6
+ECP5 a DP16KD read without its output register costs ~5.8 ns clock-to-data (~1 ns with it), and
+the port mux in front of the address pins was a long path of its own (docs/boards.md). The
+pipeline runs free (no read enable), so a read's data comes a fixed 3 cycles later whatever
+the clients do next, and no enable fans out to the blocks. How a memory is built follows
+``cfg.hw.bram_target``:
+
+- ``"generic"``: a ``lib.memory.Memory`` with a :class:`~hw.fabric.bram.RegisteredReadPort`
+  (what pysim, Verilator and other vendors' tools get); a read of a word written in the same
+  cycle returns the old word, and Yosys adds logic to emulate that;
+- ``"ecp5"``: one :class:`~hw.fabric.ecp5_bram.Ecp5Bram` per activation lane (the lane's write
+  enable is the block's), the output register inside the DP16KD and no collision logic: such a
+  read is undefined. No descriptor reads a word while writing it (checked by
+  tests/system/test_buffer_collisions.py, which poisons such reads in a whole frame).
+
+Latency: request handshake -> output valid ``BufferBank.latency + 1`` = 4 cycles (read, FIFO
+write); throughput one beat per cycle with ``depth >= BufferBank.latency + 2`` (the default):
+a request is accepted only if the FIFO has room beside every read in flight.
 """
 from __future__ import annotations
 
@@ -34,6 +51,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fabric.bram import RegisteredReadPort
 from hw.fabric.ecp5_bram import Ecp5Bram
 from hw.top.geometry import N_MEMS, TopGeometry
+from sim.cycles.frame import BUFFER_READ_LATENCY as _MODEL_READ_LATENCY
 
 __all__ = ["read_port_signature", "write_port_signature", "BufferBank", "ReadPipe",
            "lane_select", "lane_write"]
@@ -151,8 +169,13 @@ class BufferBank(wiring.Component):
         # address pins see a flip-flop, and the client's request logic has a whole cycle.
         # The read pipeline runs free (no read enable): the data of a read in cycle t is
         # valid in t + 3 whatever the clients do next, so no enable fans out to the blocks.
-        if geo.cfg.hw.bram_target == "ecp5":
-            return self._ecp5_memory(m, i, depth, raddr, waddr, wdata, wen)
+        build = self._ecp5_memory if geo.cfg.hw.bram_target == "ecp5" else self._generic_memory
+        return build(m, i, depth, raddr, waddr, wdata, wen)
+
+    def _generic_memory(self, m, i, depth, raddr, waddr, wdata, wen):
+        """Memory ``i`` as a ``lib.memory.Memory`` with a :class:`RegisteredReadPort`
+        (read-before-write on a collision; Yosys adds the logic that emulates it)."""
+        geo = self.geo
         mem = Memory(shape=unsigned(geo.word_bits), depth=depth, init=[])
         m.submodules[f"mem{i}"] = mem
         wp = mem.write_port(granularity=geo.cfg.num.act.bits)
@@ -251,3 +274,7 @@ class ReadPipe(wiring.Component):
                      out.data.eq(words[0] if self.ports == 1 else Cat(*words)),
                      self.o.valid.eq(q.r_rdy), self.o.payload.eq(q.r_data), q.r_en.eq(self.o.ready)]
         return m
+
+
+assert BufferBank.latency == _MODEL_READ_LATENCY, \
+    "sim.cycles.frame.BUFFER_READ_LATENCY is out of date"
