@@ -15,7 +15,8 @@ from amaranth.sim import Simulator
 
 from hw.top.buffers import BufferBank, ReadPipe
 from hw.top.geometry import N_MEMS, TopGeometry
-from sim.config import get_config
+from sim.config import generic_config, get_config, with_changes
+from sim.cycles.frame import BUFFER_READ_LATENCY
 from tests.harness.seeds import seed, seed_msg  # noqa: F401  (pytest fixture)
 
 
@@ -109,6 +110,18 @@ def test_read_pipe_random_gaps_and_backpressure(seed):
     assert got == want, seed_msg(seed)
 
 
-def test_bank_latency_is_three_registers():
-    # address register, block RAM read, output register (the cycle model's BUFFER_READ_LATENCY)
-    assert BufferBank.latency == 3 and ReadPipe.latency == BufferBank.latency + 1
+def test_bank_latency_matches_cycle_model():
+    # address register, block RAM read, output register; the frame model counts the same
+    assert BufferBank.latency == BUFFER_READ_LATENCY == 3
+    assert ReadPipe.latency == BUFFER_READ_LATENCY + 1
+
+
+def test_bram_target_validated_and_presets():
+    with pytest.raises(ValueError, match=r"hw.bram_target must be one of generic, ecp5, "
+                                         r"got 'xilinx'"):
+        with_changes(get_config("tiny"), hw=dict(bram_target="xilinx"))
+    assert get_config("tiny-ecp5").hw.bram_target == "ecp5"        # the boards' build
+    assert get_config("m3vit-ecp5-85f").hw.bram_target == "ecp5"
+    assert get_config("tiny").hw.bram_target == "generic"
+    # simulators elaborate the generic bank (same latency): no DP16KD instance to simulate
+    assert generic_config(get_config("tiny-ecp5")).hw.bram_target == "generic"
