@@ -206,6 +206,9 @@ class HardwareConfig:
     dsp_target: str = "generic"       # how the PE multipliers are built (DSP_TARGETS); "ecp5"
     #   puts their registers inside the MULT18X18D. Same latency either way; simulators take
     #   the generic build (generic_config)
+    bram_target: str = "generic"      # how the activation buffers are built (DSP_TARGETS);
+    #   "ecp5" uses DP16KD with their output register and no port-collision logic (a read of
+    #   the address written in the same cycle is undefined). Same latency either way
     # --- MoE path fields ---
     mem_addr_bits: int = 32           # byte address width of the external memory bus
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)
@@ -260,7 +263,7 @@ class Config:
         # iterations (docs/boards.md); the multiply was never on this build's critical path.
         return check_top_level(cls("tiny-ecp5", tiny.model,
                                    hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4,
-                                              mult_budget=156)))
+                                              mult_budget=156, bram_target="ecp5")))
 
     @classmethod
     def m3vit_tiny(cls) -> "Config":
@@ -286,8 +289,8 @@ class Config:
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
-                              mult_budget=156, dsp_target="ecp5", epilogue_score_dsp=False,
-                              expert_weights="stream")))
+                              mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
+                              epilogue_score_dsp=False, expert_weights="stream")))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property
@@ -482,6 +485,8 @@ def _validate(cfg: Config) -> None:
     need(h.expert_weights in EXPERT_WEIGHTS,
          f"hw.expert_weights must be one of {', '.join(EXPERT_WEIGHTS)}, "
          f"got {h.expert_weights!r}")
+    need(h.bram_target in DSP_TARGETS,
+         f"hw.bram_target must be one of {', '.join(DSP_TARGETS)}, got {h.bram_target!r}")
     need(h.clock_mhz > 0, f"hw.clock_mhz must be > 0, got {h.clock_mhz}")
     need(h.array_rows <= m.max_inner_dim and h.array_cols <= max(m.dim, 3 * m.dim),
          f"a {h.array_rows} x {h.array_cols} array is larger than every GEMM of the model")
@@ -557,13 +562,14 @@ def check_top_level(cfg: Config) -> Config:
 
 
 def generic_config(cfg: Config) -> Config:
-    """``cfg`` with its hard blocks built generically (``dsp_target`` "generic"): same latency,
+    """``cfg`` with its hard blocks built generically (``dsp_target`` and ``bram_target``
+    "generic"): same latency,
     cycles and results, with the vendor primitives replaced by plain Amaranth. What pysim and
     Verilator elaborate (they cannot run an ECP5 primitive) and what another vendor's resource
     estimate synthesizes."""
-    if cfg.hw.dsp_target == "generic":
+    if cfg.hw.dsp_target == cfg.hw.bram_target == "generic":
         return cfg
-    return with_changes(cfg, hw=dict(dsp_target="generic"))
+    return with_changes(cfg, hw=dict(dsp_target="generic", bram_target="generic"))
 
 
 def with_changes(cfg: Config, *, name: str | None = None, model: dict | None = None,

@@ -12,7 +12,7 @@ unit (hw/attention/attention.py; stream order in hw/attention/attention_stream.p
 - O: each output beat (``nw`` values) is written to the destination row / head columns as it
   leaves the unit (``o`` always ready).
 
-Latency: the feeders add 2 cycles (ReadPipe) in front of the unit's own latency
+Latency: the feeders add ``ReadPipe.latency`` (4) cycles in front of the unit's own latency
 (sim/cycles/attention.py). Throughput: the unit's, one K/V chunk per cycle, heads back to back.
 ``busy`` from the job to the last write.
 """
@@ -56,8 +56,9 @@ class AttentionPath(wiring.Component):
     wr : Out :func:`~hw.top.buffers.write_port_signature`
         Output writes in head, row, beat order (``norm_width`` values per beat).
 
-    Latency: 2 cycles of :class:`~hw.top.buffers.ReadPipe` in front of the unit's own
-    (``sim/cycles/attention.py``). Throughput: the unit's, one K/V chunk per cycle.
+    Latency: ``ReadPipe.latency`` (4) cycles of :class:`~hw.top.buffers.ReadPipe` in front of
+    the unit's own (``sim/cycles/attention.py``). Throughput: the unit's, one K/V chunk per
+    cycle.
     """
 
     def __init__(self, geo: TopGeometry):

@@ -1,7 +1,7 @@
 """On-chip activation buffers and the stream reader that feeds units from them.
 
 :class:`BufferBank` holds the physical memories of :mod:`hw.top.geometry` (X, XN, Q, K, V, H),
-one ``lib.memory.Memory`` each, ``G`` activations per word, one read and one write port each.
+``G`` activations per word, one read and one write port each.
 Feeders and writers reach them through *client* ports (:func:`read_port_signature`,
 :func:`write_port_signature`) that name the memory per access; the bank ORs the clients onto
 the memories. At most two descriptors run at a time (a background ATTENTION beside a concurrent
@@ -10,7 +10,7 @@ descriptor reads (or writes) one memory through two clients, so at most one clie
 memory in a cycle; a client drives its enables only while its descriptor runs, so the OR is a
 mux.
 
-- read: ``en`` with ``mem`` / ``addr`` in cycle t, ``data`` (the whole word) valid in t + 1
+- read: ``en`` with ``mem`` / ``addr`` in cycle t, ``data`` (the whole word) valid in t + 3
   (the bank remembers which memory the client read);
 - write: ``en`` with ``mem`` / ``addr`` / ``data`` / ``mask`` (one bit per activation lane) in
   cycle t, written at the edge.
@@ -21,8 +21,25 @@ the FIFO has room for it, so the read port runs at one word per cycle and the ou
 the stream rules (payload from the FIFO, held while waiting). With ``ports = 2`` one request
 reads the same word of two memories (the attention unit's K and V chunk).
 
-Latency: request handshake -> output valid 2 cycles (read, FIFO write); throughput one beat per
-cycle with ``depth >= 3``.
+Each read is three registers deep (``BufferBank.latency`` = 3): the clients' port mux ends at a
+read-address register, the block RAM reads, and its output is registered. Why: on a speed-6
+ECP5 a DP16KD read without its output register costs ~5.8 ns clock-to-data (~1 ns with it), and
+the port mux in front of the address pins was a long path of its own (docs/boards.md). The
+pipeline runs free (no read enable), so a read's data comes a fixed 3 cycles later whatever
+the clients do next, and no enable fans out to the blocks. How a memory is built follows
+``cfg.hw.bram_target``:
+
+- ``"generic"``: a ``lib.memory.Memory`` with a :class:`~hw.fabric.bram.RegisteredReadPort`
+  (what pysim, Verilator and other vendors' tools get); a read of a word written in the same
+  cycle returns the old word, and Yosys adds logic to emulate that;
+- ``"ecp5"``: one :class:`~hw.fabric.ecp5_bram.Ecp5Bram` per activation lane (the lane's write
+  enable is the block's), the output register inside the DP16KD and no collision logic: such a
+  read is undefined. No descriptor reads a word while writing it (checked by
+  tests/system/test_buffer_collisions.py, which poisons such reads in a whole frame).
+
+Latency: request handshake -> output valid ``BufferBank.latency + 1`` = 4 cycles (read, FIFO
+write); throughput one beat per cycle with ``depth >= BufferBank.latency + 2`` (the default):
+a request is accepted only if the FIFO has room beside every read in flight.
 """
 from __future__ import annotations
 
@@ -31,7 +48,10 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.fabric.bram import RegisteredReadPort
+from hw.fabric.ecp5_bram import Ecp5Bram
 from hw.top.geometry import N_MEMS, TopGeometry
+from sim.cycles.frame import BUFFER_READ_LATENCY as _MODEL_READ_LATENCY
 
 __all__ = ["read_port_signature", "write_port_signature", "BufferBank", "ReadPipe",
            "lane_select", "lane_write"]
@@ -92,24 +112,26 @@ class BufferBank(wiring.Component):
     Parameters
     ----------
     geo : TopGeometry
-        Memory depths (``geo.depths``) and word width (``G`` activations).
+        Memory depths (``geo.depths``) and word width (``G`` activations); ``geo.cfg.hw.
+        bram_target`` picks how each memory is built (see the module docstring).
     n_read, n_write : int
         Number of read / write clients.
 
     Ports
     -----
     rd : In :func:`read_port_signature`, array of ``n_read``
-        ``en`` / ``mem`` / ``addr`` in cycle t, the whole word on ``data`` in t + 1.
+        ``en`` / ``mem`` / ``addr`` in cycle t, the whole word on ``data`` in t + ``latency``.
     wr : In :func:`write_port_signature`, array of ``n_write``
         ``en`` / ``mem`` / ``addr`` / ``data`` / ``mask`` in cycle t, written at the edge.
 
     Attributes
     ----------
     latency : int
-        Read latency in cycles (1). One read and one write per memory and cycle.
+        Read latency in cycles (3: address register, block RAM read, output register). One
+        read and one write per memory and cycle.
     """
 
-    latency = 1
+    latency = 3
 
     def __init__(self, geo: TopGeometry, n_read: int, n_write: int):
         self.geo = geo
@@ -120,33 +142,58 @@ class BufferBank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        geo = self.geo
-        a = geo.cfg.num.act.bits
-        rdata = []
-        for i, depth in enumerate(geo.depths):
-            mem = Memory(shape=unsigned(geo.word_bits), depth=depth, init=[])
-            m.submodules[f"mem{i}"] = mem
-            rp = mem.read_port()
-            wp = mem.write_port(granularity=a)
-            raddr, ren, waddr, wdata, wen = 0, 0, 0, 0, 0
-            for c in self.rd:
-                sel = c.en & (c.mem == i)
-                raddr = raddr | Mux(sel, c.addr, 0)
-                ren = ren | sel
-            for c in self.wr:
-                sel = c.en & (c.mem == i)
-                waddr = waddr | Mux(sel, c.addr, 0)
-                wdata = wdata | Mux(sel, c.data, 0)
-                wen = wen | Mux(sel, c.mask, 0)
-            m.d.comb += [rp.addr.eq(raddr), rp.en.eq(ren), wp.addr.eq(waddr), wp.data.eq(wdata),
-                         wp.en.eq(wen)]
-            rdata.append(rp.data)
+        rdata = [self._memory(m, i, depth) for i, depth in enumerate(self.geo.depths)]
         for j, c in enumerate(self.rd):
-            last = Signal(range(N_MEMS), name=f"rd{j}_mem")
-            with m.If(c.en):
-                m.d.sync += last.eq(c.mem)
-            m.d.comb += c.data.eq(Array(rdata)[last])
+            # which memory the client read, ``latency`` cycles ago (free-running, like the read)
+            mem = c.mem
+            for s in range(self.latency):
+                last = Signal(range(N_MEMS), name=f"rd{j}_mem{s + 1}")
+                m.d.sync += last.eq(mem)
+                mem = last
+            m.d.comb += c.data.eq(Array(rdata)[mem])
         return m
+
+    def _memory(self, m, i, depth):
+        """Memory ``i`` behind its client muxes; returns its read data (``latency`` cycles
+        after the read's address)."""
+        geo = self.geo
+        raddr, waddr, wdata, wen = 0, 0, 0, 0
+        for c in self.rd:
+            raddr = raddr | Mux(c.en & (c.mem == i), c.addr, 0)
+        for c in self.wr:
+            sel = c.en & (c.mem == i)
+            waddr = waddr | Mux(sel, c.addr, 0)
+            wdata = wdata | Mux(sel, c.data, 0)
+            wen = wen | Mux(sel, c.mask, 0)
+        # The port muxes end at the read-address register (``address_reg``): the block RAM's
+        # address pins see a flip-flop, and the client's request logic has a whole cycle.
+        # The read pipeline runs free (no read enable): the data of a read in cycle t is
+        # valid in t + 3 whatever the clients do next, so no enable fans out to the blocks.
+        build = self._ecp5_memory if geo.cfg.hw.bram_target == "ecp5" else self._generic_memory
+        return build(m, i, depth, raddr, waddr, wdata, wen)
+
+    def _generic_memory(self, m, i, depth, raddr, waddr, wdata, wen):
+        """Memory ``i`` as a ``lib.memory.Memory`` with a :class:`RegisteredReadPort`
+        (read-before-write on a collision; Yosys adds the logic that emulates it)."""
+        geo = self.geo
+        mem = Memory(shape=unsigned(geo.word_bits), depth=depth, init=[])
+        m.submodules[f"mem{i}"] = mem
+        wp = mem.write_port(granularity=geo.cfg.num.act.bits)
+        m.submodules[f"mem{i}_read"] = rp = RegisteredReadPort(mem, address_reg=True)
+        m.d.comb += [rp.addr.eq(raddr), wp.addr.eq(waddr), wp.data.eq(wdata), wp.en.eq(wen)]
+        return rp.data
+
+    def _ecp5_memory(self, m, i, depth, raddr, waddr, wdata, wen):
+        """Memory ``i`` as one :class:`Ecp5Bram` per activation lane (the lane's write enable
+        is the block's), so every read uses the DP16KD's output register."""
+        a = self.geo.cfg.num.act.bits
+        lanes = []
+        for g in range(self.geo.G):
+            m.submodules[f"mem{i}_lane{g}"] = lane = Ecp5Bram(a, depth, address_reg=True)
+            m.d.comb += [lane.r_addr.eq(raddr), lane.w_addr.eq(waddr),
+                         lane.w_data.eq(wdata[g * a:(g + 1) * a]), lane.w_en.eq(wen[g])]
+            lanes.append(lane.r_data)
+        return Cat(*lanes)
 
 
 class ReadPipe(wiring.Component):
@@ -163,7 +210,8 @@ class ReadPipe(wiring.Component):
         Memories read per request (the output ``data`` is then an array of ``ports`` lane
         groups, one per memory).
     depth : int
-        Output FIFO depth (``>= 3`` for one beat per cycle).
+        Output FIFO depth (default and minimum for one beat per cycle:
+        ``BufferBank.latency + 2``).
 
     Ports
     -----
@@ -177,13 +225,14 @@ class ReadPipe(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from a request's accept edge to its output beat being valid (2: read, FIFO write).
+        Cycles from a request's accept edge to its output beat being valid
+        (``BufferBank.latency`` for the read, 1 for the FIFO write).
     """
 
-    latency = 2
+    latency = BufferBank.latency + 1
 
     def __init__(self, geo: TopGeometry, lanes: int, tag_shape=unsigned(1), ports: int = 1,
-                 depth: int = 4):
+                 depth: int = BufferBank.latency + 2):
         self.geo, self.lanes, self.ports, self.depth = geo, lanes, ports, depth
         act = signed(geo.cfg.num.act.bits)
         row = data.ArrayLayout(act, lanes)
@@ -202,20 +251,30 @@ class ReadPipe(wiring.Component):
         m = Module()
         geo, L = self.geo, self.lanes
         m.submodules.fifo = q = fifo.SyncFIFO(width=self.out_layout.size, depth=self.depth)
-        inflight = Signal()
-        off = Signal.like(self.req.payload.off)
-        tag = Signal.like(self.req.payload.tag)
         take = self.req.valid & self.req.ready
-        m.d.comb += self.req.ready.eq(q.level + inflight < self.depth)
         for i, p in enumerate(self.port):
             m.d.comb += [p.mem.eq(self.req.payload.mem[i]), p.addr.eq(self.req.payload.addr),
                          p.en.eq(take)]
-        m.d.sync += inflight.eq(take)
-        with m.If(take):
-            m.d.sync += [off.eq(self.req.payload.off), tag.eq(self.req.payload.tag)]
+        # Each read's lane group and tag travel beside it, as free-running as the bank's read.
+        valid, off, tag = take, self.req.payload.off, self.req.payload.tag
+        inflight = []
+        for s in range(BufferBank.latency):
+            valid_s = Signal(name=f"read_valid{s + 1}")
+            off_s = Signal.like(off, name=f"read_off{s + 1}")
+            tag_s = Signal.like(tag, name=f"read_tag{s + 1}")
+            m.d.sync += [valid_s.eq(valid), off_s.eq(off), tag_s.eq(tag)]
+            valid, off, tag = valid_s, off_s, tag_s
+            inflight.append(valid_s)
+        # Credit rule: a request is accepted only if the FIFO has room for it beside every read
+        # in flight, so the bank's fixed-latency data never meets a full FIFO.
+        m.d.comb += self.req.ready.eq(q.level + sum(inflight) < self.depth)
         out = self.out_layout(q.w_data)
         words = [lane_select(geo, p.data, off, L) for p in self.port]
-        m.d.comb += [q.w_en.eq(inflight), out.tag.eq(tag),
+        m.d.comb += [q.w_en.eq(valid), out.tag.eq(tag),
                      out.data.eq(words[0] if self.ports == 1 else Cat(*words)),
                      self.o.valid.eq(q.r_rdy), self.o.payload.eq(q.r_data), q.r_en.eq(self.o.ready)]
         return m
+
+
+assert BufferBank.latency == _MODEL_READ_LATENCY, \
+    "sim.cycles.frame.BUFFER_READ_LATENCY is out of date"

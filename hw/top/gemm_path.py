@@ -19,7 +19,7 @@ The token list (``tok``: ``tokens`` entries of {token, score}) is a small memory
 ``tok_w*`` by the sequencer (an expert's queue) and read by the three gathering ports.
 
 Pipelines: act / res: generator -> token-list read (1 cycle) -> buffer read (:class:`ReadPipe`,
-2 cycles) -> engine; o: handshake -> token-list read -> buffer write (the engine's ``o`` is
+4 cycles) -> engine; o: handshake -> token-list read -> buffer write (the engine's ``o`` is
 always ready except towards the router). ``busy`` stays high from the job handshake until the
 last output row is written. Throughput: the engine's (one act beat per cycle); every feeder
 sustains one beat per cycle.
@@ -115,8 +115,8 @@ class GemmPath(wiring.Component):
     router : Out(stream.Signature(router_in_layout))
         Gate logits of each row (ROUTE jobs).
 
-    Latency: act / res reach the engine 3 cycles after their counters (token list 1, buffer
-    read 2); an output row is written 2 cycles after its ``o`` beat. Throughput: one beat per
+    Latency: act / res reach the engine 5 cycles after their counters (token list 1, buffer
+    read 4); an output row is written 2 cycles after its ``o`` beat. Throughput: one beat per
     cycle on every stream.
     """
 

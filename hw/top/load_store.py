@@ -174,8 +174,8 @@ class StorePath(wiring.Component):
     bus : Out :func:`~hw.mem.bus.MemWriteSignature`
         Bursts of up to ``mem_max_burst`` beats from ``addr`` upwards, data in read order.
 
-    Latency: 2 cycles (:class:`~hw.top.buffers.ReadPipe`) to the first data beat. Throughput:
-    one memory beat per cycle.
+    Latency: ``ReadPipe.latency`` (4) cycles (:class:`~hw.top.buffers.ReadPipe`) to the first
+    data beat. Throughput: one memory beat per cycle.
     """
 
     def __init__(self, geo: TopGeometry):

@@ -44,18 +44,23 @@ from sim.cycles.gemm import gemm_cycles
 from sim.cycles.layernorm import layernorm_cycles, param_load_cycles
 from sim.cycles.moe import moe_layer_cycles, tokens_per_expert
 
-__all__ = ["LayerCost", "FrameCost", "frame_cost", "GEMM_OVERHEAD", "LN_OVERHEAD",
-           "ATTN_OVERHEAD", "ROUTE_OVERHEAD", "EXPERTS_OVERHEAD", "LOAD_OVERHEAD",
+__all__ = ["LayerCost", "FrameCost", "frame_cost", "BUFFER_READ_LATENCY", "GEMM_OVERHEAD",
+           "LN_OVERHEAD", "ATTN_OVERHEAD", "ROUTE_OVERHEAD", "EXPERTS_OVERHEAD", "LOAD_OVERHEAD",
            "STORE_OVERHEAD", "STORE_BURST_GAP", "START_EXTRA", "desc_fetch_cycles", "ISSUE", "ATTN_BG_BUSY",
            "descriptor_costs", "sequencer_timeline"]
 
+# Cycles from a buffer read's address to its data (hw.top.buffers.BufferBank.latency: address
+# register, block RAM, output register). LAYERNORM, ATTENTION and STORE wait for one buffer
+# read that nothing else hides (the first source row, the last K/V chunk, the first word
+# stored); a GEMM's first buffer read overlaps its first weight burst.
+BUFFER_READ_LATENCY = 3
 GEMM_OVERHEAD = 27       # job hand-off, first weight burst's latency share, writer drain
-LN_OVERHEAD = 15
-ATTN_OVERHEAD = 6
+LN_OVERHEAD = 14 + BUFFER_READ_LATENCY
+ATTN_OVERHEAD = 5 + BUFFER_READ_LATENCY
 ROUTE_OVERHEAD = 10
 EXPERTS_OVERHEAD = 29
 LOAD_OVERHEAD = 21
-STORE_OVERHEAD = 5
+STORE_OVERHEAD = 4 + BUFFER_READ_LATENCY
 STORE_BURST_GAP = 2      # cycles between write bursts (response, next request)
 ISSUE = 2                # decode -> job handshake (DECODE, PREFETCH, the unit state)
 ATTN_BG_BUSY = 4         # serial ATTENTION cycles not spent with the unit busy (hand-off, idle
