@@ -118,6 +118,10 @@ class Target:
     def blocks(self, width: int, depth: int) -> int:
         return (dp16kd_blocks if self.bram_kind == "DP16KD" else ramb36_blocks)(width, depth)
 
+    def memory_blocks(self, mem) -> int:
+        """Blocks of a :class:`~boards.fit.MemoryEstimate` (its ECP5 per-lane layout, if any)."""
+        return mem.blocks if self.bram_kind == "DP16KD" else ramb36_blocks(mem.width, mem.depth)
+
     def limits(self, share: float = 1.0) -> tuple:
         return (share * self.dsps, share * self.brams, share * self.luts)
 
@@ -237,7 +241,7 @@ class DseResult:
     def block_ram_breakdown(self, point: Point, n: int = 3) -> str:
         """The ``n`` largest memories a point keeps in block RAM, as text."""
         cfg = _with_hw(self.base, **point.knobs())
-        mems = [(self.target.blocks(x.width, x.depth), x.name) for x in estimate(cfg).memories
+        mems = [(self.target.memory_blocks(x), x.name) for x in estimate(cfg).memories
                 if self.target.frame_memory_on_chip or not x.name.startswith("frame memory")]
         return ", ".join(f"{name} {b}" for b, name in sorted(mems, reverse=True)[:n])
 
@@ -287,7 +291,7 @@ def base_config(model: str, target: Target) -> Config:
 
 
 def _brams(cfg: Config, target: Target) -> int:
-    return sum(target.blocks(x.width, x.depth) for x in estimate(cfg).memories
+    return sum(target.memory_blocks(x) for x in estimate(cfg).memories
                if target.frame_memory_on_chip or not x.name.startswith("frame memory"))
 
 
@@ -331,7 +335,7 @@ def search(model: str, target: Target, progress=None, values: dict | None = None
                     "brams_point": min(points, key=lambda x: (x.brams, x.mults, x.cycles))}
     if target.frame_memory_on_chip:
         res.smallest["frame_memory_blocks"] = min(
-            sum(target.blocks(x.width, x.depth) for x in estimate(h.cfg).memories
+            sum(target.memory_blocks(x) for x in estimate(h.cfg).memories
                 if x.name.startswith("frame memory")) for h in halves.values())
     lim = target.limits()
     fit = [x for x in points if x.mults <= lim[0] and x.brams <= lim[1] and x.luts <= lim[2]]

@@ -80,9 +80,14 @@ def dp16kd_blocks(width: int, depth: int) -> int:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
+    """A ``width`` x ``depth`` memory; ``lanes`` > 0: built as that many side-by-side
+    :class:`~hw.fabric.ecp5_bram.Ecp5Bram` of ``width / lanes`` bits (the ECP5 buffer bank,
+    ``hw.bram_target = "ecp5"``: true-dual-port DP16KD aspects only, no 36-bit packing)."""
+
     name: str
     width: int
     depth: int
+    lanes: int = 0
 
     @property
     def bits(self) -> int:
@@ -90,6 +95,9 @@ class MemoryEstimate:
 
     @property
     def blocks(self) -> int:
+        if self.lanes:
+            from hw.fabric.ecp5_bram import dp16kd_geometry
+            return self.lanes * dp16kd_geometry(self.width // self.lanes, self.depth)[1]
         return dp16kd_blocks(self.width, self.depth)
 
 
@@ -136,8 +144,9 @@ def _top_memories(cfg: Config) -> list[MemoryEstimate]:
     from hw.mem.bus import beat_bytes
     from hw.top.geometry import MEM_NAMES, TopGeometry
     geo = TopGeometry.of(cfg)
-    mems = [MemoryEstimate(f"buffer {n}", geo.word_bits, d) for n, d in zip(MEM_NAMES,
-                                                                            geo.depths)]
+    lanes = geo.G if cfg.hw.bram_target == "ecp5" else 0      # hw/top/buffers.py
+    mems = [MemoryEstimate(f"buffer {n}", geo.word_bits, d, lanes)
+            for n, d in zip(MEM_NAMES, geo.depths)]
     if cfg.model.moe_blocks and cfg.hw.expert_weights == "prefetch":
         from hw.moe.prefetcher import prefetch_geometry
         g = prefetch_geometry(cfg)

@@ -36,6 +36,7 @@ def _brute(target, space):
                                                                     "overlap"))):
         hw = replace(base.hw, array_rows=R, array_cols=C, mem_bytes_per_cycle=W,
                      attn_parallel=p, attn_dot_width=dw, attn_overlap=o, mult_budget=None,
+                     bram_target=get_config(target.hw_preset).hw.bram_target,
                      **({} if target.hw_preset == "tiny" else
                         {"mem_latency": get_config(target.hw_preset).hw.mem_latency}))
         try:
@@ -46,7 +47,7 @@ def _brute(target, space):
             continue
         f = frame_cost(cfg)
         est = estimate(cfg)
-        blocks = sum(target.blocks(m.width, m.depth) for m in est.memories
+        blocks = sum(target.memory_blocks(m) for m in est.memories
                      if target.frame_memory_on_chip or not m.name.startswith("frame memory"))
         mults = lane_multipliers(cfg) + other_multipliers(cfg)
         luts = lut_estimate(cfg, target.lut_kind)
@@ -88,7 +89,7 @@ def test_tiny_pick_fits_board(board, tmp_path, capsys):
     est = estimate(cfg)
     assert est.dsps == lane_multipliers(cfg) + other_multipliers(cfg) <= 0.85 * b.dev.dsps
     assert est.bram_blocks <= 0.85 * b.dev.brams
-    assert sum(dp16kd_blocks(m.width, m.depth) for m in est.memories) == est.bram_blocks
+    assert sum(m.blocks for m in est.memories) == est.bram_blocks
     # the file is the chosen point for this board, and the base model
     assert cfg.model == get_config("tiny").model and cfg.hw.mult_budget == b.dev.dsps
     res = search("tiny", board_target(b))
