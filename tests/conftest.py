@@ -18,9 +18,8 @@ here only loses its place in the order; nothing fails.
 from __future__ import annotations
 
 HEAVY_FIRST = (
-    "tests/system/test_top_frame_verilator.py",   # tiny and tiny-dense top builds, 3 frames
+    "tests/system/test_top_frame_verilator.py",   # tiny's top build, 3 frames
     "tests/system/test_axi_top.py",               # the AXI top's build, 3 frames
-    "tests/hw/test_host_bridge_verilator.py",     # bridge + top build, a frame over the bridge
     "tests/system/test_axi_top_icarus.py",        # a frame on Icarus
     "tests/system/test_top_frame_pysim.py",       # a frame in pysim
     "tests/system/test_demo.py",                  # 2 frames on the cached tiny build
