@@ -193,20 +193,27 @@ def frame_pysim(cfg: Config, mem: bytes, layout: MemoryLayout, task: int, *,
 def run_frame(cfg: Config, qparams: dict, image_q, task: int, sim: str = "pysim", *,
               progress: Callable[[int], None] | None = None, progress_every: int = 5000,
               work_dir: str | Path | None = None, check: bool = True,
-              throttle_seed: int | None = None) -> FrameResult:
+              throttle_seed: int | None = None, mem_size: int | None = None) -> FrameResult:
     """One frame on the top level (pysim or Verilator); see the module docstring.
 
     ``check``: raise :class:`FrameError` if the accelerator flagged an error.
     ``throttle_seed``: random gaps / back-pressure on the memory bus (tests; slows the frame).
     ``work_dir`` (Verilator): where the memory image, logs and results go.
+    ``mem_size`` (Verilator): bytes of the DRAM model (default: the image's, whole beats). The
+    size is part of the design, so a program of another length (e.g. ``attn_overlap`` off) on
+    the same hardware can reuse a cached build by asking for the other program's size.
     """
     mem, layout = build_memory_image(cfg, qparams, image_q, task)
+    if mem_size is not None and (mem_size < memory_size(layout, cfg)
+                                 or mem_size % cfg.hw.mem_bytes_per_cycle):
+        raise ValueError(f"mem_size {mem_size} must be whole {cfg.hw.mem_bytes_per_cycle}-byte "
+                         f"beats and at least the image's {memory_size(layout, cfg)} bytes")
     if sim == "pysim":
         out, regs = frame_pysim(cfg, mem, layout, task, progress=progress,
                                 progress_every=progress_every, throttle_seed=throttle_seed)
     elif sim == "verilator":
         out, regs = _frame_verilator(cfg, mem, layout, task, progress_every, work_dir,
-                                     throttle_seed)
+                                     throttle_seed, mem_size)
         if progress is not None:
             progress(int(regs["CYCLES"]))
     else:
@@ -242,7 +249,8 @@ def descriptor_trace(cfg: Config, stamps: list, total: int) -> list[dict]:
     return out
 
 
-def _frame_verilator(cfg, mem, layout, task, progress_every, work_dir, throttle_seed=None):
+def _frame_verilator(cfg, mem, layout, task, progress_every, work_dir, throttle_seed=None,
+                     mem_size=None):
     from host.cocotb_run import run_cocotb
 
     from hw.top.top_with_memory import TopWithMemory
@@ -250,7 +258,7 @@ def _frame_verilator(cfg, mem, layout, task, progress_every, work_dir, throttle_
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="edge-moe-frame-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "memory.bin").write_bytes(mem)
-    size = memory_size(layout, cfg)
+    size = mem_size or memory_size(layout, cfg)
     run_cocotb(TopWithMemory(generic_config(cfg), size=size), "host.frame_tb", name="frame_sim",
                test_dir=work, params=dict(config=cfg.to_dict(), memory=str(work / "memory.bin"),
                                           layout=layout.to_dict(), task=task,

@@ -4,9 +4,15 @@
   registers + scratch memory, boards/demo_device.py) driven bit-serially by
   :class:`host.cocotb_transport.CocotbUartLink`; results bit-exact vs
   ``sim.fixed.requantize``, memory read back vs what was written (tests/cocotb/test_bridge_tb.py).
-- ``test_bridge_frame_verilator``: a whole ``tiny`` frame through the driver, the bridge's byte
-  protocol (random valid gaps and back-pressure on both byte streams) and the top level
-  (hw/top), bit-exact vs ``sim.golden.forward`` (tests/cocotb/test_bridge_frame_tb.py).
+- ``test_bridge_frame_verilator`` (slow: a Verilator build of the whole top of its own, ~3 min
+  alone, ~5 min beside the other worker): a whole ``tiny`` frame through the driver, the
+  bridge's byte protocol (random valid gaps and back-pressure on both byte streams) and the top
+  level (hw/top), bit-exact vs ``sim.golden.forward`` (tests/cocotb/test_bridge_frame_tb.py).
+  The default run keeps its parts: the bridged top's wiring (ID, memory through the bridge,
+  programs started and ended, an error) in pysim (tests/hw/test_host_bridge.py,
+  ``test_bridged_top_pysim``), the bridge on the Verilog (``test_bridge_demo_uart_verilator``),
+  the driver's whole frame on the Verilog over AXI (tests/system/test_axi_top.py) and whole
+  frames of the top (tests/system/test_top_frame_verilator.py).
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ def _frame_system(cfg):
     return BridgedSystem(TopWithMemory(cfg, size=memory_size(layout, cfg)), cfg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", [1])
 def test_bridge_frame_verilator(task, seed, tmp_path):
     cfg = get_config("tiny")

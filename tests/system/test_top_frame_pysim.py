@@ -19,11 +19,11 @@ from hw.top.csr import CSR_ID
 from hw.top.error_codes import ErrorCode
 from hw.top.top_with_memory import TopWithMemory
 from host.run import _csr_read, _csr_write, _host_read, run_frame
-from sim.config import get_config
+from sim.config import get_config, with_changes
 from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, check_desc,
                               encode_desc, lower_program)
 from tests.harness.seeds import seed  # noqa: F401
-from tests.system.frames import frame_case, tiny
+from tests.system.frames import dense_config, frame_case, tiny
 
 
 # task 1 also runs in Verilator (tests/system/test_top_frame_verilator.py); its pysim run is slow
@@ -43,6 +43,21 @@ def test_tiny_frame_pysim(task, seed):
     assert c["descriptors"] == len(lower_program(case["cfg"]))
     assert c["mac_active_cycles"] <= c["busy_cycles"]["gemm"] < c["cycles"]
     assert ticks and ticks == sorted(ticks)
+
+
+def test_dense_serial_frame_pysim(seed):
+    """The top without MoE hardware (no router, reorder unit, prefetcher or expert path) running
+    the serial attention program: tests/system/frames.py's dense config (no MoE blocks,
+    ``attn_overlap`` off) cut to one block, bit-exact, bus throttle on. Its Verilator twin
+    (test_variant_frame_verilator[dense], a build of its own) runs with -m slow."""
+    cfg = with_changes(dense_config(), name="tiny-d1-dense-serial", model=dict(depth=1))
+    case = frame_case(cfg, seed, 1)
+    res = run_frame(cfg, case["qparams"], case["image_q"], 1, sim="pysim", throttle_seed=seed)
+    bad = np.argwhere(res.tokens != case["want"])
+    assert not len(bad), f"{len(bad)} values differ, first at {bad[0]} (seed={seed})"
+    assert res.counters["error"] == 0
+    assert res.counters["descriptors"] == len(lower_program(cfg))
+    assert res.counters["busy_cycles"]["route"] == res.counters["busy_cycles"]["experts"] == 0
 
 
 def _corrupt(raw: bytes, pos: int) -> bytes:
