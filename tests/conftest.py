@@ -21,7 +21,9 @@ HEAVY_FIRST = (
     "tests/system/test_top_frame_verilator.py",   # tiny's top build, 3 frames
     "tests/system/test_axi_top.py",               # the AXI top's build, 3 frames
     "tests/system/test_axi_top_icarus.py",        # a frame on Icarus
+    "tests/boards/test_litedram_bridge.py",       # LiteDRAM's simulation core + bridge build
     "tests/system/test_top_frame_pysim.py",       # a frame in pysim
+    "tests/system/test_expert_stream_frame.py",   # a streamed-experts frame in pysim
     "tests/system/test_demo.py",                  # 2 frames on the cached tiny build
     "tests/system/test_frame_model.py",           # 1 frame on the cached tiny build
 )
