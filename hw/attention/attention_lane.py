@@ -462,8 +462,15 @@ class AttentionLane(wiring.Component):
         # V1b: l update, one edge before V2 (the divider takes l with the row's last V2 edge,
         # while the next row's first key may update it on the same edge).
         run_l = Signal(ap.l_bits)
+        if c >= 2:
+            # Keys are >= c >= 2 cycles apart: shift l by the next key's d_l (entering V1a now)
+            # one cycle ahead, so the update is the add alone.
+            l_pre = _delay(m, adv, (run_l << 1) >> held["d_l"], "l_pre")
+            l_next = (l_pre + ((va["e"] << 1) | 1)) >> 1
+        else:
+            l_next = _rescale_add(run_l, va["d_l"], va["e"])
         with m.If(adv & va["valid"] & (va["ci"] == 0)):
-            m.d.sync += run_l.eq(_rescale_add(run_l, va["d_l"], va["e"]))
+            m.d.sync += run_l.eq(l_next)
         vb = _stage(m, adv, "v1b", {nm: va[nm] for nm in ("valid", "ci", "last", "active", "d_o")})
 
         o_chunks = [[Signal(signed(ap.o_bits), name=f"o{ci}_{i}") for i in range(dw)]
@@ -472,7 +479,15 @@ class AttentionLane(wiring.Component):
                        for ci in range(c)]
         o_new = [Signal(signed(ap.o_bits), name=f"o_new{i}") for i in range(dw)]
         for i in range(dw):
-            m.d.comb += o_new[i].eq(_rescale_add(o_chunks[0][i], vb["d_o"], prods[i]))
+            if c >= 2:
+                # The chunk at the head of the ring on the next V2 step (o_chunks[1] if one is
+                # taken now, else o_chunks[0]) is shifted one cycle ahead by that step's d_o
+                # (entering V1b now); a V2 step happens exactly when V1b held a valid beat.
+                o_pre = _delay(m, adv, (Mux(vb["valid"], o_chunks[1][i], o_chunks[0][i]) << 1)
+                               >> va["d_o"], f"o_pre{i}")
+                m.d.comb += o_new[i].eq((o_pre + ((prods[i] << 1) | 1)) >> 1)
+            else:
+                m.d.comb += o_new[i].eq(_rescale_add(o_chunks[0][i], vb["d_o"], prods[i]))
         finishing = Signal()
         m.d.comb += finishing.eq(vb["valid"] & vb["last"] & vb["active"])
         m.d.comb += self.stall.eq(finishing & (vb["ci"] == 0) & self.hold_full)
