@@ -37,8 +37,11 @@ or one barrel shift; docs/attention.md "Timing"):
     V2   o = rshift_round(o, d_o) + e v: one shift, one add (the +1 of the rounding is wired
          into 2 e v + 1: ``_rescale_add``)
 
-The running max, l and o are recurrences (a key per cycle when c = 1): their loops are one
-compare + mux, and one barrel shift + one add, as short as an exact online softmax allows.
+The running max, l and o are recurrences. With c = 1 (a key per cycle) their loops are one
+compare + mux, and one barrel shift + one add, as short as an exact online softmax allows. With
+c >= 2 keys and the ring's chunks come back at least c cycles apart, so l and the chunk next
+at the ring's head are shifted ahead (``l_pre``, ``o_pre``) and the loops are one add; with
+c >= 3 the shift itself is split over two registers (by the multiple of 8, then the rest).
 
 Every stage advances on ``adv`` (the unit's global pipeline enable); ``kin`` / ``vin`` carry a
 ``valid`` bit, so input gaps travel as bubbles. ``kout`` / ``vout`` are ``kin`` / ``vin``
@@ -221,6 +224,17 @@ def _delay(m, en, value, name: str) -> Signal:
 def _stage(m, en, stage: str, src: dict) -> dict:
     """The tags travelling with a key (valid, first, ci, shifts, ...) through one register stage."""
     return {nm: _delay(m, en, v, f"{stage}_{nm}") for nm, v in src.items()}
+
+
+def _shift_coarse(value, shift):
+    """``value >> (shift & ~7)``: the first half of a barrel shift split over two registers."""
+    shift = Value.cast(shift)
+    return value >> Cat(Const(0, 3), shift[3:]) if len(shift) > 3 else value
+
+
+def _shift_fine(value, shift):
+    """``value >> (shift & 7)``: the second half (``(v >> a) >> b == v >> (a + b)``)."""
+    return value >> Value.cast(shift)[:3]
 
 
 def _rescale_add(acc, shift, add):
@@ -462,9 +476,16 @@ class AttentionLane(wiring.Component):
         # V1b: l update, one edge before V2 (the divider takes l with the row's last V2 edge,
         # while the next row's first key may update it on the same edge).
         run_l = Signal(ap.l_bits)
-        if c >= 2:
-            # Keys are >= c >= 2 cycles apart: shift l by the next key's d_l (entering V1a now)
-            # one cycle ahead, so the update is the add alone.
+        if c >= 3:
+            # Keys are >= c >= 3 cycles apart: shift l by the next key's d_l in two steps ahead
+            # of the update (by the multiple of 8 when its e leaves Exp2, by the rest when its
+            # chunk 0 enters V1a), so neither the shifts nor the update exceed one level.
+            l_pre1 = _delay(m, adv, _shift_coarse(run_l << 1, key.tags["d_l"]), "l_pre1")
+            l_pre = _delay(m, adv, _shift_fine(l_pre1, held["d_l"]), "l_pre")
+            l_next = (l_pre + ((va["e"] << 1) | 1)) >> 1
+        elif c == 2:
+            # Keys are 2 cycles apart: shift l by the next key's d_l (entering V1a now) one
+            # cycle ahead, so the update is the add alone.
             l_pre = _delay(m, adv, (run_l << 1) >> held["d_l"], "l_pre")
             l_next = (l_pre + ((va["e"] << 1) | 1)) >> 1
         else:
@@ -479,7 +500,17 @@ class AttentionLane(wiring.Component):
                        for ci in range(c)]
         o_new = [Signal(signed(ap.o_bits), name=f"o_new{i}") for i in range(dw)]
         for i in range(dw):
-            if c >= 2:
+            if c >= 3:
+                # As for c == 2 below, two cycles ahead and in two steps: the chunk at the head
+                # on the V2 step after next is o_chunks[k], k = the V2 steps of this and the next
+                # cycle (V1b and V1a valid); shifted by the multiple of 8 of its d_o (its beat on
+                # vin now), then by the rest (its beat in V1a).
+                ahead = Mux(vb["valid"] & va["valid"], o_chunks[2][i],
+                            Mux(vb["valid"] | va["valid"], o_chunks[1][i], o_chunks[0][i]))
+                o_pre1 = _delay(m, adv, _shift_coarse(ahead << 1, held["d_o"]), f"o_pre1_{i}")
+                o_pre = _delay(m, adv, _shift_fine(o_pre1, va["d_o"]), f"o_pre{i}")
+                m.d.comb += o_new[i].eq((o_pre + ((prods[i] << 1) | 1)) >> 1)
+            elif c == 2:
                 # The chunk at the head of the ring on the next V2 step (o_chunks[1] if one is
                 # taken now, else o_chunks[0]) is shifted one cycle ahead by that step's d_o
                 # (entering V1b now); a V2 step happens exactly when V1b held a valid beat.
