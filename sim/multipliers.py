@@ -5,7 +5,7 @@ uses to build it (the source file is named in each entry). Three kinds:
 
 - ``"mul"``: a multiply of two signals (an Amaranth ``*``, a ``$mul`` cell; synthesis puts it on
   a DSP / MULT18X18D, or small ones in LUTs);
-- ``"const"``: a ``*`` by a constant that is not a power of two (attention score scale, the
+- ``"const"``: a ``*`` by a constant that is not a power of two (the
   router's log2 e): still a ``$mul`` cell and a DSP at these widths;
 - ``"shift-add"``: a product the RTL writes as shifted adds on purpose (GELU slope x remainder,
   the epilogue score multiply when the target's multipliers are all taken, LayerNorm's
@@ -83,8 +83,9 @@ def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
           "hw/attention/attention_lane.py"),
         G("attention", p * dw, f"AV e * v ({n.exp.bits + 1} x {a}), p x dw", "mul",
           "hw/attention/attention_lane.py"),
-        G("attention", p, "score scale s * const(scale x log2 e), one per lane", "const",
-          "hw/attention/attention_lane.py"),
+        G("attention", 2 * p, "score scale s * const(scale x log2 e), s in two halves of up "
+          "to 18 bits (the constant held in the multipliers' operand registers), two per lane",
+          "mul", "hw/attention/attention_lane.py"),
         G("attention", p, "exp2 interpolation diff * r (small), one per lane", "mul",
           "hw/attention/exp2.py"),
         G("attention", nw, "normalizer o * (1 / l), norm_width per cycle", "mul",

@@ -39,9 +39,9 @@ the exact cycle count of an isolated head: ``sim.cycles.attention.attention_head
 Stalls: O back-pressure stops everything only when a lane must hand over a row while its hold
 register is still waiting for the normalizer; Q/K/V gaps travel as bubbles.
 
-Resources: p lanes of 2 * dw + 1 multipliers (+ a small one in each Exp2), ``norm_width``
+Resources: p lanes of 2 * dw + 2 multipliers (+ a small one in each Exp2), ``norm_width``
 multipliers of o_bits x q_bits in the normalizer, p sequential dividers, p * hd * o_bits * 2
-accumulator/hold flip-flops, a (2c + 12)-entry FIFO of dw values.
+accumulator/hold flip-flops, a (2c + e_latency(dw) + 4)-entry FIFO of dw values.
 """
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
+from sim.cycles.attention import e_latency
 from hw.attention.attention_lane import (AttentionLane, AttentionParams, attention_params,
                                          kbeat_layout, vbeat_layout)
 from hw.attention.attention_normalize import AttentionNormalizer, out_layout
@@ -112,7 +113,7 @@ class Attention(wiring.Component):
         lay = attention_layouts(cfg, ap)
         self.q_layout, self.kv_layout, self.o_layout = lay["q"], lay["kv"], lay["o"]
         self.bytes_per_beat = kv_bytes_per_beat(cfg)
-        self.vfifo_depth = 2 * ap.c + AttentionLane.latency + 4
+        self.vfifo_depth = 2 * ap.c + e_latency(ap.dw) + 4
         super().__init__({
             "q": In(stream.Signature(self.q_layout)),
             "kv": In(stream.Signature(self.kv_layout)),

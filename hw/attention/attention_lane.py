@@ -4,18 +4,44 @@ A lane holds one query row q (double-buffered: ``q_next`` is loaded while ``q_cu
 and consumes the K/V chunks of one pass over all N keys. Per key j (``c = hd / dw`` chunks of
 ``dw`` elements, one chunk per cycle):
 
-- **K side** (P1..P5): ``s = q . k_j`` with ``dw`` multipliers and an adder tree, accumulated
-  over the c chunks (P1 products, P2 sum); ``t = to_score(s)`` (P3 one multiply by the constant
-  scale * log2 e, with s first clamped to the range where the result is not saturated anyway,
-  P4 round + saturate); P5 integer running max ``M = max(M, ceil(t))``, its growth ``d`` and
-  ``x = t - M``; then ``e = 2^x`` in ``hw.attention.exp2.Exp2`` (3 stages, P6..P8).
-- **V side** (V1, V2): chunk ci of v_j arrives on ``vin`` exactly when e_j leaves Exp2 (the
-  parent's V sequencer and the lane skew guarantee it); V1: ``l = rshift_round(l, d) + e``
-  (chunk 0) and the ``dw`` products ``e * v``; V2: ``o = rshift_round(o, d) + e * v`` on the
-  chunk of the output accumulator (stored as a rotating register of c chunks). On the last key
-  the final o chunks go to the **hold** register and ``l`` to the lane's divider
+- **K side**: ``s = q . k_j`` with ``dw`` multipliers and an adder tree, accumulated over the
+  c chunks; ``t = to_score(s)`` (one multiply by the constant scale * log2 e, with s first
+  clamped to the range where the result is not saturated anyway, then round + saturate); the
+  integer running max ``M = max(M, ceil(t))``, its growth ``d`` and ``x = t - M``; then
+  ``e = 2^x`` in the pipelined ``hw.attention.exp2.Exp2``.
+- **V side**: chunk ci of v_j arrives on ``vin`` exactly when e_j leaves Exp2 (the parent's V
+  sequencer and the lane skew guarantee it); ``l = rshift_round(l, d) + e`` (chunk 0), the
+  ``dw`` products ``e * v`` and ``o = rshift_round(o, d) + e * v`` on the chunk of the output
+  accumulator (stored as a rotating register of c chunks). On the last key the final o chunks
+  go to the **hold** register and ``l`` to the lane's divider
   (``hw.attention.reciprocal.Reciprocal``); the shared normalizer reads ``hold`` and ``r`` and
   clears ``hold_full``.
+
+Register stages (for the clock: each has at most one 18 x 18 multiply, one wide add / compare
+or one barrel shift; docs/attention.md "Timing"):
+
+    P1a  q, k chunk into the multipliers' input registers (``hw.fabric.Multiplier``: inside
+         the MULT18X18D with ``cfg.hw.dsp_target == "ecp5"``)
+    P1b  the dw products (the multipliers' output registers)
+    T1..Tk  the adder tree, one register per level (k = ceil(log2 dw))
+    P2   dot accumulator (complete after the key's last chunk)
+    P3a  clamped dot, split s = hi 2^17 + lo, into two multipliers' input registers
+    P3b  hi C, lo C (output registers)      P3c  s C = (hi C << 17) + lo C
+    P4   t: the rounding add; saturation compares s C against constants in parallel
+    P4b  ceil(t) and t - (ceil(t) << fs)
+    P5   running max: one 11-bit compare, M, d, x = t - M (two narrow subtractions)
+    Exp2 5 stages (lookup, multiply, add, shift, round); alongside, d clamped and folded with
+         the row's first key into the rescale shifts of l and o
+    V1a  e, v chunk into the e * v multipliers' input registers
+    V1b  e * v (output registers); l = rshift_round(l, d_l) + e: one shift, one add
+    V2   o = rshift_round(o, d_o) + e v: one shift, one add (the +1 of the rounding is wired
+         into 2 e v + 1: ``_rescale_add``)
+
+The running max, l and o are recurrences. With c = 1 (a key per cycle) their loops are one
+compare + mux, and one barrel shift + one add, as short as an exact online softmax allows. With
+c >= 2 keys and the ring's chunks come back at least c cycles apart, so l and the chunk next
+at the ring's head are shifted ahead (``l_pre``, ``o_pre``) and the loops are one add; with
+c >= 3 the shift itself is split over two registers (by the multiple of 8, then the rest).
 
 Every stage advances on ``adv`` (the unit's global pipeline enable); ``kin`` / ``vin`` carry a
 ``valid`` bit, so input gaps travel as bubbles. ``kout`` / ``vout`` are ``kin`` / ``vin``
@@ -35,29 +61,31 @@ Ports::
     hold_full Out(1), hold_clear In(1)
     r         Out(stream(unsigned(q_bits)))          round(2^R / l) of the finished row
 
-Latency: a key's last chunk on ``kin`` -> ``e_event`` 8 cycles (``AttentionLane.latency``); its V
-chunks then take 2 cycles (V1, V2) to reach the accumulator. One chunk per cycle.
+Latency: a key's last chunk on ``kin`` -> ``e_event``: ``AttentionLane.latency`` =
+``sim.cycles.attention.e_latency(dw)`` = 9 + ceil(log2 dw) + 5 cycles (16 for dw = 4, 20 for
+dw = 64); its V chunks then take 3 cycles (V1a, V1b, V2) to reach the accumulator. One chunk
+per cycle.
 
-Multipliers: 2 * dw (q*k and e*v, act x act / exp x act) + 1 (scale constant).
+Multipliers: 2 * dw (q*k and e*v, act x act / exp x act) + 2 (the scale constant, split in two
+halves that each fit an 18 x 18 block) + 1 (exp2 interpolation).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.cycles.attention import E_LATENCY as _MODEL_E_LATENCY
-from sim.cycles.attention import attention_schedule, recip_q_bits
-from sim.fixed import hw_rshift_round, hw_saturate
+from sim.cycles.attention import (LANE_EXP2_LATENCY, adder_tree_levels, attention_schedule,
+                                  e_latency, recip_q_bits)
 from sim.golden.softmax import LOG2E, const_q, to_score
-from hw.attention.exp2 import Exp2, hw_rshift_round_var
+from hw.attention.exp2 import Exp2
 from hw.attention.reciprocal import Reciprocal
 from hw.attention.softmax import softmax_widths
-from hw.common import tree_sum
+from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
 
 __all__ = ["AttentionParams", "attention_params", "AttentionLane", "kbeat_layout",
            "vbeat_layout"]
@@ -179,16 +207,41 @@ def vbeat_layout(ap: AttentionParams) -> data.StructLayout:
                               "ci": range(ap.c)})
 
 
-_TAGS = ("valid", "first", "last", "active")
+# Every multiplier of the lane keeps its operands and its product in registers (inside the
+# MULT18X18D with dsp_target="ecp5"): 2 cycles, no combinational path through the block.
+_MULT_REGS = {"input_reg": True, "pipeline_reg": False, "output_reg": True}
 
 
-def _tags(stage: str) -> dict:
-    """The 1-bit tags travelling with a key through a pipeline stage."""
-    return {nm: Signal(1, name=f"{stage}_{nm}") for nm in _TAGS}
+def _delay(m, en, value, name: str) -> Signal:
+    """``value`` registered (clock enable ``en``)."""
+    value = Value.cast(value)
+    reg = Signal(value.shape(), name=name)
+    with m.If(en):
+        m.d.sync += reg.eq(value)
+    return reg
 
 
-def _pass_tags(dst: dict, src: dict) -> list:
-    return [dst[nm].eq(src[nm]) for nm in dst]
+def _stage(m, en, stage: str, src: dict) -> dict:
+    """The tags travelling with a key (valid, first, ci, shifts, ...) through one register stage."""
+    return {nm: _delay(m, en, v, f"{stage}_{nm}") for nm, v in src.items()}
+
+
+def _shift_coarse(value, shift):
+    """``value >> (shift & ~7)``: the first half of a barrel shift split over two registers."""
+    shift = Value.cast(shift)
+    return value >> Cat(Const(0, 3), shift[3:]) if len(shift) > 3 else value
+
+
+def _shift_fine(value, shift):
+    """``value >> (shift & 7)``: the second half (``(v >> a) >> b == v >> (a + b)``)."""
+    return value >> Value.cast(shift)[:3]
+
+
+def _rescale_add(acc, shift, add):
+    """``rshift_round(acc, shift) + add`` (``hw_rshift_round_var``) as one barrel shift and one
+    add: ``floor(((2 acc >> s) + 1) / 2) + a == ((2 acc >> s) + (2 a + 1)) >> 1`` because 2a is
+    even, and ``2 a + 1`` is wiring. The caller's ``.eq`` drops the (zero) top bits."""
+    return (((acc << 1) >> shift) + ((add << 1) | 1)) >> 1
 
 
 class AttentionLane(wiring.Component):
@@ -227,14 +280,14 @@ class AttentionLane(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from ``kin`` holding a key's last chunk to ``e_event``: P1 .. P5 + Exp2 (8).
-        Its V chunks then take 2 cycles (V1, V2); throughput one chunk per cycle.
+        Cycles from ``kin`` holding a key's last chunk to ``e_event``:
+        ``sim.cycles.attention.e_latency(dw)``. Its V chunks then take 3 cycles (V1a, V1b,
+        V2); throughput one chunk per cycle.
     """
-
-    latency = 5 + Exp2.latency
 
     def __init__(self, cfg: Config, ap: AttentionParams, index: int):
         self.cfg, self.ap, self.index = cfg, ap, int(index)
+        self.latency = e_latency(ap.dw)
         self._div = Reciprocal(cfg, ap.l_bits, 1, ap.div_bits_per_cycle)
         assert self._div.q_bits == ap.q_bits
         kb, vb = kbeat_layout(ap), vbeat_layout(ap)
@@ -290,113 +343,186 @@ class AttentionLane(wiring.Component):
         return q_sel
 
     def _dot_product(self, m, q_sel):
-        """K side, P1: dw products; P2: the dot product, complete after the key's last chunk."""
-        ap, K = self.ap, self.kin
+        """K side, P1a / P1b: dw products (operand and product registers of the multipliers);
+        T1 .. Tk: the adder tree, one register per level; P2: the dot product, complete after
+        the key's last chunk."""
+        ap, K, adv = self.ap, self.kin, self.adv
         dw, c, ab = ap.dw, ap.c, ap.act_bits
-        p1 = _tags("p1")
-        p1_ci = Signal(range(c))
-        p1_prod = [Signal(signed(2 * ab), name=f"p1_prod{i}") for i in range(dw)]
-        p2 = _tags("p2")
-        dot = Signal(signed(ap.dot_bits))
         k_el = [K.k[i] for i in range(dw)]
         q_el = [q_sel.word_select(i, ab).as_signed() for i in range(dw)]
-        with m.If(self.adv):
-            m.d.sync += [
-                p1["valid"].eq(K.valid), p1["first"].eq(K.first), p1["last"].eq(K.last),
-                p1["active"].eq(self.index < K.nrows), p1_ci.eq(K.ci),
-                *[p1_prod[i].eq(q_el[i] * k_el[i]) for i in range(dw)],
-                # P2 emits one valid item per key (after its last chunk).
-                p2["valid"].eq(p1["valid"] & (p1_ci == c - 1)),
-                *_pass_tags({nm: p2[nm] for nm in ("first", "last", "active")}, p1),
-            ]
-            with m.If(p1["valid"]):
-                m.d.sync += dot.eq(Mux(p1_ci == 0, 0, dot) + tree_sum(p1_prod))
+        prods = []
+        for i in range(dw):
+            mul = Multiplier(signed(ab), signed(ab), **_MULT_REGS, target=self.cfg.hw.dsp_target)
+            m.submodules[f"qk{i}"] = mul
+            m.d.comb += [mul.a.eq(q_el[i]), mul.b.eq(k_el[i]), mul.en.eq(adv)]
+            prods.append(mul.p)
+        tags = _stage(m, adv, "p1a", {"valid": K.valid, "first": K.first, "last": K.last,
+                                       "active": self.index < K.nrows, "ci": K.ci})
+        tags = _stage(m, adv, "p1b", tags)
+        level = 0
+        while len(prods) > 1:
+            level += 1
+            prods = [_delay(m, adv, prods[i] + prods[i + 1] if i + 1 < len(prods) else prods[i],
+                            f"t{level}_{i // 2}") for i in range(0, len(prods), 2)]
+            tags = _stage(m, adv, f"t{level}", tags)
+        assert level == adder_tree_levels(dw)
+        dot = Signal(signed(ap.dot_bits))
+        # P2 emits one valid item per key (after its last chunk).
+        p2 = _stage(m, adv, "p2", {"valid": tags["valid"] & (tags["ci"] == c - 1),
+                                   "first": tags["first"], "last": tags["last"],
+                                   "active": tags["active"]})
+        with m.If(adv & tags["valid"]):
+            m.d.sync += dot.eq(Mux(tags["ci"] == 0, 0, dot) + prods[0])
         return p2, dot
 
     def _score_and_exp(self, m, p2, dot):
-        """K side, P3: clamped dot x score constant; P4: score t; P5: running max M, its growth
-        d and x = t - M; P6 .. P8: tags alongside Exp2. Returns the tags, d and e at P8."""
-        ap, n = self.ap, self.cfg.num
-        fs = n.score.frac_bits
-        p3 = _tags("p3")
-        p3_prod = Signal(signed(ap.s_bits + ap.score_const.bit_length() + 1))
-        p4 = _tags("p4")
+        """K side, P3a: clamped dot into the multipliers' input registers; P3b: its two partial
+        products by the score constant; P3c: their sum; P4: score t (rounding add, saturation
+        compared on the unrounded sum in parallel); P4b: ceil t and t - (ceil t << fs);
+        P5: running max M, its growth d and x = t - M; then the pipelined Exp2 with the tags
+        and the clamped shifts alongside. Returns the tags, the shifts and e at Exp2's output."""
+        ap, n, adv = self.ap, self.cfg.num, self.adv
+        fs, target = n.score.frac_bits, self.cfg.hw.dsp_target
+        # s * C = (hi 2^SPLIT + lo) C: two products that each fit one 18 x 18 multiplier.
+        split = MULT18_WIDTH - 1
+        cb = ap.score_const.bit_length()
+        assert ap.s_bits - split <= MULT18_WIDTH and cb <= MULT18_WIDTH and ap.score_const > 0
+        s_cl = Mux(dot > ap.s_hi, ap.s_hi, Mux(dot < ap.s_lo, ap.s_lo, dot))
+        mul_lo = Multiplier(unsigned(split), unsigned(cb), **_MULT_REGS, target=target)
+        mul_hi = Multiplier(signed(ap.s_bits - split), unsigned(cb), **_MULT_REGS, target=target)
+        m.submodules.score_lo, m.submodules.score_hi = mul_lo, mul_hi
+        m.d.comb += [mul_lo.a.eq(s_cl[:split]), mul_hi.a.eq(s_cl[split:ap.s_bits].as_signed()),
+                     mul_lo.b.eq(ap.score_const), mul_hi.b.eq(ap.score_const),
+                     mul_lo.en.eq(adv), mul_hi.en.eq(adv)]
+        p3a = _stage(m, adv, "p3a", p2)
+        p3b = _stage(m, adv, "p3b", p3a)
+        p3 = _stage(m, adv, "p3c", p3b)
+        p3_prod = _delay(m, adv, (mul_hi.p << split) + mul_lo.p, "p3_prod")
+        # P4: t = saturate(rshift_round(p3_prod, sh)); the saturation compares the unrounded
+        # product against the thresholds where the rounded one leaves the score range.
+        sh = ap.score_shift
+        assert sh > 0
+        half = 1 << (sh - 1)
+        over = p3_prod >= ((n.score.max_int + 1) << sh) - half
+        under = p3_prod < (n.score.min_int << sh) - half
+        p4 = _stage(m, adv, "p4", p3)
         p4_t = Signal(signed(n.score.bits))
-        p5 = _tags("p5")
+        with m.If(adv):
+            m.d.sync += p4_t.eq(Mux(over, n.score.max_int, Mux(under, n.score.min_int,
+                                                                 (p3_prod + half) >> sh)))
+        # P4b: ceil(t) and t - (ceil(t) << fs) (the low bits of t as a value in (-1, 0]).
+        frac = p4_t[:fs]
+        t_hi = p4_t[fs:].as_signed()
+        p4b = _stage(m, adv, "p4b", p4)
+        ceil_t = _delay(m, adv, (t_hi + (frac != 0))[:ap.m_bits].as_signed(), "p4b_ceil")
+        x_ceil = _delay(m, adv, Mux(frac == 0, 0, Cat(frac, Const(1, 1)).as_signed()),
+                        "p4b_x_ceil")
+        p4b_frac = _delay(m, adv, frac, "p4b_frac")
+        p4b_hi = _delay(m, adv, t_hi, "p4b_hi")
+        # P5: one compare against the running max, a mux and two narrow subtractions.
         run_m = Signal(signed(ap.m_bits))
+        grow = Signal()
+        m.d.comb += grow.eq(p4b["first"] | (ceil_t > run_m))
+        p5 = _stage(m, adv, "p5", p4b)
         p5_d = Signal(range(1 << (ap.m_bits + 1)))
         p5_x = Signal(signed(n.score.bits + 1))
-        pe = [_tags(f"p{6 + s}") for s in range(Exp2.latency)]
-        pe_d = [Signal.like(p5_d, name=f"p{6 + s}_d") for s in range(Exp2.latency)]
-
-        s_cl = Mux(dot > ap.s_hi, ap.s_hi, Mux(dot < ap.s_lo, ap.s_lo, dot))
-        ceil_t = Signal(signed(ap.m_bits))
-        m_new = Signal(signed(ap.m_bits))
-        m.d.comb += [
-            ceil_t.eq(-((-p4_t) >> fs)),
-            m_new.eq(Mux(p4["first"] | (ceil_t > run_m), ceil_t, run_m)),
-        ]
-        m.submodules.exp = exp = Exp2(self.cfg)
-        m.d.comb += [exp.x.eq(p5_x), exp.en.eq(self.adv)]
-        with m.If(self.adv):
+        with m.If(adv):
             m.d.sync += [
-                *_pass_tags(p3, p2), p3_prod.eq(s_cl * ap.score_const),
-                *_pass_tags(p4, p3),
-                p4_t.eq(hw_saturate(hw_rshift_round(p3_prod, ap.score_shift), n.score)),
-                *_pass_tags(p5, p4),
-                p5_x.eq(p4_t - (m_new << fs)),
-                p5_d.eq(Mux(p4["first"], 0, m_new - run_m)),
-                *_pass_tags(pe[0], p5), pe_d[0].eq(p5_d),
-                *[s for i in range(1, Exp2.latency)
-                  for s in (*_pass_tags(pe[i], pe[i - 1]), pe_d[i].eq(pe_d[i - 1]))],
+                p5_x.eq(Mux(grow, x_ceil, Cat(p4b_frac, p4b_hi - run_m).as_signed())),
+                p5_d.eq(Mux(p4b["first"] | ~grow, 0, ceil_t - run_m)),
             ]
-            with m.If(p4["valid"]):
-                m.d.sync += run_m.eq(m_new)
+            with m.If(p4b["valid"]):
+                m.d.sync += run_m.eq(Mux(grow, ceil_t, run_m))
+        m.submodules.exp = exp = Exp2(self.cfg, pipelined=True, dsp_target=target)
+        assert exp.latency == LANE_EXP2_LATENCY
+        m.d.comb += [exp.x.eq(p5_x), exp.en.eq(adv)]
+        # The rescale shifts of l and o, clamped (beyond width + 1 the result is 0 anyway) and
+        # forced to that bound on a row's first key (l and o start from 0), computed here so
+        # that the V side's accumulators see a register, not a compare.
+        l_max, o_max = ap.l_bits + 1, ap.o_bits + 1
+        tags = _stage(m, adv, "pe0", {
+            **p5,
+            "d_l": Mux(p5["first"] | (p5_d > l_max), l_max, p5_d),
+            "d_o": Mux(p5["first"] | (p5_d > o_max), o_max, p5_d)})
         # Exp2 samples p5_x on the next enabled edge, hence the tags trail x by one stage: the
         # last tag stage lines up with exp.y.
-        m.d.comb += self.e_event.eq(pe[-1]["valid"])
-        return SimpleNamespace(tags=pe[-1], d=pe_d[-1], e=exp.y)
+        for s in range(1, exp.latency):
+            tags = _stage(m, adv, f"pe{s}", tags)
+        m.d.comb += self.e_event.eq(tags["valid"])
+        return SimpleNamespace(tags=tags, e=exp.y)
 
     def _value_side(self, m, key):
-        """V side: hold e_j and d_j for the V chunks; V1: l update and e * v; V2: the output
-        accumulator chunk (rotating, head = current chunk) and, on the last key, ``hold``."""
-        ap, n, V = self.ap, self.cfg.num, self.vin
-        dw, c, ab = ap.dw, ap.c, ap.act_bits
+        """V side: hold e_j and its shifts for the V chunks; V1a: e and v into the multipliers'
+        input registers; V1b: e * v (product registers) and the l update; V2: the output accumulator
+        chunk (rotating, head = current chunk) and, on the last key, ``hold``."""
+        ap, n, V, adv = self.ap, self.cfg.num, self.vin, self.adv
+        dw, c = ap.dw, ap.c
+        held = {nm: Signal.like(key.tags[nm], name=f"held_{nm}")
+                for nm in ("last", "active", "d_l", "d_o")}
         e_held = Signal(n.exp.bits)
-        d_held = Signal.like(key.d)
-        first_held, last_held, active_held = Signal(), Signal(), Signal()
-        with m.If(self.adv & key.tags["valid"]):
-            m.d.sync += [e_held.eq(key.e), d_held.eq(key.d), first_held.eq(key.tags["first"]),
-                         last_held.eq(key.tags["last"]), active_held.eq(key.tags["active"])]
+        with m.If(adv & key.tags["valid"]):
+            m.d.sync += [e_held.eq(key.e), *[held[nm].eq(key.tags[nm]) for nm in held]]
 
+        prods = []
+        for i in range(dw):
+            mul = Multiplier(unsigned(n.exp.bits), signed(ap.act_bits), **_MULT_REGS,
+                             target=self.cfg.hw.dsp_target)
+            m.submodules[f"ev{i}"] = mul
+            m.d.comb += [mul.a.eq(e_held), mul.b.eq(V.v[i]), mul.en.eq(adv)]
+            prods.append(mul.p)
+        va = _stage(m, adv, "v1a", {"valid": V.valid, "ci": V.ci, "last": held["last"],
+                                     "active": held["active"], "d_o": held["d_o"],
+                                     "d_l": held["d_l"], "e": e_held})
+        # V1b: l update, one edge before V2 (the divider takes l with the row's last V2 edge,
+        # while the next row's first key may update it on the same edge).
         run_l = Signal(ap.l_bits)
-        v1 = _tags("v1")
-        v1_ci = Signal(range(c))
-        v1_d = Signal.like(key.d)
-        v1_prod = [Signal(signed(n.exp.bits + ab + 1), name=f"v1_prod{i}") for i in range(dw)]
-        d_cl_l = Mux(d_held > ap.l_bits + 1, ap.l_bits + 1, d_held)
-        with m.If(self.adv):
-            m.d.sync += [v1["valid"].eq(V.valid), v1["first"].eq(first_held),
-                         v1["last"].eq(last_held), v1["active"].eq(active_held),
-                         v1_ci.eq(V.ci), v1_d.eq(d_held),
-                         *[v1_prod[i].eq(e_held * V.v[i]) for i in range(dw)]]
-            with m.If(V.valid & (V.ci == 0)):
-                m.d.sync += run_l.eq(Mux(first_held, 0, hw_rshift_round_var(run_l, d_cl_l))
-                                     + e_held)
+        if c >= 3:
+            # Keys are >= c >= 3 cycles apart: shift l by the next key's d_l in two steps ahead
+            # of the update (by the multiple of 8 when its e leaves Exp2, by the rest when its
+            # chunk 0 enters V1a), so neither the shifts nor the update exceed one level.
+            l_pre1 = _delay(m, adv, _shift_coarse(run_l << 1, key.tags["d_l"]), "l_pre1")
+            l_pre = _delay(m, adv, _shift_fine(l_pre1, held["d_l"]), "l_pre")
+            l_next = (l_pre + ((va["e"] << 1) | 1)) >> 1
+        elif c == 2:
+            # Keys are 2 cycles apart: shift l by the next key's d_l (entering V1a now) one
+            # cycle ahead, so the update is the add alone.
+            l_pre = _delay(m, adv, (run_l << 1) >> held["d_l"], "l_pre")
+            l_next = (l_pre + ((va["e"] << 1) | 1)) >> 1
+        else:
+            l_next = _rescale_add(run_l, va["d_l"], va["e"])
+        with m.If(adv & va["valid"] & (va["ci"] == 0)):
+            m.d.sync += run_l.eq(l_next)
+        vb = _stage(m, adv, "v1b", {nm: va[nm] for nm in ("valid", "ci", "last", "active", "d_o")})
 
         o_chunks = [[Signal(signed(ap.o_bits), name=f"o{ci}_{i}") for i in range(dw)]
                     for ci in range(c)]
         hold_chunks = [[Signal(signed(ap.o_bits), name=f"hold{ci}_{i}") for i in range(dw)]
                        for ci in range(c)]
-        d_cl_o = Mux(v1_d > ap.o_bits + 1, ap.o_bits + 1, v1_d)
         o_new = [Signal(signed(ap.o_bits), name=f"o_new{i}") for i in range(dw)]
         for i in range(dw):
-            m.d.comb += o_new[i].eq(
-                Mux(v1["first"], 0, hw_rshift_round_var(o_chunks[0][i], d_cl_o)) + v1_prod[i])
+            if c >= 3:
+                # As for c == 2 below, two cycles ahead and in two steps: the chunk at the head
+                # on the V2 step after next is o_chunks[k], k = the V2 steps of this and the next
+                # cycle (V1b and V1a valid); shifted by the multiple of 8 of its d_o (its beat on
+                # vin now), then by the rest (its beat in V1a).
+                ahead = Mux(vb["valid"] & va["valid"], o_chunks[2][i],
+                            Mux(vb["valid"] | va["valid"], o_chunks[1][i], o_chunks[0][i]))
+                o_pre1 = _delay(m, adv, _shift_coarse(ahead << 1, held["d_o"]), f"o_pre1_{i}")
+                o_pre = _delay(m, adv, _shift_fine(o_pre1, va["d_o"]), f"o_pre{i}")
+                m.d.comb += o_new[i].eq((o_pre + ((prods[i] << 1) | 1)) >> 1)
+            elif c == 2:
+                # The chunk at the head of the ring on the next V2 step (o_chunks[1] if one is
+                # taken now, else o_chunks[0]) is shifted one cycle ahead by that step's d_o
+                # (entering V1b now); a V2 step happens exactly when V1b held a valid beat.
+                o_pre = _delay(m, adv, (Mux(vb["valid"], o_chunks[1][i], o_chunks[0][i]) << 1)
+                               >> va["d_o"], f"o_pre{i}")
+                m.d.comb += o_new[i].eq((o_pre + ((prods[i] << 1) | 1)) >> 1)
+            else:
+                m.d.comb += o_new[i].eq(_rescale_add(o_chunks[0][i], vb["d_o"], prods[i]))
         finishing = Signal()
-        m.d.comb += finishing.eq(v1["valid"] & v1["last"] & v1["active"])
-        m.d.comb += self.stall.eq(finishing & (v1_ci == 0) & self.hold_full)
-        with m.If(self.adv & v1["valid"]):
+        m.d.comb += finishing.eq(vb["valid"] & vb["last"] & vb["active"])
+        m.d.comb += self.stall.eq(finishing & (vb["ci"] == 0) & self.hold_full)
+        with m.If(adv & vb["valid"]):
             for ci in range(c):
                 src = o_chunks[ci + 1] if ci + 1 < c else o_new
                 m.d.sync += [o_chunks[ci][i].eq(src[i]) for i in range(dw)]
@@ -407,7 +533,7 @@ class AttentionLane(wiring.Component):
         for ci in range(c):
             for i in range(dw):
                 m.d.comb += self.hold[ci * dw + i].eq(hold_chunks[ci][i])
-        return SimpleNamespace(finishing=finishing, ci=v1_ci, run_l=run_l)
+        return SimpleNamespace(finishing=finishing, ci=vb["ci"], run_l=run_l)
 
     def _finish_row(self, m, v1):
         """Divider: the finished row's l (``run_l`` already holds it after the key's chunk 0)."""
@@ -421,5 +547,3 @@ class AttentionLane(wiring.Component):
         with m.Elif(self.hold_clear):
             m.d.sync += self.hold_full.eq(0)
 
-
-assert AttentionLane.latency == _MODEL_E_LATENCY, "sim.cycles.attention.E_LATENCY is out of date"

@@ -29,6 +29,14 @@ after 3 enabled edges counting the sampling one. Throughput one value per enable
 Stages: (1) split x, clamp the shift, table lookup; (2) interpolation multiply + round;
 (3) variable rounding right shift.
 
+``Exp2(cfg, pipelined=True)`` (the attention lanes, for the clock: docs/attention.md "Timing")
+has **latency** ``Exp2.PIPELINED_LATENCY`` = 5, each stage at most one multiply, one add or one
+barrel shift: (1) split, clamp, table lookup into the multiplier's input registers; (2) the
+product in the multiplier's output register (``hw.fabric.Multiplier``: inside the MULT18X18D
+with ``dsp_target="ecp5"``); (3) ``mant = ((lo << low) + half + diff r) >> low``, one add
+(``lo << low`` has ``low`` zero bits, so adding it before the rounding shift is exact);
+(4) the barrel shift ``(2 mant) >> sh``; (5) the rounding ``(. + 1) >> 1``. Same results.
+
 Resources: one (diff x r) multiplier of about 11 x 5 bits (LUTs, not a DSP, at the default
 formats), a 2 x (segments) entry constant table, a barrel shifter of exp.bits + 1 bits.
 """
@@ -40,6 +48,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 from sim.golden.softmax import exp2_table
+from hw.fabric.multiplier import Multiplier
 
 __all__ = ["Exp2", "exp2_params", "hw_rshift_round_var"]
 
@@ -89,15 +98,26 @@ class Exp2(wiring.Component):
 
     Attributes
     ----------
+    pipelined : bool
+        Five stages of at most one multiply / add / shift each instead of three
+        (``PIPELINED_LATENCY``); same results.
+    dsp_target : str
+        ``hw.fabric.Multiplier`` target of the pipelined variant's interpolation multiply.
+
+    Attributes
+    ----------
     latency : int
-        Enabled cycles from sampling ``x`` to the result on ``y`` (3); throughput one value per
-        enabled cycle.
+        Enabled cycles from sampling ``x`` to the result on ``y`` (3, or 5 pipelined);
+        throughput one value per enabled cycle. The class attribute is the default variant's.
     """
 
     latency = 3
+    PIPELINED_LATENCY = 5
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, pipelined: bool = False, dsp_target: str = "generic"):
         self.cfg = cfg
+        self.pipelined, self.dsp_target = bool(pipelined), dsp_target
+        self.latency = self.PIPELINED_LATENCY if self.pipelined else type(self).latency
         self.p = exp2_params(cfg)
         super().__init__({
             "x": In(signed(cfg.num.score.bits + 1)),
@@ -106,6 +126,8 @@ class Exp2(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self.pipelined:
+            return self._elaborate_pipelined()
         m = Module()
         n, p = self.cfg.num, self.p
         fs = n.score.frac_bits
@@ -143,5 +165,49 @@ class Exp2(wiring.Component):
                 s2_sh.eq(s1_sh),
                 y.eq(hw_rshift_round_var(s2_mant, s2_sh)),
             ]
+        m.d.comb += self.y.eq(y)
+        return m
+
+    def _elaborate_pipelined(self):
+        m = Module()
+        n, p = self.cfg.num, self.p
+        fs, low = n.score.frac_bits, p["low_bits"]
+        lo_rom = Array(Const(v, unsigned(p["mant_bits"])) for v in p["table"][:-1])
+        diff_rom = Array(Const(v, unsigned(p["diff_bits"])) for v in p["diffs"])
+        x = self.x
+        neg_i = Signal(range((1 << n.score.int_bits) + 1))
+        m.d.comb += neg_i.eq(-(x >> fs))
+        f = x[:fs]
+        idx = f[low:] if low < fs else Const(0, 1)
+
+        def stage(value, name):
+            reg = Signal(value.shape(), name=name)
+            with m.If(self.en):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        # S1: lookup; diff and r go straight into the multiplier's input registers.
+        s1_lo = stage(lo_rom[idx], "s1_lo")
+        s1_sh = stage(Mux(neg_i > p["max_shift"], p["max_shift"], neg_i), "s1_sh")
+        if low > 0:
+            m.submodules.interp = mul = Multiplier(
+                unsigned(p["diff_bits"]), unsigned(low), input_reg=True, output_reg=True,
+                target=self.dsp_target)
+            m.d.comb += [mul.a.eq(diff_rom[idx]), mul.b.eq(f[:low]), mul.en.eq(self.en)]
+            prod = mul.p                                        # S2 (output register)
+        else:
+            prod = Const(0, 1)
+        s2_lo, s2_sh = stage(s1_lo, "s2_lo"), stage(s1_sh, "s2_sh")
+        # S3: mant = lo + rshift_round(diff r, low) as one add before the shift.
+        half = (1 << (low - 1)) if low > 0 else 0
+        s3_mant = Signal(unsigned(p["mant_bits"]), name="s3_mant")
+        with m.If(self.en):
+            m.d.sync += s3_mant.eq((((s2_lo << low) | half) + prod) >> low)
+        s3_sh = stage(s2_sh, "s3_sh")
+        # S4: (2 mant) >> sh; S5: (. + 1) >> 1 (hw_rshift_round_var in two stages).
+        s4_twice = stage((s3_mant << 1) >> s3_sh, "s4_twice")
+        y = Signal(unsigned(n.exp.bits))
+        with m.If(self.en):
+            m.d.sync += y.eq((s4_twice + 1) >> 1)
         m.d.comb += self.y.eq(y)
         return m

@@ -10,14 +10,14 @@ first edge after reset (edge 1) to the edge of the last O transfer:
 - the Q loader writes one chunk per cycle, so the p lanes hold group 0 after p c edges and the
   first K/V beat is accepted on edge p c + 1;
 - then one K/V beat per edge: the last (G N c-th) one on edge p c + G N c;
-- in lane 0 that beat's exponential appears E_LATENCY edges later; the hold edge, V1 and the c
-  V2 edges finish the row and start the divider (D edges); the normalizer's 3 stages and the
-  transfer edge put lane 0's first output beat E_LATENCY + c + D + 6 edges after the last K/V
-  beat. Lanes 1 .. L-1 finish one edge apart, but the normalizer emits hd / nw beats per row
+- in lane 0 that beat's exponential appears E = e_latency(dw) edges later; the hold edge, V1a,
+  V1b and the c V2 edges finish the row and start the divider (D edges); the normalizer's 3
+  stages and the transfer edge put lane 0's first output beat E + c + D + 7 edges after the
+  last K/V beat. Lanes 1 .. L-1 finish one edge apart, but the normalizer emits hd / nw beats per row
   (nw <= hd), so the L rows of the last group leave back to back, the last beat
   L hd / nw - 1 edges after the first:
 
-      cycles = p c + G N c + E_LATENCY + 5 + c + D + L hd / nw
+      cycles = p c + G N c + E + 6 + c + D + L hd / nw
 
 Back to back (heads streamed continuously) a head costs G N c cycles: the Q rows of the next
 head load while the current one runs, and the normalizer (chosen so p hd / nw + D + 8 <= N c)
@@ -36,20 +36,36 @@ from dataclasses import dataclass
 
 from sim.config import Config
 
-__all__ = ["E_LATENCY", "recip_q_bits", "divider_bits_per_cycle", "divider_latency",
+__all__ = ["E_LATENCY_FIXED", "LANE_EXP2_LATENCY", "adder_tree_levels", "e_latency", "recip_q_bits", "divider_bits_per_cycle", "divider_latency",
            "AttentionSchedule", "attention_schedule", "attention_head_cycles",
            "attention_steady_cycles", "attention_kv_bytes", "attention_traffic",
            "attention_sweep"]
 
-# Lane pipeline from a key's last K chunk to its exponential: products, dot, scale multiply,
-# round/saturate, running max (5) + Exp2 (3). tests/sim/test_cycles_attention.py checks it
-# against hw.attention.attention_lane.AttentionLane.latency.
-E_LATENCY = 8
-# Edges from the last K/V beat to lane 0's first output transfer besides E_LATENCY, c (V2 edges,
-# the last one hands l to the divider) and the divider latency D: e hold / V chunk pop (1), V1
-# (1), normalizer N1 + N2 + output register (3) = 5; the output transfer is on the next edge
-# after the register is loaded, which the "- 1 + L hd / nw" of the row beats absorbs.
-_TAIL_FIXED = 5
+# Lane pipeline from a key's last K chunk to its exponential (hw/attention/attention_lane.py,
+# each stage at most one multiply, one wide add / compare or one barrel shift: docs/attention.md
+# "Timing"): q * k operand and product registers (2), the adder tree's levels (one register per
+# level: adder_tree_levels(dw)), the dot accumulator (1), the score: clamp, two partial
+# products, their sum, round + saturate (4), ceil (1), running max (1), then the lane's
+# pipelined Exp2 (LANE_EXP2_LATENCY). tests/sim/test_cycles_attention.py checks them against
+# hw.attention.attention_lane.AttentionLane.latency and hw.attention.exp2.Exp2.
+E_LATENCY_FIXED = 9
+LANE_EXP2_LATENCY = 5
+# Edges from the last K/V beat to lane 0's first output transfer besides e_latency, c (V2 edges,
+# the last one hands l to the divider) and the divider latency D: e hold / V chunk pop (1), e * v
+# operand and product registers V1a, V1b (2), normalizer N1 + N2 + output register (3) = 6; the
+# output transfer is on the next edge after the register is loaded, which the "- 1 + L hd / nw"
+# of the row beats absorbs.
+_TAIL_FIXED = 6
+
+
+def adder_tree_levels(dw: int) -> int:
+    """Registered levels of the lane's dw-input adder tree: ceil(log2 dw)."""
+    return (int(dw) - 1).bit_length()
+
+
+def e_latency(dw: int) -> int:
+    """Edges from a key's last K chunk entering a lane to its exponential (``e_event``)."""
+    return E_LATENCY_FIXED + adder_tree_levels(dw) + LANE_EXP2_LATENCY
 
 
 def recip_q_bits(cfg: Config) -> int:
@@ -115,7 +131,7 @@ def attention_head_cycles(cfg: Config, tokens: int | None = None,
                           norm_width: int | None = None) -> int:
     """Cycles of one isolated head, first edge to last O transfer (exact for the RTL)."""
     s = attention_schedule(cfg, tokens, norm_width)
-    return (s.p * s.c + s.G * s.N * s.c + E_LATENCY + _TAIL_FIXED + s.c + s.div_latency
+    return (s.p * s.c + s.G * s.N * s.c + e_latency(s.dw) + _TAIL_FIXED + s.c + s.div_latency
             + s.last_rows * (s.hd // s.norm_width))
 
 

@@ -38,9 +38,9 @@ def exp2_error_report(cfg, xs):
     return float(abs_lsb.max()), float(rel.max())
 
 
-def run_exp2(cfg, xs, rng, en_prob=0.7):
+def run_exp2(cfg, xs, rng, en_prob=0.7, pipelined=False):
     """Drive xs through Exp2 with a random enable; return the outputs in input order."""
-    dut = Exp2(cfg)
+    dut = Exp2(cfg, pipelined=pipelined)
     got = []
 
     async def tb(ctx):
@@ -66,12 +66,13 @@ def run_exp2(cfg, xs, rng, en_prob=0.7):
     return np.array(got, dtype=np.int64)
 
 
+@pytest.mark.parametrize("pipelined", [False, True], ids=["3-stage", "pipelined"])
 @pytest.mark.parametrize("cfg_name", ["tiny"])
-def test_exp2_bit_exact(cfg_name, seed, rng, np_rng):
+def test_exp2_bit_exact(cfg_name, pipelined, seed, rng, np_rng):
     cfg = get_config(cfg_name)
     xs = exp2_inputs(cfg, np_rng)
     want = exp2_fixed(cfg, xs)
-    got = run_exp2(cfg, xs, rng)
+    got = run_exp2(cfg, xs, rng, pipelined=pipelined)
     bad = np.nonzero(got != want)[0]
     assert bad.size == 0, (f"{bad.size} mismatches, first x={xs[bad[0]]}: got {got[bad[0]]}, "
                            f"want {want[bad[0]]}; {seed_msg(seed)}")
@@ -83,10 +84,12 @@ def test_exp2_bit_exact(cfg_name, seed, rng, np_rng):
     assert abs_lsb < 4.0
 
 
-def test_exp2_latency(seed):
+@pytest.mark.parametrize("pipelined,latency", [(False, 3), (True, 5)])
+def test_exp2_latency(pipelined, latency, seed):
     """x = 0 -> 1.0 appears exactly `latency` enabled edges after it is sampled."""
     cfg = get_config("tiny")
-    dut = Exp2(cfg)
+    dut = Exp2(cfg, pipelined=pipelined)
+    assert dut.latency == latency
     one = 1 << cfg.num.exp.frac_bits
 
     async def tb(ctx):

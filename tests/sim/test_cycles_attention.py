@@ -9,19 +9,31 @@ attention_kv_bytes. Also the properties the design claims (bandwidth independent
 from __future__ import annotations
 
 import pytest
+from amaranth.hdl import Fragment
 
 from host.bench.attention import simulate_attention
 from sim.config import get_config, with_changes
 from sim.golden.softmax import reciprocal
-from sim.cycles.attention import (E_LATENCY, attention_head_cycles, attention_kv_bytes,
+from sim.cycles.attention import (E_LATENCY_FIXED, LANE_EXP2_LATENCY, attention_head_cycles,
+                                  attention_kv_bytes, e_latency,
                                   attention_schedule, attention_steady_cycles, attention_sweep,
                                   divider_bits_per_cycle, recip_q_bits)
 
 
-def test_constants_match_rtl():
-    from hw.attention.attention_lane import AttentionLane
+@pytest.mark.parametrize("dw,levels", [(1, 0), (2, 1), (4, 2), (8, 3), (16, 4), (64, 6)])
+def test_constants_match_rtl(dw, levels):
+    from hw.attention.attention_lane import AttentionLane, attention_params
     from hw.attention.exp2 import Exp2
-    assert E_LATENCY == AttentionLane.latency == 5 + Exp2.latency
+    base = get_config("tiny" if dw <= 16 else "m3vit-tiny-cityscapes")
+    cfg = with_changes(base, hw=dict(attn_parallel=1, attn_dot_width=dw))
+    lane = AttentionLane(cfg, attention_params(cfg), 0)
+    Fragment.get(lane, None)        # elaborates (its asserts check the tree depth and Exp2's)
+    # registers counted by hand in attention_lane.py: q*k operands + products (2), one per
+    # adder-tree level, dot (1), clamp / partial products / their sum / round (4), ceil (1),
+    # max (1), then the 5-stage Exp2
+    assert lane.latency == e_latency(dw) == 2 + levels + 1 + 4 + 1 + 1 + 5
+    assert LANE_EXP2_LATENCY == Exp2.PIPELINED_LATENCY == 5
+    assert E_LATENCY_FIXED == 9
     # q_bits is exactly the width of the largest reciprocal (smallest possible softmax sum).
     cfg = get_config("tiny")
     r_max = int(reciprocal(cfg, 1 << (cfg.num.exp.frac_bits - 1)))
