@@ -278,8 +278,8 @@ class Config:
     @classmethod
     def m3vit_ecp5_85f(cls) -> "Config":
         # 156 MULT18X18D, at most ~85 % (132) used: a 4x16 array (64) leaves room for the
-        # attention lanes (19), LayerNorm (17: its lanes are the array's rows) and the router
-        # (sim/multipliers.py: 106 products; boards/fit.py's build-calibrated estimate, with
+        # attention lanes (20), LayerNorm (17: its lanes are the array's rows) and the router
+        # (sim/multipliers.py: 107 products; boards/fit.py's build-calibrated estimate, with
         # the wide ones on several MULT18X18D: 117). The epilogue's 16 score products are
         # shift-add LUTs: on DSPs they would take the estimate to 133 (85.3 %). 8x16 needed 182
         # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
