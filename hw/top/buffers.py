@@ -13,7 +13,8 @@ mux.
 - read: ``en`` with ``mem`` / ``addr`` in cycle t, ``data`` (the whole word) valid in t + 3
   (the bank remembers which memory the client read);
 - write: ``en`` with ``mem`` / ``addr`` / ``data`` / ``mask`` (one bit per activation lane) in
-  cycle t, written at the edge.
+  cycle t, through a register, written at the edge after t + 1: a read requested in t + 1 or
+  later sees it (its address register delays it by the same cycle).
 
 :class:`ReadPipe` turns requests ``(mem, addr, off, tag)`` into a stream of ``L`` activations
 (lane group ``off`` of the word) with their tag, through a small FIFO: a request is accepted when
@@ -33,8 +34,8 @@ the clients do next, and no enable fans out to the blocks. How a memory is built
   (what pysim, Verilator and other vendors' tools get); a read of a word written in the same
   cycle returns the old word, and Yosys adds logic to emulate that;
 - ``"ecp5"``: one :class:`~hw.fabric.ecp5_bram.Ecp5Bram` per activation lane (the lane's write
-  enable is the block's), the output register inside the DP16KD and no collision logic: such a
-  read is undefined. No descriptor reads a word while writing it (checked by
+  enable is the block's), the output register inside the DP16KD and no collision logic: a read
+  requested in the cycle a write of the same word is requested is undefined. No descriptor reads a word while writing it (checked by
   tests/system/test_buffer_collisions.py, which poisons such reads in a whole frame).
 
 Latency: request handshake -> output valid ``BufferBank.latency + 1`` = 4 cycles (read, FIFO
@@ -122,7 +123,8 @@ class BufferBank(wiring.Component):
     rd : In :func:`read_port_signature`, array of ``n_read``
         ``en`` / ``mem`` / ``addr`` in cycle t, the whole word on ``data`` in t + ``latency``.
     wr : In :func:`write_port_signature`, array of ``n_write``
-        ``en`` / ``mem`` / ``addr`` / ``data`` / ``mask`` in cycle t, written at the edge.
+        ``en`` / ``mem`` / ``addr`` / ``data`` / ``mask`` in cycle t, registered, written at
+        the edge after t + 1 (visible to reads requested from t + 1 on).
 
     Attributes
     ----------
@@ -169,8 +171,17 @@ class BufferBank(wiring.Component):
         # address pins see a flip-flop, and the client's request logic has a whole cycle.
         # The read pipeline runs free (no read enable): the data of a read in cycle t is
         # valid in t + 3 whatever the clients do next, so no enable fans out to the blocks.
+        # The write side ends at a register too (address, data, lane enables): the writers'
+        # address arithmetic and this mux were the routed builds' critical path into the
+        # DP16KD write pins. A write of cycle t lands at the edge after t + 1, the edge at
+        # which a read requested in t + 1 is sampled after its address register, so a read
+        # requested a cycle after the write still sees it; same-cycle is the collision.
+        w_addr = Signal(range(depth), name=f"mem{i}_waddr")
+        w_data = Signal(geo.word_bits, name=f"mem{i}_wdata")
+        w_en = Signal(geo.G, name=f"mem{i}_wen")
+        m.d.sync += [w_addr.eq(waddr), w_data.eq(wdata), w_en.eq(wen)]
         build = self._ecp5_memory if geo.cfg.hw.bram_target == "ecp5" else self._generic_memory
-        return build(m, i, depth, raddr, waddr, wdata, wen)
+        return build(m, i, depth, raddr, w_addr, w_data, w_en)
 
     def _generic_memory(self, m, i, depth, raddr, waddr, wdata, wen):
         """Memory ``i`` as a ``lib.memory.Memory`` with a :class:`RegisteredReadPort`

@@ -3,7 +3,8 @@ clients): every buffer read ends in a DP16KD output register and no port-collisi
 
 - ``bram_target="ecp5"``: one DP16KD per activation lane and memory, each with
   ``REGMODE_B="OUTREG"``; the only flip-flops are the read-address registers (one per memory,
-  the lanes' copies merged) and the clients' 3-deep "which memory" pipelines -- counted here
+  the lanes' copies merged), the write registers (address, word, lane enables per memory) and
+  the clients' 3-deep "which memory" pipelines -- counted here
   from the geometry, so a collision-emulation flip-flop would show up as a surplus;
 - the generic build of the same bank (``generic_config``: ``Memory`` + ``RegisteredReadPort``,
   read-before-write on a collision) for comparison: ``NOREG`` blocks, the output registers in
@@ -48,8 +49,9 @@ def test_bank_reads_use_dp16kd_output_register(ecp5_cfg, tmp_path):
     assert len(bram) == len(geo.depths) * geo.G
     assert all(_param(c, "REGMODE_B") == "OUTREG" for c in bram), bram
     address_regs = sum((d - 1).bit_length() for d in geo.depths)
+    write_regs = address_regs + len(geo.depths) * (geo.word_bits + geo.G)   # addr, data, lanes
     mem_pipes = N_READ * BufferBank.latency * (N_MEMS - 1).bit_length()
-    assert _count(cells, "TRELLIS_FF") == address_regs + mem_pipes
+    assert _count(cells, "TRELLIS_FF") == address_regs + write_regs + mem_pipes
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The ECP5 buffer bank (hw.bram_target "ecp5": DP16KD, no collision logic) returns undefined
-data for a read of a word whose lanes are written in the same cycle; the generic bank returns
+data for a read of a word whose lanes are written as it is sampled (a read requested in the
+cycle the write is requested: both pass one register first); the generic bank returns
 the old data. A frame must not depend on either: here the tiny frame runs in pysim with a bank
 that *poisons* every lane read during a same-address write (inverts it) and is still bit-exact
 against the golden model, and the poisoning is shown to fire in a direct test.
@@ -57,13 +58,13 @@ def test_poison_fires_on_a_collision(monkeypatch):
         ctx.set(wr.en, 1), ctx.set(wr.mem, 0), ctx.set(wr.addr, 5), ctx.set(wr.mask, -1)
         ctx.set(wr.data, 0)
         await ctx.tick()                         # word 5 = 0
+        ctx.set(wr.en, 0)
+        await ctx.tick()                         # word 5 = 0 lands (the write register)
         ctx.set(rd.en, 1), ctx.set(rd.mem, 0), ctx.set(rd.addr, 5)
-        ctx.set(wr.en, 0)
-        await ctx.tick()                         # read request; the address register samples
-        ctx.set(rd.en, 0)
         ctx.set(wr.en, 1), ctx.set(wr.mask, 1), ctx.set(wr.data, 7)
+        await ctx.tick()                         # read and write requested together: both
+        ctx.set(rd.en, 0), ctx.set(wr.en, 0)     # registers sample
         await ctx.tick()                         # the block samples 5 while lane 0 is written
-        ctx.set(wr.en, 0)
         await ctx.tick()
         got.append(ctx.get(rd.data))
 
