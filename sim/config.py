@@ -194,6 +194,10 @@ class HardwareConfig:
     attn_dot_width: int = 64          # multipliers per attention lane (head_dim: one key per cycle)
     attn_overlap: bool = True         # QKV GEMM per head; each head's attention runs in the
     #   background while the array computes the next head's Q/K/V (sim.memory_image.lower_program)
+    hidden_rows: int | None = None    # rows of the H buffer (None: every buffer row). Fewer rows
+    #   than tokens tile the dense MLP, the patch embedding and each expert's token queue into
+    #   blocks of this many rows (sim.memory_image.lower_program); then the attention output
+    #   cannot share H and needs attn_overlap=False (it goes to XN)
     mem_bytes_per_cycle: int = 16     # external memory bandwidth
     mem_latency: int = 32             # external memory read latency, cycles
     fifo_depth: int = 4               # default depth of inter-unit stream FIFOs
@@ -294,6 +298,23 @@ class Config:
     def buffer_rows(self) -> int:
         """Rows of every on-chip activation buffer (tokens; the image's patches fit too)."""
         return max(self.model.tokens, self.model.patches)
+
+    @property
+    def h_rows(self) -> int:
+        """Rows of the H buffer: ``hw.hidden_rows``, or every buffer row."""
+        h = self.hw.hidden_rows
+        return self.buffer_rows if h is None else min(h, self.buffer_rows)
+
+    @property
+    def h_tiled(self) -> bool:
+        """H holds fewer rows than tokens: MLP, patch embedding and experts run in row tiles."""
+        return self.h_rows < self.model.tokens
+
+    @property
+    def embed_tile(self) -> int:
+        """Patches per patch-embedding tile: whole image rows of patches that fit H."""
+        gw = self.model.grid[1]
+        return min(self.model.patches, self.h_rows // gw * gw)
 
     @property
     def hidden_cols(self) -> int:
@@ -477,6 +498,13 @@ def _validate(cfg: Config) -> None:
                   "mem_bytes_per_cycle", "fifo_depth"):
         need(getattr(h, fname) >= 1, f"hw.{fname} must be >= 1, got {getattr(h, fname)}")
     need(h.mem_latency >= 0, f"hw.mem_latency must be >= 0, got {h.mem_latency}")
+    if h.hidden_rows is not None:
+        need(m.grid[1] <= h.hidden_rows,
+             f"hw.hidden_rows must be >= {m.grid[1]} (one row of patches of the image, the "
+             f"patch-embedding tile), got {h.hidden_rows}")
+        need(h.hidden_rows >= m.tokens or not h.attn_overlap,
+             f"hw.hidden_rows {h.hidden_rows} < {m.tokens} tokens needs hw.attn_overlap=False "
+             f"(the attention output lives in H only when H holds every token)")
     need(h.dsp_target in DSP_TARGETS,
          f"hw.dsp_target must be one of {', '.join(DSP_TARGETS)}, got {h.dsp_target!r}")
     need(h.expert_weights in EXPERT_WEIGHTS,

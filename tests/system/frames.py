@@ -7,7 +7,7 @@ from sim.config import Config, get_config, with_changes
 from sim.golden import forward, quantize_image, quantize_params
 from sim.params import random_params
 
-__all__ = ["frame_case", "dense_config", "tiny", "depth1_config"]
+__all__ = ["frame_case", "dense_config", "tiny", "depth1_config", "tiled_config"]
 
 
 def tiny() -> Config:
@@ -20,6 +20,14 @@ def dense_config() -> Config:
     to back), so this variant keeps the serial program tested too."""
     return with_changes(get_config("tiny"), name="tiny-dense", model=dict(moe_blocks=()),
                         hw=dict(attn_overlap=False))
+
+
+def tiled_config() -> Config:
+    """tiny with a 5-row H buffer (``hw.hidden_rows``): the dense MLP and the patch embedding
+    run in row tiles (17 tokens: 4 tiles of 5, 4, 4 and 4 + ...), each expert's queue in chunks
+    of at most 5 tokens; the attention output in XN, so attention is serial."""
+    return with_changes(get_config("tiny"), name="tiny-h5",
+                        hw=dict(hidden_rows=5, attn_overlap=False))
 
 
 def depth1_config(moe: bool) -> Config:
