@@ -286,9 +286,13 @@ class Config:
         # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
         # Expert weights stream from external memory: the ping/pong buffers of whole fc1 / fc2
         # matrices would take 150 of the 208 DP16KD (docs/moe.md).
+        # H holds 32 of the 129 token rows (24 DP16KD instead of 104; 16 rows: 16 DP16KD but
+        # most expert queues, ~16 tokens each, then need two chunks), so the attention output
+        # lives in XN and attention is serial (docs/top_level.md).
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
+                              attn_overlap=False, hidden_rows=32,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", epilogue_score_dsp=False,
                               expert_weights="stream")))

@@ -22,12 +22,13 @@ def dense_config() -> Config:
                         hw=dict(attn_overlap=False))
 
 
-def tiled_config() -> Config:
-    """tiny with a 5-row H buffer (``hw.hidden_rows``): the dense MLP and the patch embedding
-    run in row tiles (17 tokens: 4 tiles of 5, 4, 4 and 4 + ...), each expert's queue in chunks
-    of at most 5 tokens; the attention output in XN, so attention is serial."""
-    return with_changes(get_config("tiny"), name="tiny-h5",
-                        hw=dict(hidden_rows=5, attn_overlap=False))
+def tiled_config(hidden_rows: int = 5) -> Config:
+    """tiny with a row-tiled H buffer (``hw.hidden_rows`` of the 17 token rows): the dense MLP
+    runs in row tiles, the patch embedding in tiles of whole rows of 4 patches, each expert's
+    queue in chunks of at most ``hidden_rows`` tokens; the attention output is in XN, so
+    attention is serial."""
+    return with_changes(get_config("tiny"), name=f"tiny-h{hidden_rows}",
+                        hw=dict(hidden_rows=hidden_rows, attn_overlap=False))
 
 
 def depth1_config(moe: bool) -> Config:
