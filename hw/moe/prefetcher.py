@@ -285,7 +285,7 @@ class ExpertPrefetcher(wiring.Component):
                 with m.If(dma.cmd.ready):
                     m.d.sync += [fill_buf.eq(~fill_buf), cur_matrix.eq(~cur_matrix)]
                     with m.If(cur_matrix & more):
-                        m.d.sync += left.eq(left - T)
+                        m.d.sync += left.eq(left - (T or 0))
                     with m.Elif(cur_matrix):
                         m.d.sync += cur_valid.eq(0)
                     m.next = "IDLE"
