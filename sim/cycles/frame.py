@@ -31,6 +31,9 @@ checked, with the whole model, by tests/system/test_frame_model.py against RTL f
 every CI run; a reduced-depth, full-width M3ViT frame marked slow): within 5 %.
 MoE cost depends on the routing: pass the per-layer expert token counts (from the golden model)
 for an exact comparison, or let the model spread tokens evenly (``tokens_per_expert``).
+A row-tiled H (``hw.hidden_rows``) needs nothing here: the program has one descriptor per tile,
+and the MoE model splits each queue into chunks (:func:`sim.cycles.moe.expert_chunks`; the RTL's
+EXPERTS is then a few cycles per reloaded chunk over the model, docs/top_level.md section 7).
 """
 from __future__ import annotations
 
