@@ -194,6 +194,10 @@ class HardwareConfig:
     attn_dot_width: int = 64          # multipliers per attention lane (head_dim: one key per cycle)
     attn_overlap: bool = True         # QKV GEMM per head; each head's attention runs in the
     #   background while the array computes the next head's Q/K/V (sim.memory_image.lower_program)
+    hidden_rows: int | None = None    # rows of the H buffer (None: every buffer row). Fewer rows
+    #   than tokens tile the dense MLP, the patch embedding and each expert's token queue into
+    #   blocks of this many rows (sim.memory_image.lower_program); then the attention output
+    #   cannot share H and needs attn_overlap=False (it goes to XN)
     mem_bytes_per_cycle: int = 16     # external memory bandwidth
     mem_latency: int = 32             # external memory read latency, cycles
     fifo_depth: int = 4               # default depth of inter-unit stream FIFOs
@@ -285,9 +289,13 @@ class Config:
         # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
         # Expert weights stream from external memory: the ping/pong buffers of whole fc1 / fc2
         # matrices would take 150 of the 208 DP16KD (docs/moe.md).
+        # H holds 32 of the 129 token rows (24 DP16KD instead of 104; 16 rows: 16 DP16KD but
+        # most expert queues, ~16 tokens each, then need two chunks), so the attention output
+        # lives in XN and attention is serial (docs/top_level.md).
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
+                              attn_overlap=False, hidden_rows=32,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
                               epilogue_score_dsp=False, expert_weights="stream")))
@@ -297,6 +305,23 @@ class Config:
     def buffer_rows(self) -> int:
         """Rows of every on-chip activation buffer (tokens; the image's patches fit too)."""
         return max(self.model.tokens, self.model.patches)
+
+    @property
+    def h_rows(self) -> int:
+        """Rows of the H buffer: ``hw.hidden_rows``, or every buffer row."""
+        h = self.hw.hidden_rows
+        return self.buffer_rows if h is None else min(h, self.buffer_rows)
+
+    @property
+    def h_tiled(self) -> bool:
+        """H holds fewer rows than tokens: MLP, patch embedding and experts run in row tiles."""
+        return self.h_rows < self.model.tokens
+
+    @property
+    def embed_tile(self) -> int:
+        """Patches per patch-embedding tile: whole image rows of patches that fit H."""
+        gw = self.model.grid[1]
+        return min(self.model.patches, self.h_rows // gw * gw)
 
     @property
     def hidden_cols(self) -> int:
@@ -480,6 +505,13 @@ def _validate(cfg: Config) -> None:
                   "mem_bytes_per_cycle", "fifo_depth"):
         need(getattr(h, fname) >= 1, f"hw.{fname} must be >= 1, got {getattr(h, fname)}")
     need(h.mem_latency >= 0, f"hw.mem_latency must be >= 0, got {h.mem_latency}")
+    if h.hidden_rows is not None:
+        need(m.grid[1] <= h.hidden_rows,
+             f"hw.hidden_rows must be >= {m.grid[1]} (one row of patches of the image, the "
+             f"patch-embedding tile), got {h.hidden_rows}")
+        need(h.hidden_rows >= m.tokens or not h.attn_overlap,
+             f"hw.hidden_rows {h.hidden_rows} < {m.tokens} tokens needs hw.attn_overlap=False "
+             f"(the attention output lives in H only when H holds every token)")
     need(h.dsp_target in DSP_TARGETS,
          f"hw.dsp_target must be one of {', '.join(DSP_TARGETS)}, got {h.dsp_target!r}")
     need(h.expert_weights in EXPERT_WEIGHTS,

@@ -67,11 +67,10 @@ from sim.golden.layernorm import layernorm
 from sim.golden.linear import linear, residual_add, scaled_accumulate
 from sim.golden.router import expert_queues, route
 from sim.golden.softmax import attention_head
-from sim.golden.model import patchify
 
 __all__ = ["HwOp", "Buf", "LoadMode", "Base", "EpiMode", "DESC_BYTES", "DESC_WORDS", "MAGIC",
            "CHECK_SEED", "FIELDS", "Desc", "encode_desc", "decode_desc", "lower_program",
-           "FieldRange", "desc_ranges", "check_desc",
+           "FieldRange", "desc_ranges", "check_desc", "physical", "buffer_rows_of", "patch_tile_ok",
            "check_aliasing", "check_concurrency", "overlapped_attention", "MemoryLayout", "build_memory_image", "run_image", "read_output",
            "image_bytes", "embed_pos_table", "REGION_ALIGN", "memory_size"]
 
@@ -105,6 +104,21 @@ class Buf(enum.IntEnum):
 # head's Q/K/V GEMM still reads XN while a head's output is written.
 PHYSICAL = {"X": Buf.X, "XN": Buf.XN, "ATT": Buf.H, "QKV": Buf.QKV, "H": Buf.H, "IMG": Buf.H,
             "OUT": Buf.XN}
+# With a row-tiled H (``hw.hidden_rows`` < tokens) the attention output does not fit H; the
+# program is then serial (``attn_overlap=False``: every QKV GEMM is done before the attention
+# starts), so XN is dead while ATT lives and takes it.
+PHYSICAL_TILED = {**PHYSICAL, "ATT": Buf.XN}
+
+
+def physical(cfg: Config | None) -> dict[str, Buf]:
+    """Logical buffer -> physical buffer for ``cfg`` (:data:`PHYSICAL`, or
+    :data:`PHYSICAL_TILED` when H holds fewer rows than tokens)."""
+    return PHYSICAL_TILED if cfg is not None and cfg.h_tiled else PHYSICAL
+
+
+def buffer_rows_of(cfg: Config, buf: int) -> int:
+    """Rows of physical buffer ``buf``: H has ``cfg.h_rows``, the others ``cfg.buffer_rows``."""
+    return cfg.h_rows if buf == Buf.H else cfg.buffer_rows
 
 
 class LoadMode(enum.IntEnum):
@@ -154,6 +168,7 @@ FIELDS: dict[str, tuple[int, int, int]] = {
                                # ROUTE: bytes between the tasks' gate matrices
     "stride_b": (10, 0, 32),   # GEMM: bytes between column tiles of C weights
     "col0d": (11, 0, 16),      # GEMM into QKV: first destination column (of the 3 dim)
+    "patch0": (12, 0, 16),     # LOAD PATCHIFY: first patch of the tile (a whole row of patches)
     "background": (11, 16, 1),  # ATTENTION: run in the background, go on with the next descriptor
     "concurrent": (11, 17, 1),  # may start while a background ATTENTION runs (hazard-free)
     "check": (15, 0, 32),
@@ -186,6 +201,7 @@ class Desc:
     stride_a: int = 0
     stride_b: int = 0
     col0d: int = 0
+    patch0: int = 0
     background: int = 0
     concurrent: int = 0
     note: str = field(default="", compare=False)
@@ -193,7 +209,8 @@ class Desc:
     def __str__(self) -> str:
         parts = [f"{self.op.name:9s}"]
         for f in ("src", "dst", "m", "k", "n", "row0s", "row0d", "epi", "gelu", "bias", "mode",
-                  "base", "head0", "nheads", "col0d", "background", "concurrent"):
+                  "base", "head0", "nheads", "col0d", "patch0", "background",
+                  "concurrent"):
             v = getattr(self, f)
             if v:
                 parts.append(f"{f}={v}")
@@ -243,7 +260,7 @@ def desc_ranges(cfg: Config) -> dict[HwOp, tuple[FieldRange, ...]]:
     base = one("base", 0, max(Base))
     ranges = {
         HwOp.LOAD: (buf("dst"), one("mode", 0, max(LoadMode)), base, one("m", 1, rows),
-                    one("n", 1, cfg.load_max_n), inside("row0d")),
+                    one("n", 1, cfg.load_max_n), inside("row0d"), inside("patch0")),
         HwOp.STORE: (buf("src"), base, one("m", 1, rows), one("n", 1, cfg.store_max_n)),
         HwOp.GEMM: (buf("src"), buf("dst"), one("epi", 0, max(EpiMode)),
                     one("m", 1, cfg.gemm_max_m), one("k", 1, cfg.gemm_max_k),
@@ -276,6 +293,19 @@ def check_desc(cfg: Config, d: "Desc", ranges: dict | None = None,
         if not r.lo <= v <= r.hi:
             raise ValueError(f"{where} {d.op.name}{f' ({d.note})' if d.note else ''}: "
                              f"{r.name} must be in [{r.lo}, {r.hi}], got {v}")
+    for row0, b in {HwOp.GEMM: (("row0s", d.src), ("row0d", d.dst)),
+                    HwOp.LOAD: (("row0d", d.dst),)}.get(d.op, ()):
+        # H may hold fewer rows than the other buffers (hw.hidden_rows)
+        hi = buffer_rows_of(cfg, b)
+        if getattr(d, row0) + d.m > hi:
+            raise ValueError(f"{where} {d.op.name}{f' ({d.note})' if d.note else ''}: "
+                             f"{row0} + m must be <= {hi} (rows of {Buf(b).name}), got "
+                             f"{getattr(d, row0) + d.m}")
+    if d.op is HwOp.LOAD and not patch_tile_ok(cfg, d):
+        gw = cfg.model.grid[1]
+        raise ValueError(f"{where} LOAD{f' ({d.note})' if d.note else ''}: a PATCHIFY tile is "
+                         f"whole rows of {gw} patches inside the {cfg.model.patches} patches "
+                         f"(LINEAR: patch0 = 0), got patch0 {d.patch0}, m {d.m}")
     if d.op is HwOp.GEMM:
         # col0d places a GEMM's columns in the QKV buffer only (the sequencer checks the same)
         hi = 3 * cfg.model.dim if d.dst == Buf.QKV else d.n
@@ -283,6 +313,16 @@ def check_desc(cfg: Config, d: "Desc", ranges: dict | None = None,
             raise ValueError(f"{where} GEMM{f' ({d.note})' if d.note else ''}: col0d + n must "
                              f"be <= {hi} (col0d is for the QKV destination only), got "
                              f"{d.col0d + d.n}")
+
+
+def patch_tile_ok(cfg: Config, d: "Desc") -> bool:
+    """A LOAD's ``patch0`` / ``m`` are a valid tile: PATCHIFY loads whole rows of patches of the
+    image (patches ``patch0 .. patch0 + m - 1``), LINEAR has ``patch0`` = 0."""
+    md = cfg.model
+    gw = md.grid[1]
+    if d.mode != LoadMode.PATCHIFY:
+        return d.patch0 == 0
+    return d.patch0 % gw == 0 and d.m % gw == 0 and d.patch0 + d.m <= md.patches
 
 
 def _check_word(words) -> int:
@@ -376,21 +416,47 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     bb = cfg.num.bias.storage_bytes
     out: list[Desc] = []
     logical = frame_program(cfg, 0)
-    check_aliasing(logical)
+    check_aliasing(logical, cfg)
+    PHYSICAL = physical(cfg)                     # noqa: N806 (the module map, or the tiled one)
+    T = cfg.h_rows
     i = 0
     while i < len(logical):
         ins = logical[i]
         if ins.op is Op.EMBED:
-            out += [
-                Desc(HwOp.LOAD, dst=Buf.X, mode=LoadMode.LINEAR, base=Base.PROGRAM, m=m.tokens,
-                     n=m.dim, addr_a=embed_pos_addr, note="pos embed (+cls in row 0) -> X"),
-                Desc(HwOp.LOAD, dst=Buf.H, mode=LoadMode.PATCHIFY, base=Base.IMAGE, m=m.patches,
-                     n=m.patch_dim, note="image -> IMG patches"),
-                Desc(HwOp.GEMM, src=Buf.H, dst=Buf.X, epi=EpiMode.RESIDUAL, bias=1,
-                     m=ins.m, k=ins.k, n=ins.n, row0d=1, addr_a=off[ins.weight],
-                     addr_b=off[ins.bias], stride_a=ins.n * sw, stride_b=C * sw,
-                     note="patch embed + pos"),
-            ]
+            out.append(Desc(HwOp.LOAD, dst=Buf.X, mode=LoadMode.LINEAR, base=Base.PROGRAM,
+                            m=m.tokens, n=m.dim, addr_a=embed_pos_addr,
+                            note="pos embed (+cls in row 0) -> X"))
+            # Tiles of whole rows of patches that fit H (one tile if H holds them all).
+            step = cfg.embed_tile
+            for p0 in range(0, m.patches, step):
+                rows = min(step, m.patches - p0)
+                tile = f" {p0}..{p0 + rows - 1}" if step < m.patches else ""
+                out += [
+                    Desc(HwOp.LOAD, dst=Buf.H, mode=LoadMode.PATCHIFY, base=Base.IMAGE, m=rows,
+                         n=m.patch_dim, patch0=p0, note=f"image -> IMG patches{tile}"),
+                    Desc(HwOp.GEMM, src=Buf.H, dst=Buf.X, epi=EpiMode.RESIDUAL, bias=1,
+                         m=rows, k=ins.k, n=ins.n, row0d=1 + p0, addr_a=off[ins.weight],
+                         addr_b=off[ins.bias], stride_a=ins.n * sw, stride_b=C * sw,
+                         note=f"patch embed + pos{tile}"),
+                ]
+        elif (ins.op is Op.GEMM and ins.dst == "H" and T < ins.m and i + 1 < len(logical)
+              and logical[i + 1].op is Op.GEMM and logical[i + 1].src == "H"):
+            # Dense MLP on a row-tiled H: fc1 (GELU) of T rows into H rows 0 .. T-1, then fc2
+            # of those rows back into X. Each row is the same dot products as untiled (bit
+            # exact); the weights are read once per tile.
+            fc1, fc2 = ins, logical[i + 1]
+            for r0 in range(0, ins.m, T):
+                rows = min(T, ins.m - r0)
+                for g, row0s, row0d, epi, gelu in ((fc1, r0, 0, EpiMode.PLAIN, 1),
+                                                   (fc2, 0, r0, EpiMode.RESIDUAL, 0)):
+                    out.append(Desc(HwOp.GEMM, src=PHYSICAL[g.src], dst=PHYSICAL[g.dst],
+                                    epi=epi, gelu=gelu, bias=int(bool(g.bias)), m=rows, k=g.k,
+                                    n=g.n, row0s=row0s, row0d=row0d, addr_a=off[g.weight],
+                                    addr_b=off[g.bias] if g.bias else 0, stride_a=g.n * sw,
+                                    stride_b=C * sw,
+                                    note=f"{g.weight.rsplit('.', 1)[0]} rows {r0}..{r0 + rows - 1}"))
+            i += 2
+            continue
         elif ins.op is Op.LAYERNORM:
             out.append(Desc(HwOp.LAYERNORM, src=PHYSICAL[ins.src], dst=PHYSICAL[ins.dst],
                             m=ins.m, n=ins.n, addr_a=off[ins.weight], addr_b=off[ins.bias],
@@ -531,8 +597,10 @@ def check_concurrency(cfg: Config, program: list[Desc]) -> None:
             running = (pc, *_footprint(cfg, d))
 
 
-def check_aliasing(program: list[Instr]) -> None:
-    """Raise if a logical buffer is read after an alias sharing its physical slot overwrote it."""
+def check_aliasing(program: list[Instr], cfg: Config | None = None) -> None:
+    """Raise if a logical buffer is read after an alias sharing its physical slot overwrote it
+    (physical buffers of ``cfg``, :func:`physical`; ``None``: :data:`PHYSICAL`)."""
+    PHYSICAL = physical(cfg)                     # noqa: N806
     holder: dict[Buf, str] = {}
     for ins in program:
         reads = [ins.src] if ins.src else []
@@ -653,6 +721,22 @@ def _read_vals(mem, addr: int, count: int, fmt) -> np.ndarray:
     return np.frombuffer(raw, dtype=dt).astype(np.int64)
 
 
+def _patch_tile(cfg: Config, mem, addr: int, patch0: int, count: int) -> np.ndarray:
+    """Patch rows ``patch0 .. patch0 + count - 1`` (whole rows of patches) of the C x H x W image
+    at ``addr``, read as the LOAD path does: per channel, the contiguous image rows of those
+    patches (``patch0 * P * P`` values in, channels ``H * W`` values apart)."""
+    md = cfg.model
+    P, gw, ch = md.patch, md.grid[1], md.image_channels
+    prows = count // gw
+    sa = cfg.num.act.storage_bytes
+    plane = md.image_height * md.image_width
+    img = np.stack([_read_vals(mem, addr + (c * plane + patch0 * P * P) * sa, count * P * P,
+                               cfg.num.act).reshape(prows * P, md.image_width)
+                    for c in range(ch)])
+    return (img.reshape(ch, prows, P, gw, P).transpose(1, 3, 0, 2, 4)
+            .reshape(count, ch * P * P))
+
+
 def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
               max_desc: int = 100_000) -> tuple[np.ndarray, list[Desc]]:
     """Execute the program of a memory image with the golden operators.
@@ -667,7 +751,7 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
     bases = {Base.WEIGHTS: layout.weights, Base.PROGRAM: layout.program, Base.IMAGE: layout.image,
              Base.OUT: layout.out}
     z = lambda cols: np.zeros((md.tokens, cols), dtype=np.int64)  # noqa: E731
-    hrows = max(md.tokens, md.patches)
+    hrows = cfg.h_rows
     bufs = {Buf.X: z(d), Buf.XN: z(d), Buf.QKV: z(3 * d),
             Buf.H: np.zeros((hrows, max(md.mlp_hidden, md.expert_hidden, md.patch_dim)),
                             dtype=np.int64)}
@@ -686,12 +770,11 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
         if ds.op is HwOp.END:
             break
         if ds.op is HwOp.LOAD:
-            vals = _read_vals(mem, bases[Base(ds.base)] + ds.addr_a, ds.m * ds.n, num.act)
             if ds.mode == LoadMode.PATCHIFY:
-                img = vals.reshape(md.image_channels, md.image_height, md.image_width)
-                rows = patchify(cfg, img)
+                rows = _patch_tile(cfg, mem, bases[Base(ds.base)] + ds.addr_a, ds.patch0, ds.m)
             else:
-                rows = vals.reshape(ds.m, ds.n)
+                rows = _read_vals(mem, bases[Base(ds.base)] + ds.addr_a, ds.m * ds.n,
+                                  num.act).reshape(ds.m, ds.n)
             bufs[Buf(ds.dst)][ds.row0d:ds.row0d + ds.m, :ds.n] = rows
         elif ds.op is HwOp.GEMM:
             x = bufs[Buf(ds.src)][ds.row0s:ds.row0s + ds.m, :ds.k]
@@ -727,9 +810,15 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
                 b1 = _read_vals(mem, wb + e0 + ds.addr_c, ds.n, num.bias)
                 w2 = matrix(e0 + ds.addr_d, ds.n, ds.k, ds.k * sw)
                 b2 = _read_vals(mem, wb + e0 + ds.addr_e, ds.k, num.bias)
-                h = linear(cfg, xn[q.tokens, :ds.k], w1, b1, gelu=True)
-                y = linear(cfg, h, w2, b2)
-                x[q.tokens, :ds.k] = scaled_accumulate(cfg, x[q.tokens, :ds.k], y, q.weights)
+                # the queue in chunks of at most H's rows (the prefetcher loads both matrices
+                # again for each chunk)
+                T = cfg.h_rows
+                for c0 in range(0, len(q.tokens), T):
+                    tok, sc = q.tokens[c0:c0 + T], q.weights[c0:c0 + T]
+                    hb = bufs[Buf.H]
+                    hb[:len(tok), :ds.n] = linear(cfg, xn[tok, :ds.k], w1, b1, gelu=True)
+                    y = linear(cfg, hb[:len(tok), :ds.n], w2, b2)
+                    x[tok, :ds.k] = scaled_accumulate(cfg, x[tok, :ds.k], y, sc)
         elif ds.op is HwOp.STORE:
             vals = bufs[Buf(ds.src)][:ds.m, :ds.n].astype(num.act.numpy_dtype).tobytes()
             o = bases[Base(ds.base)] + ds.addr_a

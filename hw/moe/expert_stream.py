@@ -11,7 +11,9 @@ weight and bias readers (:class:`hw.top.chunk_reader.ChunkReader`), exactly like
 weight tiles stream from memory while the array computes, and the only on-chip weight storage
 is the engine's two weight banks. Why: the prefetcher's ping/pong buffers hold two whole
 matrices (150 of the 208 DP16KD of an ECP5-85F for M3ViT); streaming costs no buffer and reads
-the same bytes once per chosen expert, the same traffic as prefetching. What it gives up is the
+the same bytes once per chosen expert, the same traffic as prefetching. With a row-tiled H
+(``hw.hidden_rows`` = T < tokens) an expert with more than T tokens is granted (fc1, fc2) once
+per chunk of at most T tokens, each grant carrying the chunk's count. What it gives up is the
 overlap of the next matrix's load with the current matrix's compute: a streamed expert GEMM
 whose weight tiles arrive slower than the array uses them (few tokens, narrow memory) waits for
 its weights, where the prefetcher would have waited for its whole load.
@@ -36,7 +38,7 @@ a few registers.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -116,9 +118,16 @@ class ExpertStreamer(wiring.Component):
         matrix = Signal()               # 0: fc1's grant is next, 1: fc2's
         looked_up = Signal()            # the table read of (cur, matrix) is done: grant valid
         frame_active = Signal()         # between the list's first beat and its last grant
+        # Row-tiled H (hw.hidden_rows = T < tokens): fc1 / fc2 are granted once per chunk of
+        # at most T tokens of the queue; ``left`` counts the expert's tokens not yet granted.
+        T = cfg.h_rows if cfg.h_tiled else None
+        left = Signal(len(cur.count))
+        chunk = cur.count if T is None else Mux(left > T, T, left)
+        more = Const(0) if T is None else left > T
         with m.If(accept_job(m, self.experts, cur_valid)):
             m.d.sync += [cur.eq(self.experts.payload), cur_valid.eq(1),
-                         cur_layer.eq(self.layer), frame_active.eq(1)]
+                         cur_layer.eq(self.layer), frame_active.eq(1),
+                         left.eq(self.experts.payload.count)]
 
         entry = (cur_layer * cfg.model.experts + cur.expert) * len(TENSORS) + matrix * 2
         # A read port holds its data while en is low: the addresses stay put during the grant.
@@ -129,11 +138,14 @@ class ExpertStreamer(wiring.Component):
 
         g = self.grant.payload
         m.d.comb += [self.grant.valid.eq(looked_up), g.expert.eq(cur.expert),
-                     g.count.eq(cur.count), g.matrix.eq(matrix), g.last.eq(cur.last & matrix),
+                     g.count.eq(chunk), g.matrix.eq(matrix),
+                     g.last.eq(cur.last & matrix & ~more),
                      g.w_addr.eq(w_rd.data), g.b_addr.eq(b_rd.data)]
         with m.If(self.grant.valid & self.grant.ready):
             m.d.sync += [looked_up.eq(0), matrix.eq(~matrix)]
-            with m.If(matrix):
+            with m.If(matrix & more):
+                m.d.sync += left.eq(left - (T or 0))
+            with m.Elif(matrix):
                 m.d.sync += cur_valid.eq(0)
             with m.If(g.last):
                 m.d.sync += frame_active.eq(0)

@@ -10,7 +10,9 @@ on.
 The unit of double buffering is one matrix, not one expert, so each buffer holds
 ``max(|fc1|, |fc2|)`` bytes (147 KB for M3ViT instead of 295 KB per expert), which is what makes
 an ECP5-85F-sized on-chip budget possible, and fc2's load still hides behind fc1's compute.
-Experts that no token chose are never in the list, hence never read.
+Experts that no token chose are never in the list, hence never read. With a row-tiled H
+(``hw.hidden_rows`` = T < tokens) an expert with more than T tokens is loaded (fc1, fc2) once per
+chunk of at most T tokens, each grant carrying the chunk's count.
 
 Weight addresses come from an **address table** (a memory of ``layers x E x 4`` byte addresses:
 fc1 weight, fc1 bias, fc2 weight, fc2 bias of each expert of each MoE layer), initialised at
@@ -243,9 +245,17 @@ class ExpertPrefetcher(wiring.Component):
         cur_valid = Signal()
         cur_layer = Signal.like(self.layer)
         cur_matrix = Signal()
+        # Row-tiled H (hw.hidden_rows): each expert's fc1 / fc2 are loaded once per chunk of at
+        # most T tokens (the consumer's hidden rows); ``left`` counts the expert's tokens not
+        # yet granted.
+        T = cfg.h_rows if cfg.h_tiled else None
+        left = Signal(len(cur.count))
+        chunk = cur.count if T is None else Mux(left > T, T, left)
+        more = Const(0) if T is None else left > T
         with m.If(accept_job(m, self.experts, cur_valid)):
             m.d.sync += [cur.eq(self.experts.payload), cur_valid.eq(1), cur_matrix.eq(0),
-                         cur_layer.eq(self.layer), frame_active.eq(1)]
+                         cur_layer.eq(self.layer), frame_active.eq(1),
+                         left.eq(self.experts.payload.count)]
 
         tbl_base = (cur_layer * E + cur.expert) * len(TENSORS) + cur_matrix * 2
         w_beats = Mux(cur_matrix, g["w_beats"][1], g["w_beats"][0])
@@ -258,8 +268,9 @@ class ExpertPrefetcher(wiring.Component):
                     # out: its data may arrive while the DMA is still issuing its bursts.
                     rec = meta(recv_q.w_data)
                     m.d.comb += [recv_q.w_en.eq(1), rec.buf.eq(fill_buf),
-                                 rec.expert.eq(cur.expert), rec.count.eq(cur.count),
-                                 rec.matrix.eq(cur_matrix), rec.last.eq(cur.last & cur_matrix)]
+                                 rec.expert.eq(cur.expert), rec.count.eq(chunk),
+                                 rec.matrix.eq(cur_matrix),
+                                 rec.last.eq(cur.last & cur_matrix & ~more)]
                     m.d.sync += buf_free.bit_select(fill_buf, 1).eq(0)
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
@@ -273,7 +284,9 @@ class ExpertPrefetcher(wiring.Component):
                              dma.cmd.payload.beats.eq(b_beats)]
                 with m.If(dma.cmd.ready):
                     m.d.sync += [fill_buf.eq(~fill_buf), cur_matrix.eq(~cur_matrix)]
-                    with m.If(cur_matrix):
+                    with m.If(cur_matrix & more):
+                        m.d.sync += left.eq(left - (T or 0))
+                    with m.Elif(cur_matrix):
                         m.d.sync += cur_valid.eq(0)
                     m.next = "IDLE"
 

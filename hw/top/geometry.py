@@ -12,8 +12,10 @@ Accessors and their lane counts (all must divide ``G``):
   attention outputs ``nw`` (the normalizer width);
 - LOAD / STORE: ``V = mem_bytes_per_cycle / act.storage_bytes`` values per memory beat.
 
-Physical memories (``MEM_*``): X, XN (also ATT), Q, K, V (the QKV buffer, split by column so the
-attention unit reads a key's K and V chunk in one cycle), H (also IMG).
+Physical memories (``MEM_*``): X, XN (also OUT), Q, K, V (the QKV buffer, split by column so the
+attention unit reads a key's K and V chunk in one cycle), H (also IMG; and ATT, unless H is row
+tiled: ``hw.hidden_rows`` rows, then ATT is in XN). Every memory has ``cfg.buffer_rows`` rows but
+H, which has ``cfg.h_rows``.
 
 External-memory reads are chunks of ``U`` bytes (a whole number of bus beats): a GEMM weight row
 tile (``C`` weights), a bias tile, ``ln_lanes`` gamma / beta values, one bus beat for LOAD, one
@@ -91,7 +93,7 @@ class TopGeometry:
                              f"whole number of {W}-byte beats")
         G = max(R, C, ap.dw, ap.norm_width, V)
         sd = math.ceil(cfg.model.dim / G)
-        rows = (cfg.buffer_rows,) * N_MEMS
+        rows = (cfg.buffer_rows,) * (N_MEMS - 1) + (cfg.h_rows,)   # H: hw.hidden_rows
         strides = (sd,) * 5 + (math.ceil(cfg.hidden_cols / G),)
         return cls(cfg, R, C, G, ln_lanes, ap.dw, ap.norm_width, V, W, rows, strides, desc_bytes)
 

@@ -5,9 +5,13 @@
 each beat's ``V`` values into the destination memory:
 
 - LINEAR: row-major rows of ``n`` values starting at row ``row0`` (e.g. the position table);
-- PATCHIFY: the input image in C x H x W order into patch rows (``sim.golden.patchify``): pixel
-  (c, y, x) goes to row ``(y // P) * gw + x // P``, column ``c*P*P + (y % P)*P + x % P``. A beat
-  holds ``V`` consecutive x of one image row, which lie in one patch because ``V`` divides P.
+- PATCHIFY: patches ``patch0 .. patch0 + m - 1`` (whole rows of ``gw`` patches; all of them
+  unless H is row tiled, ``hw.hidden_rows``) of the C x H x W image into patch rows from
+  ``row0`` (``sim.golden.patchify``): pixel (c, y, x) goes to row
+  ``row0 + (y // P) * gw + x // P - patch0``, column ``c*P*P + (y % P)*P + x % P``. The read is
+  one span per channel (``m * P * P`` values from ``patch0 * P * P``, channels ``H * W`` values
+  apart), in C, y, x order. A beat holds ``V`` consecutive x of one image row, which lie in one
+  patch because ``V`` divides P.
 
 :class:`StorePath`: a job reads rows ``0 .. m-1`` (``n`` values) of a memory, ``V`` values per
 read, packs them into memory beats (sign-extended to the storage width) and writes them
@@ -48,6 +52,7 @@ def load_job_layout(geo: TopGeometry) -> data.StructLayout:
     md = geo.cfg.model
     return data.StructLayout({"addr": unsigned(geo.cfg.hw.mem_addr_bits), "mode": LoadMode,
                               "dst": range(N_MEMS), "row0": range(max(geo.rows) + 1),
+                              "patch0": range(max(geo.rows) + 1),
                               "m": range(max(geo.rows) + 1),
                               "n": range(max(md.patch_dim, md.dim, md.mlp_hidden) + 1)})
 
@@ -108,8 +113,16 @@ class LoadPath(wiring.Component):
         count_bits = _count_bits(geo)
         total_beats = Signal(count_bits)
         cmd_pending = Signal()
-        m.d.comb += [reader.cmd.valid.eq(cmd_pending), reader.cmd.payload.addr.eq(job.addr),
-                     reader.cmd.payload.outer.eq(1), reader.cmd.payload.inner.eq(total_beats),
+        patch = job.mode == LoadMode.PATCHIFY
+        sa = cfg.num.act.storage_bytes
+        # PATCHIFY: one contiguous span per channel (the tile's image rows); LINEAR: one span
+        m.d.comb += [reader.cmd.valid.eq(cmd_pending),
+                     reader.cmd.payload.addr.eq(job.addr + Mux(patch, job.patch0 * (P * P * sa),
+                                                               0)),
+                     reader.cmd.payload.outer.eq(Mux(patch, md.image_channels, 1)),
+                     reader.cmd.payload.outer_stride.eq(md.image_height * md.image_width * sa),
+                     reader.cmd.payload.inner.eq(Mux(patch, (job.m * (P * P)) >> lv,
+                                                     total_beats)),
                      reader.cmd.payload.inner_stride.eq(geo.W)]
         with m.If(reader.cmd.valid & reader.cmd.ready):
             m.d.sync += cmd_pending.eq(0)
@@ -122,8 +135,7 @@ class LoadPath(wiring.Component):
         in_patch_y, patch_y = Signal(range(P)), Signal(range(grid_h))
         channel = Signal(range(md.image_channels))
         beats_left = Signal(count_bits)
-        patch = job.mode == LoadMode.PATCHIFY
-        w_row = Mux(patch, patch_y * grid_w + patch_x, job.row0 + row)
+        w_row = job.row0 + Mux(patch, patch_y * grid_w + patch_x, row)   # patch_y: of the tile
         w_col = Mux(patch, channel * (P * P) + in_patch_y * P + in_patch_x, col)
         vals = unpack(reader.o.payload, V, cfg.num.act.storage_bytes, cfg.num.act.bits)
         take = reader.o.valid & reader.o.ready
@@ -138,7 +150,7 @@ class LoadPath(wiring.Component):
                              Loop(row, last=job.m - 1, first=None)])
             count_nested(m, [Loop(in_patch_x, last=P - V, step=V),
                              Loop(patch_x, last=grid_w - 1), Loop(in_patch_y, last=P - 1),
-                             Loop(patch_y, last=grid_h - 1),
+                             Loop(patch_y, is_last=patch_y * grid_w + grid_w == job.m),
                              Loop(channel, last=md.image_channels - 1, first=None)])
             with m.If(beats_left == 1):
                 m.d.sync += busy.eq(0)

@@ -24,7 +24,8 @@ sequencer walks it from index 0 until END:
   plus the fc1-bias / fc2-weight / fc2-bias offsets), then opens the gate between the reorder
   unit's expert list and the prefetcher, and follows the prefetcher's grants: for fc1 of expert e
   it copies e's queue (token, score) into the GEMM path's token list and runs ``fc1 + GELU`` on the
-  gathered XN rows into H; for fc2 it runs ``fc2`` with the SCALED epilogue, scattering
+  gathered XN rows into H (with a row-tiled H, ``hw.hidden_rows``, the prefetcher grants fc1 and
+  fc2 once per chunk of at most that many tokens, and only the chunk's entries are copied); for fc2 it runs ``fc2`` with the SCALED epilogue, scattering
   ``x + score * y`` back into the tokens' X rows; each grant is released when its GEMM is done,
   so the prefetcher loads the next matrix into that buffer while the other one computes.
   With streamed expert weights (``cfg.hw.expert_weights == "stream"``) the table and the
@@ -50,7 +51,7 @@ from amaranth.utils import exact_log2
 
 from sim.config import DESC_INDEX_BITS
 from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, HwOp,
-                              desc_ranges)
+                              LoadMode, desc_ranges)
 
 from hw.array.epilogue import EpilogueMode
 from hw.common import Loop, count_nested
@@ -102,7 +103,7 @@ def _check_job_fields(geo: TopGeometry) -> None:
               (gemm, "k", max(hi(HwOp.EXPERTS, "k"), hi(HwOp.EXPERTS, "n"))),
               (gemm, "n", max(hi(HwOp.EXPERTS, "k"), hi(HwOp.EXPERTS, "n"))),
               (load, "m", hi(HwOp.LOAD, "m")), (load, "n", hi(HwOp.LOAD, "n")),
-              (load, "row0", hi(HwOp.LOAD, "row0d")),
+              (load, "row0", hi(HwOp.LOAD, "row0d")), (load, "patch0", hi(HwOp.LOAD, "patch0")),
               (store_job_layout(geo), "m", hi(HwOp.STORE, "m")),
               (store_job_layout(geo), "n", hi(HwOp.STORE, "n")),
               (ln_job_layout(geo), "m", hi(HwOp.LAYERNORM, "m")),
@@ -201,6 +202,10 @@ class Sequencer(wiring.Component):
         self.table_tensor = Signal(range(len(TENSORS)))
         self.table_base = Signal(cfg.hw.mem_addr_bits)
         self.queue_index = Signal(range(cfg.model.tokens + 1))
+        # Row-tiled H (hw.hidden_rows): the prefetcher grants each expert's fc1 / fc2 once per
+        # chunk of at most h_rows tokens; the chunk's queue entries start at chunk_base.
+        self.chunk_base = Signal(range(cfg.model.tokens + 1))
+        self.chunk_expert = Signal(range(cfg.model.experts + 1))   # experts: none yet
         self.job_issued = Signal()                  # the current job was handed over: wait
         # Dependency rule: a descriptor starts when no background ATTENTION runs, or, if it is
         # marked ``concurrent`` (hazard-free, sim.memory_image.check_concurrency), at once; an
@@ -255,6 +260,7 @@ class Sequencer(wiring.Component):
                         dim3 = 3 * self.geo.cfg.model.dim
                         ok = ok & Mux(fetched.dst == Buf.QKV, fetched.col0d + fetched.n <= dim3,
                                       fetched.col0d == 0)
+                    ok = ok & self._rows_ok(op, fetched)
                     if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
                         ok = Const(0)
                     m.d.comb += fields_ok.eq(ok)
@@ -264,6 +270,23 @@ class Sequencer(wiring.Component):
                                     Mux(~opcode_ok, ErrorCode.BAD_OPCODE,
                                         Mux(~fields_ok, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
         return code
+
+    def _rows_ok(self, op, d):
+        """sim.memory_image.check_desc's per-buffer checks: the rows of a row-tiled H
+        (``hw.hidden_rows``), and a LOAD's patch tile (whole rows of patches, ``patch0``)."""
+        cfg = self.geo.cfg
+        ok = Const(1)
+        if cfg.h_rows < cfg.buffer_rows:
+            pairs = {HwOp.GEMM: ((d.row0s, d.src), (d.row0d, d.dst)),
+                     HwOp.LOAD: ((d.row0d, d.dst),)}.get(op, ())
+            for row0, buf in pairs:
+                ok = ok & ((buf != Buf.H) | (row0 + d.m <= cfg.h_rows))
+        if op == HwOp.LOAD:
+            md = cfg.model
+            gw = md.grid[1]
+            tile = ((d.patch0 % gw == 0) & (d.m % gw == 0) & (d.patch0 + d.m <= md.patches))
+            ok = ok & Mux(d.mode == LoadMode.PATCHIFY, tile, d.patch0 == 0)
+        return ok
 
     @staticmethod
     def _phys(buf):
@@ -305,7 +328,7 @@ class Sequencer(wiring.Component):
         m.d.comb += [at.head0.eq(d.head0), at.nheads.eq(d.nheads), at.dst.eq(phys(d.dst))]
         lo = self.load.payload
         m.d.comb += [lo.addr.eq(base_of + d.addr_a), lo.mode.eq(d.mode), lo.dst.eq(phys(d.dst)),
-                     lo.row0.eq(d.row0d), lo.m.eq(d.m), lo.n.eq(d.n)]
+                     lo.row0.eq(d.row0d), lo.patch0.eq(d.patch0), lo.m.eq(d.m), lo.n.eq(d.n)]
         st = self.store.payload
         m.d.comb += [st.addr.eq(base_of + d.addr_a), st.src.eq(phys(d.src)), st.m.eq(d.m),
                      st.n.eq(d.n)]
@@ -316,7 +339,7 @@ class Sequencer(wiring.Component):
         offset = Array([0, d.addr_c, d.addr_d, d.addr_e])[self.table_tensor]  # order of TENSORS
         m.d.comb += [self.tbl_addr.eq(self.table_expert * len(TENSORS) + self.table_tensor),
                      self.tbl_data.eq(self.table_base + offset),
-                     self.tok_waddr.eq(self.queue_index),
+                     self.tok_waddr.eq(self.queue_index - self.chunk_base),
                      self.tok_wdata.token.eq(self.q.payload.token),
                      self.tok_wdata.score.eq(self.q.payload.weight),
                      self.q_req.payload.expert.eq(self.grant_now.expert)]
@@ -400,7 +423,8 @@ class Sequencer(wiring.Component):
             self._fetch_desc(m, rd, self.prog_base + pc * DESC_BYTES)
             with m.If(rd.cmd.ready):
                 m.d.sync += [self.table_expert.eq(0), self.table_tensor.eq(0),
-                             self.table_base.eq(self.weight_base + d.addr_a)]
+                             self.table_base.eq(self.weight_base + d.addr_a),
+                             self.chunk_expert.eq(self.geo.cfg.model.experts)]
                 with m.Switch(d.op):
                     for op, state in _OP_STATE.items():
                         with m.Case(op):
@@ -461,6 +485,12 @@ class Sequencer(wiring.Component):
                              self.job_issued.eq(0)]
                 with m.If(self.grant.payload.matrix == 0):
                     m.next = "QREQ"
+                    if self.geo.cfg.h_tiled:
+                        same = self.grant.payload.expert == self.chunk_expert
+                        m.d.sync += [self.chunk_expert.eq(self.grant.payload.expert),
+                                     self.chunk_base.eq(Mux(same,
+                                                            self.chunk_base + self.geo.cfg.h_rows,
+                                                            0))]
                 with m.Else():
                     m.next = "FC2"
         with m.State("QREQ"):
@@ -468,8 +498,11 @@ class Sequencer(wiring.Component):
             with m.If(self.q_req.ready):
                 m.next = "QCOPY"
         with m.State("QCOPY"):
+            # the whole queue streams past; only this chunk's entries go to the token list
+            window = ((self.queue_index >= self.chunk_base)
+                      & (self.queue_index < self.chunk_base + grant.count))
             m.d.comb += [self.experts_open.eq(1), self.q.ready.eq(1),
-                         self.tok_we.eq(self.q.valid)]
+                         self.tok_we.eq(self.q.valid & window)]
             with m.If(self.q.valid):
                 m.d.sync += self.queue_index.eq(self.queue_index + 1)
                 with m.If(self.q.payload.last):

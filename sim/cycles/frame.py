@@ -9,7 +9,7 @@ sequencer's timeline: each descriptor's own time, plus its wait for the attentio
 descriptor is modelled with its block's own exact model plus a small constant for the top
 level's plumbing (job hand-off, the first DRAM access, draining the writer):
 
-- GEMM: :func:`sim.cycles.gemm.gemm_cycles` + ``GEMM_OVERHEAD``;
+- GEMM: :func:`sim.cycles.gemm.gemm_cycles` (at least the weights' bus beats) + ``GEMM_OVERHEAD``;
 - LAYERNORM: the gamma/beta load (``mem_latency`` + the bus beats of gamma and beta, at least
   ``dim / R``) + :func:`layernorm_cycles` + ``LN_OVERHEAD``;
 - ATTENTION (``nheads`` heads back to back): the first head alone
@@ -31,6 +31,9 @@ checked, with the whole model, by tests/system/test_frame_model.py against RTL f
 every CI run; a reduced-depth, full-width M3ViT frame marked slow): within 5 %.
 MoE cost depends on the routing: pass the per-layer expert token counts (from the golden model)
 for an exact comparison, or let the model spread tokens evenly (``tokens_per_expert``).
+A row-tiled H (``hw.hidden_rows``) needs nothing here: the program has one descriptor per tile,
+and the MoE model splits each queue into chunks (:func:`sim.cycles.moe.expert_chunks`; the RTL's
+EXPERTS is then a few cycles per reloaded chunk over the model, docs/top_level.md section 7).
 """
 from __future__ import annotations
 
@@ -147,9 +150,12 @@ def descriptor_costs(cfg: Config, program: list,
             cyc = (beats + STORE_BURST_GAP * math.ceil(beats / cfg.hw.mem_max_burst)
                    + STORE_OVERHEAD)
         elif op is HwOp.GEMM:
-            cyc = gemm_cycles(cfg, d.m, d.k, d.n) + GEMM_OVERHEAD
             macs = d.m * d.k * d.n
             rd = d.k * d.n * wb + (d.n * bb if d.bias else 0)
+            # A GEMM of few rows (a row tile, hw.hidden_rows) waits for its weights: a weight
+            # tile of R x C weights must arrive within the max(M, R) cycles it is used for.
+            # A lower bound only (the strided reads' own rate is not modelled).
+            cyc = max(gemm_cycles(cfg, d.m, d.k, d.n), _beats(cfg, rd)) + GEMM_OVERHEAD
         elif op is HwOp.LAYERNORM:
             rd = m.dim * (n.ln_gamma.storage_bytes + sb)
             # gamma and beta arrive one after the other on the bus; the unit takes a parameter

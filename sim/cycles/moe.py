@@ -30,7 +30,9 @@ Phases (cycles counted by the layer's ``cycles`` counter, all streams always val
 4. OUTPUT: ``tokens * dim / C + 1``.
 
 Bytes per frame and layer: the task's gate tensor plus, for each chosen expert, its two weight
-matrices and two bias vectors (rounded to whole beats); unchosen experts cost nothing.
+matrices and two bias vectors (rounded to whole beats); unchosen experts cost nothing. With a
+row-tiled H (``hw.hidden_rows``) an expert is loaded once per chunk of at most that many tokens
+(:func:`expert_chunks`), each chunk a grant pair of the model above.
 """
 from __future__ import annotations
 
@@ -43,8 +45,9 @@ from sim.cycles.gemm import gemm_cycles, gemm_tiles
 __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_latency",
            "sliced_router_times",
            "router_accept_times", "prefetch_schedule", "moe_layer_cycles", "MoeCycles",
-           "PrefetchSchedule", "tokens_per_expert", "hiding_bandwidth", "FC1_OVERHEAD",
-           "FC2_OVERHEAD", "EXP2_LATENCY", "stream_schedule", "streamed_gemm_cycles"]
+           "PrefetchSchedule", "tokens_per_expert", "expert_chunks", "hiding_bandwidth",
+           "FC1_OVERHEAD", "FC2_OVERHEAD", "EXP2_LATENCY", "stream_schedule",
+           "streamed_gemm_cycles"]
 
 EXP2_LATENCY = 3        # hw.attention.exp2.Exp2.latency (checked by tests/sim/test_cycles_moe.py)
 FC1_OVERHEAD = 4        # grant -> release beyond gemm + queue copy: q_req, cmd, o_done, release
@@ -183,17 +186,36 @@ class PrefetchSchedule:
         return self.release[-1] if self.release else 0
 
 
-def matrix_compute_cycles(cfg: Config, m_e: int, matrix: int) -> int:
-    """Grant-to-release cycles of one expert matrix on the GEMM engine (MoE layer sequencer)."""
+def expert_chunks(cfg: Config, counts: list[int]) -> tuple[list[int], list[int]]:
+    """(tokens of each grant pair, queue length copied for it): with a row-tiled H
+    (``hw.hidden_rows`` = T < tokens) each expert's queue is worked through in chunks of at most
+    T tokens, fc1 and fc2 loaded again for each; the whole queue streams past every chunk's
+    copy."""
+    if not cfg.h_tiled:
+        return list(counts), list(counts)
+    T = cfg.h_rows
+    chunks, queues = [], []
+    for c in counts:
+        for c0 in range(0, c, T):
+            chunks.append(min(T, c - c0))
+            queues.append(c)
+    return chunks, queues
+
+
+def matrix_compute_cycles(cfg: Config, m_e: int, matrix: int, queue: int | None = None) -> int:
+    """Grant-to-release cycles of one expert matrix on the GEMM engine (MoE layer sequencer);
+    ``queue``: the queue entries fc1 copies (default ``m_e``, the whole queue)."""
     md = cfg.model
     if matrix == 0:
-        return gemm_cycles(cfg, m_e, md.dim, md.expert_hidden) + m_e + FC1_OVERHEAD
+        return (gemm_cycles(cfg, m_e, md.dim, md.expert_hidden)
+                + (m_e if queue is None else queue) + FC1_OVERHEAD)
     return gemm_cycles(cfg, m_e, md.expert_hidden, md.dim) + FC2_OVERHEAD
 
 
 def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,
                       consumer_ready: int = 0, beat: int | None = None,
-                      latency: int | None = None, compute=None) -> PrefetchSchedule:
+                      latency: int | None = None, compute=None,
+                      queues: list[int] | None = None) -> PrefetchSchedule:
     """Event model of the ping/pong prefetcher feeding the expert GEMMs.
 
     ``counts``: tokens of each chosen expert, in processing order. ``list_ready``: cycle the
@@ -207,7 +229,13 @@ def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,
     B, D = h.mem_max_burst, h.mem_max_outstanding
     # Sustained beats per cycle: D bursts of B beats in flight must cover the latency.
     rate = min(1.0, D * B / (L + B))
-    compute = compute or (lambda me, mt: matrix_compute_cycles(cfg, me, mt))
+    queues = queues or counts
+    if compute is None:
+        def compute_at(j, mt):
+            return matrix_compute_cycles(cfg, counts[j], mt, queues[j])
+    else:
+        def compute_at(j, mt):
+            return compute(counts[j], mt)
     s = PrefetchSchedule()
     issue_free = list_ready
     data_end_prev = -1
@@ -233,7 +261,7 @@ def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,
         s.grant.append(grant)
         s.take.append(take)
         s.stall.append(take - cons_free)
-        rel = take + compute(counts[j // 2], mt)
+        rel = take + compute_at(j // 2, mt)
         s.release.append(rel)
         cons_free = rel + 1
     return s
@@ -263,16 +291,19 @@ def streamed_gemm_cycles(cfg: Config, m: int, k: int, n: int) -> int:
 
 
 def stream_schedule(cfg: Config, counts: list[int], *, list_ready: int,
-                    decode: int) -> PrefetchSchedule:
+                    decode: int, queues: list[int] | None = None) -> PrefetchSchedule:
     """Grants and expert GEMMs of the EXPERTS descriptor with streamed weights (top level).
 
     ``decode``: the cycle EXPERTS is decoded; the sequencer writes the 4E-entry address table,
     then takes the first grant once the expert list is ready (``list_ready``). Per matrix: the
     grant is taken, the queue copied (fc1: 2 + M_e cycles; fc2: 1), the GEMM runs
     (:func:`streamed_gemm_cycles`), the grant is released the cycle after ``busy`` fell, and
-    the next grant (always ready by then) is taken the cycle after.
+    the next grant (always ready by then) is taken the cycle after. ``queues``: the queue
+    length each fc1 copies (default ``counts``; a row-tiled H copies the whole queue for each
+    chunk, :func:`expert_chunks`).
     """
     md = cfg.model
+    queues = queues or counts
     s = PrefetchSchedule()
     take = max(decode + 4 * md.experts + STREAM_TABLE, list_ready + STREAM_LIST)
     cons_free = take
@@ -281,7 +312,7 @@ def stream_schedule(cfg: Config, counts: list[int], *, list_ready: int,
         if j:
             take = cons_free
         shape = (md.dim, md.expert_hidden) if mt == 0 else (md.expert_hidden, md.dim)
-        job = take + (me + 2 if mt == 0 else 1)
+        job = take + (queues[j // 2] + 2 if mt == 0 else 1)
         rel = job + streamed_gemm_cycles(cfg, me, *shape) + 1
         s.start.append(job)
         s.data_first.append(job)
@@ -373,14 +404,15 @@ def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
     route, last_out = _gate_route(cfg, W, L, router_slices)
     # After the last routing beat: k reorder writes, the list beat, the prefetcher's IDLE.
     list_ready = last_out + md.top_k + 2
+    counts, queues = expert_chunks(cfg, counts)     # one grant pair per chunk
     if expert_weights == "stream":
         decode = route + route_gap
-        s = stream_schedule(cfg, counts, list_ready=list_ready, decode=decode)
+        s = stream_schedule(cfg, counts, list_ready=list_ready, decode=decode, queues=queues)
         experts = s.end + 2 - decode          # RELEASE, then the next decode
         nbytes = g["gate_beats"] * W + sum(_stream_bytes(cfg, W)) * len(counts)
     else:
         s = prefetch_schedule(cfg, counts, list_ready=list_ready, consumer_ready=route, beat=W,
-                              latency=L)
+                              latency=L, queues=queues)
         experts = s.end - route + 1
         nbytes = g["gate_beats"] * W + sum(g["bytes"]) * len(counts)
     output = T * (D // C) + 1

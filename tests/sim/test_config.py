@@ -106,3 +106,28 @@ def test_top_level_constraints_name_the_field(change, message):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_presets_build_the_top_level(name):
     assert check_top_level(get_config(name)).name == name
+
+
+@pytest.mark.parametrize("hw, message", [
+    (dict(hidden_rows=5), r"hw.hidden_rows 5 < 17 tokens needs hw.attn_overlap=False"),
+    (dict(hidden_rows=3, attn_overlap=False),
+     r"hw.hidden_rows must be >= 4 \(one row of patches of the image"),
+])
+def test_hidden_rows_validation_names_the_field(hw, message):
+    with pytest.raises(ConfigError, match=f"config 'tiny': {message}"):
+        with_changes(get_config("tiny"), hw=hw)
+
+
+@pytest.mark.parametrize("hidden_rows, want", [
+    # (H rows, tiled, patches per embedding tile): tiny has 17 tokens, 4 x 4 patches
+    (None, (17, False, 16)), (17, (17, False, 16)), (16, (16, True, 16)),
+    (5, (5, True, 4)), (9, (9, True, 8)), (4, (4, True, 4)),
+])
+def test_hidden_rows_sizes(hidden_rows, want):
+    c = with_changes(get_config("tiny"), hw=dict(hidden_rows=hidden_rows, attn_overlap=False))
+    assert (c.h_rows, c.h_tiled, c.embed_tile) == want
+
+
+def test_m3vit_ecp5_preset_tiles_h():
+    c = get_config("m3vit-ecp5-85f")
+    assert (c.h_rows, c.h_tiled, c.embed_tile, c.hw.attn_overlap) == (32, True, 32, False)

@@ -69,8 +69,11 @@ def test_model_properties(name):
     g = load_geometry(cfg)
     full, part = moe_layer_cycles(cfg, even), moe_layer_cycles(cfg, half)
     gate = g["gate_beats"] * g["W"]
-    assert full.bytes - gate == sum(g["bytes"]) * cfg.model.experts
-    assert part.bytes - gate == sum(g["bytes"]) * len(half)
+    # an expert's matrices are loaded once per chunk of at most h_rows tokens (hw.hidden_rows;
+    # m3vit-ecp5-85f: 32, so the 33-token queues of "half" load twice)
+    loads = lambda counts: sum(-(-c // cfg.h_rows) for c in counts)   # noqa: E731
+    assert full.bytes - gate == sum(g["bytes"]) * loads(even)
+    assert part.bytes - gate == sum(g["bytes"]) * loads(half)
     sweep = [1, 2, 4, 8, 16, 32, 64, 128, 256]
     stalls = [moe_layer_cycles(cfg, even, beat=w).prefetch_stall for w in sweep]
     assert all(a >= b for a, b in zip(stalls, stalls[1:])), stalls

@@ -7,7 +7,7 @@ from sim.config import Config, get_config, with_changes
 from sim.golden import forward, quantize_image, quantize_params
 from sim.params import random_params
 
-__all__ = ["frame_case", "dense_config", "tiny", "depth1_config"]
+__all__ = ["frame_case", "dense_config", "tiny", "depth1_config", "tiled_config"]
 
 
 def tiny() -> Config:
@@ -20,6 +20,15 @@ def dense_config() -> Config:
     to back), so this variant keeps the serial program tested too."""
     return with_changes(get_config("tiny"), name="tiny-dense", model=dict(moe_blocks=()),
                         hw=dict(attn_overlap=False))
+
+
+def tiled_config(hidden_rows: int = 5) -> Config:
+    """tiny with a row-tiled H buffer (``hw.hidden_rows`` of the 17 token rows): the dense MLP
+    runs in row tiles, the patch embedding in tiles of whole rows of 4 patches, each expert's
+    queue in chunks of at most ``hidden_rows`` tokens; the attention output is in XN, so
+    attention is serial."""
+    return with_changes(get_config("tiny"), name=f"tiny-h{hidden_rows}",
+                        hw=dict(hidden_rows=hidden_rows, attn_overlap=False))
 
 
 def depth1_config(moe: bool) -> Config:

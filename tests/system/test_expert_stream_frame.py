@@ -20,10 +20,10 @@ import pytest
 
 from host.run import run_frame
 from sim import golden
-from sim.config import Config
+from sim.config import Config, with_changes
 from sim.cycles.frame import frame_cost
 from sim.params import random_params
-from tests.system.frames import tiny
+from tests.system.frames import tiled_config, tiny
 
 
 def stream_config() -> Config:
@@ -50,7 +50,8 @@ def _streamed_bytes(cfg: Config, counts: dict) -> int:
         row = -(-C * n.weight.storage_bytes // W) * W
         bias = -(-C * n.bias.storage_bytes // W) * W
         per_expert += (nn // C) * (k * row + bias)
-    return sum(per_expert * sum(1 for c in cs if c) for cs in counts.values())
+    # a row-tiled H (hw.hidden_rows) streams both matrices once per chunk of h_rows tokens
+    return sum(per_expert * sum(-(-c // cfg.h_rows) for c in cs if c) for cs in counts.values())
 
 
 def _case(cfg: Config) -> dict:
@@ -61,8 +62,14 @@ def _case(cfg: Config) -> dict:
     return dict(cfg=cfg, qparams=qp, image_q=img, task=0, want=golden.forward(cfg, qp, img, 0))
 
 
-def _check(sim, tmp_path=None):
-    cfg = stream_config()
+def tiled_stream_config() -> Config:
+    """Streamed expert weights with a 9-row H (tests.system.frames.tiled_config): the 12- and
+    16-token queues are streamed in chunks of 9."""
+    return with_changes(tiled_config(9), name="tiny-h9-stream", hw=dict(expert_weights="stream"))
+
+
+def _check(sim, tmp_path=None, cfg=None):
+    cfg = cfg or stream_config()
     case = _case(cfg)
     res = run_frame(cfg, case["qparams"], case["image_q"], 0, sim=sim, work_dir=tmp_path)
     bad = np.argwhere(res.tokens != case["want"])
@@ -87,6 +94,10 @@ def _check(sim, tmp_path=None):
 
 def test_stream_frame_pysim():
     _check("pysim")
+
+
+def test_stream_frame_tiled_pysim():
+    _check("pysim", cfg=tiled_stream_config())
 
 
 @pytest.mark.slow

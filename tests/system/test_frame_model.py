@@ -14,6 +14,7 @@ from sim import golden
 from sim.config import get_config, with_changes
 from sim.cycles.frame import frame_cost
 from sim.params import random_params
+from tests.system.frames import tiled_config
 
 
 def _expert_counts(cfg, qp, img, task):
@@ -23,12 +24,14 @@ def _expert_counts(cfg, qp, img, task):
                            minlength=cfg.model.experts).tolist() for b in cfg.model.moe_blocks}
 
 
-def _check_model(cfg, tmp_path, tolerance):
+def _check_model(cfg, tmp_path, tolerance, sim="verilator", experts_tolerance=None):
+    """Model vs RTL per descriptor and for the frame within ``tolerance`` (EXPERTS within
+    ``experts_tolerance`` if given; the frame then within the sum of both)."""
     m = cfg.model
     qp, _ = golden.quantize_params(cfg, random_params(cfg, 0))
     img = golden.quantize_image(cfg, np.random.default_rng(0).random(
         (m.image_channels, m.image_height, m.image_width)))
-    res = run_frame(cfg, qp, img, 0, sim="verilator", work_dir=tmp_path)
+    res = run_frame(cfg, qp, img, 0, sim=sim, work_dir=tmp_path)
     assert np.array_equal(res.tokens, golden.forward(cfg, qp, img, 0))
     model = frame_cost(cfg, _expert_counts(cfg, qp, img, 0))
     rtl = {t["index"]: t for t in res.trace}
@@ -37,7 +40,10 @@ def _check_model(cfg, tmp_path, tolerance):
         got = rtl[layer.index]["cycles"]
         lines.append(f"{layer.index:3d} {layer.op:9s} model {layer.cycles:8,} rtl {got:8,} "
                      f"{layer.note}")
-        assert abs(layer.cycles - got) <= tolerance * got, "\n".join(lines)
+        tol = tolerance if experts_tolerance is None or layer.op != "EXPERTS" else experts_tolerance
+        assert abs(layer.cycles - got) <= tol * got, "\n".join(lines)
+    if experts_tolerance is not None:
+        tolerance += experts_tolerance
     print(f"\n{cfg.name}: frame model {model.cycles:,} cycles, RTL {res.cycles:,} "
           f"({(model.cycles - res.cycles) / res.cycles:+.2%}); bytes read model "
           f"{model.bytes_read:,}, RTL {res.counters['bytes_read']:,}")
@@ -47,6 +53,20 @@ def _check_model(cfg, tmp_path, tolerance):
 
 def test_frame_model_matches_rtl_tiny(tmp_path):
     _check_model(get_config("tiny"), tmp_path, 0.0)
+
+
+def test_frame_model_matches_rtl_tiled_pysim(tmp_path):
+    """Row-tiled H (hw.hidden_rows = 9 of 17 rows, serial attention) in pysim: dense MLP in
+    tiles of 9 and 8 rows, patch embedding in tiles of 8 patches, the 12- and 16-token expert
+    queues in chunks of 9 (weights loaded per chunk): bit-exact, every descriptor but EXPERTS
+    exact. EXPERTS: the RTL takes 8 to 13 cycles more than the chunked prefetch model
+    (sim.cycles.moe.expert_chunks; 8,234 vs 8,221 here, 4 seeds measured), bounded at 0.5 %."""
+    _check_model(tiled_config(9), tmp_path, 0.0, sim="pysim", experts_tolerance=0.005)
+
+
+@pytest.mark.slow
+def test_frame_model_matches_rtl_tiled_verilator(tmp_path):
+    _check_model(tiled_config(9), tmp_path, 0.0, experts_tolerance=0.005)
 
 
 @pytest.mark.slow

@@ -9,17 +9,18 @@ import pytest
 
 from sim.config import get_config, with_changes
 from sim.frame_program import Instr, Op, frame_program
-from sim.memory_image import (DESC_BYTES, Buf, Desc, HwOp, build_memory_image, check_aliasing,
-                               check_concurrency, decode_desc, encode_desc, lower_program,
-                               read_output, run_image)
+from sim.memory_image import (DESC_BYTES, Buf, Desc, HwOp, LoadMode, build_memory_image,
+                               check_aliasing, check_concurrency, check_desc, decode_desc,
+                               encode_desc, lower_program, read_output, run_image)
 from tests.harness.seeds import seed  # noqa: F401
-from tests.system.frames import dense_config, depth1_config, frame_case, tiny
+from tests.system.frames import dense_config, depth1_config, frame_case, tiled_config, tiny
 
 
 @pytest.mark.parametrize("task", [0, 1])
 @pytest.mark.parametrize("make_cfg", [tiny, dense_config, lambda: depth1_config(True),
-                                      lambda: with_changes(tiny(), hw=dict(attn_overlap=False))],
-                         ids=["tiny", "dense", "d1moe", "serial"])
+                                      lambda: with_changes(tiny(), hw=dict(attn_overlap=False)),
+                                      tiled_config, lambda: tiled_config(4)],
+                         ids=["tiny", "dense", "d1moe", "serial", "tiled5", "tiled4"])
 def test_run_image_equals_forward(make_cfg, task, seed):
     case = frame_case(make_cfg(), seed, task)
     mem, layout = build_memory_image(case["cfg"], case["qparams"], case["image_q"], task)
@@ -114,3 +115,64 @@ def test_concurrency_checker():
         check_concurrency(cfg, prog[:att1 + 1] + [writes_h] + prog[att1 + 1:])
     with pytest.raises(ValueError, match="only ATTENTION"):
         check_concurrency(cfg, [dataclasses.replace(prog[att - 1], background=1)])
+
+
+def _rows(descs, pred):
+    """Row ranges (first, count) of the descriptors matching ``pred``, in program order."""
+    return [(d.row0s, d.row0d, d.m) for d in descs if pred(d)]
+
+
+def test_tiled_lowering():
+    """hw.hidden_rows = 5 on tiny (17 tokens, 4 x 4 patches): the dense MLP in tiles of 5, 5, 5
+    and 2 rows through H rows 0..4, the patch embedding in tiles of one row of 4 patches, ATT
+    in XN, one ATTENTION per block (serial)."""
+    cfg = tiled_config(5)
+    descs = lower_program(cfg)
+    fc1 = _rows(descs, lambda d: d.op is HwOp.GEMM and d.dst == Buf.H)
+    fc2 = _rows(descs, lambda d: d.op is HwOp.GEMM and d.src == Buf.H and d.dst == Buf.X
+                and d.gelu == 0 and d.k == cfg.model.mlp_hidden)
+    assert fc1 == [(0, 0, 5), (5, 0, 5), (10, 0, 5), (15, 0, 2)]
+    assert fc2 == [(0, 0, 5), (0, 5, 5), (0, 10, 5), (0, 15, 2)]
+    loads = [(d.patch0, d.m) for d in descs if d.op is HwOp.LOAD and d.mode == LoadMode.PATCHIFY]
+    assert loads == [(0, 4), (4, 4), (8, 4), (12, 4)]
+    embed = _rows(descs, lambda d: d.op is HwOp.GEMM and d.k == cfg.model.patch_dim)
+    assert embed == [(0, 1, 4), (0, 5, 4), (0, 9, 4), (0, 13, 4)]
+    att = [d for d in descs if d.op is HwOp.ATTENTION]
+    assert [(d.dst, d.nheads, d.background) for d in att] == [(Buf.XN, 2, 0)] * cfg.model.depth
+    # the untiled program keeps ATT in H
+    assert {d.dst for d in lower_program(tiny()) if d.op is HwOp.ATTENTION} == {Buf.H}
+
+
+def test_tiled_att_in_xn_needs_serial_attention():
+    """ATT in XN is safe only in the serial program: the overlapped one (the next head's Q/K/V
+    GEMM reads XN while a head writes ATT) fails check_concurrency, and check_aliasing with the
+    tiled config proves the serial one."""
+    cfg = tiled_config(5)
+    check_aliasing(frame_program(cfg, 0), cfg)
+    prog = lower_program(tiny())           # overlapped; move ATT to XN as a tiled H would
+    moved = [dataclasses.replace(d, dst=Buf.XN) if d.op is HwOp.ATTENTION else d for d in prog]
+    with pytest.raises(ValueError, match="touch XN column"):
+        check_concurrency(tiny(), moved)
+    # with ATT in XN, reading XN (not ATT) after the attention wrote it is an aliasing error
+    bad = list(frame_program(cfg, 0))
+    att = next(i for i, ins in enumerate(bad) if ins.op is Op.ATTENTION)
+    bad.insert(att + 1, Instr(Op.GEMM, "XN", "X", "w", "b", 1, 1, 1))
+    with pytest.raises(ValueError, match="XN now holds ATT"):
+        check_aliasing(bad, cfg)
+    check_aliasing(bad)                    # untiled map: ATT is in H, XN untouched
+
+
+@pytest.mark.parametrize("desc, message", [
+    (Desc(HwOp.GEMM, src=Buf.XN, dst=Buf.H, m=5, k=4, n=4, row0d=1), r"row0d \+ m must be <= 5 \(rows of H\)"),
+    (Desc(HwOp.GEMM, src=Buf.H, dst=Buf.X, m=6, k=4, n=4), r"row0s \+ m must be <= 5"),
+    (Desc(HwOp.LOAD, dst=Buf.H, mode=LoadMode.PATCHIFY, m=4, n=192, patch0=2), "whole rows of 4"),
+    (Desc(HwOp.LOAD, dst=Buf.H, mode=LoadMode.PATCHIFY, m=3, n=192), "whole rows of 4"),
+    (Desc(HwOp.LOAD, dst=Buf.X, m=4, n=32, patch0=4), r"LINEAR: patch0 = 0"),
+])
+def test_tiled_desc_checks(desc, message):
+    cfg = tiled_config(5)
+    with pytest.raises(ValueError, match=message):
+        check_desc(cfg, desc)
+    # the same GEMM rows are fine when H holds every token
+    if desc.op is HwOp.GEMM:
+        check_desc(tiny(), desc)

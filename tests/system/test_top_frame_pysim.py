@@ -23,7 +23,7 @@ from sim.config import get_config, with_changes
 from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, check_desc,
                               encode_desc, lower_program)
 from tests.harness.seeds import seed  # noqa: F401
-from tests.system.frames import dense_config, frame_case, tiny
+from tests.system.frames import dense_config, frame_case, tiled_config, tiny
 
 
 # task 1 also runs in Verilator (tests/system/test_top_frame_verilator.py); its pysim run is slow
@@ -209,14 +209,33 @@ def _limit_cases():
     cases.append(("GEMM.col0d=4 (into XN)", g, replace(g, col0d=4)))
     cases.append(("GEMM.col0d=93 (into QKV)", replace(g, dst=Buf.QKV, col0d=92),
                   replace(g, dst=Buf.QKV, col0d=93)))
+    # patch0: a PATCHIFY tile is whole rows of 4 patches inside the 16; LINEAR has patch0 = 0
+    ld = valid[HwOp.LOAD]
+    cases.append(("LOAD.patch0=1 (LINEAR)", ld, replace(ld, patch0=1)))
+    pt = Desc(HwOp.LOAD, dst=Buf.H, mode=LoadMode.PATCHIFY, base=Base.IMAGE, m=4, n=192,
+              patch0=12)
+    for name, change in [("patch0=2", dict(patch0=2)), ("m=3", dict(m=3)),
+                         ("patch0=16", dict(patch0=16))]:
+        cases.append((f"LOAD PATCHIFY.{name}", pt, replace(pt, **change)))
     return cases
 
 
-def test_descriptor_fields_out_of_range_are_rejected(seed):
+def _tiled_limit_cases():
+    """A 5-row H (hw.hidden_rows): GEMM / LOAD rows past H's 5 rows."""
+    g = Desc(HwOp.GEMM, src=Buf.XN, dst=Buf.H, m=5, k=4, n=4)
+    ld = Desc(HwOp.LOAD, dst=Buf.H, mode=LoadMode.LINEAR, base=Base.IMAGE, m=5, n=4)
+    return [("GEMM.row0d=1 (into H)", g, replace(g, row0d=1)),
+            ("GEMM.m=6 (from H)", replace(g, src=Buf.H, dst=Buf.X),
+             replace(g, src=Buf.H, dst=Buf.X, m=6)),
+            ("LOAD.row0d=1 (into H)", ld, replace(ld, row0d=1))]
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["tiny", "tiled"])
+def test_descriptor_fields_out_of_range_are_rejected(tiled, seed):
     """Every range-checked field of every op, one past its limit, after one valid descriptor:
     the frame ends at it with BAD_FIELD and its index (no job is started, nothing hangs)."""
-    cfg = get_config("tiny")
-    cases = _limit_cases()
+    cfg = tiled_config(5) if tiled else get_config("tiny")
+    cases = _tiled_limit_cases() if tiled else _limit_cases()
     for name, ok, _ in cases:            # the programs' valid descriptors are accepted
         check_desc(cfg, ok)
     lead = Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=1, n=4)
