@@ -268,7 +268,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         raise ValueError(f"placer {placer!r}: one of {', '.join(PLACERS)}")
     t_start = time.monotonic()
     out = Path(out_dir).resolve()
-    est = estimate(cfg, design)
+    est = estimate(cfg, design, external_memory=dram)
     check_fit(board.dev, est)
     if dram:
         check_dram(board, cfg, accelerator=design == "top")

@@ -108,6 +108,7 @@ class FitEstimate:
     dsps: int
     memories: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    external_memory: bool = False     # the frame memory is off chip (a DRAM build)
 
     @property
     def bram_blocks(self) -> int:
@@ -140,7 +141,7 @@ def frame_memory_bytes(cfg: Config) -> int:
     return weights + tables + image + out + program
 
 
-def _top_memories(cfg: Config) -> list[MemoryEstimate]:
+def _top_memories(cfg: Config, external_memory: bool = False) -> list[MemoryEstimate]:
     from hw.mem.bus import beat_bytes
     from hw.top.geometry import MEM_NAMES, TopGeometry
     geo = TopGeometry.of(cfg)
@@ -153,6 +154,8 @@ def _top_memories(cfg: Config) -> list[MemoryEstimate]:
         mems += [MemoryEstimate("expert weights ping/pong", 8 * g["ww"], 2 * g["w_words"]),
                  MemoryEstimate("expert biases ping/pong", 8 * g["wb"], 2 * g["b_words"])]
     mems += _unit_memories(cfg, geo)
+    if external_memory:                      # the frame lives in the board's DRAM
+        return mems
     W = beat_bytes(cfg)
     mems.append(MemoryEstimate("frame memory (weights, image, output)", 8 * W,
                                math.ceil(frame_memory_bytes(cfg) / W)))
@@ -183,13 +186,15 @@ def _unit_memories(cfg: Config, geo) -> list[MemoryEstimate]:
     return out
 
 
-def estimate(cfg: Config, design: str = "top") -> FitEstimate:
+def estimate(cfg: Config, design: str = "top", *, external_memory: bool = False) -> FitEstimate:
     """Resource estimate of a board design: ``"top"`` (the accelerator, hw/top, on on-chip
-    frame memory) or ``"demo"`` (boards/demo_device.py)."""
+    frame memory, or with ``external_memory`` on the board's DRAM: no frame memory on chip)
+    or ``"demo"`` (boards/demo_device.py)."""
     h = cfg.hw
     if design == "top":
         est = FitEstimate(cfg.name, design, lane_multipliers(cfg) + other_multipliers(cfg),
-                          _top_memories(cfg))
+                          _top_memories(cfg, external_memory))
+        est.external_memory = external_memory
         est.notes.append("multipliers: PE array + attention lanes + the calibrated rest "
                          "(LayerNorm, epilogue, normalizer, router; ~5 % on four builds)")
     elif design == "demo":
@@ -218,12 +223,16 @@ def check_fit(device, est: FitEstimate, *, margin: float = 1.0) -> None:
                         f"({device.total_bram_bits / 8 / 1024:,.0f} KiB); largest: {detail}")
     if problems:
         hint = ""
-        if est.design == "top":
+        if est.design == "top" and est.external_memory:
+            hint = (" -- the frame is in DRAM already: the accelerator's own memories and "
+                    "multipliers are what must shrink (docs/top_level.md: row-tiled H, "
+                    "streamed expert weights)")
+        elif est.design == "top":
             own = sum(x.blocks for x in est.memories if not x.name.startswith("frame memory"))
-            hint = (f" -- this board has no external-memory controller in edge-moe yet, so the "
-                    f"weights must fit on chip (the accelerator's own buffers alone need about "
-                    f"{own} blocks): use a small config such as the board's default "
-                    f"(`edge-moe build --list`)")
+            hint = (f" -- without external memory the weights must fit on chip (the "
+                    f"accelerator's own buffers alone need about {own} blocks): build with "
+                    f"--dram on a board with a DRAM path (ecpix5-85f), or use a small config "
+                    f"such as the board's default (`edge-moe build --list`)")
         raise FitError(f"config {est.config!r} does not fit the {device.name}: "
                        + "; ".join(problems) + hint)
 

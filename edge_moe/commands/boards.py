@@ -105,7 +105,7 @@ def _build(args) -> int:
         from boards.dram_board import check_dram
         check_dram(board, cfg, accelerator=args.design == "top")
     if args.check_only:
-        est = estimate(cfg, args.design)
+        est = estimate(cfg, args.design, external_memory=args.dram)
         log(estimate_table(est.to_dict(), board.dev))
         check_fit(board.dev, est)
         log(f"{cfg.name} ({args.design}) fits the {board.device} by this estimate")
