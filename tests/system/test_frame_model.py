@@ -55,6 +55,7 @@ def test_frame_model_matches_rtl_tiny(tmp_path):
     _check_model(get_config("tiny"), tmp_path, 0.0)
 
 
+@pytest.mark.slow   # the tiled lowering's RTL runs in the default run with streamed experts
 def test_frame_model_matches_rtl_tiled_pysim(tmp_path):
     """Row-tiled H (hw.hidden_rows = 9 of 17 rows, serial attention) in pysim: dense MLP in
     tiles of 9 and 8 rows, patch embedding in tiles of 8 patches, the 12- and 16-token expert
