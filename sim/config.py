@@ -198,6 +198,11 @@ class HardwareConfig:
     #   than tokens tile the dense MLP, the patch embedding and each expert's token queue into
     #   blocks of this many rows (sim.memory_image.lower_program); then the attention output
     #   cannot share H and needs attn_overlap=False (it goes to XN)
+    kv_heads: int | None = None       # heads whose K and V columns the K / V memories hold
+    #   (None: every head). Fewer: the Q GEMM runs once, then per group of kv_heads heads the
+    #   K / V GEMMs of those heads into K / V columns 0 .. kv_heads * head_dim - 1 and their
+    #   attention, whose output overwrites the heads' Q columns in place (ATT lives in Q);
+    #   needs attn_overlap=False (sim.memory_image.lower_program, docs/top_level.md)
     mem_bytes_per_cycle: int = 16     # external memory bandwidth
     mem_latency: int = 32             # external memory read latency, cycles
     fifo_depth: int = 4               # default depth of inter-unit stream FIFOs
@@ -290,12 +295,13 @@ class Config:
         # Expert weights stream from external memory: the ping/pong buffers of whole fc1 / fc2
         # matrices would take 150 of the 208 DP16KD (docs/moe.md).
         # H holds 32 of the 129 token rows (24 DP16KD instead of 104; 16 rows: 16 DP16KD but
-        # most expert queues, ~16 tokens each, then need two chunks), so the attention output
-        # lives in XN and attention is serial (docs/top_level.md).
+        # most expert queues, ~16 tokens each, then need two chunks), so attention is serial
+        # (docs/top_level.md). K and V hold one head's columns (kv_heads=1: 16 DP16KD each
+        # instead of 32); the attention output overwrites Q in place.
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
-                              attn_overlap=False, hidden_rows=32,
+                              attn_overlap=False, hidden_rows=32, kv_heads=1,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
                               epilogue_score_dsp=False, expert_weights="stream")))
@@ -311,6 +317,12 @@ class Config:
         """Rows of the H buffer: ``hw.hidden_rows``, or every buffer row."""
         h = self.hw.hidden_rows
         return self.buffer_rows if h is None else min(h, self.buffer_rows)
+
+    @property
+    def kv_cols(self) -> int:
+        """Columns of the K and V memories: ``hw.kv_heads`` heads' worth, or dim."""
+        m, k = self.model, self.hw.kv_heads
+        return m.dim if k is None else min(k, m.heads) * m.head_dim
 
     @property
     def h_tiled(self) -> bool:
@@ -512,6 +524,15 @@ def _validate(cfg: Config) -> None:
         need(h.hidden_rows >= m.tokens or not h.attn_overlap,
              f"hw.hidden_rows {h.hidden_rows} < {m.tokens} tokens needs hw.attn_overlap=False "
              f"(the attention output lives in H only when H holds every token)")
+    if h.kv_heads is not None:
+        need(1 <= h.kv_heads <= m.heads,
+             f"hw.kv_heads must be in [1, {m.heads}] (heads) or None, got {h.kv_heads}")
+        need(not h.attn_overlap,
+             f"hw.kv_heads {h.kv_heads} needs hw.attn_overlap=False (the next heads' K / V "
+             f"GEMMs overwrite the K / V columns a running attention reads)")
+        need(m.head_dim % h.array_cols == 0,
+             f"hw.kv_heads needs head_dim {m.head_dim} to be a multiple of hw.array_cols "
+             f"{h.array_cols} (per-head K / V GEMMs write whole column tiles)")
     need(h.dsp_target in DSP_TARGETS,
          f"hw.dsp_target must be one of {', '.join(DSP_TARGETS)}, got {h.dsp_target!r}")
     need(h.expert_weights in EXPERT_WEIGHTS,

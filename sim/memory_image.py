@@ -71,7 +71,7 @@ from sim.golden.softmax import attention_head
 __all__ = ["HwOp", "Buf", "LoadMode", "Base", "EpiMode", "DESC_BYTES", "DESC_WORDS", "MAGIC",
            "CHECK_SEED", "FIELDS", "Desc", "encode_desc", "decode_desc", "lower_program",
            "FieldRange", "desc_ranges", "check_desc", "physical", "buffer_rows_of", "patch_tile_ok",
-           "check_aliasing", "check_concurrency", "overlapped_attention", "MemoryLayout", "build_memory_image", "run_image", "read_output",
+           "check_aliasing", "check_concurrency", "check_slots", "kv_col0", "overlapped_attention", "MemoryLayout", "build_memory_image", "run_image", "read_output",
            "image_bytes", "embed_pos_table", "REGION_ALIGN", "memory_size"]
 
 DESC_WORDS = DESC_BYTES // 4
@@ -108,12 +108,25 @@ PHYSICAL = {"X": Buf.X, "XN": Buf.XN, "ATT": Buf.H, "QKV": Buf.QKV, "H": Buf.H, 
 # program is then serial (``attn_overlap=False``: every QKV GEMM is done before the attention
 # starts), so XN is dead while ATT lives and takes it.
 PHYSICAL_TILED = {**PHYSICAL, "ATT": Buf.XN}
+# With K / V of ``hw.kv_heads`` heads only, each head's output overwrites that head's Q columns
+# (XN is read again by the next heads' K / V GEMMs); :func:`check_slots` proves it per column.
+PHYSICAL_KV = {**PHYSICAL, "ATT": Buf.QKV}
 
 
 def physical(cfg: Config | None) -> dict[str, Buf]:
-    """Logical buffer -> physical buffer for ``cfg`` (:data:`PHYSICAL`, or
-    :data:`PHYSICAL_TILED` when H holds fewer rows than tokens)."""
+    """Logical buffer -> physical buffer for ``cfg`` (:data:`PHYSICAL`; :data:`PHYSICAL_KV` with
+    ``hw.kv_heads``; :data:`PHYSICAL_TILED` when H holds fewer rows than tokens)."""
+    if cfg is not None and cfg.hw.kv_heads is not None:
+        return PHYSICAL_KV
     return PHYSICAL_TILED if cfg is not None and cfg.h_tiled else PHYSICAL
+
+
+def kv_col0(cfg: Config, head: int, head0: int) -> int:
+    """First K / V column of ``head`` in an ATTENTION of heads ``head0 ..``: the head's own
+    (``head * head_dim``), or with ``hw.kv_heads`` its slot in the job (the K / V memories hold
+    only the job's heads)."""
+    slot = head if cfg.hw.kv_heads is None else head - head0
+    return slot * cfg.model.head_dim
 
 
 def buffer_rows_of(cfg: Config, buf: int) -> int:
@@ -306,6 +319,17 @@ def check_desc(cfg: Config, d: "Desc", ranges: dict | None = None,
         raise ValueError(f"{where} LOAD{f' ({d.note})' if d.note else ''}: a PATCHIFY tile is "
                          f"whole rows of {gw} patches inside the {cfg.model.patches} patches "
                          f"(LINEAR: patch0 = 0), got patch0 {d.patch0}, m {d.m}")
+    if d.op is HwOp.GEMM and d.dst == Buf.QKV and d.col0d >= cfg.model.dim:
+        # K / V hold cfg.kv_cols columns (hw.kv_heads); a GEMM stays inside one part
+        c0 = d.col0d % cfg.model.dim
+        if c0 + d.n > cfg.kv_cols:
+            raise ValueError(f"{where} GEMM{f' ({d.note})' if d.note else ''}: a K / V "
+                             f"destination column + n must be <= {cfg.kv_cols} (K / V columns), "
+                             f"got {c0 + d.n}")
+    if d.op is HwOp.ATTENTION and cfg.hw.kv_heads is not None and d.nheads > cfg.hw.kv_heads:
+        raise ValueError(f"{where} ATTENTION{f' ({d.note})' if d.note else ''}: nheads must be "
+                         f"<= {cfg.hw.kv_heads} (hw.kv_heads: K / V hold that many heads), "
+                         f"got {d.nheads}")
     if d.op is HwOp.GEMM:
         # col0d places a GEMM's columns in the QKV buffer only (the sequencer checks the same)
         hi = 3 * cfg.model.dim if d.dst == Buf.QKV else d.n
@@ -419,6 +443,7 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     check_aliasing(logical, cfg)
     PHYSICAL = physical(cfg)                     # noqa: N806 (the module map, or the tiled one)
     T = cfg.h_rows
+    meta: dict[int, tuple[int, int]] = {}    # pc -> (block, first logical QKV column written)
     i = 0
     while i < len(logical):
         ins = logical[i]
@@ -464,6 +489,38 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
             if ins.dst == "OUT":
                 out.append(Desc(HwOp.STORE, src=PHYSICAL["OUT"], base=Base.OUT, m=ins.m, n=ins.n,
                                 note="output tokens"))
+        elif ins.op is Op.GEMM and ins.dst == "QKV" and cfg.hw.kv_heads is not None:
+            # K / V of kv_heads heads at a time: the Q GEMM once; per group of heads their K
+            # and V GEMMs into K / V columns 0 .. (a slot per head), then their attention,
+            # whose output overwrites their Q columns (docs/top_level.md, "K / V of one head").
+            heads = [x for x in logical[i + 1:] if x.op is Op.ATTENTION and x.block == ins.block]
+            if [x.head for x in heads] != list(range(m.heads)):
+                raise ValueError(f"block {ins.block}: QKV GEMM not followed by its {m.heads} heads")
+            name = ins.weight.rsplit(".", 1)[0]
+
+            def qkv_gemm(col0, col0d, n, note):
+                meta[len(out)] = (ins.block, col0)
+                out.append(Desc(HwOp.GEMM, src=PHYSICAL[ins.src], dst=Buf.QKV,
+                                epi=EpiMode.PLAIN, bias=int(bool(ins.bias)), m=ins.m, k=ins.k,
+                                n=n, col0d=col0d, addr_a=off[ins.weight] + col0 * sw,
+                                addr_b=off[ins.bias] + col0 * bb if ins.bias else 0,
+                                stride_a=ins.n * sw, stride_b=C * sw, note=note))
+
+            qkv_gemm(0, 0, m.dim, f"{name} q")
+            kv = cfg.hw.kv_heads
+            for g0 in range(0, m.heads, kv):
+                group = heads[g0:g0 + kv]
+                for h in group:
+                    for part in (1, 2):
+                        qkv_gemm(part * m.dim + h.head * m.head_dim,
+                                 part * m.dim + kv_col0(cfg, h.head, g0), m.head_dim,
+                                 f"{name} head {h.head} {'qkv'[part]}")
+                meta[len(out)] = (ins.block, 0)
+                out.append(Desc(HwOp.ATTENTION, src=Buf.QKV, dst=PHYSICAL[group[0].dst],
+                                m=group[0].m, head0=g0, nheads=len(group),
+                                note=f"block {ins.block} heads {g0}..{g0 + len(group) - 1}"))
+            i += 1 + len(heads)
+            continue
         elif ins.op is Op.GEMM and ins.dst == "QKV" and overlapped_attention(cfg):
             # Per head: its Q, K and V columns, then its attention in the background while the
             # array computes the next head's columns (docs/top_level.md, "Overlap").
@@ -488,6 +545,7 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
             continue
         elif ins.op is Op.GEMM:
             epi = EpiMode.RESIDUAL if ins.epilogue is Epilogue.RESIDUAL else EpiMode.PLAIN
+            meta[len(out)] = (ins.block, 0)
             out.append(Desc(HwOp.GEMM, src=PHYSICAL[ins.src], dst=PHYSICAL[ins.dst], epi=epi,
                             gelu=int(ins.epilogue is Epilogue.GELU), bias=int(bool(ins.bias)),
                             m=ins.m, k=ins.k, n=ins.n, addr_a=off[ins.weight],
@@ -535,7 +593,50 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     for pc, d in enumerate(out):
         check_desc(cfg, d, ranges, where=f"lower_program ({cfg.name}): descriptor {pc}")
     check_concurrency(cfg, out)
+    if cfg.hw.kv_heads is not None:
+        check_slots(cfg, out, meta)
     return out
+
+
+def check_slots(cfg: Config, program: list[Desc], meta: dict[int, tuple[int, int]]) -> None:
+    """Raise ValueError unless every read of the QKV buffer (Q, K, V memories) by an ATTENTION,
+    and of the attention output in it by a GEMM, finds the value it needs: the column-level
+    proof for ``hw.kv_heads`` (ATT in Q's columns, K / V reused per head).
+
+    ``meta[pc] = (block, col)``: the block of descriptor ``pc`` and, for a GEMM into QKV, the
+    logical QKV column (of 3 dim) its first output is. Each physical column holds a tag
+    ``(kind, block, logical column)``; the descriptors' own fields (``col0d``, ``head0``,
+    ``nheads``, :func:`kv_col0`) say which columns they touch.
+    """
+    md = cfg.model
+    d3, hd = md.dim, md.head_dim
+    holder: dict[int, tuple] = {}
+
+    def need(pc, d, col, tag):
+        if holder.get(col) != tag:
+            raise ValueError(f"descriptor {pc} ({d.note or d.op.name}) reads QKV column {col} "
+                             f"for {tag} but it holds {holder.get(col)}")
+
+    for pc, d in enumerate(program):
+        if pc not in meta:
+            continue
+        block, lcol = meta[pc]
+        if d.op is HwOp.GEMM and d.src == Buf.QKV:
+            for c in range(d.k):
+                need(pc, d, c, ("ATT", block, c))
+        if d.op is HwOp.GEMM and d.dst == Buf.QKV:
+            for c in range(d.n):
+                holder[d.col0d + c] = ("QKV", block, lcol + c)
+        elif d.op is HwOp.ATTENTION:
+            for h in range(d.head0, d.head0 + d.nheads):
+                for c in range(hd):
+                    need(pc, d, h * hd + c, ("QKV", block, h * hd + c))
+                    for part in (1, 2):
+                        need(pc, d, part * d3 + kv_col0(cfg, h, d.head0) + c,
+                             ("QKV", block, part * d3 + h * hd + c))
+                if d.dst == Buf.QKV:
+                    for c in range(hd):
+                        holder[h * hd + c] = ("ATT", block, h * hd + c)
 
 
 def _footprint(cfg: Config, d: Desc) -> tuple[set, set]:
@@ -609,7 +710,11 @@ def check_aliasing(program: list[Instr], cfg: Config | None = None) -> None:
         for r in reads:
             if r == "IMG":
                 continue                 # loaded by EMBED itself
-            if holder.get(PHYSICAL[r], r) != r:
+            if holder.get(PHYSICAL[r], r) != r and not (
+                    cfg is not None and cfg.hw.kv_heads is not None
+                    and r == "QKV" and holder[PHYSICAL[r]] == "ATT"):
+                # (with hw.kv_heads ATT and QKV share the Q columns head by head: proven per
+                # column on the lowered program by check_slots)
                 raise ValueError(f"{ins}: reads {r} but its physical buffer "
                                  f"{PHYSICAL[r].name} now holds {holder[PHYSICAL[r]]}")
         if ins.dst:
@@ -795,7 +900,9 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
         elif ds.op is HwOp.ATTENTION:
             qkv = bufs[Buf.QKV]
             for h in range(ds.head0, ds.head0 + ds.nheads):
-                cols = [slice(j * d + h * hd, j * d + (h + 1) * hd) for j in range(3)]
+                kv = kv_col0(cfg, h, ds.head0)
+                cols = [slice(h * hd, (h + 1) * hd)] + [slice(j * d + kv, j * d + kv + hd)
+                                                       for j in (1, 2)]
                 bufs[Buf(ds.dst)][:ds.m, cols[0]] = attention_head(
                     cfg, *(qkv[:ds.m, c] for c in cols))
         elif ds.op is HwOp.ROUTE:

@@ -6,11 +6,15 @@ unit (hw/attention/attention.py; stream order in hw/attention/attention_stream.p
 - Q: for each head, rows 0 .. N-1 of the Q memory, columns ``h*hd .. h*hd + hd - 1``, as
   ``c = hd / dw`` chunks of ``dw`` values;
 - K/V: for each head, for each group of p query rows, every key row j once: chunk ci of K row j
-  and of V row j, read from the K and V memories in the same cycle (one :class:`ReadPipe` with
+  and of V row j (columns ``h*hd ..``, or with ``hw.kv_heads`` the head's slot in the job,
+  ``(h - head0)*hd ..``: the K / V memories then hold only the job's heads), read from the K and V memories in the same cycle (one :class:`ReadPipe` with
   two ports), so external-memory-like bandwidth of one K + one V chunk per cycle, independent
   of p;
 - O: each output beat (``nw`` values) is written to the destination row / head columns as it
-  leaves the unit (``o`` always ready).
+  leaves the unit (``o`` always ready). The destination may be Q itself (``hw.kv_heads``): the
+  unit reads a group's Q rows before the first K/V chunk of the group enters it, and writes
+  that group's outputs only after its last key, so an output never overwrites a Q value still
+  to be read (docs/top_level.md).
 
 Latency: the feeders add ``ReadPipe.latency`` (4) cycles in front of the unit's own latency
 (sim/cycles/attention.py). Throughput: the unit's, one K/V chunk per cycle, heads back to back.
@@ -114,7 +118,10 @@ class AttentionPath(wiring.Component):
         kv_group = Signal(range(ap.G))
         kv_key = Signal(range(ap.N))
         kv_chunk = Signal(range(ap.c))
-        word, group = self._col_addr(kv_head, kv_chunk, ap.dw)
+        # K / V columns of a head: its own (h * hd), or with hw.kv_heads its slot within the
+        # job (the K / V GEMMs of the job's heads wrote columns 0 .. nheads * hd - 1)
+        slot = kv_head if geo.cfg.hw.kv_heads is None else (kv_head - job.head0)[:len(kv_head)]
+        word, group = self._col_addr(slot, kv_chunk, ap.dw)
         m.d.comb += [kv_pipe.req.valid.eq(kv_active), kv_pipe.req.payload.mem[0].eq(MEM_K),
                      kv_pipe.req.payload.mem[1].eq(MEM_V),
                      kv_pipe.req.payload.addr.eq(row_base(geo, MEM_K, kv_key) + word),

@@ -71,10 +71,18 @@ def gemm_job_layout(geo: TopGeometry) -> data.StructLayout:
 
 def row_base(geo: TopGeometry, mem, row):
     """Word address of the first word of ``row`` in physical memory ``mem``."""
-    sd, sh = geo.strides[0], geo.strides[MEM_H]
-    if sd == sh:
-        return row * sd
-    return Mux(mem == MEM_H, row * sh, row * sd)
+    strides = geo.strides
+    if isinstance(mem, int):
+        return row * strides[mem]
+    base = row * strides[0]
+    # one multiply per distinct stride (X / XN / Q; K / V with hw.kv_heads; H)
+    for s in sorted(set(strides) - {strides[0]}):
+        hit = 0
+        for i, si in enumerate(strides):
+            if si == s:
+                hit = hit | (mem == i)
+        base = Mux(hit, row * s, base)
+    return base
 
 
 def unpack(raw, count: int, storage_bytes: int, bits: int) -> list:

@@ -14,8 +14,9 @@ Accessors and their lane counts (all must divide ``G``):
 
 Physical memories (``MEM_*``): X, XN (also OUT), Q, K, V (the QKV buffer, split by column so the
 attention unit reads a key's K and V chunk in one cycle), H (also IMG; and ATT, unless H is row
-tiled: ``hw.hidden_rows`` rows, then ATT is in XN). Every memory has ``cfg.buffer_rows`` rows but
-H, which has ``cfg.h_rows``.
+tiled: ``hw.hidden_rows`` rows, then ATT is in XN; with ``hw.kv_heads`` it is in Q). Every memory
+has ``cfg.buffer_rows`` rows but H, which has ``cfg.h_rows``. K and V rows hold ``cfg.kv_cols``
+values (``hw.kv_heads`` heads' columns, or all of dim).
 
 External-memory reads are chunks of ``U`` bytes (a whole number of bus beats): a GEMM weight row
 tile (``C`` weights), a bias tile, ``ln_lanes`` gamma / beta values, one bus beat for LOAD, one
@@ -94,7 +95,8 @@ class TopGeometry:
         G = max(R, C, ap.dw, ap.norm_width, V)
         sd = math.ceil(cfg.model.dim / G)
         rows = (cfg.buffer_rows,) * (N_MEMS - 1) + (cfg.h_rows,)   # H: hw.hidden_rows
-        strides = (sd,) * 5 + (math.ceil(cfg.hidden_cols / G),)
+        skv = math.ceil(cfg.kv_cols / G)          # K, V: hw.kv_heads heads' columns
+        strides = (sd, sd, sd, skv, skv, math.ceil(cfg.hidden_cols / G))
         return cls(cfg, R, C, G, ln_lanes, ap.dw, ap.norm_width, V, W, rows, strides, desc_bytes)
 
     @property

@@ -7,7 +7,7 @@ from sim.config import Config, get_config, with_changes
 from sim.golden import forward, quantize_image, quantize_params
 from sim.params import random_params
 
-__all__ = ["frame_case", "dense_config", "tiny", "depth1_config", "tiled_config"]
+__all__ = ["frame_case", "dense_config", "tiny", "depth1_config", "tiled_config", "kv_config"]
 
 
 def tiny() -> Config:
@@ -29,6 +29,15 @@ def tiled_config(hidden_rows: int = 5) -> Config:
     attention is serial."""
     return with_changes(get_config("tiny"), name=f"tiny-h{hidden_rows}",
                         hw=dict(hidden_rows=hidden_rows, attn_overlap=False))
+
+
+def kv_config(kv_heads: int = 1, hidden_rows: int | None = 5) -> Config:
+    """tiny whose K and V memories hold ``kv_heads`` heads' columns (``hw.kv_heads``): the Q
+    GEMM once, then per group of heads their K / V GEMMs and attention, whose output overwrites
+    the heads' Q columns; serial attention, and by default a row-tiled H as on the M3ViT board
+    config."""
+    return with_changes(get_config("tiny"), name=f"tiny-kv{kv_heads}",
+                        hw=dict(kv_heads=kv_heads, hidden_rows=hidden_rows, attn_overlap=False))
 
 
 def depth1_config(moe: bool) -> Config:

@@ -10,17 +10,20 @@ import pytest
 from sim.config import get_config, with_changes
 from sim.frame_program import Instr, Op, frame_program
 from sim.memory_image import (DESC_BYTES, Buf, Desc, HwOp, LoadMode, build_memory_image,
-                               check_aliasing, check_concurrency, check_desc, decode_desc,
+                               check_aliasing, check_concurrency, check_desc, check_slots, decode_desc,
                                encode_desc, lower_program, read_output, run_image)
 from tests.harness.seeds import seed  # noqa: F401
-from tests.system.frames import dense_config, depth1_config, frame_case, tiled_config, tiny
+from tests.system.frames import (dense_config, depth1_config, frame_case, kv_config, tiled_config,
+                                 tiny)
 
 
 @pytest.mark.parametrize("task", [0, 1])
 @pytest.mark.parametrize("make_cfg", [tiny, dense_config, lambda: depth1_config(True),
                                       lambda: with_changes(tiny(), hw=dict(attn_overlap=False)),
-                                      tiled_config, lambda: tiled_config(4)],
-                         ids=["tiny", "dense", "d1moe", "serial", "tiled5", "tiled4"])
+                                      tiled_config, lambda: tiled_config(4), kv_config,
+                                      lambda: kv_config(2, None)],
+                         ids=["tiny", "dense", "d1moe", "serial", "tiled5", "tiled4", "kv1",
+                              "kv2"])
 def test_run_image_equals_forward(make_cfg, task, seed):
     case = frame_case(make_cfg(), seed, task)
     mem, layout = build_memory_image(case["cfg"], case["qparams"], case["image_q"], task)
@@ -176,3 +179,71 @@ def test_tiled_desc_checks(desc, message):
     # the same GEMM rows are fine when H holds every token
     if desc.op is HwOp.GEMM:
         check_desc(tiny(), desc)
+
+
+def test_kv_heads_lowering():
+    """hw.kv_heads = 1 on tiny (2 heads of 16): one Q GEMM of all dim columns, then per head its
+    K and V GEMMs into K / V columns 0..15 (weights of that head's columns) and a one-head
+    ATTENTION whose output goes to Q; the projection reads Q."""
+    cfg = kv_config(1)
+    md = cfg.model
+    d, hd, sw = md.dim, md.head_dim, cfg.num.weight.storage_bytes
+    descs = lower_program(cfg)
+    qkv = [x for x in descs if x.op is HwOp.GEMM and x.dst == Buf.QKV]
+    base = qkv[0].addr_a
+    got = [((x.addr_a - base) // sw, x.col0d, x.n) for x in qkv[:1 + 2 * md.heads]]
+    assert got == [(0, 0, d), (d, d, hd), (2 * d, 2 * d, hd),
+                   (d + hd, d, hd), (2 * d + hd, 2 * d, hd)]
+    att = [x for x in descs if x.op is HwOp.ATTENTION]
+    assert [(x.head0, x.nheads, x.dst) for x in att] == [(0, 1, Buf.QKV), (1, 1, Buf.QKV)] * md.depth
+    proj = [x for x in descs if x.op is HwOp.GEMM and x.src == Buf.QKV]
+    assert len(proj) == md.depth and all(x.k == d for x in proj)
+
+
+def _kv_meta(cfg, descs):
+    """check_slots' meta rebuilt from the descriptors (block by counting Q GEMMs)."""
+    sw = cfg.num.weight.storage_bytes
+    meta, block, base = {}, -1, 0
+    for pc, x in enumerate(descs):
+        if x.op is HwOp.GEMM and x.dst == Buf.QKV:
+            if x.col0d == 0:
+                block, base = block + 1, x.addr_a
+            meta[pc] = (block, (x.addr_a - base) // sw)
+        elif x.op is HwOp.ATTENTION or x.op is HwOp.GEMM and x.src == Buf.QKV:
+            meta[pc] = (block, 0)
+    return meta
+
+
+def test_kv_slots_checker():
+    """check_slots proves the kv_heads schedule and refuses: a head's attention after the next
+    head's K GEMM overwrote its K columns, the projection before the last head wrote its
+    output, and an attention whose output would clobber Q columns a later head reads."""
+    cfg = kv_config(1)
+    descs = lower_program(cfg)
+    check_slots(cfg, descs, _kv_meta(cfg, descs))
+    att0 = next(i for i, x in enumerate(descs) if x.op is HwOp.ATTENTION)
+    # head 0's attention moved after head 1's K / V GEMMs
+    moved = descs[:att0] + descs[att0 + 1:att0 + 3] + [descs[att0]] + descs[att0 + 3:]
+    with pytest.raises(ValueError, match="reads QKV column 32"):
+        check_slots(cfg, moved, _kv_meta(cfg, moved))
+    # the projection before head 1's attention
+    att1 = next(i for i, x in enumerate(descs) if x.op is HwOp.ATTENTION and x.head0 == 1)
+    proj = next(i for i, x in enumerate(descs) if x.op is HwOp.GEMM and x.src == Buf.QKV)
+    early = descs[:att1] + [descs[proj]] + descs[att1:proj] + descs[proj + 1:]
+    with pytest.raises(ValueError, match="for \\('ATT', 0, 16\\)"):
+        check_slots(cfg, early, _kv_meta(cfg, early))
+    # the first attention labelled head 1: the K / V columns hold head 0's
+    wrong = descs[:att0] + [dataclasses.replace(descs[att0], head0=1)] + descs[att0 + 1:]
+    with pytest.raises(ValueError, match=r"reads QKV column 32 for \('QKV', 0, 48\)"):
+        check_slots(cfg, wrong, _kv_meta(cfg, wrong))
+
+
+def test_kv_heads_desc_checks():
+    cfg = kv_config(1)
+    hd, d = cfg.model.head_dim, cfg.model.dim
+    with pytest.raises(ValueError, match=r"K / V destination column \+ n must be <= 16"):
+        check_desc(cfg, Desc(HwOp.GEMM, src=Buf.XN, dst=Buf.QKV, m=4, k=4, n=hd, col0d=d + hd))
+    with pytest.raises(ValueError, match="nheads must be <= 1"):
+        check_desc(cfg, Desc(HwOp.ATTENTION, dst=Buf.QKV, m=4, nheads=2))
+    with pytest.raises(ValueError, match="attn_overlap=False"):
+        with_changes(tiny(), hw=dict(kv_heads=1))
