@@ -260,6 +260,7 @@ class Sequencer(wiring.Component):
                         dim3 = 3 * self.geo.cfg.model.dim
                         ok = ok & Mux(fetched.dst == Buf.QKV, fetched.col0d + fetched.n <= dim3,
                                       fetched.col0d == 0)
+                        ok = ok & self._kv_cols_ok(fetched)
                     ok = ok & self._rows_ok(op, fetched)
                     if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
                         ok = Const(0)
@@ -270,6 +271,15 @@ class Sequencer(wiring.Component):
                                     Mux(~opcode_ok, ErrorCode.BAD_OPCODE,
                                         Mux(~fields_ok, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
         return code
+
+    def _kv_cols_ok(self, d):
+        """sim.memory_image.check_desc: a GEMM into K or V stays inside their ``cfg.kv_cols``
+        columns (``hw.kv_heads``; all of dim otherwise, which the QKV check covers)."""
+        cfg = self.geo.cfg
+        if cfg.kv_cols == cfg.model.dim:
+            return Const(1)
+        into_kv = (d.dst == Buf.QKV) & (d.col0d >= cfg.model.dim)
+        return ~into_kv | (self._qkv_col(d.col0d) + d.n <= cfg.kv_cols)
 
     def _rows_ok(self, op, d):
         """sim.memory_image.check_desc's per-buffer checks: the rows of a row-tiled H

@@ -128,3 +128,18 @@ def test_external_memory_drops_the_frame_memory():
     if ext.bram_blocks > get_board("ecpix5-85f").dev.brams:
         with pytest.raises(FitError, match="frame is in DRAM already"):
             check_fit(get_board("ecpix5-85f").dev, ext)
+
+
+def test_kv_heads_halve_k_and_v():
+    """hw.kv_heads = 1 on m3vit-ecp5-85f: K and V hold one head, 129 rows x 64 values = 516 words
+    of 16 lanes, one 1,024 x 18 DP16KD per lane (16 blocks) instead of 1,548 words, two per lane
+    (32); the accelerator alone goes 224 -> 192."""
+    cfg = get_config("m3vit-ecp5-85f")
+    assert cfg.hw.kv_heads == 1
+    one = estimate(cfg, external_memory=True)
+    every = estimate(with_changes(cfg, hw=dict(kv_heads=None)), external_memory=True)
+    blocks = lambda e: {x.name: x.blocks for x in e.memories}       # noqa: E731
+    assert blocks(one)["buffer K"] == blocks(one)["buffer V"] == 16
+    assert blocks(every)["buffer K"] == blocks(every)["buffer V"] == 32
+    assert blocks(one)["buffer Q"] == 32
+    assert (every.bram_blocks, one.bram_blocks) == (224, 192)

@@ -131,3 +131,17 @@ def test_hidden_rows_sizes(hidden_rows, want):
 def test_m3vit_ecp5_preset_tiles_h():
     c = get_config("m3vit-ecp5-85f")
     assert (c.h_rows, c.h_tiled, c.embed_tile, c.hw.attn_overlap) == (32, True, 32, False)
+
+
+def test_kv_heads():
+    c = get_config("m3vit-ecp5-85f")
+    assert (c.hw.kv_heads, c.kv_cols, c.model.dim) == (1, 64, 192)
+    t = get_config("tiny")
+    assert t.kv_cols == t.model.dim
+    assert with_changes(t, hw=dict(kv_heads=2, attn_overlap=False)).kv_cols == 32
+    with pytest.raises(ConfigError, match=r"hw.kv_heads must be in \[1, 2\]"):
+        with_changes(t, hw=dict(kv_heads=3, attn_overlap=False))
+    with pytest.raises(ConfigError, match="needs hw.attn_overlap=False"):
+        with_changes(t, hw=dict(kv_heads=1))
+    with pytest.raises(ConfigError, match="head_dim 16 to be a multiple of hw.array_cols 32"):
+        with_changes(t, hw=dict(kv_heads=1, attn_overlap=False, array_cols=32))

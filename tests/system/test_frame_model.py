@@ -14,7 +14,7 @@ from sim import golden
 from sim.config import get_config, with_changes
 from sim.cycles.frame import frame_cost
 from sim.params import random_params
-from tests.system.frames import tiled_config
+from tests.system.frames import kv_config, tiled_config
 
 
 def _expert_counts(cfg, qp, img, task):
@@ -63,6 +63,12 @@ def test_frame_model_matches_rtl_tiled_pysim(tmp_path):
     exact. EXPERTS: the RTL takes 8 to 13 cycles more than the chunked prefetch model
     (sim.cycles.moe.expert_chunks; 8,234 vs 8,221 here, 4 seeds measured), bounded at 0.5 %."""
     _check_model(tiled_config(9), tmp_path, 0.0, sim="pysim", experts_tolerance=0.005)
+
+
+def test_frame_model_matches_rtl_kv_heads_pysim(tmp_path):
+    """hw.kv_heads = 1 (K / V hold one head; ATT overwrites Q in place) with serial attention,
+    in pysim: bit-exact with the golden model, the frame model exact on every descriptor."""
+    _check_model(kv_config(1, hidden_rows=None), tmp_path, 0.0, sim="pysim")
 
 
 @pytest.mark.slow

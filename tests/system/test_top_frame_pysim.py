@@ -23,7 +23,7 @@ from sim.config import get_config, with_changes
 from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, check_desc,
                               encode_desc, lower_program)
 from tests.harness.seeds import seed  # noqa: F401
-from tests.system.frames import dense_config, frame_case, tiled_config, tiny
+from tests.system.frames import dense_config, frame_case, kv_config, tiled_config, tiny
 
 
 # task 1 also runs in Verilator (tests/system/test_top_frame_verilator.py); its pysim run is slow
@@ -230,14 +230,29 @@ def _tiled_limit_cases():
             ("LOAD.row0d=1 (into H)", ld, replace(ld, row0d=1))]
 
 
-@pytest.mark.parametrize("tiled", [False, True], ids=["tiny", "tiled"])
-def test_descriptor_fields_out_of_range_are_rejected(tiled, seed):
+def _kv_limit_cases():
+    """K / V of one head (hw.kv_heads = 1, head_dim 16): a GEMM into K or V past their 16
+    columns, an ATTENTION of two heads."""
+    g = Desc(HwOp.GEMM, src=Buf.XN, dst=Buf.QKV, m=1, k=4, n=16, col0d=32)
+    at = Desc(HwOp.ATTENTION, dst=Buf.QKV, head0=1, nheads=1)
+    return [("GEMM.col0d=36 (into K)", g, replace(g, col0d=36)),
+            ("GEMM.n=20 (into V)", replace(g, col0d=64), replace(g, col0d=64, n=20)),
+            ("ATTENTION.nheads=2", at, replace(at, head0=0, nheads=2))]
+
+
+@pytest.mark.parametrize("variant", ["tiny", "tiled", "kv"])
+def test_descriptor_fields_out_of_range_are_rejected(variant, seed):
     """Every range-checked field of every op, one past its limit, after one valid descriptor:
     the frame ends at it with BAD_FIELD and its index (no job is started, nothing hangs)."""
-    cfg = tiled_config(5) if tiled else get_config("tiny")
-    cases = _tiled_limit_cases() if tiled else _limit_cases()
-    for name, ok, _ in cases:            # the programs' valid descriptors are accepted
+    cfg, cases = {"tiny": (get_config("tiny"), _limit_cases),
+                  "tiled": (tiled_config(5), _tiled_limit_cases),
+                  "kv": (kv_config(1, hidden_rows=None), _kv_limit_cases)}[variant]
+    cases = cases()
+    for name, ok, bad in cases:          # the programs' valid descriptors are accepted
         check_desc(cfg, ok)
+        if variant == "kv":               # (the other lists also hold fields check_desc skips)
+            with pytest.raises(ValueError):
+                check_desc(cfg, bad)
     lead = Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=1, n=4)
     mem = bytearray(0x4000)
     starts = {}
