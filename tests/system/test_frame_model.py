@@ -65,9 +65,11 @@ def test_frame_model_matches_rtl_tiled_pysim(tmp_path):
     _check_model(tiled_config(9), tmp_path, 0.0, sim="pysim", experts_tolerance=0.005)
 
 
+@pytest.mark.slow   # ~3.5 min; the default run elaborates this RTL in the BAD_FIELD pysim test
 def test_frame_model_matches_rtl_kv_heads_pysim(tmp_path):
     """hw.kv_heads = 1 (K / V hold one head; ATT overwrites Q in place) with serial attention,
-    in pysim: bit-exact with the golden model, the frame model exact on every descriptor."""
+    in pysim: bit-exact with the golden model, the frame model exact on every descriptor
+    (32,278 cycles, 82,176 bytes read, seed 0)."""
     _check_model(kv_config(1, hidden_rows=None), tmp_path, 0.0, sim="pysim")
 
 
