@@ -93,6 +93,12 @@ class TopGeometry:
             raise ValueError(f"top ({cfg.name}): descriptor of {desc_bytes} bytes is not a "
                              f"whole number of {W}-byte beats")
         G = max(R, C, ap.dw, ap.norm_width, V)
+        hd, kv = cfg.model.head_dim, h.kv_heads
+        if kv is not None and kv > 1 and h.bram_target == "ecp5" and hd % G:
+            # ATT overwrites Q in place: one head's output write and the next head's Q read
+            # must not share a word (a DP16KD read of a word written that cycle is undefined)
+            raise ValueError(f"top ({cfg.name}): hw.kv_heads {kv} > 1 on the ECP5 bank needs "
+                             f"head_dim {hd} to be a multiple of the {G}-value buffer word")
         sd = math.ceil(cfg.model.dim / G)
         rows = (cfg.buffer_rows,) * (N_MEMS - 1) + (cfg.h_rows,)   # H: hw.hidden_rows
         skv = math.ceil(cfg.kv_cols / G)          # K, V: hw.kv_heads heads' columns
