@@ -4,8 +4,8 @@
 it needs, from the same geometry functions the RTL uses (hw/top/geometry.py, the prefetcher's
 :func:`~hw.moe.prefetcher.prefetch_geometry`) -- no elaboration:
 
-- activation buffers (X, XN/ATT, Q, K, V, H/IMG): ``TopGeometry.depths`` words of
-  ``word_bits``;
+- activation buffers (X, XN, Q, K, V, H; ATT and IMG alias them): ``TopGeometry.depths``
+  words of ``word_bits`` (K and V hold ``hw.kv_heads`` heads' columns when it is set);
 - the expert-weight ping/pong buffers (configs with MoE blocks and ``hw.expert_weights ==
   "prefetch"``; with ``"stream"`` the expert GEMMs read their weights from external memory and
   there are none, hw/moe/expert_stream.py);

@@ -38,7 +38,7 @@ from hw.mem.bus import MemReadSignature
 from hw.moe.router import router_in_layout, token_shape
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
 from hw.top.chunk_reader import ChunkReader
-from hw.top.geometry import MEM_H, MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
+from hw.top.geometry import MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
 
 __all__ = ["GemmPath", "gemm_job_layout", "tok_layout", "WSrc", "row_base", "unpack"]
 
