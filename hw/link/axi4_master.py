@@ -25,14 +25,32 @@ before; the bridge does not wait for AWREADY before driving W, as the AXI depend
 require. One ``wr_resp`` beat per accelerator burst, after the B of its last piece; its payload
 is 1 if any piece had BRESP != OKAY. At most :data:`OUTSTANDING` write bursts await B.
 
+Wide AXI (``axi_data_width`` = ``ratio`` x the memory beat, ``ratio`` a power of two; the
+ECPIX-5's LiteDRAM port is 128 bits, the board configs' beats 4 or 8 bytes). The 4 KiB split is
+done in memory beats as above; each piece then goes out widened to whole AXI beats (AxADDR
+rounded down to the AXI beat, AxSIZE the AXI beat, AxLEN = (lane + beats - 1) / ratio with
+``lane`` the memory beat the piece starts at inside its first AXI beat). A 4 KiB page is whole
+AXI beats, so the widened burst stays in its page and is no longer than the piece. The
+bookkeeping FIFOs hold (beats, lane) per piece. R: each AXI beat's lanes go out as memory beats
+from ``lane`` on; RREADY is raised with the last lane used (lane ``ratio - 1`` or the piece's
+last memory beat), so the lanes outside the request (before the start, after the end) are
+dropped. W: memory beats fill a build register at their lane; the beat that fills lane
+``ratio - 1`` or ends the piece moves it, with WSTRB set on exactly the lanes written, into the
+W output register (WLAST on the piece's last AXI beat). The up-sizer lives here and not in a
+separate AXI component because only this side knows each burst's memory-beat length and start
+lane: a generic AXI up-sizer would have to recover them from AxADDR / AxLEN / WSTRB again.
+Throughput is still one memory beat per cycle each way (the AXI side idles ``1 - 1/ratio`` of
+the cycles); W latency one more cycle (the output register).
+
 Errors. RRESP or BRESP != OKAY sets ``bus_error`` (sticky until ``clear_error``); read data is
 passed on regardless, so an error never stalls the accelerator (its error path stops or flags
 the frame). Reset: the ``sync`` domain's (synchronous, active high); it empties the FIFOs and
 drops every valid.
 
-Resources: five stream slices, two AxADDR/AxLEN registers with a split remainder each, three
+Resources (ratio 1): five stream slices, two AxADDR/AxLEN registers with a split remainder each, three
 :data:`OUTSTANDING`-deep FIFOs of a few bits. Latency: request to AR / AW two cycles; R to
-``rd_data`` one cycle. Throughput: one beat per cycle each way.
+``rd_data`` one cycle. Throughput: one beat per cycle each way. Wide: plus a build and an output
+register of one AXI beat (data and strobes) and two memory-beat counters.
 """
 from __future__ import annotations
 
