@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """boards/dram_system.py: the accelerator running whole frames out of LiteDRAM's DRAM model.
 
-- ``test_width_mismatch``: the ECPIX-5 core's 128-bit AXI port against ``tiny``'s 64-bit beat
-  raises ConfigError naming both widths (no generator run);
+- ``test_width_mismatch``: a memory beat that does not divide the core's AXI port (the port
+  forced to 128 bits under a 32-byte beat) raises ConfigError naming both widths before the
+  generator runs; ``tiny``'s 64-bit beat on the ECPIX-5's 128-bit port passes the check;
 - ``test_dram_frames`` (slow): DramSystem(``tiny``, ULX3S, simulation core) on Verilator:
   LiteDRAM's init sequence over ``wb_ctrl``, then per task the frame image written through the
   host AXI port in host mode, the frame started and polled over AXI-Lite by host/driver.py's
@@ -19,7 +20,8 @@ import time
 
 import pytest
 
-from boards.dram_system import DramSystem
+from boards import dram_system
+from boards.dram_system import DramSystem, check_beat
 from boards.litedram_core import core_ports, csr_map, init_sequence
 from host.cocotb_run import run_cocotb
 from sim.config import ConfigError, with_changes
@@ -35,10 +37,14 @@ BASE = 0x0001_0F48          # beat aligned, not burst aligned: bursts cross 4 Ki
 LITEDRAM_READ_LATENCY = 21
 
 
-def test_width_mismatch():
-    cfg = tiny()
+def test_width_mismatch(monkeypatch):
+    assert check_beat("ecpix5-85f", tiny(), "DramSystem") == 128
+    cfg = with_changes(tiny(), name="tiny-beat32", hw={"mem_bytes_per_cycle": 32})
+    monkeypatch.setattr(dram_system, "core_beat_bits", lambda board, cfg: 128)
+    monkeypatch.setattr(dram_system, "generate", None)       # must not be reached
     with pytest.raises(ConfigError, match=r"DramSystem: the LiteDRAM AXI port of ecpix5-85f is "
-                                          r"128 bits but config 'tiny' has a 64-bit memory beat"):
+                                          r"128 bits but config 'tiny-beat32' has a 256-bit "
+                                          r"memory beat"):
         DramSystem(cfg, "ecpix5-85f", sim=True)
 
 
