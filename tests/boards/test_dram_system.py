@@ -24,7 +24,7 @@ from boards import dram_system
 from boards.dram_system import DramSystem, check_beat
 from boards.litedram_core import core_ports, csr_map, init_sequence
 from host.cocotb_run import run_cocotb
-from sim.config import ConfigError, with_changes
+from sim.config import ConfigError, get_config, with_changes
 from sim.cycles.frame import frame_cost
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.system.frames import tiny
@@ -70,4 +70,27 @@ def test_dram_frames(tmp_path, seed):
               f"in {f['read_cycles']}")
     print(f"init {res['init_cycles']} cycles; wall time {time.monotonic() - t0:.0f} s; "
           f"{json.dumps(res)}")
+    assert all(f["counters"]["cycles"] > 0 for f in res["frames"])
+
+
+@pytest.mark.slow
+def test_dram_frame_ecpix5_narrow_beat(tmp_path, seed):
+    """``tiny-ecp5`` as it is (8-byte memory beat) on the ECPIX-5 simulation core's 128-bit
+    port: the accelerator's and the host's AXI traffic through Axi4Master's up-sizer; task 0,
+    bit-exact (the testbench compares with the golden model)."""
+    cfg = get_config("tiny-ecp5")
+    assert 8 * cfg.hw.mem_bytes_per_cycle < check_beat("ecpix5-85f", cfg, "test")
+    t0 = time.monotonic()
+    system = DramSystem(cfg, "ecpix5-85f", sim=True)
+    core = system.core
+    mem_size = 1 << core_ports(core)["user_port_axi_0_araddr"][1]
+    result = tmp_path / "result.json"
+    run_cocotb(system, "tests.cocotb.test_dram_system_tb", name="dram_system_ecpix5",
+               test_dir=tmp_path, seed=seed, extra_sources=[core],
+               params=dict(config=cfg.to_dict(), tasks=[0], base=BASE, mem_size=mem_size,
+                           csr=csr_map(core), init=init_sequence(core), result=str(result)))
+    res = json.loads(result.read_text())
+    print(f"ecpix5-85f DRAM model, tiny-ecp5 (8-byte beat on 128 bits): wall time "
+          f"{time.monotonic() - t0:.0f} s; {json.dumps(res)}")
+    assert [f["task"] for f in res["frames"]] == [0]
     assert all(f["counters"]["cycles"] > 0 for f in res["frames"])
