@@ -11,7 +11,10 @@
   ``sim.golden.forward`` (tests/cocotb/test_dram_system_tb.py), tasks 0 and 1. It prints the
   frame's CYCLES next to the frame model's figure (``sim.cycles.frame.frame_cost``) with
   ``hw.mem_latency`` set to LiteDRAM's measured read latency; the difference is reported, not
-  asserted (docs/boards.md, "A whole frame out of LiteDRAM").
+  asserted (docs/boards.md, "A whole frame out of LiteDRAM");
+- ``test_dram_frame_ecpix5_narrow_beat`` (slow, ~6 min with the Verilator build): ``tiny-ecp5``
+  (8-byte beat) on the ECPIX-5 simulation core's 128-bit port through Axi4Master's up-sizer
+  (accelerator and host link), task 0 bit-exact.
 """
 from __future__ import annotations
 
