@@ -47,8 +47,8 @@ passed on regardless, so an error never stalls the accelerator (its error path s
 the frame). Reset: the ``sync`` domain's (synchronous, active high); it empties the FIFOs and
 drops every valid.
 
-Resources (ratio 1): five stream slices, two AxADDR/AxLEN registers with a split remainder each, three
-:data:`OUTSTANDING`-deep FIFOs of a few bits. Latency: request to AR / AW two cycles; R to
+Resources (ratio 1): five stream slices, two AxADDR/AxLEN registers with a split remainder
+each, three :data:`OUTSTANDING`-deep FIFOs of a few bits. Latency: request to AR / AW two cycles; R to
 ``rd_data`` one cycle. Throughput: one beat per cycle each way. Wide: plus a build and an output
 register of one AXI beat (data and strobes) and two memory-beat counters.
 """
