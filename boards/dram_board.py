@@ -26,13 +26,13 @@ from __future__ import annotations
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from sim.config import Config, ConfigError
+from sim.config import Config
 
 from hw.link.uart import uart_divisor
 
 from boards.boards import BOARDS, Board
 from boards.dram_bridge import BridgedDramSystem
-from boards.dram_system import core_beat_bits
+from boards.dram_system import check_beat
 from boards.litedram_core import core_config
 
 __all__ = ["DramBoardTop", "dram_pads", "user_clock_hz", "check_dram", "dram_summary"]
@@ -62,17 +62,12 @@ def _check_pin_map(board: Board) -> None:
 
 def check_dram(board: Board, cfg: Config, *, accelerator: bool = True) -> None:
     """The checks a DRAM build needs before any tool runs: the board has a DRAM pin map and a
-    LiteDRAM config, and (with the accelerator) the config's memory beat is the core's AXI
-    port (ConfigError otherwise, naming both widths)."""
+    LiteDRAM config, and (with the accelerator) the config's memory beat divides the core's AXI
+    port by a power of two (the Axi4Master widens it; ConfigError otherwise, naming both
+    widths)."""
     _check_pin_map(board)
-    got = core_beat_bits(board.name, cfg)
-    if accelerator and got != 8 * cfg.hw.mem_bytes_per_cycle:
-        raise ConfigError(
-            f"DRAM build for {board.name}: the LiteDRAM AXI port is {got} bits but config "
-            f"{cfg.name!r} has a {8 * cfg.hw.mem_bytes_per_cycle}-bit memory beat "
-            f"(mem_bytes_per_cycle {cfg.hw.mem_bytes_per_cycle}); use a config with "
-            f"mem_bytes_per_cycle = {got // 8} (no AXI width converter is built), or "
-            f"--design demo for the DRAM bring-up design")
+    if accelerator:
+        check_beat(board.name, cfg, f"DRAM build for {board.name}")
 
 
 def _raw(port, path: str):

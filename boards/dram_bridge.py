@@ -67,7 +67,9 @@ class BridgedDramSystem(wiring.Component):
         self.cfg = cfg
         self.system = DramSystem(cfg, board, sim=sim, pads=pads, accelerator=accelerator)
         self.core = self.system.core
-        self.link = HostLink(cfg, divisor, wb_addr_bits=self.system.core_ports["wb_ctrl_adr"][1])
+        # the link's AXI master is as wide as the core's port (it up-sizes a narrower beat)
+        self.link = HostLink(cfg, divisor, wb_addr_bits=self.system.core_ports["wb_ctrl_adr"][1],
+                             axi_data_width=core_beat_bits(board, cfg))
         sysm = self.system.signature.members
         self._outside = {n: sysm[n] for n in sysm
                          if not n.startswith(("s_axil_", f"{HOST_PREFIX}_", "wb_ctrl_"))

@@ -23,11 +23,15 @@ Dataflow::
   DQS pads ``input``: a board top must wire them to the pins as inout); LiteDRAM's init
   sequence (docs/boards.md) runs over ``wb_ctrl``.
 
-Widths. The core's AXI port must be exactly the accelerator's memory beat (``8 *
-cfg.hw.mem_bytes_per_cycle``): the ULX3S core (64 bits) fits the ``tiny`` configs; the ECPIX-5
-core is 128 bits (its controller word, see boards/litedram_core.py), so there the config needs
-``mem_bytes_per_cycle = 16``. No width converter is built: a mismatch raises
-:class:`~sim.config.ConfigError` naming both widths. Addresses are cut to the port's width
+Widths. The accelerator's memory beat (``8 * cfg.hw.mem_bytes_per_cycle``) must divide the
+core's AXI port width by a power of two (:func:`check_beat`): the ULX3S core (64 bits) takes
+the ``tiny`` configs as they are; the ECPIX-5 core is 128 bits (its controller word, see
+boards/litedram_core.py) and takes 4-, 8- and 16-byte beats (``m3vit-ecp5-85f``, ``tiny-ecp5``):
+the accelerator's and the host link's :class:`~hw.link.axi4_master.Axi4Master` are built with
+``axi_data_width`` = the port, so they widen bursts, split R beats and pack W beats with
+strobes themselves (LiteDRAM's own AXI up-converter is not used: it hangs writes, see
+docs/boards.md). Otherwise :class:`~sim.config.ConfigError` names both widths. The switch and
+``s_host_*`` are the port's width. Addresses are cut to the port's width
 (the accelerator's ``mem_addr_bits`` alias modulo the DRAM size); AxSIZE and the 1-bit IDs are
 zero-extended to LiteDRAM's 4 bits, RID / BID cut back (LiteDRAM answers with the request's ID).
 
@@ -61,7 +65,7 @@ from hw.top.axi_top import EdgeMoeAxiTop
 
 from boards.litedram_core import AXI_PORT, CORE_NAME, core_config, core_ports, generate
 
-__all__ = ["DramSystem", "HOST_PREFIX", "core_beat_bits"]
+__all__ = ["DramSystem", "HOST_PREFIX", "core_beat_bits", "check_beat"]
 
 HOST_PREFIX = "s_host"
 _CORE_AXI = f"user_port_{AXI_PORT}"
@@ -72,6 +76,20 @@ def core_beat_bits(board: str, cfg: Config) -> int:
     """Width of the AXI user port of ``board``'s LiteDRAM core made for ``cfg`` (no generator
     run: the port width is in the core's config)."""
     return core_config(board, cfg)["user_ports"][AXI_PORT]["data_width"]
+
+
+def check_beat(board: str, cfg: Config, who: str) -> int:
+    """The core's AXI port width in bits; ConfigError (one line, prefixed ``who``) unless the
+    config's memory beat divides it by a power of two (Axi4Master's up-sizer ratios)."""
+    want, got = 8 * cfg.hw.mem_bytes_per_cycle, core_beat_bits(board, cfg)
+    ratio = got // want
+    if got % want or ratio & (ratio - 1):
+        raise ConfigError(
+            f"{who}: the LiteDRAM AXI port of {board} is {got} bits but config {cfg.name!r} has "
+            f"a {want}-bit memory beat (mem_bytes_per_cycle {cfg.hw.mem_bytes_per_cycle}); the "
+            f"beat must divide the port by a power of two: mem_bytes_per_cycle = "
+            f"{', '.join(str(got // 8 >> k) for k in range((got // 8).bit_length()))}")
+    return got
 
 
 class DramSystem(wiring.Component):
@@ -95,8 +113,8 @@ class DramSystem(wiring.Component):
     Ports
     -----
     s_axil_*, irq : the accelerator's register slave and interrupt (hw/top/axi_top.py).
-    s_host_* : AXI4 slave for the host (addresses ``cfg.hw.mem_addr_bits``, data the memory
-        beat, 1-bit ID).
+    s_host_* : AXI4 slave for the host (addresses ``cfg.hw.mem_addr_bits``, data the core's
+        AXI port width, 1-bit ID).
     host_mode : In(1); host_owner : Out(1)
         Request and current owner of the DRAM port (1 = host).
     wb_ctrl_*, init_done, init_error, DRAM pads : the core's, by its names (pads given in
@@ -113,13 +131,8 @@ class DramSystem(wiring.Component):
 
     def __init__(self, cfg: Config, board: str, *, sim: bool = False, pads: dict | None = None,
                  accelerator: bool = True):
-        want, got = 8 * cfg.hw.mem_bytes_per_cycle, core_beat_bits(board, cfg)
-        if want != got and accelerator:
-            raise ConfigError(
-                f"DramSystem: the LiteDRAM AXI port of {board} is {got} bits but config "
-                f"{cfg.name!r} has a {want}-bit memory beat (mem_bytes_per_cycle "
-                f"{cfg.hw.mem_bytes_per_cycle}); set mem_bytes_per_cycle = {got // 8} (no AXI "
-                f"width converter is built)")
+        got = (check_beat(board, cfg, "DramSystem") if accelerator
+               else core_beat_bits(board, cfg))
         self.cfg, self.board, self.sim, self.accelerator = cfg, board, sim, accelerator
         self.core = generate(board, sim=sim, cfg=cfg, quiet=True)
         self.core_ports = core_ports(self.core)
@@ -128,8 +141,7 @@ class DramSystem(wiring.Component):
         if unknown:
             raise ValueError(f"DramSystem: {', '.join(unknown)} are not ports of the "
                              f"{board} LiteDRAM core")
-        self._width = dict(addr_bits=cfg.hw.mem_addr_bits, data_bits=want if accelerator else got,
-                           id_bits=ID_BITS)
+        self._width = dict(addr_bits=cfg.hw.mem_addr_bits, data_bits=got, id_bits=ID_BITS)
         outside = {name: (Out if d == "output" else In)(w)
                    for name, (d, w) in self.core_ports.items()
                    if not name.startswith(_CORE_AXI) and name not in _CORE_CLOCKS
@@ -154,7 +166,8 @@ class DramSystem(wiring.Component):
             m.d.comb += self.host_owner.eq(1)
             m.submodules.core = self._core(m, host, user_clk, user_rst)
             return m
-        m.submodules.accel = accel = DomainRenamer("dram")(EdgeMoeAxiTop(self.cfg))
+        m.submodules.accel = accel = DomainRenamer("dram")(
+            EdgeMoeAxiTop(self.cfg, axi_data_width=self._width["data_bits"]))
         m.submodules.switch = switch = DomainRenamer("dram")(AxiSwitch2to1(**self._width))
         for name in (*axil_slave_ports(), "irq"):
             self._wire(m, self, name, accel, name)

@@ -59,6 +59,9 @@ class HostLink(wiring.Component):
     wb_addr_bits : int
         Width of ``wb.adr`` (LiteDRAM's ``wb_ctrl_adr``: 30).
     rx_fifo_depth : int
+    axi_data_width : int, optional
+        Data width of ``m_axi_*`` in bits (default the memory beat; a power-of-two multiple of
+        it, see :class:`~hw.link.axi4_master.Axi4Master`).
 
     Ports
     -----
@@ -68,13 +71,15 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, cfg: Config, divisor: int | None = None, wb_addr_bits: int = 30,
-                 rx_fifo_depth: int = 16):
+                 rx_fifo_depth: int = 16, axi_data_width: int | None = None):
         self.cfg, self.divisor, self.rx_fifo_depth = cfg, divisor, rx_fifo_depth
+        self.mem = Axi4Master(cfg, axi_data_width)
+        self._axi_ports = axi_master_ports(cfg, data_bits=self.mem.axi_data_width)
         self.wb_addr_bits = wb_addr_bits
         self.bridge = HostBridge(cfg, handshake_csr_signature(BRIDGE_ADDR_BITS, WB_DATA_BITS))
         ports = {"host_mode": Out(1), "link_error": Out(1), "bus_error": Out(1),
                  "axil": Out(wiring.Signature(axil_master_ports(AXIL_ADDR_BITS))),
-                 "wb": Out(wishbone_signature(wb_addr_bits)), **axi_master_ports(cfg)}
+                 "wb": Out(wishbone_signature(wb_addr_bits)), **self._axi_ports}
         if divisor is None:
             ports.update(rx=In(stream.Signature(BYTE_BITS)), tx=Out(stream.Signature(BYTE_BITS)))
         else:
@@ -89,7 +94,7 @@ class HostLink(wiring.Component):
         m.submodules.window = window = CsrWindow(BRIDGE_ADDR_BITS, WB_DATA_BITS)
         m.submodules.regs = regs = AxiLiteMaster(window.window_bit, AXIL_ADDR_BITS)
         m.submodules.wb = wb = WishboneMaster(window.window_bit, self.wb_addr_bits)
-        m.submodules.mem = mem = Axi4Master(self.cfg)
+        m.submodules.mem = mem = self.mem
         self._link(m, rxf, bridge)
         wiring.connect(m, bridge.csr, window.bus)
         wiring.connect(m, window.low, regs.bus)
@@ -98,7 +103,7 @@ class HostLink(wiring.Component):
         wiring.connect(m, wb.wb, wiring.flipped(self.wb))
         wiring.connect(m, bridge.mem_rd, mem.rd)
         wiring.connect(m, bridge.mem_wr, mem.wr)
-        for name, member in axi_master_ports(self.cfg).items():
+        for name, member in self._axi_ports.items():
             mine, theirs = getattr(self, name), getattr(mem, name)
             m.d.comb += (mine.eq(theirs) if member.flow == Out else theirs.eq(mine))
         m.d.comb += [self.host_mode.eq(bridge.host_mode), mem.clear_error.eq(0),

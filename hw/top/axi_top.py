@@ -39,6 +39,9 @@ class EdgeMoeAxiTop(wiring.Component):
     Parameters
     ----------
     cfg : Config
+    axi_data_width : int, optional
+        The AXI master's data width in bits (default the memory beat; a power-of-two multiple
+        of it, see :class:`~hw.link.axi4_master.Axi4Master`).
 
     Ports
     -----
@@ -48,12 +51,13 @@ class EdgeMoeAxiTop(wiring.Component):
         Level interrupt: not busy, and done | error | bus error.
     """
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, axi_data_width: int | None = None):
         self.cfg = cfg
         self.top = EdgeMoeTop(cfg)
-        self.axi = Axi4Master(cfg)
+        self.axi = Axi4Master(cfg, axi_data_width)
         self.axil = AxiLiteCsr(cfg)
-        super().__init__({**axi_master_ports(cfg), **axil_slave_ports(),
+        self._axi_ports = axi_master_ports(cfg, data_bits=self.axi.axi_data_width)
+        super().__init__({**self._axi_ports, **axil_slave_ports(),
                           "irq": wiring.Out(1)})
 
     def elaborate(self, platform):
@@ -64,7 +68,7 @@ class EdgeMoeAxiTop(wiring.Component):
         wiring.connect(m, top.mem_rd, axi.rd)
         wiring.connect(m, top.mem_wr, axi.wr)
         wiring.connect(m, axil.csr, top.csr)
-        self._forward(m, axi, axi_master_ports(self.cfg))
+        self._forward(m, axi, self._axi_ports)
         self._forward(m, axil, axil_slave_ports())
         m.d.comb += [axil.busy.eq(top.busy), axil.done.eq(top.done), axil.error.eq(top.error),
                      axil.bus_error.eq(axi.bus_error), axi.clear_error.eq(axil.clear_error),

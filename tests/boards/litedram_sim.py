@@ -67,10 +67,11 @@ class LiteDramSimTop(wiring.Component):
 
 
 class Axi4MasterOnLiteDram(wiring.Component):
-    """Axi4Master (burst bus -> AXI4) on the simulation core's AXI user port."""
+    """Axi4Master (burst bus -> AXI4) on the simulation core's AXI user port; ``axi_data_width``
+    (bits) as for Axi4Master: the port's width over a narrower memory beat."""
 
-    def __init__(self, cfg: Config, core: Path):
-        self.cfg = cfg
+    def __init__(self, cfg: Config, core: Path, axi_data_width: int | None = None):
+        self.cfg, self.axi_data_width = cfg, axi_data_width
         self.ports = core_ports(core)
         ctrl = {name: (In if d == "input" else Out)(w) for name, (d, w) in self.ports.items()
                 if name.startswith("wb_ctrl_") or name.startswith("init_")}
@@ -79,12 +80,12 @@ class Axi4MasterOnLiteDram(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.axi = axi = Axi4Master(self.cfg)
+        m.submodules.axi = axi = Axi4Master(self.cfg, self.axi_data_width)
         wiring.connect(m, wiring.flipped(self.rd), axi.rd)
         wiring.connect(m, wiring.flipped(self.wr), axi.wr)
         m.d.comb += [self.bus_error.eq(axi.bus_error), axi.clear_error.eq(0)]
         sigs = {n: getattr(self, n) for n in self.ports if n.startswith(("wb_ctrl_", "init_"))}
-        for name, member in axi_master_ports(self.cfg).items():
+        for name, member in axi_master_ports(self.cfg, data_bits=axi.axi_data_width).items():
             core_name = f"{AXI_PREFIX}_{name.removeprefix('m_axi_')}"
             width = self.ports[core_name][1]
             mine = getattr(axi, name)

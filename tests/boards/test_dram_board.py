@@ -11,7 +11,12 @@
 - ``test_dram_summary``: report.json's DRAM entry for the ECPIX-5 (the chip and clocks of its
   LiteDRAM YAML: MT41K256M16, DDR3 at 100 MHz = 2 x the 50 MHz user clock);
 - ``test_dram_checks``: one-line errors for a board without a DRAM pin map and for a config
-  whose memory beat is not the core's AXI port;
+  whose memory beat does not divide the core's AXI port (a port forced to 128 bits under a
+  32-byte beat: the real core widens its port to such a beat); 4-, 8-, 16- and 32-byte beats
+  pass;
+- ``test_ecpix5_dram_tiny_top``: ``tiny-ecp5`` as it is (8-byte beat on the 128-bit port, the
+  Axi4Master up-sizes) elaborates to the ECPIX-5 DRAM top: the accelerator's and the host link's
+  AXI masters are 128 bits wide (WSTRB 16 bits);
 - ``test_ecpix5_dram_accelerator_top`` (slow, ~1-2 min of elaboration): the same with the
   accelerator, on ``tiny-ecp5`` widened to the 128-bit port (16-column PE array, 8 experts).
 """
@@ -23,6 +28,7 @@ import pytest
 
 from amaranth.build.dsl import DiffPairs, Pins
 
+from boards import dram_system
 from boards.boards import get_board
 from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
 from boards.litedram_core import core_ports, generate
@@ -99,15 +105,36 @@ def test_dram_summary():
                    "axi_data_bits": 128}
 
 
-def test_dram_checks():
+def test_dram_checks(monkeypatch):
     with pytest.raises(ValueError, match=r"board ulx3s-85f has no DRAM pin map .* boards with "
                                          r"one: ecpix5-85f"):
         check_dram(get_board("ulx3s-85f"), get_config("tiny-ecp5"))
-    with pytest.raises(ConfigError, match=r"DRAM build for ecpix5-85f: the LiteDRAM AXI port is "
-                                          r"128 bits but config 'tiny-ecp5' has a 64-bit memory "
-                                          r"beat"):
-        check_dram(get_board(BOARD), get_config("tiny-ecp5"))
-    check_dram(get_board(BOARD), get_config("tiny-ecp5"), accelerator=False)
+    # the board core's port is max(beat, controller word), so only a forced 128-bit port can
+    # be narrower than a 32-byte beat
+    wide = with_changes(get_config("tiny-ecp5"), name="tiny-ecp5-beat32",
+                        hw={"mem_bytes_per_cycle": 32})
+    check_dram(get_board(BOARD), wide)                 # 256-bit port: the beat as it is
+    monkeypatch.setattr(dram_system, "core_beat_bits", lambda board, cfg: 128)
+    with pytest.raises(ConfigError, match=r"DRAM build for ecpix5-85f: the LiteDRAM AXI port of "
+                                          r"ecpix5-85f is 128 bits but config 'tiny-ecp5-beat32' "
+                                          r"has a 256-bit memory beat .* mem_bytes_per_cycle = "
+                                          r"16, 8, 4, 2, 1$"):
+        check_dram(get_board(BOARD), wide)
+    check_dram(get_board(BOARD), wide, accelerator=False)
+    monkeypatch.undo()
+    for beat in (4, 8, 16):
+        check_dram(get_board(BOARD), with_changes(get_config("tiny-ecp5"),
+                                                  hw={"mem_bytes_per_cycle": beat}))
+    check_dram(get_board(BOARD), get_config("m3vit-ecp5-85f"))
+
+
+def test_ecpix5_dram_tiny_top():
+    cfg = get_config("tiny-ecp5")
+    board, platform, plan = _prepare(True, cfg)
+    _check_plan(board, platform, plan, cfg)
+    il = plan.files["edge_moe.il"]
+    strobes = re.findall(r"wire width (\d+)[^\n]*\\m_axi_wstrb\b", il)
+    assert strobes and set(strobes) == {"16"}, strobes
 
 
 @pytest.mark.slow

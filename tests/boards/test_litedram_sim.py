@@ -11,7 +11,11 @@ sequence (tests/harness/litedram_tb.py), as a host does on the board.
   read latency and bandwidth (printed; docs/boards.md quotes them);
 - ``test_axi4_master_on_litedram``: the project's Axi4Master (hw/link/axi4_master.py) on the
   same port, bursts of the accelerator's bus with random gaps and back-pressure, bit-exact
-  (tests/cocotb/test_litedram_axi4_master_tb.py).
+  (tests/cocotb/test_litedram_axi4_master_tb.py);
+- ``test_axi4_master_narrow_on_litedram``: the same with the ECPIX-5's narrow beats as they are
+  (4 bytes: ``m3vit-ecp5-85f``; 8 bytes: ``tiny-ecp5``) on the 128-bit port, Axi4Master built
+  with ``axi_data_width`` 128 (its up-sizer: widened bursts, split R beats, packed W beats with
+  partial strobes) against LiteDRAM's own AXI port and DRAM model.
 
 The simulation core differs from the board's in its PHY only: LiteX's simulated PHY runs DDR3
 at rate 1:4 (ECP5DDRPHY: 1:2), with the same 128-bit controller word (one BL8 burst of the x16
@@ -88,4 +92,26 @@ def test_axi4_master_on_litedram(board, tmp_path, seed):
     res = json.loads(result.read_text())
     print(f"{board} via Axi4Master: {json.dumps(res)}")
     assert 0 < res["read_bytes_per_cycle"] <= cfg.hw.mem_bytes_per_cycle
+    assert res["rd_req_to_data_cycles"]["min"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beat", [4, 8])
+def test_axi4_master_narrow_on_litedram(beat, tmp_path, seed):
+    board = "ecpix5-85f"
+    cfg = with_changes(get_config("tiny-ecp5"), name=f"tiny-ecp5-beat{beat}",
+                       hw={"mem_bytes_per_cycle": beat})
+    core = generate(board, sim=True, cfg=cfg)
+    port = core_ports(core)[f"user_port_{AXI_PORT}_rdata"][1]
+    assert port == 128 > 8 * beat
+    result = tmp_path / "result.json"
+    run_cocotb(Axi4MasterOnLiteDram(cfg, core, axi_data_width=port),
+               "tests.cocotb.test_litedram_axi4_master_tb",
+               name=_name(board, f"axi4_master_beat{beat}"), test_dir=tmp_path, seed=seed,
+               extra_sources=[core],
+               params=dict(config=cfg.to_dict(), csr=csr_map(core), init=init_sequence(core),
+                           window=16 * 1024, bursts=96, result=str(result)))
+    res = json.loads(result.read_text())
+    print(f"{board} via Axi4Master, {beat}-byte beat on the {port}-bit port: {json.dumps(res)}")
+    assert 0 < res["read_bytes_per_cycle"] <= beat
     assert res["rd_req_to_data_cycles"]["min"] > 0

@@ -10,6 +10,12 @@ WLAST match AWLEN, strobes full; the read data equals the memory with ``last`` e
 end of each *requested* burst; the memory after the writes equals a Python model; one
 ``wr_resp`` per requested burst, 1 iff it touched the error range; ``bus_error`` is set iff an
 error answer was given, and ``clear_error`` clears it. Data widths 64, 128 and 256 bits.
+
+Wide AXI (``axi_data_width`` 2x / 4x the memory beat: 8 -> 16 and 4 -> 16 bytes, the ECPIX-5
+LiteDRAM port under ``tiny-ecp5`` / ``m3vit-ecp5-85f``): the same traffic, with starts anywhere
+in the AXI beat. The AR / AW sequence must equal the requests split at 4 KiB and widened to whole
+AXI beats (computed here from the requests alone), every byte the writes cover is strobed
+exactly once and no other byte is, and read data and memory are compared byte by byte as above.
 """
 from __future__ import annotations
 
@@ -29,6 +35,20 @@ ERR = (0x8FC0, 0x9000)          # the slave answers SLVERR here: the end of a 4 
 
 def _cfg(width_bytes):
     return with_changes(get_config("tiny"), hw=dict(mem_bytes_per_cycle=width_bytes))
+
+
+def _axi_bursts(reqs, W, WW):
+    """The AXI bursts (addr, len) the requests must become: split at 4 KiB, then each piece
+    widened to whole ``WW``-byte beats."""
+    out = []
+    for r in reqs:
+        start, end = r["addr"], r["addr"] + r["beats"] * W
+        while start < end:
+            stop = min(end, (start // 4096 + 1) * 4096)
+            lo, hi = start // WW * WW, -(-stop // WW) * WW
+            out.append((lo, (hi - lo) // WW - 1))
+            start = stop
+    return out
 
 
 def _bursts(rng, W, B, n):
@@ -52,25 +72,31 @@ class SlaveModel:
     """AXI4 slave on the DUT's m_axi_* signals; records protocol errors in ``errors``."""
 
     def __init__(self, dut, W, rng, mem):
-        self.dut, self.W, self.rng, self.mem = dut, W, rng, mem
+        self.dut, self.W, self.rng, self.mem = dut, W, rng, mem    # W: the AXI beat here
+        self.ar_seen, self.aw_seen = [], []
+        self.strobed = {}                         # byte address -> times written
         self.r_beats, self.w_bursts, self.b_queue = deque(), deque(), deque()
         self.errors, self.error_answers = [], 0
         self.w_beat = 0
         self.w_data = deque()                     # W beats not yet matched with an AW
         self.aw_count = self.w_started = self.w_in_burst = 0
+        self.full_strobes = True
 
     def _write_beats(self):
         """Apply the buffered W beats to the bursts whose AW has been accepted (a slave may take
         W before AW)."""
         W = self.W
         while self.w_bursts and self.w_data:
-            wdata, wlast = self.w_data.popleft()
+            wdata, wlast, wstrb = self.w_data.popleft()
             burst = self.w_bursts[0]
             addr = burst[0] + self.w_beat * W
             if ERR[0] <= addr < ERR[1]:
                 burst[2] = True
             else:
-                self.mem[addr:addr + W] = wdata.to_bytes(W, "little")
+                for b in range(W):
+                    if wstrb >> b & 1:
+                        self.mem[addr + b] = wdata >> 8 * b & 0xFF
+                        self.strobed[addr + b] = self.strobed.get(addr + b, 0) + 1
             self.w_beat += 1
             if bool(wlast) != (self.w_beat == burst[1]):
                 self.errors.append(f"WLAST {wlast} on beat {self.w_beat} of {burst[1]}")
@@ -116,6 +142,7 @@ class SlaveModel:
              awburst, wv, wr, wdata, wstrb, wlast, bv, br) = s[2:]
             if arv and arr:
                 self._check("AR", araddr, arlen, arsize, arburst)
+                self.ar_seen.append((araddr, arlen))
                 for i in range(arlen + 1):
                     self.r_beats.append((araddr + i * W, i == arlen))
             if rv and rr:
@@ -124,6 +151,7 @@ class SlaveModel:
                 r_offer = None
             if awv and awr:
                 self._check("AW", awaddr, awlen, awsize, awburst)
+                self.aw_seen.append((awaddr, awlen))
                 self.w_bursts.append([awaddr, awlen + 1, False])
                 self.aw_count += 1
             if wv and wr:
@@ -132,20 +160,20 @@ class SlaveModel:
                     if self.w_started > self.aw_count + awv:
                         self.errors.append(f"W burst {self.w_started} before its AW was valid")
                 self.w_in_burst = 0 if wlast else self.w_in_burst + 1
-                if wstrb != (1 << W) - 1:
+                if self.full_strobes and wstrb != (1 << W) - 1:
                     self.errors.append(f"WSTRB {wstrb:#x}")
-                self.w_data.append((wdata, wlast))
+                self.w_data.append((wdata, wlast, wstrb))
             self._write_beats()
             if bv and br:
                 b_offer = None
 
 
-@pytest.mark.parametrize("width_bytes", [8, 16, 32])
-def test_axi4_master_against_slave_model(width_bytes, seed):
+@pytest.mark.parametrize("width_bytes,axi_bytes", [(8, 8), (16, 16), (32, 32), (8, 16), (4, 16)])
+def test_axi4_master_against_slave_model(width_bytes, axi_bytes, seed):
     cfg = _cfg(width_bytes)
-    W, B = width_bytes, cfg.hw.mem_max_burst
+    W, B, WW = width_bytes, cfg.hw.mem_max_burst, axi_bytes
     rng = random.Random(seed)
-    dut = Axi4Master(cfg)
+    dut = Axi4Master(cfg, axi_data_width=8 * WW) if WW != W else Axi4Master(cfg)
     mem = bytearray(rng.getrandbits(8) for _ in range(MEM))
     want_mem = bytearray(mem)
     reads, writes = _bursts(rng, W, B, 30), _bursts(rng, W, B, 30)
@@ -169,7 +197,8 @@ def test_axi4_master_against_slave_model(width_bytes, seed):
             wdata.append({"data": word})
             if not ERR[0] <= a < ERR[1]:
                 want_mem[a:a + W] = word.to_bytes(W, "little")
-    slave = SlaveModel(dut, W, random.Random(seed + 1), mem)
+    slave = SlaveModel(dut, WW, random.Random(seed + 1), mem)
+    slave.full_strobes = WW == W
     got_rd, got_resp, seen = [], [], {}
 
     async def read_side(ctx):
@@ -203,8 +232,16 @@ def test_axi4_master_against_slave_model(width_bytes, seed):
 
     run_pysim(dut, [read_side, read_data, write_side, write_data, write_resp],
               background=[slave.run], deadline_cycles=40_000)
-    msg = f"(W={W}, seed={seed})"
+    msg = f"(W={W}, AXI {WW}, seed={seed})"
     assert not slave.errors, f"AXI protocol {msg}: {slave.errors[:5]}"
+    assert slave.ar_seen == _axi_bursts(reads, W, WW), f"AR bursts {msg}"
+    assert slave.aw_seen == _axi_bursts(writes, W, WW), f"AW bursts {msg}"
+    want_strobed = {}
+    for w in writes:
+        for a in range(w["addr"], w["addr"] + w["beats"] * W):
+            if not ERR[0] <= a < ERR[1]:
+                want_strobed[a] = want_strobed.get(a, 0) + 1
+    assert slave.strobed == want_strobed, f"bytes strobed {msg}"
     assert got_rd == want_rd, f"read data or last wrong {msg}"
     assert got_resp == want_resp, f"write responses {got_resp} != {want_resp} {msg}"
     assert mem == want_mem, f"memory after the writes differs {msg}"
@@ -219,3 +256,10 @@ def test_axi4_master_rejects_long_bursts():
     with pytest.raises(ConfigError, match=r"Axi4Master: a burst .* must be <= 4096 bytes, "
                                           r"got 8192"):
         Axi4Master(cfg)
+
+
+@pytest.mark.parametrize("axi_bits", [32, 96, 8])
+def test_axi4_master_rejects_bad_widths(axi_bits):
+    with pytest.raises(ConfigError, match=rf"AXI data width \({axi_bits} bits\) must be a "
+                                          r"power-of-two multiple of the memory beat \(64 bits"):
+        Axi4Master(_cfg(8), axi_data_width=axi_bits)
