@@ -3,7 +3,8 @@
 A random routing's expert list (the reorder unit's, from tests/hw/test_patch_reorder.py's golden
 model) goes in with random gaps; the consumer takes grants with random back-pressure. Checked
 against the list and a table written through ``tbl_*`` with random addresses (an independent
-dict, not the component's memory): grant order (fc1 then fc2 of each chosen expert, ascending),
+dict, not the component's memory): grant order (fc1 then fc2 of each chosen expert, ascending,
+once per chunk of at most ``hw.hidden_rows`` tokens when H is row-tiled, as m3vit-ecp5-85f is),
 each grant's weight / bias addresses (table entries ``expert x 4 + matrix x 2 (+1)``), ``last``
 only on the final fc2, the stream protocol, the documented 2-cycle grant latency at full rate,
 and the stall counter against the consumer's own count of waits.
@@ -20,6 +21,23 @@ from host.pysim import run_pysim, stream_recv, stream_send
 from sim.config import ConfigError, get_config, with_changes
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 from tests.hw.test_patch_reorder import golden_list, random_routing
+
+
+def _want(cfg, beats, table) -> list[dict]:
+    """The grants an independent reading of the rule gives: per chosen expert, fc1 then fc2 of
+    each chunk of at most ``hidden_rows`` of its tokens (all of them when H is not row-tiled),
+    ``last`` on the final fc2 of the list."""
+    T = cfg.hw.hidden_rows or cfg.model.tokens
+    out = []
+    for i, b in enumerate(beats):
+        chunks = [min(T, b["count"] - c) for c in range(0, b["count"], T)]
+        for j, n in enumerate(chunks):
+            for mt in (0, 1):
+                base = b["expert"] * len(TENSORS) + 2 * mt
+                out.append(dict(expert=b["expert"], count=n, matrix=mt,
+                                last=int(mt == 1 and i == len(beats) - 1 and j == len(chunks) - 1),
+                                w_addr=table[base], b_addr=table[base + 1]))
+    return out
 
 
 def _run(cfg, seed, full_rate: bool):
@@ -42,10 +60,12 @@ def _run(cfg, seed, full_rate: bool):
         await stream_send(ctx, dut.experts, beats, rng=None if full_rate else rng,
                           valid_prob=0.5, accepted_cycles=accepted)
 
+    want = _want(cfg, beats, table)
+
     async def consumer(ctx):
         await ctx.tick().repeat(len(table))
         n, edges = 0, len(table)
-        while n < 2 * len(beats):
+        while n < len(want):
             take = full_rate or rng.random() < 0.6
             ctx.set(dut.grant.ready, int(take))
             _, _, valid, payload = await ctx.tick().sample(dut.grant.valid, dut.grant.payload)
@@ -65,13 +85,6 @@ def _run(cfg, seed, full_rate: bool):
         assert ctx.get(dut.stall_cycles) == len([w for w in waits if w > first]), f"seed={seed}"
 
     run_pysim(dut, [writer_and_list, consumer])
-    want = []
-    for i, b in enumerate(beats):
-        for mt in (0, 1):
-            base = b["expert"] * len(TENSORS) + 2 * mt
-            want.append(dict(expert=b["expert"], count=b["count"], matrix=mt,
-                             last=int(mt == 1 and i == len(beats) - 1),
-                             w_addr=table[base], b_addr=table[base + 1]))
     assert got == want, f"seed={seed}"
     return beats, accepted, took, len(table)
 
