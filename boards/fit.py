@@ -175,14 +175,14 @@ def _unit_memories(cfg: Config, geo) -> list[MemoryEstimate]:
            MemoryEstimate("LayerNorm gamma / beta", param_layout(cfg, L).size, beats)]
     if m.moe_blocks:
         from hw.moe.patch_reorder import reorder_slots
-        from hw.moe.prefetcher import TENSORS
+        from hw.moe.prefetcher import address_table
         from hw.moe.router import token_shape
         slots = reorder_slots(cfg)
         out += [MemoryEstimate("patch reorder entries", token_shape(cfg).width + cfg.num.exp.bits,
                                slots),
                 MemoryEstimate("patch reorder links", max(1, (slots - 1).bit_length()), slots),
                 MemoryEstimate("expert address table", cfg.hw.mem_addr_bits,
-                               len(m.moe_blocks) * m.experts * len(TENSORS))]
+                               address_table(cfg)[1])]
     return out
 
 

@@ -27,7 +27,7 @@ from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.link.host_bridge import HostBridge
-from hw.link.uart import BYTE_BITS, UartRx, UartTx
+from hw.link.uart import BYTE_BITS, connect_byte_link
 from sim.config import Config
 
 __all__ = ["BridgedSystem"]
@@ -55,17 +55,7 @@ class BridgedSystem(wiring.Component):
         m.submodules.device = dev = self.device
         m.submodules.rx_fifo = rxf = fifo.SyncFIFOBuffered(width=BYTE_BITS,
                                                            depth=self.rx_fifo_depth)
-        if self.divisor is None:
-            wiring.connect(m, wiring.flipped(self.rx), rxf.w_stream)
-            wiring.connect(m, br.tx, wiring.flipped(self.tx))
-        else:
-            m.submodules.uart_rx = urx = UartRx(self.divisor)
-            m.submodules.uart_tx = utx = UartTx(self.divisor)
-            m.d.comb += [urx.rx.eq(self.uart_rx), self.uart_tx.eq(utx.tx)]
-            wiring.connect(m, urx.o, rxf.w_stream)
-            wiring.connect(m, br.tx, utx.i)
-            m.d.comb += self.link_error.eq(urx.framing_error | urx.overrun)
-        wiring.connect(m, rxf.r_stream, br.rx)
+        connect_byte_link(m, self, rxf, br)
         wiring.connect(m, br.csr, dev.csr)
         wiring.connect(m, br.mem_rd, dev.host_rd)
         wiring.connect(m, br.mem_wr, dev.host_wr)

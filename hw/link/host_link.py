@@ -38,7 +38,7 @@ from hw.link.csr_bus_masters import (AxiLiteMaster, WishboneMaster, WB_DATA_BITS
                                      axil_master_ports, wishbone_signature)
 from hw.link.csr_window import CsrWindow
 from hw.link.host_bridge import REG_ADDR_BYTES, HostBridge, handshake_csr_signature
-from hw.link.uart import BYTE_BITS, UartRx, UartTx
+from hw.link.uart import BYTE_BITS, connect_byte_link
 
 __all__ = ["HostLink", "WINDOW_BASE", "BRIDGE_ADDR_BITS"]
 
@@ -95,7 +95,7 @@ class HostLink(wiring.Component):
         m.submodules.regs = regs = AxiLiteMaster(window.window_bit, AXIL_ADDR_BITS)
         m.submodules.wb = wb = WishboneMaster(window.window_bit, self.wb_addr_bits)
         m.submodules.mem = mem = self.mem
-        self._link(m, rxf, bridge)
+        connect_byte_link(m, self, rxf, bridge)
         wiring.connect(m, bridge.csr, window.bus)
         wiring.connect(m, window.low, regs.bus)
         wiring.connect(m, window.high, wb.bus)
@@ -109,16 +109,3 @@ class HostLink(wiring.Component):
         m.d.comb += [self.host_mode.eq(bridge.host_mode), mem.clear_error.eq(0),
                      self.bus_error.eq(regs.bus_error | wb.bus_error)]
         return m
-
-    def _link(self, m, rxf, bridge):
-        if self.divisor is None:
-            wiring.connect(m, wiring.flipped(self.rx), rxf.w_stream)
-            wiring.connect(m, bridge.tx, wiring.flipped(self.tx))
-        else:
-            m.submodules.uart_rx = urx = UartRx(self.divisor)
-            m.submodules.uart_tx = utx = UartTx(self.divisor)
-            m.d.comb += [urx.rx.eq(self.uart_rx), self.uart_tx.eq(utx.tx)]
-            wiring.connect(m, urx.o, rxf.w_stream)
-            wiring.connect(m, bridge.tx, utx.i)
-            m.d.comb += self.link_error.eq(urx.framing_error | urx.overrun)
-        wiring.connect(m, rxf.r_stream, bridge.rx)

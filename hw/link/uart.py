@@ -38,7 +38,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UartRx", "UartTx", "BYTE_BITS", "uart_divisor"]
+__all__ = ["UartRx", "UartTx", "BYTE_BITS", "uart_divisor", "connect_byte_link"]
 
 BYTE_BITS = 8          # the UART frame's data bits (8N1), not an accelerator width
 
@@ -198,3 +198,21 @@ class UartTx(wiring.Component):
             m.d.sync += [shreg.eq((shreg >> 1) | (1 << (frame - 1))), left.eq(left - 1),
                          timer.eq(div - 1)]
         return m
+
+
+def connect_byte_link(m, owner, rx_fifo, bridge) -> None:
+    """The host byte link of a board design: ``owner.rx`` / ``owner.tx`` streams (simulation,
+    ``owner.divisor is None``) or a UART on ``owner.uart_rx`` / ``owner.uart_tx`` whose framing
+    or overrun errors drive ``owner.link_error``; received bytes pass through ``rx_fifo`` into
+    ``bridge.rx``, ``bridge.tx`` goes out directly."""
+    if owner.divisor is None:
+        wiring.connect(m, wiring.flipped(owner.rx), rx_fifo.w_stream)
+        wiring.connect(m, bridge.tx, wiring.flipped(owner.tx))
+    else:
+        m.submodules.uart_rx = urx = UartRx(owner.divisor)
+        m.submodules.uart_tx = utx = UartTx(owner.divisor)
+        m.d.comb += [urx.rx.eq(owner.uart_rx), owner.uart_tx.eq(utx.tx)]
+        wiring.connect(m, urx.o, rx_fifo.w_stream)
+        wiring.connect(m, bridge.tx, utx.i)
+        m.d.comb += owner.link_error.eq(urx.framing_error | urx.overrun)
+    wiring.connect(m, rx_fifo.r_stream, bridge.rx)

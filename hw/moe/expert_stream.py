@@ -47,7 +47,7 @@ from sim.config import Config
 
 from hw.common import accept_job
 from hw.moe.patch_reorder import expert_list_layout
-from hw.moe.prefetcher import TENSORS, grant_layout
+from hw.moe.prefetcher import TENSORS, address_table, grant_layout
 
 __all__ = ["ExpertStreamer", "stream_grant_layout"]
 
@@ -87,12 +87,7 @@ class ExpertStreamer(wiring.Component):
 
     def __init__(self, cfg: Config, table=None, layers: int | None = None):
         self.cfg = cfg
-        self.layers = len(cfg.model.moe_blocks) if layers is None else layers
-        self.table_depth = self.layers * cfg.model.experts * len(TENSORS)
-        self.table = list(table or [])
-        if len(self.table) > self.table_depth:
-            raise ValueError(f"ExpertStreamer: address table has {len(self.table)} entries, more "
-                             f"than {self.table_depth}")
+        self.layers, self.table_depth, self.table = address_table(cfg, table, layers)
         super().__init__({
             "experts": In(stream.Signature(expert_list_layout(cfg))),
             "layer": In(range(max(self.layers, 2))),

@@ -96,6 +96,17 @@ def expert_address_table(cfg: Config, tensors, base: int = 0) -> list[int]:
     return out
 
 
+def address_table(cfg: Config, table=None, layers: int | None = None) -> tuple[int, int, list]:
+    """(MoE layers, depth, initial entries) of the expert address table of ``layers`` MoE layers
+    (default: the model's), ``TENSORS`` entries per expert; ValueError if ``table`` is longer."""
+    layers = len(cfg.model.moe_blocks) if layers is None else layers
+    depth = layers * cfg.model.experts * len(TENSORS)
+    table = list(table or [])
+    if len(table) > depth:
+        raise ValueError(f"address table has {len(table)} entries, more than {depth}")
+    return layers, depth, table
+
+
 def prefetch_geometry(cfg: Config) -> dict:
     """Sizes of the buffers and of each load (:func:`sim.cycles.moe.load_geometry`, checked)."""
     return load_geometry(cfg)
@@ -164,12 +175,7 @@ class ExpertPrefetcher(wiring.Component):
         check_bus_config(cfg)
         self.cfg = cfg
         self.g = prefetch_geometry(cfg)
-        self.layers = len(cfg.model.moe_blocks) if layers is None else layers
-        self.table_depth = self.layers * cfg.model.experts * len(TENSORS)
-        self.table = list(table or [])
-        if len(self.table) > self.table_depth:
-            raise ValueError(f"address table has {len(self.table)} entries, more than "
-                             f"{self.table_depth}")
+        self.layers, self.table_depth, self.table = address_table(cfg, table, layers)
         n, C, cb = cfg.num, cfg.hw.array_cols, cfg.hw.moe_counter_bits
         self.w_beats_max = max(self.g["w_beats"])
         super().__init__({
