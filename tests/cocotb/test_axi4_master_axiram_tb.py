@@ -45,10 +45,6 @@ async def axi4_master_on_axiram(dut):
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     rng = random.Random(seed)
     ports = _ports(dut, cfg)
-    for name in ("rd_req", "wr_req", "wr_data"):
-        ports[name].valid.value = 0
-    for name in ("rd_data", "wr_resp"):
-        ports[name].ready.value = 0
     dut.clear_error.value = 0
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=size)
     for model in (ram.read_if, ram.write_if):

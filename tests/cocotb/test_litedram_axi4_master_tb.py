@@ -33,11 +33,17 @@ BOUNDARY = 4096
 
 
 def _ports(dut, cfg):
-    return {"rd_req": StreamPort(dut, "rd__rd_req", req_layout(cfg)),
-            "rd_data": StreamPort(dut, "rd__rd_data", rdata_layout(cfg)),
-            "wr_req": StreamPort(dut, "wr__wr_req", req_layout(cfg)),
-            "wr_data": StreamPort(dut, "wr__wr_data", wdata_layout(cfg)),
-            "wr_resp": StreamPort(dut, "wr__wr_resp", None)}
+    """The master's five memory-bus streams, driven idle (no valid towards it, no ready)."""
+    ports = {"rd_req": StreamPort(dut, "rd__rd_req", req_layout(cfg)),
+             "rd_data": StreamPort(dut, "rd__rd_data", rdata_layout(cfg)),
+             "wr_req": StreamPort(dut, "wr__wr_req", req_layout(cfg)),
+             "wr_data": StreamPort(dut, "wr__wr_data", wdata_layout(cfg)),
+             "wr_resp": StreamPort(dut, "wr__wr_resp", None)}
+    for name in ("rd_req", "wr_req", "wr_data"):
+        ports[name].valid.value = 0
+    for name in ("rd_data", "wr_resp"):
+        ports[name].ready.value = 0
+    return ports
 
 
 def _beat(model: bytearray, addr: int, W: int) -> int:
@@ -124,10 +130,6 @@ async def axi4_master_on_litedram(dut):
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     rng = random.Random(seed)
     ports = _ports(dut, cfg)
-    for name in ("rd_req", "wr_req", "wr_data"):
-        ports[name].valid.value = 0
-    for name in ("rd_data", "wr_resp"):
-        ports[name].ready.value = 0
     idle_wb(dut)
     await start(dut)
     await dram_init(dut, p["csr"], p["init"])
