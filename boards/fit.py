@@ -80,9 +80,10 @@ def dp16kd_blocks(width: int, depth: int) -> int:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """A ``width`` x ``depth`` memory; ``lanes`` > 0: built as that many side-by-side
-    :class:`~hw.fabric.ecp5_bram.Ecp5Bram` of ``width / lanes`` bits (the ECP5 buffer bank,
-    ``hw.bram_target = "ecp5"``: true-dual-port DP16KD aspects only, no 36-bit packing)."""
+    """A ``width`` x ``depth`` memory; ``lanes`` > 0: built as one
+    :class:`~hw.fabric.ecp5_bram.Ecp5Bram` written in that many lanes (the ECP5 buffer bank,
+    ``hw.bram_target = "ecp5"``: its own block plan, 512 x 36 blocks and a LUT-RAM
+    remainder included)."""
 
     name: str
     width: int
@@ -96,8 +97,8 @@ class MemoryEstimate:
     @property
     def blocks(self) -> int:
         if self.lanes:
-            from hw.fabric.ecp5_bram import dp16kd_geometry
-            return self.lanes * dp16kd_geometry(self.width // self.lanes, self.depth)[1]
+            from hw.fabric.ecp5_bram import dp16kd_plan
+            return dp16kd_plan(self.width, self.depth, self.lanes).blocks
         return dp16kd_blocks(self.width, self.depth)
 
 

@@ -1,107 +1,238 @@
 """Ecp5Bram: a memory with one write port and one registered read port, built from ECP5 DP16KD
-block RAMs whose read output register is the block's own (``REGMODE_B="OUTREG"``).
+block RAMs whose read output register is the block's own (``REGMODE="OUTREG"``).
 
 The drop-in ECP5 twin of ``lib.memory.Memory`` + :class:`hw.fabric.bram.RegisteredReadPort`:
 same read latency (``2 + address_reg`` cycles: the block's registered address, its output
 register, plus the optional fabric address register), same clock enable (``r_en`` drives
-``CEB`` and ``OCEB``: the whole read pipeline holds when it is low), writes take effect at the
-clock edge (``w_en``). Why: Yosys' ``synth_ecp5`` only ever emits ``REGMODE="NOREG"``, so an
-output register written in RTL stays in the fabric; the DP16KD's own one cuts the ~5.8 ns
-clock-to-data of a speed-6 block RAM to ~1 ns.
+``CEB`` and the output registers' enables: the whole read pipeline holds when it is low), writes
+take effect at the clock edge (``w_en``, one bit per write lane). Why: Yosys' ``synth_ecp5``
+only ever emits ``REGMODE="NOREG"``, so an output register written in RTL stays in the fabric;
+the DP16KD's own one cuts the ~5.8 ns clock-to-data of a speed-6 block RAM to ~1 ns.
 
-Geometry: each DP16KD is used as a simple dual-port RAM (port A writes, port B reads) in the
-widest configuration that holds ``depth`` words: 1024 x 18, 2048 x 9, 4096 x 4, 8192 x 2 or
-16384 x 1, and ``ceil(width / that)`` blocks side by side. Deeper memories (cascading blocks
-by address) are not supported. No initial contents (the blocks start at zero). A read of the
-address being written in the same cycle returns undefined data (the block's port collision),
-unlike ``Memory``'s read-before-write.
+Geometry (:func:`dp16kd_plan`, the fewest blocks): each DP16KD is a simple dual-port RAM
+(port A writes, port B reads) in one aspect ratio: 1024 x 18, 2048 x 9, 4096 x 4, 8192 x 2,
+16384 x 1, or the pseudo-dual-port 512 x 36 (word = {DOB, DOA}, ADA[3:0] its four 9-bit byte
+enables; the aspect Yosys' own ``$__ECP5_PDPW16KD_`` mapping uses). ``columns`` blocks sit side
+by side and ``rows`` of them are cascaded by address (the read data of each row is selected
+after the output registers, by the row bits of the address delayed alongside). A few words past
+the last whole row (at most :data:`FABRIC_MAX_WORDS`) live in a LUT-RAM ``Memory`` with the same
+latency instead of a whole row of blocks: the activation buffers of M3ViT hold 129 tokens, and
+the cls token would otherwise cost a third or half again of a buffer's blocks.
 
-Parameters: ``shape`` (the word's shape), ``depth``, ``address_reg`` (bool), ``domain``
-(default ``"sync"``).
-Ports: ``w_addr``, ``w_data``, ``w_en`` (in); ``r_addr``, ``r_en`` (in, default 1),
-``r_data`` (out).
+``write_lanes`` > 1 splits the word into that many equal lanes with their own write enable: on
+byte enables when a lane is a whole number of 9-bit bytes (several lanes share a block), else
+each lane gets its own column of blocks. No initial contents (the blocks start at zero). A read
+of the address being written in the same cycle returns undefined data (the block's port
+collision), unlike ``Memory``'s read-before-write.
+
+Parameters: ``shape`` (the word's shape), ``depth``, ``address_reg`` (bool), ``write_lanes``,
+``domain`` (default ``"sync"``).
+Ports: ``w_addr``, ``w_data`` (in), ``w_en`` (in, ``write_lanes`` bits); ``r_addr``, ``r_en``
+(in, default 1), ``r_data`` (out).
 """
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Instance, Module, Shape, Signal, Value
+from dataclasses import dataclass
+
+from amaranth.hdl import Array, Cat, ClockSignal, Const, Instance, Module, Shape, Signal, Value
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Ecp5Bram", "dp16kd_geometry", "DP16KD_ADDR_BITS"]
+__all__ = ["Ecp5Bram", "Dp16kdPlan", "dp16kd_plan", "dp16kd_geometry", "DP16KD_ADDR_BITS",
+           "FABRIC_MAX_WORDS"]
 
 DP16KD_ADDR_BITS = 14
-# (data width per block, words per block), widest first: the 16 Kbit array (18 Kbit with the
-# 9th bits) seen through each true-dual-port aspect ratio
-_ASPECTS = ((18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+# (data width per block, words per block): the 16 Kbit array (18 Kbit with the 9th bits) seen
+# through each aspect ratio. The true-dual-port ones first: on a tie in blocks they win, as
+# they did before the 36-bit aspect was offered.
+_ASPECTS = ((18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384), (36, 512))
+# A remainder this small goes to LUT RAM (Yosys maps a <= 32-deep memory there; tests/boards/
+# test_fit.py measured the threshold) rather than a row of blocks.
+FABRIC_MAX_WORDS = 32
+
+
+@dataclass(frozen=True)
+class Dp16kdPlan:
+    """How an :class:`Ecp5Bram` is cut into DP16KD blocks (module docstring)."""
+    block_width: int     # data bits per block
+    block_depth: int     # words per block
+    columns: int         # blocks side by side in a row
+    rows: int            # rows cascaded by address
+    fabric_words: int    # words past ``rows * block_depth``, in LUT RAM
+    lane_columns: bool   # each write lane has its own columns (no byte enables)
+
+    @property
+    def blocks(self) -> int:
+        return self.columns * self.rows
+
+    @property
+    def address_bits(self) -> int:
+        return self.block_depth.bit_length() - 1
+
+
+def dp16kd_plan(width: int, depth: int, write_lanes: int = 1) -> Dp16kdPlan:
+    """The plan with the fewest DP16KD blocks for a ``width`` x ``depth`` memory written in
+    ``write_lanes`` equal lanes (ties: no LUT RAM, fewer rows, the earlier aspect)."""
+    if width < 1 or depth < 1 or write_lanes < 1 or width % write_lanes:
+        raise ValueError(f"Ecp5Bram: need width >= 1, depth >= 1 and width divisible by "
+                         f"write_lanes, got {width} x {depth} in {write_lanes} lanes")
+    lane = width // write_lanes
+    best, best_key = None, None
+    for order, (bw, bd) in enumerate(_ASPECTS):
+        if write_lanes == 1 or (lane % 9 == 0 and bw >= 9):
+            columns, lane_columns = -(-width // bw), False
+        else:
+            columns, lane_columns = write_lanes * -(-lane // bw), True
+        options = [(-(-depth // bd), 0)]
+        whole, rest = divmod(depth, bd)
+        if whole and 0 < rest <= FABRIC_MAX_WORDS:
+            options.append((whole, rest))
+        for rows, fabric in options:
+            plan = Dp16kdPlan(bw, bd, columns, rows, fabric, lane_columns)
+            key = (plan.blocks, fabric > 0, rows, order)
+            if best_key is None or key < best_key:
+                best, best_key = plan, key
+    return best
 
 
 def dp16kd_geometry(width: int, depth: int) -> tuple[int, int]:
     """(data width of each DP16KD, number of blocks) for a ``width`` x ``depth`` memory."""
-    for block_width, block_depth in _ASPECTS:
-        if depth <= block_depth:
-            return block_width, -(-width // block_width)
-    raise ValueError(f"Ecp5Bram: depth must be at most {_ASPECTS[-1][1]} words (one DP16KD "
-                     f"deep), got {depth}")
+    plan = dp16kd_plan(width, depth)
+    return plan.block_width, plan.blocks
 
 
 class Ecp5Bram(wiring.Component):
-    def __init__(self, shape, depth: int, *, address_reg: bool = False, domain: str = "sync"):
-        if depth < 1:
-            self._MustUse__silence = True   # no "created but never used" warning as well
-            raise ValueError(f"Ecp5Bram: depth must be at least 1, got {depth}")
+    def __init__(self, shape, depth: int, *, address_reg: bool = False, write_lanes: int = 1,
+                 domain: str = "sync"):
         self.shape, self.depth = shape, depth
         self.width = Shape.cast(shape).width
         try:
-            self.block_width, self.blocks = dp16kd_geometry(self.width, depth)
+            self.plan = dp16kd_plan(self.width, depth, write_lanes)
         except ValueError:
-            self._MustUse__silence = True
+            self._MustUse__silence = True   # no "created but never used" warning as well
             raise
+        self.block_width, self.blocks = self.plan.block_width, self.plan.blocks
+        self.write_lanes = write_lanes
         self.address_reg, self.domain = bool(address_reg), domain
         self.latency = 2 + self.address_reg
         super().__init__({
-            "w_addr": In(range(depth)), "w_data": In(shape), "w_en": In(1),
+            "w_addr": In(range(depth)), "w_data": In(shape), "w_en": In(write_lanes),
             "r_addr": In(range(depth)), "r_en": In(1, init=1), "r_data": Out(shape),
         })
 
     def elaborate(self, platform):
         m = Module()
+        plan, dom = self.plan, self.domain
         r_addr = self.r_addr
         if self.address_reg:
             r_addr = Signal.like(self.r_addr, name="read_addr")
             with m.If(self.r_en):
-                m.d[self.domain] += r_addr.eq(self.r_addr)
-        w, n = self.block_width, self.blocks
-        w_data = Signal(w * n)
-        r_data = Signal(w * n)
-        m.d.comb += [w_data.eq(Value.cast(self.w_data)), self.r_data.eq(r_data[:self.width])]
+                m.d[dom] += r_addr.eq(self.r_addr)
+        abits = plan.address_bits
+        w_row, r_row = self.w_addr[abits:], r_addr[abits:]
+        words = []
+        for r in range(plan.rows):
+            row_hit = (w_row == r) if plan.rows + (plan.fabric_words > 0) > 1 else Const(1)
+            words.append(self._row(m, r, row_hit, r_addr))
+        if plan.fabric_words:
+            words.append(self._fabric(m, w_row == plan.rows, r_addr))
+        if len(words) == 1:
+            m.d.comb += self.r_data.eq(words[0])
+            return m
+        # the row of each read, delayed like its data (block address register, output register)
+        sel = r_row
+        for s in range(2):
+            nxt = Signal(range(len(words)), name=f"read_row{s + 1}")
+            with m.If(self.r_en):
+                m.d[dom] += nxt.eq(sel)
+            sel = nxt
+        m.d.comb += self.r_data.eq(Array(words)[sel])
+        return m
+
+    def _bit_map(self, j):
+        """Word bit (or None: padding) of each data bit of block column ``j``, and the write
+        lane of each of its write enables (bytes of x36/x18; the block for narrower ones)."""
+        plan, bw = self.plan, self.plan.block_width
+        lane_w = self.width // self.write_lanes
+        if plan.lane_columns:
+            per_lane = plan.columns // self.write_lanes
+            lane, c = divmod(j, per_lane)
+            bits = [lane * lane_w + c * bw + i if c * bw + i < lane_w else None
+                    for i in range(bw)]
+            return bits, [lane] * max(1, bw // 9)
+        bits = [j * bw + i if j * bw + i < self.width else None for i in range(bw)]
+        if bw < 9:
+            return bits, [min(j * bw // lane_w, self.write_lanes - 1)]
+        return bits, [min((j * bw + 9 * b) // lane_w, self.write_lanes - 1)
+                      for b in range(bw // 9)]
+
+    def _row(self, m, r, row_hit, r_addr):
+        """Row ``r`` of blocks; returns the word its output registers hold."""
+        plan, bw, dom = self.plan, self.plan.block_width, self.domain
+        w_data, w_en = Value.cast(self.w_data), self.w_en
+        word = Signal(self.width, name=f"row{r}_data")
         ad_a, ad_b = self._block_address(self.w_addr), self._block_address(r_addr)
-        if w == 18:
-            # x18: address bits 0 and 1 of port A are its byte-write enables (both bytes)
-            ad_a = [1, 1] + ad_a[2:]
-        for j in range(n):
-            ports = {"i_CLKA": ClockSignal(self.domain), "i_CEA": 1, "i_OCEA": 1,
-                     "i_WEA": self.w_en, "i_RSTA": 0,
-                     "i_CLKB": ClockSignal(self.domain), "i_CEB": self.r_en,
-                     "i_OCEB": self.r_en, "i_WEB": 0, "i_RSTB": 0}
+        for j in range(plan.columns):
+            bits, byte_lanes = self._bit_map(j)
+            enables = [w_en[lane] & row_hit for lane in byte_lanes]
+            di = [w_data[k] if k is not None else 0 for k in bits]
+            do = Signal(bw, name=f"row{r}_col{j}_do")
+            for i, k in enumerate(bits):
+                if k is not None:
+                    m.d.comb += word[k].eq(do[i])
+            ports = {"i_CLKA": ClockSignal(dom), "i_CEA": 1, "i_RSTA": 0,
+                     "i_CLKB": ClockSignal(dom), "i_CEB": self.r_en, "i_OCEB": self.r_en,
+                     "i_WEB": 0, "i_RSTB": 0, "i_OCEA": self.r_en if bw == 36 else 1}
+            a = list(ad_a)
+            if bw >= 18:
+                # x18 / x36: the low address pins of port A are its byte-write enables
+                a[:len(enables)] = enables
+                ports["i_WEA"] = row_hit & Cat(*(w_en[lane] for lane in byte_lanes)).any()
+            else:
+                ports["i_WEA"] = enables[0]
             for k in range(3):
                 ports[f"i_CSA{k}"] = ports[f"i_CSB{k}"] = 0
             for k in range(DP16KD_ADDR_BITS):
-                ports[f"i_ADA{k}"], ports[f"i_ADB{k}"] = ad_a[k], ad_b[k]
-            for k in range(w):
-                ports[f"i_DIA{k}"] = w_data[j * w + k]
-                ports[f"i_DIB{k}"] = 0
-                ports[f"o_DOB{k}"] = r_data[j * w + k]
-            m.submodules[f"dp16kd_{j}"] = Instance(
-                "DP16KD", p_DATA_WIDTH_A=w, p_DATA_WIDTH_B=w,
-                p_REGMODE_A="NOREG", p_REGMODE_B="OUTREG",
+                ports[f"i_ADA{k}"], ports[f"i_ADB{k}"] = a[k], ad_b[k]
+            for k in range(18):
+                if bw == 36:
+                    ports[f"i_DIA{k}"], ports[f"i_DIB{k}"] = di[k], di[18 + k]
+                    ports[f"o_DOA{k}"], ports[f"o_DOB{k}"] = do[k], do[18 + k]
+                elif k < bw:
+                    ports[f"i_DIA{k}"], ports[f"i_DIB{k}"] = di[k], 0
+                    ports[f"o_DOB{k}"] = do[k]
+            regmode_a = "OUTREG" if bw == 36 else "NOREG"
+            m.submodules[f"dp16kd_r{r}_c{j}"] = Instance(
+                "DP16KD", p_DATA_WIDTH_A=bw, p_DATA_WIDTH_B=bw,
+                p_REGMODE_A=regmode_a, p_REGMODE_B="OUTREG",
                 p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
                 p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
                 p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED", **ports)
-        return m
+        return word
+
+    def _fabric(self, m, hit, r_addr):
+        """The words past the last row, in a LUT-RAM ``Memory`` with the blocks' latency (its
+        read register, then one more for the output register)."""
+        plan, dom = self.plan, self.domain
+        lane_w = self.width // self.write_lanes
+        mem = Memory(shape=self.width, depth=plan.fabric_words, init=[])
+        m.submodules.fabric = mem
+        wp = mem.write_port(domain=dom, granularity=lane_w if self.write_lanes > 1 else None)
+        rp = mem.read_port(domain=dom, transparent_for=())
+        abits = (plan.fabric_words - 1).bit_length()
+        m.d.comb += [wp.addr.eq(self.w_addr[:abits]), wp.data.eq(self.w_data),
+                     wp.en.eq(self.w_en & hit.replicate(self.write_lanes)), rp.addr.eq(r_addr[:abits]),
+                     rp.en.eq(self.r_en)]
+        out = Signal(self.width, name="fabric_data")
+        with m.If(self.r_en):
+            m.d[dom] += out.eq(rp.data)
+        return out
 
     def _block_address(self, addr):
         """The 14 address pins of a block: the word address in the top bits (as many as the
         aspect ratio has words), zeros below."""
-        abits = {18: 10, 9: 11, 4: 12, 2: 13, 1: 14}[self.block_width]
+        abits = self.plan.address_bits
         low = DP16KD_ADDR_BITS - abits
         return [0] * low + [addr[i] if i < len(addr) else 0 for i in range(abits)]
+

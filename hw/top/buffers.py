@@ -33,10 +33,12 @@ the clients do next, and no enable fans out to the blocks. How a memory is built
 - ``"generic"``: a ``lib.memory.Memory`` with a :class:`~hw.fabric.bram.RegisteredReadPort`
   (what pysim, Verilator and other vendors' tools get); a read of a word written in the same
   cycle returns the old word, and Yosys adds logic to emulate that;
-- ``"ecp5"``: one :class:`~hw.fabric.ecp5_bram.Ecp5Bram` per activation lane (the lane's write
-  enable is the block's), the output register inside the DP16KD and no collision logic: a read
-  requested in the cycle a write of the same word is requested is undefined. No descriptor reads a word while writing it (checked by
-  tests/system/test_buffer_collisions.py, which poisons such reads in a whole frame).
+- ``"ecp5"``: one :class:`~hw.fabric.ecp5_bram.Ecp5Bram` per memory, written in activation
+  lanes (byte enables; two 18-bit lanes share a 512 x 36 block where that takes fewer blocks,
+  and the cls token's words past the last whole row of blocks sit in LUT RAM), the output
+  register inside the DP16KD and no collision logic: a read requested in the cycle a write of
+  the same word is requested is undefined. No descriptor reads a word while writing it (checked
+  by tests/system/test_buffer_collisions.py, which poisons such reads in a whole frame).
 
 Latency: request handshake -> output valid ``BufferBank.latency + 1`` = 4 cycles (read, FIFO
 write); throughput one beat per cycle with ``depth >= BufferBank.latency + 2`` (the default):
@@ -195,16 +197,14 @@ class BufferBank(wiring.Component):
         return rp.data
 
     def _ecp5_memory(self, m, i, depth, raddr, waddr, wdata, wen):
-        """Memory ``i`` as one :class:`Ecp5Bram` per activation lane (the lane's write enable
-        is the block's), so every read uses the DP16KD's output register."""
-        a = self.geo.cfg.num.act.bits
-        lanes = []
-        for g in range(self.geo.G):
-            m.submodules[f"mem{i}_lane{g}"] = lane = Ecp5Bram(a, depth, address_reg=True)
-            m.d.comb += [lane.r_addr.eq(raddr), lane.w_addr.eq(waddr),
-                         lane.w_data.eq(wdata[g * a:(g + 1) * a]), lane.w_en.eq(wen[g])]
-            lanes.append(lane.r_data)
-        return Cat(*lanes)
+        """Memory ``i`` as one :class:`Ecp5Bram` written in activation lanes (a lane's write
+        enable is its bytes' enables), so every read uses the DP16KD's output register; the
+        blocks pack two 18-bit lanes per 512 x 36 block where that takes fewer of them."""
+        m.submodules[f"mem{i}"] = mem = Ecp5Bram(self.geo.word_bits, depth, address_reg=True,
+                                                 write_lanes=self.geo.G)
+        m.d.comb += [mem.r_addr.eq(raddr), mem.w_addr.eq(waddr), mem.w_data.eq(wdata),
+                     mem.w_en.eq(wen)]
+        return mem.r_data
 
 
 class ReadPipe(wiring.Component):

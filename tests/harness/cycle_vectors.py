@@ -91,8 +91,11 @@ def run_icarus(dut, inputs: dict, outputs, tmp_path: Path, sources=(),
     (``-g2005``), run it on ``inputs`` and return the sampled ``outputs``."""
     verilog = convert(dut, "dut")
     header = verilog[verilog.index("module dut"):verilog.index("endmodule")]
-    widths = {name: int(msb) + 1 if msb else 1 for _, msb, name in _PORT.findall(header)}
-    dirs = {name: d for d, _, name in _PORT.findall(header)}
+    # the module's own ports only (a function inside it, e.g. an Array's mux, has inputs too)
+    ports = set(re.findall(r"[\w$]+", header[header.index("("):header.index(")")]))
+    found = [(d, msb, name) for d, msb, name in _PORT.findall(header) if name in ports]
+    widths = {name: int(msb) + 1 if msb else 1 for _, msb, name in found}
+    dirs = {name: d for d, _, name in found}
     for name in [*inputs, *outputs]:
         if name not in dirs:
             raise ValueError(f"run_icarus: port {name!r} not in the module ({sorted(dirs)})")

