@@ -15,8 +15,9 @@ UART on a board; a simulated byte link in tests/cocotb/test_dram_demo_tb.py):
    host/litedram_init.init_board_dram (init sequence, read leveling, memory test, one line per
    step) through the bridge's LiteDRAM CSR window; the transport's ``mem_size`` becomes the
    DRAM's size, so every region the driver writes is checked against it;
-3. :func:`run_frame_on_board`: the frame's memory image into DRAM in host mode, base registers,
-   TASK, start, poll, tokens and counters back (EdgeMoeDriver.load_frame / run_frame).
+3. :func:`run_frame_on_board`: the frame's memory image into DRAM in host mode (once: it is
+   the same for every task), base registers, TASK, start, poll, tokens and counters back
+   (EdgeMoeDriver.load_frame / run_frame).
 """
 from __future__ import annotations
 
@@ -74,6 +75,10 @@ def open_dram_board(transport: Transport, board: Board, cfg: Config, *, core=Non
 
 def run_frame_on_board(driver: EdgeMoeDriver, qparams: dict, image_q, task: int,
                        **wait_kw) -> DriverResult:
-    """One frame: memory image into DRAM, start, wait, read back (module docstring, step 3)."""
-    driver.load_frame(qparams, image_q, task)
+    """One frame (module docstring, step 3). The memory image is the same for every task (the
+    program is task-independent, TASK is a register, and a frame writes only its output
+    region), so it goes over the link only for the driver's first frame: over the UART that is
+    most of the time (the M3ViT image is ~37 MB)."""
+    if driver.layout is None:
+        driver.load_frame(qparams, image_q, task)
     return driver.run_frame(task, **wait_kw)

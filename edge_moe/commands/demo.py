@@ -179,7 +179,12 @@ def run(args) -> int:
         check_dram(board, cfg)       # before the model is built: the quick config error first
         clock_mhz = user_clock_hz(board, cfg) / 1e6
         clock_note = f"the LiteDRAM user clock of the {board.name} DRAM build"
-    driver = None
+    driver = serial_port = None
+    if board is not None:
+        # opened first (a missing port is found before the model is built); nothing is sent
+        # until host/dram_demo.check_dram_frame has passed
+        from host.driver import DEFAULT_BAUD, open_serial
+        serial_port = open_serial(args.port, args.baud or board.baud or DEFAULT_BAUD)
     if args.port and board is None:
         from host.driver import DEFAULT_BAUD, BridgeTransport, EdgeMoeDriver, open_serial
         _log(f"connecting to the board on {args.port} ...")
@@ -200,7 +205,7 @@ def run(args) -> int:
         _log(_accuracy_line(cfg, params, img.pixels, tasks))
 
     if board is not None:
-        driver = _open_dram_board(args, board, cfg, qparams, img.quantized, tasks)
+        driver = _open_dram_board(serial_port, args, board, cfg, qparams, img.quantized, tasks)
 
     results = []
     for t in tasks:
@@ -211,7 +216,8 @@ def run(args) -> int:
             _log(f"  task {_t}: {cycles:,} cycles simulated ({time.monotonic() - _s:.0f} s)")
 
         if driver is not None:
-            _log(f"task {t}: loading the frame memory over the UART and running it ...")
+            _log(f"task {t}: " + ("loading the frame memory over the UART and " if
+                                  driver.layout is None else "") + "running it ...")
             res = run_frame_on_board(driver, qparams, img.quantized, t)
         else:
             _log(f"task {t}: simulating one frame in {sim} ...")
@@ -246,17 +252,17 @@ def run(args) -> int:
     return 0 if all(r["bit_exact"] for r in results) else 1
 
 
-def _open_dram_board(args, board, cfg, qparams, image_q, tasks):
-    """Check the frame against the board's DRAM (nothing sent yet), open the UART, bring the
-    DRAM up (init, leveling, memory test); the driver (host/dram_demo.py)."""
+def _open_dram_board(serial_port, args, board, cfg, qparams, image_q, tasks):
+    """Check the frame against the board's DRAM (nothing sent yet), then bring the DRAM up over
+    the open serial port (init, leveling, memory test); the driver (host/dram_demo.py)."""
     from host.dram_demo import check_dram_frame, open_dram_board
-    from host.driver import DEFAULT_BAUD, BridgeTransport, open_serial
+    from host.driver import BridgeTransport
     need = check_dram_frame(board, cfg, qparams, image_q, tasks)
-    baud = args.baud or board.baud or DEFAULT_BAUD
-    _log(f"frame memory: {need:,} bytes per frame in the {board.name} DRAM; over the UART at "
-         f"{baud} baud that is ~{need * 10 / baud:.0f} s per task")
+    _log(f"frame memory: {need:,} bytes in the {board.name} DRAM, loaded once for all tasks; "
+         f"over the UART at {serial_port.baudrate} baud that takes "
+         f"~{need * 10 / serial_port.baudrate / 60:.0f} min")
     _log(f"connecting to the board on {args.port} ...")
-    transport = BridgeTransport(open_serial(args.port, baud))
+    transport = BridgeTransport(serial_port)
     start = time.monotonic()
     driver = open_dram_board(transport, board, cfg, log=_log)
     _log(f"DRAM ready ({time.monotonic() - start:.0f} s)")
