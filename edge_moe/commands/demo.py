@@ -174,18 +174,17 @@ def run(args) -> int:
             raise ValueError(f"task {t} out of range: config {cfg.name} has {m.tasks} tasks")
     board = _check_board_args(args)
     clock_mhz, clock_note = cfg.hw.clock_mhz, "the config's clock"
+    driver = serial_port = None
     if board is not None:
         from boards.dram_board import check_dram, user_clock_hz
+        from host.driver import DEFAULT_BAUD, open_serial
         check_dram(board, cfg)       # before the model is built: the quick config error first
         clock_mhz = user_clock_hz(board, cfg) / 1e6
         clock_note = f"the LiteDRAM user clock of the {board.name} DRAM build"
-    driver = serial_port = None
-    if board is not None:
-        # opened first (a missing port is found before the model is built); nothing is sent
+        # opened early (a missing port is found before the model is built); nothing is sent
         # until host/dram_demo.check_dram_frame has passed
-        from host.driver import DEFAULT_BAUD, open_serial
         serial_port = open_serial(args.port, args.baud or board.baud or DEFAULT_BAUD)
-    if args.port and board is None:
+    elif args.port:
         from host.driver import DEFAULT_BAUD, BridgeTransport, EdgeMoeDriver, open_serial
         _log(f"connecting to the board on {args.port} ...")
         driver = EdgeMoeDriver(BridgeTransport(open_serial(args.port, args.baud or DEFAULT_BAUD)),
