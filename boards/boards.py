@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-__all__ = ["Device", "Board", "BOARDS", "get_board", "DEVICES"]
+__all__ = ["Device", "Board", "BOARDS", "get_board", "DEVICES", "default_build_dir"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,13 @@ class Board:
     # kind) for each pad the core drives (boards/dram_board.py; "clk.p": the P pin of a pair)
     dram_resource: str | None = None
     dram_pads: tuple = ()
+    # the accelerator config the board's DRAM build is made for (`edge-moe build --dram
+    # --config ...`): `edge-moe report` times that config at the DRAM build's clock
+    dram_config: str | None = None
+    # sustained full-rate reads through the accelerator's Axi4Master on the board's LiteDRAM
+    # core, bytes per user-clock cycle, per memory beat in bytes (measured on LiteDRAM's
+    # simulation core of the board: docs/boards.md, tests/cocotb/test_litedram_axi4_master_tb.py)
+    dram_read_bytes_per_cycle: dict = field(default_factory=dict)
 
     def platform_class(self):
         mod, cls = self.platform.split(":")
@@ -100,7 +107,8 @@ BOARDS = {
               "error": Led("rgb_led", 0, "r"), "alive": Led("rgb_led", 1, "g")},
         notes="FTDI UART (second interface of the USB port), 100 MHz oscillator; the "
               "accelerator runs at 50 MHz from the PLL (routed Fmax ~65 MHz on this speed-8 part)",
-        dram_bytes_per_s=400e6, dram_resource="ddr3",
+        dram_bytes_per_s=400e6, dram_resource="ddr3", dram_config="m3vit-ecp5-85f",
+        dram_read_bytes_per_cycle={4: 3.77, 8: 7.26},
         # LiteX drives the DDR3 pins' physical levels (ras_n etc.): amaranth-boards' PinsN
         # inversion does not apply to the raw pins. No cs_n / reset_n pins on this board. DQ and
         # DQS go through the core's own bidirectional cells (LiteX declares them "input").
@@ -117,3 +125,9 @@ def get_board(name: str) -> Board:
         return BOARDS[name]
     except KeyError:
         raise ValueError(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}") from None
+
+
+def default_build_dir(board: str, config: str, design: str = "top", dram: bool = False) -> str:
+    """``edge-moe build``'s build directory when no ``-o`` is given (relative to the working
+    directory): ``build/<board>-<config>-<design>[-dram]``."""
+    return f"build/{board}-{config}-{design}{'-dram' if dram else ''}"

@@ -55,7 +55,7 @@ from sim.config import Config, get_config
 from boards.boards import get_board
 from boards.file_lock import locked
 
-__all__ = ["generate", "core_config", "core_dir", "dram_boards", "csr_map", "core_ports",
+__all__ = ["generate", "core_config", "core_dir", "dram_boards", "dram_bytes", "csr_map", "core_ports",
            "init_sequence", "required_packages", "controller_bits",
            "LiteDramError", "LiteDramConfigError", "CONFIG_DIR", "CACHE_ENV", "CORE_NAME",
            "AXI_PORT", "AXI_ID_BITS", "PIP_INSTALL"]
@@ -123,6 +123,21 @@ BURST_BEATS = {"SDR": 1, "DDR3": 8}
 def controller_bits(config: dict) -> int:
     """Width of LiteDRAM's controller word (native port) for a LiteDRAM config."""
     return BURST_BEATS[config["memtype"]] * 8 * config["sdram_module_nb"]
+
+
+def dram_bytes(board_name: str) -> int:
+    """Bytes of ``board_name``'s DRAM: the geometry of its LiteDRAM config's module
+    (``litedram.modules``: banks x rows x columns, one column = one DQ-wide word) over the
+    config's byte lanes (ECPIX-5: one MT41K256M16, 8 x 32,768 x 1,024 x 2 B = 512 MiB)."""
+    config = core_config(board_name)
+    # LiteDRAM's module table only here; its third-party code has invalid escape sequences
+    # (SyntaxWarning, an error under PYTHONWARNINGS=error when compiled afresh)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import litedram.modules as modules
+    module = getattr(modules, config["sdram_module"])
+    return module.nbanks * module.nrows * module.ncols * config["sdram_module_nb"]
 
 
 def required_packages(sim: bool) -> tuple[str, ...]:

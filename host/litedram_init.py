@@ -501,9 +501,13 @@ def initialize(csr: CoreCsr, core, *, memtest: Callable[[], str | None] | None =
     csr.write("sdram_dfii_control", software_control(consts))
     csr.write("ddrctrl_init_done", 0)
     csr.write("ddrctrl_init_error", 0)
-    run_commands(csr, init_commands(settings))
+    commands = init_commands(settings)
+    log(f"litedram: init sequence ({len(commands)} DFII commands, "
+        f"{settings.config['sdram_module']} {settings.config['memtype']})")
+    run_commands(csr, commands)
     lanes, lane_errors = [], []
     if settings.phy.read_leveling:
+        log("litedram: read leveling (every bitslip x read delay, per byte lane)")
         lanes = read_leveling(csr, settings, log)
     elif check_lanes:
         g = _Geometry.of(settings.phy)
@@ -518,22 +522,25 @@ def initialize(csr: CoreCsr, core, *, memtest: Callable[[], str | None] | None =
     csr.write("sdram_dfii_control", consts["DFII_CONTROL_SEL"])
     csr.write("ddrctrl_init_done", 1)
     if memtest is not None:
+        log("litedram: memory test through the user port")
         problem = memtest()
         if problem:
             csr.write("ddrctrl_init_error", 1)
             raise CalibrationError(f"litedram init: memory test after init failed: {problem}")
+        log("litedram: memory test passed")
     return SimpleNamespace(settings=settings, lanes=lanes, lane_errors=lane_errors,
                            accesses=csr.accesses)
 
 
-def init_board_dram(transport, board: str, cfg=None, *, memtest_beats: int = 256,
+def init_board_dram(transport, board: str, cfg=None, *, core=None, memtest_beats: int = 256,
                     log: Callable[[str], None] = print) -> SimpleNamespace:
     """Initialise and calibrate the DRAM of a programmed DRAM build (``edge-moe build --dram``)
     through its host bridge: ``transport`` is host/driver.py's ``BridgeTransport`` on the
     board's serial port, ``board`` / ``cfg`` name the LiteDRAM core the bitstream was built with
-    (its CSR map and settings come from the same cached generator output). Runs
-    :func:`initialize` with a memory test of ``memtest_beats`` beats at DRAM address 0."""
-    core = generate(board, sim=False, cfg=cfg, quiet=True)
+    (its CSR map and settings come from the same cached generator output; ``core``: that core's
+    Verilog path instead, e.g. the simulation core in a test). Runs :func:`initialize` with a
+    memory test of ``memtest_beats`` beats at DRAM address 0, logging each step."""
+    core = core or generate(board, sim=False, cfg=cfg, quiet=True)
     csr = bridge_csr(transport, core)
     res = initialize(csr, core, memtest=bridge_memtest(transport, beats=memtest_beats), log=log)
     log(f"litedram: {board} DRAM initialised ({res.accesses} CSR accesses)")

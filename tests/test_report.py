@@ -7,6 +7,10 @@ import json
 
 import pytest
 
+import yaml
+
+from boards.boards import default_build_dir
+from boards.litedram_core import CONFIG_DIR
 from edge_moe.cli import main
 from edge_moe.commands.report import (PUBLISHED_MULTS, published_budget_variant, report,
                                       report_clock)
@@ -23,15 +27,71 @@ def test_published_budget_is_256_plus_two_32_wide_dots():
     assert PUBLISHED_MULTS == 16 * 16 + 2 * 32
 
 
-def test_clock_source():
+def test_clock_source(tmp_path):
     # tiny-ecp5 is the default config of the ULX3S (25 MHz oscillator, no PLL) and the ECPIX-5
-    # (50 MHz from its PLL): boards/boards.py
-    mhz, src = report_clock(get_config("tiny-ecp5"))
+    # (50 MHz from its PLL): boards/boards.py. tmp_path: a build root without routed builds.
+    mhz, src = report_clock(get_config("tiny-ecp5"), tmp_path)
     assert mhz == 25.0 and src.startswith("design clock of board ulx3s-85f")
     assert "ecpix5-85f runs it at 50 MHz" in src
     for name in ("tiny", "m3vit-tiny-cityscapes"):
         cfg = get_config(name)
-        assert report_clock(cfg) == (cfg.hw.clock_mhz, "assumed (no routed build)")
+        assert report_clock(cfg, tmp_path) == (cfg.hw.clock_mhz, "assumed (no routed build)")
+
+
+def _yml_clock_mhz(board: str) -> float:
+    """The LiteDRAM user clock straight from the board's LiteDRAM config file."""
+    return yaml.safe_load((CONFIG_DIR / f"{board}.yml").read_text())["sys_clk_freq"] / 1e6
+
+
+def test_dram_board_config_at_the_litedram_clock(tmp_path):
+    """m3vit-ecp5-85f is the ECPIX-5 DRAM build's config: timed at the LiteDRAM user clock
+    (50 MHz, not its hw.clock_mhz 100), memory at the 3.77 B/cycle measured for the 4-byte
+    beat on the board's LiteDRAM core (docs/boards.md)."""
+    cfg = get_config("m3vit-ecp5-85f")
+    f = frame_cost(cfg)
+    r = report(cfg, f, tmp_path)
+    mhz = _yml_clock_mhz("ecpix5-85f")
+    assert mhz == 50.0 != cfg.hw.clock_mhz
+    assert r["clock_mhz"] == mhz
+    assert r["clock_source"].startswith("LiteDRAM user clock of board ecpix5-85f's DRAM build")
+    assert r["ms_per_frame"] == pytest.approx(f.cycles / (50e6 / 1e3))
+    assert r["memory_bytes_per_cycle"] == 3.77 and "measured" in r["memory_source"]
+    nbytes = f.bytes_read + f.bytes_written
+    assert r["memory_cycles"] == -(-nbytes * 100 // 377)
+    assert r["memory_extra_cycles_bound"] == r["memory_cycles"] - nbytes // 4
+    assert r["ms_per_frame_memory_bound"] == pytest.approx(
+        (f.cycles + r["memory_extra_cycles_bound"]) / 50e3)
+
+
+def _routed(root, board, cfg_name, *, dram, clock_mhz, fmax_mhz):
+    d = root / default_build_dir(board, cfg_name, "top", dram)
+    d.mkdir(parents=True)
+    (d / "report.json").write_text(json.dumps({
+        "board": board, "config": cfg_name, "design": "top", "dram": {"phy": "x"} if dram
+        else None, "clock_mhz": clock_mhz, "fmax_mhz": fmax_mhz}))
+    return d
+
+
+def test_routed_build_gives_the_clock(tmp_path, capsys):
+    d = _routed(tmp_path, "ecpix5-85f", "m3vit-ecp5-85f", dram=True, clock_mhz=50.0,
+                fmax_mhz=41.3)
+    out = tmp_path / "r.json"
+    assert main(["report", "--no-cpu-baseline", "--config", "m3vit-ecp5-85f", "--build-root",
+                 str(tmp_path), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    r = json.loads(out.read_text())
+    assert r["clock_mhz"] == 50.0
+    assert r["clock_source"] == (f"LiteDRAM user clock of the routed build {d} (ecpix5-85f; "
+                                 f"nextpnr Fmax 41.3 MHz, below the clock: the bitstream misses "
+                                 f"timing, this time is optimistic)")
+    cycles = frame_cost(get_config("m3vit-ecp5-85f")).cycles
+    assert r["cycles_per_frame"] == cycles
+    assert r["ms_per_frame"] == pytest.approx(cycles / 50e3)
+    assert f"{cycles / 50e3:.3f} ms at 50 MHz" in text
+    # an on-chip build of another config: its design clock, met timing
+    _routed(tmp_path, "ulx3s-85f", "tiny", dram=False, clock_mhz=20.0, fmax_mhz=31.0)
+    mhz, src = report_clock(get_config("tiny"), tmp_path)
+    assert mhz == 20.0 and src.endswith("(ulx3s-85f; nextpnr Fmax 31.0 MHz)"), src
 
 
 def test_report_json_has_the_new_fields(tmp_path, capsys):

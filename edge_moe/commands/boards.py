@@ -87,7 +87,7 @@ def _elaborate(args) -> int:
 
 
 def _build(args) -> int:
-    from boards.boards import BOARDS, get_board
+    from boards.boards import BOARDS, default_build_dir, get_board
     from boards.build import BuildError, build_board
     from boards.build_progress import ProgressPrinter
     from boards.fit import check_fit, estimate
@@ -110,8 +110,7 @@ def _build(args) -> int:
         check_fit(board.dev, est)
         log(f"{cfg.name} ({args.design}) fits the {board.device} by this estimate")
         return 0
-    out = args.output or (f"build/{board.name}-{cfg.name}-{args.design}"
-                          f"{'-dram' if args.dram else ''}")
+    out = args.output or default_build_dir(board.name, cfg.name, args.design, args.dram)
     # the tools' progress: one updating line on a terminal, plain lines otherwise
     progress = ProgressPrinter(stream=sys.stderr if args.json else sys.stdout)
     try:

@@ -5,16 +5,18 @@ Numbers come from the frame model (sim/cycles/frame.py), which is checked agains
 and the published Edge-MoE reference (FPL 2023: 34.64 ms per frame, 256 MACs at 300 MHz).
 Also: every multiplier of the top level (sim/multipliers.py) with its busy fraction over the
 frame (sim/cycles/timeline.py), the frame at the published design's multiplier budget, the clock
-and where it comes from, and (``--plot``) a timeline of the frame.
+and the memory rate and where they come from (a board build's clock and its DRAM's measured
+rate: edge_moe/commands/report_board.py), and (``--plot``) a timeline of the frame.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
-from boards.boards import BOARDS
 from edge_moe.commands.config_arg import add_config_arg, load_config
+from edge_moe.commands.report_board import DEFAULT_BUILD_ROOT, memory_rate, report_clock
 from edge_moe.commands.report_timing import depth_line
 from sim.config import Config, ConfigError, check_top_level, get_config, with_changes
 from sim.cycles.frame import FrameCost, frame_cost
@@ -40,23 +42,14 @@ def add_parser(sub) -> None:
     p.add_argument("--layers", action="store_true", help="print every descriptor, not per op kind")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the frame's unit timeline and per-descriptor array utilization")
+    p.add_argument("--build-root", type=Path, default=DEFAULT_BUILD_ROOT, metavar="DIR",
+                   help="where `edge-moe build` was run: a routed build of the config in its "
+                        "default build directory (DIR/build/<board>-<config>-top[-dram]) "
+                        "gives the clock (default: the working directory)")
     p.add_argument("--no-cpu-baseline", dest="cpu_baseline", action="store_false",
                    help="skip timing the same frame in PyTorch on this machine's CPU (it loads "
                         "PyTorch and runs the float model 6 times: seconds for M3ViT)")
     p.set_defaults(func=run)
-
-
-def report_clock(cfg: Config) -> tuple[float, str]:
-    """(MHz, where it comes from): the design clock of the first board (``BOARDS``) whose
-    default config is ``cfg`` (other such boards named), else ``cfg.hw.clock_mhz``, assumed."""
-    boards = [b for b in BOARDS.values() if b.config == cfg.name]
-    if not boards:
-        return cfg.hw.clock_mhz, "assumed (no routed build)"
-    # amaranth-boards and the PLL solver (Amaranth) only when a board matches
-    from boards.build import design_clock_hz
-    mhz = [design_clock_hz(b, b.platform_class()()) / 1e6 for b in boards]
-    others = "".join(f"; {b.name} runs it at {f:g} MHz" for b, f in zip(boards[1:], mhz[1:]))
-    return mhz[0], f"design clock of board {boards[0].name}{others}"
 
 
 def published_budget_variant(cfg: Config) -> tuple[Config, int] | None:
@@ -102,9 +95,21 @@ def multiplier_table(cfg: Config, f: FrameCost) -> dict:
             "macs_per_multiplier_cycle": cfg.model.macs_per_frame / (f.cycles * total)}
 
 
-def report(cfg, f: FrameCost | None = None) -> dict:
+def memory_figures(cfg: Config, f: FrameCost, rate: float, mhz: float) -> dict:
+    """The frame's traffic at the memory rate ``rate`` (bytes / cycle): the cycles it takes,
+    and how many more than at the frame model's one beat per cycle (a bound on what a slower
+    memory adds to the frame: all of it if every transfer is on the critical path)."""
+    nbytes = f.bytes_read + f.bytes_written
+    cycles = math.ceil(nbytes / rate)
+    extra = max(0, cycles - math.ceil(nbytes / cfg.hw.mem_bytes_per_cycle))
+    return {"memory_cycles": cycles, "memory_extra_cycles_bound": extra,
+            "ms_per_frame_memory_bound": (f.cycles + extra) / (mhz * 1e3)}
+
+
+def report(cfg, f: FrameCost | None = None, build_root: Path = DEFAULT_BUILD_ROOT) -> dict:
     f = f or frame_cost(cfg)
-    mhz, source = report_clock(cfg)
+    mhz, source = report_clock(cfg, build_root)
+    rate, rate_source = memory_rate(cfg, build_root)
     r = {
         "config": cfg.name,
         "cycles_per_frame": f.cycles,
@@ -116,6 +121,9 @@ def report(cfg, f: FrameCost | None = None) -> dict:
         "clock_source": source,
         "clock_estimate": depth_line(cfg.name),
         "ms_per_frame": f.cycles / (mhz * 1e3),
+        "memory_bytes_per_cycle": rate,
+        "memory_source": rate_source,
+        **memory_figures(cfg, f, rate, mhz),
         "published_ms_per_frame": PUBLISHED_MS,
         "multipliers": [vars(g) for g in multiplier_inventory(cfg)],
         **multiplier_table(cfg, f),
@@ -196,11 +204,11 @@ def _print_multipliers(cfg, r) -> None:
 def run(args) -> int:
     cfg = load_config(args.config)
     f = frame_cost(cfg)
-    r = report(cfg, f)
+    r = report(cfg, f, args.build_root)
     mhz = r["clock_mhz"]
     print(f"frame report: {cfg.name}, {cfg.hw.array_rows}x{cfg.hw.array_cols} array, "
-          f"{mhz:g} MHz clock, {r['clock_source']}; {cfg.hw.mem_bytes_per_cycle} B/cycle memory "
-          f"(model: sim/cycles/frame.py, validated against RTL)")
+          f"{mhz:g} MHz clock, {r['clock_source']}; {r['memory_bytes_per_cycle']:g} B/cycle "
+          f"memory, {r['memory_source']} (model: sim/cycles/frame.py, validated against RTL)")
     _print_layers(cfg, r, args.layers)
     print(f"\n  cycles per frame      {r['cycles_per_frame']:,} = {r['ms_per_frame']:.3f} ms at "
           f"{mhz:g} MHz")
@@ -213,6 +221,12 @@ def run(args) -> int:
           f"(attention runs on its own unit: {cfg.hw.attn_parallel} lanes x "
           f"{cfg.hw.attn_dot_width} multipliers x 2)")
     print(f"  memory traffic        {r['bytes_per_frame'] / 1e6:.2f} MB per frame")
+    print(f"  memory rate           {r['memory_bytes_per_cycle']:g} B/cycle: {r['memory_source']}")
+    if r["memory_extra_cycles_bound"]:
+        print(f"                        the frame's bytes take {r['memory_cycles']:,} cycles at "
+              f"that rate, at most {r['memory_extra_cycles_bound']:,} more than the model's "
+              f"{cfg.hw.mem_bytes_per_cycle} B/cycle: <= {r['ms_per_frame_memory_bound']:.3f} "
+              f"ms per frame if all of them stalled it")
     pub_cycles = PUBLISHED_MS * PUBLISHED_MHZ * 1e3
     if cfg.model == get_config("m3vit-tiny-cityscapes").model:   # the published workload
         print(f"  published Edge-MoE    {PUBLISHED_MS} ms = {pub_cycles / 1e6:.2f} M cycles on "
