@@ -57,10 +57,11 @@ def add_parser(sub) -> None:
                         "programmed with `edge-moe build` (e.g. /dev/ttyUSB0); the config must "
                         "be the bitstream's")
     p.add_argument("--baud", type=int, default=None,
-                   help="UART rate with --port (default: the board entries' 115200)")
+                   help="UART rate with --port (default: the --board entry's rate, e.g. "
+                        "2000000 on the ECPIX-5; without --board 115200)")
     p.add_argument("--board", metavar="NAME",
-                   help="with --dram: the board the bitstream was built for (as `edge-moe "
-                        "build --board`)")
+                   help="with --port: the board the bitstream was built for (as `edge-moe "
+                        "build --board`): its UART rate; needed with --dram")
     p.add_argument("--dram", action="store_true",
                    help="with --port and --board: a bitstream from `edge-moe build --dram` "
                         "(frame memory in the board's DRAM): initialise and calibrate the DRAM "
@@ -146,12 +147,11 @@ def _params(args, cfg):
 
 def _check_board_args(args):
     """The board of a --dram run (None without --dram); one clear error for a bad combination."""
-    if not args.dram:
-        if args.board:
-            raise ValueError("--board goes with --dram (a bitstream with on-chip frame memory "
-                             "needs only --port)")
-        return None
     from boards.boards import get_board
+    if not args.dram:
+        if args.board and not args.port:
+            raise ValueError("--board goes with --port (the board's serial port)")
+        return None
     if not args.board:
         raise ValueError("--dram needs --board (the board the bitstream was built for)")
     if not args.port:
@@ -160,6 +160,7 @@ def _check_board_args(args):
 
 
 def run(args) -> int:
+    from boards.boards import get_board
     from host.dram_demo import run_frame_on_board
     from host.run import run_frame
     from model_io.images import prepare_image, sample_image
@@ -187,8 +188,8 @@ def run(args) -> int:
     elif args.port:
         from host.driver import DEFAULT_BAUD, BridgeTransport, EdgeMoeDriver, open_serial
         _log(f"connecting to the board on {args.port} ...")
-        driver = EdgeMoeDriver(BridgeTransport(open_serial(args.port, args.baud or DEFAULT_BAUD)),
-                               cfg)
+        baud = args.baud or (get_board(args.board).baud if args.board else DEFAULT_BAUD)
+        driver = EdgeMoeDriver(BridgeTransport(open_serial(args.port, baud)), cfg)
     sim = (f"board {args.port}" + (f" ({board.name}, DRAM)" if board else "") if args.port
            else args.sim or default_simulator())
     _log(f"edge-moe demo: config {cfg.name} ({m.tokens} tokens, dim {m.dim}, {m.depth} blocks, "

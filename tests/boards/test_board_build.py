@@ -6,8 +6,11 @@
   once YoWASP's WebAssembly is compiled; the first YoWASP call on a machine adds ~40 s).
 - slow (``-m slow``): the same demo for the second board (ECPIX-5: proves a board is data), the
   accelerator on the board's config (``tiny-ecp5``) for both boards (the acceptance build of
-  ``edge-moe build --board ulx3s-85f``; it must meet the board's design clock), and
-  ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate.
+  ``edge-moe build --board ulx3s-85f``; it must meet the board's design clock),
+  ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate, and the full M3ViT
+  on the ECPIX-5's DDR3 (``--config m3vit-ecp5-85f --dram``, issue 16's acceptance build, about
+  1.5-2 h here): within 85 % of every resource, the fit estimate within 10 % of nextpnr's
+  count, the LiteDRAM user clock met.
 """
 from __future__ import annotations
 
@@ -64,6 +67,23 @@ def test_build_accelerator(board_name, tmp_path):
     saved = _check_report(rep, out, board_name)
     assert saved["utilization"]["MULT18X18D"]["used"] > 0
     assert saved["fmax_mhz"] >= saved["clock_mhz"], "the accelerator misses its board clock"
+
+
+@pytest.mark.slow
+def test_build_m3vit_ecpix5_dram(tmp_path):
+    from boards.fit import estimate
+    board, cfg = get_board("ecpix5-85f"), get_config("m3vit-ecp5-85f")
+    out = tmp_path / "m3vit"
+    rep = build_board(board, cfg, out, design="top", dram=True, timeout=4 * 3600,
+                      log=lambda s: None)
+    saved = _check_report(rep, out, "ecpix5-85f")
+    u = saved["utilization"]
+    for kind in ("LUT4", "MULT18X18D", "DP16KD"):
+        assert u[kind]["used"] <= 0.85 * u[kind]["available"], (kind, u[kind])
+    est = estimate(cfg, "top", external_memory=True)
+    assert abs(est.bram_blocks - u["DP16KD"]["used"]) <= 0.1 * u["DP16KD"]["used"]
+    assert abs(est.dsps - u["MULT18X18D"]["used"]) <= 0.1 * u["MULT18X18D"]["used"]
+    assert saved["fmax_mhz"] >= saved["clock_mhz"], "misses the LiteDRAM user clock"
 
 
 @pytest.mark.slow
