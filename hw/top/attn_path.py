@@ -16,7 +16,7 @@ unit (hw/attention/attention.py; stream order in hw/attention/attention_stream.p
   that group's outputs only after its last key, so an output never overwrites a Q value still
   to be read (docs/top_level.md).
 
-Latency: the feeders add ``ReadPipe.latency`` (4) cycles in front of the unit's own latency
+Latency: the feeders add ``ReadPipe.latency`` (5) cycles in front of the unit's own latency
 (sim/cycles/attention.py). Throughput: the unit's, one K/V chunk per cycle, heads back to back.
 ``busy`` from the job to the last write.
 """
@@ -60,7 +60,7 @@ class AttentionPath(wiring.Component):
     wr : Out :func:`~hw.top.buffers.write_port_signature`
         Output writes in head, row, beat order (``norm_width`` values per beat).
 
-    Latency: ``ReadPipe.latency`` (4) cycles of :class:`~hw.top.buffers.ReadPipe` in front of
+    Latency: ``ReadPipe.latency`` (5) cycles of :class:`~hw.top.buffers.ReadPipe` in front of
     the unit's own (``sim/cycles/attention.py``). Throughput: the unit's, one K/V chunk per
     cycle.
     """

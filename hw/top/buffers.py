@@ -22,12 +22,16 @@ the FIFO has room for it, so the read port runs at one word per cycle and the ou
 the stream rules (payload from the FIFO, held while waiting). With ``ports = 2`` one request
 reads the same word of two memories (the attention unit's K and V chunk).
 
-Each read is three registers deep (``BufferBank.latency`` = 3): the clients' port mux ends at a
-read-address register, the block RAM reads, and its output is registered. Why: on a speed-6
-ECP5 a DP16KD read without its output register costs ~5.8 ns clock-to-data (~1 ns with it), and
-the port mux in front of the address pins was a long path of its own (docs/boards.md). The
-pipeline runs free (no read enable), so a read's data comes a fixed 3 cycles later whatever
-the clients do next, and no enable fans out to the blocks. How a memory is built follows
+Each read is four registers deep (``BufferBank.latency`` = 4): the clients' port mux ends at a
+read-address register, the block RAM reads, its output is registered, and each memory's word
+is registered once more before the clients' memory muxes. Why: on a speed-6 ECP5 a DP16KD read
+without its output register costs ~5.8 ns clock-to-data (~1 ns with it), and the port mux in
+front of the address pins was a long path of its own (docs/boards.md). The last register
+stops Yosys' delay-driven LUT mapping (abc9) from copying a memory's row mux (an ECP5 memory of
+several rows of blocks, hw/fabric/ecp5_bram.py) into each of the seven clients' memory muxes:
+the m3vit-ecp5-85f bank mapped to ~46k LUT4 flattened against ~19k part by part (session 7).
+The pipeline runs free (no read enable), so a read's data comes a fixed 4 cycles later
+whatever the clients do next, and no enable fans out to the blocks. How a memory is built follows
 ``cfg.hw.bram_target``:
 
 - ``"generic"``: a ``lib.memory.Memory`` with a :class:`~hw.fabric.bram.RegisteredReadPort`
@@ -40,7 +44,7 @@ the clients do next, and no enable fans out to the blocks. How a memory is built
   the same word is requested is undefined. No descriptor reads a word while writing it (checked
   by tests/system/test_buffer_collisions.py, which poisons such reads in a whole frame).
 
-Latency: request handshake -> output valid ``BufferBank.latency + 1`` = 4 cycles (read, FIFO
+Latency: request handshake -> output valid ``BufferBank.latency + 1`` = 5 cycles (read, FIFO
 write); throughput one beat per cycle with ``depth >= BufferBank.latency + 2`` (the default):
 a request is accepted only if the FIFO has room beside every read in flight.
 """
@@ -131,11 +135,11 @@ class BufferBank(wiring.Component):
     Attributes
     ----------
     latency : int
-        Read latency in cycles (3: address register, block RAM read, output register). One
-        read and one write per memory and cycle.
+        Read latency in cycles (4: address register, block RAM read, output register, the
+        memory's word register). One read and one write per memory and cycle.
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, geo: TopGeometry, n_read: int, n_write: int):
         self.geo = geo
@@ -146,7 +150,11 @@ class BufferBank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        rdata = [self._memory(m, i, depth) for i, depth in enumerate(self.geo.depths)]
+        rdata = []
+        for i, depth in enumerate(self.geo.depths):
+            word = Signal(self.geo.word_bits, name=f"mem{i}_rdata")
+            m.d.sync += word.eq(self._memory(m, i, depth))
+            rdata.append(word)
         for j, c in enumerate(self.rd):
             # which memory the client read, ``latency`` cycles ago (free-running, like the read)
             mem = c.mem

@@ -186,7 +186,7 @@ class StorePath(wiring.Component):
     bus : Out :func:`~hw.mem.bus.MemWriteSignature`
         Bursts of up to ``mem_max_burst`` beats from ``addr`` upwards, data in read order.
 
-    Latency: ``ReadPipe.latency`` (4) cycles (:class:`~hw.top.buffers.ReadPipe`) to the first
+    Latency: ``ReadPipe.latency`` (5) cycles (:class:`~hw.top.buffers.ReadPipe`) to the first
     data beat. Throughput: one memory beat per cycle.
     """
 

@@ -53,10 +53,10 @@ __all__ = ["LayerCost", "FrameCost", "frame_cost", "BUFFER_READ_LATENCY", "GEMM_
            "descriptor_costs", "sequencer_timeline"]
 
 # Cycles from a buffer read's address to its data (hw.top.buffers.BufferBank.latency: address
-# register, block RAM, output register). LAYERNORM, ATTENTION and STORE wait for one buffer
+# register, block RAM, output register, the memory's word register). LAYERNORM, ATTENTION and STORE wait for one buffer
 # read that nothing else hides (the first source row, the last K/V chunk, the first word
 # stored); a GEMM's first buffer read overlaps its first weight burst.
-BUFFER_READ_LATENCY = 3
+BUFFER_READ_LATENCY = 4
 GEMM_OVERHEAD = 27       # job hand-off, first weight burst's latency share, writer drain
 LN_OVERHEAD = 14 + BUFFER_READ_LATENCY
 ATTN_OVERHEAD = 5 + BUFFER_READ_LATENCY

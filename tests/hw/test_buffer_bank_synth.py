@@ -4,7 +4,8 @@ clients): every buffer read ends in a DP16KD output register and no port-collisi
 - ``bram_target="ecp5"``: each memory's DP16KD blocks as hw/fabric/ecp5_bram.py plans them
   (tiny-ecp5: two 18-bit lanes per 512 x 36 block, one row), each with ``REGMODE_B="OUTREG"``
   (and ``REGMODE_A`` too in the x36 aspect, whose low half leaves on port A); the only
-  flip-flops are the read-address registers (one per memory), the write registers (address, word, lane enables per memory) and
+  flip-flops are the read-address registers (one per memory), each memory's read-word
+  register, the write registers (address, word, lane enables per memory) and
   the clients' 3-deep "which memory" pipelines -- counted here
   from the geometry, so a collision-emulation flip-flop would show up as a surplus;
 - the generic build of the same bank (``generic_config``: ``Memory`` + ``RegisteredReadPort``,
@@ -58,7 +59,8 @@ def test_bank_reads_use_dp16kd_output_register(ecp5_cfg, tmp_path):
     address_regs = sum((d - 1).bit_length() for d in geo.depths)
     write_regs = address_regs + len(geo.depths) * (geo.word_bits + geo.G)   # addr, data, lanes
     mem_pipes = N_READ * BufferBank.latency * (N_MEMS - 1).bit_length()
-    assert _count(cells, "TRELLIS_FF") == address_regs + write_regs + mem_pipes
+    word_regs = len(geo.depths) * geo.word_bits          # each memory's read word, registered
+    assert _count(cells, "TRELLIS_FF") == address_regs + write_regs + mem_pipes + word_regs
 
 
 @pytest.mark.slow
