@@ -280,7 +280,7 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
                seed: int | None = None, testcase: str | Sequence[str] | None = None,
                build_args: Sequence[str] | None = None, waves: bool | None = None,
                extra_sources: Sequence[os.PathLike] = (), simulator: str = "verilator",
-               icarus_generation: str = "2012") -> Path:
+               icarus_generation: str = "2012", plusargs: Sequence[str] = ()) -> Path:
     """Elaborate ``dut``, build it with Verilator (cached) and run cocotb ``test_module`` on it.
 
     ``dut``: a ``wiring.Component`` (or a zero-argument factory returning one).
@@ -292,6 +292,7 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
     ``seed`` is added to them and also seeds cocotb's own ``random`` (COCOTB_RANDOM_SEED).
     ``extra_env``: more environment variables for the simulator process.
     ``testcase``: run only these cocotb tests.
+    ``plusargs``: simulator plusargs (``"+name=value"``, read by ``$value$plusargs``).
     ``simulator``: "verilator" (default) or "icarus" (Icarus Verilog, language
     ``icarus_generation``: "2012" or "2005"). ``build_args`` default to
     :data:`DEFAULT_BUILD_ARGS` for Verilator, none for Icarus.
@@ -342,7 +343,8 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
         os.environ.update(env)
         runner.test(test_module=test_module, hdl_toplevel=name, hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=test_dir, results_xml=str(results),
-                    extra_env=env, seed=seed, testcase=testcase, waves=waves, log_file=log)
+                    extra_env=env, seed=seed, testcase=testcase, waves=waves, log_file=log,
+                    plusargs=list(plusargs))
     except SystemExit as e:  # the runner calls sys.exit() on failures when run under pytest
         exit_note = f" (simulator exit status {e.code})"
     except RuntimeError as e:

@@ -3,8 +3,9 @@
 Run by ``host.run.run_frame(..., sim="verilator")`` (tests/system/test_top_frame_verilator.py)
 through ``host.cocotb_run.run_cocotb``. Params: ``config``, ``memory`` (path of the
 memory image), ``layout`` (sim.memory_image.MemoryLayout as a dict), ``task``,
-``progress_every``, ``throttle_seed`` (None: no bus throttle), ``result`` (path of the JSON
-result: output bytes as hex and every CSR register).
+``progress_every``, ``throttle_seed`` (None: no bus throttle), ``preloaded`` (the DRAM model
+already holds the image: hw/mem/sim_ram.v read it from a hex file), ``result`` (path of the
+JSON result: output bytes as hex and every CSR register).
 
 The testbench is the host: it loads the image through the host write port (all-zero bursts are
 skipped: the memory starts zeroed), writes the CSRs, starts the frame, waits for ``done``, reads
@@ -136,7 +137,8 @@ async def frame(dut):
     dut.throttle_seed.value = 0
     dut.host_mode.value = 1
     await start(dut)
-    await _host_write(dut, cfg, mem, skip_from=lay["out"])
+    if not p.get("preloaded"):
+        await _host_write(dut, cfg, mem, skip_from=lay["out"])
     dut.host_mode.value = 0
     if p.get("throttle_seed") is not None:
         dut.throttle_seed.value = p["throttle_seed"] & 0xFFFF_FFFF

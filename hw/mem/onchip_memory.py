@@ -26,6 +26,13 @@ Timing model (``L = cfg.hw.mem_latency``, ``W = cfg.hw.mem_bytes_per_cycle``):
   the same time is undefined (the accelerator never does that).
 - Back-pressure on ``rd_data`` stalls the read data engine (nothing is lost).
 
+``array="verilog"`` keeps the words in hw/mem/sim_ram.v (``SIM_RAM_VERILOG``, an ``Instance``:
+pass the file to the Verilog simulator) instead of an Amaranth ``Memory``: same ports and
+timing, no initial contents in the elaborated Verilog (Amaranth writes every word of a Memory's
+init into it, which makes a tens-of-MB DRAM model unbuildable); the array starts zeroed and can
+be filled at time 0 from a hex file (:func:`write_hex`, plusarg ``+edge_moe_mem=<path>``).
+Verilator only (``image`` must be empty).
+
 Status outputs: ``bytes_read`` / ``bytes_written`` (``cfg.hw.moe_counter_bits`` wide, counting
 transferred beats x W, wrapping), ``error`` (sticky: a misaligned address or a burst outside
 ``[base, base + size)`` was requested; such a read returns unspecified data, such a write is
@@ -34,9 +41,10 @@ dropped).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,7 +53,11 @@ from sim.config import Config
 
 from hw.mem.bus import MemReadSignature, MemWriteSignature, beat_bytes
 
-__all__ = ["OnChipMemory", "image_words"]
+__all__ = ["OnChipMemory", "image_words", "write_hex", "SIM_RAM_VERILOG", "SIM_RAM_PLUSARG"]
+
+SIM_RAM_VERILOG = Path(__file__).with_name("sim_ram.v")
+SIM_RAM_PLUSARG = "edge_moe_mem"
+ARRAYS = ("amaranth", "verilog")
 
 
 def image_words(image, beat: int, size: int | None = None) -> list[int]:
@@ -57,6 +69,17 @@ def image_words(image, beat: int, size: int | None = None) -> list[int]:
     buf = np.zeros(total, dtype=np.uint8)
     buf[:len(raw)] = raw
     return [int.from_bytes(buf[i:i + beat].tobytes(), "little") for i in range(0, total, beat)]
+
+
+def write_hex(path, image, beat: int) -> None:
+    """``image`` as ``$readmemh`` text for sim_ram.v: one little-endian ``beat``-byte word per
+    line, most significant hex digit first (the last beat zero padded)."""
+    raw = np.frombuffer(bytes(image), dtype=np.uint8)
+    words = np.zeros(-(-len(raw) // beat) * beat, dtype=np.uint8)
+    words[:len(raw)] = raw
+    text = words.reshape(-1, beat)[:, ::-1].tobytes().hex()
+    n = 2 * beat
+    Path(path).write_text("\n".join(text[i:i + n] for i in range(0, len(text), n)) + "\n")
 
 
 class _Delay(wiring.Component):
@@ -103,15 +126,26 @@ class OnChipMemory(wiring.Component):
 
     MIN_LATENCY = 2     # ready queue (1 cycle) + memory read (1 cycle)
 
-    def __init__(self, cfg: Config, image=b"", base: int = 0, size: int | None = None):
+    def __init__(self, cfg: Config, image=b"", base: int = 0, size: int | None = None,
+                 array: str = "amaranth"):
         self.cfg = cfg
         self.beat = beat_bytes(cfg)
         if base % self.beat:
             raise ValueError(f"OnChipMemory: base {base:#x} is not a multiple of the beat size "
                              f"{self.beat}")
+        if array not in ARRAYS:
+            raise ValueError(f"OnChipMemory: array must be one of {ARRAYS}, got {array!r}")
+        if array == "verilog" and len(image):
+            raise ValueError("OnChipMemory: array='verilog' has no initial image (load it "
+                             "through the write port or a +edge_moe_mem hex file)")
         self.base = base
-        self.init_words = image_words(image, self.beat, size)
-        self.depth = max(1, len(self.init_words))
+        self.array = array
+        if array == "verilog":
+            self.init_words = []
+            self.depth = max(1, -(-(size or 0) // self.beat))
+        else:
+            self.init_words = image_words(image, self.beat, size)
+            self.depth = max(1, len(self.init_words))
         self.size = self.depth * self.beat
         if base + self.size > (1 << cfg.hw.mem_addr_bits):
             raise ValueError("OnChipMemory: memory does not fit the address space")
@@ -138,6 +172,28 @@ class OnChipMemory(wiring.Component):
         ]
         return word, ok
 
+    def _array(self, m):
+        """(read port, write port) of the storage: an Amaranth Memory, or sim_ram.v with the
+        same port signals (addr, en, data)."""
+        W = self.beat
+        if self.array == "amaranth":
+            m.submodules.mem = mem = Memory(shape=unsigned(8 * W), depth=self.depth,
+                                            init=self.init_words)
+            return mem.read_port(), mem.write_port()
+        abits = max(1, (self.depth - 1).bit_length())
+
+        class _Port:
+            def __init__(self, name):
+                self.addr = Signal(abits, name=f"{name}_addr")
+                self.en = Signal(name=f"{name}_en")
+                self.data = Signal(8 * W, name=f"{name}_data")
+        rport, wport = _Port("ram_r"), _Port("ram_w")
+        m.submodules.mem = Instance(
+            "edge_moe_sim_ram", p_WIDTH=8 * W, p_DEPTH=self.depth, p_ABITS=abits,
+            i_clk=ClockSignal(), i_ren=rport.en, i_raddr=rport.addr, o_rdata=rport.data,
+            i_wen=wport.en, i_waddr=wport.addr, i_wdata=wport.data)
+        return rport, wport
+
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
@@ -145,9 +201,7 @@ class OnChipMemory(wiring.Component):
         W = self.beat
         burst = unsigned(cfg.hw.mem_max_burst.bit_length())
 
-        m.submodules.mem = mem = Memory(shape=unsigned(8 * W), depth=self.depth,
-                                        init=self.init_words)
-        rport, wport = mem.read_port(), mem.write_port()
+        rport, wport = self._array(m)
 
         # ---------------- read: admission, latency, in-order service ----------------
         rd = self.rd

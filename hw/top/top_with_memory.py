@@ -57,6 +57,9 @@ class TopWithMemory(wiring.Component):
         Initial memory contents (the weight / program image); empty for a design built once.
     size : int, optional
         Memory size in bytes (default: the DRAM model's).
+    array : str
+        The DRAM model's storage (``OnChipMemory``'s ``array``): "amaranth" (a Memory, the
+        default) or "verilog" (hw/mem/sim_ram.v, for Verilator frames of big images).
 
     Ports
     -----
@@ -77,10 +80,11 @@ class TopWithMemory(wiring.Component):
     and the disabled throttle are combinational.
     """
 
-    def __init__(self, cfg: Config, image=b"", size: int | None = None):
+    def __init__(self, cfg: Config, image=b"", size: int | None = None,
+                 array: str = "amaranth"):
         self.cfg = cfg
         self.top = EdgeMoeTop(cfg)
-        self.dram = OnChipMemory(cfg, image, size=size)
+        self.dram = OnChipMemory(cfg, image, size=size, array=array)
         super().__init__({
             "csr": In(csr_signature(cfg)),
             "host_mode": In(1),
