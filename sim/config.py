@@ -289,8 +289,10 @@ class Config:
         # 156 MULT18X18D, at most ~85 % (132) used: a 4x16 array (64) leaves room for the
         # attention lanes (20), LayerNorm (17: its lanes are the array's rows) and the router
         # (sim/multipliers.py: 107 products; boards/fit.py's build-calibrated estimate, with
-        # the wide ones on several MULT18X18D: 117). The epilogue's 16 score products are
-        # shift-add LUTs: on DSPs they would take the estimate to 133 (85.3 %). 8x16 needed 182
+        # the wide ones on several MULT18X18D: 117). The epilogue's 16 score products are on
+        # DSPs too (estimate 133, 85.3 %; Yosys: 137, 88 %): as shift-add LUTs they were
+        # 9.6k of the board build's 80k LUTs (96 % of the device, unroutable; docs/boards.md,
+        # session 7), and LUTs, not multipliers, are what congests the router. 8x16 needed 182
         # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
         # Expert weights stream from external memory: the ping/pong buffers of whole fc1 / fc2
         # matrices would take 150 of the 208 DP16KD (docs/moe.md).
@@ -304,7 +306,7 @@ class Config:
                               attn_overlap=False, hidden_rows=32, kv_heads=1,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
-                              epilogue_score_dsp=False, expert_weights="stream")))
+                              epilogue_score_dsp=True, expert_weights="stream")))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property

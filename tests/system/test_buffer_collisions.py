@@ -64,8 +64,9 @@ def test_poison_fires_on_a_collision(monkeypatch):
         ctx.set(wr.en, 1), ctx.set(wr.mask, 1), ctx.set(wr.data, 7)
         await ctx.tick()                         # read and write requested together: both
         ctx.set(rd.en, 0), ctx.set(wr.en, 0)     # registers sample
-        await ctx.tick()                         # the block samples 5 while lane 0 is written
-        await ctx.tick()
+        # the block samples 5 while lane 0 is written; the data leaves latency cycles after
+        # the request
+        await ctx.tick().repeat(BufferBank.latency - 1)
         got.append(ctx.get(rd.data))
 
     sim = Simulator(bank)
