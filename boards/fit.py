@@ -42,10 +42,13 @@ Two rougher figures, calibrated on real builds, for design-space exploration (bo
 - :func:`lut_estimate`: logic LUTs, a linear model in the parts that scale, fitted to the
   by-part synth_xilinx figures of the M3ViT 16 x 16 config (attention 306 LUT6 per
   attention multiplier pair p*dw, PE array + GEMM engine 93 per MAC, buffers 16 per buffer word
-  bit, LayerNorm 600 per lane, 8,000 for the rest); ECP5 LUT4 are 2.14 x that (fitted to the
-  ``tiny-ecp5`` build). Against the other builds: ``tiny`` synth_xilinx 26,288 (built 29,490,
-  -11 %), 8-wide-dot ECP5 35,660 (33,929, +5 %). Five builds, two of them fitted: treat it as
-  +-35 %; only a synthesis run (``edge-moe build`` / ``elaborate``) gives the real count.
+  bit, LayerNorm 600 per lane, 8,000 for the rest); ECP5 LUT4 are 2.14 x that plus 30 per
+  buffer word bit (the bank's muxes on 4-input LUTs), fitted to the ``tiny-ecp5`` ULX3S build
+  (31,616 TRELLIS_COMB; estimate 32,685) and the ``m3vit-ecp5-85f`` ECPIX-5 DRAM top (69,479;
+  estimate 69,333 with the board's 10,600). Against the other builds: ``tiny`` synth_xilinx
+  26,288 (built 29,490, -11 %), 8-wide-dot ECP5 35,660 (33,929, +5 %). Treat it as +-10-35 %;
+  only a synthesis run (``edge-moe build`` / ``elaborate``) gives the real count. ``estimate``
+  carries it (``luts``) for a ``"top"`` design and ``check_fit`` holds it to the device.
 """
 from __future__ import annotations
 
@@ -110,6 +113,7 @@ class FitEstimate:
     memories: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     external_memory: bool = False     # the frame memory is off chip (a DRAM build)
+    luts: int = 0                     # LUT4 (nextpnr's TRELLIS_COMB); 0: not estimated
 
     @property
     def bram_blocks(self) -> int:
@@ -121,6 +125,7 @@ class FitEstimate:
 
     def to_dict(self) -> dict:
         return {"config": self.config, "design": self.design, "dsps": self.dsps,
+                "luts": self.luts,
                 "bram_blocks": self.bram_blocks, "bram_bits": self.bram_bits,
                 "memories": [dict(name=x.name, width=x.width, depth=x.depth, blocks=x.blocks)
                              for x in self.memories], "notes": list(self.notes)}
@@ -196,8 +201,11 @@ def estimate(cfg: Config, design: str = "top", *, external_memory: bool = False)
         est = FitEstimate(cfg.name, design, lane_multipliers(cfg) + other_multipliers(cfg),
                           _top_memories(cfg, external_memory))
         est.external_memory = external_memory
+        est.luts = lut_estimate(cfg, "LUT4") + (DRAM_BOARD_LUT4 if external_memory else 0)
         est.notes.append("multipliers: PE array + attention lanes + the calibrated rest "
                          "(LayerNorm, epilogue, normalizer, router; ~5 % on four builds)")
+        est.notes.append("LUT4: boards.fit.lut_estimate (+ the DRAM board's LiteDRAM core and "
+                         "host link); rough, +-10 % on the two ECP5 builds it is fitted to")
     elif design == "demo":
         from boards.demo_device import default_scratch_bytes
         W = h.mem_bytes_per_cycle
@@ -209,8 +217,12 @@ def estimate(cfg: Config, design: str = "top", *, external_memory: bool = False)
 
 
 def check_fit(device, est: FitEstimate, *, margin: float = 1.0) -> None:
-    """Raise FitError if ``est`` exceeds ``margin`` x the device's DSPs or BRAM blocks."""
+    """Raise FitError if ``est`` exceeds ``margin`` x the device's DSPs, BRAM blocks or (when
+    estimated) LUT4."""
     problems = []
+    if est.luts > margin * device.luts:
+        problems.append(f"needs about {est.luts:,} LUT4, the {device.name} has "
+                        f"{device.luts:,}")
     if est.dsps > margin * device.dsps:
         problems.append(f"needs about {est.dsps} multipliers, the {device.name} has "
                         f"{device.dsps} MULT18X18D")
@@ -242,6 +254,13 @@ def check_fit(device, est: FitEstimate, *, margin: float = 1.0) -> None:
 _LUT6_BASE, _LUT6_PER_ATTN_MULT, _LUT6_PER_MAC, _LUT6_PER_WORD_BIT, _LUT6_PER_LN_LANE = \
     8000, 306, 93, 16, 600
 LUT_KINDS = {"LUT6": 1.0, "LUT4": 2.14}
+# ECP5 only: the buffer bank's client muxes (seven read clients' memory muxes, the write muxes,
+# each memory's row mux) per buffer word bit, which 4-input LUTs pay far more for than LUT6
+# (m3vit-ecp5-85f: ~19k LUT4 for the bank in part-by-part synthesis, docs/boards.md); and the
+# ECPIX-5 DRAM board around the accelerator (LiteDRAM's core, the host link, the AXI switch:
+# the DRAM top's 69,479 TRELLIS_COMB minus the accelerator alone, session 7).
+_LUT4_PER_WORD_BIT_ECP5 = 30
+DRAM_BOARD_LUT4 = 10_600
 
 
 def lane_multipliers(cfg: Config) -> int:
@@ -276,4 +295,5 @@ def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None) 
     lut6 = (_LUT6_BASE + _LUT6_PER_ATTN_MULT * h.attn_parallel * h.attn_dot_width
             + _LUT6_PER_MAC * h.macs_per_cycle + _LUT6_PER_WORD_BIT * word_bits
             + _LUT6_PER_LN_LANE * h.array_rows)
-    return round(lut6 * LUT_KINDS[kind])
+    extra = _LUT4_PER_WORD_BIT_ECP5 * word_bits if kind == "LUT4" else 0
+    return round(lut6 * LUT_KINDS[kind]) + extra

@@ -49,7 +49,8 @@ def estimate_table(est: dict, device) -> str:
     rows.append(["total DP16KD (estimate)", "", "", f"{est['bram_blocks']} / {device.brams}"])
     return "\n".join([
         f"fit estimate for {device.name}: config {est['config']}, design {est['design']}, "
-        f"~{est['dsps']} multipliers / {device.dsps}",
+        f"~{est['dsps']} multipliers / {device.dsps}"
+        + (f", ~{est['luts']:,} LUT4 / {device.luts:,}" if est.get("luts") else ""),
         table(["on-chip memory", "width", "depth", "DP16KD"], rows)])
 
 

@@ -145,3 +145,21 @@ def test_kv_heads_halve_k_and_v():
     assert blocks(every)["buffer K"] == blocks(every)["buffer V"] == 16 * 18 // 36 * 3
     assert blocks(one)["buffer Q"] == 24
     assert (every.bram_blocks, one.bram_blocks) == (176, 144)
+
+
+def test_lut_estimate_matches_the_ecp5_builds():
+    # TRELLIS_COMB of two builds (docs/boards.md, session 7): the tiny-ecp5 ULX3S top 31,616;
+    # the m3vit-ecp5-85f ECPIX-5 DRAM top 69,479 (its score products on DSPs)
+    tiny = estimate(get_config("tiny-ecp5"))
+    assert abs(tiny.luts - 31_616) <= 0.1 * 31_616
+    m3 = estimate(get_config("m3vit-ecp5-85f"), external_memory=True)
+    assert abs(m3.luts - 69_479) <= 0.1 * 69_479
+    assert m3.luts <= 0.85 * get_board("ecpix5-85f").dev.luts
+
+
+def test_check_fit_refuses_too_many_luts():
+    dev = get_board("ecpix5-85f").dev
+    est = estimate(get_config("tiny-ecp5"))
+    est.luts = dev.luts + 1
+    with pytest.raises(FitError, match=r"needs about [\d,]+ LUT4, the LFE5UM5G-85F has 83,640"):
+        check_fit(dev, est)
