@@ -159,8 +159,14 @@ def _check_board_args(args):
     return get_board(args.board)
 
 
-def run(args) -> int:
+def _baud(args) -> int:
+    """The UART rate of a --port run: --baud, else the --board entry's, else 115200."""
     from boards.boards import get_board
+    from host.driver import DEFAULT_BAUD
+    return args.baud or (get_board(args.board).baud if args.board else DEFAULT_BAUD)
+
+
+def run(args) -> int:
     from host.dram_demo import run_frame_on_board
     from host.run import run_frame
     from model_io.images import prepare_image, sample_image
@@ -178,18 +184,17 @@ def run(args) -> int:
     driver = serial_port = None
     if board is not None:
         from boards.dram_board import check_dram, user_clock_hz
-        from host.driver import DEFAULT_BAUD, open_serial
+        from host.driver import open_serial
         check_dram(board, cfg)       # before the model is built: the quick config error first
         clock_mhz = user_clock_hz(board, cfg) / 1e6
         clock_note = f"the LiteDRAM user clock of the {board.name} DRAM build"
         # opened early (a missing port is found before the model is built); nothing is sent
         # until host/dram_demo.check_dram_frame has passed
-        serial_port = open_serial(args.port, args.baud or board.baud or DEFAULT_BAUD)
+        serial_port = open_serial(args.port, _baud(args))
     elif args.port:
-        from host.driver import DEFAULT_BAUD, BridgeTransport, EdgeMoeDriver, open_serial
+        from host.driver import BridgeTransport, EdgeMoeDriver, open_serial
         _log(f"connecting to the board on {args.port} ...")
-        baud = args.baud or (get_board(args.board).baud if args.board else DEFAULT_BAUD)
-        driver = EdgeMoeDriver(BridgeTransport(open_serial(args.port, baud)), cfg)
+        driver = EdgeMoeDriver(BridgeTransport(open_serial(args.port, _baud(args))), cfg)
     sim = (f"board {args.port}" + (f" ({board.name}, DRAM)" if board else "") if args.port
            else args.sim or default_simulator())
     _log(f"edge-moe demo: config {cfg.name} ({m.tokens} tokens, dim {m.dim}, {m.depth} blocks, "

@@ -27,10 +27,9 @@ read-address register, the block RAM reads, its output is registered, and each m
 is registered once more before the clients' memory muxes. Why: on a speed-6 ECP5 a DP16KD read
 without its output register costs ~5.8 ns clock-to-data (~1 ns with it), and the port mux in
 front of the address pins was a long path of its own (docs/boards.md). The last register
-stops Yosys' delay-driven LUT mapping (abc9) from copying a memory's row mux (an ECP5 memory of
-several rows of blocks, hw/fabric/ecp5_bram.py) into each of the seven clients' memory muxes:
-the m3vit-ecp5-85f bank mapped to ~46k LUT4 flattened against ~19k part by part (session 7).
-The pipeline runs free (no read enable), so a read's data comes a fixed 4 cycles later
+takes a memory's row mux (an ECP5 memory of several rows of blocks, hw/fabric/ecp5_bram.py)
+off the clients' read paths: block output register -> row mux -> word register -> the
+client's memory mux. The pipeline runs free (no read enable), so a read's data comes a fixed 4 cycles later
 whatever the clients do next, and no enable fans out to the blocks. How a memory is built follows
 ``cfg.hw.bram_target``:
 
@@ -181,9 +180,8 @@ class BufferBank(wiring.Component):
                 last = Signal(range(N_MEMS), name=f"rd{j}_mem{s + 1}")
                 m.d.sync += last.eq(mem)
                 mem = last
-            m.d.comb += c.data.eq(Array(rdata[i] for i in mems)[
-                Array(Const(mems.index(i) if i in mems else 0, range(len(mems)))
-                      for i in range(N_MEMS))[mem]])
+            m.d.comb += c.data.eq(Array(rdata[i] if i in mems else rdata[mems[0]]
+                                        for i in range(N_MEMS))[mem])
         return m
 
     def _memory(self, m, i, depth):

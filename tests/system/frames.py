@@ -7,7 +7,8 @@ from sim.config import Config, get_config, with_changes
 from sim.golden import forward, quantize_image, quantize_params
 from sim.params import random_params
 
-__all__ = ["frame_case", "dense_config", "tiny", "depth1_config", "tiled_config", "kv_config"]
+__all__ = ["frame_case", "expert_counts", "dense_config", "tiny", "depth1_config",
+           "tiled_config", "kv_config"]
 
 
 def tiny() -> Config:
@@ -55,3 +56,12 @@ def frame_case(cfg: Config, seed: int, task: int = 0) -> dict:
     image_q = quantize_image(cfg, img)
     want = forward(cfg, qp, image_q, task)
     return dict(cfg=cfg, qparams=qp, image_q=image_q, task=task, want=want, seed=seed)
+
+
+def expert_counts(cfg: Config, qparams, image_q, task: int) -> dict:
+    """Tokens per expert in each MoE block, from the golden model's routing (what the frame
+    cycle model needs to cost EXPERTS like the RTL's frame)."""
+    trace = {}
+    forward(cfg, qparams, image_q, task, trace)
+    return {b: np.bincount(trace[f"blocks.{b}.routing"].experts.ravel(),
+                           minlength=cfg.model.experts).tolist() for b in cfg.model.moe_blocks}

@@ -24,20 +24,12 @@ from sim import golden
 from sim.config import Config, with_changes
 from sim.cycles.frame import frame_cost
 from sim.params import random_params
-from tests.system.frames import tiled_config, tiny
+from tests.system.frames import expert_counts, tiled_config, tiny
 
 
 def stream_config() -> Config:
     cfg = tiny()
     return replace(cfg, name="tiny-stream", hw=replace(cfg.hw, expert_weights="stream"))
-
-
-def _expert_counts(case) -> dict:
-    cfg = case["cfg"]
-    trace = {}
-    golden.forward(cfg, case["qparams"], case["image_q"], case["task"], trace)
-    return {b: np.bincount(trace[f"blocks.{b}.routing"].experts.ravel(),
-                           minlength=cfg.model.experts).tolist() for b in cfg.model.moe_blocks}
 
 
 def _streamed_bytes(cfg: Config, counts: dict) -> int:
@@ -75,7 +67,7 @@ def _check(sim, tmp_path=None, cfg=None):
     res = run_frame(cfg, case["qparams"], case["image_q"], 0, sim=sim, work_dir=tmp_path)
     bad = np.argwhere(res.tokens != case["want"])
     assert not len(bad), f"{len(bad)} values differ, first at {bad[0]}"
-    counts = _expert_counts(case)
+    counts = expert_counts(case["cfg"], case["qparams"], case["image_q"], case["task"])
     model = frame_cost(cfg, counts)
     rtl = {t["index"]: t["cycles"] for t in res.trace}
     lines = [f"{x.index:3d} {x.op:9s} model {x.cycles:7,} rtl {rtl[x.index]:7,} {x.note}"

@@ -14,14 +14,7 @@ from sim import golden
 from sim.config import get_config, with_changes
 from sim.cycles.frame import frame_cost
 from sim.params import random_params
-from tests.system.frames import kv_config, tiled_config
-
-
-def _expert_counts(cfg, qp, img, task):
-    trace = {}
-    golden.forward(cfg, qp, img, task, trace)
-    return {b: np.bincount(trace[f"blocks.{b}.routing"].experts.ravel(),
-                           minlength=cfg.model.experts).tolist() for b in cfg.model.moe_blocks}
+from tests.system.frames import expert_counts, kv_config, tiled_config
 
 
 def _check_model(cfg, tmp_path, tolerance, sim="verilator", experts_tolerance=None):
@@ -33,7 +26,7 @@ def _check_model(cfg, tmp_path, tolerance, sim="verilator", experts_tolerance=No
         (m.image_channels, m.image_height, m.image_width)))
     res = run_frame(cfg, qp, img, 0, sim=sim, work_dir=tmp_path)
     assert np.array_equal(res.tokens, golden.forward(cfg, qp, img, 0))
-    model = frame_cost(cfg, _expert_counts(cfg, qp, img, 0))
+    model = frame_cost(cfg, expert_counts(cfg, qp, img, 0))
     rtl = {t["index"]: t for t in res.trace}
     lines = []
     for layer in model.layers:

@@ -33,11 +33,10 @@ import numpy as np
 import pytest
 
 from host.run import run_frame
-from sim import golden
 from sim.config import Config, get_config, with_changes
 from sim.cycles.frame import frame_cost
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
-from tests.system.frames import frame_case, tiny
+from tests.system.frames import expert_counts, frame_case, tiny
 
 # rd_req accepted -> first rd_data beat through Axi4Master (4-byte beat, 128-bit port) on
 # LiteDRAM's ECPIX-5 simulation core, median of 16 lone reads (docs/boards.md).
@@ -51,14 +50,6 @@ def board_dram_config() -> Config:
                         hw=dict(mem_latency=ECPIX5_DRAM_READ_LATENCY))
 
 
-def _expert_counts(case) -> dict:
-    cfg = case["cfg"]
-    trace = {}
-    golden.forward(cfg, case["qparams"], case["image_q"], case["task"], trace)
-    return {b: np.bincount(trace[f"blocks.{b}.routing"].experts.ravel(),
-                           minlength=cfg.model.experts).tolist() for b in cfg.model.moe_blocks}
-
-
 def _run(cfg: Config, task: int, seed: int, tmp_path, progress_every: int) -> dict:
     case = frame_case(cfg, seed, task)
     t0 = time.monotonic()
@@ -69,7 +60,7 @@ def _run(cfg: Config, task: int, seed: int, tmp_path, progress_every: int) -> di
     assert not len(bad), (f"{len(bad)} output values differ, first at token/col {bad[0]}: got "
                           f"{res.tokens[tuple(bad[0])]}, want {case['want'][tuple(bad[0])]} "
                           f"(cfg={cfg.name}, seed={seed}, task={task})")
-    model = frame_cost(cfg, _expert_counts(case))
+    model = frame_cost(cfg, expert_counts(cfg, case["qparams"], case["image_q"], task))
     diff = (res.cycles - model.cycles) / model.cycles
     line = (f"{cfg.name} task {task} seed {seed}: RTL {res.cycles:,} cycles, model "
             f"{model.cycles:,} ({100 * diff:+.3f} %); bytes read RTL "
