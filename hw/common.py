@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from amaranth.hdl import Value, ValueCastable
+from amaranth.hdl import Const, Value, ValueCastable
 
-__all__ = ["Loop", "count_nested", "tree_sum", "accept_job"]
+__all__ = ["Loop", "count_nested", "tree_sum", "mul_const", "accept_job"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,23 @@ def tree_sum(values: Iterable[Value | ValueCastable | int]):
         values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]
     return values[0]
+
+
+def mul_const(value, c: int):
+    """``value * c`` for a constant ``c >= 0`` as shifted adds.
+
+    Yosys maps every ``*`` with operands wider than a couple of bits onto a DSP (on ECP5 a
+    MULT18X18D), constant operands included: the buffer bank's row-address products by config
+    strides took 9 MULT18X18D of the ECPIX-5 M3ViT build. With few set bits in ``c`` (strides,
+    row sizes) the adds are a few LUTs and carry chains each.
+    """
+    if c < 0:
+        raise ValueError(f"mul_const: constant must be >= 0, got {c}")
+    value = Value.cast(value)
+    terms = [value << i for i in range(c.bit_length()) if (c >> i) & 1]
+    if not terms:
+        return Const(0, len(value) or 1)
+    return tree_sum(terms)
 
 
 def accept_job(m, job, busy):

@@ -12,8 +12,9 @@ uses to build it (the source file is named in each entry). Three kinds:
   ``dim x S2``), so it never takes a multiplier.
 
 The multipliers of a unit are ``mul`` + ``const``; ``shift-add`` entries are listed for
-completeness and counted apart. Not listed: address arithmetic (row x stride, buffer x words,
-all by config constants), which yosys folds into shifts and adds.
+completeness and counted apart. Not listed: address arithmetic by config
+constants (row x stride, buffer x words), written as shifted adds (``hw.common.mul_const``):
+yosys puts a ``*`` by a constant on a DSP too (9 MULT18X18D of the ECPIX-5 build before).
 tests/sim/test_multipliers.py checks the counts against the ``$mul`` cells of the elaborated top.
 """
 from __future__ import annotations

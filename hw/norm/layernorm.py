@@ -62,7 +62,7 @@ from sim.config import Config
 from sim.fixed import hw_requantize, hw_saturate
 from sim.golden.layernorm import ln_eps_term
 
-from hw.common import Loop, count_nested, tree_sum
+from hw.common import Loop, count_nested, mul_const, tree_sum
 from hw.norm.rsqrt import Rsqrt
 
 __all__ = ["LayerNorm", "row_layout", "param_layout"]
@@ -82,15 +82,6 @@ def param_layout(cfg: Config, lanes: int) -> data.StructLayout:
     """Payload of ``param``: ``lanes`` gamma (ln_gamma format) and beta (act format) values."""
     return data.StructLayout({"gamma": data.ArrayLayout(signed(cfg.num.ln_gamma.bits), lanes),
                               "beta": data.ArrayLayout(signed(cfg.num.act.bits), lanes)})
-
-
-def _mul_const(value, c: int):
-    """value * c for a constant c >= 1 as shifts and adds (keeps DSPs for the real multipliers)."""
-    terms = [value << i for i in range(c.bit_length()) if (c >> i) & 1]
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
-    return out
 
 
 class LayerNorm(wiring.Component):
@@ -293,10 +284,10 @@ class LayerNorm(wiring.Component):
         cfg, rsqrt = self._cfg, self.rsqrt
         d = cfg.model.dim
         v1_sq = Signal(unsigned(2 * self.s1_shape.width - 1))
-        v1_ds2 = Signal(_mul_const(sums.s2, d).shape())
+        v1_ds2 = Signal(mul_const(sums.s2, d).shape())
         v1_valid = Signal()
         v1_bank = Signal.like(sums.bank)
-        m.d.sync += [v1_sq.eq(sums.s1 * sums.s1), v1_ds2.eq(_mul_const(sums.s2, d)),
+        m.d.sync += [v1_sq.eq(sums.s1 * sums.s1), v1_ds2.eq(mul_const(sums.s2, d)),
                      v1_valid.eq(sums.done), v1_bank.eq(sums.bank)]
         for b in range(self.banks):
             with m.If(sums.done & (sums.bank == b)):
@@ -384,7 +375,7 @@ class LayerNorm(wiring.Component):
                          e2_par.eq(par_rd.data)]
             m.d.sync += [e2_xy[lane].eq(xy_expr[lane]) for lane in range(lanes)]
         # E3: p = (D*x - S1) * y = D*(x*y) - S1*y (shifts and adds; no division by D anywhere)
-        p_expr = [_mul_const(e2_xy[lane], d) - e2_s1y for lane in range(lanes)]
+        p_expr = [mul_const(e2_xy[lane], d) - e2_s1y for lane in range(lanes)]
         e3_valid = Signal()
         e3_p = [Signal(p_expr[0].shape(), name=f"e3_p{lane}") for lane in range(lanes)]
         e3_j = Signal.like(e1_j)

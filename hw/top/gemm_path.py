@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.array.epilogue import EpilogueMode
 from hw.array.gemm_engine import GemmEngine
-from hw.common import Loop, accept_job, count_nested
+from hw.common import Loop, accept_job, count_nested, mul_const
 from hw.mem.bus import MemReadSignature
 from hw.moe.router import router_in_layout, token_shape
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
@@ -73,15 +73,15 @@ def row_base(geo: TopGeometry, mem, row):
     """Word address of the first word of ``row`` in physical memory ``mem``."""
     strides = geo.strides
     if isinstance(mem, int):
-        return row * strides[mem]
-    base = row * strides[0]
-    # one multiply per distinct stride (X / XN / Q; K / V with hw.kv_heads; H)
+        return mul_const(row, strides[mem])
+    base = mul_const(row, strides[0])
+    # one product per distinct stride (X / XN / Q; K / V with hw.kv_heads; H), as shifted adds
     for s in sorted(set(strides) - {strides[0]}):
         hit = 0
         for i, si in enumerate(strides):
             if si == s:
                 hit = hit | (mem == i)
-        base = Mux(hit, row * s, base)
+        base = Mux(hit, mul_const(row, s), base)
     return base
 
 

@@ -5,10 +5,10 @@ import itertools
 import random
 
 import pytest
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
-from hw.common import Loop, count_nested, tree_sum
+from hw.common import Loop, count_nested, mul_const, tree_sum
 
 
 def _run(m, bench, cycles_note=""):
@@ -86,3 +86,30 @@ def test_tree_sum_is_the_sum(n):
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("c", [0, 1, 2, 3, 12, 13, 129, 255])
+@pytest.mark.parametrize("signedness", [unsigned, signed])
+def test_mul_const_is_the_product(c, signedness):
+    x = Signal(signedness(8))
+    y = Signal(signed(18))
+    m = Module()
+    product = mul_const(x, c)
+    m.d.comb += y.eq(product)
+    lo, hi = (-128, 128) if signedness is signed else (0, 256)
+
+    async def bench(ctx):
+        for v in range(lo, hi):
+            ctx.set(x, v)
+            assert ctx.get(y) == v * c, (v, c)
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    # the product's own shape holds every value (no wrap before the assignment widens it)
+    assert product.shape().signed == (signedness is signed) or c == 0
+    assert 2 ** (len(product) - (1 if product.shape().signed else 0)) > max(abs(lo), hi) * c - 1
+
+
+def test_mul_const_refuses_a_negative_constant():
+    with pytest.raises(ValueError, match="mul_const"):
+        mul_const(Signal(4), -3)
