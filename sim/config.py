@@ -25,7 +25,7 @@ from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
            "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS",
-           "DSP_TARGETS", "EXPERT_WEIGHTS", "PE_MULT_REGISTERS", "generic_config"]
+           "DSP_TARGETS", "EXPERT_WEIGHTS", "BUFFER_WIRINGS", "PE_MULT_REGISTERS", "generic_config"]
 
 DESC_BYTES = 64          # one sequencer descriptor (sim/memory_image.py): 16 32-bit words
 DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, hw/top/csr.py)
@@ -38,6 +38,11 @@ DSP_TARGETS = ("generic", "ecp5")
 # (hw/moe/prefetcher.py); "stream" reads weight tiles from external memory during the GEMM,
 # like a dense layer (hw/moe/expert_stream.py), and needs no weight buffers.
 EXPERT_WEIGHTS = ("prefetch", "stream")
+# Which buffers the buffer bank's clients reach (HardwareConfig.buffer_wiring): "full" wires every
+# client to every memory (any descriptor program); "program" only to the memories the config's
+# own frame program uses (sim.memory_image.wired_buffers): most clients then need no memory mux
+# and most memories no write mux, and the sequencer refuses a descriptor naming another buffer.
+BUFFER_WIRINGS = ("full", "program")
 
 # The registers of every PE's multiplier (hw.array.pe, flags of hw.fabric.Multiplier): the
 # operands are registered at the DSP's inputs (the activation fans out along a row and the
@@ -223,6 +228,8 @@ class HardwareConfig:
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)
     mem_max_outstanding: int = 8      # read bursts the DRAM model queues (must cover the latency)
     moe_counter_bits: int = 32        # MoE path status counters (bytes read/written, stall cycles)
+    buffer_wiring: str = "full"       # bank clients -> memories (BUFFER_WIRINGS): every one, or
+    #   only those of the config's frame program (narrower crossbar, for the FPGA builds)
     expert_weights: str = "prefetch"  # expert fc1 / fc2 weights: on-chip ping/pong buffers
     #   ("prefetch") or tiles streamed from external memory during the GEMM ("stream")
 
@@ -267,12 +274,15 @@ class Config:
         # of the LUTs, and did not route in an hour; with 8-wide dots it routed only after some
         # placements. Attention is a small part of a tiny frame, so this costs ~10 % cycles.
         tiny = cls.tiny()
+        # The bank's clients reach only the memories of this config's program
+        # (buffer_wiring="program"): narrower read / write muxes, the routing's hot spot.
         # The PE multipliers stay generic here: the one ULX3S build with the MULT18X18D
         # registers (dsp_target="ecp5") placed at 46.3 MHz but router2 did not converge in 99
         # iterations (docs/boards.md); the multiply was never on this build's critical path.
         return check_top_level(cls("tiny-ecp5", tiny.model,
                                    hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4,
-                                              mult_budget=156, bram_target="ecp5")))
+                                              mult_budget=156, bram_target="ecp5",
+                                              buffer_wiring="program")))
 
     @classmethod
     def m3vit_tiny(cls) -> "Config":
@@ -294,6 +304,9 @@ class Config:
         # 9.6k of the board build's 80k LUTs (96 % of the device, unroutable; docs/boards.md,
         # session 7), and LUTs, not multipliers, are what congests the router. 8x16 needed 182
         # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
+        # The buffer bank wires each client to the memories of this config's program only
+        # (buffer_wiring="program", hw/top/buffer_wiring.py): the bank's 288-bit crossbar is
+        # what congests the router (docs/boards.md).
         # Expert weights stream from external memory: the ping/pong buffers of whole fc1 / fc2
         # matrices would take 150 of the 208 DP16KD (docs/moe.md).
         # H holds 32 of the 129 token rows (24 DP16KD instead of 104; 16 rows: 16 DP16KD but
@@ -306,7 +319,8 @@ class Config:
                               attn_overlap=False, hidden_rows=32, kv_heads=1,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
-                              epilogue_score_dsp=True, expert_weights="stream")))
+                              epilogue_score_dsp=True, expert_weights="stream",
+                              buffer_wiring="program")))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property
@@ -540,6 +554,8 @@ def _validate(cfg: Config) -> None:
     need(h.expert_weights in EXPERT_WEIGHTS,
          f"hw.expert_weights must be one of {', '.join(EXPERT_WEIGHTS)}, "
          f"got {h.expert_weights!r}")
+    need(h.buffer_wiring in BUFFER_WIRINGS,
+         f"hw.buffer_wiring must be one of {', '.join(BUFFER_WIRINGS)}, got {h.buffer_wiring!r}")
     need(h.bram_target in DSP_TARGETS,
          f"hw.bram_target must be one of {', '.join(DSP_TARGETS)}, got {h.bram_target!r}")
     need(h.clock_mhz > 0, f"hw.clock_mhz must be > 0, got {h.clock_mhz}")

@@ -53,6 +53,7 @@ the bytes through the descriptors' addresses: it is the reference for the sequen
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,7 +71,7 @@ from sim.golden.softmax import attention_head
 
 __all__ = ["HwOp", "Buf", "LoadMode", "Base", "EpiMode", "DESC_BYTES", "DESC_WORDS", "MAGIC",
            "CHECK_SEED", "FIELDS", "Desc", "encode_desc", "decode_desc", "lower_program",
-           "FieldRange", "desc_ranges", "check_desc", "physical", "buffer_rows_of", "patch_tile_ok",
+           "FieldRange", "desc_ranges", "check_desc", "BUFFER_FIELDS", "wired_buffers", "physical", "buffer_rows_of", "patch_tile_ok",
            "check_aliasing", "check_concurrency", "check_slots", "kv_col0", "overlapped_attention", "MemoryLayout", "build_memory_image", "run_image", "read_output",
            "image_bytes", "embed_pos_table", "REGION_ALIGN", "memory_size"]
 
@@ -315,6 +316,13 @@ def check_desc(cfg: Config, d: "Desc", ranges: dict | None = None,
             raise ValueError(f"{where} {d.op.name}{f' ({d.note})' if d.note else ''}: "
                              f"{row0} + m must be <= {hi} (rows of {Buf(b).name}), got "
                              f"{getattr(d, row0) + d.m}")
+    for (op, name), bufs in wired_buffers(cfg).items():
+        b = _buffer_field(d, op, name)
+        if b is not None and b not in bufs:
+            raise ValueError(f"{where} {d.op.name}{f' ({d.note})' if d.note else ''}: "
+                             f"{'dst (read back by the epilogue)' if name == 'res' else name} "
+                             f"must be one of {', '.join(x.name for x in sorted(bufs))} on "
+                             f"{cfg.name}'s buffer wiring (hw.buffer_wiring), got {b.name}")
     if d.op is HwOp.LOAD and not patch_tile_ok(cfg, d):
         gw = cfg.model.grid[1]
         raise ValueError(f"{where} LOAD{f' ({d.note})' if d.note else ''}: a PATCHIFY tile is "
@@ -425,11 +433,13 @@ def overlapped_attention(cfg: Config) -> bool:
 
 
 def lower_program(cfg: Config, entries: list[dict] | None = None,
-                  embed_pos_addr: int = 0) -> list[Desc]:
+                  embed_pos_addr: int = 0, *, check: bool = True) -> list[Desc]:
     """Hardware descriptors of a frame (task-independent: ROUTE selects the gate by TASK).
 
     ``entries``: the weight manifest's tensor entries (``model_io.export.build_image``);
-    ``embed_pos_addr``: offset of the cls-pre-added position table from the program base.
+    ``embed_pos_addr``: offset of the cls-pre-added position table from the program base;
+    ``check``: check every descriptor (:func:`check_desc`) and the program's concurrency and
+    QKV slots (off only for :func:`wired_buffers`, which the descriptor check itself uses).
     """
     m = cfg.model
     off = _tensor_offsets(cfg, entries)
@@ -587,6 +597,8 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
         out.append(Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=m.tokens, n=m.dim,
                         note="output tokens"))
     out.append(Desc(HwOp.END))
+    if not check:
+        return out
     ranges = desc_ranges(cfg)
     for pc, d in enumerate(out):
         check_desc(cfg, d, ranges, where=f"lower_program ({cfg.name}): descriptor {pc}")
@@ -594,6 +606,41 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     if cfg.hw.kv_heads is not None:
         check_slots(cfg, out, meta)
     return out
+
+
+# The descriptor fields that name an on-chip buffer, each served by its own client of the buffer
+# bank (hw/top/top.py); ("GEMM", "res") is a GEMM's dst read back by a RESIDUAL / SCALED epilogue.
+BUFFER_FIELDS = ((HwOp.LOAD, "dst"), (HwOp.STORE, "src"), (HwOp.GEMM, "src"), (HwOp.GEMM, "dst"),
+                 (HwOp.GEMM, "res"), (HwOp.LAYERNORM, "src"), (HwOp.LAYERNORM, "dst"),
+                 (HwOp.ATTENTION, "dst"), (HwOp.ROUTE, "src"), (HwOp.EXPERTS, "src"),
+                 (HwOp.EXPERTS, "dst"))
+
+
+def _buffer_field(d: Desc, op: HwOp, name: str) -> Buf | None:
+    """The buffer ``d`` names in field (op, name), or None if ``d`` does not use that field."""
+    if d.op != op:
+        return None
+    if name == "res":
+        return Buf(d.dst) if d.epi != EpiMode.PLAIN else None
+    return Buf(getattr(d, name))
+
+
+@functools.lru_cache(maxsize=None)
+def wired_buffers(cfg: Config) -> dict[tuple[HwOp, str], frozenset[Buf]]:
+    """The buffers each of :data:`BUFFER_FIELDS` may name on ``cfg``'s hardware.
+
+    ``hw.buffer_wiring == "full"``: every buffer. ``"program"``: the buffers the config's own
+    frame program names there (:func:`lower_program`; the program does not depend on the weights
+    or the task), so the bank wires each client to those memories only, and the sequencer
+    (like :func:`check_desc`) refuses any other with ``BAD_FIELD``.
+    """
+    every = frozenset(Buf)
+    if cfg.hw.buffer_wiring == "full":
+        return {f: every for f in BUFFER_FIELDS}
+    program = lower_program(cfg, check=False)
+    return {(op, name): frozenset(b for d in program
+                                  if (b := _buffer_field(d, op, name)) is not None)
+            for op, name in BUFFER_FIELDS}
 
 
 def check_slots(cfg: Config, program: list[Desc], meta: dict[int, tuple[int, int]]) -> None:

@@ -128,6 +128,10 @@ class BufferBank(wiring.Component):
         clients that never read it: the attention unit's Q, K and V feeders each read one
         memory, and three 288-bit 6:1 muxes are ~2.6k LUT4 on the ECP5 M3ViT build. The
         client must not ask for another memory (it would read this set's first).
+    write_mems : list of tuples of int, optional
+        The memories each write client can write (default: every memory). A memory's write
+        mux takes only the clients that can write it (with one such client, no mux at all); a
+        client's write to another memory is dropped.
 
     Ports
     -----
@@ -147,16 +151,18 @@ class BufferBank(wiring.Component):
     latency = 4
 
     def __init__(self, geo: TopGeometry, n_read: int, n_write: int,
-                 read_mems: list[tuple[int, ...]] | None = None):
+                 read_mems: list[tuple[int, ...]] | None = None,
+                 write_mems: list[tuple[int, ...]] | None = None):
         self.geo = geo
         all_mems = tuple(range(N_MEMS))
         self.read_mems = [tuple(x) for x in read_mems] if read_mems else [all_mems] * n_read
-        if len(self.read_mems) != n_read or not all(
-                x and set(x) <= set(all_mems) for x in self.read_mems):
-            self._MustUse__silence = True   # no "created but never used" warning as well
-            raise ValueError(f"BufferBank: read_mems must give each of the {n_read} read "
-                             f"clients a non-empty set of memories 0..{N_MEMS - 1}, got "
-                             f"{read_mems}")
+        self.write_mems = [tuple(x) for x in write_mems] if write_mems else [all_mems] * n_write
+        for what, sets, n, given in (("read_mems", self.read_mems, n_read, read_mems),
+                                     ("write_mems", self.write_mems, n_write, write_mems)):
+            if len(sets) != n or not all(x and set(x) <= set(all_mems) for x in sets):
+                self._MustUse__silence = True   # no "created but never used" warning as well
+                raise ValueError(f"BufferBank: {what} must give each of the {n} clients a "
+                                 f"non-empty set of memories 0..{N_MEMS - 1}, got {given}")
         super().__init__({
             "rd": In(read_port_signature(geo)).array(n_read),
             "wr": In(write_port_signature(geo)).array(n_write),
@@ -193,7 +199,9 @@ class BufferBank(wiring.Component):
             if i in mems:
                 hit = c.en if len(mems) == 1 else c.en & (c.mem == i)
                 raddr = raddr | Mux(hit, c.addr, 0)
-        for c in self.wr:
+        for c, mems in zip(self.wr, self.write_mems):
+            if i not in mems:
+                continue
             sel = c.en & (c.mem == i)
             waddr = waddr | Mux(sel, c.addr, 0)
             wdata = wdata | Mux(sel, c.data, 0)

@@ -38,11 +38,14 @@ from hw.attention.attention_lane import attention_params
 from hw.mem.bus import beat_bytes, check_bus_config
 
 __all__ = ["TopGeometry", "MEM_X", "MEM_XN", "MEM_Q", "MEM_K", "MEM_V", "MEM_H", "MEM_NAMES",
-           "N_MEMS"]
+           "N_MEMS", "BUF_MEMORY"]
 
 MEM_X, MEM_XN, MEM_Q, MEM_K, MEM_V, MEM_H = range(6)
 MEM_NAMES = ("X", "XN", "Q", "K", "V", "H")
 N_MEMS = len(MEM_NAMES)
+# Descriptor buffer id (sim.memory_image.Buf: X, XN, QKV, H) -> the physical memory a unit
+# addresses: QKV names Q (a GEMM into QKV picks Q / K / V by column; attention reads all three).
+BUF_MEMORY = (MEM_X, MEM_XN, MEM_Q, MEM_H)
 
 
 def _pow2(x: int) -> bool:

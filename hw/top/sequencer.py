@@ -50,8 +50,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from sim.config import DESC_INDEX_BITS
-from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, HwOp,
-                              LoadMode, desc_ranges)
+from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC, Buf, EpiMode,
+                              HwOp, LoadMode, desc_ranges, wired_buffers)
 
 from hw.array.epilogue import EpilogueMode
 from hw.common import Loop, count_nested
@@ -64,7 +64,7 @@ from hw.top.chunk_reader import ChunkReader
 from hw.top.csr import csr_bits
 from hw.top.error_codes import ERROR_CODE_BITS, ERROR_DESC_SHIFT, ErrorCode
 from hw.top.gemm_path import WSrc, gemm_job_layout, tok_layout
-from hw.top.geometry import MEM_H, MEM_Q, MEM_X, MEM_XN, TopGeometry
+from hw.top.geometry import BUF_MEMORY, MEM_H, MEM_X, N_MEMS, TopGeometry
 from hw.top.ln_path import ln_job_layout
 from hw.top.load_store import load_job_layout, store_job_layout
 
@@ -261,7 +261,7 @@ class Sequencer(wiring.Component):
                         ok = ok & Mux(fetched.dst == Buf.QKV, fetched.col0d + fetched.n <= dim3,
                                       fetched.col0d == 0)
                         ok = ok & self._kv_cols_ok(fetched)
-                    ok = ok & self._rows_ok(op, fetched)
+                    ok = ok & self._rows_ok(op, fetched) & self._wired_ok(op, fetched)
                     if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
                         ok = Const(0)
                     m.d.comb += fields_ok.eq(ok)
@@ -271,6 +271,20 @@ class Sequencer(wiring.Component):
                                     Mux(~opcode_ok, ErrorCode.BAD_OPCODE,
                                         Mux(~fields_ok, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
         return code
+
+    def _wired_ok(self, op, d):
+        """sim.memory_image.check_desc: every buffer field names a buffer the bank wires for it
+        (``wired_buffers``; always true with ``hw.buffer_wiring == "full"``)."""
+        ok = Const(1)
+        for (field_op, name), bufs in wired_buffers(self.geo.cfg).items():
+            if field_op != op or bufs == frozenset(Buf):
+                continue
+            buf = d.dst if name == "res" else getattr(d, name)
+            member = Const(sum(1 << b for b in bufs), len(Buf)).bit_select(buf[:2], 1)
+            if name == "res":
+                member = member | (d.epi == EpiMode.PLAIN)
+            ok = ok & member
+        return ok
 
     def _kv_cols_ok(self, d):
         """sim.memory_image.check_desc: a GEMM into K or V stays inside their ``cfg.kv_cols``
@@ -300,9 +314,9 @@ class Sequencer(wiring.Component):
 
     @staticmethod
     def _phys(buf):
-        """Descriptor buffer id -> physical memory (QKV -> Q; the split is a flag)."""
-        return Mux(buf == Buf.X, MEM_X, Mux(buf == Buf.XN, MEM_XN,
-                                            Mux(buf == Buf.QKV, MEM_Q, MEM_H)))
+        """Descriptor buffer id -> physical memory (``BUF_MEMORY``: QKV -> Q; the split is a
+        flag)."""
+        return Array(Const(mem, range(N_MEMS)) for mem in BUF_MEMORY)[buf[:2]]
 
     def _qkv_part(self, col0d):
         """Q / K / V part of a column of the QKV destination (0 .. 3 dim - 1)."""

@@ -44,10 +44,11 @@ from hw.moe.patch_reorder import PatchReorder
 from hw.moe.prefetcher import ExpertPrefetcher, prefetch_geometry
 from hw.moe.router import Router
 from hw.top.attn_path import AttentionPath
+from hw.top.buffer_wiring import READERS, WRITERS, client_memories
 from hw.top.buffers import BufferBank
 from hw.top.csr import COUNTERS, CsrBlock, csr_bits, csr_signature
 from hw.top.gemm_path import GemmPath
-from hw.top.geometry import MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
+from hw.top.geometry import TopGeometry
 from hw.top.ln_path import LayerNormPath
 from hw.top.load_store import LoadPath, StorePath
 from hw.top.sequencer import OP_BITS, Sequencer
@@ -135,10 +136,11 @@ class EdgeMoeTop(wiring.Component):
         """The buffer bank and its read / write clients."""
         readers = [gemm.act_rd, gemm.res_rd, ln.rd, attn.q_rd, attn.k_rd, attn.v_rd, store.rd]
         writers = [gemm.o_wr, ln.wr, attn.wr, load.wr]
-        every = tuple(range(N_MEMS))
-        # the attention feeders read fixed memories (hw/top/attn_path.py): no memory mux
-        read_mems = [every, every, every, (MEM_Q,), (MEM_K,), (MEM_V,), every]
-        m.submodules.bufs = bufs = BufferBank(self.geo, len(readers), len(writers), read_mems)
+        # each client's mux covers only the memories it can address (hw/top/buffer_wiring.py)
+        read_mems, write_mems = client_memories(self.cfg)
+        assert len(READERS) == len(readers) and len(WRITERS) == len(writers)
+        m.submodules.bufs = bufs = BufferBank(self.geo, len(readers), len(writers), read_mems,
+                                              write_mems)
         for i, r in enumerate(readers):
             wiring.connect(m, r, bufs.rd[i])
         for i, w in enumerate(writers):

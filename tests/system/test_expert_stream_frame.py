@@ -57,8 +57,10 @@ def _case(cfg: Config) -> dict:
 
 def tiled_stream_config() -> Config:
     """Streamed expert weights with a 9-row H (tests.system.frames.tiled_config): the 12- and
-    16-token queues are streamed in chunks of 9."""
-    return with_changes(tiled_config(9), name="tiny-h9-stream", hw=dict(expert_weights="stream"))
+    16-token queues are streamed in chunks of 9. The bank is wired for this program only
+    (``buffer_wiring="program"``), as on the M3ViT board config."""
+    return with_changes(tiled_config(9), name="tiny-h9-stream",
+                        hw=dict(expert_weights="stream", buffer_wiring="program"))
 
 
 def _check(sim, tmp_path=None, cfg=None):

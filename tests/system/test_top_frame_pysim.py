@@ -20,7 +20,7 @@ from hw.top.error_codes import ErrorCode
 from hw.top.top_with_memory import TopWithMemory
 from host.run import _csr_read, _csr_write, _host_read, run_frame
 from sim.config import get_config, with_changes
-from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, HwOp, LoadMode, check_desc,
+from sim.memory_image import (DESC_BYTES, Base, Buf, Desc, EpiMode, HwOp, LoadMode, check_desc,
                               encode_desc, lower_program)
 from tests.harness.seeds import seed  # noqa: F401
 from tests.system.frames import dense_config, frame_case, kv_config, tiled_config, tiny
@@ -240,20 +240,54 @@ def _kv_limit_cases():
             ("ATTENTION.nheads=2", at, replace(at, head0=0, nheads=2))]
 
 
-@pytest.mark.parametrize("variant", ["tiny", "tiled", "kv"])
+def wired_config():
+    """tiny with the bank wired for its own program only (``hw.buffer_wiring="program"``)."""
+    return with_changes(get_config("tiny"), name="tiny-wired", hw=dict(buffer_wiring="program"))
+
+
+def _wired_cases():
+    """(name, valid, bad) for :func:`wired_config`: each buffer field naming a buffer that
+    tiny's frame program never uses there (the wiring: LOAD -> X / H, STORE <- XN, GEMM
+    XN / H -> X / QKV / H with the residual read from X only, LAYERNORM X -> XN, ATTENTION -> H,
+    ROUTE <- XN, EXPERTS XN -> X)."""
+    g = Desc(HwOp.GEMM, src=Buf.XN, dst=Buf.X, m=1, k=4, n=4)
+    ln = Desc(HwOp.LAYERNORM, src=Buf.X, dst=Buf.XN, m=1)
+    ex = Desc(HwOp.EXPERTS, src=Buf.XN, dst=Buf.X, k=4, n=4)
+    ld = Desc(HwOp.LOAD, dst=Buf.X, mode=LoadMode.LINEAR, base=Base.IMAGE, m=1, n=4)
+    st = Desc(HwOp.STORE, src=Buf.XN, base=Base.OUT, m=1, n=4)
+    at = Desc(HwOp.ATTENTION, dst=Buf.H, head0=0, nheads=1)
+    rt = Desc(HwOp.ROUTE, src=Buf.XN, m=1, k=4, n=4)
+    return [("LOAD.dst=XN", ld, replace(ld, dst=Buf.XN)),
+            ("STORE.src=X", st, replace(st, src=Buf.X)),
+            ("GEMM.src=X", g, replace(g, src=Buf.X)),
+            ("GEMM.dst=XN", g, replace(g, dst=Buf.XN)),
+            ("GEMM.res=H", replace(g, dst=Buf.H),
+             replace(g, dst=Buf.H, epi=EpiMode.RESIDUAL)),
+            ("LAYERNORM.src=XN", ln, replace(ln, src=Buf.XN)),
+            ("LAYERNORM.dst=X", ln, replace(ln, dst=Buf.X)),
+            ("ATTENTION.dst=XN", at, replace(at, dst=Buf.XN)),
+            ("ROUTE.src=H", rt, replace(rt, src=Buf.H)),
+            ("EXPERTS.src=H", ex, replace(ex, src=Buf.H)),
+            ("EXPERTS.dst=H", ex, replace(ex, dst=Buf.H))]
+
+
+@pytest.mark.parametrize("variant", ["tiny", "tiled", "kv", "wired"])
 def test_descriptor_fields_out_of_range_are_rejected(variant, seed):
     """Every range-checked field of every op, one past its limit, after one valid descriptor:
-    the frame ends at it with BAD_FIELD and its index (no job is started, nothing hangs)."""
+    the frame ends at it with BAD_FIELD and its index (no job is started, nothing hangs).
+    ``wired``: buffers outside a program-wired bank's wiring (``hw.buffer_wiring``)."""
     cfg, cases = {"tiny": (get_config("tiny"), _limit_cases),
                   "tiled": (tiled_config(5), _tiled_limit_cases),
-                  "kv": (kv_config(1, hidden_rows=None), _kv_limit_cases)}[variant]
+                  "kv": (kv_config(1, hidden_rows=None), _kv_limit_cases),
+                  "wired": (wired_config(), _wired_cases)}[variant]
     cases = cases()
     for name, ok, bad in cases:          # the programs' valid descriptors are accepted
         check_desc(cfg, ok)
-        if variant == "kv":               # (the other lists also hold fields check_desc skips)
+        if variant in ("kv", "wired"):    # (the other lists also hold fields check_desc skips)
             with pytest.raises(ValueError):
                 check_desc(cfg, bad)
-    lead = Desc(HwOp.STORE, src=Buf.X, base=Base.OUT, m=1, n=4)
+    lead = Desc(HwOp.STORE, src=Buf.XN if variant == "wired" else Buf.X, base=Base.OUT, m=1,
+                n=4)
     mem = bytearray(0x4000)
     starts = {}
     for i, (name, _, d) in enumerate(cases):

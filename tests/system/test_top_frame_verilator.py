@@ -62,8 +62,10 @@ def test_variant_frame_verilator(make_cfg, seed, tmp_path):
 
 def serial_config():
     """tiny with attention not overlapped: one ATTENTION descriptor per block, every head back
-    to back. ``attn_overlap`` changes only the program (sim/memory_image.py), not the hardware."""
-    return with_changes(get_config("tiny"), name="tiny-serial", hw=dict(attn_overlap=False))
+    to back. ``attn_overlap`` changes only the program (sim/memory_image.py), not the hardware;
+    the bank is wired for that program only (``buffer_wiring="program"``, as on the boards)."""
+    return with_changes(get_config("tiny"), name="tiny-serial",
+                        hw=dict(attn_overlap=False, buffer_wiring="program"))
 
 
 def test_serial_frame_verilator(seed, tmp_path):
