@@ -42,10 +42,12 @@ Two rougher figures, calibrated on real builds, for design-space exploration (bo
 - :func:`lut_estimate`: logic LUTs, a linear model in the parts that scale, fitted to the
   by-part synth_xilinx figures of the M3ViT 16 x 16 config (attention 306 LUT6 per
   attention multiplier pair p*dw, PE array + GEMM engine 93 per MAC, buffers 16 per buffer word
-  bit, LayerNorm 600 per lane, 8,000 for the rest); ECP5 LUT4 are 2.14 x that plus 30 per
-  buffer word bit (the bank's muxes on 4-input LUTs), fitted to the ``tiny-ecp5`` ULX3S build
-  (31,616 TRELLIS_COMB; estimate 32,685) and the ``m3vit-ecp5-85f`` ECPIX-5 DRAM top (69,479;
-  estimate 69,333 with the board's 10,600). Against the other builds: ``tiny`` synth_xilinx
+  bit, LayerNorm 600 per lane, 8,000 for the rest); ECP5 LUT4 are 2.14 x that plus, per
+  buffer word bit, 4.5 and 0.67 per input of the bank's memory muxes (:func:`bank_mux_inputs`:
+  4-input LUTs pay far more for wide muxes than LUT6), fitted to the ``tiny-ecp5`` ULX3S build
+  (31,616 TRELLIS_COMB with every bank client on every memory: 38 mux inputs; estimate 32,685)
+  and two ``m3vit-ecp5-85f`` ECPIX-5 DRAM tops (69,479 with 38 inputs, 63,114 with the
+  program's wiring, 5 inputs; estimates 69,333 and 62,954 with the board's 10,600). Against the other builds: ``tiny`` synth_xilinx
   26,288 (built 29,490, -11 %), 8-wide-dot ECP5 35,660 (33,929, +5 %). Treat it as +-10-35 %;
   only a synthesis run (``edge-moe build`` / ``elaborate``) gives the real count. ``estimate``
   carries it (``luts``) for a ``"top"`` design and ``check_fit`` holds it to the device.
@@ -59,7 +61,7 @@ from sim.config import Config
 
 __all__ = ["FitError", "MemoryEstimate", "FitEstimate", "estimate", "check_fit",
            "frame_memory_bytes", "dp16kd_blocks", "DP16KD_SHAPES", "lane_multipliers", "other_multipliers",
-           "lut_estimate", "LUT_KINDS"]
+           "lut_estimate", "LUT_KINDS", "bank_mux_inputs"]
 
 # (width, depth) shapes of one ECP5 DP16KD block (true dual port up to 18 bits, 36 as pseudo DP)
 DP16KD_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
@@ -254,13 +256,27 @@ def check_fit(device, est: FitEstimate, *, margin: float = 1.0) -> None:
 _LUT6_BASE, _LUT6_PER_ATTN_MULT, _LUT6_PER_MAC, _LUT6_PER_WORD_BIT, _LUT6_PER_LN_LANE = \
     8000, 306, 93, 16, 600
 LUT_KINDS = {"LUT6": 1.0, "LUT4": 2.14}
-# ECP5 only: the buffer bank's client muxes (seven read clients' memory muxes, the write muxes,
-# each memory's row mux) per buffer word bit, which 4-input LUTs pay far more for than LUT6
-# (m3vit-ecp5-85f: ~19k LUT4 for the bank in part-by-part synthesis, docs/boards.md); and the
-# ECPIX-5 DRAM board around the accelerator (LiteDRAM's core, the host link, the AXI switch:
-# the DRAM top's 69,479 TRELLIS_COMB minus the accelerator alone, session 7).
-_LUT4_PER_WORD_BIT_ECP5 = 30
+# ECP5 only: the buffer bank's muxes per buffer word bit, which 4-input LUTs pay far more for
+# than LUT6: a base (each memory's row mux, the lane selects) plus a share per memory-mux input
+# (:func:`bank_mux_inputs`). Fitted to two m3vit-ecp5-85f ECPIX-5 DRAM builds that differ only in
+# the bank's wiring: 69,479 TRELLIS_COMB with every client on every memory (38 mux inputs),
+# 63,114 with hw.buffer_wiring="program" (5): 0.67 LUT4 per word bit per input (session 8).
+# And the ECPIX-5 DRAM board around the accelerator (LiteDRAM's core, the host link, the AXI
+# switch: the DRAM top's TRELLIS_COMB minus the accelerator alone, session 7).
+_LUT4_PER_WORD_BIT_ECP5 = 4.5
+_LUT4_PER_MUX_INPUT_BIT_ECP5 = 0.67
 DRAM_BOARD_LUT4 = 10_600
+
+
+def bank_mux_inputs(cfg: Config) -> int:
+    """Inputs of the buffer bank's memory muxes beyond the first: for each read client, the
+    memories it reads minus one; for each memory, the write clients that write it minus one
+    (hw/top/buffer_wiring.py)."""
+    from hw.top.buffer_wiring import client_memories
+    from hw.top.geometry import N_MEMS
+    readers, writers = client_memories(cfg)
+    writes = [sum(i in w for w in writers) for i in range(N_MEMS)]
+    return sum(len(r) - 1 for r in readers) + sum(max(0, n - 1) for n in writes)
 
 
 def lane_multipliers(cfg: Config) -> int:
@@ -295,5 +311,8 @@ def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None) 
     lut6 = (_LUT6_BASE + _LUT6_PER_ATTN_MULT * h.attn_parallel * h.attn_dot_width
             + _LUT6_PER_MAC * h.macs_per_cycle + _LUT6_PER_WORD_BIT * word_bits
             + _LUT6_PER_LN_LANE * h.array_rows)
-    extra = _LUT4_PER_WORD_BIT_ECP5 * word_bits if kind == "LUT4" else 0
-    return round(lut6 * LUT_KINDS[kind]) + extra
+    extra = 0
+    if kind == "LUT4":
+        extra = (_LUT4_PER_WORD_BIT_ECP5
+                 + _LUT4_PER_MUX_INPUT_BIT_ECP5 * bank_mux_inputs(cfg)) * word_bits
+    return round(lut6 * LUT_KINDS[kind] + extra)
