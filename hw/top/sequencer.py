@@ -33,10 +33,11 @@ sequencer walks it from index 0 until END:
   its matrix's weight and bias addresses, and the expert GEMMs read their weights from external
   memory like a dense GEMM (row stride N weights, column tiles C weights apart).
 
-Timing: a prefetched descriptor is decoded in 1 cycle, the next fetch is requested in the next
-(PREFETCH), and the job is offered in the cycle after; a path's ``busy`` falling is seen the
-cycle after, so a descriptor costs about 4 cycles on top of its path's own time (the first
-fetch of a frame pays the memory latency once).
+Timing: a fetched descriptor passes two register stages (the second holds its check code) and
+is decoded in 1 cycle, the next fetch is requested in the next (PREFETCH), and the job is
+offered in the cycle after; a path's ``busy`` falling is seen the cycle after, so a descriptor
+costs about 4 cycles on top of its path's own time (the first fetch of a frame pays the memory
+latency and the two stages once).
 
 Status: ``busy`` from start to END / error, ``done`` (sticky until the next start or a clear),
 ``op_busy`` (one bit per op: which descriptor kind is running, for the busy counters),
@@ -56,6 +57,7 @@ from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC,
 from hw.array.epilogue import EpilogueMode
 from hw.common import Loop, count_nested
 from hw.mem.bus import MemReadSignature
+from hw.mem.stream_slice import StreamSlice
 from hw.moe.expert_stream import stream_grant_layout
 from hw.moe.patch_reorder import queue_entry_layout, queue_request_layout
 from hw.moe.prefetcher import TENSORS, grant_layout
@@ -194,8 +196,25 @@ class Sequencer(wiring.Component):
 
         self.pc = Signal(DESC_INDEX_BITS)           # index of the next descriptor to fetch
         self.desc = Signal(desc_layout())           # the descriptor being executed
-        fetched = desc_layout()(rd.o.payload)       # the one the reader delivers
-        code = self._check(m, rd.o.payload, fetched)
+        # The reader's descriptor goes through two register stages before DECODE: the first
+        # takes it off the reader's FIFO (LUT RAM), the second holds it with its check code
+        # (checksum, opcode, every field's range) computed from the first. DECODE's handshake
+        # and the descriptor register's load enable then see only registers: the check logic
+        # behind the FIFO's read port was the ULX3S build's critical path (docs/boards.md).
+        # Cost: 2 cycles on each descriptor fetch, hidden behind the running descriptor except
+        # the frame's first one and a background ATTENTION's (sim.cycles.frame.DESC_FETCH_EXTRA).
+        raw_shape = unsigned(8 * DESC_BYTES)
+        m.submodules.desc_slice = raw = StreamSlice(raw_shape)
+        m.submodules.desc_checked = chk = StreamSlice(data.StructLayout(
+            {"raw": raw_shape, "code": unsigned(ERROR_CODE_BITS)}))
+        wiring.connect(m, rd.o, raw.i)
+        m.d.comb += [chk.i.valid.eq(raw.o.valid), raw.o.ready.eq(chk.i.ready),
+                     chk.i.payload.raw.eq(raw.o.payload),
+                     chk.i.payload.code.eq(self._check(m, raw.o.payload,
+                                                       desc_layout()(raw.o.payload)))]
+        self.checked = chk.o
+        fetched = desc_layout()(chk.o.payload.raw)  # the checked descriptor
+        code = chk.o.payload.code
         self._job_payloads(m)
         self.grant_now = Signal(self.grant_layout)  # the grant being worked on
         self.table_expert = Signal(range(cfg.model.experts + 1))
@@ -426,8 +445,9 @@ class Sequencer(wiring.Component):
         with m.State("DECODE"):
             # END, or an error, ends the frame only when a background ATTENTION is done
             hold = ((fetched.op == HwOp.END) | (code != ErrorCode.NONE)) & self.attn_busy
-            m.d.comb += [self.fetch_wait.eq(~rd.o.valid), rd.o.ready.eq(~hold)]
-            with m.If(rd.o.valid & ~hold):
+            m.d.comb += [self.fetch_wait.eq(~self.checked.valid),
+                         self.checked.ready.eq(~hold)]
+            with m.If(self.checked.valid & ~hold):
                 m.d.sync += [d.eq(fetched), pc.eq(pc + 1),
                              self.desc_count.eq(self.desc_count + 1)]
                 with m.If(code != ErrorCode.NONE):
