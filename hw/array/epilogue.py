@@ -22,7 +22,9 @@ Pipeline, 7 register stages, one row per cycle:
   1. acc + bias            2. requantize            3-5. GELU lane (or bypass)
   6. t = y * s (consumes the ``res`` beat)          7. saturate(x + round(t)), mask
 Latency :attr:`Epilogue.latency` = 7 cycles from an ``i`` handshake to ``o.valid``; throughput one
-row per cycle. Back-pressure on ``o`` or a missing ``res`` beat stalls the whole pipeline.
+row per cycle. The output register is the main register of a two-entry skid buffer, so the
+pipeline's enable never depends on ``o.ready``: back-pressure on ``o`` stalls the pipeline a
+cycle later (one more row goes to the skid register), a missing ``res`` beat at once.
 """
 from __future__ import annotations
 
@@ -130,32 +132,41 @@ class Epilogue(wiring.Component):
         # Stage bookkeeping: valid, mode, mask travel with each row. Index s = content of the
         # register after stage s (s = 1 .. latency); stage latency's valid is o.valid.
         L = self.latency
-        valid = [None] + [Signal(name=f"v{s}") for s in range(1, L)] + [self.o.valid]
+        valid = [None] + [Signal(name=f"v{s}") for s in range(1, L)]
         mode = [None] + [Signal(EpilogueMode, name=f"mode{s}") for s in range(1, L)]
         mask = [None] + [Signal(C, name=f"mask{s}") for s in range(1, L)]
         gelu1 = Signal()
 
         res_stage = 3 + G     # the stage whose registers take the res beat (t = y * s)
         needs_res = valid[res_stage - 1] & (mode[res_stage - 1] != EpilogueMode.PLAIN)
+        # The output register is the main register of a skid buffer (hw.mem.stream_slice): the
+        # pipeline advances while the skid register is empty, so ``o.ready`` never reaches the
+        # enable (it fanned out to every register of the engine behind a chain through the
+        # consumer: the router's, or the buffer writer's, ready; the ULX3S build's critical
+        # path). On a stall one more row moves into the skid register, then the pipeline holds.
+        skid_v = Signal()
+        skid = Signal(row_layout(cfg))
+        out_row = Signal(row_layout(cfg))       # stage L's row, computed from stage L - 1
         en = Signal()
-        out_free = ~self.o.valid | self.o.ready
         m.d.comb += [
-            en.eq(out_free & (~needs_res | self.res.valid)),
+            en.eq(~skid_v & (~needs_res | self.res.valid)),
             self.i.ready.eq(en),
             self.res.ready.eq(en & needs_res),
         ]
+        take = en & valid[L - 1]
+        with m.If(~self.o.valid | self.o.ready):
+            with m.If(skid_v):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_v.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(out_row), self.o.valid.eq(take)]
+        with m.Elif(take):
+            m.d.sync += [skid.eq(out_row), skid_v.eq(1)]
         with m.If(en):
             m.d.sync += [valid[1].eq(self.i.valid), mode[1].eq(self.i.payload.mode),
                          mask[1].eq(self.i.payload.mask), gelu1.eq(self.i.payload.gelu)]
-            for s in range(2, L + 1):
-                m.d.sync += valid[s].eq(valid[s - 1])
-        with m.Elif(out_free):
-            # Stalled only for a missing res beat: the output row may still leave, so the output
-            # register must empty (else the taken row would be offered twice).
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(en):
             for s in range(2, L):
-                m.d.sync += [mode[s].eq(mode[s - 1]), mask[s].eq(mask[s - 1])]
+                m.d.sync += [valid[s].eq(valid[s - 1]), mode[s].eq(mode[s - 1]),
+                             mask[s].eq(mask[s - 1])]
 
         # The GELU bypass bit follows its row: the lane's input register captures y2 (stage 2),
         # so the lane needs the stage-2 copy of the command's gelu bit.
@@ -182,7 +193,7 @@ class Epilogue(wiring.Component):
                     t.eq(prod),
                     xr.eq(Mux(mode[res_stage - 1] == EpilogueMode.PLAIN, 0,
                               self.res.payload.x[c])),
-                    self.o.payload[c].eq(Mux(mask[L - 1][c],
-                                             hw_saturate(xr + hw_rshift_round(t, sf), act), 0)),
                 ]
+            m.d.comb += out_row[c].eq(Mux(mask[L - 1][c],
+                                          hw_saturate(xr + hw_rshift_round(t, sf), act), 0))
         return m
