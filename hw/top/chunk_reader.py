@@ -85,6 +85,7 @@ class ChunkReader(wiring.Component):
         self.depth = depth or 1 << (want - 1).bit_length()
         if self.depth < max(self.beats_per_chunk, min(B, self.beats_per_chunk)):
             raise ValueError("ChunkReader: FIFO smaller than one chunk")
+        self.burst_cap = min(B, self.depth)      # a burst never needs more than the whole FIFO
         self.cmd_layout = chunk_cmd_layout(cfg, count_bits)
         super().__init__({
             "cmd": In(stream.Signature(self.cmd_layout)),
@@ -105,6 +106,7 @@ class ChunkReader(wiring.Component):
         outer_left = Signal.like(cur_cmd.outer)  # rows of chunks still to start
         row_addr = Signal(abits)                 # address of the current row's first chunk
         span_addr = Signal(abits)                # next byte of the current span
+        chunk_addr = Signal(abits)               # first byte of the current chunk (strided)
         span_beats = Signal(len(cur_cmd.inner) + bpc.bit_length() + 1)   # beats left in the span
         inner_left = Signal.like(cur_cmd.inner)  # chunks left in the row (strided mode)
         active = Signal()
@@ -112,6 +114,7 @@ class ChunkReader(wiring.Component):
         accept = accept_job(m, self.cmd, active)
 
         m.submodules.q = fifo_q = fifo.SyncFIFO(width=8 * W, depth=D)
+        cap = self.burst_cap
         burst_len, sent = self._credits(m, fifo_q, active, span_addr, span_beats)
 
         with m.If(accept):
@@ -120,19 +123,25 @@ class ChunkReader(wiring.Component):
             m.d.sync += [cur_cmd.eq(p), contiguous.eq(contig),
                          active.eq((p.outer != 0) & (p.inner != 0)),
                          outer_left.eq(p.outer - 1), row_addr.eq(p.addr), span_addr.eq(p.addr),
+                         chunk_addr.eq(p.addr),
                          span_beats.eq(Mux(contig, p.inner * bpc, bpc)),
                          inner_left.eq(p.inner - 1)]
         with m.Elif(sent):
-            with m.If(burst_len != span_beats):
-                m.d.sync += [span_addr.eq(span_addr + burst_len * W),
-                             span_beats.eq(span_beats - burst_len)]
+            # Each next address is one add of two registers (the ULX3S build's critical path
+            # was span_addr + burst_len * W - U + inner_stride behind the burst-length mux).
+            with m.If(span_beats > cap):
+                # a span longer than a burst goes on in bursts of cap beats
+                m.d.sync += [span_addr.eq(span_addr + cap * W),
+                             span_beats.eq(span_beats - cap)]
             # the span is fully requested: next chunk of the row, or the next row (no bubble)
             with m.Elif(~contiguous & (inner_left != 0)):
+                nxt = chunk_addr + cur_cmd.inner_stride
                 m.d.sync += [inner_left.eq(inner_left - 1), span_beats.eq(bpc),
-                             span_addr.eq(span_addr + burst_len * W - U + cur_cmd.inner_stride)]
+                             span_addr.eq(nxt), chunk_addr.eq(nxt)]
             with m.Elif(outer_left != 0):
                 nxt = row_addr + cur_cmd.outer_stride
                 m.d.sync += [outer_left.eq(outer_left - 1), row_addr.eq(nxt), span_addr.eq(nxt),
+                             chunk_addr.eq(nxt),
                              span_beats.eq(Mux(contiguous, cur_cmd.inner * bpc, bpc)),
                              inner_left.eq(cur_cmd.inner - 1)]
             with m.Else():
@@ -148,7 +157,7 @@ class ChunkReader(wiring.Component):
         rd = self.bus.rd_data
         m.d.comb += [fifo_q.w_en.eq(rd.valid), fifo_q.w_data.eq(rd.payload.data), rd.ready.eq(1)]
 
-        cap = min(self.cfg.hw.mem_max_burst, D)  # a burst never needs more than the whole FIFO
+        cap = self.burst_cap
         burst_len = Signal(range(cap + 1))
         m.d.comb += burst_len.eq(Mux(span_beats > cap, cap, span_beats))
         room = fifo_q.level + owed + burst_len <= D
