@@ -85,9 +85,11 @@ def write_hex(path, image, beat: int) -> None:
 class _Delay(wiring.Component):
     """A (valid, payload) pair delayed by exactly ``n`` cycles; no back-pressure.
 
-    n = 0: wires; n = 1: a register; n >= 2: a ring buffer memory of n entries (slot c mod n is
-    written in cycle c and read back in cycle c + n), which keeps long DRAM latencies cheap in
-    both simulators.
+    n = 0: wires; n = 1: a register; n = 2: two registers; n >= 3: a register, then a ring
+    buffer memory of n - 1 entries (slot c mod (n - 1) is written in cycle c and read back in
+    cycle c + n - 1), which keeps long DRAM latencies cheap in both simulators. The register in
+    front keeps the ring's write port off the request's path (on the ULX3S build the read
+    arbiter's pick ran straight into the ring's LUT-RAM write data: the critical path).
     """
 
     def __init__(self, shape, n: int):
@@ -99,17 +101,24 @@ class _Delay(wiring.Component):
         m = Module()
         if self.n == 0:
             m.d.comb += [self.o_valid.eq(self.i_valid), self.o.eq(self.i)]
-        elif self.n == 1:
-            m.d.sync += [self.o_valid.eq(self.i_valid), self.o.eq(self.i)]
+            return m
+        # the input register (the whole delay for n = 1)
+        v_in, p_in = Signal(), Signal(self.shape)
+        m.d.sync += [v_in.eq(self.i_valid), p_in.eq(self.i)]
+        n = self.n - 1                      # cycles left after it
+        if n == 0:
+            m.d.comb += [self.o_valid.eq(v_in), self.o.eq(p_in)]
+        elif n == 1:
+            m.d.sync += [self.o_valid.eq(v_in), self.o.eq(p_in)]
         else:
             slot = data.StructLayout({"valid": 1, "p": self.shape})
-            m.submodules.ring = ring = Memory(shape=slot, depth=self.n, init=[])
+            m.submodules.ring = ring = Memory(shape=slot, depth=n, init=[])
             wr, rd = ring.write_port(), ring.read_port()
-            cnt = Signal(range(self.n))
-            nxt = Mux(cnt == self.n - 1, 0, cnt + 1)
+            cnt = Signal(range(n))
+            nxt = Mux(cnt == n - 1, 0, cnt + 1)
             m.d.sync += cnt.eq(nxt)
-            m.d.comb += [wr.addr.eq(cnt), wr.en.eq(1), wr.data.valid.eq(self.i_valid),
-                         wr.data.p.eq(self.i),
+            m.d.comb += [wr.addr.eq(cnt), wr.en.eq(1), wr.data.valid.eq(v_in),
+                         wr.data.p.eq(p_in),
                          # Read, in cycle c, the slot written in cycle c + 1 - n; the data
                          # register presents it in cycle c + 1, n cycles after its write.
                          rd.addr.eq(nxt), rd.en.eq(1),

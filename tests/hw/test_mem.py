@@ -71,7 +71,7 @@ def test_dram_random_reads(latency, seed):
     assert got == want, f"read data differs [seed={seed}]"
 
 
-@pytest.mark.parametrize("latency", [0, 1, 2, 5, 16])
+@pytest.mark.parametrize("latency", [0, 1, 2, 3, 4, 5, 16])
 def test_dram_latency_and_bandwidth(latency, seed):
     rng = random.Random(seed)
     # Outstanding bursts cover the latency: full bandwidth after the first beat.
