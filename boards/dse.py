@@ -63,8 +63,8 @@ from sim.cycles.moe import load_geometry
 from sim.memory_image import HwOp, lower_program
 
 from boards.boards import Board
-from boards.fit import (dp16kd_blocks, estimate, lane_multipliers, lut_estimate,
-                        other_multipliers)
+from boards.fit import (bank_mux_inputs, dp16kd_blocks, estimate, lane_multipliers,
+                        lut_estimate, other_multipliers)
 
 __all__ = ["Target", "Point", "DseResult", "DseError", "MODELS", "HEADROOM", "board_target",
            "budget_target", "parse_budget", "search", "legal_values", "point_config",
@@ -427,7 +427,7 @@ def _attention_halves(base: Config, halves: dict, vals: dict, tick) -> tuple[dic
 
 def _cost_points(base: Config, target: Target, halves: dict, attn: dict, tick) -> list[Point]:
     """Every combination of a shape half and an attention half, costed."""
-    brams_cache, logic_cache, points = {}, {}, []
+    brams_cache, logic_cache, mux_cache, points = {}, {}, {}, []
     for i, ((R, C, W, o), h) in enumerate(halves.items()):
         tick(f"costing shape {i} of {len(halves)} ({len(points):,} points)")
         V = W // base.num.act.storage_bytes
@@ -457,9 +457,14 @@ def _cost_points(base: Config, target: Target, halves: dict, attn: dict, tick) -
             if key not in logic_cache:
                 # The multiplier and LUT functions read only cfg.hw once nw and the word
                 # width are given: a bare view saves building (and validating) a Config.
+                # The bank's wiring follows the program, which the attention size does not
+                # change: its mux inputs come from the shape's config.
                 view = _HwView(replace(h.cfg.hw, attn_parallel=p, attn_dot_width=dw))
+                if h.cfg not in mux_cache:
+                    mux_cache[h.cfg] = bank_mux_inputs(h.cfg)
                 logic_cache[key] = (lane_multipliers(view) + other_multipliers(view, nw),
-                                    lut_estimate(view, target.lut_kind, G * base.num.act.bits))
+                                    lut_estimate(view, target.lut_kind, G * base.num.act.bits,
+                                                 mux_cache[h.cfg]))
             mults, luts = logic_cache[key]
             points.append(Point(R, C, W, p, dw, nw, o, cycles, mults,
                                 brams_cache[(R, C, W, G)], luts, h.nbytes))

@@ -298,10 +298,13 @@ def other_multipliers(cfg: Config, nw: int | None = None) -> int:
     return 20 + math.ceil(3.5 * h.array_rows) + score + 3 * nw
 
 
-def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None) -> int:
+def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None,
+                 mux_inputs: int | None = None) -> int:
     """Logic LUTs of the accelerator (module docstring): ``kind`` ``"LUT4"`` (ECP5) or
     ``"LUT6"`` (Xilinx UltraScale+). Rough: +-35 %. ``word_bits``: the buffers' word width,
-    if known (default: ``TopGeometry.of(cfg).word_bits``)."""
+    if known (default: ``TopGeometry.of(cfg).word_bits``); ``mux_inputs``: the bank's
+    memory-mux inputs, if known (default: :func:`bank_mux_inputs`, which needs the whole
+    config: the frame program decides the wiring)."""
     from hw.top.geometry import TopGeometry
     if kind not in LUT_KINDS:
         raise ValueError(f"unknown LUT kind {kind!r}: one of {', '.join(LUT_KINDS)}")
@@ -313,6 +316,7 @@ def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None) 
             + _LUT6_PER_LN_LANE * h.array_rows)
     extra = 0
     if kind == "LUT4":
-        extra = (_LUT4_PER_WORD_BIT_ECP5
-                 + _LUT4_PER_MUX_INPUT_BIT_ECP5 * bank_mux_inputs(cfg)) * word_bits
+        if mux_inputs is None:
+            mux_inputs = bank_mux_inputs(cfg)
+        extra = (_LUT4_PER_WORD_BIT_ECP5 + _LUT4_PER_MUX_INPUT_BIT_ECP5 * mux_inputs) * word_bits
     return round(lut6 * LUT_KINDS[kind] + extra)

@@ -37,6 +37,7 @@ def _brute(target, space):
         hw = replace(base.hw, array_rows=R, array_cols=C, mem_bytes_per_cycle=W,
                      attn_parallel=p, attn_dot_width=dw, attn_overlap=o, mult_budget=None,
                      bram_target=get_config(target.hw_preset).hw.bram_target,
+                     buffer_wiring=get_config(target.hw_preset).hw.buffer_wiring,
                      **({} if target.hw_preset == "tiny" else
                         {"mem_latency": get_config(target.hw_preset).hw.mem_latency}))
         try:
