@@ -36,6 +36,7 @@ from sim.config import Config
 from sim.fixed import hw_requantize, hw_rshift_round, hw_saturate
 
 from hw.array.gelu import GeluLane, shift_add_mul
+from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["EpilogueMode", "Epilogue", "score_on_dsp", "epilogue_in_layout", "residual_layout",
            "row_layout"]
@@ -139,28 +140,23 @@ class Epilogue(wiring.Component):
 
         res_stage = 3 + G     # the stage whose registers take the res beat (t = y * s)
         needs_res = valid[res_stage - 1] & (mode[res_stage - 1] != EpilogueMode.PLAIN)
-        # The output register is the main register of a skid buffer (hw.mem.stream_slice): the
-        # pipeline advances while the skid register is empty, so ``o.ready`` never reaches the
-        # enable (it fanned out to every register of the engine behind a chain through the
-        # consumer: the router's, or the buffer writer's, ready; the ULX3S build's critical
-        # path). On a stall one more row moves into the skid register, then the pipeline holds.
-        skid_v = Signal()
-        skid = Signal(row_layout(cfg))
-        out_row = Signal(row_layout(cfg))       # stage L's row, computed from stage L - 1
+        # Stage L is the main register of a StreamSlice (a skid buffer) fed with the row
+        # computed from stage L - 1: the pipeline advances while the slice's skid register is
+        # empty, so ``o.ready`` never reaches the enable (it fanned out to every register of
+        # the engine behind a chain through the consumer: the router's, or the buffer
+        # writer's, ready; the ULX3S build's critical path). On a stall one more row moves into
+        # the skid register, then the pipeline holds.
+        m.submodules.out_slice = out = StreamSlice(row_layout(cfg))
+        wiring.connect(m, out.o, wiring.flipped(self.o))
+        out_row = out.i.payload                 # stage L's row, computed from stage L - 1
+        res_ok = ~needs_res | self.res.valid
         en = Signal()
         m.d.comb += [
-            en.eq(~skid_v & (~needs_res | self.res.valid)),
+            en.eq(out.i.ready & res_ok),
+            out.i.valid.eq(valid[L - 1] & res_ok),
             self.i.ready.eq(en),
             self.res.ready.eq(en & needs_res),
         ]
-        take = en & valid[L - 1]
-        with m.If(~self.o.valid | self.o.ready):
-            with m.If(skid_v):
-                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_v.eq(0)]
-            with m.Else():
-                m.d.sync += [self.o.payload.eq(out_row), self.o.valid.eq(take)]
-        with m.Elif(take):
-            m.d.sync += [skid.eq(out_row), skid_v.eq(1)]
         with m.If(en):
             m.d.sync += [valid[1].eq(self.i.valid), mode[1].eq(self.i.payload.mode),
                          mask[1].eq(self.i.payload.mask), gelu1.eq(self.i.payload.gelu)]
