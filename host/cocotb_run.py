@@ -9,6 +9,11 @@
    a second run with an unchanged design skips the build entirely; a file lock makes concurrent
    pytest processes share it safely. Verilator's run-time library objects are also cached across
    designs (host/objcache.py), so a new design costs ~3-5 s of C++ instead of ~20 s.
+   The model's own hot code compiles at ``opt_fast`` (Verilator's ``OPT_FAST``): ``-O0`` by
+   default, because a test simulates a few thousand to ~100k cycles and the compile dominates
+   (the tiny frame top: ~150 s of C++ at Verilator's default ``-Os``, ~25 s at ``-O0``; one of
+   its 2 MB files: 14.5 s vs 2.4 s), while runs of millions of cycles (the M3ViT frames) ask
+   for ``-Os`` (:data:`LONG_RUN_OPT`);
    ``simulator="icarus"`` builds ``sim.vvp`` with Icarus Verilog instead (``iverilog`` on
    ``PATH``; ``icarus_generation`` "2012" or "2005"), cached the same way;
 3. runs the cocotb test module in ``test_dir`` with ``params`` (JSON-serializable) written to
@@ -30,7 +35,9 @@ Verilator splits a bigger design into several C++ files the precompiled header
 Environment knobs: ``EDGE_MOE_BUILD_DIR`` (cache root, default ``<repo>/build``),
 ``WAVES=1`` (Verilator ``--trace``; ``dump.vcd`` lands in ``test_dir``),
 ``EDGE_MOE_COCOTB_REBUILD=1`` (ignore the cache), ``EDGE_MOE_NO_OBJCACHE=1`` (do not reuse
-Verilator's compiled run-time library across designs, see host/objcache.py).
+Verilator's compiled run-time library across designs, see host/objcache.py),
+``EDGE_MOE_VERILATOR_OPT=-Os`` (compile every model at that ``OPT_FAST``, whatever the caller
+asked).
 """
 from __future__ import annotations
 
@@ -40,6 +47,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -53,13 +61,18 @@ from boards import verilog_out
 from boards.file_lock import locked
 
 __all__ = ["REPO_ROOT", "PARAMS_ENV", "DEFAULT_BUILD_ARGS", "SIMULATORS", "setup_verilator",
-           "elaborate", "build_verilator", "build_icarus", "run_cocotb", "CocotbFailure"]
+           "elaborate", "build_verilator", "DEFAULT_OPT_FAST", "LONG_RUN_OPT", "build_icarus",
+           "run_cocotb", "CocotbFailure"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_ENV = "EDGE_MOE_COCOTB_PARAMS"
 BUILD_ENV = "EDGE_MOE_BUILD_DIR"
 REBUILD_ENV = "EDGE_MOE_COCOTB_REBUILD"
 NO_OBJCACHE_ENV = "EDGE_MOE_NO_OBJCACHE"
+OPT_ENV = "EDGE_MOE_VERILATOR_OPT"
+# OPT_FAST of a model: short test runs compile unoptimized, long runs optimized (module docstring)
+DEFAULT_OPT_FAST = "-O0"
+LONG_RUN_OPT = "-Os"
 
 # Amaranth's Verilog trips Verilator lint warnings (WIDTH*, UNUSED, ...): they are not errors.
 DEFAULT_BUILD_ARGS: tuple[str, ...] = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
@@ -142,6 +155,29 @@ def _build_root() -> Path:
 
 
 @contextlib.contextmanager
+def _opt_fast_env(opt_fast: str):
+    """Compile the model's hot C++ at ``opt_fast``: make takes ``VAR=value`` words of
+    ``MAKEFLAGS`` as command-line variables, which override ``verilated.mk``'s ``OPT_FAST``."""
+    saved = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join([saved or "", f"OPT_FAST={opt_fast}"]).strip()
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
+def _opt_fast(requested: str | None) -> str:
+    opt = os.environ.get(OPT_ENV) or requested or DEFAULT_OPT_FAST
+    if not re.fullmatch(r"-O[0-3sgz]|-Ofast", opt):
+        raise ValueError(f"Verilator OPT_FAST must be a gcc -O flag (-O0 .. -O3, -Os, -Og, "
+                         f"-Oz, -Ofast), got {opt!r}")
+    return opt
+
+
+@contextlib.contextmanager
 def _objcache_env():
     """Route the build's compiles through host/objcache.py (caches Verilator's run-time
     library objects in ``<build root>/cocotb/_objcache``), unless ``EDGE_MOE_NO_OBJCACHE`` is set
@@ -165,17 +201,20 @@ def _objcache_env():
 
 
 def build_verilator(verilog_text: str, name: str, *, build_args: Sequence[str] = DEFAULT_BUILD_ARGS,
-                    waves: bool = False, extra_sources: Sequence[os.PathLike] = ()) -> Path:
+                    waves: bool = False, extra_sources: Sequence[os.PathLike] = (),
+                    opt_fast: str | None = None) -> Path:
     """Build (or reuse) the Verilator model of ``verilog_text``; returns its build directory.
 
     The directory is ``<build root>/cocotb/<name>-<hash>``; a ``.built`` stamp marks a finished
-    build. The build log is ``build.log`` in that directory.
+    build. The build log is ``build.log`` in that directory. ``opt_fast``: the gcc ``-O`` flag
+    of the model's hot code (default :data:`DEFAULT_OPT_FAST`; module docstring).
     """
     from cocotb_tools.runner import get_runner
 
     setup_verilator()
+    opt_fast = _opt_fast(opt_fast)
     key = hashlib.sha256("\0".join([
-        verilog_text, name, " ".join(build_args), str(waves), _tool_versions(),
+        verilog_text, name, " ".join(build_args), str(waves), _tool_versions(), opt_fast,
         *[Path(s).read_text() for s in extra_sources]]).encode()).hexdigest()[:16]
     build_dir = _build_root() / "cocotb" / f"{name}-{key}"
     stamp = build_dir / ".built"
@@ -190,7 +229,7 @@ def build_verilator(verilog_text: str, name: str, *, build_args: Sequence[str] =
         runner = get_runner("verilator")
         log = build_dir / "build.log"
         try:
-            with _objcache_env():
+            with _objcache_env(), _opt_fast_env(opt_fast):
                 runner.build(sources=[src, *map(Path, extra_sources)], hdl_toplevel=name,
                              build_dir=build_dir, build_args=list(build_args), waves=waves,
                              timescale=("1ns", "1ps"), log_file=log)
@@ -280,7 +319,8 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
                seed: int | None = None, testcase: str | Sequence[str] | None = None,
                build_args: Sequence[str] | None = None, waves: bool | None = None,
                extra_sources: Sequence[os.PathLike] = (), simulator: str = "verilator",
-               icarus_generation: str = "2012", plusargs: Sequence[str] = ()) -> Path:
+               icarus_generation: str = "2012", plusargs: Sequence[str] = (),
+               opt_fast: str | None = None) -> Path:
     """Elaborate ``dut``, build it with Verilator (cached) and run cocotb ``test_module`` on it.
 
     ``dut``: a ``wiring.Component`` (or a zero-argument factory returning one).
@@ -295,7 +335,8 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
     ``plusargs``: simulator plusargs (``"+name=value"``, read by ``$value$plusargs``).
     ``simulator``: "verilator" (default) or "icarus" (Icarus Verilog, language
     ``icarus_generation``: "2012" or "2005"). ``build_args`` default to
-    :data:`DEFAULT_BUILD_ARGS` for Verilator, none for Icarus.
+    :data:`DEFAULT_BUILD_ARGS` for Verilator, none for Icarus. ``opt_fast``: Verilator's
+    ``OPT_FAST`` (default ``-O0``: fast builds; pass :data:`LONG_RUN_OPT` for millions of cycles).
 
     Returns the results XML path; raises :class:`CocotbFailure` if any cocotb test failed.
     """
@@ -311,6 +352,7 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
     verilog_text = elaborate(dut, name)
     if simulator == "verilator":
         build_dir = build_verilator(verilog_text, name, waves=waves, extra_sources=extra_sources,
+                                    opt_fast=opt_fast,
                                     build_args=DEFAULT_BUILD_ARGS if build_args is None
                                     else build_args)
     elif simulator == "icarus":

@@ -37,6 +37,9 @@ from hw.top.error_codes import describe_error
 __all__ = ["FrameResult", "run_frame", "frame_pysim", "counters_dict",
            "FrameError"]
 
+# Frames longer than this (the model's cycles) run on an optimized Verilator model
+LONG_FRAME_CYCLES = 1_000_000
+
 
 class FrameError(RuntimeError):
     """The accelerator flagged an error or did not finish."""
@@ -256,7 +259,8 @@ def descriptor_trace(cfg: Config, stamps: list, total: int) -> list[dict]:
 
 def _frame_verilator(cfg, mem, layout, task, progress_every, work_dir, throttle_seed=None,
                      mem_size=None, preload=False):
-    from host.cocotb_run import run_cocotb
+    from host.cocotb_run import DEFAULT_OPT_FAST, LONG_RUN_OPT, run_cocotb
+    from sim.cycles.frame import frame_cost
 
     from hw.mem.onchip_memory import SIM_RAM_PLUSARG, SIM_RAM_VERILOG, write_hex
     from hw.top.top_with_memory import TopWithMemory
@@ -269,11 +273,14 @@ def _frame_verilator(cfg, mem, layout, task, progress_every, work_dir, throttle_
         write_hex(work / "memory.hex", mem, cfg.hw.mem_bytes_per_cycle)
         plusargs.append(f"+{SIM_RAM_PLUSARG}={work / 'memory.hex'}")
     size = mem_size or memory_size(layout, cfg)
+    # A frame of millions of cycles (M3ViT) pays for an optimized model; a tiny one (~30k) is
+    # done sooner with an unoptimized compile (host/cocotb_run.py).
+    opt = LONG_RUN_OPT if frame_cost(cfg).cycles > LONG_FRAME_CYCLES else DEFAULT_OPT_FAST
     # The DRAM model's words live in sim_ram.v: its Verilog carries no initial contents, so a
     # big image costs no elaboration time (the memory is loaded at run time either way).
     run_cocotb(TopWithMemory(generic_config(cfg), size=size, array="verilog"), "host.frame_tb",
                name="frame_sim", test_dir=work, extra_sources=[SIM_RAM_VERILOG],
-               plusargs=plusargs,
+               plusargs=plusargs, opt_fast=opt,
                params=dict(config=cfg.to_dict(), memory=str(work / "memory.bin"),
                            layout=layout.to_dict(), task=task, preloaded=preload,
                            progress_every=progress_every, throttle_seed=throttle_seed,
