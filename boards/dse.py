@@ -241,7 +241,7 @@ class DseResult:
     def block_ram_breakdown(self, point: Point, n: int = 3) -> str:
         """The ``n`` largest memories a point keeps in block RAM, as text."""
         cfg = _with_hw(self.base, **point.knobs())
-        mems = [(self.target.memory_blocks(x), x.name) for x in estimate(cfg).memories
+        mems = [(self.target.memory_blocks(x), x.name) for x in estimate(cfg, luts=False).memories
                 if self.target.frame_memory_on_chip or not x.name.startswith("frame memory")]
         return ", ".join(f"{name} {b}" for b, name in sorted(mems, reverse=True)[:n])
 
@@ -291,7 +291,7 @@ def base_config(model: str, target: Target) -> Config:
 
 
 def _brams(cfg: Config, target: Target) -> int:
-    return sum(target.memory_blocks(x) for x in estimate(cfg).memories
+    return sum(target.memory_blocks(x) for x in estimate(cfg, luts=False).memories
                if target.frame_memory_on_chip or not x.name.startswith("frame memory"))
 
 
@@ -335,7 +335,7 @@ def search(model: str, target: Target, progress=None, values: dict | None = None
                     "brams_point": min(points, key=lambda x: (x.brams, x.mults, x.cycles))}
     if target.frame_memory_on_chip:
         res.smallest["frame_memory_blocks"] = min(
-            sum(target.memory_blocks(x) for x in estimate(h.cfg).memories
+            sum(target.memory_blocks(x) for x in estimate(h.cfg, luts=False).memories
                 if x.name.startswith("frame memory")) for h in halves.values())
     lim = target.limits()
     fit = [x for x in points if x.mults <= lim[0] and x.brams <= lim[1] and x.luts <= lim[2]]
@@ -460,11 +460,12 @@ def _cost_points(base: Config, target: Target, halves: dict, attn: dict, tick) -
                 # The bank's wiring follows the program, which the attention size does not
                 # change: its mux inputs come from the shape's config.
                 view = _HwView(replace(h.cfg.hw, attn_parallel=p, attn_dot_width=dw))
-                if h.cfg not in mux_cache:
-                    mux_cache[h.cfg] = bank_mux_inputs(h.cfg)
+                # (_shape_halves lowers one program per (C, overlap), shared by its shapes.)
+                if (C, o) not in mux_cache:
+                    mux_cache[(C, o)] = bank_mux_inputs(h.cfg, h.program)
                 logic_cache[key] = (lane_multipliers(view) + other_multipliers(view, nw),
                                     lut_estimate(view, target.lut_kind, G * base.num.act.bits,
-                                                 mux_cache[h.cfg]))
+                                                 mux_cache[(C, o)]))
             mults, luts = logic_cache[key]
             points.append(Point(R, C, W, p, dw, nw, o, cycles, mults,
                                 brams_cache[(R, C, W, G)], luts, h.nbytes))

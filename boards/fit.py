@@ -194,16 +194,20 @@ def _unit_memories(cfg: Config, geo) -> list[MemoryEstimate]:
     return out
 
 
-def estimate(cfg: Config, design: str = "top", *, external_memory: bool = False) -> FitEstimate:
+def estimate(cfg: Config, design: str = "top", *, external_memory: bool = False,
+             luts: bool = True) -> FitEstimate:
     """Resource estimate of a board design: ``"top"`` (the accelerator, hw/top, on on-chip
     frame memory, or with ``external_memory`` on the board's DRAM: no frame memory on chip)
-    or ``"demo"`` (boards/demo_device.py)."""
+    or ``"demo"`` (boards/demo_device.py). ``luts=False`` leaves ``luts`` at 0: the LUT
+    figure needs the frame program (the bank's wiring), which a caller that only wants the
+    memories (the design-space search) should not pay for on every shape."""
     h = cfg.hw
     if design == "top":
         est = FitEstimate(cfg.name, design, lane_multipliers(cfg) + other_multipliers(cfg),
                           _top_memories(cfg, external_memory))
         est.external_memory = external_memory
-        est.luts = lut_estimate(cfg, "LUT4") + (DRAM_BOARD_LUT4 if external_memory else 0)
+        if luts:
+            est.luts = lut_estimate(cfg, "LUT4") + (DRAM_BOARD_LUT4 if external_memory else 0)
         est.notes.append("multipliers: PE array + attention lanes + the calibrated rest "
                          "(LayerNorm, epilogue, normalizer, router; ~5 % on four builds)")
         est.notes.append("LUT4: boards.fit.lut_estimate (+ the DRAM board's LiteDRAM core and "
@@ -268,13 +272,18 @@ _LUT4_PER_MUX_INPUT_BIT_ECP5 = 0.67
 DRAM_BOARD_LUT4 = 10_600
 
 
-def bank_mux_inputs(cfg: Config) -> int:
+def bank_mux_inputs(cfg: Config, program: list | None = None) -> int:
     """Inputs of the buffer bank's memory muxes beyond the first: for each read client, the
     memories it reads minus one; for each memory, the write clients that write it minus one
-    (hw/top/buffer_wiring.py)."""
+    (hw/top/buffer_wiring.py). ``program``: ``cfg``'s lowered frame program, if the caller has
+    it (saves lowering it again; the design-space search costs thousands of shapes)."""
     from hw.top.buffer_wiring import client_memories
     from hw.top.geometry import N_MEMS
-    readers, writers = client_memories(cfg)
+    from sim.memory_image import program_buffers
+    wired = None
+    if program is not None and cfg.hw.buffer_wiring == "program":
+        wired = program_buffers(program)
+    readers, writers = client_memories(cfg, wired)
     writes = [sum(i in w for w in writers) for i in range(N_MEMS)]
     return sum(len(r) - 1 for r in readers) + sum(max(0, n - 1) for n in writes)
 

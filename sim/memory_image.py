@@ -71,7 +71,8 @@ from sim.golden.softmax import attention_head
 
 __all__ = ["HwOp", "Buf", "LoadMode", "Base", "EpiMode", "DESC_BYTES", "DESC_WORDS", "MAGIC",
            "CHECK_SEED", "FIELDS", "Desc", "encode_desc", "decode_desc", "lower_program",
-           "FieldRange", "desc_ranges", "check_desc", "BUFFER_FIELDS", "wired_buffers", "physical", "buffer_rows_of", "patch_tile_ok",
+           "FieldRange", "desc_ranges", "check_desc", "BUFFER_FIELDS", "wired_buffers", "program_buffers",
+           "physical", "buffer_rows_of", "patch_tile_ok",
            "check_aliasing", "check_concurrency", "check_slots", "kv_col0", "overlapped_attention", "MemoryLayout", "build_memory_image", "run_image", "read_output",
            "image_bytes", "embed_pos_table", "REGION_ALIGN", "memory_size"]
 
@@ -637,7 +638,13 @@ def wired_buffers(cfg: Config) -> dict[tuple[HwOp, str], frozenset[Buf]]:
     every = frozenset(Buf)
     if cfg.hw.buffer_wiring == "full":
         return {f: every for f in BUFFER_FIELDS}
-    program = lower_program(cfg, check=False)
+    return program_buffers(lower_program(cfg, check=False))
+
+
+def program_buffers(program: list[Desc]) -> dict[tuple[HwOp, str], frozenset[Buf]]:
+    """The buffers ``program`` names in each of :data:`BUFFER_FIELDS` (what
+    :func:`wired_buffers` wires with ``hw.buffer_wiring == "program"``, for a program the caller
+    has already lowered)."""
     return {(op, name): frozenset(b for d in program
                                   if (b := _buffer_field(d, op, name)) is not None)
             for op, name in BUFFER_FIELDS}

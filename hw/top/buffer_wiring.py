@@ -27,9 +27,13 @@ READERS = ("gemm.act", "gemm.res", "ln", "attn.q", "attn.k", "attn.v", "store")
 WRITERS = ("gemm.o", "ln", "attn", "load")
 
 
-def client_memories(cfg: Config) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
-    """(memories of each of :data:`READERS`, memories of each of :data:`WRITERS`), sorted."""
-    wired = wired_buffers(cfg)
+def client_memories(cfg: Config, wired: dict | None = None
+                    ) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """(memories of each of :data:`READERS`, memories of each of :data:`WRITERS`), sorted.
+    ``wired``: the buffers of each descriptor field, if known (default
+    :func:`~sim.memory_image.wired_buffers` of ``cfg``)."""
+    if wired is None:
+        wired = wired_buffers(cfg)
 
     def mems(*fields, extra=()):
         out = {BUF_MEMORY[b] for f in fields for b in wired[f]} | set(extra)
