@@ -58,6 +58,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config, ConfigError
 
+from hw.fabric.global_buffer import GlobalBuffer
 from hw.link.axi4_master import ID_BITS
 from hw.link.axi_switch import AxiSwitch2to1, axi_ports, FORWARD, BACKWARD
 from hw.link.axil_csr import axil_slave_ports
@@ -155,7 +156,14 @@ class DramSystem(wiring.Component):
         m = Module()
         user_clk, user_rst = Signal(), Signal()
         m.domains.dram = ClockDomain("dram", local=True)
-        reset = user_rst | ResetSignal("sync") if self.sim else user_rst
+        if self.sim:
+            reset = user_rst | ResetSignal("sync")
+        else:
+            # The board's reset reaches every register of the accelerator: over the ECP5's
+            # global network, not general routing (hw/fabric/global_buffer.py).
+            m.submodules.reset_global = reset_global = GlobalBuffer(target="ecp5")
+            m.d.comb += reset_global.i.eq(user_rst)
+            reset = reset_global.o
         m.d.comb += [ClockSignal("dram").eq(user_clk), ResetSignal("dram").eq(reset),
                      self.user_clk.eq(user_clk), self.user_rst.eq(reset)]
 

@@ -7,6 +7,8 @@ hard block has them, so a block chooses its latency once and keeps it on every t
   register (and optionally a registered address).
 - :mod:`.ecp5_bram`: :class:`Ecp5Bram`, a one-write / one-read memory of DP16KD blocks whose
   output register is the block RAM's own (``REGMODE_B="OUTREG"``).
+- :mod:`.global_buffer`: :class:`GlobalBuffer`, a net (a domain's reset) on the global
+  network; ``target="ecp5"`` is a ``DCCA``.
 
 Yosys' ``synth_ecp5`` (0.70) packs no register into either hard block (docs/boards.md, "DSP
 and BRAM registers"), which is why the ECP5 variants instantiate the primitives.
