@@ -31,6 +31,7 @@ class GlobalBuffer(wiring.Component):
 
     def __init__(self, target: str = "generic"):
         if target not in TARGETS:
+            self._MustUse__silence = True   # no "created but never used" warning as well
             raise ValueError(f"GlobalBuffer: target must be one of {', '.join(TARGETS)}, "
                              f"got {target!r}")
         self.target = target

