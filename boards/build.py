@@ -43,6 +43,8 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from sim.config import Config
 
+from hw.fabric.global_buffer import GlobalBuffer
+
 from boards.boards import Board
 from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, format_seconds
 from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
@@ -119,7 +121,14 @@ class BoardTop(Elaboratable):
             m.domains.sync = cd = ClockDomain("sync")
             m.submodules.pll = pll = Ecp5Pll(b.clock_hz)
             m.d.comb += cd.clk.eq(pll.clk)
-            m.submodules.pll_reset = ResetSynchronizer(~pll.locked, domain="sync")
+            # The synchronized reset reaches every register: over the global network, not
+            # general routing (hw/fabric/global_buffer.py), so it is made in a domain of its
+            # own on the same clock and buffered into sync's.
+            m.domains.reset_sync = rcd = ClockDomain("reset_sync", local=True)
+            m.d.comb += rcd.clk.eq(pll.clk)
+            m.submodules.pll_reset = ResetSynchronizer(~pll.locked, domain="reset_sync")
+            m.submodules.reset_global = reset_global = GlobalBuffer(target="ecp5")
+            m.d.comb += [reset_global.i.eq(rcd.rst), cd.rst.eq(reset_global.o)]
         m.submodules.system = system = BridgedSystem(self.make_device(), self.cfg,
                                                      divisor=uart_divisor(clk_hz, b.baud))
         uart = platform.request(*b.uart, dir="-")
