@@ -223,6 +223,9 @@ class HardwareConfig:
     bram_target: str = "generic"      # how the activation buffers are built (DSP_TARGETS);
     #   "ecp5" uses DP16KD with their output register and no port-collision logic (a read of
     #   the address written in the same cycle is undefined). Same latency either way
+    fanout_target: str = "generic"    # how the GEMM engine's and the epilogue's pipeline
+    #   enables (thousands of clock-enable pins each) reach their registers (DSP_TARGETS):
+    #   "ecp5" over a global network (hw/fabric/global_buffer.py). Same cycles either way
     # --- MoE path fields ---
     mem_addr_bits: int = 32           # byte address width of the external memory bus
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)
@@ -320,7 +323,7 @@ class Config:
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
                               epilogue_score_dsp=True, expert_weights="stream",
-                              buffer_wiring="program")))
+                              buffer_wiring="program", fanout_target="ecp5")))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property
@@ -558,6 +561,8 @@ def _validate(cfg: Config) -> None:
          f"hw.buffer_wiring must be one of {', '.join(BUFFER_WIRINGS)}, got {h.buffer_wiring!r}")
     need(h.bram_target in DSP_TARGETS,
          f"hw.bram_target must be one of {', '.join(DSP_TARGETS)}, got {h.bram_target!r}")
+    need(h.fanout_target in DSP_TARGETS,
+         f"hw.fanout_target must be one of {', '.join(DSP_TARGETS)}, got {h.fanout_target!r}")
     need(h.clock_mhz > 0, f"hw.clock_mhz must be > 0, got {h.clock_mhz}")
     need(h.array_rows <= m.max_inner_dim and h.array_cols <= max(m.dim, 3 * m.dim),
          f"a {h.array_rows} x {h.array_cols} array is larger than every GEMM of the model")
@@ -633,14 +638,15 @@ def check_top_level(cfg: Config) -> Config:
 
 
 def generic_config(cfg: Config) -> Config:
-    """``cfg`` with its hard blocks built generically (``dsp_target`` and ``bram_target``
-    "generic"): same latency,
+    """``cfg`` with its hard blocks built generically (``dsp_target``, ``bram_target`` and
+    ``fanout_target`` "generic"): same latency,
     cycles and results, with the vendor primitives replaced by plain Amaranth. What pysim and
     Verilator elaborate (they cannot run an ECP5 primitive) and what another vendor's resource
     estimate synthesizes."""
-    if cfg.hw.dsp_target == cfg.hw.bram_target == "generic":
+    if cfg.hw.dsp_target == cfg.hw.bram_target == cfg.hw.fanout_target == "generic":
         return cfg
-    return with_changes(cfg, hw=dict(dsp_target="generic", bram_target="generic"))
+    return with_changes(cfg, hw=dict(dsp_target="generic", bram_target="generic",
+                                     fanout_target="generic"))
 
 
 def with_changes(cfg: Config, *, name: str | None = None, model: dict | None = None,

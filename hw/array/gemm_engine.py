@@ -87,6 +87,7 @@ from sim.cycles.gemm import gemm_tiles, pe_array_latency
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
+from hw.fabric.global_buffer import GlobalBuffer
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
@@ -242,7 +243,13 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.res), epi.res)
         wiring.connect(m, epi.o, wiring.flipped(self.o))
 
-        en = Signal()           # advance the array / accumulator pipeline
+        # Advance the array / accumulator pipeline: ``en_raw`` is the handshake logic's value,
+        # ``en`` the same value as the registers' clock enables see it (over a global network
+        # with hw.fanout_target "ecp5": it reaches thousands of them).
+        en_raw = Signal()
+        m.submodules.en_global = en_global = GlobalBuffer(target=cfg.hw.fanout_target)
+        m.d.comb += en_global.i.eq(en_raw)
+        en = en_global.o
         c = Signal(cmd_layout(cfg, self.max_m, self.max_k, self.max_n), name="command")
         start = accept_job(m, self.cmd, self.busy)
 
@@ -260,7 +267,7 @@ class GemmEngine(wiring.Component):
         issue, beat = self._issue_activations(m, en, array, c, loaded, since, restart)
         sums = self._accumulate(m, en, array, c, issue, beat)
         bias_fifo, bias_ok = self._bias_queue(m, c, restart)
-        self._feed_epilogue(m, en, epi, c, sums, bias_fifo, bias_ok, restart)
+        self._feed_epilogue(m, en_raw, epi, c, sums, bias_fifo, bias_ok, restart)
         self._count_outputs(m, c, issue, restart)
 
         with m.If(start):

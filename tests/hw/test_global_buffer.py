@@ -84,3 +84,14 @@ def test_ecp5_reset_on_the_global_network(buffered, tmp_path):
         assert lsr == {tuple(dccs[0]["connections"]["CLKO"])}
     else:
         assert not dccs and lsr == {tuple(rst_in)}
+
+
+@pytest.mark.parametrize("target, n_dcca", [("generic", 0), ("ecp5", 2)])
+def test_gemm_engine_enables_follow_fanout_target(target, n_dcca):
+    # hw.fanout_target "ecp5": the engine's and the epilogue's pipeline enables each go
+    # through one DCCA; "generic" (what simulators elaborate): none.
+    from hw.array.gemm_engine import GemmEngine
+    from sim.config import get_config, with_changes
+    cfg = with_changes(get_config("tiny"), hw=dict(fanout_target=target))
+    text = rtlil.convert(GemmEngine(cfg), name="top")
+    assert text.count("cell \\DCCA ") == n_dcca
