@@ -223,9 +223,9 @@ class HardwareConfig:
     bram_target: str = "generic"      # how the activation buffers are built (DSP_TARGETS);
     #   "ecp5" uses DP16KD with their output register and no port-collision logic (a read of
     #   the address written in the same cycle is undefined). Same latency either way
-    fanout_target: str = "generic"    # how the GEMM engine's and the epilogue's pipeline
-    #   enables (thousands of clock-enable pins each) reach their registers (DSP_TARGETS):
-    #   "ecp5" over a global network (hw/fabric/global_buffer.py). Same cycles either way
+    fanout_target: str = "generic"    # how the GEMM engine's, the epilogue's and the attention
+    #   lanes' pipeline enables (thousands of clock-enable pins each) reach their registers
+    #   (DSP_TARGETS): "ecp5" over global networks (hw/fabric/global_buffer.py). Same cycles
     # --- MoE path fields ---
     mem_addr_bits: int = 32           # byte address width of the external memory bus
     mem_max_burst: int = 16           # longest read/write burst, beats (the DMA splits transfers)

@@ -57,6 +57,7 @@ from hw.attention.attention_lane import (AttentionLane, AttentionParams, attenti
 from hw.attention.attention_normalize import AttentionNormalizer, out_layout
 from hw.attention.attention_stream import kv_bytes_per_beat
 from hw.common import Loop, count_nested
+from hw.fabric.global_buffer import GlobalBuffer
 
 __all__ = ["Attention", "STAT_BITS", "attention_layouts"]
 
@@ -134,13 +135,17 @@ class Attention(wiring.Component):
         m.submodules.norm = norm = AttentionNormalizer(cfg, ap)
         m.submodules.vfifo = vfifo = SyncFIFO(width=ap.dw * ap.act_bits, depth=self.vfifo_depth)
 
-        adv = Signal()
-        m.d.comb += adv.eq(~_any([ln.stall for ln in lanes]))
+        # The lanes' pipeline enable reaches thousands of their registers: over a global network
+        # with hw.fanout_target "ecp5"; the K/V input and the V FIFO's handshakes use the
+        # unbuffered value (the same one).
+        adv_raw = Signal()
+        m.submodules.adv_global = adv_global = GlobalBuffer(target=cfg.hw.fanout_target)
+        m.d.comb += [adv_raw.eq(~_any([ln.stall for ln in lanes])), adv_global.i.eq(adv_raw)]
         for ln in lanes:
-            m.d.comb += ln.adv.eq(adv)
+            m.d.comb += ln.adv.eq(adv_global.o)
 
-        accept = self._kv_input(m, adv, lanes, vfifo)
-        self._v_sequencer(m, adv, lanes, vfifo)
+        accept = self._kv_input(m, adv_raw, lanes, vfifo)
+        self._v_sequencer(m, adv_raw, lanes, vfifo)
         self._q_loader(m, lanes)
 
         for i, ln in enumerate(lanes):

@@ -95,3 +95,12 @@ def test_gemm_engine_enables_follow_fanout_target(target, n_dcca):
     cfg = with_changes(get_config("tiny"), hw=dict(fanout_target=target))
     text = rtlil.convert(GemmEngine(cfg), name="top")
     assert text.count("cell \\DCCA ") == n_dcca
+
+
+@pytest.mark.parametrize("target, n_dcca", [("generic", 0), ("ecp5", 1)])
+def test_attention_enable_follows_fanout_target(target, n_dcca):
+    from hw.attention.attention import Attention
+    from sim.config import get_config, with_changes
+    cfg = with_changes(get_config("tiny"), hw=dict(fanout_target=target))
+    text = rtlil.convert(Attention(cfg), name="top")
+    assert text.count("cell \\DCCA ") == n_dcca
