@@ -155,18 +155,25 @@ def _build_root() -> Path:
 
 
 @contextlib.contextmanager
-def _opt_fast_env(opt_fast: str):
-    """Compile the model's hot C++ at ``opt_fast``: make takes ``VAR=value`` words of
-    ``MAKEFLAGS`` as command-line variables, which override ``verilated.mk``'s ``OPT_FAST``."""
-    saved = os.environ.get("MAKEFLAGS")
-    os.environ["MAKEFLAGS"] = " ".join([saved or "", f"OPT_FAST={opt_fast}"]).strip()
+def _environ(env: Mapping[str, str]):
+    """``os.environ`` with ``env`` set inside the block, restored (or unset) after it."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _opt_fast_env(opt_fast: str):
+    """Compile the model's hot C++ at ``opt_fast``: make takes ``VAR=value`` words of
+    ``MAKEFLAGS`` as command-line variables, which override ``verilated.mk``'s ``OPT_FAST``."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    return _environ({"MAKEFLAGS": " ".join([flags, f"OPT_FAST={opt_fast}"]).strip()})
 
 
 def _opt_fast(requested: str | None) -> str:
@@ -188,16 +195,8 @@ def _objcache_env():
     env = {"OBJCACHE": f"{shlex.quote(sys.executable)} "
                        f"{shlex.quote(str(Path(__file__).with_name('objcache.py')))}",
            "EDGE_MOE_OBJCACHE_DIR": str(_build_root() / "cocotb" / "_objcache")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with _environ(env):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def build_verilator(verilog_text: str, name: str, *, build_args: Sequence[str] = DEFAULT_BUILD_ARGS,
@@ -375,28 +374,21 @@ def run_cocotb(dut, test_module: str, *, name: str | None = None, test_dir: os.P
     params_file.write_text(json.dumps(all_params, indent=1, sort_keys=True))
 
     env = {PARAMS_ENV: str(params_file), **(extra_env or {})}
-    # The runner lets os.environ override extra_env: make ours win.
-    saved = {k: os.environ.get(k) for k in env}
     results = test_dir / "results.xml"
     log = test_dir / "sim.log"
     runner = get_runner(simulator)
     exit_note = ""
     try:
-        os.environ.update(env)
-        runner.test(test_module=test_module, hdl_toplevel=name, hdl_toplevel_lang="verilog",
-                    build_dir=build_dir, test_dir=test_dir, results_xml=str(results),
-                    extra_env=env, seed=seed, testcase=testcase, waves=waves, log_file=log,
-                    plusargs=list(plusargs))
+        # The runner lets os.environ override extra_env: make ours win.
+        with _environ(env):
+            runner.test(test_module=test_module, hdl_toplevel=name, hdl_toplevel_lang="verilog",
+                        build_dir=build_dir, test_dir=test_dir, results_xml=str(results),
+                        extra_env=env, seed=seed, testcase=testcase, waves=waves,
+                        log_file=log, plusargs=list(plusargs))
     except SystemExit as e:  # the runner calls sys.exit() on failures when run under pytest
         exit_note = f" (simulator exit status {e.code})"
     except RuntimeError as e:
         exit_note = f" ({e})"
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
     where = f"\n  log: {log}\n  params: {params_file}\n  build: {build_dir}"
     seed_note = f" [seed={seed}]" if seed is not None else ""
