@@ -43,7 +43,7 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from sim.config import Config
 
-from hw.fabric.global_buffer import GlobalBuffer
+from hw.fabric.global_buffer import on_global
 
 from boards.boards import Board
 from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, format_seconds
@@ -127,8 +127,7 @@ class BoardTop(Elaboratable):
             m.domains.reset_sync = rcd = ClockDomain("reset_sync", local=True)
             m.d.comb += rcd.clk.eq(pll.clk)
             m.submodules.pll_reset = ResetSynchronizer(~pll.locked, domain="reset_sync")
-            m.submodules.reset_global = reset_global = GlobalBuffer(target="ecp5")
-            m.d.comb += [reset_global.i.eq(rcd.rst), cd.rst.eq(reset_global.o)]
+            m.d.comb += cd.rst.eq(on_global(m, rcd.rst, "ecp5", "reset_global"))
         m.submodules.system = system = BridgedSystem(self.make_device(), self.cfg,
                                                      divisor=uart_divisor(clk_hz, b.baud))
         uart = platform.request(*b.uart, dir="-")

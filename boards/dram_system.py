@@ -58,7 +58,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config, ConfigError
 
-from hw.fabric.global_buffer import GlobalBuffer
+from hw.fabric.global_buffer import on_global
 from hw.link.axi4_master import ID_BITS
 from hw.link.axi_switch import AxiSwitch2to1, axi_ports, FORWARD, BACKWARD
 from hw.link.axil_csr import axil_slave_ports
@@ -161,9 +161,7 @@ class DramSystem(wiring.Component):
         else:
             # The board's reset reaches every register of the accelerator: over the ECP5's
             # global network, not general routing (hw/fabric/global_buffer.py).
-            m.submodules.reset_global = reset_global = GlobalBuffer(target="ecp5")
-            m.d.comb += reset_global.i.eq(user_rst)
-            reset = reset_global.o
+            reset = on_global(m, user_rst, "ecp5", "reset_global")
         m.d.comb += [ClockSignal("dram").eq(user_clk), ResetSignal("dram").eq(reset),
                      self.user_clk.eq(user_clk), self.user_rst.eq(reset)]
 

@@ -36,7 +36,7 @@ from sim.config import Config
 from sim.fixed import hw_requantize, hw_rshift_round, hw_saturate
 
 from hw.array.gelu import GeluLane, shift_add_mul
-from hw.fabric.global_buffer import GlobalBuffer
+from hw.fabric.global_buffer import on_global
 from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["EpilogueMode", "Epilogue", "score_on_dsp", "epilogue_in_layout", "residual_layout",
@@ -154,11 +154,9 @@ class Epilogue(wiring.Component):
         # The handshakes use en_raw; the registers' clock enables en, the same value over a
         # global network with hw.fanout_target "ecp5" (it reaches every register of the C lanes).
         en_raw = Signal()
-        m.submodules.en_global = en_global = GlobalBuffer(target=cfg.hw.fanout_target)
-        en = en_global.o
+        en = on_global(m, en_raw, cfg.hw.fanout_target, "en_global")
         m.d.comb += [
             en_raw.eq(out.i.ready & res_ok),
-            en_global.i.eq(en_raw),
             out.i.valid.eq(valid[L - 1] & res_ok),
             self.i.ready.eq(en_raw),
             self.res.ready.eq(en_raw & needs_res),

@@ -87,7 +87,7 @@ from sim.cycles.gemm import gemm_tiles, pe_array_latency
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
-from hw.fabric.global_buffer import GlobalBuffer
+from hw.fabric.global_buffer import on_global
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
@@ -247,9 +247,7 @@ class GemmEngine(wiring.Component):
         # ``en`` the same value as the registers' clock enables see it (over a global network
         # with hw.fanout_target "ecp5": it reaches thousands of them).
         en_raw = Signal()
-        m.submodules.en_global = en_global = GlobalBuffer(target=cfg.hw.fanout_target)
-        m.d.comb += en_global.i.eq(en_raw)
-        en = en_global.o
+        en = on_global(m, en_raw, cfg.hw.fanout_target, "en_global")
         c = Signal(cmd_layout(cfg, self.max_m, self.max_k, self.max_n), name="command")
         start = accept_job(m, self.cmd, self.busy)
 

@@ -57,7 +57,7 @@ from hw.attention.attention_lane import (AttentionLane, AttentionParams, attenti
 from hw.attention.attention_normalize import AttentionNormalizer, out_layout
 from hw.attention.attention_stream import kv_bytes_per_beat
 from hw.common import Loop, count_nested
-from hw.fabric.global_buffer import GlobalBuffer
+from hw.fabric.global_buffer import on_global
 
 __all__ = ["Attention", "STAT_BITS", "attention_layouts"]
 
@@ -139,10 +139,10 @@ class Attention(wiring.Component):
         # with hw.fanout_target "ecp5"; the K/V input and the V FIFO's handshakes use the
         # unbuffered value (the same one).
         adv_raw = Signal()
-        m.submodules.adv_global = adv_global = GlobalBuffer(target=cfg.hw.fanout_target)
-        m.d.comb += [adv_raw.eq(~_any([ln.stall for ln in lanes])), adv_global.i.eq(adv_raw)]
+        m.d.comb += adv_raw.eq(~_any([ln.stall for ln in lanes]))
+        adv = on_global(m, adv_raw, cfg.hw.fanout_target, "adv_global")
         for ln in lanes:
-            m.d.comb += ln.adv.eq(adv_global.o)
+            m.d.comb += ln.adv.eq(adv)
 
         accept = self._kv_input(m, adv_raw, lanes, vfifo)
         self._v_sequencer(m, adv_raw, lanes, vfifo)

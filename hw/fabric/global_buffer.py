@@ -13,7 +13,7 @@ synchronous reset has a whole cycle).
   global networks, of which 8 reach fabric inputs (nextpnr's ``route_globals``);
 - ``target="generic"``: a wire (simulators; vendor tools do their own fanout buffering).
 
-Ports: ``i`` (in), ``o`` (out), one bit each.
+Ports: ``i`` (in), ``o`` (out), one bit each. :func:`on_global` adds one to a module.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.fabric import TARGETS
 
-__all__ = ["GlobalBuffer"]
+__all__ = ["GlobalBuffer", "on_global"]
 
 
 class GlobalBuffer(wiring.Component):
@@ -44,3 +44,11 @@ class GlobalBuffer(wiring.Component):
         else:
             m.d.comb += self.o.eq(self.i)
         return m
+
+
+def on_global(m: Module, value, target: str, name: str):
+    """``value`` as its loads should see it: through a :class:`GlobalBuffer` (submodule ``name``
+    of ``m``) on ``target``. Handshakes that must not wait for the global keep ``value``."""
+    m.submodules[name] = buf = GlobalBuffer(target=target)
+    m.d.comb += buf.i.eq(value)
+    return buf.o
