@@ -241,7 +241,8 @@ class DseResult:
     def block_ram_breakdown(self, point: Point, n: int = 3) -> str:
         """The ``n`` largest memories a point keeps in block RAM, as text."""
         cfg = _with_hw(self.base, **point.knobs())
-        mems = [(self.target.memory_blocks(x), x.name) for x in estimate(cfg, luts=False).memories
+        mems = [(self.target.memory_blocks(x), x.name)
+                for x in estimate(cfg, luts=False).memories
                 if self.target.frame_memory_on_chip or not x.name.startswith("frame memory")]
         return ", ".join(f"{name} {b}" for b, name in sorted(mems, reverse=True)[:n])
 
@@ -457,10 +458,9 @@ def _cost_points(base: Config, target: Target, halves: dict, attn: dict, tick) -
             if key not in logic_cache:
                 # The multiplier and LUT functions read only cfg.hw once nw and the word
                 # width are given: a bare view saves building (and validating) a Config.
-                # The bank's wiring follows the program, which the attention size does not
-                # change: its mux inputs come from the shape's config.
                 view = _HwView(replace(h.cfg.hw, attn_parallel=p, attn_dot_width=dw))
-                # (_shape_halves lowers one program per (C, overlap), shared by its shapes.)
+                # The bank's wiring follows the program, which neither the attention size nor
+                # R and W change: _shape_halves lowers one per (C, overlap), shared by its shapes.
                 if (C, o) not in mux_cache:
                     mux_cache[(C, o)] = bank_mux_inputs(h.cfg, h.program)
                 logic_cache[key] = (lane_multipliers(view) + other_multipliers(view, nw),

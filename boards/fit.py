@@ -49,8 +49,9 @@ Two rougher figures, calibrated on real builds, for design-space exploration (bo
   and two ``m3vit-ecp5-85f`` ECPIX-5 DRAM tops (69,479 with 38 inputs, 63,114 with the
   program's wiring, 5 inputs; estimates 69,333 and 62,954 with the board's 10,600). Against
   the other builds: ``tiny`` synth_xilinx 26,288 (built 29,490, -11 %), 8-wide-dot ECP5 35,660
-  (33,929, +5 %). Treat it as +-10-35 %; only a synthesis run (``edge-moe build`` / ``elaborate``) gives the real count. ``estimate``
-  carries it (``luts``) for a ``"top"`` design and ``check_fit`` holds it to the device.
+  (33,929, +5 %). Treat it as +-10-35 %; only a synthesis run (``edge-moe build`` /
+  ``elaborate``) gives the real count. ``estimate`` carries it (``luts``) for a ``"top"``
+  design and ``check_fit`` holds it to the device.
 """
 from __future__ import annotations
 
