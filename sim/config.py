@@ -25,7 +25,8 @@ from sim.fixed import QFormat
 
 __all__ = ["ConfigError", "ModelConfig", "NumericsConfig", "HardwareConfig", "Config",
            "PRESETS", "get_config", "GemmShape", "check_top_level", "DESC_BYTES", "DESC_INDEX_BITS",
-           "DSP_TARGETS", "EXPERT_WEIGHTS", "BUFFER_WIRINGS", "PE_MULT_REGISTERS", "generic_config"]
+           "DSP_TARGETS", "EXPERT_WEIGHTS", "BUFFER_WIRINGS", "GELU_SITES", "PE_MULT_REGISTERS",
+           "generic_config"]
 
 DESC_BYTES = 64          # one sequencer descriptor (sim/memory_image.py): 16 32-bit words
 DESC_INDEX_BITS = 16     # descriptor index in the ERROR register (bits 16-31, hw/top/csr.py)
@@ -43,6 +44,13 @@ EXPERT_WEIGHTS = ("prefetch", "stream")
 # own frame program uses (sim.memory_image.wired_buffers): most clients then need no memory mux
 # and most memories no write mux, and the sequencer refuses a descriptor naming another buffer.
 BUFFER_WIRINGS = ("full", "program")
+# Where the MLP's / experts' GELU runs (HardwareConfig.gelu_site): "epilogue" on fc1's output rows
+# (C lanes, hw/array/epilogue.py), or "act" on fc2's activation beats as they leave the buffer
+# (R lanes, hw/top/buffers.py ReadPipe): H then holds fc1's requantized outputs and GELU is
+# applied to each value as fc2 reads it, the same function of the same act-format value, so
+# every result is unchanged. On a wide, shallow array (C > R) "act" needs C / R times fewer
+# lanes; it moves GELU's 3 cycles from the epilogue to the activation read path.
+GELU_SITES = ("epilogue", "act")
 
 # The registers of every PE's multiplier (hw.array.pe, flags of hw.fabric.Multiplier): the
 # operands are registered at the DSP's inputs (the activation fans out along a row and the
@@ -235,6 +243,8 @@ class HardwareConfig:
     #   only those of the config's frame program (narrower crossbar, for the FPGA builds)
     expert_weights: str = "prefetch"  # expert fc1 / fc2 weights: on-chip ping/pong buffers
     #   ("prefetch") or tiles streamed from external memory during the GEMM ("stream")
+    gelu_site: str = "epilogue"       # where fc1 -> fc2's GELU runs (GELU_SITES): on fc1's output
+    #   rows (C lanes) or on fc2's activation reads (R lanes); the same results
 
     @property
     def macs_per_cycle(self) -> int:
@@ -317,7 +327,9 @@ class Config:
         # H holds 32 of the 129 token rows (24 DP16KD instead of 104; 16 rows: 16 DP16KD but
         # most expert queues, ~16 tokens each, then need two chunks), so attention is serial
         # (docs/top_level.md). K and V hold one head's columns (kv_heads=1: 16 DP16KD each
-        # instead of 32); the attention output overwrites Q in place.
+        # instead of 32); the attention output overwrites Q in place. GELU runs on fc2's 4-wide
+        # activation reads instead of fc1's 16-wide output rows (gelu_site="act"): 4 GELU
+        # lanes instead of 16, ~6k fewer LUTs, the same results.
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
@@ -325,7 +337,8 @@ class Config:
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
                               epilogue_score_dsp=True, expert_weights="stream",
-                              buffer_wiring="program", fanout_target="ecp5")))
+                              buffer_wiring="program", fanout_target="ecp5",
+                              gelu_site="act")))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property
@@ -565,6 +578,8 @@ def _validate(cfg: Config) -> None:
          f"hw.bram_target must be one of {', '.join(DSP_TARGETS)}, got {h.bram_target!r}")
     need(h.fanout_target in DSP_TARGETS,
          f"hw.fanout_target must be one of {', '.join(DSP_TARGETS)}, got {h.fanout_target!r}")
+    need(h.gelu_site in GELU_SITES,
+         f"hw.gelu_site must be one of {', '.join(GELU_SITES)}, got {h.gelu_site!r}")
     need(h.clock_mhz > 0, f"hw.clock_mhz must be > 0, got {h.clock_mhz}")
     need(h.array_rows <= m.max_inner_dim and h.array_cols <= max(m.dim, 3 * m.dim),
          f"a {h.array_rows} x {h.array_cols} array is larger than every GEMM of the model")

@@ -64,6 +64,7 @@ from sim.params import param_specs
 from sim.frame_program import Epilogue, Instr, Op, frame_program
 from sim.weight_image import build_image
 from sim.golden import quantize_params
+from sim.golden.gelu import gelu_pwl
 from sim.golden.layernorm import layernorm
 from sim.golden.linear import linear, residual_add, scaled_accumulate
 from sim.golden.router import expert_queues, route
@@ -453,6 +454,8 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     PHYSICAL = physical(cfg)                     # noqa: N806 (the module map, or the tiled one)
     T = cfg.h_rows
     meta: dict[int, tuple[int, int]] = {}    # pc -> (block, first logical QKV column written)
+    act_gelu = cfg.hw.gelu_site == "act"     # GELU on fc2's reads, not fc1's epilogue
+    gelu_src = None                          # with it: the buffer whose reader applies GELU
     i = 0
     while i < len(logical):
         ins = logical[i]
@@ -481,8 +484,8 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
             fc1, fc2 = ins, logical[i + 1]
             for r0 in range(0, ins.m, T):
                 rows = min(T, ins.m - r0)
-                for g, row0s, row0d, epi, gelu in ((fc1, r0, 0, EpiMode.PLAIN, 1),
-                                                   (fc2, 0, r0, EpiMode.RESIDUAL, 0)):
+                for g, row0s, row0d, epi, gelu in ((fc1, r0, 0, EpiMode.PLAIN, int(not act_gelu)),
+                                                   (fc2, 0, r0, EpiMode.RESIDUAL, int(act_gelu))):
                     out.append(Desc(HwOp.GEMM, src=PHYSICAL[g.src], dst=PHYSICAL[g.dst],
                                     epi=epi, gelu=gelu, bias=int(bool(g.bias)), m=rows, k=g.k,
                                     n=g.n, row0s=row0s, row0d=row0d, addr_a=off[g.weight],
@@ -555,8 +558,12 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
         elif ins.op is Op.GEMM:
             epi = EpiMode.RESIDUAL if ins.epilogue is Epilogue.RESIDUAL else EpiMode.PLAIN
             meta[len(out)] = (ins.block, 0)
+            gelu = ins.epilogue is Epilogue.GELU
+            # hw.gelu_site "act": GELU moves to the GEMM that reads this one's output (fc2)
+            gelu_here = (ins.src == gelu_src) if act_gelu else gelu
+            gelu_src = ins.dst if act_gelu and gelu else None
             out.append(Desc(HwOp.GEMM, src=PHYSICAL[ins.src], dst=PHYSICAL[ins.dst], epi=epi,
-                            gelu=int(ins.epilogue is Epilogue.GELU), bias=int(bool(ins.bias)),
+                            gelu=int(gelu_here), bias=int(bool(ins.bias)),
                             m=ins.m, k=ins.k, n=ins.n, addr_a=off[ins.weight],
                             addr_b=off[ins.bias] if ins.bias else 0, stride_a=ins.n * sw,
                             stride_b=C * sw, note=ins.weight.rsplit(".", 1)[0]))
@@ -915,6 +922,7 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
     routing = None
     done = []
     wb = layout.weights
+    act_gelu = cfg.hw.gelu_site == "act"     # a descriptor's gelu bit: on its activations
 
     def matrix(addr, k, n, row_stride):
         rows = [_read_vals(mem, wb + addr + r * row_stride, n, num.weight) for r in range(k)]
@@ -937,7 +945,9 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
             x = bufs[Buf(ds.src)][ds.row0s:ds.row0s + ds.m, :ds.k]
             w = matrix(ds.addr_a, ds.k, ds.n, ds.stride_a)
             b = _read_vals(mem, wb + ds.addr_b, ds.n, num.bias) if ds.bias else None
-            y = linear(cfg, x, w, b, gelu=bool(ds.gelu))
+            if ds.gelu and act_gelu:           # hw.gelu_site "act": on the activation reads
+                x = gelu_pwl(cfg, x)
+            y = linear(cfg, x, w, b, gelu=bool(ds.gelu) and not act_gelu)
             dst = bufs[Buf(ds.dst)]
             rows = slice(ds.row0d, ds.row0d + ds.m)
             c0 = ds.col0d if ds.dst == Buf.QKV else 0
@@ -975,8 +985,11 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
                 for c0 in range(0, len(q.tokens), T):
                     tok, sc = q.tokens[c0:c0 + T], q.weights[c0:c0 + T]
                     hb = bufs[Buf.H]
-                    hb[:len(tok), :ds.n] = linear(cfg, xn[tok, :ds.k], w1, b1, gelu=True)
-                    y = linear(cfg, hb[:len(tok), :ds.n], w2, b2)
+                    # H holds fc1's output before GELU with hw.gelu_site "act"
+                    hb[:len(tok), :ds.n] = linear(cfg, xn[tok, :ds.k], w1, b1,
+                                                  gelu=not act_gelu)
+                    h = hb[:len(tok), :ds.n]
+                    y = linear(cfg, gelu_pwl(cfg, h) if act_gelu else h, w2, b2)
                     x[tok, :ds.k] = scaled_accumulate(cfg, x[tok, :ds.k], y, sc)
         elif ds.op is HwOp.STORE:
             vals = bufs[Buf(ds.src)][:ds.m, :ds.n].astype(num.act.numpy_dtype).tobytes()

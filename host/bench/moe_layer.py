@@ -127,6 +127,10 @@ class MoELayer(wiring.Component):
         R, C = hw.array_rows, hw.array_cols
         if md.experts > C:
             raise ValueError(f"MoELayer: experts {md.experts} > array_cols {C}")
+        if hw.gelu_site != "epilogue":
+            raise ValueError(f"MoELayer: hw.gelu_site {hw.gelu_site!r}: this bench applies GELU "
+                             f"in fc1's epilogue (its activation feeder has no GELU lanes); "
+                             f"the top level (hw/top) runs either site")
         for v, what in ((md.dim, "dim"), (md.expert_hidden, "expert_hidden")):
             if v % C or v % R:
                 raise ValueError(f"MoELayer: {what} {v} is not a multiple of the array size")

@@ -22,7 +22,9 @@ Pipeline, 7 register stages, one row per cycle:
   1. acc + bias            2. requantize            3-5. GELU lane (or bypass)
   6. t = y * s (consumes the ``res`` beat)          7. saturate(x + round(t)), mask
 Latency :attr:`Epilogue.latency` = 7 cycles from an ``i`` handshake to ``o.valid``; throughput one
-row per cycle. The output register is the main register of a two-entry skid buffer, so the
+row per cycle. With ``cfg.hw.gelu_site`` "act" GELU runs on fc2's activation reads instead
+(hw/top/buffers.py ``ReadPipe``): no GELU lanes, stages 3-5 drop out, the ``gelu`` bit is
+ignored and the latency is 4. The output register is the main register of a two-entry skid buffer, so the
 pipeline's enable never depends on ``o.ready``: back-pressure on ``o`` stalls the pipeline a
 cycle later (one more row goes to the skid register), a missing ``res`` beat at once.
 """
@@ -109,13 +111,16 @@ class Epilogue(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from an ``i`` handshake to ``o.valid`` (7); throughput one row per cycle.
+        Cycles from an ``i`` handshake to ``o.valid`` (7; 4 with ``hw.gelu_site`` "act");
+        throughput one row per cycle.
     """
 
-    latency = 4 + GeluLane.latency
+    latency = 4 + GeluLane.latency      # with the GELU lanes (the instance's may be less)
 
     def __init__(self, cfg: Config):
         self._cfg = cfg
+        self.has_gelu = cfg.hw.gelu_site == "epilogue"
+        self.latency = 4 + (GeluLane.latency if self.has_gelu else 0)
         super().__init__({
             "i": In(stream.Signature(epilogue_in_layout(cfg))),
             "res": In(stream.Signature(residual_layout(cfg))),
@@ -128,7 +133,7 @@ class Epilogue(wiring.Component):
         n = cfg.num
         C = cfg.hw.array_cols
         act, acc_bits, sf = n.act, n.acc_bits, n.exp.frac_bits
-        G = GeluLane.latency
+        G = GeluLane.latency if self.has_gelu else 0
         dsp = score_on_dsp(cfg)
 
         # Stage bookkeeping: valid, mode, mask travel with each row. Index s = content of the
@@ -180,12 +185,16 @@ class Epilogue(wiring.Component):
             # 2: requantize to act (round half up, saturate)
             y2 = Signal(signed(act.bits), name=f"y{c}")
             # 3..2+G: GELU or bypass
-            g = m.submodules[f"gelu{c}"] = GeluLane(cfg)
+            if self.has_gelu:
+                g = m.submodules[f"gelu{c}"] = GeluLane(cfg)
+                m.d.comb += [g.en.eq(en), g.x.eq(y2), g.bypass.eq(~gelu2)]
+                y = g.y
+            else:
+                y = y2
             # res_stage: t = y * score, and the row x it will be added to (0 in PLAIN mode)
             t = Signal(signed(act.bits + n.exp.bits + 1), name=f"t{c}")
             xr = Signal(signed(act.bits), name=f"xr{c}")
-            m.d.comb += [g.en.eq(en), g.x.eq(y2), g.bypass.eq(~gelu2)]
-            prod = g.y * score if dsp else shift_add_mul(m, g.y, score, f"t{c}")
+            prod = y * score if dsp else shift_add_mul(m, y, score, f"t{c}")
             with m.If(en):
                 m.d.sync += [
                     s1.eq(self.i.payload.acc[c] + self.i.payload.bias[c]),

@@ -82,7 +82,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.cycles.gemm import gemm_tiles, pe_array_latency
+from sim.cycles.gemm import epilogue_latency, gemm_tiles, pe_array_latency
 
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
@@ -205,7 +205,8 @@ class GemmEngine(wiring.Component):
     Attributes
     ----------
     latency : int
-        R + L + 1 + ``Epilogue.latency`` cycles (L = ``cfg.hw.pe_mult_latency``) from a row's
+        R + L + 1 + the epilogue's latency (7, or 4 with ``hw.gelu_site`` "act"; L =
+        ``cfg.hw.pe_mult_latency``) cycles from a row's
         last-k-tile ``act`` beat to its ``o`` beat without back-pressure; throughput one
         ``act`` beat per cycle.
     """
@@ -231,7 +232,7 @@ class GemmEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the ``act`` beat of a row's last k tile to its ``o`` beat (no stall)."""
-        return pe_array_latency(self._cfg) + 1 + Epilogue.latency
+        return pe_array_latency(self._cfg) + 1 + epilogue_latency(self._cfg)
 
     def elaborate(self, platform):
         m = Module()

@@ -20,7 +20,11 @@ mux.
 (lane group ``off`` of the word) with their tag, through a small FIFO: a request is accepted when
 the FIFO has room for it, so the read port runs at one word per cycle and the output stream obeys
 the stream rules (payload from the FIFO, held while waiting). With ``ports = 2`` one request
-reads the same word of two memories (the attention unit's K and V chunk).
+reads the same word of two memories (the attention unit's K and V chunk). With ``gelu`` each
+request carries a ``gelu`` bit and the lanes pass a :class:`~hw.array.gelu.GeluLane` each (or
+its bypass, with the same latency) between the read and the FIFO: free-running stages that the
+FIFO's credits cover, so they add ``GeluLane.latency`` cycles and nothing else
+(``cfg.hw.gelu_site`` "act": fc2 applies fc1's GELU to its activation beats).
 
 Each read is four registers deep (``BufferBank.latency`` = 4): the clients' port mux ends at a
 read-address register, the block RAM reads, its output is registered, and each memory's word
@@ -54,6 +58,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from hw.array.gelu import GeluLane
 from hw.fabric.bram import RegisteredReadPort
 from hw.fabric.ecp5_bram import Ecp5Bram
 from hw.top.geometry import N_MEMS, TopGeometry
@@ -258,12 +263,13 @@ class ReadPipe(wiring.Component):
         Memories read per request (the output ``data`` is then an array of ``ports`` lane
         groups, one per memory).
     depth : int
-        Output FIFO depth (default and minimum for one beat per cycle:
-        ``BufferBank.latency + 2``).
+        Output FIFO depth (default and minimum for one beat per cycle: the latency + 1).
+    gelu : bool
+        GELU (or its bypass, per request) on every lane between the read and the FIFO.
 
     Ports
     -----
-    req : In stream ``{mem, addr, off, tag}``
+    req : In stream ``{mem, addr, off, tag}`` (and ``gelu`` with ``gelu``)
         Accepted while the FIFO has room for it and every read in flight.
     port : Out :func:`read_port_signature`, array of ``ports``
         The buffer reads, one per request.
@@ -274,19 +280,27 @@ class ReadPipe(wiring.Component):
     ----------
     latency : int
         Cycles from a request's accept edge to its output beat being valid
-        (``BufferBank.latency`` for the read, 1 for the FIFO write).
+        (``BufferBank.latency`` for the read, ``GeluLane.latency`` with ``gelu``, 1 for the
+        FIFO write). The class attribute is the latency without ``gelu``.
     """
 
     latency = BufferBank.latency + 1
 
     def __init__(self, geo: TopGeometry, lanes: int, tag_shape=unsigned(1), ports: int = 1,
-                 depth: int = BufferBank.latency + 2):
-        self.geo, self.lanes, self.ports, self.depth = geo, lanes, ports, depth
+                 depth: int | None = None, gelu: bool = False):
+        self.gelu = bool(gelu)
+        if self.gelu and ports != 1:
+            raise ValueError("ReadPipe: gelu needs ports=1")
+        self.latency = BufferBank.latency + 1 + (GeluLane.latency if self.gelu else 0)
+        self.geo, self.lanes, self.ports = geo, lanes, ports
+        self.depth = self.latency + 1 if depth is None else depth
         act = signed(geo.cfg.num.act.bits)
         row = data.ArrayLayout(act, lanes)
-        self.req_layout = data.StructLayout({
-            "mem": data.ArrayLayout(range(N_MEMS), ports), "addr": range(geo.max_depth),
-            "off": range(max(2, geo.G // lanes)), "tag": tag_shape})
+        req = {"mem": data.ArrayLayout(range(N_MEMS), ports), "addr": range(geo.max_depth),
+               "off": range(max(2, geo.G // lanes)), "tag": tag_shape}
+        if self.gelu:
+            req["gelu"] = unsigned(1)
+        self.req_layout = data.StructLayout(req)
         self.out_layout = data.StructLayout({
             "data": row if ports == 1 else data.ArrayLayout(row, ports), "tag": tag_shape})
         super().__init__({
@@ -305,19 +319,38 @@ class ReadPipe(wiring.Component):
                          p.en.eq(take)]
         # Each read's lane group and tag travel beside it, as free-running as the bank's read.
         valid, off, tag = take, self.req.payload.off, self.req.payload.tag
+        gelu = self.req.payload.gelu if self.gelu else Const(0)
         inflight = []
-        for s in range(BufferBank.latency):
-            valid_s = Signal(name=f"read_valid{s + 1}")
-            off_s = Signal.like(off, name=f"read_off{s + 1}")
-            tag_s = Signal.like(tag, name=f"read_tag{s + 1}")
-            m.d.sync += [valid_s.eq(valid), off_s.eq(off), tag_s.eq(tag)]
-            valid, off, tag = valid_s, off_s, tag_s
-            inflight.append(valid_s)
+
+        def delay(stages, name):
+            nonlocal valid, off, tag, gelu
+            for s in range(stages):
+                valid_s = Signal(name=f"{name}_valid{s + 1}")
+                off_s = Signal.like(off, name=f"{name}_off{s + 1}")
+                tag_s = Signal.like(tag, name=f"{name}_tag{s + 1}")
+                gelu_s = Signal.like(gelu, name=f"{name}_gelu{s + 1}")
+                m.d.sync += [valid_s.eq(valid), off_s.eq(off), tag_s.eq(tag), gelu_s.eq(gelu)]
+                valid, off, tag, gelu = valid_s, off_s, tag_s, gelu_s
+                inflight.append(valid_s)
+
+        delay(BufferBank.latency, "read")
+        words = [lane_select(geo, p.data, off, L) for p in self.port]
+        if self.gelu:
+            # The lanes run free like the read: their bypass bit is the request's, taken with
+            # the lane's input; the tag and valid ride beside them.
+            a = geo.cfg.num.act.bits
+            ys = []
+            for i in range(L):
+                g = m.submodules[f"gelu{i}"] = GeluLane(geo.cfg)
+                m.d.comb += [g.en.eq(1), g.x.eq(words[0][i * a:(i + 1) * a]),
+                             g.bypass.eq(~gelu)]
+                ys.append(g.y)
+            words = [Cat(*ys)]
+            delay(GeluLane.latency, "gelu")
         # Credit rule: a request is accepted only if the FIFO has room for it beside every read
-        # in flight, so the bank's fixed-latency data never meets a full FIFO.
+        # in flight, so the fixed-latency data never meets a full FIFO.
         m.d.comb += self.req.ready.eq(q.level + sum(inflight) < self.depth)
         out = self.out_layout(q.w_data)
-        words = [lane_select(geo, p.data, off, L) for p in self.port]
         m.d.comb += [q.w_en.eq(valid), out.tag.eq(tag),
                      out.data.eq(words[0] if self.ports == 1 else Cat(*words)),
                      self.o.valid.eq(q.r_rdy), self.o.payload.eq(q.r_data), q.r_en.eq(self.o.ready)]

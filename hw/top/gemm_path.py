@@ -19,7 +19,8 @@ The token list (``tok``: ``tokens`` entries of {token, score}) is a small memory
 ``tok_w*`` by the sequencer (an expert's queue) and read by the three gathering ports.
 
 Pipelines: act / res: generator -> token-list read (1 cycle) -> buffer read (:class:`ReadPipe`,
-4 cycles) -> engine; o: handshake -> token-list read -> buffer write (the engine's ``o`` is
+4 cycles; act + 3 for GELU with ``hw.gelu_site`` "act", where the job's ``gelu`` bit means GELU
+on the activation beats instead of in the epilogue) -> engine; o: handshake -> token-list read -> buffer write (the engine's ``o`` is
 always ready except towards the router). ``busy`` stays high from the job handshake until the
 last output row is written. Throughput: the engine's (one act beat per cycle); every feeder
 sustains one beat per cycle.
@@ -174,7 +175,8 @@ class GemmPath(wiring.Component):
         cmd_pending = Signal()
         m.d.comb += [eng.cmd.valid.eq(cmd_pending), eng.cmd.payload.m.eq(job.m),
                      eng.cmd.payload.k.eq(job.k), eng.cmd.payload.n.eq(job.n),
-                     eng.cmd.payload.bias.eq(job.bias), eng.cmd.payload.gelu.eq(job.gelu),
+                     eng.cmd.payload.bias.eq(job.bias),
+                     eng.cmd.payload.gelu.eq(job.gelu & (cfg.hw.gelu_site == "epilogue")),
                      eng.cmd.payload.mode.eq(job.mode)]
         with m.If(eng.cmd.valid & eng.cmd.ready):
             m.d.sync += cmd_pending.eq(0)
@@ -202,7 +204,10 @@ class GemmPath(wiring.Component):
         """``act``: rows of the source, K tiles of R lanes, re-streamed per column tile."""
         geo, job, nt = self.geo, self.job_now, self.n_tiles
         R, G = geo.R, geo.G
-        m.submodules.act_pipe = pipe = ReadPipe(geo, R)
+        # hw.gelu_site "act": the job's gelu bit applies GELU to these beats (fc2 reading
+        # fc1's output), not in the epilogue
+        act_gelu = geo.cfg.hw.gelu_site == "act"
+        m.submodules.act_pipe = pipe = ReadPipe(geo, R, gelu=act_gelu)
         wiring.connect(m, pipe.port[0], wiring.flipped(self.act_rd))
         act_on = Signal()
         act_tile = Signal.like(nt)
@@ -227,6 +232,7 @@ class GemmPath(wiring.Component):
                      pipe.req.payload.addr.eq(row_base(geo, job.src, row)
                                               + (act_req_k >> (G.bit_length() - 1))),
                      pipe.req.payload.off.eq((act_req_k & (G - 1)) >> (R.bit_length() - 1)),
+                     *([pipe.req.payload.gelu.eq(job.gelu)] if act_gelu else []),
                      eng.act.valid.eq(pipe.o.valid), eng.act.payload.eq(pipe.o.payload.data),
                      pipe.o.ready.eq(eng.act.ready),
                      self.mac_active.eq(eng.act.valid & eng.act.ready)]

@@ -512,6 +512,8 @@ class Sequencer(wiring.Component):
         """EXPERTS: address table, then fc1 / fc2 of each grant of the prefetcher."""
         md = self.geo.cfg.model
         d, g, grant = self.desc, self.gemm.payload, self.grant_now
+        # GELU between fc1 and fc2: fc1's epilogue, or fc2's activation reads (hw.gelu_site)
+        gelu_fc1 = self.geo.cfg.hw.gelu_site == "epilogue"
         phys = self._phys
         with m.State("TABLE"):
             with m.If(self.may_start):
@@ -555,7 +557,7 @@ class Sequencer(wiring.Component):
             m.d.comb += [self.experts_open.eq(1),
                          g.m.eq(grant.count), g.k.eq(d.k), g.n.eq(d.n), g.src.eq(phys(d.src)),
                          g.row0s.eq(0), g.dst.eq(MEM_H), g.row0d.eq(0), g.qkv.eq(0),
-                         g.mode.eq(EpilogueMode.PLAIN), g.gelu.eq(1), g.bias.eq(1),
+                         g.mode.eq(EpilogueMode.PLAIN), g.gelu.eq(gelu_fc1), g.bias.eq(1),
                          g.gather.eq(1)]
             m.d.comb += self._expert_weights(d.n)
             self._issue(m, self.gemm, self.gemm_busy, then="RELEASE")
@@ -563,7 +565,7 @@ class Sequencer(wiring.Component):
             m.d.comb += [self.experts_open.eq(1),
                          g.m.eq(grant.count), g.k.eq(d.n), g.n.eq(d.k), g.src.eq(MEM_H),
                          g.row0s.eq(0), g.dst.eq(phys(d.dst)), g.row0d.eq(0), g.qkv.eq(0),
-                         g.mode.eq(EpilogueMode.SCALED), g.gelu.eq(0), g.bias.eq(1),
+                         g.mode.eq(EpilogueMode.SCALED), g.gelu.eq(not gelu_fc1), g.bias.eq(1),
                          g.scatter.eq(1)]
             m.d.comb += self._expert_weights(d.k)
             self._issue(m, self.gemm, self.gemm_busy, then="RELEASE")

@@ -11,9 +11,10 @@ output always ready. R x C array, kt = ceil(K / R), nt = ceil(N / C), T = kt * n
 - the last beat (cycle R + (T - 1) P + M) leaves the array :func:`pe_array_latency` = R + L
   cycles later (L = ``cfg.hw.pe_mult_latency``: the registers of every PE's multiplier, the same
   in every PE, so they add to the array once), passes the accumulator stage (1 cycle) and the
-  epilogue (EPILOGUE_LATENCY cycles).
+  epilogue (:func:`epilogue_latency` cycles: EPILOGUE_LATENCY, less GELU's 3 stages when
+  ``hw.gelu_site`` is "act" and GELU runs on the activation reads instead).
 
-    cycles = 2 R + (T - 1) max(M, R) + M + L + 1 + EPILOGUE_LATENCY
+    cycles = 2 R + (T - 1) max(M, R) + M + L + 1 + epilogue_latency
 
 ``mac_active_cycles`` (beats issued) is T * M, and the MAC utilization of useful (unpadded) work
 is ``M K N / (cycles R C)``.
@@ -24,13 +25,29 @@ import math
 
 from sim.config import Config, GemmShape
 
-__all__ = ["EPILOGUE_LATENCY", "pe_array_latency", "gemm_tiles", "gemm_cycles", "gemm_active_cycles",
+__all__ = ["EPILOGUE_LATENCY", "GELU_LATENCY", "epilogue_latency", "act_read_extra",
+           "pe_array_latency", "gemm_tiles",
+           "gemm_cycles", "gemm_active_cycles",
            "gemm_utilization", "steady_state_utilization", "frame_gemm_cycles"]
 
 # Register stages of hw.array.epilogue.Epilogue (bias, requantize, 3 x GELU, score product, final add).
 # Kept here as a number so the model does not import Amaranth; tests/sim/test_cycles_gemm.py
 # checks it against Epilogue.latency.
 EPILOGUE_LATENCY = 7
+GELU_LATENCY = 3          # hw.array.gelu.GeluLane.latency (checked by the same test)
+
+
+def epilogue_latency(cfg: Config) -> int:
+    """Register stages of the config's epilogue: GELU's are there only with ``gelu_site``
+    "epilogue"."""
+    return EPILOGUE_LATENCY - (GELU_LATENCY if cfg.hw.gelu_site == "act" else 0)
+
+
+def act_read_extra(cfg: Config) -> int:
+    """Cycles GELU adds to the top level's activation reads (``gelu_site`` "act"): they delay a
+    GEMM's start where nothing hides them (weights already on chip, the expert prefetch); a
+    first weight burst from memory hides them."""
+    return GELU_LATENCY if cfg.hw.gelu_site == "act" else 0
 
 
 def pe_array_latency(cfg: Config) -> int:
@@ -51,7 +68,7 @@ def gemm_cycles(cfg: Config, m: int, k: int, n: int) -> int:
     R = cfg.hw.array_rows
     kt, nt = gemm_tiles(cfg, k, n)
     tiles = kt * nt
-    return R + (tiles - 1) * max(m, R) + m + pe_array_latency(cfg) + 1 + EPILOGUE_LATENCY
+    return R + (tiles - 1) * max(m, R) + m + pe_array_latency(cfg) + 1 + epilogue_latency(cfg)
 
 
 def gemm_active_cycles(cfg: Config, m: int, k: int, n: int) -> int:

@@ -40,7 +40,7 @@ import math
 from dataclasses import dataclass, field
 
 from sim.config import Config
-from sim.cycles.gemm import gemm_cycles, gemm_tiles
+from sim.cycles.gemm import act_read_extra, gemm_cycles, gemm_tiles
 
 __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_latency",
            "sliced_router_times",
@@ -207,9 +207,9 @@ def matrix_compute_cycles(cfg: Config, m_e: int, matrix: int, queue: int | None 
     ``queue``: the queue entries fc1 copies (default ``m_e``, the whole queue)."""
     md = cfg.model
     if matrix == 0:
-        return (gemm_cycles(cfg, m_e, md.dim, md.expert_hidden)
+        return (gemm_cycles(cfg, m_e, md.dim, md.expert_hidden) + act_read_extra(cfg)
                 + (m_e if queue is None else queue) + FC1_OVERHEAD)
-    return gemm_cycles(cfg, m_e, md.expert_hidden, md.dim) + FC2_OVERHEAD
+    return gemm_cycles(cfg, m_e, md.expert_hidden, md.dim) + act_read_extra(cfg) + FC2_OVERHEAD
 
 
 def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,

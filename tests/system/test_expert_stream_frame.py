@@ -101,3 +101,11 @@ def test_stream_frame_tiled_pysim():
 @pytest.mark.slow
 def test_stream_frame_verilator(tmp_path):
     _check("verilator", tmp_path)
+
+
+def test_stream_frame_tiled_gelu_on_act_reads_verilator(tmp_path):
+    """The board config's GELU site (``hw.gelu_site = "act"``, as on ``m3vit-ecp5-85f``): fc2
+    applies GELU to H's rows as it reads them (dense MLP in row tiles and the streamed experts):
+    bit-exact with the golden model and the frame model as above."""
+    _check("verilator", tmp_path, cfg=with_changes(tiled_stream_config(), name="tiny-h9-stream-act",
+                                                   hw=dict(gelu_site="act")))
