@@ -270,6 +270,10 @@ LUT_KINDS = {"LUT6": 1.0, "LUT4": 2.14}
 # switch: the DRAM top's TRELLIS_COMB minus the accelerator alone, session 7).
 _LUT4_PER_WORD_BIT_ECP5 = 4.5
 _LUT4_PER_MUX_INPUT_BIT_ECP5 = 0.67
+# One GELU lane (hw/array/gelu.py): ~400 LUT4 + CCU2C halves on the ECPIX-5 DRAM build of
+# session 9 (4,956 LUT4 and 1,440 CCU2C over 16 lanes, ~490 each; LUT6 at the ratio above). The
+# fit is of builds with a lane per column (C); hw.gelu_site "act" has one per row (R).
+_LUT4_PER_GELU_LANE = 490
 DRAM_BOARD_LUT4 = 10_600
 
 
@@ -329,4 +333,6 @@ def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None,
         if mux_inputs is None:
             mux_inputs = bank_mux_inputs(cfg)
         extra = (_LUT4_PER_WORD_BIT_ECP5 + _LUT4_PER_MUX_INPUT_BIT_ECP5 * mux_inputs) * word_bits
+    if h.gelu_site == "act":
+        lut6 -= _LUT4_PER_GELU_LANE / LUT_KINDS["LUT4"] * (h.array_cols - h.array_rows)
     return round(lut6 * LUT_KINDS[kind] + extra)

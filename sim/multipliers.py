@@ -78,8 +78,10 @@ def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
         G("array", R * C, f"PE MAC x * w ({a} x {w} bits), R x C", "mul", "hw/array/pe.py"),
         G("epilogue", C, "score multiply t = y * s (residual / MoE combine), one per column",
           "mul" if epilogue_score_on_dsps(cfg) else "shift-add", "hw/array/epilogue.py"),
-        G("gelu", C, "GELU slope x remainder, one lane per column", "shift-add",
-          "hw/array/gelu.py"),
+        (G("gelu", C, "GELU slope x remainder, one lane per column", "shift-add",
+           "hw/array/gelu.py") if h.gelu_site == "epilogue" else
+         G("gelu", R, "GELU slope x remainder, one lane per activation lane (fc2's reads)",
+           "shift-add", "hw/array/gelu.py")),
         G("attention", p * dw, f"QK^T q * k ({a} x {a}), p x dw", "mul",
           "hw/attention/attention_lane.py"),
         G("attention", p * dw, f"AV e * v ({n.exp.bits + 1} x {a}), p x dw", "mul",

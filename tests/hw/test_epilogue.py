@@ -1,4 +1,5 @@
-"""Epilogue in pysim: every mode / GELU / mask combination per beat, bit-exact vs sim/golden.
+"""Epilogue in pysim: every mode / GELU / mask combination per beat, bit-exact vs sim/golden;
+and without GELU lanes (``hw.gelu_site = "act"``: the gelu bit is ignored, 4 stages).
 
 Expected rows are built from the golden building blocks (``sim.fixed.requantize``,
 ``gelu_pwl``, ``residual_add``, ``scaled_accumulate``). Accumulators, biases, residual rows and
@@ -16,6 +17,7 @@ import pytest
 
 from hw.array.epilogue import Epilogue, EpilogueMode, score_on_dsp
 from sim.config import Config, get_config, with_changes
+from sim.cycles.gemm import epilogue_latency
 from sim.fixed import requantize
 from sim.golden.gelu import gelu_pwl
 from sim.golden.linear import residual_add, scaled_accumulate
@@ -45,7 +47,8 @@ def make_beats(cfg: Config, count: int, nrng: np.random.Generator):
     score = _mixed(nrng, (count,), n.exp.bits, signed=False)
 
     y = requantize(acc + bias, n.acc_frac, n.act)
-    y = np.where(gelu[:, None] == 1, gelu_pwl(cfg, y), y)
+    if cfg.hw.gelu_site == "epilogue":      # else GELU is the activation reader's; bit ignored
+        y = np.where(gelu[:, None] == 1, gelu_pwl(cfg, y), y)
     out = np.where(modes[:, None] == 1, residual_add(cfg, x, y), y)
     out = np.where(modes[:, None] == 2, scaled_accumulate(cfg, x, y, score), out)
     lane_on = (mask[:, None] >> np.arange(C)) & 1
@@ -60,7 +63,9 @@ def make_beats(cfg: Config, count: int, nrng: np.random.Generator):
 def _configs():
     tiny = Config.tiny()
     lut = with_changes(tiny, name="tiny-lut-score", hw=dict(epilogue_score_dsp=False))
-    return [pytest.param(tiny, id="dsp"), pytest.param(lut, id="lut")]
+    act = with_changes(tiny, name="tiny-gelu-act", hw=dict(gelu_site="act"))
+    return [pytest.param(tiny, id="dsp"), pytest.param(lut, id="lut"),
+            pytest.param(act, id="no-gelu-lanes")]
 
 
 @pytest.mark.parametrize("cfg", _configs())
@@ -76,17 +81,19 @@ def test_epilogue_pysim(cfg, seed):
     assert_beats_equal(mon.received, want, inputs=beats, seed=seed, what="epilogue")
 
 
-def test_epilogue_full_rate_latency(seed):
-    cfg = Config.tiny()
+@pytest.mark.parametrize("site, latency", [("epilogue", 7), ("act", 4)])
+def test_epilogue_full_rate_latency(site, latency, seed):
+    cfg = with_changes(Config.tiny(), hw=dict(gelu_site=site))
     beats, res, want = make_beats(cfg, 50, np.random.default_rng(seed))
     dut = Epilogue(cfg)
+    assert dut.latency == latency == epilogue_latency(cfg)
     drv = StreamDriver(dut.i, beats)
     rdrv = StreamDriver(dut.res, res)
     mon = StreamMonitor(dut.o, len(beats))
     run_pysim(dut, [drv, rdrv, mon], deadline_cycles=500)
     assert_beats_equal(mon.received, want, inputs=beats, seed=seed)
     assert drv.accepted_cycles == list(range(1, len(beats) + 1))
-    assert {t - a for a, t in zip(drv.accepted_cycles, mon.transfer_cycles)} == {Epilogue.latency}
+    assert {t - a for a, t in zip(drv.accepted_cycles, mon.transfer_cycles)} == {latency}
 
 
 def test_score_multiplier_placement():
