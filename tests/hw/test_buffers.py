@@ -1,7 +1,8 @@
 """hw/top/buffers.py: BufferBank + ReadPipe return the words a numpy copy of the memories
 holds, in request order, ``ReadPipe.latency`` cycles after the accept edge at full rate, and
 keep one beat per cycle with the default FIFO depth (the credit rule counts every read in
-flight); random request gaps and random output back-pressure in a second run.
+flight); random request gaps and random output back-pressure in a second run. Both with the
+GELU lanes (``gelu=True``, hw.gelu_site "act") too, each request's bit choosing GELU or bypass.
 
 Writes go through a second client port before the reads (masked, random lanes), so the read
 data is checked lane by lane against numpy, not against the RTL's own memory.
@@ -17,23 +18,24 @@ from hw.top.buffers import BufferBank, ReadPipe
 from hw.top.geometry import N_MEMS, TopGeometry
 from sim.config import generic_config, get_config, with_changes
 from sim.cycles.frame import BUFFER_READ_LATENCY
+from sim.golden.gelu import gelu_pwl
 from tests.harness.seeds import seed, seed_msg  # noqa: F401  (pytest fixture)
 
 
 class _Bench:
     """A ReadPipe (``lanes`` = G / 2) on read client 0 of a BufferBank, writes on client 0."""
 
-    def __init__(self, geo):
+    def __init__(self, geo, gelu=False):
         self.geo = geo
         self.bank = BufferBank(geo, n_read=1, n_write=1)
-        self.pipe = ReadPipe(geo, geo.G // 2, tag_shape=8)
+        self.pipe = ReadPipe(geo, geo.G // 2, tag_shape=8, gelu=gelu)
         self.m = Module()
         self.m.submodules.bank, self.m.submodules.pipe = self.bank, self.pipe
         p, r = self.pipe.port[0], self.bank.rd[0]
         self.m.d.comb += [r.mem.eq(p.mem), r.addr.eq(p.addr), r.en.eq(p.en), p.data.eq(r.data)]
 
 
-def _run(seed, gaps):
+def _run(seed, gaps, gelu=False):
     geo = TopGeometry.of(get_config("tiny"))
     a, G, L = geo.cfg.num.act.bits, geo.G, geo.G // 2
     rng = np.random.default_rng(seed)
@@ -50,8 +52,11 @@ def _run(seed, gaps):
                 mems[mem][addr, g] = lanes[g]
     reqs = [(int(m_), int(rng.integers(geo.depths[m_])), int(rng.integers(2)), i & 0xFF)
             for i, m_ in enumerate(rng.integers(N_MEMS, size=150))]
-    want = [(mems[m_][ad, off * L:(off + 1) * L].tolist(), tag) for m_, ad, off, tag in reqs]
-    bench = _Bench(geo)
+    on = [int(gelu and rng.integers(2)) for _ in reqs]      # the request's gelu bit
+    want = [((gelu_pwl(geo.cfg, mems[m_][ad, off * L:(off + 1) * L]) if g
+              else mems[m_][ad, off * L:(off + 1) * L]).tolist(), tag)
+            for (m_, ad, off, tag), g in zip(reqs, on)]
+    bench = _Bench(geo, gelu)
     wr, pipe = bench.bank.wr[0], bench.pipe
     got, firsts = [], []
 
@@ -70,7 +75,8 @@ def _run(seed, gaps):
                 ctx.set(pipe.req.valid, 0)
                 await ctx.tick()
             ctx.set(pipe.req.valid, 1)
-            ctx.set(pipe.req.payload, {"mem": [mem], "addr": addr, "off": off, "tag": tag})
+            ctx.set(pipe.req.payload, {"mem": [mem], "addr": addr, "off": off, "tag": tag,
+                                       **({"gelu": on[i]} if gelu else {})})
             await ctx.tick().until(pipe.req.ready)
         ctx.set(pipe.req.valid, 0)
 
@@ -94,19 +100,24 @@ def _run(seed, gaps):
     sim.add_testbench(requester)
     sim.add_testbench(receiver)
     sim.run()
-    return got, want, firsts
+    return got, want, firsts, pipe.latency
 
 
-def test_read_pipe_full_rate_latency(seed):
-    got, want, firsts = _run(seed, gaps=False)
+# gelu: every lane through a GELU lane or its bypass (per request, random), against
+# sim.golden.gelu_pwl of the numpy word (hw.gelu_site "act")
+@pytest.mark.parametrize("gelu", [False, True], ids=["plain", "gelu"])
+def test_read_pipe_full_rate_latency(gelu, seed):
+    got, want, firsts, latency = _run(seed, gaps=False, gelu=gelu)
     assert got == want, seed_msg(seed)
+    assert latency == ReadPipe.latency + 3 * gelu
     # the first request is accepted at the edge ending cycle 0 of the read phase; its beat is
-    # valid ReadPipe.latency cycles later, and every further beat one cycle after the last
-    assert firsts == [ReadPipe.latency + i for i in range(len(want))], seed_msg(seed)
+    # valid ``latency`` cycles later, and every further beat one cycle after the last
+    assert firsts == [latency + i for i in range(len(want))], seed_msg(seed)
 
 
-def test_read_pipe_random_gaps_and_backpressure(seed):
-    got, want, _ = _run(seed, gaps=True)
+@pytest.mark.parametrize("gelu", [False, True], ids=["plain", "gelu"])
+def test_read_pipe_random_gaps_and_backpressure(gelu, seed):
+    got, want, _, _ = _run(seed, gaps=True, gelu=gelu)
     assert got == want, seed_msg(seed)
 
 
