@@ -13,7 +13,11 @@ Timing model (``L = cfg.hw.mem_latency``, ``W = cfg.hw.mem_bytes_per_cycle``):
 - **Latency**: a read burst whose request transfers on clock edge ``n`` delivers its first beat
   on edge ``n + max(L, OnChipMemory.MIN_LATENCY)`` if the queue ahead of it is empty and the reader
   is ready (the request waits in a delay line of ``L - MIN_LATENCY`` cycles, then in the ready
-  queue, then one cycle for the memory read).
+  queue, then one cycle for the memory read). With ``L > MIN_LATENCY`` the memory's read data
+  is registered once more (taken from the delay line: the same latency), so the block RAM's
+  clock-to-data (~5.8 ns on a speed-6 ECP5 without its output register) ends at a register
+  instead of running into the reader's logic (the ULX3S build's critical path: block RAM ->
+  the prefetcher's LUT-RAM write data).
 - **Bandwidth**: one beat of ``W`` bytes per cycle: bursts are served back to back in request
   order with no gap between them, so a master that keeps enough requests in flight sees ``W``
   bytes per cycle after the first latency.
@@ -159,6 +163,7 @@ class OnChipMemory(wiring.Component):
         if base + self.size > (1 << cfg.hw.mem_addr_bits):
             raise ValueError("OnChipMemory: memory does not fit the address space")
         self.latency = max(cfg.hw.mem_latency, self.MIN_LATENCY)
+        self.out_reg = self.latency > self.MIN_LATENCY     # the read data registered again
         cbits = cfg.hw.moe_counter_bits
         super().__init__({
             "rd": In(MemReadSignature(cfg)),
@@ -222,7 +227,8 @@ class OnChipMemory(wiring.Component):
         with m.If(accept & ~ok):
             m.d.sync += self.error.eq(1)
 
-        m.submodules.delay = delay = _Delay(pending, self.latency - self.MIN_LATENCY)
+        m.submodules.delay = delay = _Delay(pending,
+                                            self.latency - self.MIN_LATENCY - self.out_reg)
         m.d.comb += [delay.i_valid.eq(accept), delay.i.word.eq(word),
                      delay.i.beats.eq(rd.rd_req.payload.beats)]
         m.submodules.queue = queue = fifo.SyncFIFO(width=pending.size, depth=D)
@@ -230,7 +236,8 @@ class OnChipMemory(wiring.Component):
         head = pending(queue.r_data)
 
         # Data engine: the current burst (address, beats left); the read port's data register
-        # is the rd_data payload, held (en = 0) while the reader stalls.
+        # (and with out_reg the register after it: both advance together) is the rd_data
+        # payload, held while the reader stalls.
         act = Signal()
         cur_word = Signal(range(self.depth))
         left = Signal(burst)
@@ -241,10 +248,19 @@ class OnChipMemory(wiring.Component):
         addr = Mux(act, cur_word, head.word)
         beats_now = Mux(act, left, head.beats)
         m.d.comb += [queue.r_en.eq(start), rport.addr.eq(addr), rport.en.eq(issue),
-                     rd.rd_data.valid.eq(out_valid), rd.rd_data.payload.data.eq(rport.data),
-                     rd.rd_data.payload.last.eq(out_last)]
-        with m.If(adv):
-            m.d.sync += [out_valid.eq(issue), out_last.eq(beats_now == 1)]
+                     rd.rd_data.valid.eq(out_valid), rd.rd_data.payload.last.eq(out_last)]
+        if self.out_reg:
+            read_valid, read_last = Signal(), Signal()
+            out_data = Signal.like(rport.data, name="read_data_reg")
+            with m.If(adv):
+                m.d.sync += [read_valid.eq(issue), read_last.eq(beats_now == 1),
+                             out_valid.eq(read_valid), out_last.eq(read_last),
+                             out_data.eq(rport.data)]
+            m.d.comb += rd.rd_data.payload.data.eq(out_data)
+        else:
+            with m.If(adv):
+                m.d.sync += [out_valid.eq(issue), out_last.eq(beats_now == 1)]
+            m.d.comb += rd.rd_data.payload.data.eq(rport.data)
         with m.If(issue):
             m.d.sync += [cur_word.eq(addr + 1), left.eq(beats_now - 1), act.eq(beats_now > 1)]
         done = rd.rd_data.valid & rd.rd_data.ready & rd.rd_data.payload.last
