@@ -44,6 +44,7 @@ def test_accumulator_bound_is_enforced():
     (dict(hw=dict(attn_dot_width=5)), "head_dim 16 is not a multiple of attn_dot_width 5"),
     (dict(num=dict(gelu_segments=24)), "GELU grid step"),
     (dict(hw=dict(mult_budget=20)), "needs 80 multipliers"),
+    (dict(hw=dict(gelu_site="fc2")), "hw.gelu_site must be one of epilogue, act, got 'fc2'"),
 ])
 def test_invalid_configs_name_the_problem(change, message):
     with pytest.raises(ConfigError, match=message):
