@@ -29,16 +29,17 @@ the load waits for those rows to leave the row buffer (once per instance, not pe
 reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta = 0).
 
 Latency (empty unit, both streams at full rate): a row's first output beat leaves
-``latency = beats - 1 + latency_stats + latency_emit = beats + 16`` cycles after its first input
-beat was accepted (24 for dim 32 / 4 lanes, 28 for dim 192 / 16 lanes): ``latency_stats`` = 11
-(squares, adder tree, accumulate, V in two stages, ``Rsqrt.latency`` = 5, publish) from the last
+``latency = beats - 1 + latency_stats + latency_emit = beats + 17`` cycles after its first input
+beat was accepted (25 for dim 32 / 4 lanes, 29 for dim 192 / 16 lanes): ``latency_stats`` = 12
+(squares, adder tree, accumulate, V in three stages: S1^2's partial products, their sum, V;
+``Rsqrt.latency`` = 5, publish) from the last
 input beat to the statistics, ``latency_emit`` = 6 from a row-buffer read to the output register.
 
 Throughput: one beat (``lanes`` values) per cycle on each side while a row slot is free. A slot is
 held from a row's first input beat to its last read, so in steady state a row takes
 ``max(beats, (2*beats + latency_stats - 1) / banks)`` cycles on average: ``beats`` (the stream
-rate) for banks = 3 whenever beats >= 10 (dim 192 with <= 16 lanes), 8.67 for dim 32 / 4 lanes;
-banks = 2 gives ``beats + 5``. ``sim/cycles/layernorm.py`` has the exact per-row recurrence (the
+rate) for banks = 3 whenever beats >= 11 (dim 192 with <= 16 lanes), 9 for dim 32 / 4 lanes;
+banks = 2 gives ``beats + 5.5``. ``sim/cycles/layernorm.py`` has the exact per-row recurrence (the
 tests check it cycle for cycle). Back-pressure on ``y`` stalls the output pipeline as a whole (one
 global enable; the row-buffer read port is enabled with it so a stalled read keeps its data);
 ``y.valid`` never depends on ``y.ready``, and ``x.ready`` does not depend on ``y.ready``.
@@ -116,7 +117,7 @@ class LayerNorm(wiring.Component):
         ``beats - 1 + latency_stats + latency_emit``.
     latency_stats : int
         Cycles from the acceptance of a row's last beat to the cycle in which its statistics
-        (S1, y, k) are visible to the emitter: 3 (squares, adder tree, accumulate) + 2 (V) +
+        (S1, y, k) are visible to the emitter: 3 (squares, adder tree, accumulate) + 3 (V) +
         ``Rsqrt.latency`` + 1 (``sim.cycles.layernorm.LATENCY_STATS`` must equal it).
     latency_emit : int
         Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no
@@ -126,7 +127,7 @@ class LayerNorm(wiring.Component):
     Throughput one beat per cycle on each side while a row slot is free (module docstring).
     """
 
-    latency_stats = 3 + 2 + Rsqrt.latency + 1
+    latency_stats = 3 + 3 + Rsqrt.latency + 1
     latency_emit = 6
 
     def __init__(self, cfg: Config, *, lanes: int | None = None, banks: int = DEFAULT_ROW_SLOTS,
@@ -283,12 +284,28 @@ class LayerNorm(wiring.Component):
         """Per-row statistics: V = D*S2 - S1^2 + E, then rsqrt; published into the row's slot."""
         cfg, rsqrt = self._cfg, self.rsqrt
         d = cfg.model.dim
+        # S1^2 in two stages: S1 = hi * 2^LO + lo (lo unsigned), the three partial products
+        # registered straight out of their multipliers, then summed. As one product S1 (26 bits
+        # for dim 192) took several MULT18X18D without their registers plus the adders joining
+        # them in one cycle: the ULX3S build's critical path (19.2 ns, 12.9 of it routing).
+        s1 = sums.s1
+        lo_bits = min(17, len(s1) - 1)
+        hi, lo = s1[lo_bits:].as_signed(), s1[:lo_bits]
+        p_hh = Signal(signed(2 * len(hi)), name="v0_hh")
+        p_hl = Signal(signed(len(hi) + lo_bits + 1), name="v0_hl")
+        p_ll = Signal(unsigned(2 * lo_bits), name="v0_ll")
+        v0_ds2 = Signal(mul_const(sums.s2, d).shape())
+        v0_valid = Signal()
+        v0_bank = Signal.like(sums.bank)
+        m.d.sync += [p_hh.eq(hi * hi), p_hl.eq(hi * lo), p_ll.eq(lo * lo),
+                     v0_ds2.eq(mul_const(sums.s2, d)), v0_valid.eq(sums.done),
+                     v0_bank.eq(sums.bank)]
         v1_sq = Signal(unsigned(2 * self.s1_shape.width - 1))
-        v1_ds2 = Signal(mul_const(sums.s2, d).shape())
+        v1_ds2 = Signal.like(v0_ds2)
         v1_valid = Signal()
         v1_bank = Signal.like(sums.bank)
-        m.d.sync += [v1_sq.eq(sums.s1 * sums.s1), v1_ds2.eq(mul_const(sums.s2, d)),
-                     v1_valid.eq(sums.done), v1_bank.eq(sums.bank)]
+        m.d.sync += [v1_sq.eq((p_hh << (2 * lo_bits)) + (p_hl << (lo_bits + 1)) + p_ll),
+                     v1_ds2.eq(v0_ds2), v1_valid.eq(v0_valid), v1_bank.eq(v0_bank)]
         for b in range(self.banks):
             with m.If(sums.done & (sums.bank == b)):
                 m.d.sync += slots.s1[b].eq(sums.s1)
