@@ -94,7 +94,8 @@ def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
         G("attention", nw, "normalizer o * (1 / l), norm_width per cycle", "mul",
           "hw/attention/attention_normalize.py"),
         G("layernorm", L, "x * x (sum of squares), one per lane", "mul", "hw/norm/layernorm.py"),
-        G("layernorm", 1, "S1 * S1 (variance)", "mul", "hw/norm/layernorm.py"),
+        G("layernorm", 3, "S1 * S1 (variance) as hi*hi, hi*lo, lo*lo (S1 = hi 2^17 + lo), "
+          "registered, summed a cycle later", "mul", "hw/norm/layernorm.py"),
         G("layernorm", 1, "S1 * y (mean x 1/std)", "mul", "hw/norm/layernorm.py"),
         G("layernorm", L, "x * y (x / std), one per lane", "mul", "hw/norm/layernorm.py"),
         G("layernorm", L, "z * gamma, one per lane", "mul", "hw/norm/layernorm.py"),
