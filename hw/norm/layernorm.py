@@ -64,6 +64,7 @@ from sim.fixed import hw_requantize, hw_saturate
 from sim.golden.layernorm import ln_eps_term
 
 from hw.common import Loop, count_nested, mul_const, tree_sum
+from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
 from hw.norm.rsqrt import Rsqrt
 
 __all__ = ["LayerNorm", "row_layout", "param_layout"]
@@ -284,27 +285,33 @@ class LayerNorm(wiring.Component):
         """Per-row statistics: V = D*S2 - S1^2 + E, then rsqrt; published into the row's slot."""
         cfg, rsqrt = self._cfg, self.rsqrt
         d = cfg.model.dim
-        # S1^2 in two stages: S1 = hi * 2^LO + lo (lo unsigned), the three partial products
-        # registered straight out of their multipliers, then summed. As one product S1 (26 bits
-        # for dim 192) took several MULT18X18D without their registers plus the adders joining
-        # them in one cycle: the ULX3S build's critical path (19.2 ns, 12.9 of it routing).
+        # S1^2 in two stages: S1 = hi * 2^split + lo (lo unsigned), the three partial products
+        # in multipliers with their output register (in the MULT18X18D with dsp_target "ecp5"),
+        # then summed. As one product S1 (26 bits for dim 192) took several MULT18X18D without
+        # their registers plus the adders joining them in one cycle: the ULX3S build's critical
+        # path (19.2 ns, 12.9 of it routing).
         s1 = sums.s1
-        lo_bits = min(17, len(s1) - 1)
-        hi, lo = s1[lo_bits:].as_signed(), s1[:lo_bits]
-        p_hh = Signal(signed(2 * len(hi)), name="v0_hh")
-        p_hl = Signal(signed(len(hi) + lo_bits + 1), name="v0_hl")
-        p_ll = Signal(unsigned(2 * lo_bits), name="v0_ll")
+        split = min(MULT18_WIDTH - 1, len(s1) - 1)
+        hi, lo = s1[split:].as_signed(), s1[:split]
+
+        def product(a, b, name):
+            mul = m.submodules[name] = Multiplier(a.shape(), b.shape(), output_reg=True,
+                                                  target=cfg.hw.dsp_target)
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+            return mul.p
+
+        p_hh, p_hl, p_ll = (product(hi, hi, "s1_sq_hh"), product(hi, lo, "s1_sq_hl"),
+                            product(lo, lo, "s1_sq_ll"))
         v0_ds2 = Signal(mul_const(sums.s2, d).shape())
         v0_valid = Signal()
         v0_bank = Signal.like(sums.bank)
-        m.d.sync += [p_hh.eq(hi * hi), p_hl.eq(hi * lo), p_ll.eq(lo * lo),
-                     v0_ds2.eq(mul_const(sums.s2, d)), v0_valid.eq(sums.done),
+        m.d.sync += [v0_ds2.eq(mul_const(sums.s2, d)), v0_valid.eq(sums.done),
                      v0_bank.eq(sums.bank)]
         v1_sq = Signal(unsigned(2 * self.s1_shape.width - 1))
         v1_ds2 = Signal.like(v0_ds2)
         v1_valid = Signal()
         v1_bank = Signal.like(sums.bank)
-        m.d.sync += [v1_sq.eq((p_hh << (2 * lo_bits)) + (p_hl << (lo_bits + 1)) + p_ll),
+        m.d.sync += [v1_sq.eq((p_hh << (2 * split)) + (p_hl << (split + 1)) + p_ll),
                      v1_ds2.eq(v0_ds2), v1_valid.eq(v0_valid), v1_bank.eq(v0_bank)]
         for b in range(self.banks):
             with m.If(sums.done & (sums.bank == b)):

@@ -14,7 +14,7 @@ import pytest
 
 from hw.norm.layernorm import LayerNorm
 from sim import float_model
-from sim.config import get_config, with_changes
+from sim.config import generic_config, get_config, with_changes
 from sim.cycles import layernorm as ln_cycles
 from sim.fixed import dequantize, quantize
 from sim.golden.layernorm import layernorm
@@ -85,7 +85,8 @@ def expected_beats(cfg, jobs, lanes):
 def run_jobs(cfg, jobs, *, seed, lanes=None, banks=3, valid_prob=0.7, ready_prob=0.6,
              param_prob=None):
     """Simulate the unit on ``jobs``; returns (received, expected, monitor, accepted cycles, dut)."""
-    dut = LayerNorm(cfg, lanes=lanes, banks=banks)
+    # pysim elaborates the generic build (an ECP5 preset's multipliers are MULT18X18D instances)
+    dut = LayerNorm(generic_config(cfg), lanes=lanes, banks=banks)
     lanes = dut.lanes
     r = random.Random(seed)
     want = expected_beats(cfg, jobs, lanes)
