@@ -249,18 +249,17 @@ class OnChipMemory(wiring.Component):
         beats_now = Mux(act, left, head.beats)
         m.d.comb += [queue.r_en.eq(start), rport.addr.eq(addr), rport.en.eq(issue),
                      rd.rd_data.valid.eq(out_valid), rd.rd_data.payload.last.eq(out_last)]
+        # (valid, last, data) of the beat the read port's data register holds
+        valid, last, beat = issue, beats_now == 1, rport.data
         if self.out_reg:
             read_valid, read_last = Signal(), Signal()
-            out_data = Signal.like(rport.data, name="read_data_reg")
+            beat = Signal.like(rport.data, name="read_data_reg")
             with m.If(adv):
-                m.d.sync += [read_valid.eq(issue), read_last.eq(beats_now == 1),
-                             out_valid.eq(read_valid), out_last.eq(read_last),
-                             out_data.eq(rport.data)]
-            m.d.comb += rd.rd_data.payload.data.eq(out_data)
-        else:
-            with m.If(adv):
-                m.d.sync += [out_valid.eq(issue), out_last.eq(beats_now == 1)]
-            m.d.comb += rd.rd_data.payload.data.eq(rport.data)
+                m.d.sync += [read_valid.eq(valid), read_last.eq(last), beat.eq(rport.data)]
+            valid, last = read_valid, read_last
+        with m.If(adv):
+            m.d.sync += [out_valid.eq(valid), out_last.eq(last)]
+        m.d.comb += rd.rd_data.payload.data.eq(beat)
         with m.If(issue):
             m.d.sync += [cur_word.eq(addr + 1), left.eq(beats_now - 1), act.eq(beats_now > 1)]
         done = rd.rd_data.valid & rd.rd_data.ready & rd.rd_data.payload.last
