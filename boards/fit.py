@@ -333,6 +333,6 @@ def lut_estimate(cfg: Config, kind: str = "LUT4", word_bits: int | None = None,
         if mux_inputs is None:
             mux_inputs = bank_mux_inputs(cfg)
         extra = (_LUT4_PER_WORD_BIT_ECP5 + _LUT4_PER_MUX_INPUT_BIT_ECP5 * mux_inputs) * word_bits
-    if h.gelu_site == "act":
+    if h.gelu_on_reads:
         lut6 -= _LUT4_PER_GELU_LANE / LUT_KINDS["LUT4"] * (h.array_cols - h.array_rows)
     return round(lut6 * LUT_KINDS[kind] + extra)

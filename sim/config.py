@@ -251,6 +251,11 @@ class HardwareConfig:
         return self.array_rows * self.array_cols
 
     @property
+    def gelu_on_reads(self) -> bool:
+        """GELU runs on fc2's activation reads (``gelu_site`` "act"), not in fc1's epilogue."""
+        return self.gelu_site == "act"
+
+    @property
     def pe_mult_latency(self) -> int:
         """Cycles the PE's registered multiplier adds to the array (PE_MULT_REGISTERS)."""
         return sum(PE_MULT_REGISTERS.values())

@@ -454,7 +454,7 @@ def lower_program(cfg: Config, entries: list[dict] | None = None,
     PHYSICAL = physical(cfg)                     # noqa: N806 (the module map, or the tiled one)
     T = cfg.h_rows
     meta: dict[int, tuple[int, int]] = {}    # pc -> (block, first logical QKV column written)
-    act_gelu = cfg.hw.gelu_site == "act"     # GELU on fc2's reads, not fc1's epilogue
+    act_gelu = cfg.hw.gelu_on_reads          # GELU on fc2's reads, not fc1's epilogue
     gelu_src = None                          # with it: the buffer whose reader applies GELU
     i = 0
     while i < len(logical):
@@ -922,7 +922,7 @@ def run_image(cfg: Config, mem: bytes, layout: MemoryLayout, task: int,
     routing = None
     done = []
     wb = layout.weights
-    act_gelu = cfg.hw.gelu_site == "act"     # a descriptor's gelu bit: on its activations
+    act_gelu = cfg.hw.gelu_on_reads          # a descriptor's gelu bit: on its activations
 
     def matrix(addr, k, n, row_stride):
         rows = [_read_vals(mem, wb + addr + r * row_stride, n, num.weight) for r in range(k)]

@@ -79,7 +79,7 @@ def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
         G("epilogue", C, "score multiply t = y * s (residual / MoE combine), one per column",
           "mul" if epilogue_score_on_dsps(cfg) else "shift-add", "hw/array/epilogue.py"),
         (G("gelu", C, "GELU slope x remainder, one lane per column", "shift-add",
-           "hw/array/gelu.py") if h.gelu_site == "epilogue" else
+           "hw/array/gelu.py") if not h.gelu_on_reads else
          G("gelu", R, "GELU slope x remainder, one lane per activation lane (fc2's reads)",
            "shift-add", "hw/array/gelu.py")),
         G("attention", p * dw, f"QK^T q * k ({a} x {a}), p x dw", "mul",

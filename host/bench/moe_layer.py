@@ -127,7 +127,7 @@ class MoELayer(wiring.Component):
         R, C = hw.array_rows, hw.array_cols
         if md.experts > C:
             raise ValueError(f"MoELayer: experts {md.experts} > array_cols {C}")
-        if hw.gelu_site != "epilogue":
+        if hw.gelu_on_reads:
             raise ValueError(f"MoELayer: hw.gelu_site {hw.gelu_site!r}: this bench applies GELU "
                              f"in fc1's epilogue (its activation feeder has no GELU lanes); "
                              f"the top level (hw/top) runs either site")

@@ -119,7 +119,7 @@ class Epilogue(wiring.Component):
 
     def __init__(self, cfg: Config):
         self._cfg = cfg
-        self.has_gelu = cfg.hw.gelu_site == "epilogue"
+        self.has_gelu = not cfg.hw.gelu_on_reads
         self.latency = 4 + (GeluLane.latency if self.has_gelu else 0)
         super().__init__({
             "i": In(stream.Signature(epilogue_in_layout(cfg))),

@@ -176,7 +176,7 @@ class GemmPath(wiring.Component):
         m.d.comb += [eng.cmd.valid.eq(cmd_pending), eng.cmd.payload.m.eq(job.m),
                      eng.cmd.payload.k.eq(job.k), eng.cmd.payload.n.eq(job.n),
                      eng.cmd.payload.bias.eq(job.bias),
-                     eng.cmd.payload.gelu.eq(job.gelu & (cfg.hw.gelu_site == "epilogue")),
+                     eng.cmd.payload.gelu.eq(job.gelu & (not cfg.hw.gelu_on_reads)),
                      eng.cmd.payload.mode.eq(job.mode)]
         with m.If(eng.cmd.valid & eng.cmd.ready):
             m.d.sync += cmd_pending.eq(0)
@@ -206,7 +206,7 @@ class GemmPath(wiring.Component):
         R, G = geo.R, geo.G
         # hw.gelu_site "act": the job's gelu bit applies GELU to these beats (fc2 reading
         # fc1's output), not in the epilogue
-        act_gelu = geo.cfg.hw.gelu_site == "act"
+        act_gelu = geo.cfg.hw.gelu_on_reads
         m.submodules.act_pipe = pipe = ReadPipe(geo, R, gelu=act_gelu)
         wiring.connect(m, pipe.port[0], wiring.flipped(self.act_rd))
         act_on = Signal()

@@ -513,7 +513,7 @@ class Sequencer(wiring.Component):
         md = self.geo.cfg.model
         d, g, grant = self.desc, self.gemm.payload, self.grant_now
         # GELU between fc1 and fc2: fc1's epilogue, or fc2's activation reads (hw.gelu_site)
-        gelu_fc1 = self.geo.cfg.hw.gelu_site == "epilogue"
+        gelu_fc1 = not self.geo.cfg.hw.gelu_on_reads
         phys = self._phys
         with m.State("TABLE"):
             with m.If(self.may_start):

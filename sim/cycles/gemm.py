@@ -40,14 +40,14 @@ GELU_LATENCY = 3          # hw.array.gelu.GeluLane.latency (checked by the same 
 def epilogue_latency(cfg: Config) -> int:
     """Register stages of the config's epilogue: GELU's are there only with ``gelu_site``
     "epilogue"."""
-    return EPILOGUE_LATENCY - (GELU_LATENCY if cfg.hw.gelu_site == "act" else 0)
+    return EPILOGUE_LATENCY - (GELU_LATENCY if cfg.hw.gelu_on_reads else 0)
 
 
 def act_read_extra(cfg: Config) -> int:
     """Cycles GELU adds to the top level's activation reads (``gelu_site`` "act"): they delay a
     GEMM's start where nothing hides them (weights already on chip, the expert prefetch); a
     first weight burst from memory hides them."""
-    return GELU_LATENCY if cfg.hw.gelu_site == "act" else 0
+    return GELU_LATENCY if cfg.hw.gelu_on_reads else 0
 
 
 def pe_array_latency(cfg: Config) -> int:

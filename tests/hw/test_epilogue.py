@@ -47,7 +47,7 @@ def make_beats(cfg: Config, count: int, nrng: np.random.Generator):
     score = _mixed(nrng, (count,), n.exp.bits, signed=False)
 
     y = requantize(acc + bias, n.acc_frac, n.act)
-    if cfg.hw.gelu_site == "epilogue":      # else GELU is the activation reader's; bit ignored
+    if not cfg.hw.gelu_on_reads:            # else GELU is the activation reader's; bit ignored
         y = np.where(gelu[:, None] == 1, gelu_pwl(cfg, y), y)
     out = np.where(modes[:, None] == 1, residual_add(cfg, x, y), y)
     out = np.where(modes[:, None] == 2, scaled_accumulate(cfg, x, y, score), out)
