@@ -8,7 +8,8 @@ extra room for writes can be requested. It works the same in pysim and (as Veril
 in the memory's initial contents) in Verilator; it is meant for small configs and for tests, and
 doubles as an on-chip-BRAM "external memory" on boards with a small model.
 
-Timing model (``L = cfg.hw.mem_latency``, ``W = cfg.hw.mem_bytes_per_cycle``):
+Timing model (``L = cfg.hw.mem_latency`` unless the ``latency`` argument overrides it -- a
+wrapper that adds its own register stage passes ``L - 1`` --, ``W = cfg.hw.mem_bytes_per_cycle``):
 
 - **Latency**: a read burst whose request transfers on clock edge ``n`` delivers its first beat
   on edge ``n + max(L, OnChipMemory.MIN_LATENCY)`` if the queue ahead of it is empty and the reader
@@ -140,7 +141,7 @@ class OnChipMemory(wiring.Component):
     MIN_LATENCY = 2     # ready queue (1 cycle) + memory read (1 cycle)
 
     def __init__(self, cfg: Config, image=b"", base: int = 0, size: int | None = None,
-                 array: str = "amaranth"):
+                 array: str = "amaranth", latency: int | None = None):
         self.cfg = cfg
         self.beat = beat_bytes(cfg)
         if base % self.beat:
@@ -162,7 +163,7 @@ class OnChipMemory(wiring.Component):
         self.size = self.depth * self.beat
         if base + self.size > (1 << cfg.hw.mem_addr_bits):
             raise ValueError("OnChipMemory: memory does not fit the address space")
-        self.latency = max(cfg.hw.mem_latency, self.MIN_LATENCY)
+        self.latency = max(cfg.hw.mem_latency if latency is None else latency, self.MIN_LATENCY)
         self.out_reg = self.latency > self.MIN_LATENCY     # the read data registered again
         cbits = cfg.hw.moe_counter_bits
         super().__init__({

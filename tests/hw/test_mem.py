@@ -3,7 +3,8 @@
 - random read bursts with random request gaps and read-data back-pressure: data equals the image
   bytes, ``last`` marks burst ends, the byte counter counts every beat;
 - exact latency (first beat ``max(mem_latency, 2)`` edges after the request) and full bandwidth
-  (one beat per cycle once enough bursts are in flight) for several latencies;
+  (one beat per cycle once enough bursts are in flight) for several latencies, also for a
+  memory one cycle shorter behind a read-data register slice (TopWithMemory's read side);
 - write bursts read back, byte-written counter, the error flag on bad addresses;
 - the DMA splits long commands into bursts of at most ``mem_max_burst`` beats and the data of a
   command sequence arrives complete and in order.
@@ -20,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 from hw.mem.bus import rdata_layout, req_layout
 from hw.mem.dma import ReadDma, dma_cmd_layout
 from hw.mem.onchip_memory import OnChipMemory
+from hw.mem.stream_slice import StreamSlice
 from sim.config import Config, with_changes
 from host.pysim import run_pysim, stream_recv, stream_send
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
@@ -92,6 +94,58 @@ def test_dram_latency_and_bandwidth(latency, seed):
     run_pysim(dut, [send, recv], deadline_cycles=2000)
     assert tr[0] - acc[0] == max(latency, OnChipMemory.MIN_LATENCY) == dut.latency
     assert tr == list(range(tr[0], tr[0] + nbeats)), "data beats are not back to back"
+
+
+class _SlicedMemory(wiring.Component):
+    """OnChipMemory one cycle shorter plus a StreamSlice on its read data, as TopWithMemory
+    builds the accelerator's side."""
+
+    def __init__(self, cfg, image):
+        self.mem = OnChipMemory(cfg, image, latency=cfg.hw.mem_latency - 1)
+        self.rd_slice = StreamSlice(rdata_layout(cfg))
+        super().__init__({"rd_req": In(stream.Signature(req_layout(cfg))),
+                          "rd_data": Out(stream.Signature(rdata_layout(cfg)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.mem, m.submodules.rd_slice = self.mem, self.rd_slice
+        wiring.connect(m, wiring.flipped(self.rd_req), self.mem.rd.rd_req)
+        wiring.connect(m, self.mem.rd.rd_data, self.rd_slice.i)
+        wiring.connect(m, self.rd_slice.o, wiring.flipped(self.rd_data))
+        return m
+
+
+@pytest.mark.parametrize("latency", [3, 4, 16])
+def test_dram_latency_override_plus_read_slice_keeps_latency_and_bandwidth(latency, seed):
+    """The latency argument overrides cfg.hw.mem_latency; a memory one cycle shorter behind a
+    read-data slice (TopWithMemory's accelerator side) delivers the first beat exactly
+    ``mem_latency`` edges after the request, back to back, and under random back-pressure the
+    image's bytes in order."""
+    rng = random.Random(seed)
+    cfg = _cfg(latency=latency, burst=4, outstanding=latency // 4 + 2)
+    W = cfg.hw.mem_bytes_per_cycle
+    image = _image(rng, 512)
+    reqs = [{"addr": 16 * W * i % 512, "beats": 4} for i in range(12)]
+    nbeats = sum(r["beats"] for r in reqs)
+    want = [{"data": _beat(image, r["addr"] + b * W, 0, W), "last": int(b == 3)}
+            for r in reqs for b in range(4)]
+    for ready_prob in (1.0, 0.5):
+        dut = _SlicedMemory(cfg, image)
+        assert dut.mem.latency == latency - 1
+        acc, tr, got = [], [], []
+
+        async def send(ctx):
+            await stream_send(ctx, dut.rd_req, reqs, accepted_cycles=acc)
+
+        async def recv(ctx):
+            await stream_recv(ctx, dut.rd_data, nbeats, transfer_cycles=tr, received=got,
+                              rng=random.Random(seed + 1), ready_prob=ready_prob)
+
+        run_pysim(dut, [send, recv], deadline_cycles=4000)
+        assert got == want, f"read data differs [seed={seed}]"
+        if ready_prob == 1.0:
+            assert tr[0] - acc[0] == latency
+            assert tr == list(range(tr[0], tr[0] + nbeats)), "data beats are not back to back"
 
 
 def test_dram_writes_then_reads(seed):
