@@ -18,7 +18,8 @@ it needs, from the same geometry functions the RTL uses (hw/top/geometry.py, the
 
 - the units' own memories: the GEMM engine's accumulator (``gemm_max_m`` rows of ``C``
   accumulators), its token list, the LayerNorm row slots and gamma/beta, the patch reorder's
-  queue entries and links, the prefetcher's address table.
+  queue entries and links, the prefetcher's address table, and (more experts than array
+  columns) the GEMM path's gate-logit store.
 
 Each memory is mapped to ECP5 DP16KD blocks in the cheapest of the block's shapes (16384x1 ..
 512x36), or to LUT RAM (0 blocks) when Yosys' ``synth_ecp5`` puts it there: measured on single
@@ -186,7 +187,10 @@ def _unit_memories(cfg: Config, geo) -> list[MemoryEstimate]:
         from hw.moe.patch_reorder import reorder_slots
         from hw.moe.prefetcher import address_table
         from hw.moe.router import token_shape
+        from hw.top.gemm_path import gate_store_bits
         slots = reorder_slots(cfg)
+        if cfg.gate_tiles > 1:
+            out.append(MemoryEstimate("gate logit store", gate_store_bits(cfg), m.tokens))
         out += [MemoryEstimate("patch reorder entries", token_shape(cfg).width + cfg.num.exp.bits,
                                slots),
                 MemoryEstimate("patch reorder links", max(1, (slots - 1).bit_length()), slots),

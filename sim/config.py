@@ -316,28 +316,29 @@ class Config:
 
     @classmethod
     def m3vit_ecp5_85f(cls) -> "Config":
-        # 156 MULT18X18D, at most ~85 % (132) used: a 4x16 array (64) leaves room for the
-        # attention lanes (20), LayerNorm (17: its lanes are the array's rows) and the router
-        # (sim/multipliers.py: 107 products; boards/fit.py's build-calibrated estimate, with
-        # the wide ones on several MULT18X18D: 117). The epilogue's 16 score products are on
-        # DSPs too (estimate 133, 85.3 %; Yosys: 137, 88 %): as shift-add LUTs they were
-        # 9.6k of the board build's 80k LUTs (96 % of the device, unroutable; docs/boards.md,
-        # session 7), and LUTs, not multipliers, are what congests the router. 8x16 needed 182
-        # products. 16 columns, not 8: the router's 16 expert logits leave the GEMM in one beat.
+        # A 4x8 array: 8 lanes everywhere (the buffer bank's words are 144 bits, its memories
+        # half as wide and twice as deep). The 4x16 array (64 multipliers, 288-bit bank words,
+        # 57k LUT4) placed and synthesized but never routed: router2 stalled at ~20k overused
+        # wires in four sessions whatever was cut (docs/boards.md); with 8 columns the
+        # overuse falls each iteration as on the boards that route. It costs cycles on the
+        # dense GEMMs (frame 20.6M -> 28.1M: the streamed experts are bandwidth-bound either
+        # way). The router's 16 gate logits leave the GEMM in two column tiles; the first
+        # waits in a 129-word store (hw/top/gemm_path.py). The epilogue's score products are
+        # on DSPs (as shift-add LUTs they were 9.6k LUTs at 16 columns).
         # The buffer bank wires each client to the memories of this config's program only
-        # (buffer_wiring="program", hw/top/buffer_wiring.py): the bank's 288-bit crossbar is
-        # what congests the router (docs/boards.md).
+        # (buffer_wiring="program", hw/top/buffer_wiring.py): the bank's crossbar is what
+        # congests the router (docs/boards.md).
         # Expert weights stream from external memory: the ping/pong buffers of whole fc1 / fc2
         # matrices would take 150 of the 208 DP16KD (docs/moe.md).
         # H holds 32 of the 129 token rows (24 DP16KD instead of 104; 16 rows: 16 DP16KD but
         # most expert queues, ~16 tokens each, then need two chunks), so attention is serial
-        # (docs/top_level.md). K and V hold one head's columns (kv_heads=1: 16 DP16KD each
-        # instead of 32); the attention output overwrites Q in place. GELU runs on fc2's 4-wide
-        # activation reads instead of fc1's 16-wide output rows (gelu_site="act"): 4 GELU
-        # lanes instead of 16, ~6k fewer LUTs, the same results.
+        # (docs/top_level.md). K and V hold one head's columns (kv_heads=1: half the blocks of
+        # all dim columns); the attention output overwrites Q in place. GELU runs on fc2's
+        # 4-wide activation reads instead of fc1's output rows (gelu_site="act"): 4 GELU lanes
+        # instead of one per column (~6k fewer LUTs at 16 columns), the same results.
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
-            hw=HardwareConfig(array_rows=4, array_cols=16, attn_parallel=1, attn_dot_width=8,
+            hw=HardwareConfig(array_rows=4, array_cols=8, attn_parallel=1, attn_dot_width=8,
                               attn_overlap=False, hidden_rows=32, kv_heads=1,
                               mem_bytes_per_cycle=4, mem_latency=16, clock_mhz=100.0,
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
@@ -350,6 +351,12 @@ class Config:
     def buffer_rows(self) -> int:
         """Rows of every on-chip activation buffer (tokens; the image's patches fit too)."""
         return max(self.model.tokens, self.model.patches)
+
+    @property
+    def gate_tiles(self) -> int:
+        """Column tiles of the router's gate GEMM (``experts`` logits over ``array_cols``
+        columns): more than one and the gate GEMM path stores the earlier tiles' rows."""
+        return -(-self.model.experts // self.hw.array_cols)
 
     @property
     def h_rows(self) -> int:
@@ -638,8 +645,6 @@ def check_top_level(cfg: Config) -> Config:
                            f"beat (patchify on load)")
     need(cfg.hidden_cols >= m.dim, f"the H buffer ({cfg.hidden_cols} values per row) must hold "
                                    f"an attention output row of model.dim {m.dim} values")
-    need(m.experts <= C, f"model.experts {m.experts} must be <= hw.array_cols {C} (router "
-                         f"logits leave the GEMM in one beat)")
     need(not m.moe_blocks or m.expert_hidden % C == 0,
          f"model.expert_hidden {m.expert_hidden} must be a multiple of hw.array_cols {C} (the "
          f"expert prefetcher loads whole column groups)")

@@ -13,7 +13,9 @@ beat order (hw/array/gemm_engine.py):
 - ``o``: written back to the destination rows (``row0d + i``, or ``tok[i]`` with ``scatter``);
   ``qkv`` splits the 3 dim columns over the Q, K and V memories, starting at column ``col0`` of
   part ``part`` (a head's Q, K or V columns alone: overlapped attention); ``router`` sends each row's
-  first E lanes to the router instead (gate logits).
+  first E lanes to the router instead (gate logits; with more experts than array columns the
+  earlier column tiles wait in a ``tokens``-deep store and join the last tile's row, see
+  ``_gate_logits``).
 
 The token list (``tok``: ``tokens`` entries of {token, score}) is a small memory written through
 ``tok_w*`` by the sequencer (an expert's queue) and read by the three gathering ports.
@@ -41,7 +43,8 @@ from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port
 from hw.top.chunk_reader import ChunkReader
 from hw.top.geometry import MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
 
-__all__ = ["GemmPath", "gemm_job_layout", "tok_layout", "WSrc", "row_base", "unpack"]
+__all__ = ["GemmPath", "gemm_job_layout", "tok_layout", "WSrc", "row_base", "unpack",
+           "gate_store_bits"]
 
 
 class WSrc(enum.Enum, shape=1):
@@ -51,6 +54,12 @@ class WSrc(enum.Enum, shape=1):
 
 def tok_layout(cfg) -> data.StructLayout:
     return data.StructLayout({"token": token_shape(cfg), "score": unsigned(cfg.num.exp.bits)})
+
+
+def gate_store_bits(cfg) -> int:
+    """Word width of the gate-logit store (a ``tokens``-deep memory; 0: none): the gate GEMM's
+    column tiles before its last, ``array_cols`` activations each (``GemmPath._gate_logits``)."""
+    return (cfg.gate_tiles - 1) * cfg.hw.array_cols * cfg.num.act.bits
 
 
 def gemm_job_layout(geo: TopGeometry) -> data.StructLayout:
@@ -345,6 +354,33 @@ class GemmPath(wiring.Component):
                 pf_w_group.eq(0), pf_b_on.eq((p.w_src == WSrc.PREFETCH) & p.bias),
                 pf_b_tile.eq(0)]
 
+    def _gate_logits(self, m, take, out_tile, out_row):
+        """The E gate logits of the row the engine offers (``o``) in the gate GEMM's last column
+        tile. With ``cfg.gate_tiles`` > 1 the earlier tiles' rows are written into a store of
+        ``tokens`` words as they leave the engine (never stalled), and the store is read one
+        row ahead (the row after a taken beat, or the current one), so a last-tile row and its
+        earlier tiles meet in the same cycle: no added latency, no bubble. The read is
+        transparent to the write (a one-row gate GEMM offers its last-tile row the cycle after
+        writing the row's first tile)."""
+        cfg, C, job = self.geo.cfg, self.geo.C, self.job_now
+        o = self.engine.o
+        lanes = [o.payload[c] for c in range(C)]
+        T = cfg.gate_tiles
+        if T == 1:
+            return lanes
+        lane_bits = cfg.num.act.bits
+        m.submodules.gate_store = store = Memory(shape=unsigned(gate_store_bits(cfg)),
+                                                 depth=cfg.model.tokens, init=[])
+        sw = store.write_port(granularity=C * lane_bits)
+        sr = store.read_port(transparent_for=(sw,))
+        next_row = Mux(out_row == job.m - 1, 0, out_row + 1)
+        m.d.comb += [sw.addr.eq(out_row), sw.data.eq(Cat(*lanes).replicate(T - 1)),
+                     sr.addr.eq(Mux(take, next_row, out_row))]
+        for t in range(T - 1):
+            m.d.comb += sw.en[t].eq(take & (out_tile == t))
+        stored = data.ArrayLayout(signed(lane_bits), (T - 1) * C)(sr.data)
+        return [stored[e] for e in range((T - 1) * C)] + lanes
+
     def _output_writer(self, m, tok_rd):
         """``o`` -> destination rows (``qkv`` splits the columns over Q, K, V; ``router`` sends
         the rows to the router instead); ``busy`` falls after the last write."""
@@ -362,13 +398,17 @@ class GemmPath(wiring.Component):
         write_col = Signal.like(out_col)
         write_mem = Signal(range(N_MEMS))
         to_router = job.router
-        m.d.comb += [o.ready.eq(Mux(to_router, self.router.ready, 1)),
-                     self.router.valid.eq(to_router & self.busy & o.valid),
+        # Gate logits wider than the array (E > C) leave the engine in column tiles: the earlier
+        # tiles wait in a store, the last tile's rows go to the router with them.
+        router_tile = out_tile == nt - 1
+        m.d.comb += [o.ready.eq(Mux(to_router & router_tile, self.router.ready, 1)),
+                     self.router.valid.eq(to_router & router_tile & self.busy & o.valid),
                      self.router.payload.token.eq(out_row),
                      self.router.payload.last.eq(out_row == job.m - 1)]
-        for e in range(geo.cfg.model.experts):
-            m.d.comb += self.router.payload.logits[e].eq(o.payload[e])
         take = o.valid & o.ready
+        logits = self._gate_logits(m, take & to_router, out_tile, out_row)
+        for e in range(geo.cfg.model.experts):
+            m.d.comb += self.router.payload.logits[e].eq(logits[e])
         m.d.comb += [tok_rd.addr.eq(out_row), tok_rd.en.eq(take)]
         qkv_mem = Mux(out_part == 0, MEM_Q, Mux(out_part == 1, MEM_K, MEM_V))
         m.d.sync += write_valid.eq(take & ~to_router)

@@ -367,7 +367,9 @@ def _gate_route(cfg: Config, beat: int, latency: int,
     R = hw.array_rows
     T = md.tokens
     kt, nt = gemm_tiles(cfg, md.dim, md.experts)
-    rows_per = max(1, math.ceil(md.experts * cfg.num.weight.storage_bytes / beat))  # beats/row
+    # beats per weight row of the first column tile (at most C of the E gate columns)
+    rows_per = max(1, math.ceil(min(md.experts, hw.array_cols) * cfg.num.weight.storage_bytes
+                                / beat))
     cmd = 2                                   # GATE_CMD, GEMM_CMD: engine cmd handshake edge
     # The first tile waits for R weight rows from memory (latency, then rows_per beats each).
     delay = max(0, latency + (R - 1) * rows_per + 1 - R)
