@@ -79,8 +79,8 @@ def score_on_dsp(cfg: Config) -> bool:
     """Whether the C score multipliers use DSPs (``cfg.hw.epilogue_score_dsp``; auto if None).
 
     Auto: DSPs unless the target's ``mult_budget`` cannot hold them next to the array and the
-    attention unit (the multipliers ``Config`` already counts). On the ECP5-85F preset
-    (156 MULT18X18D, 128 + 16 taken) the 16 score multipliers go to LUTs.
+    attention unit (the multipliers ``Config`` already counts): on 156 MULT18X18D with an 8 x 16
+    array (128 + 16 taken) the 16 score multipliers go to LUTs.
     """
     h = cfg.hw
     if h.epilogue_score_dsp is not None:

@@ -9,7 +9,9 @@ in the memory's initial contents) in Verilator; it is meant for small configs an
 doubles as an on-chip-BRAM "external memory" on boards with a small model.
 
 Timing model (``L = cfg.hw.mem_latency`` unless the ``latency`` argument overrides it -- a
-wrapper that adds its own register stage passes ``L - 1`` --, ``W = cfg.hw.mem_bytes_per_cycle``):
+wrapper that adds its own register stage passes ``L - 1`` --, ``W = cfg.hw.mem_bytes_per_cycle``;
+with ``retire_port=True`` a burst counts as outstanding until the wrapper pulses ``rd_retire``,
+e.g. when its last beat leaves the wrapper's stage, so the stage adds no buffering either):
 
 - **Latency**: a read burst whose request transfers on clock edge ``n`` delivers its first beat
   on edge ``n + max(L, OnChipMemory.MIN_LATENCY)`` if the queue ahead of it is empty and the reader
@@ -141,7 +143,8 @@ class OnChipMemory(wiring.Component):
     MIN_LATENCY = 2     # ready queue (1 cycle) + memory read (1 cycle)
 
     def __init__(self, cfg: Config, image=b"", base: int = 0, size: int | None = None,
-                 array: str = "amaranth", latency: int | None = None):
+                 array: str = "amaranth", latency: int | None = None,
+                 retire_port: bool = False):
         self.cfg = cfg
         self.beat = beat_bytes(cfg)
         if base % self.beat:
@@ -172,6 +175,7 @@ class OnChipMemory(wiring.Component):
             "bytes_read": Out(cbits),
             "bytes_written": Out(cbits),
             "error": Out(1),
+            **({"rd_retire": In(1)} if retire_port else {}),
         })
 
     def _decode(self, m, req, name):
@@ -263,7 +267,8 @@ class OnChipMemory(wiring.Component):
         m.d.comb += rd.rd_data.payload.data.eq(beat)
         with m.If(issue):
             m.d.sync += [cur_word.eq(addr + 1), left.eq(beats_now - 1), act.eq(beats_now > 1)]
-        done = rd.rd_data.valid & rd.rd_data.ready & rd.rd_data.payload.last
+        done = (self.rd_retire if hasattr(self, "rd_retire")
+                else rd.rd_data.valid & rd.rd_data.ready & rd.rd_data.payload.last)
         m.d.sync += outstanding.eq(outstanding + accept - done)
         with m.If(rd.rd_data.valid & rd.rd_data.ready):
             m.d.sync += self.bytes_read.eq(self.bytes_read + W)

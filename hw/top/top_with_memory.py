@@ -9,7 +9,8 @@ image is usually left empty (a design that does not depend on the weights is bui
 loaded through ``host_wr``. Latency / throughput: the DRAM model's, ``mem_latency`` and one beat
 per cycle: when that latency leaves room (``> OnChipMemory.MIN_LATENCY``), the memory runs one
 cycle shorter and a :class:`~hw.mem.stream_slice.StreamSlice` on the accelerator's read data
-takes the cycle back. The slice cuts the ULX3S build's critical path (``host_mode`` -> the
+takes the cycle back (a burst stays outstanding in the memory until its last beat leaves the
+slice: no extra buffering, the same read timing). The slice cuts the ULX3S build's critical path (``host_mode`` -> the
 host/accelerator read-data demux -> the memory's read engine -> the prefetcher's LUT-RAM write
 data, 18 ns of which 16 ns routing) and the read-data ready chain (prefetcher -> read arbiter ->
 demux -> the memory's block-RAM read enable) at a register, with the same read timing, so the
@@ -95,7 +96,7 @@ class TopWithMemory(wiring.Component):
         latency = max(cfg.hw.mem_latency, OnChipMemory.MIN_LATENCY)
         self.rd_slice = latency > OnChipMemory.MIN_LATENCY
         self.dram = OnChipMemory(cfg, image, size=size, array=array,
-                                 latency=latency - self.rd_slice)
+                                 latency=latency - self.rd_slice, retire_port=self.rd_slice)
         super().__init__({
             "csr": In(csr_signature(cfg)),
             "host_mode": In(1),
@@ -125,6 +126,10 @@ class TopWithMemory(wiring.Component):
             m.submodules.rd_slice = rd_slice = StreamSlice(tr.rd_data.payload.shape())
             wiring.connect(m, rd_slice.o, tr.rd_data)
             _demux_stream(m, h, dram.rd.rd_data, hr.rd_data, rd_slice.i)
+            # a burst stays outstanding until its last beat has left the slice: the slice is
+            # a register stage, not two more beats of buffering (same timing as without it)
+            last_out = [s.valid & s.ready & s.payload.last for s in (hr.rd_data, tr.rd_data)]
+            m.d.comb += dram.rd_retire.eq(Mux(h, *last_out))
         else:
             _demux_stream(m, h, dram.rd.rd_data, hr.rd_data, tr.rd_data)
         _mux_stream(m, h, hw.wr_req, tw.wr_req, dram.wr.wr_req)

@@ -26,6 +26,9 @@ level's plumbing (job hand-off, the first DRAM access, draining the writer):
   a property of the memory, which a real controller with posted writes would not have) +
   ``STORE_OVERHEAD``.
 
+LOAD, GEMM, LAYERNORM and ROUTE also wait for the next descriptor's fetch on the read arbiter
+(:func:`desc_contention_cycles`: its beats minus 2, so the model follows the memory beat).
+
 The overhead constants were measured once on the RTL (``FrameResult.trace``, tiny config) and are
 checked, with the whole model, by tests/system/test_frame_model.py against RTL frames (tiny in
 every CI run; a reduced-depth, full-width M3ViT frame marked slow): within 5 %.
@@ -57,12 +60,16 @@ __all__ = ["LayerCost", "FrameCost", "frame_cost", "BUFFER_READ_LATENCY", "GEMM_
 # read that nothing else hides (the first source row, the last K/V chunk, the first word
 # stored); a GEMM's first buffer read overlaps its first weight burst.
 BUFFER_READ_LATENCY = 4
-GEMM_OVERHEAD = 27       # job hand-off, first weight burst's latency share, writer drain
-LN_OVERHEAD = 14 + BUFFER_READ_LATENCY
+# The next descriptor's fetch (DESC_BYTES, requested at decode) goes ahead of the first read of
+# a descriptor that reads memory (LOAD, GEMM, LAYERNORM, ROUTE): :func:`desc_contention_cycles`
+# is added to those, on top of these constants (measured with 8-byte beats: 6 cycles; 14 with
+# 4-byte beats, 2 with 16-byte beats, as the RTL shows).
+GEMM_OVERHEAD = 21       # job hand-off, first weight burst's latency share, writer drain
+LN_OVERHEAD = 8 + BUFFER_READ_LATENCY
 ATTN_OVERHEAD = 5 + BUFFER_READ_LATENCY
-ROUTE_OVERHEAD = 10
+ROUTE_OVERHEAD = 4
 EXPERTS_OVERHEAD = 29
-LOAD_OVERHEAD = 21
+LOAD_OVERHEAD = 15
 STORE_OVERHEAD = 4 + BUFFER_READ_LATENCY
 STORE_BURST_GAP = 2      # cycles between write bursts (response, next request)
 ISSUE = 2                # decode -> job handshake (DECODE, PREFETCH, the unit state)
@@ -81,8 +88,8 @@ def desc_fetch_cycles(cfg: Config) -> int:
 
 
 def desc_contention_cycles(cfg: Config) -> int:
-    """Cycles a GEMM's first weight burst waits behind the next descriptor's fetch on the read
-    arbiter; a GEMM that waited for the attention unit finds that fetch done."""
+    """Cycles a descriptor's first memory read waits behind the next descriptor's fetch on the
+    read arbiter; a GEMM that waited for the attention unit finds that fetch done."""
     return max(0, DESC_BYTES // cfg.hw.mem_bytes_per_cycle - 2)
 
 
@@ -137,6 +144,7 @@ def descriptor_costs(cfg: Config, program: list,
     wb = n.weight.storage_bytes
     bb = n.bias.storage_bytes
     out = []
+    contention = desc_contention_cycles(cfg)
     moe_i = 0
     moe_cache = {}              # ROUTE and EXPERTS of a block (and equal blocks) share one model
     for d in program:
@@ -144,7 +152,7 @@ def descriptor_costs(cfg: Config, program: list,
         macs = rd = wr = 0
         if op is HwOp.LOAD:
             rd = d.m * d.n * sb
-            cyc = _beats(cfg, rd) + LOAD_OVERHEAD
+            cyc = _beats(cfg, rd) + LOAD_OVERHEAD + contention
         elif op is HwOp.STORE:
             wr = d.m * d.n * sb
             beats = _beats(cfg, wr)
@@ -156,13 +164,14 @@ def descriptor_costs(cfg: Config, program: list,
             # A GEMM of few rows (a row tile, hw.hidden_rows) waits for its weights: a weight
             # tile of R x C weights must arrive within the max(M, R) cycles it is used for.
             # A lower bound only (the strided reads' own rate is not modelled).
-            cyc = max(gemm_cycles(cfg, d.m, d.k, d.n), _beats(cfg, rd)) + GEMM_OVERHEAD
+            cyc = (max(gemm_cycles(cfg, d.m, d.k, d.n), _beats(cfg, rd)) + GEMM_OVERHEAD
+                   + contention)
         elif op is HwOp.LAYERNORM:
             rd = m.dim * (n.ln_gamma.storage_bytes + sb)
             # gamma and beta arrive one after the other on the bus; the unit takes a parameter
             # beat only when both halves are there, so the load lasts as long as the bus needs.
             cyc = (cfg.hw.mem_latency + max(param_load_cycles(cfg), _beats(cfg, rd))
-                   + layernorm_cycles(cfg, d.m) + LN_OVERHEAD)
+                   + layernorm_cycles(cfg, d.m) + LN_OVERHEAD + contention)
         elif op is HwOp.ATTENTION:
             cyc = (attention_head_cycles(cfg, d.m) + (d.nheads - 1) * attention_steady_cycles(cfg, d.m)
                    + ATTN_OVERHEAD)
@@ -174,10 +183,10 @@ def descriptor_costs(cfg: Config, program: list,
             if key not in moe_cache:
                 moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True,
                                                   expert_weights=cfg.hw.expert_weights,
-                                                  route_gap=ROUTE_OVERHEAD)
+                                                  route_gap=ROUTE_OVERHEAD + contention)
             moe = moe_cache[key]
             if op is HwOp.ROUTE:
-                cyc = moe.route + ROUTE_OVERHEAD
+                cyc = moe.route + ROUTE_OVERHEAD + contention
                 macs = m.tokens * m.dim * m.experts
                 rd = m.experts * m.dim * wb
             else:

@@ -117,7 +117,7 @@ def test_streamed_expert_weights_have_no_ping_pong():
     w_bits, b_bits = C * 8 * n.weight.storage_bytes, C * 8 * n.bias.storage_bytes
     by_hand = (dp16kd_blocks(w_bits, 2 * m.dim * m.expert_hidden // C)
                + dp16kd_blocks(b_bits, 2 * max(m.dim, m.expert_hidden) // C))
-    assert prefetch.bram_blocks - stream.bram_blocks == by_hand == 135 + 15
+    assert prefetch.bram_blocks - stream.bram_blocks == by_hand == 135 + 8
 
 
 def test_external_memory_drops_the_frame_memory():
@@ -134,19 +134,31 @@ def test_external_memory_drops_the_frame_memory():
 
 
 def test_kv_heads_halve_k_and_v():
-    """hw.kv_heads = 1 on m3vit-ecp5-85f: K and V hold one head, 129 rows x 64 values = 516 words
-    of 16 lanes of 18 bits: one row of eight 512 x 36 blocks (two lanes each) and 4 words of LUT
-    RAM (8 blocks), instead of 1,548 words: three rows (24); the accelerator alone goes
-    176 -> 144."""
+    """hw.kv_heads = 1 on m3vit-ecp5-85f: K and V hold one head, 129 rows x 64 values = 1,032
+    words of 8 lanes of 18 bits: two rows of four 512 x 36 blocks (two lanes each) and 8 words
+    of LUT RAM (8 blocks), instead of 3,096 words: six rows (24); the accelerator alone goes
+    169 -> 137."""
     cfg = get_config("m3vit-ecp5-85f")
-    assert cfg.hw.kv_heads == 1
+    assert cfg.hw.kv_heads == 1 and cfg.hw.array_cols == 8
     one = estimate(cfg, external_memory=True)
     every = estimate(with_changes(cfg, hw=dict(kv_heads=None)), external_memory=True)
     blocks = lambda e: {x.name: x.blocks for x in e.memories}       # noqa: E731
-    assert blocks(one)["buffer K"] == blocks(one)["buffer V"] == 16 * 18 // 36 * 1
-    assert blocks(every)["buffer K"] == blocks(every)["buffer V"] == 16 * 18 // 36 * 3
+    assert blocks(one)["buffer K"] == blocks(one)["buffer V"] == 8 * 18 // 36 * 2
+    assert blocks(every)["buffer K"] == blocks(every)["buffer V"] == 8 * 18 // 36 * 6
     assert blocks(one)["buffer Q"] == 24
-    assert (every.bram_blocks, one.bram_blocks) == (176, 144)
+    assert (every.bram_blocks, one.bram_blocks) == (169, 137)
+
+
+def test_gate_logits_wider_than_the_array_get_a_store():
+    """16 experts over 8 columns: the gate GEMM's first column tile (8 logits of 18 bits) waits
+    for the second in a 129-word store (four 512 x 36 blocks); 16 columns need none."""
+    cfg = get_config("m3vit-ecp5-85f")
+    assert cfg.gate_tiles == 2
+    store = [x for x in estimate(cfg, external_memory=True).memories
+             if x.name == "gate logit store"]
+    assert [(x.width, x.depth, x.blocks) for x in store] == [(8 * 18, 129, 4)]
+    wide = estimate(with_changes(cfg, hw=dict(array_cols=16)), external_memory=True)
+    assert not [x for x in wide.memories if x.name == "gate logit store"]
 
 
 def test_lut_estimate_matches_the_ecp5_builds():
@@ -156,16 +168,15 @@ def test_lut_estimate_matches_the_ecp5_builds():
     # with every client on every memory (session 7)
     tiny = estimate(get_config("tiny-ecp5"))
     assert abs(tiny.luts - 29_006) <= 0.1 * 29_006      # session 8's last ULX3S build
-    m3 = estimate(get_config("m3vit-ecp5-85f"), external_memory=True)
+    c16 = with_changes(get_config("m3vit-ecp5-85f"), hw=dict(array_cols=16))  # sessions 7-10
+    m3 = estimate(c16, external_memory=True)
     assert abs(m3.luts - 57_163) <= 0.1 * 57_163
-    epi = estimate(with_changes(get_config("m3vit-ecp5-85f"), hw=dict(gelu_site="epilogue")),
-                   external_memory=True)
+    epi = estimate(with_changes(c16, hw=dict(gelu_site="epilogue")), external_memory=True)
     assert abs(epi.luts - 63_490) <= 0.1 * 63_490
     assert m3.luts <= 0.85 * get_board("ecpix5-85f").dev.luts
     # the crossbar term: fewer mux inputs, fewer LUTs, by 0.67 LUT4 per word bit and input
-    full = estimate(with_changes(get_config("m3vit-ecp5-85f"), hw=dict(buffer_wiring="full")),
-                    external_memory=True)
-    assert bank_mux_inputs(get_config("m3vit-ecp5-85f")) == 5     # hw/top/buffer_wiring.py
+    full = estimate(with_changes(c16, hw=dict(buffer_wiring="full")), external_memory=True)
+    assert bank_mux_inputs(c16) == 5     # hw/top/buffer_wiring.py
     assert full.luts - m3.luts == pytest.approx(0.67 * 288 * (24 - 5), abs=1)
 
 

@@ -141,11 +141,11 @@ def test_bram_target_validated_and_presets():
 
 def test_kv_heads_geometry():
     """hw.kv_heads: K and V rows hold kv_heads heads' columns (m3vit-ecp5-85f: 64 of 192 values,
-    4 words of 16 instead of 12); on the ECP5 bank several heads per job need whole words per
+    8 words of 8 instead of 24); on the ECP5 bank several heads per job need whole words per
     head (ATT is written into Q beside the next head's Q reads)."""
     geo = TopGeometry.of(get_config("m3vit-ecp5-85f"))
-    assert geo.G == 16 and geo.strides == (12, 12, 12, 4, 4, 48)
-    assert geo.depths[3] == geo.depths[4] == 129 * 4
+    assert geo.G == 8 and geo.strides == (24, 24, 24, 8, 8, 96)
+    assert geo.depths[3] == geo.depths[4] == 129 * 8
     four = with_changes(get_config("tiny"), model=dict(heads=4),       # head_dim 8 < G = 16
                         hw=dict(kv_heads=2, attn_overlap=False, bram_target="ecp5",
                                 array_rows=16, attn_dot_width=8))

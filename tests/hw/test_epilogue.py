@@ -101,7 +101,9 @@ def test_score_multiplier_placement():
     assert score_on_dsp(get_config("m3vit-ecp5-85f"))   # set: DSPs, for the LUT headroom
     ecp5 = get_config("m3vit-ecp5-85f")
     auto = replace(ecp5, hw=replace(ecp5.hw, epilogue_score_dsp=None))
-    assert score_on_dsp(auto)                                # 64 + 16 + 16 <= 156 MULT18X18D
-    wide = replace(auto, hw=replace(auto.hw, array_rows=8))
-    assert not score_on_dsp(wide)                            # 128 + 16 + 16 > 156
+    assert score_on_dsp(auto)                                # 32 + 16 + 8 <= 156 MULT18X18D
+    wide = replace(auto, hw=replace(auto.hw, array_rows=16))
+    assert score_on_dsp(wide)                                # 128 + 16 + 8 <= 156
+    wider = replace(auto, hw=replace(auto.hw, array_rows=8, array_cols=16))
+    assert not score_on_dsp(wider)                           # 128 + 16 + 16 > 156
     assert score_on_dsp(get_config("tiny"))

@@ -101,7 +101,7 @@ class _SlicedMemory(wiring.Component):
     builds the accelerator's side."""
 
     def __init__(self, cfg, image):
-        self.mem = OnChipMemory(cfg, image, latency=cfg.hw.mem_latency - 1)
+        self.mem = OnChipMemory(cfg, image, latency=cfg.hw.mem_latency - 1, retire_port=True)
         self.rd_slice = StreamSlice(rdata_layout(cfg))
         super().__init__({"rd_req": In(stream.Signature(req_layout(cfg))),
                           "rd_data": Out(stream.Signature(rdata_layout(cfg)))})
@@ -112,6 +112,8 @@ class _SlicedMemory(wiring.Component):
         wiring.connect(m, wiring.flipped(self.rd_req), self.mem.rd.rd_req)
         wiring.connect(m, self.mem.rd.rd_data, self.rd_slice.i)
         wiring.connect(m, self.rd_slice.o, wiring.flipped(self.rd_data))
+        o = self.rd_slice.o
+        m.d.comb += self.mem.rd_retire.eq(o.valid & o.ready & o.payload.last)
         return m
 
 
