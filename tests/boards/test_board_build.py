@@ -5,6 +5,7 @@
   MULT18X18D / DP16KD use and nextpnr's Fmax. Bounded by a 15-minute tool timeout (about a minute
   once YoWASP's WebAssembly is compiled; the first YoWASP call on a machine adds ~40 s).
 - slow (``-m slow``): the same demo for the second board (ECPIX-5: proves a board is data), the
+  DRAM bring-up design on the ECPIX-5 (host link + LiteDRAM: the PHY places and routes), the
   accelerator on the board's config (``tiny-ecp5``) for both boards (the acceptance build of
   ``edge-moe build --board ulx3s-85f``; it must meet the board's design clock),
   ``edge-moe elaborate --config tiny`` with its ``synth_xilinx`` estimate, and the full M3ViT
@@ -53,6 +54,19 @@ def test_build_demo_ecpix5(tmp_path):
     rep = build_board(get_board("ecpix5-85f"), get_config("tiny"), out, design="demo",
                       timeout=1800, log=lambda s: None)
     _check_report(rep, out, "ecpix5-85f")
+
+
+@pytest.mark.slow
+def test_build_dram_demo_ecpix5(tmp_path):
+    """The DRAM bring-up design (host link + LiteDRAM's DDR3 core, no accelerator): nextpnr
+    places the PHY (DQSBUFM on the DQS sites) and the 50 MHz user clock is met (~2 min of
+    tools here, plus the core's generation)."""
+    out = tmp_path / "ecpix5-dram"
+    board = get_board("ecpix5-85f")
+    rep = build_board(board, get_config(board.config), out, design="demo", dram=True,
+                      timeout=1800, log=lambda s: None)
+    saved = _check_report(rep, out, "ecpix5-85f")
+    assert saved["fmax_mhz"] >= saved["clock_mhz"] == 50.0, "misses the LiteDRAM user clock"
 
 
 @pytest.mark.slow

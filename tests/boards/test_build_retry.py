@@ -83,3 +83,19 @@ def test_unknown_placer(tmp_path):
     with pytest.raises(ValueError, match="placer"):
         build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
                           design="demo", placer="annealing")
+
+
+@pytest.mark.parametrize("timing_driven", [None, False])
+def test_placement_timing_reaches_nextpnr(timing_driven, tmp_path, monkeypatch):
+    """Timing-driven placement by default; ``timing_driven=False`` passes ``--no-tmdriv`` (the
+    default for the accelerator on DRAM only, whose M3ViT build routes only that way)."""
+    run, _ = _fake_tools(False)
+    monkeypatch.setattr(build, "_run_tools", run)
+    rep = build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
+                            design="demo", log=lambda s: None, timing_driven=timing_driven)
+    script = (tmp_path / f"build_{build.TOP_NAME}.sh").read_text()
+    assert ("--no-tmdriv" in script) == (timing_driven is False)
+    assert rep["timing_driven_placement"] == (timing_driven is None)
+    assert [build.default_timing_driven(d, m) for d, m in
+            (("top", True), ("demo", True), ("top", False), ("demo", False))] == \
+        [False, True, True, True]
