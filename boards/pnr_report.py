@@ -31,22 +31,27 @@ def parse_nextpnr_report(report: dict) -> dict:
 
 
 _HEADER = re.compile(r"Critical path report for clock '([^']*)'")
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']*)': ([\d.]+) MHz")
 _SOURCE = re.compile(r"^Info:\s+(?:clk-to-q|logic|setup|source)\s+[\d.]+\s+[\d.]+\s+Source (\S+)")
 _TOTAL = re.compile(r"^Info: ([\d.]+) ns logic, ([\d.]+) ns routing")
 _DEFINED = re.compile(r"^Info:\s+(/\S+?):(\d+)(?:[.:]\S*)?$")
 
 
 def critical_path(log_text: str, repo_root) -> dict | None:
-    """The last clock-domain critical path of a nextpnr log: ``{clock, from, to, logic_ns,
-    routing_ns, source_lines}``, where ``source_lines`` are the ``path:line`` locations under
-    ``repo_root`` (relative to it, in path order, each once). None when the log has no such
-    report (e.g. nextpnr stopped before timing analysis)."""
+    """The critical path of the slowest clock of a nextpnr log (the lowest last "Max frequency",
+    as ``fmax_mhz`` of :func:`parse_nextpnr_report`; without those lines the last clock-domain
+    path): ``{clock, from, to, logic_ns, routing_ns, source_lines}``, where ``source_lines`` are
+    the ``path:line`` locations under ``repo_root`` (relative to it, in path order, each once).
+    None when the log has no such report (e.g. nextpnr stopped before timing analysis)."""
     root = str(Path(repo_root).resolve()).rstrip("/") + "/"
     lines = log_text.splitlines()
     starts = [i for i, ln in enumerate(lines) if _HEADER.search(ln)]
     if not starts:
         return None
-    i = starts[-1]
+    fmax = {m.group(1): float(m.group(2)) for m in _FMAX.finditer(log_text)}
+    slowest = [i for i in starts if fmax and _HEADER.search(lines[i]).group(1)
+               == min(fmax, key=fmax.get)]
+    i = (slowest or starts)[-1]
     clock = _HEADER.search(lines[i]).group(1)
     cells, where, total = [], [], None
     for ln in lines[i + 1:]:

@@ -45,5 +45,19 @@ def test_last_clock_report_with_repository_lines():
                   "source_lines": ["hw/moe/router.py:271", "sim/fixed.py:196"]}
 
 
+def test_the_slowest_clocks_path_not_the_last():
+    """A DRAM build has several clocks; the path reported is the one of the lowest Fmax (the
+    accelerator's user clock), not whichever clock nextpnr printed last."""
+    log = "\n".join(
+        _path("$glbnet$user_clk", "top.router.cur_index_FF", "top.router.s1_score_FF",
+              [f"{ROOT}/hw/moe/router.py:189"], 1.5, 16.3)
+        + _path("$glbnet$clk", "core.a", "core.b", [f"{ROOT}/boards/x.py:1"], 0.6, 2.2)
+        + ["Info: Max frequency for clock    '$glbnet$user_clk': 56.15 MHz (PASS at 50.00 MHz)",
+           "Info: Max frequency for clock         '$glbnet$clk': 351.74 MHz (PASS at 100.00 MHz)"])
+    cp = critical_path(log, ROOT)
+    assert cp["clock"] == "$glbnet$user_clk" and cp["source_lines"] == ["hw/moe/router.py:189"]
+    assert (cp["logic_ns"], cp["routing_ns"]) == (1.5, 16.3)
+
+
 def test_no_timing_report():
     assert critical_path("Info: Running router2...\nERROR: failed to route\n", ROOT) is None
