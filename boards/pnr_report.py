@@ -49,8 +49,8 @@ def critical_path(log_text: str, repo_root) -> dict | None:
     if not starts:
         return None
     fmax = {m.group(1): float(m.group(2)) for m in _FMAX.finditer(log_text)}
-    slowest = [i for i in starts if fmax and _HEADER.search(lines[i]).group(1)
-               == min(fmax, key=fmax.get)]
+    slow = min(fmax, key=fmax.get) if fmax else None
+    slowest = [i for i in starts if _HEADER.search(lines[i]).group(1) == slow]
     i = (slowest or starts)[-1]
     clock = _HEADER.search(lines[i]).group(1)
     cells, where, total = [], [], None

@@ -168,6 +168,7 @@ class OnChipMemory(wiring.Component):
             raise ValueError("OnChipMemory: memory does not fit the address space")
         self.latency = max(cfg.hw.mem_latency if latency is None else latency, self.MIN_LATENCY)
         self.out_reg = self.latency > self.MIN_LATENCY     # the read data registered again
+        self.retire_port = retire_port
         cbits = cfg.hw.moe_counter_bits
         super().__init__({
             "rd": In(MemReadSignature(cfg)),
@@ -267,7 +268,7 @@ class OnChipMemory(wiring.Component):
         m.d.comb += rd.rd_data.payload.data.eq(beat)
         with m.If(issue):
             m.d.sync += [cur_word.eq(addr + 1), left.eq(beats_now - 1), act.eq(beats_now > 1)]
-        done = (self.rd_retire if hasattr(self, "rd_retire")
+        done = (self.rd_retire if self.retire_port
                 else rd.rd_data.valid & rd.rd_data.ready & rd.rd_data.payload.last)
         m.d.sync += outstanding.eq(outstanding + accept - done)
         with m.If(rd.rd_data.valid & rd.rd_data.ready):

@@ -145,6 +145,7 @@ def descriptor_costs(cfg: Config, program: list,
     bb = n.bias.storage_bytes
     out = []
     contention = desc_contention_cycles(cfg)
+    route_overhead = ROUTE_OVERHEAD + contention   # also the gap before EXPERTS is decoded
     moe_i = 0
     moe_cache = {}              # ROUTE and EXPERTS of a block (and equal blocks) share one model
     for d in program:
@@ -183,10 +184,10 @@ def descriptor_costs(cfg: Config, program: list,
             if key not in moe_cache:
                 moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True,
                                                   expert_weights=cfg.hw.expert_weights,
-                                                  route_gap=ROUTE_OVERHEAD + contention)
+                                                  route_gap=route_overhead)
             moe = moe_cache[key]
             if op is HwOp.ROUTE:
-                cyc = moe.route + ROUTE_OVERHEAD + contention
+                cyc = moe.route + route_overhead
                 macs = m.tokens * m.dim * m.experts
                 rd = m.experts * m.dim * wb
             else:
