@@ -50,6 +50,7 @@ from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, forma
 from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
 from boards.ecp5_pll import Ecp5Pll, pll_params
 from boards.fit import check_fit, estimate
+from boards.ecp5_depth import analyze_file
 from boards.pnr_report import critical_path, parse_nextpnr_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -177,11 +178,12 @@ POLL_SECONDS = 0.5
 
 
 def _run_tools(out: Path, env: dict, timeout, progress: BuildProgress | None = None,
-               printer: ProgressPrinter | None = None) -> subprocess.CompletedProcess:
-    """Run the build script; while it runs, feed the tools' growing log files (Yosys'
+               printer: ProgressPrinter | None = None, script_name: str | None = None
+               ) -> subprocess.CompletedProcess:
+    """Run the build script (``script_name``, default amaranth's); while it runs, feed the tools' growing log files (Yosys'
     ``.rpt``, nextpnr's ``.tim``) to ``progress`` and show its status through ``printer``.
     The script's own output (the tools run quietly: warnings and errors) goes to build.log."""
-    script = out / f"build_{TOP_NAME}.sh"
+    script = out / (script_name or f"build_{TOP_NAME}.sh")
     for name in TOOL_LOGS:
         (out / name).unlink(missing_ok=True)      # a previous run's log is not this run's
     tails = [LogTail(out / name) for name in TOOL_LOGS]
@@ -226,6 +228,31 @@ def _run_tools(out: Path, env: dict, timeout, progress: BuildProgress | None = N
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+def _synth_script(out: Path) -> str:
+    """A copy of amaranth's build script that stops after Yosys (``--synth-only``)."""
+    name = f"synth_{TOP_NAME}.sh"
+    lines = (out / f"build_{TOP_NAME}.sh").read_text().splitlines()
+    keep = [ln for ln in lines if "$NEXTPNR_ECP5" not in ln and "$ECPPACK" not in ln]
+    if len(keep) != len(lines) - 2:
+        raise BuildError(f"build_{TOP_NAME}.sh: expected one nextpnr and one ecppack line")
+    (out / name).write_text("\n".join(keep) + "\n")
+    return name
+
+
+def logic_depth(out: Path, cfg: Config, keep: int = 8) -> dict | None:
+    """:func:`boards.ecp5_depth.analyze_file` of the synthesized netlist against the config's
+    clock period; the whole result goes to ``logic_depth.json``, the report keeps the totals
+    and the ``keep`` worst source lines."""
+    netlist = out / f"{TOP_NAME}.json"
+    if not netlist.is_file():
+        return None
+    r = analyze_file(netlist, repo_root=str(REPO_ROOT), budget_ns=1e3 / cfg.hw.clock_mhz,
+                     groups=60)
+    (out / "logic_depth.json").write_text(json.dumps(r, indent=1))
+    return {k: r[k] for k in ("endpoints", "worst_ns", "est_mhz", "budget_ns", "over_budget",
+                              "groups_total")} | {"groups": r["groups"][:keep]}
+
+
 def tool_env() -> dict:
     """Environment for the build script: YoWASP tools, found next to this Python or on PATH."""
     env = dict(os.environ)
@@ -257,9 +284,13 @@ def default_timing_driven(design: str, dram: bool) -> bool:
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
                 placer: str = "static", lut_mapping: str = "auto", dram: bool = False,
-                timing_driven: bool | None = None, log: callable = print,
-                progress: ProgressPrinter | None = None) -> dict:
+                timing_driven: bool | None = None, synth_only: bool = False,
+                log: callable = print, progress: ProgressPrinter | None = None) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
+
+    ``synth_only``: run Yosys alone (a third of a ULX3S build's time) and report the logic
+    depth of every register stage (:mod:`boards.ecp5_depth`), no placement, no bitstream; the
+    report's ``logic_depth`` (every build has it) lists the stages over the config's clock.
 
     ``progress``: where the tools' progress goes while they run (stage, elapsed time, nextpnr's
     placer and router iterations; :mod:`boards.build_progress`); default plain lines through
@@ -318,13 +349,15 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
             (out / stale).unlink(missing_ok=True)
         plan.extract(out)
         t_elab += time.monotonic() - t_e
+        script = _synth_script(out) if synth_only else None
         log(f"elaborated {design} design for {board.name} ({cfg.name}); running yosys "
-            f"({mapping} LUT mapping), nextpnr-ecp5 ({placer} placer"
-            f"{'' if timing_driven else ' for wirelength only'}, {router}), ecppack in "
-            f"{out} ...")
+            f"({mapping} LUT mapping)"
+            + ("" if synth_only else
+               f", nextpnr-ecp5 ({placer} placer{'' if timing_driven else ' for wirelength only'}"
+               f", {router}), ecppack") + f" in {out} ...")
         tracker = BuildProgress()
         proc = _run_tools(out, env, timeout, progress=tracker,
-                          printer=progress or ProgressPrinter(log=log))
+                          printer=progress or ProgressPrinter(log=log), script_name=script)
         synth_died = not (out / f"{TOP_NAME}.json").is_file()
         if proc.returncode == 0 or not synth_died:
             break
@@ -335,7 +368,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
             if (out / f"{TOP_NAME}.rpt").is_file():
                 (out / f"{TOP_NAME}.rpt").replace(out / "build_abc9.rpt")
     bit = out / f"{TOP_NAME}.bit"
-    if proc.returncode != 0 or not bit.is_file():
+    if proc.returncode != 0 or not (bit.is_file() or synth_only):
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         # the log of the tool that failed: Yosys' while synthesis ran, else nextpnr's
         logs = TOOL_LOGS[:1] if tracker.stage == "yosys synth" else TOOL_LOGS[1:]
@@ -348,10 +381,13 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         raise BuildError(f"FPGA build failed in {tracker.stage} after {format_seconds(spent)} "
                          f"(exit {proc.returncode}; full logs in {out}):\n{tail}")
     t_tools = time.monotonic() - t0 - t_elab
+    depth = logic_depth(out, cfg)
     rep_path = out / f"{TOP_NAME}_report.json"
-    pnr = parse_nextpnr_report(json.loads(rep_path.read_text())) if rep_path.is_file() else {}
+    pnr = (parse_nextpnr_report(json.loads(rep_path.read_text()))
+           if rep_path.is_file() and not synth_only else {})
     tim = out / f"{TOP_NAME}.tim"
-    crit = critical_path(tim.read_text(errors="replace"), REPO_ROOT) if tim.is_file() else None
+    crit = (critical_path(tim.read_text(errors="replace"), REPO_ROOT)
+            if tim.is_file() and not synth_only else None)
     report = {
         "board": board.name, "platform": board.platform, "device": board.device,
         "config": cfg.name, "design": design, "dram": dram_summary(board, cfg) if dram else None,
@@ -362,10 +398,11 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         **pnr,
         "critical_path": crit,
         "fmax_target_mhz": cfg.hw.clock_mhz,
+        "logic_depth": depth,
         "estimate": est.to_dict(),
         "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1),
                     "total": round(time.monotonic() - t_start, 1), "stages": tracker.finish()},
-        "bitstream": str(bit),
+        "bitstream": None if synth_only else str(bit),
         "tools": {k: v for k, v in env.items() if k in TOOLS},
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))

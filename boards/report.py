@@ -35,12 +35,27 @@ def build_table(rep: dict) -> str:
                  f"({crit['logic_ns']:.1f} logic, {crit['routing_ns']:.1f} routing) through "
                  + (", ".join(crit["source_lines"]) or "no repository source line"))
     lines = [head, table(["resource", "used", "available", "use"], rows), tail]
+    depth = rep.get("logic_depth")
+    if depth:
+        lines.append(depth_lines(depth))
     secs = rep.get("seconds") or {}
     if "total" in secs:
         parts = [f"elaborate {format_seconds(secs['elaborate'])}"] + [
             f"{stage} {format_seconds(t)}" for stage, t in (secs.get("stages") or {}).items()]
         lines.append(f"time: {format_seconds(secs['total'])} ({', '.join(parts)})")
-    return "\n".join(lines + [f"bitstream: {rep['bitstream']}"])
+    return "\n".join(lines + [f"bitstream: {rep['bitstream'] or 'none (--synth-only)'}"])
+
+
+def depth_lines(depth: dict) -> str:
+    """The logic-depth estimate of a build (boards/ecp5_depth.py): totals, the worst lines."""
+    lines = [f"logic depth (estimate, not routed; boards/ecp5_depth.py): worst stage "
+             f"{depth['worst_ns']} ns ({depth['est_mhz']} MHz); {depth['over_budget']:,} of "
+             f"{depth['endpoints']:,} endpoints over {depth['budget_ns']:g} ns in "
+             f"{depth['groups_total']} source lines; worst:"]
+    for g in depth["groups"]:
+        lines.append(f"  {g['worst_ns']:6.2f} ns {g['endpoints']:5d} x {g['source']} <- "
+                     f"{g.get('start')}")
+    return "\n".join(lines)
 
 
 

@@ -51,6 +51,10 @@ def add_parser(subparsers) -> None:
                         "design (host link + LiteDRAM, no accelerator)")
     b.add_argument("-o", "--output", metavar="DIR", help="build directory (default build/<board>)")
     b.add_argument("--check-only", action="store_true", help="only run the fit check")
+    b.add_argument("--synth-only", action="store_true",
+                   help="run Yosys only (about a third of the build time) and report the logic "
+                        "depth of every register stage against the config's clock "
+                        "(logic_depth.json): where timing will break, before placing")
     b.add_argument("--timeout", type=float, default=4 * 3600, metavar="S",
                    help="give up the FPGA tools after S seconds (default 4 h)")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
@@ -122,7 +126,8 @@ def _build(args) -> int:
                           seed=args.seed, router=args.router, placer=args.placer,
                           lut_mapping=args.lut_mapping, dram=args.dram,
                           timing_driven={"auto": None, "on": True,
-                                         "off": False}[args.placement_timing], log=log,
+                                         "off": False}[args.placement_timing],
+                          synth_only=args.synth_only, log=log,
                           progress=progress)
     except BuildError as e:
         print(f"edge-moe: error: {e}", file=sys.stderr)
