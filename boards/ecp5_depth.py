@@ -9,6 +9,13 @@ per-cell delay model for the ECP5 speed grade 6 plus a fixed delay per routed ne
 register (the ``src`` attribute Amaranth writes on every cell). The result is a list of the
 register stages to cut, ranked, for the whole design at once.
 
+A net costs ``net + fanout * sqrt(sinks - 1)`` (the sinks spread over an area, the route grows
+with its side). Its two constants were chosen on the session-12 ULX3S build (routed worst path
+18.2 ns; its nets: one to four sinks 0.1-1.4 ns, 18 sinks 2.5 ns, LayerNorm's shift amount with
+446 sinks 6.6 ns) so that the estimated worst stage is the routed one (19.0 ns) with per-net
+delays in that range; a net behind a ``DCCA`` (an enable put on a global network by
+``hw.fanout_target``) costs ``global`` whatever its fanout.
+
 It is an **estimate from logic depth**, not a timing result: the fixed net delay stands for the
 average routed net of our ULX3S builds (calibrated on them, see :data:`DELAYS`); long or
 congested nets, global-clock-enable insertion and placement are not modelled. Stages the model
@@ -33,6 +40,7 @@ Cell models (prjtrellis' ECP5 cells as ``synth_ecp5`` leaves them):
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -44,13 +52,14 @@ __all__ = ["DELAYS", "analyze_netlist", "analyze_file", "format_report"]
 # ns, ECP5 speed grade 6 (LFE5U-85F-6 on the ULX3S). Cell delays from the prjtrellis timing
 # database nextpnr-ecp5 uses (rounded); the MULT18X18D and DP16KD figures are the ones quoted in
 # issue 17 (combinational multiply ~3.9 ns, block RAM clock-to-data ~5.8 ns without the output
-# register, ~1 ns with it). ``net`` is the mean routed net of our ULX3S builds: the session-11
-# critical path had 13.5 ns of routing over 15 nets.
+# register, ~1 ns with it). ``net`` / ``fanout``: see the module docstring.
 DELAYS = {
     "ff_clk_to_q": 0.50,
     "ff_setup": 0.15,       # DI / M
     "ce_setup": 0.25,       # CE and LSR
-    "net": 0.90,
+    "net": 0.60,
+    "fanout": 0.20,         # x sqrt(sinks - 1)
+    "global": 1.50,         # DCCA (an enable on a global network): buffer + spine, any fanout
     "lut": 0.40,            # LUT4 any input -> Z
     "wide_mux": 0.25,       # PFUMX / L6MUX21 (from its in-slice LUTs)
     "mux_select": 0.45,     # PFUMX C0 / L6MUX21 SD select input -> Z
@@ -74,7 +83,7 @@ MULTS = {"MULT18X18D"}
 BRAMS = {"DP16KD"}
 LUTRAMS = {"TRELLIS_DPR16X4"}
 # cells at the chip's edge or on clock nets: a path starts / ends there like at a port
-BOUNDARY = re.compile(r"^(TRELLIS_IO|TRELLIS_COMB_?IO|IB|OB|BB|DCCA|DCSC|EHXPLLL|CLKDIVF|"
+BOUNDARY = re.compile(r"^(TRELLIS_IO|TRELLIS_COMB_?IO|IB|OB|BB|DCSC|EHXPLLL|CLKDIVF|"
                       r"ECLKSYNCB|ECLKBRIDGECS|DDRDLLA|DLLDELD|DQSBUFM|IOLOGIC|SIOLOGIC|"
                       r"ODDRX\w*|IDDRX\w*|OSHX2A|TSHX2DQ\w*|DELAYF|DELAYG|USRMCLK|GSR|SGSR|"
                       r"JTAGG|OSCG|DTR|VHI|VLO|\$scopeinfo)$")
@@ -93,12 +102,14 @@ class _Ecp5Graph(_Graph):
         if drv is None:
             return self.d["net"]
         _, dtype, dport = drv
+        if dtype == "DCCA":
+            return 0.0
         if sink_type in WIDE_MUX and sink_port != "C0" and sink_port != "SD" and \
                 dtype in LUTS | WIDE_MUX:
             return 0.0
         if sink_type in CARRIES and sink_port == "CIN" and dtype in CARRIES:
             return 0.0
-        return self.d["net"]
+        return self.d["net"] + self.d["fanout"] * math.sqrt(max(0, self.fanout.get(b, 1) - 1))
 
     def add_cell(self, cname: str, cell: dict) -> None:
         t, d = cell["type"], self.d
@@ -133,6 +144,8 @@ class _Ecp5Graph(_Graph):
             self._source(cell, cname, outs, d["lutram_clk_to_out"], "lutram")
             self._end(cname, cell, [p for p in ins if p not in rad and p != "WCK"],
                       d["ff_setup"], "lutram")
+        elif t == "DCCA":
+            self._comb(cname, cell, [p for p in ins if p == "CLKI"], outs, d["global"], "global")
         elif BOUNDARY.match(t) or not ins:
             self._source(cell, cname, outs, 0.0, "port")
         else:   # ALU54B and anything unknown: combinational, conservatively one LUT level
@@ -211,6 +224,13 @@ def analyze_netlist(netlist: dict, top: str | None = None, *, delays: dict | Non
     mod = mods[top]
     cells = mod.get("cells", {})
     g = _Ecp5Graph(mod, d)
+    g.fanout = defaultdict(int)
+    for cell in cells.values():
+        for port, dirn in cell.get("port_directions", {}).items():
+            if dirn == "input":
+                for b in cell["connections"].get(port, []):
+                    if isinstance(b, int):
+                        g.fanout[b] += 1
     for cname, cell in cells.items():
         g.add_cell(cname, cell)
     g.inputs = {b for port in mod.get("ports", {}).values() if port["direction"] == "input"

@@ -1,11 +1,15 @@
 """boards/ecp5_depth.py: endpoint delays of hand-built ECP5 netlists, summed by hand."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from boards.ecp5_depth import DELAYS, analyze_netlist, format_report
 
-D = DELAYS
+# the structural tests price every net the same; the fanout term has its own test
+NOFAN = {"fanout": 0.0}
+D = {**DELAYS, **NOFAN}
 
 
 def _cell(ctype, conns, dirs, src="", params=None):
@@ -59,7 +63,7 @@ def test_lut_chain_multiplier_and_carry_priced_per_cell():
                     {"ALUT": "input", "BLUT": "input", "C0": "input", "Z": "output"}),
         "ff4": _ff(32, 33, "/x/hw/d.py:5", ce=33),
     }
-    r = analyze_netlist(_netlist(cells), budget_ns=5.0, repo_root="/x")
+    r = analyze_netlist(_netlist(cells), budget_ns=5.0, repo_root="/x", delays=NOFAN)
     ff1 = D["ff_clk_to_q"] + 2 * (D["net"] + D["lut"]) + D["net"] + D["ff_setup"]
     ff2 = D["ff_clk_to_q"] + D["net"] + D["mult_comb"] + D["net"] + D["ff_setup"]
     ff3 = D["ff_clk_to_q"] + D["net"] + D["carry_in"] + D["carry_through"] + D["net"] + \
@@ -86,8 +90,8 @@ def test_registered_multiplier_and_block_ram_output_register_cut_the_path():
             "ff1": _ff(4, 5, "/x/hw/a.py:2")}
     reg = dict(comb, m=_mult(3, 4, {"REG_OUTPUT_CLK": "CLK0", "REG_INPUTA_CLK": "CLK0",
                                      "REG_INPUTB_CLK": "CLK0"}))
-    r_comb = analyze_netlist(_netlist(comb))
-    r_reg = analyze_netlist(_netlist(reg))
+    r_comb = analyze_netlist(_netlist(comb), delays=NOFAN)
+    r_reg = analyze_netlist(_netlist(reg), delays=NOFAN)
     assert r_comb["worst_ns"] == pytest.approx(
         D["ff_clk_to_q"] + 2 * D["net"] + D["mult_comb"] + D["ff_setup"], abs=0.01)
     # registered in and out: the worst stage is the multiplier's internal one
@@ -101,9 +105,30 @@ def test_registered_multiplier_and_block_ram_output_register_cut_the_path():
                              {"ADA0": "input", "DOA0": "output"}, "/x/hw/r.py:1",
                              {"REGMODE_A": regmode}),
                 "ff1": _ff(4, 5, "/x/hw/a.py:2")}
-    no_reg = analyze_netlist(_netlist(bram("NOREG")))["worst_ns"]
-    out_reg = analyze_netlist(_netlist(bram("OUTREG")))["worst_ns"]
+    no_reg = analyze_netlist(_netlist(bram("NOREG")), delays=NOFAN)["worst_ns"]
+    out_reg = analyze_netlist(_netlist(bram("OUTREG")), delays=NOFAN)["worst_ns"]
     assert no_reg == pytest.approx(D["bram_clk_to_out"] + D["net"] + D["ff_setup"], abs=0.01)
     assert out_reg == pytest.approx(max(D["ff_clk_to_q"] + D["net"] + D["bram_setup"],
                                         D["bram_clk_to_out_reg"] + D["net"] + D["ff_setup"]),
                                     abs=0.01)
+
+
+def test_high_fanout_net_costs_more_and_a_global_buffer_does_not():
+    n = 37                      # one register drives n LUTs, each into its own register
+    cells = {"ff0": _ff(10, 3, "/x/hw/a.py:1")}
+    for k in range(n):
+        cells[f"l{k}"] = _lut(3, 100 + k)
+        cells[f"f{k}"] = _ff(100 + k, 200 + k, "/x/hw/b.py:2")
+    r = analyze_netlist(_netlist(cells))
+    E = DELAYS
+    assert r["worst_ns"] == pytest.approx(
+        E["ff_clk_to_q"] + E["net"] + E["fanout"] * math.sqrt(n - 1) + E["lut"] + E["net"]
+        + E["ff_setup"], abs=0.01)
+    # the same fan-out behind a DCCA: the global's delay instead of the fanout term
+    cells["dcca"] = _cell("DCCA", {"CLKI": [3], "CLKO": [4]}, {"CLKI": "input", "CLKO": "output"})
+    for k in range(n):
+        cells[f"l{k}"] = _lut(4, 100 + k)
+    r = analyze_netlist(_netlist(cells))
+    assert r["worst_ns"] == pytest.approx(
+        E["ff_clk_to_q"] + E["net"] + E["global"] + E["lut"] + E["net"] + E["ff_setup"],
+        abs=0.01)
