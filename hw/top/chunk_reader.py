@@ -115,58 +115,80 @@ class ChunkReader(wiring.Component):
 
         m.submodules.q = fifo_q = fifo.SyncFIFO(width=8 * W, depth=D)
         cap = self.burst_cap
-        burst_len, sent = self._credits(m, fifo_q, active, span_addr, span_beats)
+        # Registered facts about the state, set with it, so that the request's valid and the
+        # enables behind ``sent`` are a compare of two registers away from a flip-flop (the
+        # ULX3S logic-depth report had span_beats -> min(span, cap) -> level + owed + burst
+        # <= D -> valid -> every register's enable as the design's longest stage).
+        burst_len = Signal(range(cap + 1))       # min(span_beats, cap)
+        span_long = Signal()                     # span_beats > cap
+        inner_more = Signal()                    # inner_left != 0
+        outer_more = Signal()                    # outer_left != 0
+        row_beats = Signal.like(span_beats)      # span of a row's first chunk, its burst and
+        row_burst = Signal.like(burst_len)       # whether it is longer than one burst
+        row_long = Signal()
+        row_inner_more = Signal()                # inner - 1 != 0
+
+        def set_span(beats, burst, long):
+            return [span_beats.eq(beats), burst_len.eq(burst), span_long.eq(long)]
+
+        sent = self._credits(m, fifo_q, active, span_addr, burst_len)
 
         with m.If(accept):
             p = self.cmd.payload
             contig = p.inner_stride == U
+            first = Mux(contig, p.inner * bpc, bpc)
             m.d.sync += [cur_cmd.eq(p), contiguous.eq(contig),
                          active.eq((p.outer != 0) & (p.inner != 0)),
-                         outer_left.eq(p.outer - 1), row_addr.eq(p.addr), span_addr.eq(p.addr),
-                         chunk_addr.eq(p.addr),
-                         span_beats.eq(Mux(contig, p.inner * bpc, bpc)),
-                         inner_left.eq(p.inner - 1)]
+                         outer_left.eq(p.outer - 1), outer_more.eq(p.outer != 1),
+                         row_addr.eq(p.addr), span_addr.eq(p.addr), chunk_addr.eq(p.addr),
+                         set_span(first, Mux(first > cap, cap, first), first > cap),
+                         row_beats.eq(first), row_burst.eq(Mux(first > cap, cap, first)),
+                         row_long.eq(first > cap),
+                         inner_left.eq(p.inner - 1), inner_more.eq(p.inner != 1),
+                         row_inner_more.eq(p.inner != 1)]
         with m.Elif(sent):
             # Each next address is one add of two registers (the ULX3S build's critical path
             # was span_addr + burst_len * W - U + inner_stride behind the burst-length mux).
-            with m.If(span_beats > cap):
+            with m.If(span_long):
                 # a span longer than a burst goes on in bursts of cap beats
+                rest = (span_beats - cap)[:len(span_beats)]
                 m.d.sync += [span_addr.eq(span_addr + cap * W),
-                             span_beats.eq(span_beats - cap)]
+                             set_span(rest, Mux(span_beats > 2 * cap, cap, rest),
+                                      span_beats > 2 * cap)]
             # the span is fully requested: next chunk of the row, or the next row (no bubble)
-            with m.Elif(~contiguous & (inner_left != 0)):
+            with m.Elif(~contiguous & inner_more):
                 nxt = chunk_addr + cur_cmd.inner_stride
-                m.d.sync += [inner_left.eq(inner_left - 1), span_beats.eq(bpc),
+                m.d.sync += [inner_left.eq(inner_left - 1), inner_more.eq(inner_left != 1),
+                             set_span(bpc, min(bpc, cap), bpc > cap),
                              span_addr.eq(nxt), chunk_addr.eq(nxt)]
-            with m.Elif(outer_left != 0):
+            with m.Elif(outer_more):
                 nxt = row_addr + cur_cmd.outer_stride
-                m.d.sync += [outer_left.eq(outer_left - 1), row_addr.eq(nxt), span_addr.eq(nxt),
-                             chunk_addr.eq(nxt),
-                             span_beats.eq(Mux(contiguous, cur_cmd.inner * bpc, bpc)),
-                             inner_left.eq(cur_cmd.inner - 1)]
+                m.d.sync += [outer_left.eq(outer_left - 1), outer_more.eq(outer_left != 1),
+                             row_addr.eq(nxt), span_addr.eq(nxt), chunk_addr.eq(nxt),
+                             set_span(row_beats, row_burst, row_long),
+                             inner_left.eq(cur_cmd.inner - 1), inner_more.eq(row_inner_more)]
             with m.Else():
                 m.d.sync += active.eq(0)
 
         self._gearbox(m, fifo_q)
         return m
 
-    def _credits(self, m, fifo_q, active, span_addr, span_beats):
-        """Burst requests: beats requested or buffered never exceed the FIFO depth."""
-        W, D = self.W, self.depth
-        owed = Signal(range(D + 1))              # requested, not yet arrived
+    def _credits(self, m, fifo_q, active, span_addr, burst_len):
+        """Burst requests: beats requested or buffered never exceed the FIFO depth.
+
+        ``free`` = depth - FIFO level - beats requested but not arrived, kept as one register
+        (requests take from it, reads out of the FIFO give back), so the request's valid is
+        one compare of two registers."""
+        D = self.depth
         rd = self.bus.rd_data
         m.d.comb += [fifo_q.w_en.eq(rd.valid), fifo_q.w_data.eq(rd.payload.data), rd.ready.eq(1)]
-
-        cap = self.burst_cap
-        burst_len = Signal(range(cap + 1))
-        m.d.comb += burst_len.eq(Mux(span_beats > cap, cap, span_beats))
-        room = fifo_q.level + owed + burst_len <= D
+        free = Signal(range(D + 1), init=D)
         req = self.bus.rd_req
-        m.d.comb += [req.valid.eq(active & room),
+        m.d.comb += [req.valid.eq(active & (burst_len <= free)),
                      req.payload.addr.eq(span_addr), req.payload.beats.eq(burst_len)]
         sent = req.valid & req.ready
-        m.d.sync += owed.eq(owed + Mux(sent, burst_len, 0) - rd.valid)
-        return burst_len, sent
+        m.d.sync += free.eq(free - Mux(sent, burst_len, 0) + (fifo_q.r_en & fifo_q.r_rdy))
+        return sent
 
     def _gearbox(self, m, fifo_q):
         """``beats_per_chunk`` FIFO beats -> one output chunk."""
