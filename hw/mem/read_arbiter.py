@@ -18,7 +18,7 @@ wait while it is full.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -45,33 +45,40 @@ class ReadArbiter(wiring.Component):
         m.submodules.tags = tags = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()),
                                                  depth=self.tag_depth)
         # ---- request side: round robin, grant held until accepted ----
-        last = Signal(range(n))                 # most recently granted master
+        # One-hot throughout: the pick is an AND of each master's valid with the others' not-
+        # valid bits, and the granted request an AND-OR of the payloads (a binary index and an
+        # n-way payload mux made this the ULX3S build's deepest stage, 14 levels).
+        last = Signal(n, init=1)                # most recently granted master (one-hot)
         held = Signal()
-        held_i = Signal(range(n))
-        pick = Signal(range(n))
-        anyv = Signal()
-        # priority: the first valid master after ``last`` (wrapping)
-        for off in reversed(range(1, n + 1)):
+        held_g = Signal(n)
+        valid = [ms[i].rd_req.valid for i in range(n)]
+        pick = Signal(n)
+        for i in range(n):
+            # after master ``cur`` the priority order is cur+1, cur+2, ..., cur (wrapping)
+            wins = []
             for cur in range(n):
-                i = (cur + off) % n
-                with m.If((last == cur) & ms[i].rd_req.valid):
-                    m.d.comb += pick.eq(i)
-        for i in range(n):
-            with m.If(ms[i].rd_req.valid):
-                m.d.comb += anyv.eq(1)
-        g = Signal(range(n))
-        m.d.comb += g.eq(Mux(held, held_i, pick))
+                ahead = [(cur + off) % n for off in range(1, (i - cur - 1) % n + 1)]
+                wins.append(last[cur] & ~Cat(*[valid[j] for j in ahead]).any()
+                            if ahead else last[cur])
+            m.d.comb += pick[i].eq(valid[i] & Cat(*wins).any())
+        g = Signal(n)
+        m.d.comb += g.eq(Mux(held, held_g, pick))
         req = self.mem.rd_req
-        sel = Array(ms)[g].rd_req
-        m.d.comb += [req.valid.eq(anyv & tags.w_rdy), req.payload.eq(sel.payload)]
+        payload = 0
         for i in range(n):
-            m.d.comb += ms[i].rd_req.ready.eq((g == i) & req.ready & tags.w_rdy)
+            payload = payload | Mux(g[i], ms[i].rd_req.payload.as_value(), 0)
+        m.d.comb += [req.valid.eq(Cat(*valid).any() & tags.w_rdy), req.payload.eq(payload)]
+        for i in range(n):
+            m.d.comb += ms[i].rd_req.ready.eq(g[i] & req.ready & tags.w_rdy)
         go = req.valid & req.ready
-        m.d.comb += [tags.w_en.eq(go), tags.w_data.eq(g)]
+        g_index = 0
+        for i in range(1, n):
+            g_index = g_index | Mux(g[i], i, 0)
+        m.d.comb += [tags.w_en.eq(go), tags.w_data.eq(g_index)]
         with m.If(go):
             m.d.sync += [last.eq(g), held.eq(0)]
         with m.Elif(req.valid):
-            m.d.sync += [held.eq(1), held_i.eq(g)]
+            m.d.sync += [held.eq(1), held_g.eq(g)]
 
         # ---- data side: route to the master at the head of the tag FIFO ----
         rd = self.mem.rd_data
