@@ -86,6 +86,8 @@ from hw.attention.exp2 import Exp2
 from hw.attention.reciprocal import Reciprocal
 from hw.attention.softmax import softmax_widths
 from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
+from hw.fabric.replica import replicas
+
 
 __all__ = ["AttentionParams", "attention_params", "AttentionLane", "kbeat_layout",
            "vbeat_layout"]
@@ -493,6 +495,11 @@ class AttentionLane(wiring.Component):
         with m.If(adv & va["valid"] & (va["ci"] == 0)):
             m.d.sync += run_l.eq(l_next)
         vb = _stage(m, adv, "v1b", {nm: va[nm] for nm in ("valid", "ci", "last", "active", "d_o")})
+        # V1b's valid enables c x dw output registers and selects the dw shifted chunks: 608
+        # loads on one net in the ULX3S build. Copies of it (one per chunk, one for the
+        # selects) share those loads; vb["valid"] itself is left to the control logic.
+        vb_v = replicas(m, va["valid"], c + 1, self.cfg.hw.fanout_target, "v1b_valid", enable=adv)
+        vb_sel = vb_v[c]
 
         o_chunks = [[Signal(signed(ap.o_bits), name=f"o{ci}_{i}") for i in range(dw)]
                     for ci in range(c)]
@@ -505,8 +512,8 @@ class AttentionLane(wiring.Component):
                 # on the V2 step after next is o_chunks[k], k = the V2 steps of this and the next
                 # cycle (V1b and V1a valid); shifted by the multiple of 8 of its d_o (its beat on
                 # vin now), then by the rest (its beat in V1a).
-                ahead = Mux(vb["valid"] & va["valid"], o_chunks[2][i],
-                            Mux(vb["valid"] | va["valid"], o_chunks[1][i], o_chunks[0][i]))
+                ahead = Mux(vb_sel & va["valid"], o_chunks[2][i],
+                            Mux(vb_sel | va["valid"], o_chunks[1][i], o_chunks[0][i]))
                 o_pre1 = _delay(m, adv, _shift_coarse(ahead << 1, held["d_o"]), f"o_pre1_{i}")
                 o_pre = _delay(m, adv, _shift_fine(o_pre1, va["d_o"]), f"o_pre{i}")
                 m.d.comb += o_new[i].eq((o_pre + ((prods[i] << 1) | 1)) >> 1)
@@ -514,7 +521,7 @@ class AttentionLane(wiring.Component):
                 # The chunk at the head of the ring on the next V2 step (o_chunks[1] if one is
                 # taken now, else o_chunks[0]) is shifted one cycle ahead by that step's d_o
                 # (entering V1b now); a V2 step happens exactly when V1b held a valid beat.
-                o_pre = _delay(m, adv, (Mux(vb["valid"], o_chunks[1][i], o_chunks[0][i]) << 1)
+                o_pre = _delay(m, adv, (Mux(vb_sel, o_chunks[1][i], o_chunks[0][i]) << 1)
                                >> va["d_o"], f"o_pre{i}")
                 m.d.comb += o_new[i].eq((o_pre + ((prods[i] << 1) | 1)) >> 1)
             else:
@@ -522,14 +529,14 @@ class AttentionLane(wiring.Component):
         finishing = Signal()
         m.d.comb += finishing.eq(vb["valid"] & vb["last"] & vb["active"])
         m.d.comb += self.stall.eq(finishing & (vb["ci"] == 0) & self.hold_full)
-        with m.If(adv & vb["valid"]):
-            for ci in range(c):
-                src = o_chunks[ci + 1] if ci + 1 < c else o_new
+        for ci in range(c):
+            src = o_chunks[ci + 1] if ci + 1 < c else o_new
+            with m.If(adv & vb_v[ci]):
                 m.d.sync += [o_chunks[ci][i].eq(src[i]) for i in range(dw)]
-            with m.If(finishing):
-                for ci in range(c):
-                    src = hold_chunks[ci + 1] if ci + 1 < c else o_new
-                    m.d.sync += [hold_chunks[ci][i].eq(src[i]) for i in range(dw)]
+        with m.If(adv & finishing):
+            for ci in range(c):
+                src = hold_chunks[ci + 1] if ci + 1 < c else o_new
+                m.d.sync += [hold_chunks[ci][i].eq(src[i]) for i in range(dw)]
         for ci in range(c):
             for i in range(dw):
                 m.d.comb += self.hold[ci * dw + i].eq(hold_chunks[ci][i])
