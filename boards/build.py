@@ -246,8 +246,11 @@ def logic_depth(out: Path, cfg: Config, keep: int = 8) -> dict | None:
     netlist = out / f"{TOP_NAME}.json"
     if not netlist.is_file():
         return None
-    r = analyze_file(netlist, repo_root=str(REPO_ROOT), budget_ns=1e3 / cfg.hw.clock_mhz,
-                     groups=60)
+    try:
+        r = analyze_file(netlist, repo_root=str(REPO_ROOT), budget_ns=1e3 / cfg.hw.clock_mhz,
+                         groups=60)
+    except (ValueError, KeyError, TypeError) as e:     # not a Yosys netlist: say so, go on
+        return {"error": f"{netlist.name} is not a Yosys JSON netlist ({type(e).__name__}: {e})"}
     (out / "logic_depth.json").write_text(json.dumps(r, indent=1))
     return {k: r[k] for k in ("endpoints", "worst_ns", "est_mhz", "budget_ns", "over_budget",
                               "groups_total")} | {"groups": r["groups"][:keep]}

@@ -34,7 +34,8 @@ def build_table(rep: dict) -> str:
         tail += (f"\ncritical path: {crit['logic_ns'] + crit['routing_ns']:.1f} ns "
                  f"({crit['logic_ns']:.1f} logic, {crit['routing_ns']:.1f} routing) through "
                  + (", ".join(crit["source_lines"]) or "no repository source line"))
-    lines = [head, table(["resource", "used", "available", "use"], rows), tail]
+    lines = [head, table(["resource", "used", "available", "use"], rows) if rows
+             else "resources: not placed (--synth-only)", tail]
     depth = rep.get("logic_depth")
     if depth:
         lines.append(depth_lines(depth))
@@ -48,6 +49,8 @@ def build_table(rep: dict) -> str:
 
 def depth_lines(depth: dict) -> str:
     """The logic-depth estimate of a build (boards/ecp5_depth.py): totals, the worst lines."""
+    if "error" in depth:
+        return f"logic depth: not measured ({depth['error']})"
     lines = [f"logic depth (estimate, not routed; boards/ecp5_depth.py): worst stage "
              f"{depth['worst_ns']} ns ({depth['est_mhz']} MHz); {depth['over_budget']:,} of "
              f"{depth['endpoints']:,} endpoints over {depth['budget_ns']:g} ns in "
