@@ -29,10 +29,10 @@ the load waits for those rows to leave the row buffer (once per instance, not pe
 reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta = 0).
 
 Latency (empty unit, both streams at full rate): a row's first output beat leaves
-``latency = beats - 1 + latency_stats + latency_emit = beats + 18`` cycles after its first input
-beat was accepted (26 for dim 32 / 4 lanes, 30 for dim 192 / 16 lanes): ``latency_stats`` = 12
+``latency = beats - 1 + latency_stats + latency_emit = beats + 19`` cycles after its first input
+beat was accepted (27 for dim 32 / 4 lanes, 31 for dim 192 / 16 lanes): ``latency_stats`` = 13
 (squares, adder tree, accumulate, V in three stages: S1^2's partial products, their sum, V;
-``Rsqrt.latency`` = 5, publish) from the last
+``Rsqrt.latency`` = 6, publish) from the last
 input beat to the statistics, ``latency_emit`` = 7 from a row-buffer read to the output register
 (the variable shift of the normalized value and its rounding + saturation are two stages, and
 each lane has its own copy of the row's shift amount: ``hw.fabric.replica``).
@@ -40,8 +40,8 @@ each lane has its own copy of the row's shift amount: ``hw.fabric.replica``).
 Throughput: one beat (``lanes`` values) per cycle on each side while a row slot is free. A slot is
 held from a row's first input beat to its last read, so in steady state a row takes
 ``max(beats, (2*beats + latency_stats - 1) / banks)`` cycles on average: ``beats`` (the stream
-rate) for banks = 3 whenever beats >= 11 (dim 192 with <= 16 lanes), 9 for dim 32 / 4 lanes;
-banks = 2 gives ``beats + 5.5``. ``sim/cycles/layernorm.py`` has the exact per-row recurrence (the
+rate) for banks = 3 whenever beats >= 12 (dim 192 with <= 16 lanes), 9.3 for dim 32 / 4 lanes;
+banks = 2 gives ``beats + 6``. ``sim/cycles/layernorm.py`` has the exact per-row recurrence (the
 tests check it cycle for cycle). Back-pressure on ``y`` stalls the output pipeline as a whole (one
 global enable; the row-buffer read port is enabled with it so a stalled read keeps its data);
 ``y.valid`` never depends on ``y.ready``, and ``x.ready`` does not depend on ``y.ready``.

@@ -12,7 +12,7 @@ For a positive integer V (the row statistic ``D*S2 - S1^2 + E``) the unit return
 
 Ports: ``i`` (always ready) carries ``{v, tag}``; ``o`` (no back-pressure: the consumer must take
 every result) carries ``{y, k, tag}``. ``tag`` is an opaque payload delayed with V (the LayerNorm
-unit passes the row-buffer bank). Latency :attr:`latency` = 5 cycles, throughput one V per cycle,
+unit passes the row-buffer bank). Latency :attr:`latency` = 6 cycles, throughput one V per cycle,
 fully pipelined (there is no stall: results appear exactly ``latency`` cycles after their input).
 Cost: three multipliers whose operands are sized from the exhaustive ranges of
 :func:`rsqrt_bounds` (<= 17 bits each for f = 15: one MULT18X18D each) and a
@@ -92,10 +92,10 @@ class Rsqrt(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from a beat on ``i`` to its result on ``o`` (5); throughput one V per cycle.
+        Cycles from a beat on ``i`` to its result on ``o`` (6); throughput one V per cycle.
     """
 
-    latency = 5
+    latency = 6
 
     def __init__(self, cfg: Config, v_bits: int, tag_shape=unsigned(1)):
         self._cfg = cfg
@@ -143,11 +143,16 @@ class Rsqrt(wiring.Component):
 
         # stage 2: mantissa m = floor(V * 2^(f - 2k)), one right barrel shift of V << f (this also
         # covers 2k < f, where the golden model shifts left); ROM address = top lb bits of m.
+        # The ROM is read from the registered mantissa (stage 2b): shift and table lookup in one
+        # cycle were ten LUT levels, the deepest LayerNorm stage of the ULX3S netlist.
         mant = ((v1 << f) >> (k1 << 1))[:f + 2]
+        m2a = stage("m2a", unsigned(f + 2))
+        k2a = stage("k2a", self.k_shape)
+        m.d.sync += [m2a.eq(mant), k2a.eq(k1), valid[1].eq(valid[0]), tag[1].eq(tag[0])]
         m2 = stage("m2", unsigned(f + 2))
         k2 = stage("k2", self.k_shape)
-        m.d.comb += rom_rd.addr.eq(mant >> (f + 2 - lb))
-        m.d.sync += [m2.eq(mant), k2.eq(k1), valid[1].eq(valid[0]), tag[1].eq(tag[0])]
+        m.d.comb += rom_rd.addr.eq(m2a >> (f + 2 - lb))
+        m.d.sync += [m2.eq(m2a), k2.eq(k2a), valid[2].eq(valid[1]), tag[2].eq(tag[1])]
 
         # stage 3: y0 from the ROM; t = rnd(y0^2 / 2^f)
         y0 = rom_rd.data
@@ -158,15 +163,15 @@ class Rsqrt(wiring.Component):
         m3 = stage("m3", m2.shape())
         k3 = stage("k3", self.k_shape)
         m.d.sync += [t3.eq(t_expr), y03.eq(y0), m3.eq(m2), k3.eq(k2),
-                     valid[2].eq(valid[1]), tag[2].eq(tag[1])]
+                     valid[3].eq(valid[2]), tag[3].eq(tag[2])]
 
         # stage 4: t2 = rnd(t * m / 2^f)  (~= 2^f: m * y0^2 is close to one)
         t2_expr = hw_rshift_round(t3 * m3, f)
         t24 = stage("t24", unsigned(bnd["t2_max"].bit_length()))
         y04 = stage("y04", y0.shape())
         k4 = stage("k4", self.k_shape)
-        m.d.sync += [t24.eq(t2_expr), y04.eq(y03), k4.eq(k3), valid[3].eq(valid[2]),
-                     tag[3].eq(tag[2])]
+        m.d.sync += [t24.eq(t2_expr), y04.eq(y03), k4.eq(k3), valid[4].eq(valid[3]),
+                     tag[4].eq(tag[3])]
 
         # stage 5: y = rnd(y0 * (3 * 2^f - t2) / 2^(f+1)). The difference is signed in general;
         # for every reachable m it lies in [d_min, d_max] and y in [0, y_max] (both checked
@@ -175,6 +180,6 @@ class Rsqrt(wiring.Component):
         m.d.comb += diff.eq((3 << f) - t24)
         y_expr = hw_rshift_round(y04 * diff, f + 1)
         m.d.sync += [self.o.payload.y.eq(y_expr[:self.y_shape.width]), self.o.payload.k.eq(k4),
-                     valid[4].eq(valid[3]), tag[4].eq(tag[3])]
-        m.d.comb += [self.o.valid.eq(valid[4]), self.o.payload.tag.eq(tag[4])]
+                     valid[5].eq(valid[4]), tag[5].eq(tag[4])]
+        m.d.comb += [self.o.valid.eq(valid[5]), self.o.payload.tag.eq(tag[5])]
         return m
