@@ -18,12 +18,12 @@ score format) for RESIDUAL, then ``out = saturate(x + round_half_up(t, exp.frac)
 
 Lanes whose ``mask`` bit is 0 (columns beyond N of a partial tile) output 0.
 
-Pipeline, 7 register stages, one row per cycle:
-  1. acc + bias            2. requantize            3-5. GELU lane (or bypass)
-  6. t = y * s (consumes the ``res`` beat)          7. saturate(x + round(t)), mask
-Latency :attr:`Epilogue.latency` = 7 cycles from an ``i`` handshake to ``o.valid``; throughput one
+Pipeline, 8 register stages, one row per cycle:
+  1. acc + bias            2. requantize            3-6. GELU lane (or bypass)
+  7. t = y * s (consumes the ``res`` beat)          8. saturate(x + round(t)), mask
+Latency :attr:`Epilogue.latency` = 8 cycles from an ``i`` handshake to ``o.valid``; throughput one
 row per cycle. With ``cfg.hw.gelu_site`` "act" GELU runs on fc2's activation reads instead
-(hw/top/buffers.py ``ReadPipe``): no GELU lanes, stages 3-5 drop out, the ``gelu`` bit is
+(hw/top/buffers.py ``ReadPipe``): no GELU lanes, stages 3-6 drop out, the ``gelu`` bit is
 ignored and the latency is 4. The output register is the main register of a two-entry skid buffer, so the
 pipeline's enable never depends on ``o.ready``: back-pressure on ``o`` stalls the pipeline a
 cycle later (one more row goes to the skid register), a missing ``res`` beat at once.
@@ -145,7 +145,9 @@ class Epilogue(wiring.Component):
         gelu1 = Signal()
 
         res_stage = 3 + G     # the stage whose registers take the res beat (t = y * s)
-        needs_res = valid[res_stage - 1] & (mode[res_stage - 1] != EpilogueMode.PLAIN)
+        # valid & mode != PLAIN of stage res_stage - 1, registered with that stage: the enable
+        # starts one gate after a flip-flop (it was two levels of mode compare deeper)
+        needs_res = Signal()
         # Stage L is the main register of a StreamSlice (a skid buffer) fed with the row
         # computed from stage L - 1: the pipeline advances while the slice's skid register is
         # empty, so ``o.ready`` never reaches the enable (it fanned out to every register of
@@ -172,6 +174,8 @@ class Epilogue(wiring.Component):
             for s in range(2, L):
                 m.d.sync += [valid[s].eq(valid[s - 1]), mode[s].eq(mode[s - 1]),
                              mask[s].eq(mask[s - 1])]
+            m.d.sync += needs_res.eq(valid[res_stage - 2]
+                                     & (mode[res_stage - 2] != EpilogueMode.PLAIN))
 
         # The GELU bypass bit follows its row: the lane's input register captures y2 (stage 2),
         # so the lane needs the stage-2 copy of the command's gelu bit.

@@ -14,11 +14,12 @@ The lane stores it as two small ROMs, ``T[i]`` and the slope ``T[i+1] - T[i]``, 
 work is one ROM read, one small multiply (slope x ``sb``-bit remainder, written as ``sb``
 shifted adds so it uses no DSP), two adds and a saturation.
 
-Pipeline (both classes): 3 register stages.
-  1. |x|, segment index, ROM read (lo, slope), remainder.
+Pipeline (both classes): 4 register stages.
+  0. a = min(|x|, act.max_int).
+  1. segment index, ROM read (lo, slope), remainder.
   2. d = lo + round(slope * r).
   3. ReLU(x) - d at table precision, one rounding shift, saturation; or x itself when bypassed.
-Latency 3 cycles (advances), throughput 1 value per lane per cycle.
+Latency 4 cycles (advances), throughput 1 value per lane per cycle.
 
 ``bypass`` lets the GEMM epilogue keep the same latency whether or not a GEMM applies GELU (the
 mode is a per-GEMM command bit, not an elaboration parameter).
@@ -84,7 +85,7 @@ class GeluLane(wiring.Component):
     :attr:`latency` advances earlier). Throughput 1 value per advance.
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, cfg: Config):
         self._cfg = cfg
@@ -108,10 +109,19 @@ class GeluLane(wiring.Component):
         lo_rom = Array(Const(v, lo_shape) for v in lo_vals)
         slope_rom = Array(Const(v, slope_shape) for v in slope_vals)
 
-        # stage 1: segment lookup
+        # stage 0: |x| (its negation and clamp were a carry chain and a compare in front of the
+        # table lookup: one stage of ~17 levels)
         x = self.x
         ax = Mux(x < 0, -x, x)                            # act.bits + 1 bits: |min_int| fits
-        a = Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]   # golden: min(|x|, max_int)
+        a0 = Signal(unsigned(act.bits - 1))
+        x0 = Signal(signed(act.bits))
+        byp0 = Signal()
+        with m.If(self.en):
+            m.d.sync += [a0.eq(Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]),  # golden
+                         x0.eq(x), byp0.eq(self.bypass)]                              # min(|x|, max)
+
+        # stage 1: segment lookup
+        a = a0
         idx = a >> sb
         inside = idx < n.gelu_segments
         seg = idx[:seg_bits] if seg_bits else Const(0, 1)
@@ -122,7 +132,7 @@ class GeluLane(wiring.Component):
         r1 = Signal(unsigned(max(sb, 1)))
         with m.If(self.en):
             m.d.sync += [
-                x1.eq(x), byp1.eq(self.bypass), r1.eq(a[:sb] if sb else 0),
+                x1.eq(x0), byp1.eq(byp0), r1.eq(a[:sb] if sb else 0),
                 # outside the table d = 0: zero both ROM words instead of muxing d later
                 lo1.eq(Mux(inside, lo_rom[seg], 0)),
                 slope1.eq(Mux(inside, slope_rom[seg], 0)),
@@ -153,7 +163,7 @@ class GeluUnit(wiring.Component):
     Parameters: ``cfg``, ``lanes`` (default ``cfg.hw.array_cols``).
 
     Ports: ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU
-    of each lane, beats in input order. Latency :attr:`latency` = 3 cycles from an ``i``
+    of each lane, beats in input order. Latency :attr:`latency` = 4 cycles from an ``i``
     handshake to ``o.valid``; throughput one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
     so beats are never dropped or reordered.
     """

@@ -205,7 +205,7 @@ class GemmEngine(wiring.Component):
     Attributes
     ----------
     latency : int
-        R + L + 1 + the epilogue's latency (7, or 4 with ``hw.gelu_site`` "act"; L =
+        R + L + 1 + the epilogue's latency (8, or 4 with ``hw.gelu_site`` "act"; L =
         ``cfg.hw.pe_mult_latency``) cycles from a row's
         last-k-tile ``act`` beat to its ``o`` beat without back-pressure; throughput one
         ``act`` beat per cycle.
