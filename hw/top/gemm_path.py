@@ -189,8 +189,17 @@ class GemmPath(wiring.Component):
                      eng.cmd.payload.mode.eq(job.mode)]
         with m.If(eng.cmd.valid & eng.cmd.ready):
             m.d.sync += cmd_pending.eq(0)
+        # The job's loop bounds, registered with the job (each was an add or subtract of the
+        # job register in front of every counter's compare and enable).
+        p = self.job.payload
         self.n_tiles = Signal(range(cfg.gemm_n_tiles + 1))
-        m.d.comb += self.n_tiles.eq((job.n + C - 1) >> (C.bit_length() - 1))
+        self.nt_last = Signal.like(self.n_tiles)       # n_tiles - 1
+        self.m_last = Signal.like(job.m)               # m - 1
+        self.k_last = Signal.like(job.k)               # k - 1
+        with m.If(start):
+            p_tiles = (p.n + C - 1) >> (C.bit_length() - 1)
+            m.d.sync += [self.n_tiles.eq(p_tiles), self.nt_last.eq(p_tiles - 1),
+                         self.m_last.eq(p.m - 1), self.k_last.eq(p.k - 1)]
 
         # Token list: written by the sequencer, read by the three gathering ports.
         m.submodules.tok = tok = Memory(shape=tok_layout(cfg), depth=cfg.model.tokens, init=[])
@@ -231,9 +240,9 @@ class GemmPath(wiring.Component):
             m.d.sync += [act_req_valid.eq(act_on), act_req_k.eq(act_k),
                          act_req_row.eq(act_row)]
             with m.If(act_on):
-                count_nested(m, [Loop(act_row, last=job.m - 1),
+                count_nested(m, [Loop(act_row, last=self.m_last),
                                  Loop(act_k, is_last=act_k + R >= job.k, step=R),
-                                 Loop(act_tile, last=nt - 1, first=None)],
+                                 Loop(act_tile, last=self.nt_last, first=None)],
                              done=[act_on.eq(0)])
         row = Mux(job.gather, tok_rd.data.token, job.row0s + act_req_row)
         eng = self.engine
@@ -265,8 +274,8 @@ class GemmPath(wiring.Component):
             m.d.sync += [res_req_valid.eq(res_on), res_req_tile.eq(res_tile),
                          res_req_row.eq(res_row)]
             with m.If(res_on):
-                count_nested(m, [Loop(res_row, last=job.m - 1),
-                                 Loop(res_tile, last=nt - 1, first=None)],
+                count_nested(m, [Loop(res_row, last=self.m_last),
+                                 Loop(res_tile, last=self.nt_last, first=None)],
                              done=[res_on.eq(0)])
         row = Mux(job.scatter, tok_rd.data.token, job.row0d + res_req_row)
         col = res_req_tile * C
@@ -338,17 +347,17 @@ class GemmPath(wiring.Component):
         m.d.sync += pf_w_in_flight.eq(pf_w_go)
         with m.If(pf_w_go):
             m.d.sync += pf_w_group.eq(pf_w_group + nt)
-            with m.If(pf_w_k == job.k - 1):
+            with m.If(pf_w_k == self.k_last):
                 m.d.sync += pf_w_group.eq(0)
-            count_nested(m, [Loop(pf_w_k, last=job.k - 1),
-                             Loop(pf_w_tile, last=nt - 1, first=None)], done=[pf_w_on.eq(0)])
+            count_nested(m, [Loop(pf_w_k, last=self.k_last),
+                             Loop(pf_w_tile, last=self.nt_last, first=None)], done=[pf_w_on.eq(0)])
         pf_b_on, pf_b_tile, pf_b_in_flight = Signal(), Signal.like(nt), Signal()
         pf_b_go = pf_b_on & (pfb.level + pf_b_in_flight < 4)
         m.d.comb += [self.pf_b_addr.eq(pf_b_tile), self.pf_b_en.eq(pf_b_go),
                      pfb.w_en.eq(pf_b_in_flight), pfb.w_data.eq(self.pf_b_data)]
         m.d.sync += pf_b_in_flight.eq(pf_b_go)
         with m.If(pf_b_go):
-            count_nested(m, [Loop(pf_b_tile, last=nt - 1, first=None)], done=[pf_b_on.eq(0)])
+            count_nested(m, [Loop(pf_b_tile, last=self.nt_last, first=None)], done=[pf_b_on.eq(0)])
         p = self.job.payload
         return [pf_w_on.eq(p.w_src == WSrc.PREFETCH), pf_w_k.eq(0), pf_w_tile.eq(0),
                 pf_w_group.eq(0), pf_b_on.eq((p.w_src == WSrc.PREFETCH) & p.bias),
@@ -373,7 +382,7 @@ class GemmPath(wiring.Component):
                                                  depth=cfg.model.tokens, init=[])
         sw = store.write_port(granularity=C * lane_bits)
         sr = store.read_port(transparent_for=(sw,))
-        next_row = Mux(out_row == job.m - 1, 0, out_row + 1)
+        next_row = Mux(out_row == self.m_last, 0, out_row + 1)
         m.d.comb += [sw.addr.eq(out_row), sw.data.eq(Cat(*lanes).replicate(T - 1)),
                      sr.addr.eq(Mux(take, next_row, out_row))]
         for t in range(T - 1):
@@ -400,11 +409,11 @@ class GemmPath(wiring.Component):
         to_router = job.router
         # Gate logits wider than the array (E > C) leave the engine in column tiles: the earlier
         # tiles wait in a store, the last tile's rows go to the router with them.
-        router_tile = out_tile == nt - 1
+        router_tile = out_tile == self.nt_last
         m.d.comb += [o.ready.eq(Mux(to_router & router_tile, self.router.ready, 1)),
                      self.router.valid.eq(to_router & router_tile & self.busy & o.valid),
                      self.router.payload.token.eq(out_row),
-                     self.router.payload.last.eq(out_row == job.m - 1)]
+                     self.router.payload.last.eq(out_row == self.m_last)]
         take = o.valid & o.ready
         logits = self._gate_logits(m, take & to_router, out_tile, out_row)
         for e in range(geo.cfg.model.experts):
@@ -415,12 +424,12 @@ class GemmPath(wiring.Component):
         with m.If(take):
             m.d.sync += [write_data.eq(o.payload), write_row.eq(out_row),
                          write_col.eq(out_col), write_mem.eq(Mux(job.qkv, qkv_mem, job.dst))]
-            with m.If(out_row == job.m - 1):
+            with m.If(out_row == self.m_last):
                 m.d.sync += out_col.eq(out_col + C)
                 with m.If(job.qkv & (out_col + C == geo.cfg.model.dim)):
                     m.d.sync += [out_col.eq(0), out_part.eq(out_part + 1)]
-            count_nested(m, [Loop(out_row, last=job.m - 1),
-                             Loop(out_tile, last=nt - 1, first=None)], done=[out_done.eq(1)])
+            count_nested(m, [Loop(out_row, last=self.m_last),
+                             Loop(out_tile, last=self.nt_last, first=None)], done=[out_done.eq(1)])
         row = Mux(job.scatter, tok_rd.data.token, job.row0d + write_row)
         m.d.comb += lane_write(geo, self.o_wr, write_mem,
                                row_base(geo, write_mem, row) + (write_col >> (G.bit_length() - 1)),
