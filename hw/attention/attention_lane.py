@@ -528,7 +528,12 @@ class AttentionLane(wiring.Component):
                 m.d.comb += o_new[i].eq(_rescale_add(o_chunks[0][i], vb["d_o"], prods[i]))
         finishing = Signal()
         m.d.comb += finishing.eq(vb["valid"] & vb["last"] & vb["active"])
-        m.d.comb += self.stall.eq(finishing & (vb["ci"] == 0) & self.hold_full)
+        # the row's first and last finishing chunks, registered with V1b (the divider's start
+        # and the lane's stall were the compare of ci behind V1b's registers)
+        va_finishing = va["valid"] & va["last"] & va["active"]
+        fin_first = _delay(m, adv, va_finishing & (va["ci"] == 0), "v1b_fin_first")
+        fin_last = _delay(m, adv, va_finishing & (va["ci"] == c - 1), "v1b_fin_last")
+        m.d.comb += self.stall.eq(fin_first & self.hold_full)
         for ci in range(c):
             src = o_chunks[ci + 1] if ci + 1 < c else o_new
             with m.If(adv & vb_v[ci]):
@@ -540,13 +545,13 @@ class AttentionLane(wiring.Component):
         for ci in range(c):
             for i in range(dw):
                 m.d.comb += self.hold[ci * dw + i].eq(hold_chunks[ci][i])
-        return SimpleNamespace(finishing=finishing, ci=vb["ci"], run_l=run_l)
+        return SimpleNamespace(fin_last=fin_last, run_l=run_l)
 
     def _finish_row(self, m, v1):
         """Divider: the finished row's l (``run_l`` already holds it after the key's chunk 0)."""
         m.submodules.div = div = self._div
         row_done = Signal()
-        m.d.comb += row_done.eq(self.adv & v1.finishing & (v1.ci == self.ap.c - 1))
+        m.d.comb += row_done.eq(self.adv & v1.fin_last)
         m.d.comb += [div.i.valid.eq(row_done), div.i.payload[0].eq(v1.run_l)]
         wiring.connect(m, div.o, wiring.flipped(self.r))
         with m.If(row_done):
