@@ -43,8 +43,8 @@ Ports:
   ``MemWriteSignature(cfg)``.
 
 Timing (counted from the clock edge on which the command's last byte transfers on ``rx``,
-``tx`` always ready): REG_WRITE raises ``we`` for the one cycle right after that edge and
-offers ``K`` from the next cycle; REG_READ offers its first byte ``csr_read_latency + 1`` cycles
+``tx`` always ready): REG_WRITE raises ``we`` for one cycle, the second after that edge (the
+strobe comes from a state register of its own), and offers ``K`` from the next cycle; REG_READ offers its first byte ``csr_read_latency + 1`` cycles
 after the edge; IDENT and unknown bytes answer in the cycle right after the edge, HOST_MODE
 one cycle later. MEM_WRITE: the request is offered the cycle after the edge, each beat 1 cycle
 after its last byte; MEM_READ: each beat's bytes go out one per cycle as soon as the beat arrives.
@@ -275,8 +275,7 @@ class HostBridge(wiring.Component):
                         m.next = "REG_ACCESS"
                     else:
                         with m.If(r.command == CMD["REG_WRITE"]):
-                            m.d.comb += self.csr.we.eq(1)
-                            self._respond(m, r, ACK)
+                            m.next = "REG_WRITE"
                         with m.Else():
                             m.d.sync += r.read_wait.eq(self.csr_read_latency - 1)
                             m.next = "REG_READ"
@@ -305,6 +304,14 @@ class HostBridge(wiring.Component):
                     with m.Else():
                         m.d.sync += [r.tx_shift.eq(self.csr.rdata), r.tx_count.eq(RB)]
                         m.next = "SEND"
+
+        if not self.handshake:
+            # The write strobe is the state alone, one cycle after EXEC: decoded from the
+            # command byte in EXEC, it led through the register port's address decode to the
+            # sequencer's start and every performance counter's reset (a 10-level stage).
+            with m.State("REG_WRITE"):
+                m.d.comb += self.csr.we.eq(1)
+                self._respond(m, r, ACK)
 
         with m.State("REG_READ"):
             with m.If(r.read_wait != 0):
