@@ -338,11 +338,14 @@ class Router(wiring.Component):
         # Each chosen e's rescale by the growth of M depends only on stage B's input registers,
         # so it is registered during the q_bits-cycle divide: a scale cycle is then one multiply
         # (subtract, shift and multiply in one cycle were the ECP5 build's critical path).
+        # The clamped shift and the shift itself are two free-running stages (one was 13 carry
+        # levels): the result is needed only after the divide, q_bits >= 2 cycles later.
         b_exp_rescaled = Signal(data.ArrayLayout(exp_shape, K))
         for s in range(K):
             diff = b_max - b_max_at[s]
-            m.d.sync += b_exp_rescaled[s].eq(hw_rshift_round_var(
-                b_exps[s], Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]))
+            b_shift = Signal(range(e_cap + 1), name=f"b_shift{s}")
+            m.d.sync += [b_shift.eq(Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]),
+                         b_exp_rescaled[s].eq(hw_rshift_round_var(b_exps[s], b_shift))]
         e_sh = Array(b_exp_rescaled[s] for s in range(K))[b_step]
         prob = hw_saturate(hw_rshift_round(e_sh * b_quotient, R - f), n.exp)
         out_weights = Signal(data.ArrayLayout(exp_shape, K))
