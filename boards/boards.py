@@ -91,13 +91,16 @@ class Board:
 
 
 BOARDS = {
-    # Radiona ULX3S with the 85k-LUT ECP5; 25 MHz oscillator, FTDI UART (the USB port "US1").
+    # Radiona ULX3S with the 85k-LUT ECP5; 25 MHz oscillator (x2 by the PLL for the on-chip
+    # accelerator), FTDI UART (the USB port "US1").
     "ulx3s-85f": Board(
         name="ulx3s-85f", platform="amaranth_boards.ulx3s:ULX3S_85F_Platform",
-        device="LFE5U-85F", config="tiny-ecp5",
+        device="LFE5U-85F", config="tiny-ecp5", clock_hz=50e6,
         leds={"busy": Led("led", 0), "done": Led("led", 1), "error": Led("led", 2),
               "alive": Led("led", 7)},
-        notes="FTDI UART on US1 (/dev/ttyUSB0), 25 MHz clock",
+        notes="FTDI UART on US1 (/dev/ttyUSB0), 25 MHz oscillator; the accelerator runs at "
+              "50 MHz from the PLL (routed Fmax 59.5 MHz on this speed-6 part; its DRAM build "
+              "runs on the oscillator)",
         dram_bytes_per_s=50e6),
     # LambdaConcept ECPIX-5 with the 85k-LUT ECP5-5G; 100 MHz oscillator, FTDI UART (channel B).
     "ecpix5-85f": Board(

@@ -28,10 +28,10 @@ def test_published_budget_is_256_plus_two_32_wide_dots():
 
 
 def test_clock_source(tmp_path):
-    # tiny-ecp5 is the default config of the ULX3S (25 MHz oscillator, no PLL) and the ECPIX-5
-    # (50 MHz from its PLL): boards/boards.py. tmp_path: a build root without routed builds.
+    # tiny-ecp5 is the default config of the ULX3S and the ECPIX-5, both at 50 MHz from their
+    # PLLs: boards/boards.py. tmp_path: a build root without routed builds.
     mhz, src = report_clock(get_config("tiny-ecp5"), tmp_path)
-    assert mhz == 25.0 and src.startswith("design clock of board ulx3s-85f")
+    assert mhz == 50.0 and src.startswith("design clock of board ulx3s-85f")
     assert "ecpix5-85f runs it at 50 MHz" in src
     for name in ("tiny", "m3vit-tiny-cityscapes"):
         cfg = get_config(name)
@@ -101,8 +101,8 @@ def test_report_json_has_the_new_fields(tmp_path, capsys):
     assert "design clock of board ulx3s-85f" in text and "multipliers doing work" in text
     r = json.loads(out.read_text())
     cfg = get_config("tiny-ecp5")
-    assert r["clock_mhz"] == 25.0 and r["clock_source"].startswith("design clock of board")
-    assert r["ms_per_frame"] == pytest.approx(r["cycles_per_frame"] / 25e3)
+    assert r["clock_mhz"] == 50.0 and r["clock_source"].startswith("design clock of board")
+    assert r["ms_per_frame"] == pytest.approx(r["cycles_per_frame"] / 50e3)
     assert r["published_budget"] is None          # not the published workload
     units = r["units"]
     assert set(units) >= {"array", "attention", "layernorm", "router", "dma"}

@@ -73,7 +73,7 @@ def test_build_dram_demo_ecpix5(tmp_path):
 @pytest.mark.parametrize("board_name", ["ulx3s-85f", "ecpix5-85f"])
 def test_build_accelerator(board_name, tmp_path):
     """The acceptance build: the accelerator on the board's config routes, and meets the
-    board's design clock (25 MHz; the ECPIX-5's comes from its PLL). ~12-20 min each here."""
+    board's design clock (50 MHz from the PLL on both). ~12-20 min each here."""
     out = tmp_path / "top"
     board = get_board(board_name)
     rep = build_board(board, get_config(board.config), out, design="top",

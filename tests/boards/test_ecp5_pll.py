@@ -51,7 +51,8 @@ def test_ecpix5_runs_the_design_from_the_pll():
     assert "CLKI_DIV" in il and "CLKOP_DIV" in il
 
 
-def test_ulx3s_runs_on_its_oscillator():
+def test_ulx3s_doubles_its_oscillator_in_the_pll():
     board, platform, il = _rtlil("ulx3s-85f")
-    assert design_clock_hz(board, platform) == platform.default_clk_frequency == 25e6
-    assert "EHXPLLL" not in il
+    assert platform.default_clk_frequency == 25e6
+    assert design_clock_hz(board, platform) == board.clock_hz == 50e6
+    assert "EHXPLLL" in il
