@@ -8,19 +8,27 @@ the read arbiter's round-robin pick).
 
 Latency: 1 cycle (a beat taken at edge t is offered from t + 1). Throughput: one beat per cycle;
 when ``o`` stalls, one more beat is taken into the skid register, then ``i.ready`` drops.
+
+``copies`` > 1 (wide payloads: the sequencer's 512-bit descriptor): the payload is cut into that
+many slices, each with its own copy of the valid and skid bits (:mod:`hw.fabric.replica`), so
+no single net enables and selects every payload bit (1,101 loads in the ULX3S build). Same
+behaviour, cycle for cycle.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from hw.fabric.replica import replicas
 
 __all__ = ["StreamSlice"]
 
 
 class StreamSlice(wiring.Component):
-    def __init__(self, shape):
+    def __init__(self, shape, *, copies: int = 1, fanout_target: str = "generic"):
         self.shape = shape
+        self.copies, self.fanout_target = int(copies), fanout_target
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
@@ -32,11 +40,30 @@ class StreamSlice(wiring.Component):
         skid = Signal(self.shape)
         m.d.comb += self.i.ready.eq(~skid_v)
         take_in = self.i.valid & self.i.ready
-        with m.If(~self.o.valid | self.o.ready):
+        adv = ~self.o.valid | self.o.ready
+        with m.If(adv):
             with m.If(skid_v):
-                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_v.eq(0)]
+                m.d.sync += [self.o.valid.eq(1), skid_v.eq(0)]
             with m.Else():
-                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(take_in)]
+                m.d.sync += self.o.valid.eq(take_in)
         with m.Elif(take_in):
-            m.d.sync += [skid.eq(self.i.payload), skid_v.eq(1)]
+            m.d.sync += skid_v.eq(1)
+        # the payload registers, in ``copies`` slices with their own valid / skid copies
+        o_pay, i_pay, sk = (Value.cast(self.o.payload), Value.cast(self.i.payload),
+                            Value.cast(skid))
+        bits = len(o_pay)
+        n = max(1, min(self.copies, bits))
+        if n == 1:
+            o_valid, skid_full = [self.o.valid], [skid_v]
+        else:
+            o_next = Mux(adv, skid_v | take_in, self.o.valid)
+            skid_next = Mux(adv, 0, skid_v | take_in)
+            o_valid = replicas(m, o_next, n, self.fanout_target, "o_valid")
+            skid_full = replicas(m, skid_next, n, self.fanout_target, "skid_v")
+        for k in range(n):
+            lo, hi = k * bits // n, (k + 1) * bits // n
+            with m.If(~o_valid[k] | self.o.ready):
+                m.d.sync += o_pay[lo:hi].eq(Mux(skid_full[k], sk[lo:hi], i_pay[lo:hi]))
+            with m.Elif(take_in):
+                m.d.sync += sk[lo:hi].eq(i_pay[lo:hi])
         return m

@@ -204,9 +204,11 @@ class Sequencer(wiring.Component):
         # Cost: 2 cycles on each descriptor fetch, hidden behind the running descriptor except
         # the frame's first one and a background ATTENTION's (sim.cycles.frame.DESC_FETCH_EXTRA).
         raw_shape = unsigned(8 * DESC_BYTES)
-        m.submodules.desc_slice = raw = StreamSlice(raw_shape)
+        # 512-bit payloads: the valid / skid bits in copies per 64-bit slice (hw/mem/stream_slice)
+        wide = dict(copies=max(1, DESC_BYTES // 8), fanout_target=cfg.hw.fanout_target)
+        m.submodules.desc_slice = raw = StreamSlice(raw_shape, **wide)
         m.submodules.desc_checked = chk = StreamSlice(data.StructLayout(
-            {"raw": raw_shape, "code": unsigned(ERROR_CODE_BITS)}))
+            {"raw": raw_shape, "code": unsigned(ERROR_CODE_BITS)}), **wide)
         wiring.connect(m, rd.o, raw.i)
         m.d.comb += [chk.i.valid.eq(raw.o.valid), raw.o.ready.eq(chk.i.ready),
                      chk.i.payload.raw.eq(raw.o.payload),

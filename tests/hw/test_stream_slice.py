@@ -13,11 +13,13 @@ from host.pysim import run_pysim, stream_recv, stream_send
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 
+# copies: the payload in 1 or 3 slices with their own valid / skid copies (same behaviour)
+@pytest.mark.parametrize("copies", [1, 3])
 @pytest.mark.parametrize("valid_prob, ready_prob", [(1.0, 1.0), (0.5, 0.5), (1.0, 0.3),
                                                     (0.3, 1.0)])
-def test_random_gaps_keep_order(valid_prob, ready_prob, seed):
+def test_random_gaps_keep_order(valid_prob, ready_prob, copies, seed):
     rng = random.Random(seed)
-    dut = StreamSlice(unsigned(12))
+    dut = StreamSlice(unsigned(12), copies=copies)
     beats = [rng.getrandbits(12) for _ in range(200)]
     got = []
 
@@ -32,8 +34,9 @@ def test_random_gaps_keep_order(valid_prob, ready_prob, seed):
     assert got == beats, f"[seed={seed}]"
 
 
-def test_latency_one_and_full_rate():
-    dut = StreamSlice(unsigned(8))
+@pytest.mark.parametrize("copies", [1, 4])
+def test_latency_one_and_full_rate(copies):
+    dut = StreamSlice(unsigned(8), copies=copies)
     beats = list(range(50))
     acc, tr = [], []
 
