@@ -75,8 +75,9 @@ class CsrBlock(wiring.Component):
     bus : In(csr_signature(cfg))
         Register access: ``rdata`` one cycle after ``addr``; a write lands at the clock edge.
     start, clear : Out(1)
-        One-cycle strobes from a write of ``CTRL`` bit 0 / bit 1, registered: high in the cycle
-        after the write's edge.
+        One-cycle strobes from a write of ``CTRL`` bit 0 / bit 1: ``start`` registered (high in
+        the cycle after the write's edge, so BUSY reads 1 from the second cycle after it),
+        ``clear`` combinational from the bus.
     task, prog_base, weight_base, image_base, out_base : Out(w)
         The read/write registers.
     busy, done, error, error_info : In
@@ -120,9 +121,11 @@ class CsrBlock(wiring.Component):
             for name, sig in rw.items():
                 with m.If(b.addr == REGISTERS[name]):
                     m.d.sync += sig.eq(b.wdata)
-        # Registered strobes: the address decode of a write led straight to the sequencer's
-        # start and every performance counter's reset (a 10-level stage of the ULX3S build).
+        # ``start`` is registered: the address decode of a write led straight to the
+        # sequencer's start and every performance counter's reset (a 10-level stage of the
+        # ULX3S build). ``clear`` stays combinational, so STATUS read right after a CLEAR
+        # write already shows it (it only reaches the done / error registers).
         ctrl = b.we & (b.addr == REGISTERS["CTRL"])
-        m.d.sync += [self.start.eq(ctrl & b.wdata[CTRL_BITS["START"]]),
-                     self.clear.eq(ctrl & b.wdata[CTRL_BITS["CLEAR"]])]
+        m.d.sync += self.start.eq(ctrl & b.wdata[CTRL_BITS["START"]])
+        m.d.comb += self.clear.eq(ctrl & b.wdata[CTRL_BITS["CLEAR"]])
         return m
