@@ -251,16 +251,6 @@ class GemmEngine(wiring.Component):
         en = on_global(m, en_raw, cfg.hw.fanout_target, "en_global")
         c = Signal(cmd_layout(cfg, self.max_m, self.max_k, self.max_n), name="command")
         start = accept_job(m, self.cmd, self.busy)
-        # The command's loop bounds, registered with it: every counter's end test is then one
-        # compare of two registers (``x + R >= k`` and ``m - 1`` put an add or a subtract of
-        # the command register in front of each compare, behind the pipeline enable).
-        C = cfg.hw.array_cols
-        p = self.cmd.payload
-        self.m_last = Signal(range(self.max_m + 1), name="m_last")          # m - 1
-        self.k_lim = Signal(signed(len(c.k) + 1), name="k_lim")             # k - R
-        self.n_lim = Signal(signed(len(c.n) + 1), name="n_lim")             # n - C
-        with m.If(start):
-            m.d.sync += [self.m_last.eq(p.m - 1), self.k_lim.eq(p.k - R), self.n_lim.eq(p.n - C)]
 
         # Per weight bank: ``loaded`` (a tile is waiting or computing) and ``since`` (how many
         # array rows the last beat of the bank's previous tile has passed: rows below it are free).
@@ -306,8 +296,8 @@ class GemmEngine(wiring.Component):
             m.d.comb += array.w_data[col].eq(Mux(load_real, self.w.payload[col], 0))
         with m.If(load_go):
             count_nested(m, [Loop(load_row, last=R - 1),
-                             Loop(load_k0, is_last=load_k0 >= self.k_lim, step=R),
-                             Loop(load_n0, is_last=load_n0 >= self.n_lim, step=C, first=None)],
+                             Loop(load_k0, is_last=load_k0 + R >= c.k, step=R),
+                             Loop(load_n0, is_last=load_n0 + C >= c.n, step=C, first=None)],
                          done=[load_active.eq(0)])
             with m.If(load_row == R - 1):
                 m.d.sync += [load_bank.eq(~load_bank), loaded.bit_select(load_bank, 1).eq(1)]
@@ -335,11 +325,11 @@ class GemmEngine(wiring.Component):
             array.bank.eq(issue_bank),
         ]
         with m.If(issue):
-            count_nested(m, [Loop(issue_m, last=self.m_last),
-                             Loop(issue_k0, is_last=issue_k0 >= self.k_lim, step=R),
-                             Loop(issue_n0, is_last=issue_n0 >= self.n_lim, step=C, first=None)],
+            count_nested(m, [Loop(issue_m, last=c.m - 1),
+                             Loop(issue_k0, is_last=issue_k0 + R >= c.k, step=R),
+                             Loop(issue_n0, is_last=issue_n0 + C >= c.n, step=C, first=None)],
                          done=[issue_active.eq(0)])
-            with m.If(issue_m == self.m_last):
+            with m.If(issue_m == c.m - 1):
                 # Last beat of this tile: its bank is released; row 0 reads it this cycle.
                 m.d.sync += [issue_bank.eq(~issue_bank), loaded.bit_select(issue_bank, 1).eq(0)]
                 for b in range(2):
@@ -347,7 +337,7 @@ class GemmEngine(wiring.Component):
                         m.d.sync += since[b].eq(1)
         restart += [issue_active.eq(1), issue_k0.eq(0), issue_n0.eq(0), issue_m.eq(0),
                     issue_bank.eq(0)]
-        beat = SimpleNamespace(m=issue_m, first=issue_k0 == 0, last=issue_k0 >= self.k_lim)
+        beat = SimpleNamespace(m=issue_m, first=issue_k0 == 0, last=issue_k0 + R >= c.k)
         return issue, beat
 
     def _accumulate(self, m, en, array, c, issue, beat):
@@ -421,9 +411,9 @@ class GemmEngine(wiring.Component):
                 epi.i.payload.mask[col].eq(epi_n0 + col < c.n),
             ]
         with m.If(epi.i.valid & epi.i.ready):
-            count_nested(m, [Loop(epi_m, last=self.m_last),
-                             Loop(epi_n0, is_last=epi_n0 >= self.n_lim, step=C, first=None)])
-        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & (epi_m == self.m_last) & c.bias)
+            count_nested(m, [Loop(epi_m, last=c.m - 1),
+                             Loop(epi_n0, is_last=epi_n0 + C >= c.n, step=C, first=None)])
+        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & (epi_m == c.m - 1) & c.bias)
         restart += [epi_m.eq(0), epi_n0.eq(0)]
 
     def _count_outputs(self, m, c, issue, restart):
@@ -432,8 +422,8 @@ class GemmEngine(wiring.Component):
         out_m = Signal(range(self.max_m + 1))
         out_n0 = Signal(range(self.max_n + C + 1))
         with m.If(self.o.valid & self.o.ready):
-            count_nested(m, [Loop(out_m, last=self.m_last),
-                             Loop(out_n0, is_last=out_n0 >= self.n_lim, step=C, first=None)],
+            count_nested(m, [Loop(out_m, last=c.m - 1),
+                             Loop(out_n0, is_last=out_n0 + C >= c.n, step=C, first=None)],
                          done=[self.busy.eq(0)])
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
