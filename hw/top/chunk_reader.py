@@ -123,13 +123,13 @@ class ChunkReader(wiring.Component):
         span_long = Signal()                     # span_beats > cap
         inner_more = Signal()                    # inner_left != 0
         outer_more = Signal()                    # outer_left != 0
-        row_beats = Signal.like(span_beats)      # span of a row's first chunk, its burst and
-        row_burst = Signal.like(burst_len)       # whether it is longer than one burst
-        row_long = Signal()
+        row_beats = Signal.like(span_beats)      # span of a row's first chunk and whether it
+        row_long = Signal()                      # is longer than one burst
         row_inner_more = Signal()                # inner - 1 != 0
 
-        def set_span(beats, burst, long):
-            return [span_beats.eq(beats), burst_len.eq(burst), span_long.eq(long)]
+        def set_span(beats, long):
+            """The next span: its beats, its first burst and 'longer than a burst'."""
+            return [span_beats.eq(beats), burst_len.eq(Mux(long, cap, beats)), span_long.eq(long)]
 
         sent = self._credits(m, fifo_q, active, span_addr, burst_len)
 
@@ -141,8 +141,7 @@ class ChunkReader(wiring.Component):
                          active.eq((p.outer != 0) & (p.inner != 0)),
                          outer_left.eq(p.outer - 1), outer_more.eq(p.outer != 1),
                          row_addr.eq(p.addr), span_addr.eq(p.addr), chunk_addr.eq(p.addr),
-                         set_span(first, Mux(first > cap, cap, first), first > cap),
-                         row_beats.eq(first), row_burst.eq(Mux(first > cap, cap, first)),
+                         set_span(first, first > cap), row_beats.eq(first),
                          row_long.eq(first > cap),
                          inner_left.eq(p.inner - 1), inner_more.eq(p.inner != 1),
                          row_inner_more.eq(p.inner != 1)]
@@ -153,19 +152,18 @@ class ChunkReader(wiring.Component):
                 # a span longer than a burst goes on in bursts of cap beats
                 rest = (span_beats - cap)[:len(span_beats)]
                 m.d.sync += [span_addr.eq(span_addr + cap * W),
-                             set_span(rest, Mux(span_beats > 2 * cap, cap, rest),
-                                      span_beats > 2 * cap)]
+                             set_span(rest, span_beats > 2 * cap)]
             # the span is fully requested: next chunk of the row, or the next row (no bubble)
             with m.Elif(~contiguous & inner_more):
                 nxt = chunk_addr + cur_cmd.inner_stride
                 m.d.sync += [inner_left.eq(inner_left - 1), inner_more.eq(inner_left != 1),
-                             set_span(bpc, min(bpc, cap), bpc > cap),
+                             set_span(bpc, bpc > cap),
                              span_addr.eq(nxt), chunk_addr.eq(nxt)]
             with m.Elif(outer_more):
                 nxt = row_addr + cur_cmd.outer_stride
                 m.d.sync += [outer_left.eq(outer_left - 1), outer_more.eq(outer_left != 1),
                              row_addr.eq(nxt), span_addr.eq(nxt), chunk_addr.eq(nxt),
-                             set_span(row_beats, row_burst, row_long),
+                             set_span(row_beats, row_long),
                              inner_left.eq(cur_cmd.inner - 1), inner_more.eq(row_inner_more)]
             with m.Else():
                 m.d.sync += active.eq(0)
