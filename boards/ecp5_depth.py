@@ -95,7 +95,18 @@ def _is_reg(cell: dict, name: str) -> bool:
 
 
 class _Ecp5Graph(_Graph):
-    """:class:`boards.xilinx_depth._Graph` with the ECP5 cell models."""
+    """:class:`boards.xilinx_depth._Graph` with the ECP5 cell models and each net's fanout
+    (the number of cell input pins it drives, for the net delay)."""
+
+    def __init__(self, mod: dict, d: dict):
+        super().__init__(mod, d)
+        self.fanout: dict[int, int] = defaultdict(int)
+        for cell in mod.get("cells", {}).values():
+            for port, dirn in cell.get("port_directions", {}).items():
+                if dirn == "input":
+                    for b in cell["connections"].get(port, []):
+                        if isinstance(b, int):
+                            self.fanout[b] += 1
 
     def _edge(self, b, sink_type: str, sink_port: str) -> float:
         drv = self.driver.get(b)
@@ -224,13 +235,6 @@ def analyze_netlist(netlist: dict, top: str | None = None, *, delays: dict | Non
     mod = mods[top]
     cells = mod.get("cells", {})
     g = _Ecp5Graph(mod, d)
-    g.fanout = defaultdict(int)
-    for cell in cells.values():
-        for port, dirn in cell.get("port_directions", {}).items():
-            if dirn == "input":
-                for b in cell["connections"].get(port, []):
-                    if isinstance(b, int):
-                        g.fanout[b] += 1
     for cname, cell in cells.items():
         g.add_cell(cname, cell)
     g.inputs = {b for port in mod.get("ports", {}).values() if port["direction"] == "input"
