@@ -38,8 +38,9 @@ from boards.litedram_core import core_config
 __all__ = ["DramBoardTop", "dram_pads", "user_clock_hz", "check_dram", "dram_summary"]
 
 
-def user_clock_hz(board: Board, cfg: Config) -> float:
-    """The LiteDRAM core's user clock on ``board`` (its config's ``sys_clk_freq``)."""
+def user_clock_hz(board: Board, cfg: Config | None = None) -> float:
+    """The LiteDRAM core's user clock on ``board`` (its config's ``sys_clk_freq``; ``cfg``
+    default: the board's preset)."""
     return float(core_config(board.name, cfg)["sys_clk_freq"])
 
 

@@ -137,9 +137,10 @@ def board_target(board: Board, *, external_memory: bool = False) -> Target:
     if external_memory:
         # on DRAM the accelerator runs on the LiteDRAM core's user clock (the ULX3S: its
         # oscillator, not the PLL clock of its on-chip build)
-        from boards.litedram_core import CONFIG_DIR, core_config
-        if (CONFIG_DIR / f"{board.name}.yml").is_file():
-            clock = core_config(board.name)["sys_clk_freq"] / 1e6
+        from boards.dram_board import user_clock_hz
+        from boards.litedram_core import dram_boards
+        if board.name in dram_boards():
+            clock = user_clock_hz(board) / 1e6
     dram = board.dram_bytes_per_s if external_memory else None
     note = (f"`edge-moe build` gives the {board.name} no external memory yet: "
             + ("sizing as if it had (frame memory not counted; "
