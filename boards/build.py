@@ -48,9 +48,9 @@ from hw.fabric.global_buffer import on_global
 from boards.boards import Board
 from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, format_seconds
 from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
+from boards.ecp5_depth import analyze_file
 from boards.ecp5_pll import Ecp5Pll, pll_params
 from boards.fit import check_fit, estimate
-from boards.ecp5_depth import analyze_file
 from boards.pnr_report import critical_path, parse_nextpnr_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -180,8 +180,9 @@ POLL_SECONDS = 0.5
 def _run_tools(out: Path, env: dict, timeout, progress: BuildProgress | None = None,
                printer: ProgressPrinter | None = None, script_name: str | None = None
                ) -> subprocess.CompletedProcess:
-    """Run the build script (``script_name``, default amaranth's); while it runs, feed the tools' growing log files (Yosys'
-    ``.rpt``, nextpnr's ``.tim``) to ``progress`` and show its status through ``printer``.
+    """Run the build script (``script_name``, default amaranth's); while it runs, feed the
+    tools' growing log files (Yosys' ``.rpt``, nextpnr's ``.tim``) to ``progress`` and show its
+    status through ``printer``.
     The script's own output (the tools run quietly: warnings and errors) goes to build.log."""
     script = out / (script_name or f"build_{TOP_NAME}.sh")
     for name in TOOL_LOGS:

@@ -113,15 +113,14 @@ class GeluLane(wiring.Component):
         # table lookup: one stage of ~17 levels)
         x = self.x
         ax = Mux(x < 0, -x, x)                            # act.bits + 1 bits: |min_int| fits
-        a0 = Signal(unsigned(act.bits - 1))
+        a = Signal(unsigned(act.bits - 1))                # golden: min(|x|, max_int)
         x0 = Signal(signed(act.bits))
         byp0 = Signal()
         with m.If(self.en):
-            m.d.sync += [a0.eq(Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]),  # golden
-                         x0.eq(x), byp0.eq(self.bypass)]                              # min(|x|, max)
+            m.d.sync += [a.eq(Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]),
+                         x0.eq(x), byp0.eq(self.bypass)]
 
         # stage 1: segment lookup
-        a = a0
         idx = a >> sb
         inside = idx < n.gelu_segments
         seg = idx[:seg_bits] if seg_bits else Const(0, 1)
