@@ -41,11 +41,13 @@ class StreamSlice(wiring.Component):
         m.d.comb += self.i.ready.eq(~skid_v)
         take_in = self.i.valid & self.i.ready
         adv = ~self.o.valid | self.o.ready
-        # o is loaded when it advances (from the skid register if that holds a beat, else
-        # from i); the skid register takes the beat i offers while o stalls
-        o_next = Mux(adv, skid_v | take_in, self.o.valid)
-        skid_next = Mux(adv, 0, skid_v | take_in)
-        m.d.sync += [self.o.valid.eq(o_next), skid_v.eq(skid_next)]
+        with m.If(adv):
+            with m.If(skid_v):
+                m.d.sync += [self.o.valid.eq(1), skid_v.eq(0)]
+            with m.Else():
+                m.d.sync += self.o.valid.eq(take_in)
+        with m.Elif(take_in):
+            m.d.sync += skid_v.eq(1)
         # the payload registers, in ``copies`` slices with their own valid / skid copies
         o_pay, i_pay, sk = (Value.cast(self.o.payload), Value.cast(self.i.payload),
                             Value.cast(skid))
@@ -54,6 +56,8 @@ class StreamSlice(wiring.Component):
         if n == 1:
             o_valid, skid_full = [self.o.valid], [skid_v]
         else:
+            o_next = Mux(adv, skid_v | take_in, self.o.valid)
+            skid_next = Mux(adv, 0, skid_v | take_in)
             o_valid = replicas(m, o_next, n, self.fanout_target, "o_valid")
             skid_full = replicas(m, skid_next, n, self.fanout_target, "skid_v")
         for k in range(n):
