@@ -34,8 +34,9 @@ therefore start every P = max(M, R) cycles: with M >= R the array never idles be
 with M < R (small expert batches) the weight stream (R rows per tile) is the bottleneck and the
 array is busy M of every R cycles. Partial sums leave the array R + L cycles after their beat, are
 added to the accumulator memory (max_m x C words of ``acc_bits``, read-modify-write; the first k
-tile overwrites, the last k tile bypasses the memory and feeds the epilogue) and the epilogue
-(7 stages) produces one output row per cycle.
+tile overwrites, the last k tile bypasses the memory into the sum FIFO in front of the epilogue)
+and the epilogue (:func:`sim.cycles.gemm.epilogue_latency` stages) produces one output row per
+cycle.
 
 Cycles from the command handshake to the last output handshake, with every stream always
 valid/ready (``sim.cycles.gemm.gemm_cycles``; T = kt * nt tiles)::
@@ -55,20 +56,25 @@ K <= max_inner_dim, which ``Config`` validates (a + w + ceil(log2 K) + 1 <= acc_
 16-bit operands and K = 768). Partial sums over fewer k tiles obey the same bound, so neither the
 memory words nor the adders can overflow.
 
-Back-pressure: ``o`` (or a missing ``res`` / ``bias`` beat at the epilogue) stalls the array, the
-accumulator path and the epilogue together (one clock enable); the weight loader keeps loading
-into free rows during a stall. A gap on ``act`` inserts a bubble. Streams must be independent: the
-engine may need ``act`` beat i + R + L + 8 before it accepts ``res`` beat i, and weights of the next
-tiles before the current tile's activations.
+Flow control is credit-based: the array, the metadata beside it and the accumulator stage run
+free (no clock enable). A beat of a row's last k tile enters the array only with a credit, a word
+of the sum FIFO (``latency(array) + 2`` deep, :attr:`GemmEngine.sum_fifo_depth`) reserved for its
+sums; the credit returns when the epilogue takes that word. So back-pressure from ``o`` (or a
+missing ``res`` / ``bias`` beat at the epilogue) stalls only the epilogue (its own enable) and,
+once the credits are gone, the issue of last-k-tile beats; earlier k tiles, whose sums go to the
+accumulator memory, and the weight loader go on. A gap on ``act`` inserts a bubble. Streams must
+be independent: the engine may need ``act`` beat i + sum_fifo_depth + epilogue latency before it
+accepts ``res`` beat i, and weights of the next tiles before the current tile's activations.
+The FIFO is deep enough that with ``o`` always ready no beat waits for a credit: the cycles are
+those of the enable-stalled engine it replaces.
 
 Command limits: 1 <= m <= max_m, 1 <= k <= max_k, 1 <= n <= max_n (not checked in hardware;
 m > max_m would alias accumulator rows).
 
 Timing notes: ``act.payload`` goes straight into row 0's multiplier input registers and the
 skew registers (no register of the engine's own), so ``act`` should come from a register or
-FIFO output. The clock enable is a combinational function
-of ``o.ready`` and ``res.valid`` that fans out to every array register; at high clock rates a
-credit scheme (issue a last-k-tile beat only when an output FIFO has room) would remove it.
+FIFO output. The issue decision uses the registered ``credit_ok``, never ``o.ready``: the
+epilogue's enable (``o`` side) reaches only the epilogue's registers and the FIFO's read side.
 """
 from __future__ import annotations
 
@@ -87,7 +93,6 @@ from sim.cycles.gemm import epilogue_latency, gemm_tiles, pe_array_latency
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
-from hw.fabric.global_buffer import on_global
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
@@ -243,12 +248,10 @@ class GemmEngine(wiring.Component):
         m.submodules.epi = epi = Epilogue(cfg)
         wiring.connect(m, wiring.flipped(self.res), epi.res)
         wiring.connect(m, epi.o, wiring.flipped(self.o))
-
-        # Advance the array / accumulator pipeline: ``en_raw`` is the handshake logic's value,
-        # ``en`` the same value as the registers' clock enables see it (over a global network
-        # with hw.fanout_target "ecp5": it reaches thousands of them).
-        en_raw = Signal()
-        en = on_global(m, en_raw, cfg.hw.fanout_target, "en_global")
+        # The array and the accumulator stage run free (no clock enable): a last-k-tile beat
+        # enters only with a credit, a free word reserved in the sum FIFO in front of the
+        # epilogue, so its sums always have somewhere to go. Back-pressure stops at the FIFO.
+        m.d.comb += array.en.eq(1)
         c = Signal(cmd_layout(cfg, self.max_m, self.max_k, self.max_n), name="command")
         start = accept_job(m, self.cmd, self.busy)
 
@@ -256,23 +259,49 @@ class GemmEngine(wiring.Component):
         # array rows the last beat of the bank's previous tile has passed: rows below it are free).
         loaded = Signal(2)
         since = [Signal(range(R + 1), name=f"since{b}", init=R) for b in range(2)]
-        with m.If(en):
-            for b in range(2):
-                with m.If(since[b] < R):
-                    m.d.sync += since[b].eq(since[b] + 1)
+        for b in range(2):
+            with m.If(since[b] < R):
+                m.d.sync += since[b].eq(since[b] + 1)
 
         restart = []    # registers reloaded when a command starts (emitted last: they win)
+        acc_row = data.ArrayLayout(signed(cfg.num.acc_bits), cfg.hw.array_cols)
+        m.submodules.sum_fifo = sum_fifo = fifo.SyncFIFO(width=acc_row.size,
+                                                         depth=self.sum_fifo_depth)
+        take_credit = Signal()
+        credit_ok = self._sum_credits(m, sum_fifo, take_credit)
         self._load_weights(m, array, c, loaded, since, restart)
-        issue, beat = self._issue_activations(m, en, array, c, loaded, since, restart)
-        sums = self._accumulate(m, en, array, c, issue, beat)
+        issue, beat = self._issue_activations(m, array, c, loaded, since, credit_ok,
+                                              take_credit, restart)
+        self._accumulate(m, array, c, issue, beat, sum_fifo)
         bias_fifo, bias_ok = self._bias_queue(m, c, restart)
-        self._feed_epilogue(m, en_raw, epi, c, sums, bias_fifo, bias_ok, restart)
+        self._feed_epilogue(m, epi, c, sum_fifo, bias_fifo, bias_ok, restart)
         self._count_outputs(m, c, issue, restart)
 
         with m.If(start):
             m.d.sync += [c.eq(self.cmd.payload), self.busy.eq(1),
                          loaded.eq(0), since[0].eq(R), since[1].eq(R), *restart]
         return m
+
+    @property
+    def sum_fifo_depth(self) -> int:
+        """Words of the sum FIFO: a credit comes back ``latency + 2`` cycles after its beat
+        issued (array, accumulator stage, the FIFO read, the counter update), so that many
+        keep one last-k-tile beat issuing per cycle while ``o`` is ready."""
+        return pe_array_latency(self._cfg) + 2
+
+    def _sum_credits(self, m, sum_fifo, take):
+        """Credits for the sum FIFO: its free words not yet promised to a beat in flight.
+        ``take``: a last-k-tile beat issues. Returns ``credit_ok``, a register: such a beat
+        may issue this cycle (no comparison between it and the issue logic).
+        """
+        D = self.sum_fifo_depth
+        credits = Signal(range(D + 1), init=D)
+        credit_ok = Signal(init=1)
+        back = Signal()
+        m.d.comb += back.eq(sum_fifo.r_rdy & sum_fifo.r_en)
+        nxt = credits - take + back
+        m.d.sync += [credits.eq(nxt), credit_ok.eq(nxt != 0)]
+        return credit_ok
 
     def _load_weights(self, m, array, c, loaded, since, restart):
         """Weight loader: the next tile's R rows into the idle bank, zero rows beyond K."""
@@ -304,8 +333,10 @@ class GemmEngine(wiring.Component):
         restart += [load_active.eq(1), load_k0.eq(0), load_n0.eq(0), load_row.eq(0),
                     load_bank.eq(0)]
 
-    def _issue_activations(self, m, en, array, c, loaded, since, restart):
-        """Activation issue: one ``act`` beat per enabled cycle into a loaded bank.
+    def _issue_activations(self, m, array, c, loaded, since, credit_ok, take_credit,
+                           restart):
+        """Activation issue: one ``act`` beat per cycle into a loaded bank; a beat of the last
+        k tile also needs a sum FIFO credit (it takes it).
 
         Returns ``issue`` and the metadata of the issued beat (row m, first / last k tile).
         """
@@ -315,12 +346,14 @@ class GemmEngine(wiring.Component):
         issue_n0 = Signal(range(self.max_n + C + 1))
         issue_m = Signal(range(self.max_m + 1))
         issue_bank = Signal()
-        can_issue = issue_active & loaded.bit_select(issue_bank, 1)
+        issue_last = Signal()       # issue_k0 is in the last k tile
+        can_issue = issue_active & loaded.bit_select(issue_bank, 1) & (credit_ok | ~issue_last)
         issue = Signal()
         m.d.comb += [
-            self.act.ready.eq(en & can_issue),
-            issue.eq(en & can_issue & self.act.valid),
-            array.en.eq(en),
+            issue_last.eq(issue_k0 + R >= c.k),
+            self.act.ready.eq(can_issue),
+            issue.eq(can_issue & self.act.valid),
+            take_credit.eq(issue & issue_last),
             array.x.eq(self.act.payload),
             array.bank.eq(issue_bank),
         ]
@@ -337,14 +370,12 @@ class GemmEngine(wiring.Component):
                         m.d.sync += since[b].eq(1)
         restart += [issue_active.eq(1), issue_k0.eq(0), issue_n0.eq(0), issue_m.eq(0),
                     issue_bank.eq(0)]
-        beat = SimpleNamespace(m=issue_m, first=issue_k0 == 0, last=issue_k0 + R >= c.k)
+        beat = SimpleNamespace(m=issue_m, first=issue_k0 == 0, last=issue_last)
         return issue, beat
 
-    def _accumulate(self, m, en, array, c, issue, beat):
-        """Metadata alongside the array, then the accumulator read-modify-write across k tiles.
-
-        Returns the sum stage (``valid``: the row's last k tile, ``acc``: its C sums).
-        """
+    def _accumulate(self, m, array, c, issue, beat, sum_fifo):
+        """Metadata alongside the array, then the accumulator read-modify-write across k tiles;
+        the last k tile's sums go to the sum FIFO (a word its beat's credit reserved)."""
         C = self._cfg.hw.array_cols
         acc_bits = self._cfg.num.acc_bits
         meta_layout = data.StructLayout({"valid": 1, "m": range(self.max_m), "first": 1,
@@ -354,8 +385,7 @@ class GemmEngine(wiring.Component):
                      meta[0].last.eq(beat.last)]
         for i in range(1, array.latency + 1):
             s = Signal(meta_layout, name=f"meta{i}")
-            with m.If(en):
-                m.d.sync += s.eq(meta[-1])
+            m.d.sync += s.eq(meta[-1])
             meta.append(s)
         at_psum = meta[-1]            # the beat whose sums are on array.psum
 
@@ -368,15 +398,12 @@ class GemmEngine(wiring.Component):
             m.d.comb += acc_new[col].eq(Mux(at_psum.first, array.psum[col],
                                             rp.data[col] + array.psum[col]))
         m.d.comb += [
-            rp.addr.eq(meta[-2].m), rp.en.eq(en),      # read one advance ahead
+            rp.addr.eq(meta[-2].m),         # read one cycle ahead
             wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
-            wp.en.eq(en & at_psum.valid & ~at_psum.last),
+            wp.en.eq(at_psum.valid & ~at_psum.last),
+            sum_fifo.w_data.eq(acc_new),
+            sum_fifo.w_en.eq(at_psum.valid & at_psum.last),
         ]
-        sum_valid = Signal()
-        sum_acc = Signal(data.ArrayLayout(signed(acc_bits), C))
-        with m.If(en):
-            m.d.sync += [sum_valid.eq(at_psum.valid & at_psum.last), sum_acc.eq(acc_new)]
-        return SimpleNamespace(valid=sum_valid, acc=sum_acc)
 
     def _bias_queue(self, m, c, restart):
         """Bias: one beat per column tile into a two-entry FIFO. Returns (fifo, bias_ok)."""
@@ -392,18 +419,18 @@ class GemmEngine(wiring.Component):
         restart += [bias_n0.eq(0)]
         return bias_fifo, ~c.bias | bias_fifo.r_rdy
 
-    def _feed_epilogue(self, m, en, epi, c, sums, bias_fifo, bias_ok, restart):
-        """Epilogue feed: sums + bias + lane mask; the pipeline enable ``en`` comes from here."""
+    def _feed_epilogue(self, m, epi, c, sum_fifo, bias_fifo, bias_ok, restart):
+        """Epilogue feed: the sum FIFO's head row + bias + lane mask."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
         bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bias_fifo.r_data)
         epi_m = Signal(range(self.max_m + 1))
         epi_n0 = Signal(range(self.max_n + C + 1))
         m.d.comb += [
-            epi.i.valid.eq(sums.valid & bias_ok),
-            epi.i.payload.acc.eq(sums.acc),
+            epi.i.valid.eq(sum_fifo.r_rdy & bias_ok),
+            epi.i.payload.acc.eq(sum_fifo.r_data),
             epi.i.payload.gelu.eq(c.gelu),
             epi.i.payload.mode.eq(c.mode),
-            en.eq(~sums.valid | (epi.i.ready & bias_ok)),
+            sum_fifo.r_en.eq(epi.i.ready & bias_ok),
         ]
         for col in range(C):
             m.d.comb += [
