@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -346,8 +346,17 @@ class Router(wiring.Component):
             b_shift = Signal(range(e_cap + 1), name=f"b_shift{s}")
             m.d.sync += [b_shift.eq(Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]),
                          b_exp_rescaled[s].eq(hw_rshift_round_var(b_exps[s], b_shift))]
-        e_sh = Array(b_exp_rescaled[s] for s in range(K))[b_step]
-        prob = hw_saturate(hw_rshift_round(e_sh * b_quotient, R - f), n.exp)
+        # The scale steps take the rescaled e's from a shift register loaded on the divide's
+        # last step, and shift each probability into ``out_weights`` from the top: the step
+        # counter no longer selects the multiplier's operand or the register written (that
+        # select and its decode were the ULX3S build's critical path, in front of the
+        # multiply and the rounding). Needs q_bits >= 3: b_exp_rescaled settles two edges
+        # after stage B's input registers, and is loaded at the end of divide step q_bits.
+        assert q_bits >= 3, "the rescaled e's must settle before the divide ends"
+        e_queue = Signal(data.ArrayLayout(exp_shape, K))
+        e_sh = e_queue[0]
+        prob = Signal(exp_shape)
+        m.d.comb += prob.eq(hw_saturate(hw_rshift_round(e_sh * b_quotient, R - f), n.exp))
         out_weights = Signal(data.ArrayLayout(exp_shape, K))
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)      # overridden below when a new beat loads
@@ -357,11 +366,14 @@ class Router(wiring.Component):
                     m.d.sync += [b_remainder.eq(Mux(ge, trial - b_sum, trial)),
                                  b_numer.eq(b_numer << 1),
                                  b_quotient.eq((b_quotient << 1) | ge)]
-                    count_nested(m, [Loop(b_step, last=q_bits - 1)], done=[b_phase.eq(1)])
+                    count_nested(m, [Loop(b_step, last=q_bits - 1)],
+                                 done=[b_phase.eq(1), e_queue.eq(b_exp_rescaled)])
                 with m.Case(1):
-                    for s in range(K):
-                        with m.If(b_step == s):
-                            m.d.sync += out_weights[s].eq(prob)
+                    # after K steps out_weights[s] holds step s's probability
+                    m.d.sync += [Value.cast(out_weights).eq(Cat(
+                                     *(out_weights[s] for s in range(1, K)), prob)),
+                                 Value.cast(e_queue).eq(Cat(
+                                     *(e_queue[s] for s in range(1, K)), e_queue[K - 1]))]
                     count_nested(m, [Loop(b_step, last=K - 1, first=None)],
                                  done=[b_phase.eq(2)])
                 with m.Case(2):
