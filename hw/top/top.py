@@ -49,6 +49,7 @@ from hw.top.buffers import BufferBank
 from hw.top.csr import COUNTERS, CsrBlock, csr_bits, csr_signature
 from hw.top.gemm_path import GemmPath
 from hw.top.geometry import TopGeometry
+from hw.top.job_stage import JobStage
 from hw.top.ln_path import LayerNormPath
 from hw.top.load_store import LoadPath, StorePath
 from hw.top.sequencer import OP_BITS, Sequencer
@@ -201,12 +202,19 @@ class EdgeMoeTop(wiring.Component):
 
     def _sequencer_wiring(self, m, seq, csr, gemm, ln, attn, load, store):
         """Sequencer jobs and status to the paths; CSRs to the sequencer and the status ports."""
-        for port, path in ((seq.gemm, gemm), (seq.ln, ln), (seq.attn, attn), (seq.load, load),
-                           (seq.store, store)):
-            wiring.connect(m, port, path.job)
-        m.d.comb += [seq.gemm_busy.eq(gemm.busy), seq.ln_busy.eq(ln.busy),
-                     seq.attn_busy.eq(attn.busy), seq.load_busy.eq(load.busy),
-                     seq.store_busy.eq(store.busy),
+        # Each job through a JobStage: the job's payload is the sequencer's FSM state muxed
+        # through its fields, and the path's start logic was 6-8 LUT levels behind it.
+        busy = {}
+        for name, path in (("gemm", gemm), ("ln", ln), ("attn", attn), ("load", load),
+                           ("store", store)):
+            port = getattr(seq, name)
+            m.submodules[f"{name}_job"] = stage = JobStage(port.payload.shape())
+            wiring.connect(m, port, stage.i)
+            wiring.connect(m, stage.o, path.job)
+            busy[name] = path.busy | stage.held
+        m.d.comb += [seq.gemm_busy.eq(busy["gemm"]), seq.ln_busy.eq(busy["ln"]),
+                     seq.attn_busy.eq(busy["attn"]), seq.load_busy.eq(busy["load"]),
+                     seq.store_busy.eq(busy["store"]),
                      seq.mem_error.eq(store.error | self.bus_error),
                      gemm.tok_waddr.eq(seq.tok_waddr), gemm.tok_wdata.eq(seq.tok_wdata),
                      gemm.tok_we.eq(seq.tok_we)]

@@ -27,7 +27,8 @@ level's plumbing (job hand-off, the first DRAM access, draining the writer):
   ``STORE_OVERHEAD``.
 
 LOAD, GEMM, LAYERNORM and ROUTE also wait for the next descriptor's fetch on the read arbiter
-(:func:`desc_contention_cycles`: its beats minus 2, so the model follows the memory beat).
+(:func:`desc_contention_cycles`: its beats minus 2, so the model follows the memory beat, or
+the job's register stage, ``sim.cycles.jobs.JOB_STAGE``, if that is longer).
 
 The overhead constants were measured once on the RTL (``FrameResult.trace``, tiny config) and are
 checked, with the whole model, by tests/system/test_frame_model.py against RTL frames (tiny in
@@ -47,6 +48,7 @@ from sim.config import Config
 from sim.memory_image import DESC_BYTES, HwOp, lower_program
 from sim.cycles.attention import attention_head_cycles, attention_steady_cycles
 from sim.cycles.gemm import gemm_cycles
+from sim.cycles.jobs import JOB_STAGE
 from sim.cycles.layernorm import layernorm_cycles, param_load_cycles
 from sim.cycles.moe import moe_layer_cycles, tokens_per_expert
 
@@ -89,8 +91,10 @@ def desc_fetch_cycles(cfg: Config) -> int:
 
 def desc_contention_cycles(cfg: Config) -> int:
     """Cycles a descriptor's first memory read waits behind the next descriptor's fetch on the
-    read arbiter; a GEMM that waited for the attention unit finds that fetch done."""
-    return max(0, DESC_BYTES // cfg.hw.mem_bytes_per_cycle - 2)
+    read arbiter (its beats minus 2), or the job's register stage (``JOB_STAGE``: the path
+    starts that much later, and meets the fetch that much later), whichever is longer. A GEMM
+    that waited for the attention unit finds that fetch done and pays the stage alone."""
+    return max(DESC_BYTES // cfg.hw.mem_bytes_per_cycle - 2, JOB_STAGE)
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def descriptor_costs(cfg: Config, program: list,
             wr = d.m * d.n * sb
             beats = _beats(cfg, wr)
             cyc = (beats + STORE_BURST_GAP * math.ceil(beats / cfg.hw.mem_max_burst)
-                   + STORE_OVERHEAD)
+                   + STORE_OVERHEAD + JOB_STAGE)
         elif op is HwOp.GEMM:
             macs = d.m * d.k * d.n
             rd = d.k * d.n * wb + (d.n * bb if d.bias else 0)
@@ -175,7 +179,7 @@ def descriptor_costs(cfg: Config, program: list,
                    + layernorm_cycles(cfg, d.m) + LN_OVERHEAD + contention)
         elif op is HwOp.ATTENTION:
             cyc = (attention_head_cycles(cfg, d.m) + (d.nheads - 1) * attention_steady_cycles(cfg, d.m)
-                   + ATTN_OVERHEAD)
+                   + ATTN_OVERHEAD + JOB_STAGE)
         elif op in (HwOp.ROUTE, HwOp.EXPERTS):
             block = m.moe_blocks[moe_i]
             counts = (expert_counts or {}).get(block) or tokens_per_expert(cfg)
@@ -235,7 +239,7 @@ def sequencer_timeline(cfg: Config, program: list, own: list,
         else:
             wait = 0 if d.concurrent or attn_free <= t + ISSUE else attn_free - (t + ISSUE)
             if wait >= fetch and op is gemm:
-                cyc -= contention
+                cyc -= contention - JOB_STAGE
             span = cyc + wait
             if want_times:
                 times.append((t, span, t + wait + ISSUE, cyc - ISSUE))

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 from sim.config import Config
 from sim.cycles.gemm import act_read_extra, gemm_cycles, gemm_tiles
+from sim.cycles.jobs import JOB_STAGE
 
 __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_latency",
            "sliced_router_times",
@@ -50,8 +51,9 @@ __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_
            "streamed_gemm_cycles"]
 
 EXP2_LATENCY = 3        # hw.attention.exp2.Exp2.latency (checked by tests/sim/test_cycles_moe.py)
-FC1_OVERHEAD = 4        # grant -> release beyond gemm + queue copy: q_req, cmd, o_done, release
-FC2_OVERHEAD = 3        # grant -> release beyond gemm: cmd, o_done, release
+FC1_OVERHEAD = 4 + JOB_STAGE    # grant -> release beyond gemm + queue copy: q_req, cmd, o_done,
+#                                 release, and the job's register stage
+FC2_OVERHEAD = 3 + JOB_STAGE    # grant -> release beyond gemm: cmd, o_done, release, the stage
 # Streamed expert weights (top level, hw/moe/expert_stream.py); measured on the tiny frame.
 STREAM_COMPUTE_EXTRA = 10   # GEMM job -> busy falls beyond gemm_cycles + mem_latency (the first
 #                             weight rows' trip) while the weight rows keep ahead of the tiles
@@ -313,7 +315,7 @@ def stream_schedule(cfg: Config, counts: list[int], *, list_ready: int,
             take = cons_free
         shape = (md.dim, md.expert_hidden) if mt == 0 else (md.expert_hidden, md.dim)
         job = take + (queues[j // 2] + 2 if mt == 0 else 1)
-        rel = job + streamed_gemm_cycles(cfg, me, *shape) + 1
+        rel = job + JOB_STAGE + streamed_gemm_cycles(cfg, me, *shape) + 1
         s.start.append(job)
         s.data_first.append(job)
         s.grant.append(take)
