@@ -9,15 +9,16 @@ users), but it routes whatever a ``DCCA`` drives on a global and reaches the sli
 from there (checked on a small design; the global's delay to ``LSR`` was ~5.8 ns, a
 synchronous reset has a whole cycle).
 
-- ``target="ecp5"``: one ``DCCA`` :class:`~amaranth.hdl.Instance` (``CE`` = 1); the ECP5 has 16
-  global networks, of which 8 reach fabric inputs (nextpnr's ``route_globals``);
+- ``target="ecp5"``: one ``DCCA`` :class:`~amaranth.hdl.Instance` (``CE`` = 1) fed by a kept
+  ``LUT4`` buffer; the ECP5 has 16 global networks, of which 8 reach fabric inputs (nextpnr's
+  ``route_globals``);
 - ``target="generic"``: a wire (simulators; vendor tools do their own fanout buffering).
 
 Ports: ``i`` (in), ``o`` (out), one bit each. :func:`on_global` adds one to a module.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Instance, Module
+from amaranth.hdl import Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -40,7 +41,16 @@ class GlobalBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self.target == "ecp5":
-            m.submodules.dcca = Instance("DCCA", i_CLKI=self.i, i_CE=Const(1), o_CLKO=self.o)
+            # The DCCA's input comes from a kept LUT4 (Z = A): left to Yosys, the driver may be
+            # a PFUMX / L6MUX21 output, from which nextpnr found no route to the DCC's input
+            # ("Failed to route arc 0.0 of net ... F5D_SLICE to G_CLKI_TDCC0", a ULX3S build).
+            # One LUT more on the path; a slice's F output reaches the DCC as in every build
+            # before.
+            lut_z = Signal(name="dcca_in")
+            m.submodules.lut = Instance("LUT4", p_INIT=Const(0xAAAA, 16), i_A=self.i,
+                                        i_B=Const(0), i_C=Const(0), i_D=Const(0), o_Z=lut_z,
+                                        a_keep=1)
+            m.submodules.dcca = Instance("DCCA", i_CLKI=lut_z, i_CE=Const(1), o_CLKO=self.o)
         else:
             m.d.comb += self.o.eq(self.i)
         return m
