@@ -243,6 +243,9 @@ class HardwareConfig:
     #   only those of the config's frame program (narrower crossbar, for the FPGA builds)
     expert_weights: str = "prefetch"  # expert fc1 / fc2 weights: on-chip ping/pong buffers
     #   ("prefetch") or tiles streamed from external memory during the GEMM ("stream")
+    job_stage: bool = True            # a register between the sequencer and each unit path's job
+    #   port (hw/top/job_stage.py): one cycle per job (mostly hidden), the paths' start logic
+    #   no longer behind the sequencer's state
     gelu_site: str = "epilogue"       # where fc1 -> fc2's GELU runs (GELU_SITES): on fc1's output
     #   rows (C lanes) or on fc2's activation reads (R lanes); the same results
 
@@ -336,6 +339,8 @@ class Config:
         # all dim columns); the attention output overwrites Q in place. GELU runs on fc2's
         # 4-wide activation reads instead of fc1's output rows (gelu_site="act"): 4 GELU lanes
         # instead of one per column (~6k fewer LUTs at 16 columns), the same results.
+        # No job stages (job_stage=False): with them this design's router2 did not converge in
+        # three builds (seeds 1, 2; docs/boards.md), without them it routed twice.
         return check_top_level(cls(
             "m3vit-ecp5-85f", _m3vit_model(),
             hw=HardwareConfig(array_rows=4, array_cols=8, attn_parallel=1, attn_dot_width=8,
@@ -344,7 +349,7 @@ class Config:
                               mult_budget=156, dsp_target="ecp5", bram_target="ecp5",
                               epilogue_score_dsp=True, expert_weights="stream",
                               buffer_wiring="program", fanout_target="ecp5",
-                              gelu_site="act")))
+                              gelu_site="act", job_stage=False)))
 
     # ----- derived sizes of the hardware: each is written here once -----
     @property

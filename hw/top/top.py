@@ -204,14 +204,19 @@ class EdgeMoeTop(wiring.Component):
         """Sequencer jobs and status to the paths; CSRs to the sequencer and the status ports."""
         # Each job through a JobStage: the job's payload is the sequencer's FSM state muxed
         # through its fields, and the path's start logic was 6-8 LUT levels behind it.
+        # (hw.job_stage; the cycle models: sim.cycles.jobs)
         busy = {}
         for name, path in (("gemm", gemm), ("ln", ln), ("attn", attn), ("load", load),
                            ("store", store)):
             port = getattr(seq, name)
-            m.submodules[f"{name}_job"] = stage = JobStage(port.payload.shape())
-            wiring.connect(m, port, stage.i)
-            wiring.connect(m, stage.o, path.job)
-            busy[name] = path.busy | stage.held
+            if self.cfg.hw.job_stage:
+                m.submodules[f"{name}_job"] = stage = JobStage(port.payload.shape())
+                wiring.connect(m, port, stage.i)
+                wiring.connect(m, stage.o, path.job)
+                busy[name] = path.busy | stage.held
+            else:
+                wiring.connect(m, port, path.job)
+                busy[name] = path.busy
         m.d.comb += [seq.gemm_busy.eq(busy["gemm"]), seq.ln_busy.eq(busy["ln"]),
                      seq.attn_busy.eq(busy["attn"]), seq.load_busy.eq(busy["load"]),
                      seq.store_busy.eq(busy["store"]),

@@ -28,7 +28,7 @@ level's plumbing (job hand-off, the first DRAM access, draining the writer):
 
 LOAD, GEMM, LAYERNORM and ROUTE also wait for the next descriptor's fetch on the read arbiter
 (:func:`desc_contention_cycles`: its beats minus 2, so the model follows the memory beat, or
-the job's register stage, ``sim.cycles.jobs.JOB_STAGE``, if that is longer).
+the job's register stage, ``sim.cycles.jobs.job_stage_cycles``, if that is longer).
 
 The overhead constants were measured once on the RTL (``FrameResult.trace``, tiny config) and are
 checked, with the whole model, by tests/system/test_frame_model.py against RTL frames (tiny in
@@ -48,7 +48,7 @@ from sim.config import Config
 from sim.memory_image import DESC_BYTES, HwOp, lower_program
 from sim.cycles.attention import attention_head_cycles, attention_steady_cycles
 from sim.cycles.gemm import gemm_cycles
-from sim.cycles.jobs import JOB_STAGE
+from sim.cycles.jobs import job_stage_cycles
 from sim.cycles.layernorm import layernorm_cycles, param_load_cycles
 from sim.cycles.moe import moe_layer_cycles, tokens_per_expert
 
@@ -91,10 +91,10 @@ def desc_fetch_cycles(cfg: Config) -> int:
 
 def desc_contention_cycles(cfg: Config) -> int:
     """Cycles a descriptor's first memory read waits behind the next descriptor's fetch on the
-    read arbiter (its beats minus 2), or the job's register stage (``JOB_STAGE``: the path
+    read arbiter (its beats minus 2), or the job's register stage (``hw.job_stage``: the path
     starts that much later, and meets the fetch that much later), whichever is longer. A GEMM
     that waited for the attention unit finds that fetch done and pays the stage alone."""
-    return max(DESC_BYTES // cfg.hw.mem_bytes_per_cycle - 2, JOB_STAGE)
+    return max(DESC_BYTES // cfg.hw.mem_bytes_per_cycle - 2, job_stage_cycles(cfg))
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def descriptor_costs(cfg: Config, program: list,
             wr = d.m * d.n * sb
             beats = _beats(cfg, wr)
             cyc = (beats + STORE_BURST_GAP * math.ceil(beats / cfg.hw.mem_max_burst)
-                   + STORE_OVERHEAD + JOB_STAGE)
+                   + STORE_OVERHEAD + job_stage_cycles(cfg))
         elif op is HwOp.GEMM:
             macs = d.m * d.k * d.n
             rd = d.k * d.n * wb + (d.n * bb if d.bias else 0)
@@ -179,7 +179,7 @@ def descriptor_costs(cfg: Config, program: list,
                    + layernorm_cycles(cfg, d.m) + LN_OVERHEAD + contention)
         elif op is HwOp.ATTENTION:
             cyc = (attention_head_cycles(cfg, d.m) + (d.nheads - 1) * attention_steady_cycles(cfg, d.m)
-                   + ATTN_OVERHEAD + JOB_STAGE)
+                   + ATTN_OVERHEAD + job_stage_cycles(cfg))
         elif op in (HwOp.ROUTE, HwOp.EXPERTS):
             block = m.moe_blocks[moe_i]
             counts = (expert_counts or {}).get(block) or tokens_per_expert(cfg)
@@ -187,6 +187,7 @@ def descriptor_costs(cfg: Config, program: list,
             key = tuple(chosen)
             if key not in moe_cache:
                 moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True,
+                                                  job_stage=job_stage_cycles(cfg),
                                                   expert_weights=cfg.hw.expert_weights,
                                                   route_gap=route_overhead)
             moe = moe_cache[key]
@@ -239,7 +240,7 @@ def sequencer_timeline(cfg: Config, program: list, own: list,
         else:
             wait = 0 if d.concurrent or attn_free <= t + ISSUE else attn_free - (t + ISSUE)
             if wait >= fetch and op is gemm:
-                cyc -= contention - JOB_STAGE
+                cyc -= contention - job_stage_cycles(cfg)
             span = cyc + wait
             if want_times:
                 times.append((t, span, t + wait + ISSUE, cyc - ISSUE))

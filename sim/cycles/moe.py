@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 from sim.config import Config
 from sim.cycles.gemm import act_read_extra, gemm_cycles, gemm_tiles
-from sim.cycles.jobs import JOB_STAGE
 
 __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_latency",
            "sliced_router_times",
@@ -51,9 +50,8 @@ __all__ = ["load_geometry", "router_q_bits", "router_cycles_per_token", "router_
            "streamed_gemm_cycles"]
 
 EXP2_LATENCY = 3        # hw.attention.exp2.Exp2.latency (checked by tests/sim/test_cycles_moe.py)
-FC1_OVERHEAD = 4 + JOB_STAGE    # grant -> release beyond gemm + queue copy: q_req, cmd, o_done,
-#                                 release, and the job's register stage
-FC2_OVERHEAD = 3 + JOB_STAGE    # grant -> release beyond gemm: cmd, o_done, release, the stage
+FC1_OVERHEAD = 4        # grant -> release beyond gemm + queue copy: q_req, cmd, o_done, release
+FC2_OVERHEAD = 3        # grant -> release beyond gemm: cmd, o_done, release
 # Streamed expert weights (top level, hw/moe/expert_stream.py); measured on the tiny frame.
 STREAM_COMPUTE_EXTRA = 10   # GEMM job -> busy falls beyond gemm_cycles + mem_latency (the first
 #                             weight rows' trip) while the weight rows keep ahead of the tiles
@@ -204,20 +202,24 @@ def expert_chunks(cfg: Config, counts: list[int]) -> tuple[list[int], list[int]]
     return chunks, queues
 
 
-def matrix_compute_cycles(cfg: Config, m_e: int, matrix: int, queue: int | None = None) -> int:
+def matrix_compute_cycles(cfg: Config, m_e: int, matrix: int, queue: int | None = None,
+                          job_stage: int = 0) -> int:
     """Grant-to-release cycles of one expert matrix on the GEMM engine (MoE layer sequencer);
-    ``queue``: the queue entries fc1 copies (default ``m_e``, the whole queue)."""
+    ``queue``: the queue entries fc1 copies (default ``m_e``, the whole queue); ``job_stage``:
+    the top level's job register (:func:`sim.cycles.jobs.job_stage_cycles`; the stand-alone
+    layer has none)."""
     md = cfg.model
     if matrix == 0:
         return (gemm_cycles(cfg, m_e, md.dim, md.expert_hidden) + act_read_extra(cfg)
-                + (m_e if queue is None else queue) + FC1_OVERHEAD)
-    return gemm_cycles(cfg, m_e, md.expert_hidden, md.dim) + act_read_extra(cfg) + FC2_OVERHEAD
+                + (m_e if queue is None else queue) + FC1_OVERHEAD + job_stage)
+    return (gemm_cycles(cfg, m_e, md.expert_hidden, md.dim) + act_read_extra(cfg) + FC2_OVERHEAD
+            + job_stage)
 
 
 def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,
                       consumer_ready: int = 0, beat: int | None = None,
                       latency: int | None = None, compute=None,
-                      queues: list[int] | None = None) -> PrefetchSchedule:
+                      queues: list[int] | None = None, job_stage: int = 0) -> PrefetchSchedule:
     """Event model of the ping/pong prefetcher feeding the expert GEMMs.
 
     ``counts``: tokens of each chosen expert, in processing order. ``list_ready``: cycle the
@@ -234,7 +236,7 @@ def prefetch_schedule(cfg: Config, counts: list[int], *, list_ready: int = 0,
     queues = queues or counts
     if compute is None:
         def compute_at(j, mt):
-            return matrix_compute_cycles(cfg, counts[j], mt, queues[j])
+            return matrix_compute_cycles(cfg, counts[j], mt, queues[j], job_stage)
     else:
         def compute_at(j, mt):
             return compute(counts[j], mt)
@@ -293,7 +295,8 @@ def streamed_gemm_cycles(cfg: Config, m: int, k: int, n: int) -> int:
 
 
 def stream_schedule(cfg: Config, counts: list[int], *, list_ready: int,
-                    decode: int, queues: list[int] | None = None) -> PrefetchSchedule:
+                    decode: int, queues: list[int] | None = None,
+                    job_stage: int = 0) -> PrefetchSchedule:
     """Grants and expert GEMMs of the EXPERTS descriptor with streamed weights (top level).
 
     ``decode``: the cycle EXPERTS is decoded; the sequencer writes the 4E-entry address table,
@@ -315,7 +318,7 @@ def stream_schedule(cfg: Config, counts: list[int], *, list_ready: int,
             take = cons_free
         shape = (md.dim, md.expert_hidden) if mt == 0 else (md.expert_hidden, md.dim)
         job = take + (queues[j // 2] + 2 if mt == 0 else 1)
-        rel = job + JOB_STAGE + streamed_gemm_cycles(cfg, me, *shape) + 1
+        rel = job + job_stage + streamed_gemm_cycles(cfg, me, *shape) + 1
         s.start.append(job)
         s.data_first.append(job)
         s.grant.append(take)
@@ -387,7 +390,8 @@ def _gate_route(cfg: Config, beat: int, latency: int,
 
 def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
                      latency: int | None = None, router_slices: bool = False,
-                     expert_weights: str = "prefetch", route_gap: int = 0) -> MoeCycles:
+                     expert_weights: str = "prefetch", route_gap: int = 0,
+                     job_stage: int = 0) -> MoeCycles:
     """Cycles and bytes of one MoE layer whose chosen experts have ``counts`` tokens each.
     ``router_slices``: as in the top level (hw/top/top.py), a register slice on the router's
     input and output (the stand-alone MoE layer, host/bench/moe_layer.py, has none).
@@ -395,7 +399,8 @@ def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
     top level by default) or ``"stream"`` (the top level with ``hw.expert_weights = "stream"``;
     no ``beat`` / ``latency`` sweep): then ``experts`` is the EXPERTS descriptor's whole time,
     decoded ``route_gap`` cycles after ``route`` (the ROUTE descriptor's own overhead); with the
-    prefetcher it is the layer's EXPERTS phase."""
+    prefetcher it is the layer's EXPERTS phase. ``job_stage``: cycles of the top level's job
+    register per expert GEMM (:func:`sim.cycles.jobs.job_stage_cycles`; 0 stand-alone)."""
     if expert_weights == "stream" and (beat is not None or latency is not None):
         raise ValueError("moe_layer_cycles: the beat / latency sweep models the prefetcher only")
     md, hw = cfg.model, cfg.hw
@@ -411,12 +416,13 @@ def moe_layer_cycles(cfg: Config, counts: list[int], *, beat: int | None = None,
     counts, queues = expert_chunks(cfg, counts)     # one grant pair per chunk
     if expert_weights == "stream":
         decode = route + route_gap
-        s = stream_schedule(cfg, counts, list_ready=list_ready, decode=decode, queues=queues)
+        s = stream_schedule(cfg, counts, list_ready=list_ready, decode=decode, queues=queues,
+                            job_stage=job_stage)
         experts = s.end + 2 - decode          # RELEASE, then the next decode
         nbytes = g["gate_beats"] * W + sum(_stream_bytes(cfg, W)) * len(counts)
     else:
         s = prefetch_schedule(cfg, counts, list_ready=list_ready, consumer_ready=route, beat=W,
-                              latency=L, queues=queues)
+                              latency=L, queues=queues, job_stage=job_stage)
         experts = s.end - route + 1
         nbytes = g["gate_beats"] * W + sum(g["bytes"]) * len(counts)
     output = T * (D // C) + 1

@@ -106,3 +106,10 @@ def test_frame_model_matches_rtl_tiny_gelu_on_act_reads(tmp_path):
     _check_model(with_changes(get_config("tiny"), name="tiny-gelu-act",
                               hw=dict(gelu_site="act")), tmp_path, 0.0,
                  experts_tolerance=0.001)
+
+
+def test_frame_model_matches_rtl_tiny_without_job_stages(tmp_path):
+    """``hw.job_stage`` off (as on the M3ViT ECPIX-5 config): the sequencer's jobs go straight
+    to the paths, and the model drops the stage's cycle (sim.cycles.jobs): exact again."""
+    _check_model(with_changes(get_config("tiny"), name="tiny-nojobstage",
+                              hw=dict(job_stage=False)), tmp_path, 0.0)
