@@ -44,7 +44,8 @@ valid/ready (``sim.cycles.gemm.gemm_cycles``; T = kt * nt tiles)::
     cycles = 2R + (T - 1) * max(M, R) + M + L + 1 + Epilogue.latency
 
 Latency of one output row: R + L (array; L = ``cfg.hw.pe_mult_latency``, the PE multipliers'
-registers) + 1 (accumulator stage) + Epilogue.latency (7) cycles from the activation beat of its
+registers) + 1 (the sum FIFO: written as the sums leave the array, read the next cycle) +
+Epilogue.latency (8, or 4 with ``hw.gelu_site`` "act") cycles from the activation beat of its
 last k tile to its ``o`` beat (:attr:`GemmEngine.latency`).
 Throughput: R x C MACs per cycle while beats issue (one ``act`` beat per cycle, one ``o`` beat per
 cycle in the last k tile). ``mac_active_cycles`` counts the cycles in which a beat entered the
@@ -56,8 +57,8 @@ K <= max_inner_dim, which ``Config`` validates (a + w + ceil(log2 K) + 1 <= acc_
 16-bit operands and K = 768). Partial sums over fewer k tiles obey the same bound, so neither the
 memory words nor the adders can overflow.
 
-Flow control is credit-based: the array, the metadata beside it and the accumulator stage run
-free (no clock enable). A beat of a row's last k tile enters the array only with a credit, a word
+Flow control is credit-based: the array, the metadata beside it and the accumulator
+read-modify-write run free (no clock enable). A beat of a row's last k tile enters the array only with a credit, a word
 of the sum FIFO (``latency(array) + 2`` deep, :attr:`GemmEngine.sum_fifo_depth`) reserved for its
 sums; the credit returns when the epilogue takes that word. So back-pressure from ``o`` (or a
 missing ``res`` / ``bias`` beat at the epilogue) stalls only the epilogue (its own enable) and,

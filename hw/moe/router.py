@@ -339,7 +339,7 @@ class Router(wiring.Component):
         # so it is registered during the q_bits-cycle divide: a scale cycle is then one multiply
         # (subtract, shift and multiply in one cycle were the ECP5 build's critical path).
         # The clamped shift and the shift itself are two free-running stages (one was 13 carry
-        # levels): the result is needed only after the divide, q_bits >= 2 cycles later.
+        # levels): the result is taken on the divide's last step, q_bits >= 3 cycles later.
         b_exp_rescaled = Signal(data.ArrayLayout(exp_shape, K))
         for s in range(K):
             diff = b_max - b_max_at[s]

@@ -214,7 +214,8 @@ def sequencer_timeline(cfg: Config, program: list, own: list,
     """(frame cycles, ``(start, cycles, busy_start, busy_cycles)`` per descriptor but END): the
     sequencer's timeline of ``program`` whose descriptors cost ``own``
     (:func:`descriptor_costs`). Reads from ``cfg`` only the memory's latency and beat (the
-    descriptor fetch), so a sweep may combine costs computed under different unit sizes;
+    descriptor fetch) and ``hw.job_stage``, so a sweep may combine costs computed under
+    different unit sizes;
     ``want_times=False`` returns only the frame cycles (and None), for sweeps."""
     fetch = desc_fetch_cycles(cfg)
     contention = desc_contention_cycles(cfg)
