@@ -58,9 +58,9 @@ K <= max_inner_dim, which ``Config`` validates (a + w + ceil(log2 K) + 1 <= acc_
 memory words nor the adders can overflow.
 
 Flow control is credit-based: the array, the metadata beside it and the accumulator
-read-modify-write run free (no clock enable). A beat of a row's last k tile enters the array only with a credit, a word
-of the sum FIFO (``latency(array) + 2`` deep, :attr:`GemmEngine.sum_fifo_depth`) reserved for its
-sums; the credit returns when the epilogue takes that word. So back-pressure from ``o`` (or a
+read-modify-write run free (no clock enable). A beat of a row's last k tile enters the array only
+with a credit, a word of the sum FIFO (``latency(array) + 2`` deep,
+:attr:`GemmEngine.sum_fifo_depth`) reserved for its sums; the credit returns when the epilogue takes that word. So back-pressure from ``o`` (or a
 missing ``res`` / ``bias`` beat at the epilogue) stalls only the epilogue (its own enable) and,
 once the credits are gone, the issue of last-k-tile beats; earlier k tiles, whose sums go to the
 accumulator memory, and the weight loader go on. A gap on ``act`` inserts a bubble. Streams must

@@ -45,8 +45,8 @@ Ports:
 Timing (counted from the clock edge on which the command's last byte transfers on ``rx``,
 ``tx`` always ready): REG_WRITE raises ``we`` for one cycle, the second after that edge (the
 strobe comes from a state register of its own), and offers ``K`` from the next cycle; REG_READ
-offers its first byte ``csr_read_latency + 1`` cycles after the edge; IDENT and unknown bytes answer in the cycle right after the edge, HOST_MODE
-one cycle later. MEM_WRITE: the request is offered the cycle after the edge, each beat 1 cycle
+offers its first byte ``csr_read_latency + 1`` cycles after the edge; IDENT and unknown bytes
+answer in the cycle right after the edge, HOST_MODE one cycle later. MEM_WRITE: the request is offered the cycle after the edge, each beat 1 cycle
 after its last byte; MEM_READ: each beat's bytes go out one per cycle as soon as the beat arrives.
 Throughput: one byte per cycle on each stream, so the UART line rate is always the limit (at
 115200 baud ~11.5 kB/s, minus 6 command bytes per ``B x W``-byte burst).

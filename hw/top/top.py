@@ -205,22 +205,18 @@ class EdgeMoeTop(wiring.Component):
         # Each job through a JobStage: the job's payload is the sequencer's FSM state muxed
         # through its fields, and the path's start logic was 6-8 LUT levels behind it.
         # (hw.job_stage; the cycle models: sim.cycles.jobs)
-        busy = {}
         for name, path in (("gemm", gemm), ("ln", ln), ("attn", attn), ("load", load),
                            ("store", store)):
-            port = getattr(seq, name)
+            port, busy = getattr(seq, name), path.busy
             if self.cfg.hw.job_stage:
                 m.submodules[f"{name}_job"] = stage = JobStage(port.payload.shape())
                 wiring.connect(m, port, stage.i)
                 wiring.connect(m, stage.o, path.job)
-                busy[name] = path.busy | stage.held
+                busy = busy | stage.held
             else:
                 wiring.connect(m, port, path.job)
-                busy[name] = path.busy
-        m.d.comb += [seq.gemm_busy.eq(busy["gemm"]), seq.ln_busy.eq(busy["ln"]),
-                     seq.attn_busy.eq(busy["attn"]), seq.load_busy.eq(busy["load"]),
-                     seq.store_busy.eq(busy["store"]),
-                     seq.mem_error.eq(store.error | self.bus_error),
+            m.d.comb += getattr(seq, f"{name}_busy").eq(busy)
+        m.d.comb += [seq.mem_error.eq(store.error | self.bus_error),
                      gemm.tok_waddr.eq(seq.tok_waddr), gemm.tok_wdata.eq(seq.tok_wdata),
                      gemm.tok_we.eq(seq.tok_we)]
         m.d.comb += [seq.start.eq(csr.start), seq.clear.eq(csr.clear), seq.task.eq(csr.task),

@@ -149,6 +149,7 @@ def descriptor_costs(cfg: Config, program: list,
     bb = n.bias.storage_bytes
     out = []
     contention = desc_contention_cycles(cfg)
+    job_stage = job_stage_cycles(cfg)
     route_overhead = ROUTE_OVERHEAD + contention   # also the gap before EXPERTS is decoded
     moe_i = 0
     moe_cache = {}              # ROUTE and EXPERTS of a block (and equal blocks) share one model
@@ -162,7 +163,7 @@ def descriptor_costs(cfg: Config, program: list,
             wr = d.m * d.n * sb
             beats = _beats(cfg, wr)
             cyc = (beats + STORE_BURST_GAP * math.ceil(beats / cfg.hw.mem_max_burst)
-                   + STORE_OVERHEAD + job_stage_cycles(cfg))
+                   + STORE_OVERHEAD + job_stage)
         elif op is HwOp.GEMM:
             macs = d.m * d.k * d.n
             rd = d.k * d.n * wb + (d.n * bb if d.bias else 0)
@@ -179,7 +180,7 @@ def descriptor_costs(cfg: Config, program: list,
                    + layernorm_cycles(cfg, d.m) + LN_OVERHEAD + contention)
         elif op is HwOp.ATTENTION:
             cyc = (attention_head_cycles(cfg, d.m) + (d.nheads - 1) * attention_steady_cycles(cfg, d.m)
-                   + ATTN_OVERHEAD + job_stage_cycles(cfg))
+                   + ATTN_OVERHEAD + job_stage)
         elif op in (HwOp.ROUTE, HwOp.EXPERTS):
             block = m.moe_blocks[moe_i]
             counts = (expert_counts or {}).get(block) or tokens_per_expert(cfg)
@@ -187,7 +188,7 @@ def descriptor_costs(cfg: Config, program: list,
             key = tuple(chosen)
             if key not in moe_cache:
                 moe_cache[key] = moe_layer_cycles(cfg, chosen, router_slices=True,
-                                                  job_stage=job_stage_cycles(cfg),
+                                                  job_stage=job_stage,
                                                   expert_weights=cfg.hw.expert_weights,
                                                   route_gap=route_overhead)
             moe = moe_cache[key]
@@ -218,7 +219,8 @@ def sequencer_timeline(cfg: Config, program: list, own: list,
     different unit sizes;
     ``want_times=False`` returns only the frame cycles (and None), for sweeps."""
     fetch = desc_fetch_cycles(cfg)
-    contention = desc_contention_cycles(cfg)
+    # a GEMM that waited for the attention unit pays the job stage, not the fetch contention
+    waited_saving = desc_contention_cycles(cfg) - job_stage_cycles(cfg)
     attention, gemm = HwOp.ATTENTION, HwOp.GEMM
     t = fetch + START_EXTRA      # the sequencer's clock: decode of the next descriptor
     attn_free = 0                # first cycle the attention unit is idle again
@@ -241,7 +243,7 @@ def sequencer_timeline(cfg: Config, program: list, own: list,
         else:
             wait = 0 if d.concurrent or attn_free <= t + ISSUE else attn_free - (t + ISSUE)
             if wait >= fetch and op is gemm:
-                cyc -= contention - job_stage_cycles(cfg)
+                cyc -= waited_saving
             span = cyc + wait
             if want_times:
                 times.append((t, span, t + wait + ISSUE, cyc - ISSUE))

@@ -20,8 +20,8 @@ Phases (cycles counted by the layer's ``cycles`` counter, all streams always val
    ``mem_latency`` (in-order service, back to back with the previous load's data), and is granted
    the cycle after its last beat; the consumer takes grant j when it is free, computes
    (fc1: ``gemm_cycles + M_e + FC1_OVERHEAD`` including the queue copy; fc2:
-   ``gemm_cycles + FC2_OVERHEAD``; both + the top level's job stage, ``job_stage``), releases, and waits one cycle for the next grant. A *stall* is
-   a cycle the consumer waits for a grant; the first one (routing drain + the first matrix's
+   ``gemm_cycles + FC2_OVERHEAD``; both + the top level's job stage, ``job_stage``), releases,
+   and waits one cycle for the next grant. A *stall* is a cycle the consumer waits for a grant; the first one (routing drain + the first matrix's
    load) can never be hidden, every later one is bandwidth-bound prefetch.
    With streamed expert weights (``cfg.hw.expert_weights == "stream"``, top level only:
    :func:`stream_schedule`) there is no load: the first grant follows the address table and the
