@@ -207,21 +207,27 @@ class Sequencer(wiring.Component):
         # 512-bit payloads: the valid / skid bits in copies per 64-bit slice (hw/mem/stream_slice)
         wide = dict(copies=max(1, DESC_BYTES // 8), fanout_target=cfg.hw.fanout_target)
         m.submodules.desc_slice = raw = StreamSlice(raw_shape, **wide)
-        # ``bad`` / ``end`` ride along with the code as registers: DECODE's hold and the error
-        # registers' enables then start at one flag each, not at an 8-bit compare of the code
-        # and the opcode (9 LUT levels, the ULX3S estimate's worst stage at 18.75 ns).
+        # The second stage holds each check's result, not the error code: the code's priority
+        # mux (and "code != NONE") after the checks made this stage 8 LUT + 3 mux levels deep.
+        # ``bad`` / ``end`` ride along as registers: DECODE's hold and the error registers'
+        # enables then start at one flag each, not at an 8-bit compare of the code and the
+        # opcode (9 LUT levels, the ULX3S estimate's worst stage at 18.75 ns).
+        ok_layout = data.StructLayout({"magic": 1, "check": 1, "opcode": 1, "fields": 1})
         m.submodules.desc_checked = chk = StreamSlice(data.StructLayout(
-            {"raw": raw_shape, "code": unsigned(ERROR_CODE_BITS), "bad": 1, "end": 1}), **wide)
+            {"raw": raw_shape, "ok": ok_layout, "bad": 1, "end": 1}), **wide)
         wiring.connect(m, rd.o, raw.i)
         raw_desc = desc_layout()(raw.o.payload)
-        raw_code = self._check(m, raw.o.payload, raw_desc)
+        ok = self._check(m, raw.o.payload, raw_desc)
         m.d.comb += [chk.i.valid.eq(raw.o.valid), raw.o.ready.eq(chk.i.ready),
-                     chk.i.payload.raw.eq(raw.o.payload), chk.i.payload.code.eq(raw_code),
-                     chk.i.payload.bad.eq(raw_code != ErrorCode.NONE),
+                     chk.i.payload.raw.eq(raw.o.payload),
+                     chk.i.payload.bad.eq(~(ok["magic"] & ok["check"] & ok["opcode"]
+                                            & ok["fields"])),
                      chk.i.payload.end.eq(raw_desc.op == HwOp.END)]
+        m.d.comb += [chk.i.payload.ok[name].eq(v) for name, v in ok.items()]
         self.checked = chk.o
         fetched = desc_layout()(chk.o.payload.raw)  # the checked descriptor
-        check = chk.o.payload        # its code and the bad / end flags
+        check = chk.o.payload        # its check results and the bad / end flags
+        self.check_code = self._error_code(m, check.ok)
         self._job_payloads(m)
         self.grant_now = Signal(self.grant_layout)  # the grant being worked on
         self.table_expert = Signal(range(cfg.model.experts + 1))
@@ -244,6 +250,14 @@ class Sequencer(wiring.Component):
         m.d.comb += self.fetch_wait.eq(0)
 
         self.fetch_req, self.fetch_addr = self._fetch_command(m, rd)
+        # The descriptor register (~500 bits) loads on "in DECODE and a checked descriptor",
+        # held back or not: nothing reads it in DECODE, and the accepted one is the last load.
+        # ``in_decode`` is a register kept with the FSM's moves into and out of DECODE, so the
+        # wide enable is one LUT from flip-flops, not the state decode, the hold (an END or an
+        # error waiting for a background ATTENTION) and the handshake (ULX3S estimate: 12 ns).
+        self.in_decode = Signal()
+        with m.If(self.in_decode & self.checked.valid):
+            m.d.sync += self.desc.eq(fetched)
         with m.FSM(name="seq"):
             self._fetch_states(m, rd, fetched, check)
             self._unit_states(m)
@@ -268,7 +282,9 @@ class Sequencer(wiring.Component):
                    Const(0, ERROR_DESC_SHIFT - ERROR_CODE_BITS), pc)
 
     def _check(self, m, raw, fetched):
-        """Combinational :class:`ErrorCode` of the descriptor the reader delivers."""
+        """The checks of the descriptor the reader delivers (combinational): a dict of
+        ``magic``, ``check`` (the check word), ``opcode`` and ``fields`` (every field in range),
+        each 1 when it passes."""
         words = [raw[32 * i:32 * (i + 1)] for i in range(DESC_WORDS)]
         check = Const(CHECK_SEED, 32)
         for wd in words[:-1]:
@@ -292,11 +308,17 @@ class Sequencer(wiring.Component):
                     if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
                         ok = Const(0)
                     m.d.comb += fields_ok.eq(ok)
-        code = Signal(8)
-        m.d.comb += code.eq(Mux(fetched.magic != MAGIC, ErrorCode.BAD_MAGIC,
-                                Mux(words[-1] != check, ErrorCode.BAD_CHECK,
-                                    Mux(~opcode_ok, ErrorCode.BAD_OPCODE,
-                                        Mux(~fields_ok, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
+        return {"magic": fetched.magic == MAGIC, "check": words[-1] == check,
+                "opcode": opcode_ok, "fields": fields_ok}
+
+    @staticmethod
+    def _error_code(m, ok):
+        """The :class:`ErrorCode` of the check results ``ok`` (the first failed check wins)."""
+        code = Signal(ERROR_CODE_BITS)
+        m.d.comb += code.eq(Mux(~ok.magic, ErrorCode.BAD_MAGIC,
+                   Mux(~ok.check, ErrorCode.BAD_CHECK,
+                       Mux(~ok.opcode, ErrorCode.BAD_OPCODE,
+                           Mux(~ok.fields, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
         return code
 
     def _wired_ok(self, op, d):
@@ -396,7 +418,7 @@ class Sequencer(wiring.Component):
                      self.q_req.payload.expert.eq(self.grant_now.expert)]
 
     def _next_desc(self, m):
-        m.d.sync += [self.op_busy.eq(0), self.job_issued.eq(0)]
+        m.d.sync += [self.op_busy.eq(0), self.job_issued.eq(0), self.in_decode.eq(1)]
         m.next = "DECODE"
 
     def _issue(self, m, port, unit_busy, then=None, detach=None):
@@ -462,6 +484,7 @@ class Sequencer(wiring.Component):
                 m.next = "FETCH"
         with m.State("FETCH"):
             with m.If(rd.cmd.ready):
+                m.d.sync += self.in_decode.eq(1)
                 m.next = "DECODE"
         with m.State("DECODE"):
             # END, or an error, ends the frame only when a background ATTENTION is done
@@ -469,11 +492,11 @@ class Sequencer(wiring.Component):
             m.d.comb += [self.fetch_wait.eq(~self.checked.valid),
                          self.checked.ready.eq(~hold)]
             with m.If(self.checked.valid & ~hold):
-                m.d.sync += [d.eq(fetched), pc.eq(pc + 1),
-                             self.desc_count.eq(self.desc_count + 1)]
+                m.d.sync += [pc.eq(pc + 1), self.desc_count.eq(self.desc_count + 1),
+                             self.in_decode.eq(0)]
                 with m.If(check.bad):
                     m.d.sync += [self.error.eq(1),
-                                 self.error_info.eq(self._error_word(check.code, pc)),
+                                 self.error_info.eq(self._error_word(self.check_code, pc)),
                                  busy.eq(0), self.done.eq(1)]
                     m.next = "IDLE"
                 with m.Elif(check.end):
