@@ -247,9 +247,8 @@ class Sequencer(wiring.Component):
         m.d.comb += self.may_start.eq(~self.attn_busy
                                       | (d.concurrent & (d.op != HwOp.ATTENTION)))
         self._expert_bookkeeping(m)
-        m.d.comb += self.fetch_wait.eq(0)
 
-        self.fetch_req, self.fetch_addr = self._fetch_command(m, rd)
+        self.fetch_req = self._fetch_command(m, rd)
         # The descriptor register (~500 bits) loads on "in DECODE and a checked descriptor",
         # held back or not: nothing reads it in DECODE, and the accepted one is the last load.
         # ``in_decode`` is a register kept with the FSM's moves into and out of DECODE, so the
@@ -258,8 +257,9 @@ class Sequencer(wiring.Component):
         self.in_decode = Signal()
         with m.If(self.in_decode & self.checked.valid):
             m.d.sync += self.desc.eq(fetched)
+        go, take = self._frame_control(m, fetched, check)
         with m.FSM(name="seq"):
-            self._fetch_states(m, rd, fetched, check)
+            self._fetch_states(m, rd, check, go, take)
             self._unit_states(m)
             self._expert_states(m)
 
@@ -450,64 +450,83 @@ class Sequencer(wiring.Component):
     def _fetch_command(self, m, rd):
         """The reader's command: descriptor ``pc`` at ``prog_base + pc * DESC_BYTES``.
 
-        Its valid and address are registers, set on entering FETCH / PREFETCH (the address
-        follows ``pc``, which only counts up from 0): decoded from the FSM state, the valid
-        reached the reader's ~180 command registers' enables through 5 LUT levels (ULX3S
-        estimate, 12.6 ns). Returns ``(request, addr)``: what to set on entering those states.
+        Its valid is a register, set with the moves into FETCH / PREFETCH (``pc`` is 0 in
+        FETCH): decoded from the FSM state, it reached the reader's ~180 command registers'
+        enables through 5 LUT levels (ULX3S estimate, 12.6 ns). Returns the valid register.
         """
         fetch_req = Signal()
-        fetch_addr = Signal.like(rd.cmd.payload.addr)
-        m.d.comb += [rd.cmd.valid.eq(fetch_req), rd.cmd.payload.addr.eq(fetch_addr),
+        m.d.comb += [rd.cmd.valid.eq(fetch_req),
+                     rd.cmd.payload.addr.eq(self.prog_base + self.pc * DESC_BYTES),
                      rd.cmd.payload.outer.eq(1), rd.cmd.payload.inner.eq(1),
                      rd.cmd.payload.inner_stride.eq(DESC_BYTES)]
         with m.If(rd.cmd.ready):
             m.d.sync += fetch_req.eq(0)
-        return fetch_req, fetch_addr
+        return fetch_req
 
-    def _fetch_states(self, m, rd, fetched, check):
-        """IDLE, FETCH (descriptor 0), DECODE (check, then END / error / run), PREFETCH."""
+    def _frame_control(self, m, fetched, check):
+        """Start, DECODE's handshake and the frame's status registers, outside the FSM.
+
+        The FSM (:meth:`_fetch_states`) moves on the same conditions. Here they are made of
+        flags kept as registers (``busy`` is high exactly outside IDLE, ``in_decode`` in
+        DECODE) rather than the FSM's decoded state: decoded, the state reached the status
+        registers' enables through 8 LUT levels (ULX3S estimate, 14.9 ns). Returns
+        ``(go, take)``: a frame starts; DECODE takes the checked descriptor.
+        """
         md = self.geo.cfg.model
-        busy, pc, d = self.busy, self.pc, self.desc
-        fetch_req, fetch_addr = self.fetch_req, self.fetch_addr
+        busy, pc = self.busy, self.pc
+        start = self.start & ~busy
+        bad_task = self.task >= md.tasks   # the gate address would point past the gate matrices
+        go = Signal()
+        m.d.comb += go.eq(start & ~bad_task & ~self._misaligned_base())
+        # END, or an error, ends the frame only when a background ATTENTION is done
+        hold = (check.bad | check.end) & self.attn_busy
+        take = Signal()
+        m.d.comb += [take.eq(self.in_decode & self.checked.valid & ~hold),
+                     self.fetch_wait.eq(self.in_decode & ~self.checked.valid),
+                     self.checked.ready.eq(self.in_decode & ~hold)]
+        with m.If(start & bad_task):
+            m.d.sync += [self.done.eq(1), self.error.eq(1),
+                         self.error_info.eq(ErrorCode.BAD_TASK), self.desc_count.eq(0)]
+        with m.Elif(start & ~go):
+            m.d.sync += [self.done.eq(1), self.error.eq(1),
+                         self.error_info.eq(ErrorCode.BAD_BASE), self.desc_count.eq(0)]
+        with m.Elif(go):
+            m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
+                         self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0),
+                         self.fetch_req.eq(1)]
+        with m.If(take):
+            m.d.sync += [pc.eq(pc + 1), self.desc_count.eq(self.desc_count + 1),
+                         self.in_decode.eq(0)]
+            with m.If(check.bad):
+                m.d.sync += [self.error.eq(1),
+                             self.error_info.eq(self._error_word(self.check_code, pc)),
+                             busy.eq(0), self.done.eq(1)]
+            with m.Elif(check.end):
+                m.d.sync += [busy.eq(0), self.done.eq(1)]
+            with m.Else():
+                m.d.sync += self.fetch_req.eq(1)
+                for op, bit in OP_BITS.items():
+                    with m.If(fetched.op == op):
+                        m.d.sync += self.op_busy.eq(1 << bit)
+        return go, take
+
+    def _fetch_states(self, m, rd, check, go, take):
+        """IDLE, FETCH (descriptor 0), DECODE (END / error / run), PREFETCH: the moves only
+        (:meth:`_frame_control` sets the registers)."""
+        d = self.desc
         with m.State("IDLE"):
-            with m.If(self.start & (self.task >= md.tasks)):
-                # refused: the gate address would point past the task's gate matrices
-                m.d.sync += [self.done.eq(1), self.error.eq(1),
-                             self.error_info.eq(ErrorCode.BAD_TASK), self.desc_count.eq(0)]
-            with m.Elif(self.start & self._misaligned_base()):
-                m.d.sync += [self.done.eq(1), self.error.eq(1),
-                             self.error_info.eq(ErrorCode.BAD_BASE), self.desc_count.eq(0)]
-            with m.Elif(self.start):
-                m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
-                             self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0),
-                             fetch_req.eq(1), fetch_addr.eq(self.prog_base)]
+            with m.If(go):
                 m.next = "FETCH"
         with m.State("FETCH"):
             with m.If(rd.cmd.ready):
                 m.d.sync += self.in_decode.eq(1)
                 m.next = "DECODE"
         with m.State("DECODE"):
-            # END, or an error, ends the frame only when a background ATTENTION is done
-            hold = (check.bad | check.end) & self.attn_busy
-            m.d.comb += [self.fetch_wait.eq(~self.checked.valid),
-                         self.checked.ready.eq(~hold)]
-            with m.If(self.checked.valid & ~hold):
-                m.d.sync += [pc.eq(pc + 1), self.desc_count.eq(self.desc_count + 1),
-                             self.in_decode.eq(0)]
-                with m.If(check.bad):
-                    m.d.sync += [self.error.eq(1),
-                                 self.error_info.eq(self._error_word(self.check_code, pc)),
-                                 busy.eq(0), self.done.eq(1)]
-                    m.next = "IDLE"
-                with m.Elif(check.end):
-                    m.d.sync += [busy.eq(0), self.done.eq(1)]
+            with m.If(take):
+                with m.If(check.bad | check.end):
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "PREFETCH"
-                    m.d.sync += [fetch_req.eq(1), fetch_addr.eq(fetch_addr + DESC_BYTES)]
-                    for op, bit in OP_BITS.items():
-                        with m.If(fetched.op == op):
-                            m.d.sync += self.op_busy.eq(1 << bit)
         with m.State("PREFETCH"):
             # request descriptor pc (the next one) while this one runs
             with m.If(rd.cmd.ready):
