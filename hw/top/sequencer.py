@@ -33,14 +33,15 @@ sequencer walks it from index 0 until END:
   its matrix's weight and bias addresses, and the expert GEMMs read their weights from external
   memory like a dense GEMM (row stride N weights, column tiles C weights apart).
 
-Timing: a fetched descriptor passes two register stages (the second holds its check code) and
-is decoded in 1 cycle, the next fetch is requested in the next (PREFETCH), and the job is
-offered in the cycle after; a path's ``busy`` falling is seen the cycle after, so a descriptor
+Timing: a fetched descriptor passes three register stages (the second holds its test
+results, the third its check result) and is decoded in 1 cycle, the next fetch is requested in
+the next (PREFETCH), and the job is offered in the cycle after; a path's ``busy`` falling is seen the cycle after, so a descriptor
 costs about 4 cycles on top of its path's own time (the first fetch of a frame pays the memory
-latency and the two stages once).
+latency and the three stages once).
 
 Status: ``busy`` from start to END / error, ``done`` (sticky until the next start or a clear),
-``op_busy`` (one bit per op: which descriptor kind is running, for the busy counters),
+``op_busy`` (one bit per op: which descriptor kind is running, up to the DECODE after it; for
+the busy counters),
 ``fetch_wait`` (waiting for a descriptor), ``desc_count``.
 """
 from __future__ import annotations
@@ -196,34 +197,48 @@ class Sequencer(wiring.Component):
 
         self.pc = Signal(DESC_INDEX_BITS)           # index of the next descriptor to fetch
         self.desc = Signal(desc_layout())           # the descriptor being executed
-        # The reader's descriptor goes through two register stages before DECODE: the first
-        # takes it off the reader's FIFO (LUT RAM), the second holds it with its check code
-        # (checksum, opcode, every field's range) computed from the first. DECODE's handshake
-        # and the descriptor register's load enable then see only registers: the check logic
-        # behind the FIFO's read port was the ULX3S build's critical path (docs/boards.md).
-        # Cost: 2 cycles on each descriptor fetch, hidden behind the running descriptor except
-        # the frame's first one and a background ATTENTION's (sim.cycles.frame.DESC_FETCH_EXTRA).
+        # The reader's descriptor goes through three register stages before DECODE: the first
+        # takes it off the reader's FIFO (LUT RAM); the second holds it with the result of each
+        # test (magic byte, check word, opcode, and per op "every field in range"), computed
+        # from the first; the third with the op's field result picked from those and the
+        # "bad" / "end" flags. DECODE's handshake, the status registers' enables and the
+        # descriptor register's load enable then start at registers. On the ULX3S estimate
+        # the check logic behind the FIFO's read port, then the error code after the tests
+        # (9 LUT levels and a carry chain, 13.5 ns) and the code compared in DECODE (18.75 ns)
+        # were the worst stages in turn. Cost: 3 cycles on each descriptor fetch, hidden behind
+        # the running descriptor except the frame's first one and a background ATTENTION's
+        # (sim.cycles.frame.DESC_FETCH_EXTRA).
         raw_shape = unsigned(8 * DESC_BYTES)
         # 512-bit payloads: the valid / skid bits in copies per 64-bit slice (hw/mem/stream_slice)
         wide = dict(copies=max(1, DESC_BYTES // 8), fanout_target=cfg.hw.fanout_target)
         m.submodules.desc_slice = raw = StreamSlice(raw_shape, **wide)
-        # The second stage holds each check's result, not the error code: the code's priority
-        # mux (and "code != NONE") after the checks made this stage 8 LUT + 3 mux levels deep.
-        # ``bad`` / ``end`` ride along as registers: DECODE's hold and the error registers'
-        # enables then start at one flag each, not at an 8-bit compare of the code and the
-        # opcode (9 LUT levels, the ULX3S estimate's worst stage at 18.75 ns).
+        ranged_ops = list(desc_ranges(cfg))
         ok_layout = data.StructLayout({"magic": 1, "check": 1, "opcode": 1, "fields": 1})
+        m.submodules.desc_tested = tst = StreamSlice(data.StructLayout(
+            {"raw": raw_shape, "ok": ok_layout, "op_fields": unsigned(len(ranged_ops)),
+             "end": 1}), **wide)
         m.submodules.desc_checked = chk = StreamSlice(data.StructLayout(
             {"raw": raw_shape, "ok": ok_layout, "bad": 1, "end": 1}), **wide)
         wiring.connect(m, rd.o, raw.i)
         raw_desc = desc_layout()(raw.o.payload)
-        ok = self._check(m, raw.o.payload, raw_desc)
-        m.d.comb += [chk.i.valid.eq(raw.o.valid), raw.o.ready.eq(chk.i.ready),
-                     chk.i.payload.raw.eq(raw.o.payload),
-                     chk.i.payload.bad.eq(~(ok["magic"] & ok["check"] & ok["opcode"]
-                                            & ok["fields"])),
-                     chk.i.payload.end.eq(raw_desc.op == HwOp.END)]
-        m.d.comb += [chk.i.payload.ok[name].eq(v) for name, v in ok.items()]
+        tests, op_fields = self._check(raw.o.payload, raw_desc)
+        m.d.comb += [tst.i.valid.eq(raw.o.valid), raw.o.ready.eq(tst.i.ready),
+                     tst.i.payload.raw.eq(raw.o.payload),
+                     tst.i.payload.op_fields.eq(Cat(*(op_fields[op] for op in ranged_ops))),
+                     tst.i.payload.end.eq(raw_desc.op == HwOp.END)]
+        m.d.comb += [tst.i.payload.ok[name].eq(v) for name, v in tests.items()]
+        tested = tst.o.payload
+        fields_ok = Signal()
+        m.d.comb += fields_ok.eq(1)                 # END (and bad opcodes) decode no field
+        with m.Switch(desc_layout()(tested.raw).op):
+            for i, op in enumerate(ranged_ops):
+                with m.Case(op):
+                    m.d.comb += fields_ok.eq(tested.op_fields[i])
+        t = tested.ok
+        m.d.comb += [chk.i.valid.eq(tst.o.valid), tst.o.ready.eq(chk.i.ready),
+                     chk.i.payload.raw.eq(tested.raw), chk.i.payload.end.eq(tested.end),
+                     chk.i.payload.ok.eq(t), chk.i.payload.ok.fields.eq(fields_ok),
+                     chk.i.payload.bad.eq(~(t.magic & t.check & t.opcode & fields_ok))]
         self.checked = chk.o
         fetched = desc_layout()(chk.o.payload.raw)  # the checked descriptor
         check = chk.o.payload        # its check results and the bad / end flags
@@ -243,9 +258,8 @@ class Sequencer(wiring.Component):
         # marked ``concurrent`` (hazard-free, sim.memory_image.check_concurrency), at once; an
         # ATTENTION always waits for the attention unit.
         self.may_start = Signal()
-        d = self.desc
-        m.d.comb += self.may_start.eq(~self.attn_busy
-                                      | (d.concurrent & (d.op != HwOp.ATTENTION)))
+        self.concurrent = Signal()                  # d.concurrent and d.op != ATTENTION
+        m.d.comb += self.may_start.eq(~self.attn_busy | self.concurrent)
         self._expert_bookkeeping(m)
 
         self.fetch_req = self._fetch_command(m, rd)
@@ -256,7 +270,8 @@ class Sequencer(wiring.Component):
         # error waiting for a background ATTENTION) and the handshake (ULX3S estimate: 12 ns).
         self.in_decode = Signal()
         with m.If(self.in_decode & self.checked.valid):
-            m.d.sync += self.desc.eq(fetched)
+            m.d.sync += [self.desc.eq(fetched), self.concurrent.eq(
+                fetched.concurrent & (fetched.op != HwOp.ATTENTION))]
         go, take = self._frame_control(m, fetched, check)
         with m.FSM(name="seq"):
             self._fetch_states(m, rd, check, go, take)
@@ -281,35 +296,32 @@ class Sequencer(wiring.Component):
         return Cat(Const(code, ERROR_CODE_BITS) if isinstance(code, int) else code,
                    Const(0, ERROR_DESC_SHIFT - ERROR_CODE_BITS), pc)
 
-    def _check(self, m, raw, fetched):
-        """The checks of the descriptor the reader delivers (combinational): a dict of
-        ``magic``, ``check`` (the check word), ``opcode`` and ``fields`` (every field in range),
-        each 1 when it passes."""
+    def _check(self, raw, fetched):
+        """The tests of the descriptor the reader delivers (combinational): ``(tests,
+        op_fields)``, ``tests`` a dict of ``magic``, ``check`` (the check word) and ``opcode``,
+        ``op_fields`` per op of ``desc_ranges`` "every field is in range for that op"; each 1
+        when it passes. Every op's test is built, the opcode picks one in the next stage."""
         words = [raw[32 * i:32 * (i + 1)] for i in range(DESC_WORDS)]
         check = Const(CHECK_SEED, 32)
         for wd in words[:-1]:
             check = check ^ wd
-        opcode_ok = fetched.op <= max(HwOp)
-        fields_ok = Signal()
-        m.d.comb += fields_ok.eq(1)                 # END (and bad opcodes) decode no field
-        with m.Switch(fetched.op):
-            for op, ranges in desc_ranges(self.geo.cfg).items():
-                with m.Case(op):
-                    ok = Const(1)
-                    for r in ranges:
-                        v = sum(getattr(fetched, f) for f in r.fields)
-                        ok = ok & (v <= r.hi) if r.lo == 0 else ok & (v >= r.lo) & (v <= r.hi)
-                    if op == HwOp.GEMM:      # sim.memory_image.check_desc: col0d only into QKV
-                        dim3 = 3 * self.geo.cfg.model.dim
-                        ok = ok & Mux(fetched.dst == Buf.QKV, fetched.col0d + fetched.n <= dim3,
-                                      fetched.col0d == 0)
-                        ok = ok & self._kv_cols_ok(fetched)
-                    ok = ok & self._rows_ok(op, fetched) & self._wired_ok(op, fetched)
-                    if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
-                        ok = Const(0)
-                    m.d.comb += fields_ok.eq(ok)
-        return {"magic": fetched.magic == MAGIC, "check": words[-1] == check,
-                "opcode": opcode_ok, "fields": fields_ok}
+        op_fields = {}
+        for op, ranges in desc_ranges(self.geo.cfg).items():
+            ok = Const(1)
+            for r in ranges:
+                v = sum(getattr(fetched, f) for f in r.fields)
+                ok = ok & (v <= r.hi) if r.lo == 0 else ok & (v >= r.lo) & (v <= r.hi)
+            if op == HwOp.GEMM:      # sim.memory_image.check_desc: col0d only into QKV
+                dim3 = 3 * self.geo.cfg.model.dim
+                ok = ok & Mux(fetched.dst == Buf.QKV, fetched.col0d + fetched.n <= dim3,
+                              fetched.col0d == 0)
+                ok = ok & self._kv_cols_ok(fetched)
+            ok = ok & self._rows_ok(op, fetched) & self._wired_ok(op, fetched)
+            if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
+                ok = Const(0)
+            op_fields[op] = ok
+        return ({"magic": fetched.magic == MAGIC, "check": words[-1] == check,
+                 "opcode": fetched.op <= max(HwOp)}, op_fields)
 
     @staticmethod
     def _error_code(m, ok):
@@ -418,7 +430,7 @@ class Sequencer(wiring.Component):
                      self.q_req.payload.expert.eq(self.grant_now.expert)]
 
     def _next_desc(self, m):
-        m.d.sync += [self.op_busy.eq(0), self.job_issued.eq(0), self.in_decode.eq(1)]
+        m.d.sync += [self.job_issued.eq(0), self.in_decode.eq(1)]
         m.next = "DECODE"
 
     def _issue(self, m, port, unit_busy, then=None, detach=None):
@@ -494,6 +506,11 @@ class Sequencer(wiring.Component):
             m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
                          self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0),
                          self.fetch_req.eq(1)]
+        # op_busy falls in DECODE (a register), not with the FSM's move there: the move's
+        # condition (state, job issued, the path's busy) took 10 LUT levels to its enable.
+        # The performance counters' *_BUSY then count the DECODE cycle to the descriptor before.
+        with m.If(self.in_decode):
+            m.d.sync += self.op_busy.eq(0)
         with m.If(take):
             m.d.sync += [pc.eq(pc + 1), self.desc_count.eq(self.desc_count + 1),
                          self.in_decode.eq(0)]

@@ -77,8 +77,8 @@ STORE_BURST_GAP = 2      # cycles between write bursts (response, next request)
 ISSUE = 2                # decode -> job handshake (DECODE, PREFETCH, the unit state)
 ATTN_BG_BUSY = 4         # serial ATTENTION cycles not spent with the unit busy (hand-off, idle
 #                          seen): a background head keeps the unit busy for cycles - this
-DESC_FETCH_EXTRA = 5     # descriptor fetch: mem_latency + its beats + this (request -> decode;
-#                          2 of them the sequencer's register stages before its check code)
+DESC_FETCH_EXTRA = 6     # descriptor fetch: mem_latency + its beats + this (request -> decode;
+#                          3 of them the sequencer's register stages: FIFO, tests, check)
 START_EXTRA = 1          # CTRL.start -> first decode: one descriptor fetch + this
 
 
