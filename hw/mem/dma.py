@@ -56,17 +56,23 @@ class ReadDma(wiring.Component):
         addr = Signal(unsigned(cfg.hw.mem_addr_bits))
         left = Signal.like(self.cmd.payload.beats)
         act = Signal()
-        this = Mux(left > B, B, left)
-        final = left <= B
+        # The request's length and "last request" are registers, kept with ``left``: computed
+        # from it, the wide compare ``left <= B`` ran into the command handshake and every
+        # register's enable (ULX3S estimate 11.8 ns). After a full burst, left - B <= B is
+        # left <= 2B, a compare on the register alone.
+        this = Signal(range(B + 1))                 # min(left, B)
+        final = Signal()                            # left <= B
         req = self.rd_req
         m.d.comb += [req.valid.eq(act), req.payload.addr.eq(addr), req.payload.beats.eq(this),
                      self.busy.eq(act),
                      self.cmd.ready.eq(~act | (req.ready & final))]
         with m.If(req.valid & req.ready):
-            m.d.sync += [addr.eq(addr + this * W), left.eq(left - this)]
+            m.d.sync += [addr.eq(addr + this * W), left.eq(left - this),
+                         final.eq(left <= 2 * B), this.eq(Mux(left <= 2 * B, left - B, B))]
             with m.If(final):
                 m.d.sync += act.eq(0)
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(self.cmd.payload.beats),
-                         act.eq(self.cmd.payload.beats != 0)]
+            beats = self.cmd.payload.beats
+            m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(beats), act.eq(beats != 0),
+                         final.eq(beats <= B), this.eq(Mux(beats <= B, beats, B))]
         return m
