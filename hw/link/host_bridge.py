@@ -42,12 +42,15 @@ Ports:
 - ``host_mode``: Out 1; ``mem_rd``: Out ``MemReadSignature(cfg)``; ``mem_wr``: Out
   ``MemWriteSignature(cfg)``.
 
-Timing (counted from the clock edge on which the command's last byte transfers on ``rx``,
-``tx`` always ready): REG_WRITE raises ``we`` for one cycle, the second after that edge (the
-strobe comes from a state register of its own), and offers ``K`` from the next cycle; REG_READ
-offers its first byte ``csr_read_latency + 1`` cycles after the edge; IDENT and unknown bytes
-answer in the cycle right after the edge, HOST_MODE one cycle later. MEM_WRITE: the request is offered the cycle after the edge, each beat 1 cycle
-after its last byte; MEM_READ: each beat's bytes go out one per cycle as soon as the beat arrives.
+Timing: every stream (``rx``, ``tx``, the memory's requests, data and write response) passes a
+register slice (:class:`~hw.mem.stream_slice.StreamSlice`, 1 cycle each). Counted from the clock edge on which
+the command's last byte leaves the ``rx`` slice (one cycle after it transfers on ``rx``), with
+``tx`` always ready: REG_WRITE raises ``we`` for one cycle, the second after that edge (the
+strobe comes from a state register of its own), and offers ``K`` from the next cycle + 1;
+REG_READ offers its first byte ``csr_read_latency + 2`` cycles after the edge; IDENT and
+unknown bytes answer 2 cycles after the edge, HOST_MODE one cycle later. MEM_WRITE: the request
+is offered 2 cycles after the edge, each beat 2 cycles after its last byte; MEM_READ: each
+beat's bytes go out one per cycle from 2 cycles after the beat arrives.
 Throughput: one byte per cycle on each stream, so the UART line rate is always the limit (at
 115200 baud ~11.5 kB/s, minus 6 command bytes per ``B x W``-byte burst).
 
@@ -66,6 +69,7 @@ from amaranth.lib.wiring import In, Out
 from sim.config import Config
 
 from hw.mem.bus import MemReadSignature, MemWriteSignature, beat_bytes
+from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["HostBridge", "bridge_csr_signature", "handshake_csr_signature", "is_handshake",
            "ident_bytes", "PROTOCOL_VERSION", "CMD",
@@ -188,7 +192,25 @@ class HostBridge(wiring.Component):
         RB = self.data_bits // 8
         n_args = max(REG_ADDR_BYTES + RB, MEM_ADDR_BYTES + 1, 1)
         n_tx = max(IDENT_LEN, RB, W)
-        rd, wr = self.mem_rd, self.mem_wr
+        # A register slice on every stream: the FSM's state decode reached the UART FIFOs'
+        # levels and the memory's read and write engines (its read-data ready is the memory's
+        # pipeline enable) through 5-6 LUT levels (ULX3S estimate 12.3-12.9 ns). One cycle
+        # each way, nothing next to the UART's byte time.
+        io = self._io = SimpleNamespace()
+        for name, outer, inward in (("rx", self.rx, True), ("tx", self.tx, False),
+                                    ("rd_req", self.mem_rd.rd_req, False),
+                                    ("rd_data", self.mem_rd.rd_data, True),
+                                    ("wr_req", self.mem_wr.wr_req, False),
+                                    ("wr_data", self.mem_wr.wr_data, False),
+                                    ("wr_resp", self.mem_wr.wr_resp, True)):
+            sl = m.submodules[f"{name}_slice"] = StreamSlice(outer.payload.shape())
+            if inward:
+                wiring.connect(m, wiring.flipped(outer), sl.i)
+                setattr(io, name, sl.o)
+            else:
+                wiring.connect(m, sl.o, wiring.flipped(outer))
+                setattr(io, name, sl.i)
+        rd = wr = io
 
         r = SimpleNamespace(
             command=Signal(8, name="command"),
@@ -209,7 +231,7 @@ class HostBridge(wiring.Component):
         # The register port is driven straight from the argument register: it is stable from
         # the cycle after the last argument byte until the next command starts.
         m.d.comb += [self.csr.addr.eq(reg_addr), self.csr.wdata.eq(reg_data),
-                     self.tx.payload.eq(r.tx_shift[:8]),
+                     io.tx.payload.eq(r.tx_shift[:8]),
                      rd.rd_req.payload.addr.eq(mem_addr), rd.rd_req.payload.beats.eq(r.mem_beats),
                      wr.wr_req.payload.addr.eq(mem_addr), wr.wr_req.payload.beats.eq(r.mem_beats),
                      wr.wr_data.payload.data.eq(r.beat)]
@@ -230,7 +252,7 @@ class HostBridge(wiring.Component):
 
     def _decode(self, m, r, RB):
         """States CMD (the command byte: how many argument bytes follow) and ARGS."""
-        rx = self.rx
+        rx = self._io.rx
         with m.State("CMD"):
             m.d.comb += rx.ready.eq(1)
             with m.If(rx.valid):
@@ -323,8 +345,8 @@ class HostBridge(wiring.Component):
     def _send(self, m, r):
         """State SEND: shift ``tx_count`` bytes out, low byte first."""
         with m.State("SEND"):
-            m.d.comb += self.tx.valid.eq(1)
-            with m.If(self.tx.ready):
+            m.d.comb += self._io.tx.valid.eq(1)
+            with m.If(self._io.tx.ready):
                 m.d.sync += [r.tx_shift.eq(r.tx_shift >> 8), r.tx_count.eq(r.tx_count - 1)]
                 with m.If(r.tx_count == 1):
                     # a MEM_READ goes on with its next beat; everything else is done
@@ -335,7 +357,7 @@ class HostBridge(wiring.Component):
 
     def _mem_write(self, m, r, W):
         """MEM_WRITE data phase: request, then per beat collect W bytes and push; response."""
-        rx, wr = self.rx, self.mem_wr
+        rx, wr = self._io.rx, self._io
         with m.State("MW_REQ"):
             m.d.comb += wr.wr_req.valid.eq(1)
             with m.If(wr.wr_req.ready):
@@ -370,7 +392,7 @@ class HostBridge(wiring.Component):
 
     def _mem_read(self, m, r, W):
         """MEM_READ data phase: request, then each beat's W bytes go out through SEND."""
-        rd = self.mem_rd
+        rd = self._io
         with m.State("MR_REQ"):
             m.d.comb += rd.rd_req.valid.eq(1)
             with m.If(rd.rd_req.ready):
