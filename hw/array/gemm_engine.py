@@ -312,7 +312,12 @@ class GemmEngine(wiring.Component):
         load_n0 = Signal(range(self.max_n + C + 1))
         load_row = Signal(range(R))
         load_bank = Signal()
-        load_real = load_k0 + load_row < c.k
+        # Registered flags, updated with the counters (cycle-neutral): ``load_k0 + load_row < k``
+        # (a real row, not a zero row beyond K) and ``load_k0 + R >= k`` (the last k tile). As
+        # adds and compares in front of ``load_go`` they were on the ULX3S estimate's 13.7 ns
+        # path into the PE weight registers' enables (512 endpoints).
+        load_real = Signal()
+        load_k_last = Signal()
         load_free = (~loaded.bit_select(load_bank, 1)
                      & (Mux(load_bank, since[1], since[0]) > load_row))
         load_go = load_active & load_free & (self.w.valid | ~load_real)
@@ -326,13 +331,18 @@ class GemmEngine(wiring.Component):
             m.d.comb += array.w_data[col].eq(Mux(load_real, self.w.payload[col], 0))
         with m.If(load_go):
             count_nested(m, [Loop(load_row, last=R - 1),
-                             Loop(load_k0, is_last=load_k0 + R >= c.k, step=R),
+                             Loop(load_k0, is_last=load_k_last, step=R),
                              Loop(load_n0, is_last=load_n0 + C >= c.n, step=C, first=None)],
                          done=[load_active.eq(0)])
             with m.If(load_row == R - 1):
-                m.d.sync += [load_bank.eq(~load_bank), loaded.bit_select(load_bank, 1).eq(1)]
+                m.d.sync += [load_bank.eq(~load_bank), loaded.bit_select(load_bank, 1).eq(1),
+                             # row 0 of the next k tile (k0 + R < k) or of k0 = 0: real
+                             load_real.eq(1),
+                             load_k_last.eq(Mux(load_k_last, c.k <= R, load_k0 + 2 * R >= c.k))]
+            with m.Else():
+                m.d.sync += load_real.eq(load_k0 + load_row + 1 < c.k)
         restart += [load_active.eq(1), load_k0.eq(0), load_n0.eq(0), load_row.eq(0),
-                    load_bank.eq(0)]
+                    load_bank.eq(0), load_real.eq(1), load_k_last.eq(self.cmd.payload.k <= R)]
 
     def _issue_activations(self, m, array, c, loaded, since, credit_ok, take_credit,
                            restart):
@@ -347,11 +357,15 @@ class GemmEngine(wiring.Component):
         issue_n0 = Signal(range(self.max_n + C + 1))
         issue_m = Signal(range(self.max_m + 1))
         issue_bank = Signal()
-        issue_last = Signal()       # issue_k0 is in the last k tile
+        # Registered flags, updated with the counters (cycle-neutral): ``issue_k0 + R >= k``
+        # (the last k tile) and ``issue_m == m - 1`` (the tile's last beat). As an add and a
+        # compare in front of ``can_issue`` the first was on the ULX3S estimate's 13.9 ns path
+        # (issue_k0 -> act.ready / credits / counters).
+        issue_last = Signal()
+        issue_m_last = Signal()
         can_issue = issue_active & loaded.bit_select(issue_bank, 1) & (credit_ok | ~issue_last)
         issue = Signal()
         m.d.comb += [
-            issue_last.eq(issue_k0 + R >= c.k),
             self.act.ready.eq(can_issue),
             issue.eq(can_issue & self.act.valid),
             take_credit.eq(issue & issue_last),
@@ -359,18 +373,24 @@ class GemmEngine(wiring.Component):
             array.bank.eq(issue_bank),
         ]
         with m.If(issue):
-            count_nested(m, [Loop(issue_m, last=c.m - 1),
-                             Loop(issue_k0, is_last=issue_k0 + R >= c.k, step=R),
+            count_nested(m, [Loop(issue_m, is_last=issue_m_last),
+                             Loop(issue_k0, is_last=issue_last, step=R),
                              Loop(issue_n0, is_last=issue_n0 + C >= c.n, step=C, first=None)],
                          done=[issue_active.eq(0)])
-            with m.If(issue_m == c.m - 1):
+            with m.If(issue_m_last):
                 # Last beat of this tile: its bank is released; row 0 reads it this cycle.
-                m.d.sync += [issue_bank.eq(~issue_bank), loaded.bit_select(issue_bank, 1).eq(0)]
+                m.d.sync += [issue_bank.eq(~issue_bank), loaded.bit_select(issue_bank, 1).eq(0),
+                             # the next beat is row 0 of the next k tile or of k0 = 0
+                             issue_m_last.eq(c.m == 1),
+                             issue_last.eq(Mux(issue_last, c.k <= R, issue_k0 + 2 * R >= c.k))]
                 for b in range(2):
                     with m.If(issue_bank == b):
                         m.d.sync += since[b].eq(1)
+            with m.Else():
+                m.d.sync += issue_m_last.eq(issue_m + 2 == c.m)
+        p = self.cmd.payload
         restart += [issue_active.eq(1), issue_k0.eq(0), issue_n0.eq(0), issue_m.eq(0),
-                    issue_bank.eq(0)]
+                    issue_bank.eq(0), issue_last.eq(p.k <= R), issue_m_last.eq(p.m == 1)]
         beat = SimpleNamespace(m=issue_m, first=issue_k0 == 0, last=issue_last)
         return issue, beat
 
