@@ -28,8 +28,8 @@ Streams (all ``amaranth.lib.stream``; beats in exactly this order, see :func:`ge
 
 Schedule. The array has two weight banks. A loader writes the next tile's R weight rows (one row
 of C weights per cycle, zero rows beyond K) into the idle bank while the current tile computes;
-a tile starts when all its rows are loaded, and the loader may overwrite row r of a bank as soon
-as the last beat of the tile that used it has passed row r (tracked by ``since[bank]``). Tiles
+a tile starts when all its rows are loaded, and the loader may start on a bank in the cycle after
+the last beat of the tile that used it issued (it then trails that beat down the rows). Tiles
 therefore start every P = max(M, R) cycles: with M >= R the array never idles between tiles;
 with M < R (small expert batches) the weight stream (R rows per tile) is the bottleneck and the
 array is busy M of every R cycles. Partial sums leave the array R + L cycles after their beat, are
@@ -83,7 +83,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -256,13 +256,17 @@ class GemmEngine(wiring.Component):
         c = Signal(cmd_layout(cfg, self.max_m, self.max_k, self.max_n), name="command")
         start = accept_job(m, self.cmd, self.busy)
 
-        # Per weight bank: ``loaded`` (a tile is waiting or computing) and ``since`` (how many
-        # array rows the last beat of the bank's previous tile has passed: rows below it are free).
-        loaded = Signal(2)
-        since = [Signal(range(R + 1), name=f"since{b}", init=R) for b in range(2)]
-        for b in range(2):
-            with m.If(since[b] < R):
-                m.d.sync += since[b].eq(since[b] + 1)
+        # Weight-bank state, kept relative to the issue side so no flag needs a mux by a bank
+        # bit: ``banks.cur`` (the issue bank holds a loaded tile), ``banks.other`` (the other
+        # bank does), ``banks.load_cur`` (the loader's bank is the issue bank). Registered; the
+        # loader raises ``banks.fill`` when it writes a tile's last row, the issue ``banks.done``
+        # with a tile's last beat (that bank becomes the other one, free). (Was ``loaded[2]``
+        # muxed by issue_bank / load_bank: on the ULX3S estimate's 11.7-12 ns paths into
+        # act.ready and the loader.)
+        banks = SimpleNamespace(cur=Signal(name="bank_cur_loaded"),
+                                other=Signal(name="bank_other_loaded"),
+                                load_cur=Signal(name="load_bank_is_cur", init=1),
+                                fill=Signal(name="bank_fill"), done=Signal(name="bank_done"))
 
         restart = []    # registers reloaded when a command starts (emitted last: they win)
         acc_row = data.ArrayLayout(signed(cfg.num.acc_bits), cfg.hw.array_cols)
@@ -270,8 +274,8 @@ class GemmEngine(wiring.Component):
                                                          depth=self.sum_fifo_depth)
         take_credit = Signal()
         credit_ok = self._sum_credits(m, sum_fifo, take_credit)
-        self._load_weights(m, array, c, loaded, since, restart)
-        issue, beat = self._issue_activations(m, array, c, loaded, since, credit_ok,
+        self._load_weights(m, array, c, banks, restart)
+        issue, beat = self._issue_activations(m, array, c, banks, credit_ok,
                                               take_credit, restart)
         self._accumulate(m, array, c, issue, beat, sum_fifo)
         bias_fifo, bias_ok = self._bias_queue(m, c, restart)
@@ -280,7 +284,7 @@ class GemmEngine(wiring.Component):
 
         with m.If(start):
             m.d.sync += [c.eq(self.cmd.payload), self.busy.eq(1),
-                         loaded.eq(0), since[0].eq(R), since[1].eq(R), *restart]
+                         *restart]
         return m
 
     @property
@@ -296,15 +300,19 @@ class GemmEngine(wiring.Component):
         may issue this cycle (no comparison between it and the issue logic).
         """
         D = self.sum_fifo_depth
-        credits = Signal(range(D + 1), init=D)
-        credit_ok = Signal(init=1)
+        # The count as a thermometer code (``have[i]``: more than i credits), so a step is a
+        # one-LUT shift and ``credit_ok`` is ``have[0]``: the add and the compare of a binary
+        # count were on the ULX3S estimate's 12.1 ns path (issue_bank -> issue -> credit_ok).
+        have = Signal(D, init=(1 << D) - 1)
         back = Signal()
         m.d.comb += back.eq(sum_fifo.r_rdy & sum_fifo.r_en)
-        nxt = credits - take + back
-        m.d.sync += [credits.eq(nxt), credit_ok.eq(nxt != 0)]
-        return credit_ok
+        with m.If(take & ~back):
+            m.d.sync += have.eq(have >> 1)
+        with m.Elif(back & ~take):
+            m.d.sync += have.eq(Cat(1, have[:-1]))
+        return have[0]
 
-    def _load_weights(self, m, array, c, loaded, since, restart):
+    def _load_weights(self, m, array, c, banks, restart):
         """Weight loader: the next tile's R rows into the idle bank, zero rows beyond K."""
         R, C = self._cfg.hw.array_rows, self._cfg.hw.array_cols
         load_active = Signal()
@@ -312,9 +320,19 @@ class GemmEngine(wiring.Component):
         load_n0 = Signal(range(self.max_n + C + 1))
         load_row = Signal(range(R))
         load_bank = Signal()
-        load_real = load_k0 + load_row < c.k
-        load_free = (~loaded.bit_select(load_bank, 1)
-                     & (Mux(load_bank, since[1], since[0]) > load_row))
+        # Registered flags, updated with the counters (cycle-neutral): ``load_k0 + load_row < k``
+        # (a real row, not a zero row beyond K) and ``load_k0 + R >= k`` (the last k tile). As
+        # adds and compares in front of ``load_go`` they were on the ULX3S estimate's 13.7 ns
+        # path into the PE weight registers' enables (512 endpoints).
+        load_real = Signal()
+        load_k_last = Signal()
+        # A bank is free from the cycle after its tile's last beat issued (cycle t): that beat
+        # reads row r's weights at t + r, and the loader, one row per cycle from row 0, writes
+        # row r at t + 1 + r at the earliest, so no row is overwritten early. (Up to session 13
+        # a per-bank count ``since[bank] > load_row`` checked this too; with the array
+        # free-running it always held, and the compare was on the ULX3S estimate's 12 ns paths
+        # load_row -> the PE weight enables.)
+        load_free = Mux(banks.load_cur, ~banks.cur, ~banks.other)
         load_go = load_active & load_free & (self.w.valid | ~load_real)
         m.d.comb += [
             self.w.ready.eq(load_active & load_free & load_real),
@@ -326,15 +344,21 @@ class GemmEngine(wiring.Component):
             m.d.comb += array.w_data[col].eq(Mux(load_real, self.w.payload[col], 0))
         with m.If(load_go):
             count_nested(m, [Loop(load_row, last=R - 1),
-                             Loop(load_k0, is_last=load_k0 + R >= c.k, step=R),
+                             Loop(load_k0, is_last=load_k_last, step=R),
                              Loop(load_n0, is_last=load_n0 + C >= c.n, step=C, first=None)],
                          done=[load_active.eq(0)])
             with m.If(load_row == R - 1):
-                m.d.sync += [load_bank.eq(~load_bank), loaded.bit_select(load_bank, 1).eq(1)]
+                m.d.comb += banks.fill.eq(1)
+                m.d.sync += [load_bank.eq(~load_bank),
+                             # row 0 of the next k tile (k0 + R < k) or of k0 = 0: real
+                             load_real.eq(1),
+                             load_k_last.eq(Mux(load_k_last, c.k <= R, load_k0 + 2 * R >= c.k))]
+            with m.Else():
+                m.d.sync += load_real.eq(load_k0 + load_row + 1 < c.k)
         restart += [load_active.eq(1), load_k0.eq(0), load_n0.eq(0), load_row.eq(0),
-                    load_bank.eq(0)]
+                    load_bank.eq(0), load_real.eq(1), load_k_last.eq(self.cmd.payload.k <= R)]
 
-    def _issue_activations(self, m, array, c, loaded, since, credit_ok, take_credit,
+    def _issue_activations(self, m, array, c, banks, credit_ok, take_credit,
                            restart):
         """Activation issue: one ``act`` beat per cycle into a loaded bank; a beat of the last
         k tile also needs a sum FIFO credit (it takes it).
@@ -347,11 +371,16 @@ class GemmEngine(wiring.Component):
         issue_n0 = Signal(range(self.max_n + C + 1))
         issue_m = Signal(range(self.max_m + 1))
         issue_bank = Signal()
-        issue_last = Signal()       # issue_k0 is in the last k tile
-        can_issue = issue_active & loaded.bit_select(issue_bank, 1) & (credit_ok | ~issue_last)
+        # Registered flags, updated with the counters (cycle-neutral): ``issue_k0 + R >= k``
+        # (the last k tile) and ``issue_m == m - 1`` (the tile's last beat). As an add and a
+        # compare in front of ``can_issue`` the first was on the ULX3S estimate's 13.9 ns path
+        # (issue_k0 -> act.ready / credits / counters).
+        issue_last = Signal()
+        issue_m_last = Signal()
+        issue_n_last = Signal()     # issue_n0 + C >= n: the last column tile
+        can_issue = issue_active & banks.cur & (credit_ok | ~issue_last)
         issue = Signal()
         m.d.comb += [
-            issue_last.eq(issue_k0 + R >= c.k),
             self.act.ready.eq(can_issue),
             issue.eq(can_issue & self.act.valid),
             take_credit.eq(issue & issue_last),
@@ -359,18 +388,34 @@ class GemmEngine(wiring.Component):
             array.bank.eq(issue_bank),
         ]
         with m.If(issue):
-            count_nested(m, [Loop(issue_m, last=c.m - 1),
-                             Loop(issue_k0, is_last=issue_k0 + R >= c.k, step=R),
-                             Loop(issue_n0, is_last=issue_n0 + C >= c.n, step=C, first=None)],
+            count_nested(m, [Loop(issue_m, is_last=issue_m_last),
+                             Loop(issue_k0, is_last=issue_last, step=R),
+                             Loop(issue_n0, is_last=issue_n_last, step=C, first=None)],
                          done=[issue_active.eq(0)])
-            with m.If(issue_m == c.m - 1):
+            with m.If(issue_m_last):
                 # Last beat of this tile: its bank is released; row 0 reads it this cycle.
-                m.d.sync += [issue_bank.eq(~issue_bank), loaded.bit_select(issue_bank, 1).eq(0)]
-                for b in range(2):
-                    with m.If(issue_bank == b):
-                        m.d.sync += since[b].eq(1)
+                m.d.comb += banks.done.eq(1)
+                m.d.sync += [issue_bank.eq(~issue_bank),
+                             # the next beat is row 0 of the next k tile or of k0 = 0
+                             issue_m_last.eq(c.m == 1),
+                             issue_last.eq(Mux(issue_last, c.k <= R, issue_k0 + 2 * R >= c.k))]
+                with m.If(issue_last):
+                    m.d.sync += issue_n_last.eq(issue_n0 + 2 * C >= c.n)
+            with m.Else():
+                m.d.sync += issue_m_last.eq(issue_m + 2 == c.m)
+        # The bank flags. ``done`` needs ``cur`` and ``fill`` needs the loader's bank free, so a
+        # fill in a ``done`` cycle goes to the other bank (the next ``cur``).
+        fill_cur, fill_other = banks.fill & banks.load_cur, banks.fill & ~banks.load_cur
+        with m.If(banks.done):
+            m.d.sync += [banks.cur.eq(banks.other | fill_other), banks.other.eq(0)]
+        with m.Else():
+            m.d.sync += [banks.cur.eq(banks.cur | fill_cur),
+                         banks.other.eq(banks.other | fill_other)]
+        m.d.sync += banks.load_cur.eq(banks.load_cur ^ banks.fill ^ banks.done)
+        p = self.cmd.payload
         restart += [issue_active.eq(1), issue_k0.eq(0), issue_n0.eq(0), issue_m.eq(0),
-                    issue_bank.eq(0)]
+                    issue_bank.eq(0), banks.cur.eq(0), banks.other.eq(0), banks.load_cur.eq(1),
+                    issue_last.eq(p.k <= R), issue_m_last.eq(p.m == 1), issue_n_last.eq(p.n <= C)]
         beat = SimpleNamespace(m=issue_m, first=issue_k0 == 0, last=issue_last)
         return issue, beat
 
@@ -455,6 +500,11 @@ class GemmEngine(wiring.Component):
                          done=[self.busy.eq(0)])
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(issue):
+        # counted one cycle after the issue (from a register: ``issue`` fans out to every
+        # issue counter already); the last beat issues long before the command ends, so the
+        # count read at the end is the same
+        issued = Signal()
+        m.d.sync += issued.eq(issue)
+        with m.If(issued):
             m.d.sync += self.mac_active_cycles.eq(self.mac_active_cycles + 1)
         restart += [out_m.eq(0), out_n0.eq(0), self.cycles.eq(0), self.mac_active_cycles.eq(0)]

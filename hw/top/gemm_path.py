@@ -37,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 from hw.array.epilogue import EpilogueMode
 from hw.array.gemm_engine import GemmEngine
 from hw.common import Loop, accept_job, count_nested, mul_const
+from hw.fabric.replica import replicas
 from hw.mem.bus import MemReadSignature
 from hw.moe.router import router_in_layout, token_shape
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
@@ -209,7 +210,7 @@ class GemmPath(wiring.Component):
         restart = [job.eq(self.job.payload), self.busy.eq(1), cmd_pending.eq(1)]
         restart += self._act_feeder(m, tok.read_port())
         restart += self._res_feeder(m, tok.read_port())
-        restart += self._weights(m)
+        restart += self._weights(m, start)
         if self.has_prefetch:
             restart += self._prefetch_reads(m)
         restart += self._output_writer(m, tok.read_port())
@@ -231,6 +232,8 @@ class GemmPath(wiring.Component):
         act_tile = Signal.like(nt)
         act_k = Signal.like(job.k)
         act_row = Signal.like(job.m)
+        # registered flag, updated with act_k (cycle-neutral): act_k + R >= k, the last k tile
+        act_k_last = Signal()
         act_req_valid = Signal()            # the request stage (token list read in flight)
         act_req_k = Signal.like(job.k)
         act_req_row = Signal.like(job.m)
@@ -241,9 +244,11 @@ class GemmPath(wiring.Component):
                          act_req_row.eq(act_row)]
             with m.If(act_on):
                 count_nested(m, [Loop(act_row, last=self.m_last),
-                                 Loop(act_k, is_last=act_k + R >= job.k, step=R),
+                                 Loop(act_k, is_last=act_k_last, step=R),
                                  Loop(act_tile, last=self.nt_last, first=None)],
                              done=[act_on.eq(0)])
+                with m.If(act_row == self.m_last):
+                    m.d.sync += act_k_last.eq(Mux(act_k_last, job.k <= R, act_k + 2 * R >= job.k))
         row = Mux(job.gather, tok_rd.data.token, job.row0s + act_req_row)
         eng = self.engine
         m.d.comb += [pipe.req.valid.eq(act_req_valid), pipe.req.payload.mem[0].eq(job.src),
@@ -254,7 +259,8 @@ class GemmPath(wiring.Component):
                      eng.act.valid.eq(pipe.o.valid), eng.act.payload.eq(pipe.o.payload.data),
                      pipe.o.ready.eq(eng.act.ready),
                      self.mac_active.eq(eng.act.valid & eng.act.ready)]
-        return [act_on.eq(1), act_tile.eq(0), act_k.eq(0), act_row.eq(0)]
+        return [act_on.eq(1), act_tile.eq(0), act_k.eq(0), act_row.eq(0),
+                act_k_last.eq(self.job.payload.k <= R)]
 
     def _res_feeder(self, m, tok_rd):
         """``res`` (RESIDUAL / SCALED): the destination rows, with the token's router score."""
@@ -290,7 +296,7 @@ class GemmPath(wiring.Component):
         return [res_on.eq(self.job.payload.mode != EpilogueMode.PLAIN), res_tile.eq(0),
                 res_row.eq(0)]
 
-    def _weights(self, m):
+    def _weights(self, m, start):
         """Weights and biases from external memory (one ChunkReader command each per job) or,
         with a prefetcher, from its FIFOs (:meth:`_prefetch_reads`)."""
         n, C = self.geo.cfg.num, self.geo.C
@@ -309,13 +315,18 @@ class GemmPath(wiring.Component):
                                                                       depth=4)
             m.submodules.pfb_q = self.pf_b_fifo = pfb = fifo.SyncFIFO(width=C * n.bias.bits,
                                                                       depth=4)
-            with m.If(job.w_src == WSrc.DRAM):
-                m.d.comb += dram
-            with m.Else():
-                m.d.comb += [eng.w.valid.eq(pfw.r_rdy), eng.w.payload.eq(pfw.r_data),
-                             pfw.r_en.eq(eng.w.ready),
-                             eng.bias.valid.eq(pfb.r_rdy), eng.bias.payload.eq(pfb.r_data),
-                             pfb.r_en.eq(eng.bias.ready)]
+            # The handshakes select on their own copy of the job's w_src bit: the job register's
+            # bit also drives the payload muxes (~200 loads), and that net began the ULX3S
+            # estimate's 12.3 ns path w_src -> w.valid -> the engine's weight loader.
+            pf, = replicas(m, self.job.payload.w_src == WSrc.PREFETCH, 1,
+                           self.geo.cfg.hw.fanout_target, "w_src_pf", enable=start)
+            pf_data = job.w_src == WSrc.PREFETCH
+            m.d.comb += [eng.w.valid.eq(Mux(pf, pfw.r_rdy, wr.o.valid)),
+                         eng.w.payload.eq(Mux(pf_data, pfw.r_data, Cat(*weights))),
+                         wr.o.ready.eq(eng.w.ready & ~pf), pfw.r_en.eq(eng.w.ready & pf),
+                         eng.bias.valid.eq(Mux(pf, pfb.r_rdy, br.o.valid)),
+                         eng.bias.payload.eq(Mux(pf_data, pfb.r_data, Cat(*biases))),
+                         br.o.ready.eq(eng.bias.ready & ~pf), pfb.r_en.eq(eng.bias.ready & pf)]
         w_cmd_pending, b_cmd_pending = Signal(), Signal()
         m.d.comb += [wr.cmd.valid.eq(w_cmd_pending), wr.cmd.payload.addr.eq(job.w_addr),
                      wr.cmd.payload.outer.eq(nt), wr.cmd.payload.outer_stride.eq(job.w_tile_stride),
@@ -406,14 +417,19 @@ class GemmPath(wiring.Component):
         write_row = Signal.like(job.m)
         write_col = Signal.like(out_col)
         write_mem = Signal(range(N_MEMS))
+        # Registered flags, updated with the counters (cycle-neutral): ``out_row == m_last`` and
+        # ``out_tile == nt_last``. As compares in front of ``o.ready`` they were on the ULX3S
+        # estimate's 12.4 ns paths (nt_last -> o.ready -> these counters and the engine's busy).
+        out_row_last = Signal()
+        out_tile_last = Signal()
         to_router = job.router
         # Gate logits wider than the array (E > C) leave the engine in column tiles: the earlier
         # tiles wait in a store, the last tile's rows go to the router with them.
-        router_tile = out_tile == self.nt_last
+        router_tile = out_tile_last
         m.d.comb += [o.ready.eq(Mux(to_router & router_tile, self.router.ready, 1)),
                      self.router.valid.eq(to_router & router_tile & self.busy & o.valid),
                      self.router.payload.token.eq(out_row),
-                     self.router.payload.last.eq(out_row == self.m_last)]
+                     self.router.payload.last.eq(out_row_last)]
         take = o.valid & o.ready
         logits = self._gate_logits(m, take & to_router, out_tile, out_row)
         for e in range(geo.cfg.model.experts):
@@ -424,12 +440,17 @@ class GemmPath(wiring.Component):
         with m.If(take):
             m.d.sync += [write_data.eq(o.payload), write_row.eq(out_row),
                          write_col.eq(out_col), write_mem.eq(Mux(job.qkv, qkv_mem, job.dst))]
-            with m.If(out_row == self.m_last):
-                m.d.sync += out_col.eq(out_col + C)
+            with m.If(out_row_last):
+                m.d.sync += [out_col.eq(out_col + C),
+                             out_row_last.eq(self.m_last == 0),
+                             out_tile_last.eq(out_tile + 1 == self.nt_last)]
                 with m.If(job.qkv & (out_col + C == geo.cfg.model.dim)):
                     m.d.sync += [out_col.eq(0), out_part.eq(out_part + 1)]
-            count_nested(m, [Loop(out_row, last=self.m_last),
-                             Loop(out_tile, last=self.nt_last, first=None)], done=[out_done.eq(1)])
+            with m.Else():
+                m.d.sync += out_row_last.eq(out_row + 1 == self.m_last)
+            count_nested(m, [Loop(out_row, is_last=out_row_last),
+                             Loop(out_tile, is_last=out_tile_last, first=None)],
+                         done=[out_done.eq(1)])
         row = Mux(job.scatter, tok_rd.data.token, job.row0d + write_row)
         m.d.comb += lane_write(geo, self.o_wr, write_mem,
                                row_base(geo, write_mem, row) + (write_col >> (G.bit_length() - 1)),
@@ -439,4 +460,5 @@ class GemmPath(wiring.Component):
             m.d.sync += [self.busy.eq(0), out_done.eq(0)]
         p = self.job.payload
         return [out_tile.eq(0), out_row.eq(0), out_col.eq(Mux(p.qkv, p.col0, 0)),
-                out_part.eq(Mux(p.qkv, p.part, 0)), out_done.eq(0)]
+                out_part.eq(Mux(p.qkv, p.part, 0)), out_done.eq(0),
+                out_row_last.eq(p.m == 1), out_tile_last.eq(p.n <= C)]
