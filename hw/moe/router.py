@@ -229,14 +229,16 @@ class Router(wiring.Component):
         frac, t_hi = s1_score[:fs], s1_score[fs:].as_signed()
         ceil_t = Signal(mshape)
         m.d.comb += ceil_t.eq(t_hi + (frac != 0))
-        # ceil(t) > M exactly when t > M << fs (M is an integer): compares of the registers
-        gt = s1_score > (run_max << fs)
-        gt_cap = s1_score > (run_cap << fs)            # ceil(t) - M > shift_cap
+        # ceil(t) > M exactly when t > M << fs (M is an integer): compares of the registers,
+        # written as the sign of a difference so that they stay carry chains (as ``>`` the
+        # synthesis made one a 4-LUT tree)
+        gt = ((run_max << fs) - s1_score)[-1]
+        gt_cap = ((run_cap << fs) - s1_score)[-1]      # ceil(t) - M > shift_cap
         # and run_max + (score.min_int >> fs), so the clamp of x below is a compare too
         lo_off = n.score.min_int >> fs
         assert lo_off << fs == n.score.min_int
         run_lo = Signal(signed(mshape.width + max(1, (-lo_off).bit_length()) + 1), init=lo_off)
-        below = t_hi < run_lo                          # (t_hi - M, frac) < score.min_int
+        below = (t_hi - run_lo)[-1]                    # (t_hi - M, frac) < score.min_int
         grow = (s1_side.j == 0) | gt
         max_new = Signal(mshape)
         m.d.comb += max_new.eq(Mux(grow, ceil_t, run_max))
@@ -279,7 +281,7 @@ class Router(wiring.Component):
                 m.d.sync += [nv.eq(dv), nside.eq(dside), nt.eq(dt), nm.eq(dm), nshift.eq(dshift)]
             dv, dside, dt, dm, dshift = nv, nside, nt, nm, nshift
         return dict(valid=dv, side=dside, score=dt, max=dm, shift=dshift,
-                    pre_valid=pre_valid, pre_j=pre_j, advance=advance[-1])
+                    pre_valid=pre_valid, pre_j=pre_j)
 
     def _stage_a_accumulate(self, m, advance, at_acc, e_y):
         """Accumulator: l and the sorted top-k list (t, idx, e, M_at), updated combinationally
@@ -348,7 +350,7 @@ class Router(wiring.Component):
         done_a = at_acc["valid"] & (at_acc["side"].j == E - 1)   # a token's last element
         q_bits = p["q_bits"]
         b_step = Signal(range(max(q_bits, K) + 1))
-        self._advance(m, advance, at_acc, done_a & b_free, b_busy, b_phase, b_step)
+        self._advance(m, advance, at_acc, b_free, b_busy, b_phase, b_step)
         # the formula the copies stand for (no loads: tests compare the copies with it)
         advance_ref = Signal()
         m.d.comb += advance_ref.eq(~done_a | b_free)
@@ -433,7 +435,7 @@ class Router(wiring.Component):
                 b_remainder.eq(numer >> q_bits), b_quotient.eq(0),
             ]
 
-    def _advance(self, m, advance, at_acc, start, b_busy, b_phase, b_step):
+    def _advance(self, m, advance, at_acc, b_free, b_busy, b_phase, b_step):
         """Drive the copies of stage A's advance, ``~done_a | b_free`` with
         ``done_a = at_acc.valid & (at_acc.j == E - 1)`` and
         ``b_free = ~b_busy | (b_phase == 2) & (~o.valid | o.ready)``.
@@ -441,18 +443,24 @@ class Router(wiring.Component):
         Each copy is ``~stall | (ph2 & o.ready)`` of two registers of its own, loaded with the
         next values of ``stall = done_a & b_busy & ~(b_phase == 2 & ~o.valid)`` and
         ``ph2 = b_phase == 2``: one LUT after ``o.ready`` (the output slice's skid bit) instead
-        of two LUTs and a 240-load net. Same values every cycle, so the same cycles."""
+        of two LUTs and a 240-load net. Same values every cycle, so the same cycles.
+
+        The next values are split on ``done_a`` instead of using stage B's start (``done_a &
+        b_free``, the enable of all its input registers: that net was on the path)."""
         K, E = self.cfg.model.top_k, self.cfg.model.experts
         o = self.o
         ph2 = b_phase == 2
+        done_a = at_acc["valid"] & (at_acc["side"].j == E - 1)
+        pre_done = at_acc["pre_valid"] & (at_acc["pre_j"] == E - 1)
         out_load = b_busy & ph2 & (~o.valid | o.ready)          # stage B's output beat loads
-        busy_nx = start | (b_busy & ~out_load)
-        # phase 1 (always busy) ends after its K-th step; a start resets the phase to 0
-        ph2_nx = ~start & (ph2 | ((b_phase == 1) & (b_step == K - 1)))
-        o_valid_nx = out_load | (o.valid & ~o.ready)
-        done_nx = Mux(at_acc["advance"], at_acc["pre_valid"] & (at_acc["pre_j"] == E - 1),
-                      at_acc["valid"] & (at_acc["side"].j == E - 1))
-        stall_nx = done_nx & busy_nx & ~(ph2_nx & ~o_valid_nx)
+        # next values when stage B does not start a token this cycle
+        busy_ns = b_busy & ~out_load
+        ph2_ns = ph2 | ((b_phase == 1) & (b_step == K - 1))     # phase 1 is always busy
+        hold_ns = ~(ph2_ns & ~(out_load | (o.valid & ~o.ready)))
+        # done_a: stage A advances unless it is stalled (done_a & ~b_free), when done_a stays
+        # 1; on a start (done_a & b_free) stage B becomes busy in phase 0.
+        stall_nx = Mux(done_a, Mux(b_free, pre_done, hold_ns), pre_done & busy_ns & hold_ns)
+        ph2_nx = ph2_ns & ~(done_a & b_free)
         target = self.cfg.hw.fanout_target
         stall = replicas(m, stall_nx, len(advance), target, "adv_stall")
         ph2_r = replicas(m, ph2_nx, len(advance), target, "adv_ph2")
