@@ -441,11 +441,13 @@ class AttentionLane(wiring.Component):
         # The rescale shifts of l and o, clamped (beyond width + 1 the result is 0 anyway) and
         # forced to that bound on a row's first key (l and o start from 0), computed here so
         # that the V side's accumulators see a register, not a compare.
+        # They are kept only as wide as their bound: a wider shift amount makes the shifters
+        # decode its always-zero high bits (that decode drove ~150 loads on the ULX3S estimate).
         l_max, o_max = ap.l_bits + 1, ap.o_bits + 1
         tags = _stage(m, adv, "pe0", {
             **p5,
-            "d_l": Mux(p5["first"] | (p5_d > l_max), l_max, p5_d),
-            "d_o": Mux(p5["first"] | (p5_d > o_max), o_max, p5_d)})
+            "d_l": Mux(p5["first"] | (p5_d > l_max), l_max, p5_d)[:l_max.bit_length()],
+            "d_o": Mux(p5["first"] | (p5_d > o_max), o_max, p5_d)[:o_max.bit_length()]})
         # Exp2 samples p5_x on the next enabled edge, hence the tags trail x by one stage: the
         # last tag stage lines up with exp.y.
         for s in range(1, exp.latency):
@@ -500,6 +502,13 @@ class AttentionLane(wiring.Component):
         # selects) share those loads; vb["valid"] itself is left to the control logic.
         vb_v = replicas(m, va["valid"], c + 1, self.cfg.hw.fanout_target, "v1b_valid", enable=adv)
         vb_sel = vb_v[c]
+        if c >= 3:
+            # The selects of the o chunk two V2 steps ahead (V1b and V1a valid), registered
+            # from their next values, a copy per multiplier lane: they were a 2-LUT decode of
+            # two registers on ~300 mux inputs (ULX3S estimate, 11.6 ns to o_pre1).
+            tgt = self.cfg.hw.fanout_target
+            ahead2 = replicas(m, va["valid"] & V.valid, dw, tgt, "ahead2", enable=adv)
+            ahead1 = replicas(m, va["valid"] | V.valid, dw, tgt, "ahead1", enable=adv)
 
         o_chunks = [[Signal(signed(ap.o_bits), name=f"o{ci}_{i}") for i in range(dw)]
                     for ci in range(c)]
@@ -512,8 +521,8 @@ class AttentionLane(wiring.Component):
                 # on the V2 step after next is o_chunks[k], k = the V2 steps of this and the next
                 # cycle (V1b and V1a valid); shifted by the multiple of 8 of its d_o (its beat on
                 # vin now), then by the rest (its beat in V1a).
-                ahead = Mux(vb_sel & va["valid"], o_chunks[2][i],
-                            Mux(vb_sel | va["valid"], o_chunks[1][i], o_chunks[0][i]))
+                ahead = Mux(ahead2[i], o_chunks[2][i],
+                            Mux(ahead1[i], o_chunks[1][i], o_chunks[0][i]))
                 o_pre1 = _delay(m, adv, _shift_coarse(ahead << 1, held["d_o"]), f"o_pre1_{i}")
                 o_pre = _delay(m, adv, _shift_fine(o_pre1, va["d_o"]), f"o_pre{i}")
                 m.d.comb += o_new[i].eq((o_pre + ((prods[i] << 1) | 1)) >> 1)

@@ -30,6 +30,7 @@ from sim.fixed import hw_rshift_round, hw_saturate
 from sim.golden.softmax import recip_bits
 from hw.attention.attention_lane import AttentionParams
 from hw.common import Loop, count_nested
+from hw.fabric.replica import replicas
 
 __all__ = ["AttentionNormalizer", "out_layout"]
 
@@ -104,10 +105,18 @@ class AttentionNormalizer(wiring.Component):
         last_beat = Signal()
         m.d.comb += [
             adv.eq(~self.o.valid | self.o.ready),
-            first_beat.eq(beat == 0),
-            last_beat.eq(beat == beats - 1),
             issue.eq(adv & full & (~first_beat | r_valid)),
         ]
+        if beats == 1:
+            m.d.comb += [first_beat.eq(1), last_beat.eq(1)]
+        else:
+            # ``beat == 0`` / ``beat == beats - 1`` kept as registers beside ``beat`` (stepped
+            # with it on ``issue``): the compares behind ``beat``, whose net also selects every
+            # accumulator of the N1 mux, led the lanes' divider start (ULX3S estimate, 14 ns).
+            first_r, last_r = Signal(init=1), Signal()
+            with m.If(issue):
+                m.d.sync += [first_r.eq(last_beat), last_r.eq(beat == beats - 2)]
+            m.d.comb += [first_beat.eq(first_r), last_beat.eq(last_r)]
         for k in range(p):
             m.d.comb += [self.r[k].ready.eq(issue & first_beat & (lane == k)),
                          self.hold_clear[k].eq(issue & last_beat & (lane == k))]
@@ -116,7 +125,21 @@ class AttentionNormalizer(wiring.Component):
         flat = [self.holds[k].as_value() for k in range(p)]
         lane_flat = Signal(ap.hd * ob)
         sel = Signal(nw * ob)
-        m.d.comb += [lane_flat.eq(Array(flat)[lane]), sel.eq(lane_flat.word_select(beat, nw * ob))]
+        m.d.comb += lane_flat.eq(Array(flat)[lane])
+        # The beat select of the N1 mux uses copies of ``beat`` (loaded with its next value),
+        # each for a share of the word's bits: ``beat`` itself drove ~230 mux inputs (ULX3S
+        # estimate, 11.5 ns to n1_o).
+        W = nw * ob
+        words = [lane_flat[w * W:(w + 1) * W] for w in range(beats)]
+        if beats == 1:
+            m.d.comb += sel.eq(words[0])
+        else:
+            beat_next = Mux(issue, Mux(last_beat, 0, beat + 1), beat)
+            ncop = max(1, min(4, W // 8))
+            beat_c = replicas(m, beat_next[:len(beat)], ncop, cfg.hw.fanout_target, "beat_sel")
+            for k in range(ncop):
+                lo, hi = k * W // ncop, (k + 1) * W // ncop
+                m.d.comb += sel[lo:hi].eq(Array(wd[lo:hi] for wd in words)[beat_c[k]])
         r_cur = Signal(ap.q_bits)
         n1_valid, n1_last = Signal(), Signal()
         n1_o = Signal(nw * ob)

@@ -64,6 +64,10 @@ class StreamSlice(wiring.Component):
             lo, hi = k * bits // n, (k + 1) * bits // n
             with m.If(~o_valid[k] | self.o.ready):
                 m.d.sync += o_pay[lo:hi].eq(Mux(skid_full[k], sk[lo:hi], i_pay[lo:hi]))
-            with m.Elif(take_in):
+            # The skid register follows the input while it is empty: it is read only once
+            # skid_v is set, which happens on an edge where it was empty and took this very
+            # beat. Its enable is then one register bit, not "taken while o stalls" (that
+            # enable, through the router's ready logic, was a 14 ns ULX3S estimate path).
+            with m.If(~skid_full[k]):
                 m.d.sync += sk[lo:hi].eq(i_pay[lo:hi])
         return m

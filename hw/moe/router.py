@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,6 +59,7 @@ from sim.golden.softmax import LOG2E, const_q, recip_bits
 
 from hw.attention.exp2 import Exp2, exp2_params, hw_rshift_round_var
 from hw.common import Loop, count_nested
+from hw.fabric.replica import replicas
 
 __all__ = ["Router", "router_in_layout", "routing_layout", "expert_shape", "token_shape"]
 
@@ -161,12 +162,16 @@ class Router(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.exp2 = exp2 = Exp2(self.cfg)
-        advance = Signal()               # advance of the whole stage-A pipeline
-        s1 = self._stage_a_to_score(m, advance)
-        s2 = self._stage_a_max(m, advance, s1)
-        m.d.comb += [exp2.x.eq(s2["exp_arg"]), exp2.en.eq(advance)]
-        at_acc = self._stage_a_delay(m, advance, s2)
-        acc = self._stage_a_accumulate(m, advance, at_acc, exp2.y)
+        # The advance of the whole stage-A pipeline, as one copy per group of registers it
+        # enables (all equal, see _stage_b): one net to ~240 enables was 4 ns of the ULX3S
+        # estimate's 13-14 ns paths from the output slice's skid bit.
+        advance = {g: Signal(name=f"advance_{g}") for g in
+                   ("in", "s1", "s2", "exp2", *(f"d{d}" for d in range(Exp2.latency)), "acc")}
+        s1 = self._stage_a_to_score(m, advance["in"], advance["s1"])
+        s2 = self._stage_a_max(m, advance["s2"], s1)
+        m.d.comb += [exp2.x.eq(s2["exp_arg"]), exp2.en.eq(advance["exp2"])]
+        at_acc = self._stage_a_delay(m, [advance[f"d{d}"] for d in range(Exp2.latency)], s2)
+        acc = self._stage_a_accumulate(m, advance["acc"], at_acc, exp2.y)
         self._stage_b(m, advance, at_acc, acc)
         return m
 
@@ -180,7 +185,7 @@ class Router(wiring.Component):
         return data.StructLayout({"j": range(self.cfg.model.experts),
                                   "token": token_shape(self.cfg), "last": 1})
 
-    def _stage_a_to_score(self, m, advance):
+    def _stage_a_to_score(self, m, advance, advance_s1):
         """Stage A sequencer (one logit per enabled cycle) and S1: t = to_score(logit)."""
         n, p, E = self.cfg.num, self.p, self.cfg.model.experts
         score_shape, _, _ = self._shapes()
@@ -188,17 +193,21 @@ class Router(wiring.Component):
         cur_valid = Signal()
         cur_index = Signal(range(E))
         m.d.comb += self.i.ready.eq(advance & (~cur_valid | (cur_index == E - 1)))
+        logits = Value.cast(cur.logits)
         with m.If(advance & cur_valid):
             count_nested(m, [Loop(cur_index, last=E - 1)], done=[cur_valid.eq(0)])
+            # the logits shift down one per step, so the current one is always logits[0]: the
+            # E-way select by cur_index sat in front of the multiply (ULX3S estimate, 11.6 ns)
+            m.d.sync += logits.eq(logits >> n.act.bits)
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [cur.eq(self.i.payload), cur_valid.eq(1), cur_index.eq(0)]
 
         # S1: t = to_score(logit) = sat(rshift_round(logit * c, shift), score)
         s1_valid, s1_score = Signal(), Signal(score_shape)
         s1_side = Signal(self._side_layout())
-        logit = Array(cur.logits[j] for j in range(E))[cur_index]
+        logit = cur.logits[0]
         prod = logit * Const(p["log2e"], unsigned(p["log2e"].bit_length()))
-        with m.If(advance):
+        with m.If(advance_s1):
             m.d.sync += [s1_valid.eq(cur_valid),
                          s1_score.eq(hw_saturate(hw_rshift_round(prod, p["to_score_shift"]),
                                                  n.score)),
@@ -212,26 +221,47 @@ class Router(wiring.Component):
         fs = n.score.frac_bits
         score_shape, _, mshape = self._shapes()
         s1_score, s1_side = s1["score"], s1["side"]
-        run_max = Signal(mshape)
-        ceil_t = Signal(mshape)
-        m.d.comb += ceil_t.eq((s1_score + ((1 << fs) - 1)) >> fs)
-        max_new = Signal(mshape)
-        m.d.comb += max_new.eq(Mux((s1_side.j == 0) | (ceil_t > run_max), ceil_t, run_max))
         shift_cap = p["lbits"] + 1          # rshift_round(l, s) == 0 for every s >= lbits + 1
+        run_max = Signal(mshape)
+        # run_max + shift_cap, kept beside run_max: "the growth exceeds the cap" is then one
+        # compare of registers (the chain ceil, compare, mux, subtract, compare was 11.9 ns)
+        run_cap = Signal(signed(mshape.width + shift_cap.bit_length() + 1), init=shift_cap)
+        frac, t_hi = s1_score[:fs], s1_score[fs:].as_signed()
+        ceil_t = Signal(mshape)
+        m.d.comb += ceil_t.eq(t_hi + (frac != 0))
+        # ceil(t) > M exactly when t > M << fs (M is an integer): compares of the registers,
+        # written as the sign of a difference so that they stay carry chains (as ``>`` the
+        # synthesis made one a 4-LUT tree)
+        gt = ((run_max << fs) - s1_score)[-1]
+        gt_cap = ((run_cap << fs) - s1_score)[-1]      # ceil(t) - M > shift_cap
+        # and run_max + (score.min_int >> fs), so the clamp of x below is a compare too
+        lo_off = n.score.min_int >> fs
+        assert lo_off << fs == n.score.min_int
+        run_lo = Signal(signed(mshape.width + max(1, (-lo_off).bit_length()) + 1), init=lo_off)
+        below = (t_hi - run_lo)[-1]                    # (t_hi - M, frac) < score.min_int
+        grow = (s1_side.j == 0) | gt
+        max_new = Signal(mshape)
+        m.d.comb += max_new.eq(Mux(grow, ceil_t, run_max))
         s2_valid, s2_side = Signal(), Signal(self._side_layout())
         s2_score, s2_exp_arg = Signal(score_shape), Signal(score_shape)
         s2_max = Signal(mshape)
         s2_shift = Signal(range(shift_cap + 1))
-        x_full = s1_score - (max_new << fs)
-        growth = max_new - run_max
+        # x = t - (max_new << fs): t - (ceil(t) << fs) = frac - 2^fs (or 0) when M grows, in
+        # (-1, 0]; else (t_hi - M, frac), clamped to the score range
+        x_ceil = Mux(frac == 0, 0, Cat(frac, Const(1, 1)).as_signed())
+        x_keep = Cat(frac, t_hi - run_max).as_signed()[:len(s2_exp_arg)]
+        growth = (ceil_t - run_max)[:len(s2_shift)]      # used only when 0 < it <= shift_cap
         with m.If(advance & s1["valid"]):
-            m.d.sync += run_max.eq(max_new)
+            # run_max + const, without an add behind the max_new mux
+            m.d.sync += [run_max.eq(max_new),
+                         run_cap.eq(Mux(grow, ceil_t + shift_cap, run_cap)),
+                         run_lo.eq(Mux(grow, ceil_t + lo_off, run_lo))]
         with m.If(advance):
             m.d.sync += [
                 s2_valid.eq(s1["valid"]), s2_side.eq(s1_side), s2_score.eq(s1_score),
                 s2_max.eq(max_new),
-                s2_exp_arg.eq(Mux(x_full < n.score.min_int, n.score.min_int, x_full)),
-                s2_shift.eq(Mux(s1_side.j == 0, 0, Mux(growth > shift_cap, shift_cap, growth))),
+                s2_exp_arg.eq(Mux(grow, x_ceil, Mux(below, n.score.min_int, x_keep))),
+                s2_shift.eq(Mux((s1_side.j == 0) | ~gt, 0, Mux(gt_cap, shift_cap, growth))),
             ]
         return dict(valid=s2_valid, side=s2_side, score=s2_score, max=s2_max, shift=s2_shift,
                     exp_arg=s2_exp_arg)
@@ -242,14 +272,16 @@ class Router(wiring.Component):
         dv, dside, dt, dm, dshift = (s2["valid"], s2["side"], s2["score"], s2["max"],
                                      s2["shift"])
         for d in range(Exp2.latency):
+            pre_valid, pre_j = dv, dside.j     # ends as the stage before the last (look-ahead)
             nv, nside = Signal(name=f"d{d}_valid"), Signal(self._side_layout(), name=f"d{d}_side")
             nt = Signal(score_shape, name=f"d{d}_score")
             nm = Signal(mshape, name=f"d{d}_max")
             nshift = Signal.like(s2["shift"], name=f"d{d}_shift")
-            with m.If(advance):
+            with m.If(advance[d]):
                 m.d.sync += [nv.eq(dv), nside.eq(dside), nt.eq(dt), nm.eq(dm), nshift.eq(dshift)]
             dv, dside, dt, dm, dshift = nv, nside, nt, nm, nshift
-        return dict(valid=dv, side=dside, score=dt, max=dm, shift=dshift)
+        return dict(valid=dv, side=dside, score=dt, max=dm, shift=dshift,
+                    pre_valid=pre_valid, pre_j=pre_j)
 
     def _stage_a_accumulate(self, m, advance, at_acc, e_y):
         """Accumulator: l and the sorted top-k list (t, idx, e, M_at), updated combinationally
@@ -266,8 +298,10 @@ class Router(wiring.Component):
         top_max_at = Signal(data.ArrayLayout(mshape, K))
         first = dside.j == 0
         sum_next = Signal(lshape)
-        m.d.comb += sum_next.eq(Mux(first, 0, hw_rshift_round_var(acc_sum, at_acc["shift"]))
-                                + e_y)
+        # rshift_round(l, s) + e as one shift and one add (the + 1 of the rounding is the low
+        # bit of 2 e + 1, see hw_rshift_round_var): one carry chain fewer in front of stage B
+        m.d.comb += sum_next.eq((Mux(first, 0, (acc_sum << 1) >> at_acc["shift"])
+                                 + ((e_y << 1) | 1)) >> 1)
         # Insertion of the new element: slot s keeps its entry if it is >= the new t (an equal
         # earlier expert wins the tie), takes the new element if it is the first slot that does
         # not, and otherwise takes slot s - 1's entry (shifted down).
@@ -314,7 +348,12 @@ class Router(wiring.Component):
         # Stage B takes a new token when idle or on the edge its result moves to the output.
         b_free = ~b_busy | ((b_phase == 2) & (~self.o.valid | self.o.ready))
         done_a = at_acc["valid"] & (at_acc["side"].j == E - 1)   # a token's last element
-        m.d.comb += advance.eq(~done_a | b_free)
+        q_bits = p["q_bits"]
+        b_step = Signal(range(max(q_bits, K) + 1))
+        self._advance(m, advance, at_acc, b_free, b_busy, b_phase, b_step)
+        # the formula the copies stand for (no loads: tests compare the copies with it)
+        advance_ref = Signal()
+        m.d.comb += advance_ref.eq(~done_a | b_free)
 
         b_sum = Signal(unsigned(p["lbits"]))
         b_max = Signal(mshape)
@@ -322,12 +361,11 @@ class Router(wiring.Component):
         b_exps = Signal.like(acc["top_exp"])
         b_max_at = Signal.like(acc["top_max_at"])
         b_token, b_last = Signal(token_shape(cfg)), Signal()
-        q_bits, R = p["q_bits"], p["R"]
+        R = p["R"]
         num_bits = R + 1                                   # N = 2^R + (l >> 1) < 2^(R+1)
         b_numer = Signal(num_bits)
         b_remainder = Signal(p["lbits"] + 1)
         b_quotient = Signal(q_bits)
-        b_step = Signal(range(max(q_bits, K) + 1))
         # Divide: one quotient bit per cycle, MSB first.
         # b_numer shifts left each step, so its bit q_bits - 1 is the next dividend bit.
         trial = Signal(p["lbits"] + 2)
@@ -396,3 +434,35 @@ class Router(wiring.Component):
                 # division steps produce zeros and leave N >> q_bits (< l) as the remainder.
                 b_remainder.eq(numer >> q_bits), b_quotient.eq(0),
             ]
+
+    def _advance(self, m, advance, at_acc, b_free, b_busy, b_phase, b_step):
+        """Drive the copies of stage A's advance, ``~done_a | b_free`` with
+        ``done_a = at_acc.valid & (at_acc.j == E - 1)`` and
+        ``b_free = ~b_busy | (b_phase == 2) & (~o.valid | o.ready)``.
+
+        Each copy is ``~stall | (ph2 & o.ready)`` of two registers of its own, loaded with the
+        next values of ``stall = done_a & b_busy & ~(b_phase == 2 & ~o.valid)`` and
+        ``ph2 = b_phase == 2``: one LUT after ``o.ready`` (the output slice's skid bit) instead
+        of two LUTs and a 240-load net. Same values every cycle, so the same cycles.
+
+        The next values are split on ``done_a`` instead of using stage B's start (``done_a &
+        b_free``, the enable of all its input registers: that net was on the path)."""
+        K, E = self.cfg.model.top_k, self.cfg.model.experts
+        o = self.o
+        ph2 = b_phase == 2
+        done_a = at_acc["valid"] & (at_acc["side"].j == E - 1)
+        pre_done = at_acc["pre_valid"] & (at_acc["pre_j"] == E - 1)
+        out_load = b_busy & ph2 & (~o.valid | o.ready)          # stage B's output beat loads
+        # next values when stage B does not start a token this cycle
+        busy_ns = b_busy & ~out_load
+        ph2_ns = ph2 | ((b_phase == 1) & (b_step == K - 1))     # phase 1 is always busy
+        hold_ns = ~(ph2_ns & ~(out_load | (o.valid & ~o.ready)))
+        # done_a: stage A advances unless it is stalled (done_a & ~b_free), when done_a stays
+        # 1; on a start (done_a & b_free) stage B becomes busy in phase 0.
+        stall_nx = Mux(done_a, Mux(b_free, pre_done, hold_ns), pre_done & busy_ns & hold_ns)
+        ph2_nx = ph2_ns & ~(done_a & b_free)
+        target = self.cfg.hw.fanout_target
+        stall = replicas(m, stall_nx, len(advance), target, "adv_stall")
+        ph2_r = replicas(m, ph2_nx, len(advance), target, "adv_ph2")
+        for k, a in enumerate(advance.values()):
+            m.d.comb += a.eq(~stall[k] | (ph2_r[k] & o.ready))
