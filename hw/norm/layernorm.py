@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -379,27 +379,40 @@ class LayerNorm(wiring.Component):
         # E1: the row's constants, alongside the memory read in flight. (D*x - S1) * y is
         # computed as D*(x*y) - S1*y: the per-lane multiplier is then act x y (16 x 16 bits, one
         # MULT18X18D) instead of (D*x - S1) x y (25 x 16 for dim 192, two), and S1*y is one
-        # multiplier per unit. Same integer, so still bit-exact.
+        # product per unit. Same integer, so still bit-exact.
+        # S1*y: S1 = hi * 2^split + lo (lo unsigned), two multipliers whose input registers take
+        # the row's S1 and y at E1 (the slot mux in front of them), products summed in E2. As one
+        # product of the muxed slot registers in E1 (S1 wider than 18 bits: MULT18X18Ds without
+        # registers plus the adder joining them behind the 3:1 mux) it was the ULX3S build's
+        # routed critical path (15.1 ns).
         e1_valid = Signal()
-        s1y_expr = Array(slots.s1)[read_bank] * Array(slots.y)[read_bank]
-        e1_s1y = Signal(s1y_expr.shape())
         e1_y = Signal(rsqrt.y_shape)
         e1_j = Signal(range(rsqrt.k_max + j_off + 1))
         with m.If(adv):
-            m.d.sync += [e1_valid.eq(issue), e1_s1y.eq(s1y_expr),
-                         e1_y.eq(Array(slots.y)[read_bank]),
+            m.d.sync += [e1_valid.eq(issue), e1_y.eq(Array(slots.y)[read_bank]),
                          e1_j.eq(Array(slots.k)[read_bank] + j_off)]
-        # E2: x * y per lane
+        row_s1, row_y = Array(slots.s1)[read_bank], Array(slots.y)[read_bank]
+        split = min(MULT18_WIDTH - 1, len(row_s1) - 1)
+
+        def product(a, name):
+            mul = m.submodules[name] = Multiplier(a.shape(), rsqrt.y_shape, input_reg=True,
+                                                  target=cfg.hw.dsp_target)
+            m.d.comb += [mul.a.eq(a), mul.b.eq(row_y), mul.en.eq(adv)]
+            return mul.p
+
+        s1y_hi = product(row_s1[split:].as_signed(), "s1y_hi")
+        s1y_lo = product(row_s1[:split], "s1y_lo")
+        # E2: x * y per lane; S1*y from the two partial products
         xr = row_rd.data
         xy_expr = [xr[lane] * e1_y for lane in range(lanes)]
         e2_valid = Signal()
         e2_xy = [Signal(xy_expr[0].shape(), name=f"e2_xy{lane}") for lane in range(lanes)]
-        e2_s1y = Signal.like(e1_s1y)
+        e2_s1y = Signal((Const(0, self.s1_shape) * Const(0, rsqrt.y_shape)).shape())
         e2_j = Signal.like(e1_j)
         e2_par = Signal(param_layout(cfg, lanes))
         with m.If(adv):
-            m.d.sync += [e2_valid.eq(e1_valid), e2_s1y.eq(e1_s1y), e2_j.eq(e1_j),
-                         e2_par.eq(par_rd.data)]
+            m.d.sync += [e2_valid.eq(e1_valid), e2_s1y.eq((s1y_hi << split) + s1y_lo),
+                         e2_j.eq(e1_j), e2_par.eq(par_rd.data)]
             m.d.sync += [e2_xy[lane].eq(xy_expr[lane]) for lane in range(lanes)]
         # E3: p = (D*x - S1) * y = D*(x*y) - S1*y (shifts and adds; no division by D anywhere)
         p_expr = [mul_const(e2_xy[lane], d) - e2_s1y for lane in range(lanes)]
