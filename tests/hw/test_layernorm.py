@@ -255,6 +255,41 @@ def test_parameters_win_on_an_idle_unit(seed, np_rng):
     assert_beats_equal(mon.received, to_beats(layernorm(TINY, rows, g, b), dut.lanes), seed=seed)
 
 
+def test_parameters_wait_for_a_half_written_row(seed, np_rng):
+    """A parameter set offered from the cycle after a row's first beat (no slot occupied yet)
+    waits for that row to be read out: the row keeps the reset parameters, the rows sent after
+    the set use it."""
+    g, b = random_params(TINY, np_rng, spread=2.0)
+    rows = random_rows(TINY, np_rng, 4)
+    dut = LayerNorm(TINY)
+    beats = to_beats(rows, dut.lanes)
+    loaded = []
+    want = (expected_beats(TINY, [(None, None, rows[:1])], dut.lanes)
+            + to_beats(layernorm(TINY, rows[1:], g, b), dut.lanes))
+    mon = StreamMonitor(dut.y, len(want), rng=random.Random(seed), ready_prob=0.7)
+
+    async def send_rows(ctx):
+        await stream_send(ctx, dut.x, beats[:1])           # row 0 half written
+        for _ in range(3 * dut.beats):                        # x pauses while the set is offered
+            await ctx.tick()
+        await stream_send(ctx, dut.x, beats[1:dut.beats])
+        while not loaded:
+            await ctx.tick()
+        await stream_send(ctx, dut.x, beats[dut.beats:], rng=random.Random(seed + 1),
+                          valid_prob=0.8)
+
+    async def send_params(ctx):
+        taken = 0
+        while not taken:                                      # the first x beat's edge
+            _, _, valid, ready = await ctx.tick().sample(dut.x.valid, dut.x.ready)
+            taken = valid and ready
+        await stream_send(ctx, dut.param, param_beats(g, b, dut.lanes))
+        loaded.append(True)
+
+    run_pysim(dut, [send_rows, send_params, mon], deadline_cycles=3000)
+    assert_beats_equal(mon.received, want, seed=seed)
+
+
 def test_constructor_validation():
     with pytest.raises(ValueError, match="multiple of lanes"):
         LayerNorm(TINY, lanes=5)
