@@ -11,12 +11,13 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal, signed
 
-from hw.norm.layernorm import LayerNorm
+from hw.norm.layernorm import LayerNorm, _round_saturate
 from sim import float_model
 from sim.config import generic_config, get_config, with_changes
 from sim.cycles import layernorm as ln_cycles
-from sim.fixed import dequantize, quantize
+from sim.fixed import QFormat, dequantize, hw_saturate, quantize
 from sim.golden.layernorm import layernorm
 from tests.harness import StreamMonitor, assert_beats_equal, run_pysim, stream_send
 from tests.harness.seeds import np_rng, rng, seed  # noqa: F401  (pytest fixtures)
@@ -288,6 +289,27 @@ def test_parameters_wait_for_a_half_written_row(seed, np_rng):
 
     run_pysim(dut, [send_rows, send_params, mon], deadline_cycles=3000)
     assert_beats_equal(mon.received, want, seed=seed)
+
+
+@pytest.mark.parametrize("width, int_bits, frac_bits", [(9, 2, 2), (10, 1, 6), (7, 3, 0)])
+def test_round_saturate_matches_hw_saturate(width, int_bits, frac_bits):
+    """The E5 round + saturate (overflow read off the unincremented value) against
+    hw_saturate((sh + 1) >> 1) for every ``width``-bit sh."""
+    fmt = QFormat(int_bits, frac_bits)
+    m = Module()
+    sh = Signal(signed(width))
+    fast, ref = Signal(signed(fmt.bits)), Signal(signed(fmt.bits))
+    m.d.comb += [fast.eq(_round_saturate(sh, fmt)), ref.eq(hw_saturate((sh + 1) >> 1, fmt))]
+    bad = []
+
+    async def sweep(ctx):
+        for v in range(-(1 << (width - 1)), 1 << (width - 1)):
+            ctx.set(sh, v)
+            if ctx.get(fast) != ctx.get(ref):
+                bad.append((v, ctx.get(fast), ctx.get(ref)))
+
+    run_pysim(m, [sweep], clock=False)
+    assert not bad, bad[:5]
 
 
 def test_constructor_validation():
