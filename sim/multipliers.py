@@ -96,7 +96,8 @@ def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
         G("layernorm", L, "x * x (sum of squares), one per lane", "mul", "hw/norm/layernorm.py"),
         G("layernorm", 3, "S1 * S1 (variance) as hi*hi, hi*lo, lo*lo (S1 = hi 2^17 + lo), "
           "registered, summed a cycle later", "mul", "hw/norm/layernorm.py"),
-        G("layernorm", 1, "S1 * y (mean x 1/std)", "mul", "hw/norm/layernorm.py"),
+        G("layernorm", 2, "S1 * y (mean x 1/std) as hi*y, lo*y (S1 = hi 2^17 + lo), operands "
+          "registered, summed a cycle later", "mul", "hw/norm/layernorm.py"),
         G("layernorm", L, "x * y (x / std), one per lane", "mul", "hw/norm/layernorm.py"),
         G("layernorm", L, "z * gamma, one per lane", "mul", "hw/norm/layernorm.py"),
         G("layernorm", 3, "1/sqrt Newton step: y0 * y0, t * m, y0 * (3 - t2)", "mul",

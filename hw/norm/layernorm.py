@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -87,6 +87,27 @@ def param_layout(cfg: Config, lanes: int) -> data.StructLayout:
     """Payload of ``param``: ``lanes`` gamma (ln_gamma format) and beta (act format) values."""
     return data.StructLayout({"gamma": data.ArrayLayout(signed(cfg.num.ln_gamma.bits), lanes),
                               "beta": data.ArrayLayout(signed(cfg.num.act.bits), lanes)})
+
+
+def _round_saturate(sh, fmt):
+    """``hw_saturate((sh + 1) >> 1, fmt)`` for a signed ``sh`` and a signed ``fmt``: the same
+    integer.
+
+    The overflow tests look at ``sh`` itself (r = (sh + 1) >> 1 is above the range iff
+    sh >= 2^bits - 1, below it iff sh <= -2^bits - 2: OR / AND trees over its bits) beside a
+    ``bits + 1``-bit increment for the value in range. Incrementing all of ``sh`` and then
+    comparing the sum was a carry chain as wide as ``sh`` (~45 bits) in front of the compare:
+    the ULX3S estimate's 11.4 ns LayerNorm stage.
+    """
+    w, bits = len(sh), fmt.bits
+    if w < bits + 2 or not fmt.signed:
+        return hw_saturate((sh + 1) >> 1, fmt)
+    sign = sh[w - 1]
+    low_ones = sh[:bits].all()
+    over = ~sign & (sh[bits:w - 1].any() | low_ones)
+    under = sign & ~(sh[bits + 1:w - 1].all() & (sh[bits] | low_ones))
+    in_range = (sh[:bits + 1] + 1)[1:bits + 1].as_signed()
+    return Mux(over, (1 << (bits - 1)) - 1, Mux(under, -(1 << (bits - 1)), in_range))
 
 
 class LayerNorm(wiring.Component):
@@ -204,15 +225,20 @@ class LayerNorm(wiring.Component):
         # "idle": no row in the row buffer and none half-written. The emitter frees a slot in the
         # cycle it issues the slot's last read, so a parameter write after that cannot reach a
         # row still in flight (the output pipeline carries gamma/beta in its own registers).
-        idle = Signal()
-        m.d.comb += idle.eq((write_beat == 0) & ~Cat(*slots.occupied).any())
+        # "wfree": the slot being written is free and no parameter set is half loaded. Both are
+        # registers loaded with their next value (:meth:`_ready_flags`), so x.ready is one gate
+        # from flip-flops: as compares of the counters and slot flags they were three LUT levels
+        # in front of x.ready -> the row-buffer write enables (the ULX3S estimate's 11.8 ns).
+        idle = Signal(init=1)
+        wfree = Signal(init=1)
 
-        param_beat = self._load_params(m, parmem.write_port(), idle)
-        row_in = self._write_rows(m, rowbuf.write_port(), slots, idle, param_beat, write_beat)
+        param_in = self._load_params(m, parmem.write_port(), idle)
+        row_in = self._write_rows(m, rowbuf.write_port(), slots, idle, wfree, write_beat)
         sums = self._row_sums(m, row_in)
         self._row_stats(m, sums, slots)
         row_rd, par_rd = rowbuf.read_port(), parmem.read_port()
-        adv, issue, read_bank = self._read_rows(m, row_rd, par_rd, slots)
+        adv, issue, read_bank, row_out = self._read_rows(m, row_rd, par_rd, slots)
+        self._ready_flags(m, slots, idle, wfree, param_in, row_in, row_out)
         stage_valid = self._emit(m, adv, issue, read_bank, row_rd, par_rd, slots)
 
         m.d.comb += self.busy.eq(~idle | Cat(*stage_valid).any() | self.y.valid)
@@ -228,9 +254,9 @@ class LayerNorm(wiring.Component):
                      par_wr.en.eq(param_accept)]
         with m.If(param_accept):
             count_nested(m, [Loop(param_beat, last=self.beats - 1)])
-        return param_beat
+        return SimpleNamespace(accept=param_accept, beat=param_beat)
 
-    def _write_rows(self, m, row_wr, slots, idle, param_beat, write_beat):
+    def _write_rows(self, m, row_wr, slots, idle, wfree, write_beat):
         """Input: write the row slot; a row's last beat marks its slot occupied."""
         beats, banks = self.beats, self.banks
         write_bank = Signal(range(banks))
@@ -238,10 +264,9 @@ class LayerNorm(wiring.Component):
         x_accept = Signal()
         last_in = write_beat == beats - 1
         m.d.comb += [
-            # a row waits for a free slot, for a half-loaded parameter set, and for a parameter
-            # set offered to an idle unit (parameters go first).
-            self.x.ready.eq(~Array(slots.occupied)[write_bank] & (param_beat == 0)
-                            & ~(idle & self.param.valid)),
+            # a row waits for a free slot, for a half-loaded parameter set (both in wfree), and
+            # for a parameter set offered to an idle unit (parameters go first).
+            self.x.ready.eq(wfree & ~(idle & self.param.valid)),
             x_accept.eq(self.x.valid & self.x.ready),
             row_wr.addr.eq(write_addr), row_wr.data.eq(self.x.payload), row_wr.en.eq(x_accept),
         ]
@@ -252,7 +277,26 @@ class LayerNorm(wiring.Component):
             with m.If(x_accept & last_in & (write_bank == b)):
                 m.d.sync += slots.occupied[b].eq(1)
         return SimpleNamespace(accept=x_accept, first=write_beat == 0, last=last_in,
-                               bank=write_bank)
+                               bank=write_bank, beat=write_beat)
+
+    def _ready_flags(self, m, slots, idle, wfree, param_in, row_in, row_out):
+        """Load ``idle`` and ``wfree`` with what they will be next cycle (the counter and slot
+        updates of :meth:`_load_params`, :meth:`_write_rows` and :meth:`_read_rows`), written so
+        that the row input's accept is one gate from each register: the terms that do not
+        depend on it are formed beside it."""
+        beats, banks = self.beats, self.banks
+        # a slot is free next cycle if it is free now or its last read is issued now (a row's
+        # last beat never lands in a slot being freed: that slot is still occupied)
+        free_next = [~slots.occupied[b] | (row_out.last & (row_out.bank == b))
+                     for b in range(banks)]
+        bank_after = Mux(row_in.bank == banks - 1, 0, row_in.bank + 1)
+        pbeat0_next = Mux(param_in.accept, param_in.beat == beats - 1, param_in.beat == 0)
+        m.d.sync += [
+            # an accepted beat leaves a row half written or fills a slot: not idle
+            idle.eq(~row_in.accept & (row_in.beat == 0) & Cat(*free_next).all()),
+            # a row's last beat moves the writer on to the next slot
+            wfree.eq(Mux(row_in.accept & row_in.last, Array(free_next)[bank_after],
+                         Array(free_next)[row_in.bank]) & pbeat0_next)]
 
     def _row_sums(self, m, row_in):
         """One-pass S1 = sum x and S2 = sum x^2 over a row (stages A, B, C)."""
@@ -335,7 +379,8 @@ class LayerNorm(wiring.Component):
     def _read_rows(self, m, row_rd, par_rd, slots):
         """Re-read rows whose statistics are ready; one global stall enable ``adv``.
 
-        The row's last read frees its slot. Returns ``(adv, issue, read_bank)``.
+        The row's last read frees its slot. Returns ``(adv, issue, read_bank, row_out)``
+        (``row_out``: that last read and its slot).
         """
         beats, banks = self.beats, self.banks
         adv = Signal()
@@ -355,7 +400,7 @@ class LayerNorm(wiring.Component):
         for b in range(banks):
             with m.If(issue & last_out & (read_bank == b)):
                 m.d.sync += [slots.occupied[b].eq(0), slots.stats_ok[b].eq(0)]
-        return adv, issue, read_bank
+        return adv, issue, read_bank, SimpleNamespace(last=issue & last_out, bank=read_bank)
 
     def _shift_pre(self) -> int:
         """Left pre-shift of p that makes the shift amount j = f + k - z_frac + pre >= 0."""
@@ -379,27 +424,40 @@ class LayerNorm(wiring.Component):
         # E1: the row's constants, alongside the memory read in flight. (D*x - S1) * y is
         # computed as D*(x*y) - S1*y: the per-lane multiplier is then act x y (16 x 16 bits, one
         # MULT18X18D) instead of (D*x - S1) x y (25 x 16 for dim 192, two), and S1*y is one
-        # multiplier per unit. Same integer, so still bit-exact.
+        # product per unit. Same integer, so still bit-exact.
+        # S1*y: S1 = hi * 2^split + lo (lo unsigned), two multipliers whose input registers take
+        # the row's S1 and y at E1 (the slot mux in front of them), products summed in E2. As one
+        # product of the muxed slot registers in E1 (S1 wider than 18 bits: MULT18X18Ds without
+        # registers plus the adder joining them behind the 3:1 mux) it was the ULX3S build's
+        # routed critical path (15.1 ns).
         e1_valid = Signal()
-        s1y_expr = Array(slots.s1)[read_bank] * Array(slots.y)[read_bank]
-        e1_s1y = Signal(s1y_expr.shape())
         e1_y = Signal(rsqrt.y_shape)
         e1_j = Signal(range(rsqrt.k_max + j_off + 1))
         with m.If(adv):
-            m.d.sync += [e1_valid.eq(issue), e1_s1y.eq(s1y_expr),
-                         e1_y.eq(Array(slots.y)[read_bank]),
+            m.d.sync += [e1_valid.eq(issue), e1_y.eq(Array(slots.y)[read_bank]),
                          e1_j.eq(Array(slots.k)[read_bank] + j_off)]
-        # E2: x * y per lane
+        row_s1, row_y = Array(slots.s1)[read_bank], Array(slots.y)[read_bank]
+        split = min(MULT18_WIDTH - 1, len(row_s1) - 1)
+
+        def product(a, name):
+            mul = m.submodules[name] = Multiplier(a.shape(), rsqrt.y_shape, input_reg=True,
+                                                  target=cfg.hw.dsp_target)
+            m.d.comb += [mul.a.eq(a), mul.b.eq(row_y), mul.en.eq(adv)]
+            return mul.p
+
+        s1y_hi = product(row_s1[split:].as_signed(), "s1y_hi")
+        s1y_lo = product(row_s1[:split], "s1y_lo")
+        # E2: x * y per lane; S1*y from the two partial products
         xr = row_rd.data
         xy_expr = [xr[lane] * e1_y for lane in range(lanes)]
         e2_valid = Signal()
         e2_xy = [Signal(xy_expr[0].shape(), name=f"e2_xy{lane}") for lane in range(lanes)]
-        e2_s1y = Signal.like(e1_s1y)
+        e2_s1y = Signal((Const(0, self.s1_shape) * Const(0, rsqrt.y_shape)).shape())
         e2_j = Signal.like(e1_j)
         e2_par = Signal(param_layout(cfg, lanes))
         with m.If(adv):
-            m.d.sync += [e2_valid.eq(e1_valid), e2_s1y.eq(e1_s1y), e2_j.eq(e1_j),
-                         e2_par.eq(par_rd.data)]
+            m.d.sync += [e2_valid.eq(e1_valid), e2_s1y.eq((s1y_hi << split) + s1y_lo),
+                         e2_j.eq(e1_j), e2_par.eq(par_rd.data)]
             m.d.sync += [e2_xy[lane].eq(xy_expr[lane]) for lane in range(lanes)]
         # E3: p = (D*x - S1) * y = D*(x*y) - S1*y (shifts and adds; no division by D anywhere)
         p_expr = [mul_const(e2_xy[lane], d) - e2_s1y for lane in range(lanes)]
@@ -437,7 +495,7 @@ class LayerNorm(wiring.Component):
         e5_par = Signal(param_layout(self._cfg, lanes))
         with m.If(adv):
             m.d.sync += [e5_valid.eq(e4_valid), e5_par.eq(e4_par)]
-            m.d.sync += [e5_z[lane].eq(hw_saturate((e4_sh[lane] + 1) >> 1, n.ln_norm))
+            m.d.sync += [e5_z[lane].eq(_round_saturate(e4_sh[lane], n.ln_norm))
                          for lane in range(lanes)]
         # E6: z * gamma
         zg_expr = [e5_z[lane] * e5_par.gamma[lane] for lane in range(lanes)]

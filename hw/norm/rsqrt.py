@@ -23,7 +23,7 @@ component needs explicit ports (``boards.synth_report`` passes them).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -130,15 +130,28 @@ class Rsqrt(wiring.Component):
         tag = [stage(f"tag{s}", self._tag_shape) for s in range(self.latency)]
         valid = [stage(f"valid{s}", 1) for s in range(self.latency)]
 
-        # stage 1: leading-one detector. The last matching If wins, so msb is the highest set bit.
+        # stage 1: k = (bit_length(V) - 1) >> 1, the index of the highest non-zero bit pair of V
+        # (0 for V = 0), by a binary tree over the pairs: each node is (any pair non-zero, index
+        # of the highest), the upper half's index when it has one. A priority chain over every
+        # bit (the last matching If) was seven PFUMX + four LUT levels, the ULX3S estimate's
+        # 12.9 ns rsqrt stage.
         v = self.i.payload.v
-        msb = Signal(range(self.v_bits), name="msb")
-        for b in range(self.v_bits):
-            with m.If(v[b]):
-                m.d.comb += msb.eq(b)
+        kw = self.k_shape.width
+        pairs = [v[2 * i:2 * i + 2].any() if 2 * i < self.v_bits else C(0, 1)
+                 for i in range(1 << kw)]
+
+        def highest(flags):       # (any flag, [index bits, LSB first])
+            if len(flags) == 1:
+                return flags[0], []
+            h = len(flags) // 2
+            lo_any, lo_idx = highest(flags[:h])
+            hi_any, hi_idx = highest(flags[h:])
+            return lo_any | hi_any, [Mux(hi_any, a, b) for a, b in zip(hi_idx, lo_idx)] + [hi_any]
+
+        _, k_bits = highest(pairs)
         v1 = stage("v1", unsigned(self.v_bits))
         k1 = stage("k1", self.k_shape)
-        m.d.sync += [v1.eq(v), k1.eq(msb >> 1), valid[0].eq(self.i.valid),
+        m.d.sync += [v1.eq(v), k1.eq(Cat(*k_bits)), valid[0].eq(self.i.valid),
                      tag[0].eq(self.i.payload.tag)]
 
         # stage 2: mantissa m = floor(V * 2^(f - 2k)), one right barrel shift of V << f (this also

@@ -11,12 +11,13 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal, signed
 
-from hw.norm.layernorm import LayerNorm
+from hw.norm.layernorm import LayerNorm, _round_saturate
 from sim import float_model
 from sim.config import generic_config, get_config, with_changes
 from sim.cycles import layernorm as ln_cycles
-from sim.fixed import dequantize, quantize
+from sim.fixed import QFormat, dequantize, hw_saturate, quantize
 from sim.golden.layernorm import layernorm
 from tests.harness import StreamMonitor, assert_beats_equal, run_pysim, stream_send
 from tests.harness.seeds import np_rng, rng, seed  # noqa: F401  (pytest fixtures)
@@ -253,6 +254,62 @@ def test_parameters_win_on_an_idle_unit(seed, np_rng):
 
     run_pysim(dut, [send_params, send_rows, mon], deadline_cycles=3000)
     assert_beats_equal(mon.received, to_beats(layernorm(TINY, rows, g, b), dut.lanes), seed=seed)
+
+
+def test_parameters_wait_for_a_half_written_row(seed, np_rng):
+    """A parameter set offered from the cycle after a row's first beat (no slot occupied yet)
+    waits for that row to be read out: the row keeps the reset parameters, the rows sent after
+    the set use it."""
+    g, b = random_params(TINY, np_rng, spread=2.0)
+    rows = random_rows(TINY, np_rng, 4)
+    dut = LayerNorm(TINY)
+    beats = to_beats(rows, dut.lanes)
+    loaded = []
+    want = (expected_beats(TINY, [(None, None, rows[:1])], dut.lanes)
+            + to_beats(layernorm(TINY, rows[1:], g, b), dut.lanes))
+    mon = StreamMonitor(dut.y, len(want), rng=random.Random(seed), ready_prob=0.7)
+
+    async def send_rows(ctx):
+        await stream_send(ctx, dut.x, beats[:1])           # row 0 half written
+        for _ in range(3 * dut.beats):                        # x pauses while the set is offered
+            await ctx.tick()
+        await stream_send(ctx, dut.x, beats[1:dut.beats])
+        while not loaded:
+            await ctx.tick()
+        await stream_send(ctx, dut.x, beats[dut.beats:], rng=random.Random(seed + 1),
+                          valid_prob=0.8)
+
+    async def send_params(ctx):
+        taken = 0
+        while not taken:                                      # the first x beat's edge
+            _, _, valid, ready = await ctx.tick().sample(dut.x.valid, dut.x.ready)
+            taken = valid and ready
+        await stream_send(ctx, dut.param, param_beats(g, b, dut.lanes))
+        loaded.append(True)
+
+    run_pysim(dut, [send_rows, send_params, mon], deadline_cycles=3000)
+    assert_beats_equal(mon.received, want, seed=seed)
+
+
+@pytest.mark.parametrize("width, int_bits, frac_bits", [(9, 2, 2), (10, 1, 6), (7, 3, 0)])
+def test_round_saturate_matches_hw_saturate(width, int_bits, frac_bits):
+    """The E5 round + saturate (overflow read off the unincremented value) against
+    hw_saturate((sh + 1) >> 1) for every ``width``-bit sh."""
+    fmt = QFormat(int_bits, frac_bits)
+    m = Module()
+    sh = Signal(signed(width))
+    fast, ref = Signal(signed(fmt.bits)), Signal(signed(fmt.bits))
+    m.d.comb += [fast.eq(_round_saturate(sh, fmt)), ref.eq(hw_saturate((sh + 1) >> 1, fmt))]
+    bad = []
+
+    async def sweep(ctx):
+        for v in range(-(1 << (width - 1)), 1 << (width - 1)):
+            ctx.set(sh, v)
+            if ctx.get(fast) != ctx.get(ref):
+                bad.append((v, ctx.get(fast), ctx.get(ref)))
+
+    run_pysim(m, [sweep], clock=False)
+    assert not bad, bad[:5]
 
 
 def test_constructor_validation():
