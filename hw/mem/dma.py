@@ -60,19 +60,20 @@ class ReadDma(wiring.Component):
         # from it, the wide compare ``left <= B`` ran into the command handshake and every
         # register's enable (ULX3S estimate 11.8 ns). After a full burst, left - B <= B is
         # left <= 2B, a compare on the register alone.
-        this = Signal(range(B + 1))                 # min(left, B)
-        final = Signal()                            # left <= B
+        burst = Signal(range(B + 1))                # min(left, B)
+        last_burst = Signal()                       # left <= B
         req = self.rd_req
-        m.d.comb += [req.valid.eq(act), req.payload.addr.eq(addr), req.payload.beats.eq(this),
+        m.d.comb += [req.valid.eq(act), req.payload.addr.eq(addr), req.payload.beats.eq(burst),
                      self.busy.eq(act),
-                     self.cmd.ready.eq(~act | (req.ready & final))]
+                     self.cmd.ready.eq(~act | (req.ready & last_burst))]
         with m.If(req.valid & req.ready):
-            m.d.sync += [addr.eq(addr + this * W), left.eq(left - this),
-                         final.eq(left <= 2 * B), this.eq(Mux(left <= 2 * B, left - B, B))]
-            with m.If(final):
+            m.d.sync += [addr.eq(addr + burst * W), left.eq(left - burst),
+                         last_burst.eq(left <= 2 * B),
+                         burst.eq(Mux(left <= 2 * B, left - B, B))]
+            with m.If(last_burst):
                 m.d.sync += act.eq(0)
         with m.If(self.cmd.valid & self.cmd.ready):
             beats = self.cmd.payload.beats
             m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(beats), act.eq(beats != 0),
-                         final.eq(beats <= B), this.eq(Mux(beats <= B, beats, B))]
+                         last_burst.eq(beats <= B), burst.eq(Mux(beats <= B, beats, B))]
         return m
