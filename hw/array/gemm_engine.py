@@ -94,7 +94,6 @@ from sim.cycles.gemm import epilogue_latency, gemm_tiles, pe_array_latency
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
-from hw.fabric.replica import replicas
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
@@ -436,29 +435,21 @@ class GemmEngine(wiring.Component):
             meta.append(s)
         at_psum = meta[-1]            # the beat whose sums are on array.psum
 
-        # One accumulator memory per column, each with its own copies of the row address
-        # (hw.fabric.replica keeps them apart): the read address is ``meta[-2].m`` (read one
-        # cycle ahead, write-through), the write address ``at_psum.m``. One address register
-        # for every column's LUT RAM was the ULX3S build's routed worst path (a 6.0 ns net of
-        # 14.6 ns into the read ports, then the accumulate add).
-        target = self._cfg.hw.fanout_target
-        if len(meta) >= 3:
-            raddr = replicas(m, meta[-3].m, C, target, "acc_raddr")      # = meta[-2].m
-        else:                       # an array of latency 1: no register to copy the read from
-            raddr = [meta[-2].m] * C
-        waddr = replicas(m, meta[-2].m, C, target, "acc_waddr")          # = at_psum.m
+        m.submodules.acc_mem = mem = Memory(shape=data.ArrayLayout(signed(acc_bits), C),
+                                            depth=self.max_m, init=[])
+        wp = mem.write_port()
+        rp = mem.read_port(transparent_for=(wp,))
         acc_new = Signal(data.ArrayLayout(signed(acc_bits), C))
         for col in range(C):
-            mem = m.submodules[f"acc_mem{col}"] = Memory(shape=signed(acc_bits),
-                                                         depth=self.max_m, init=[])
-            wp = mem.write_port()
-            rp = mem.read_port(transparent_for=(wp,))
-            m.d.comb += [acc_new[col].eq(Mux(at_psum.first, array.psum[col],
-                                             rp.data + array.psum[col])),
-                         rp.addr.eq(raddr[col]), wp.addr.eq(waddr[col]),
-                         wp.data.eq(acc_new[col]), wp.en.eq(at_psum.valid & ~at_psum.last)]
-        m.d.comb += [sum_fifo.w_data.eq(acc_new),
-                     sum_fifo.w_en.eq(at_psum.valid & at_psum.last)]
+            m.d.comb += acc_new[col].eq(Mux(at_psum.first, array.psum[col],
+                                            rp.data[col] + array.psum[col]))
+        m.d.comb += [
+            rp.addr.eq(meta[-2].m),         # read one cycle ahead
+            wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
+            wp.en.eq(at_psum.valid & ~at_psum.last),
+            sum_fifo.w_data.eq(acc_new),
+            sum_fifo.w_en.eq(at_psum.valid & at_psum.last),
+        ]
 
     def _bias_queue(self, m, c, restart):
         """Bias: one beat per column tile into a two-entry FIFO. Returns (fifo, bias_ok)."""
