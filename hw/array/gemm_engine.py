@@ -435,14 +435,25 @@ class GemmEngine(wiring.Component):
             meta.append(s)
         at_psum = meta[-1]            # the beat whose sums are on array.psum
 
-        m.submodules.acc_mem = mem = Memory(shape=data.ArrayLayout(signed(acc_bits), C),
-                                            depth=self.max_m, init=[])
+        row_layout = data.ArrayLayout(signed(acc_bits), C)
+        m.submodules.acc_mem = mem = Memory(shape=row_layout, depth=self.max_m, init=[])
         wp = mem.write_port()
-        rp = mem.read_port(transparent_for=(wp,))
-        acc_new = Signal(data.ArrayLayout(signed(acc_bits), C))
+        # Read one cycle ahead, not transparent: the write-through of a row written in the
+        # read's cycle is a registered bypass (``bypass``, ``written``) instead. A transparent
+        # port maps to LUT RAM behind a read-address register, and that register's net to every
+        # column's LUT RAM, then the accumulate add, was the ULX3S build's routed worst path
+        # (14.6 ns, 6.0 of it that net); without transparency the register sits on the data.
+        rp = mem.read_port()
+        acc_new = Signal(row_layout)
+        bypass = Signal()
+        written = Signal(row_layout)
+        m.d.sync += [bypass.eq(at_psum.valid & ~at_psum.last & (meta[-2].m == at_psum.m)),
+                     written.eq(acc_new)]
+        acc_old = Signal(row_layout)
+        m.d.comb += acc_old.eq(Mux(bypass, written, rp.data))
         for col in range(C):
             m.d.comb += acc_new[col].eq(Mux(at_psum.first, array.psum[col],
-                                            rp.data[col] + array.psum[col]))
+                                            acc_old[col] + array.psum[col]))
         m.d.comb += [
             rp.addr.eq(meta[-2].m),         # read one cycle ahead
             wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
