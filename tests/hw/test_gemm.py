@@ -110,6 +110,20 @@ def test_gemm_odd_array_pysim(seed):
     check(cfg, cases, received, seed)
 
 
+def test_gemm_one_row_array_accumulates_back_to_back(seed):
+    """A 1 x 4 array: with M = 1 a row's k tiles issue in consecutive cycles, so the
+    accumulator reads a row in the very cycle it is written (the engine's registered
+    write-through bypass; with R >= 2 the schedule keeps those beats apart)."""
+    cfg = with_changes(TINY, name="tiny-1x4", hw=dict(array_rows=1, array_cols=4))
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    cases = [make_case(cfg, 1, 6, 4, bias=True, gelu=False, mode="plain", rng=nrng),
+             make_case(cfg, 2, 5, 8, bias=False, gelu=False, mode="plain", rng=nrng)]
+    received, _ = run_engine(cfg, cases, rng, valid_prob=1.0, ready_prob=1.0, max_m=2,
+                             max_k=8, max_n=8)
+    check(cfg, cases, received, seed)
+
+
 def test_gemm_stalls_during_weight_load(seed):
     """Heavy output back-pressure with always-valid inputs and M >= R: the epilogue fills up and
     stalls the array right after a tile's last beat, while the loader wants to overwrite that
