@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -87,6 +87,13 @@ def param_layout(cfg: Config, lanes: int) -> data.StructLayout:
     """Payload of ``param``: ``lanes`` gamma (ln_gamma format) and beta (act format) values."""
     return data.StructLayout({"gamma": data.ArrayLayout(signed(cfg.num.ln_gamma.bits), lanes),
                               "beta": data.ArrayLayout(signed(cfg.num.act.bits), lanes)})
+
+
+def _halves(s1):
+    """``(hi, lo, split)`` with ``s1 = hi * 2^split + lo`` (``lo`` unsigned, ``split`` bits): a
+    product of ``s1`` as partial products that each fit one MULT18X18D operand."""
+    split = min(MULT18_WIDTH - 1, len(s1) - 1)
+    return s1[split:].as_signed(), s1[:split], split
 
 
 def _round_saturate(sh, fmt):
@@ -328,6 +335,18 @@ class LayerNorm(wiring.Component):
         m.d.sync += [c_done.eq(b_valid & b_last), c_bank.eq(b_bank)]
         return SimpleNamespace(s1=acc1, s2=acc2, done=c_done, bank=c_bank)
 
+    def _product(self, m, name, a, b, *, en=None, **regs):
+        """``a * b`` on a :class:`Multiplier` of ``cfg.hw.dsp_target`` named ``name``, with the
+        registers ``regs`` (its ``input_reg`` / ``pipeline_reg`` / ``output_reg`` flags) and
+        clock enable ``en`` (default always)."""
+        a, b = Value.cast(a), Value.cast(b)
+        mul = m.submodules[name] = Multiplier(a.shape(), b.shape(),
+                                              target=self._cfg.hw.dsp_target, **regs)
+        m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+        if en is not None:
+            m.d.comb += mul.en.eq(en)
+        return mul.p
+
     def _row_stats(self, m, sums, slots):
         """Per-row statistics: V = D*S2 - S1^2 + E, then rsqrt; published into the row's slot."""
         cfg, rsqrt = self._cfg, self.rsqrt
@@ -337,18 +356,10 @@ class LayerNorm(wiring.Component):
         # then summed. As one product S1 (26 bits for dim 192) took several MULT18X18D without
         # their registers plus the adders joining them in one cycle: the ULX3S build's critical
         # path (19.2 ns, 12.9 of it routing).
-        s1 = sums.s1
-        split = min(MULT18_WIDTH - 1, len(s1) - 1)
-        hi, lo = s1[split:].as_signed(), s1[:split]
-
-        def product(a, b, name):
-            mul = m.submodules[name] = Multiplier(a.shape(), b.shape(), output_reg=True,
-                                                  target=cfg.hw.dsp_target)
-            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
-            return mul.p
-
-        p_hh, p_hl, p_ll = (product(hi, hi, "s1_sq_hh"), product(hi, lo, "s1_sq_hl"),
-                            product(lo, lo, "s1_sq_ll"))
+        hi, lo, split = _halves(sums.s1)
+        p_hh, p_hl, p_ll = (self._product(m, name, a, b, output_reg=True)
+                            for name, a, b in (("s1_sq_hh", hi, hi), ("s1_sq_hl", hi, lo),
+                                               ("s1_sq_ll", lo, lo)))
         v0_ds2 = Signal(mul_const(sums.s2, d).shape())
         v0_valid = Signal()
         v0_bank = Signal.like(sums.bank)
@@ -433,20 +444,13 @@ class LayerNorm(wiring.Component):
         e1_valid = Signal()
         e1_y = Signal(rsqrt.y_shape)
         e1_j = Signal(range(rsqrt.k_max + j_off + 1))
-        with m.If(adv):
-            m.d.sync += [e1_valid.eq(issue), e1_y.eq(Array(slots.y)[read_bank]),
-                         e1_j.eq(Array(slots.k)[read_bank] + j_off)]
         row_s1, row_y = Array(slots.s1)[read_bank], Array(slots.y)[read_bank]
-        split = min(MULT18_WIDTH - 1, len(row_s1) - 1)
-
-        def product(a, name):
-            mul = m.submodules[name] = Multiplier(a.shape(), rsqrt.y_shape, input_reg=True,
-                                                  target=cfg.hw.dsp_target)
-            m.d.comb += [mul.a.eq(a), mul.b.eq(row_y), mul.en.eq(adv)]
-            return mul.p
-
-        s1y_hi = product(row_s1[split:].as_signed(), "s1y_hi")
-        s1y_lo = product(row_s1[:split], "s1y_lo")
+        with m.If(adv):
+            m.d.sync += [e1_valid.eq(issue), e1_y.eq(row_y),
+                         e1_j.eq(Array(slots.k)[read_bank] + j_off)]
+        s1_hi, s1_lo, split = _halves(row_s1)
+        s1y_hi = self._product(m, "s1y_hi", s1_hi, row_y, input_reg=True, en=adv)
+        s1y_lo = self._product(m, "s1y_lo", s1_lo, row_y, input_reg=True, en=adv)
         # E2: x * y per lane; S1*y from the two partial products
         xr = row_rd.data
         xy_expr = [xr[lane] * e1_y for lane in range(lanes)]
