@@ -60,10 +60,11 @@ memory words nor the adders can overflow.
 Flow control is credit-based: the array, the metadata beside it and the accumulator
 read-modify-write run free (no clock enable). A beat of a row's last k tile enters the array only
 with a credit, a word of the sum FIFO (``latency(array) + 2`` deep,
-:attr:`GemmEngine.sum_fifo_depth`) reserved for its sums; the credit returns when the epilogue takes that word. So back-pressure from ``o`` (or a
-missing ``res`` / ``bias`` beat at the epilogue) stalls only the epilogue (its own enable) and,
-once the credits are gone, the issue of last-k-tile beats; earlier k tiles, whose sums go to the
-accumulator memory, and the weight loader go on. A gap on ``act`` inserts a bubble. Streams must
+:attr:`GemmEngine.sum_fifo_depth`) reserved for its sums; the credit returns when the
+epilogue takes that word. So back-pressure from ``o`` (or a missing ``res`` / ``bias`` beat at
+the epilogue) stalls only the epilogue (its own enable) and, once the credits are gone, the
+issue of last-k-tile beats; earlier k tiles, whose sums go to the accumulator memory, and the
+weight loader go on. A gap on ``act`` inserts a bubble. Streams must
 be independent: the engine may need ``act`` beat i + sum_fifo_depth + epilogue latency before it
 accepts ``res`` beat i, and weights of the next tiles before the current tile's activations.
 The FIFO is deep enough that with ``o`` always ready no beat waits for a credit: the cycles are
@@ -447,8 +448,8 @@ class GemmEngine(wiring.Component):
         acc_new = Signal(row_layout)
         bypass = Signal()
         written = Signal(row_layout)
-        m.d.sync += [bypass.eq(at_psum.valid & ~at_psum.last & (meta[-2].m == at_psum.m)),
-                     written.eq(acc_new)]
+        acc_we = at_psum.valid & ~at_psum.last     # earlier k tiles' sums go back to memory
+        m.d.sync += [bypass.eq(acc_we & (meta[-2].m == at_psum.m)), written.eq(acc_new)]
         acc_old = Signal(row_layout)
         m.d.comb += acc_old.eq(Mux(bypass, written, rp.data))
         for col in range(C):
@@ -457,7 +458,7 @@ class GemmEngine(wiring.Component):
         m.d.comb += [
             rp.addr.eq(meta[-2].m),         # read one cycle ahead
             wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
-            wp.en.eq(at_psum.valid & ~at_psum.last),
+            wp.en.eq(acc_we),
             sum_fifo.w_data.eq(acc_new),
             sum_fifo.w_en.eq(at_psum.valid & at_psum.last),
         ]

@@ -67,13 +67,14 @@ class ReadDma(wiring.Component):
                      self.busy.eq(act),
                      self.cmd.ready.eq(~act | (req.ready & last_burst))]
         with m.If(req.valid & req.ready):
+            next_last = left <= 2 * B               # left - B <= B, for a full burst now
             m.d.sync += [addr.eq(addr + burst * W), left.eq(left - burst),
-                         last_burst.eq(left <= 2 * B),
-                         burst.eq(Mux(left <= 2 * B, left - B, B))]
+                         last_burst.eq(next_last), burst.eq(Mux(next_last, left - B, B))]
             with m.If(last_burst):
                 m.d.sync += act.eq(0)
         with m.If(self.cmd.valid & self.cmd.ready):
             beats = self.cmd.payload.beats
+            one_burst = beats <= B
             m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(beats), act.eq(beats != 0),
-                         last_burst.eq(beats <= B), burst.eq(Mux(beats <= B, beats, B))]
+                         last_burst.eq(one_burst), burst.eq(Mux(one_burst, beats, B))]
         return m

@@ -35,9 +35,9 @@ sequencer walks it from index 0 until END:
 
 Timing: a fetched descriptor passes three register stages (the second holds its test
 results, the third its check result) and is decoded in 1 cycle, the next fetch is requested in
-the next (PREFETCH), and the job is offered in the cycle after; a path's ``busy`` falling is seen the cycle after, so a descriptor
-costs about 4 cycles on top of its path's own time (the first fetch of a frame pays the memory
-latency and the three stages once).
+the next (PREFETCH), and the job is offered in the cycle after; a path's ``busy`` falling is
+seen the cycle after, so a descriptor costs about 4 cycles on top of its path's own time (the
+first fetch of a frame pays the memory latency and the three stages once).
 
 Status: ``busy`` from start to END / error, ``done`` (sticky until the next start or a clear),
 ``op_busy`` (one bit per op: which descriptor kind is running, up to the DECODE after it; for
@@ -328,9 +328,9 @@ class Sequencer(wiring.Component):
         """The :class:`ErrorCode` of the check results ``ok`` (the first failed check wins)."""
         code = Signal(ERROR_CODE_BITS)
         m.d.comb += code.eq(Mux(~ok.magic, ErrorCode.BAD_MAGIC,
-                   Mux(~ok.check, ErrorCode.BAD_CHECK,
-                       Mux(~ok.opcode, ErrorCode.BAD_OPCODE,
-                           Mux(~ok.fields, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
+                                Mux(~ok.check, ErrorCode.BAD_CHECK,
+                                    Mux(~ok.opcode, ErrorCode.BAD_OPCODE,
+                                        Mux(~ok.fields, ErrorCode.BAD_FIELD, ErrorCode.NONE)))))
         return code
 
     def _wired_ok(self, op, d):
