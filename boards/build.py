@@ -48,7 +48,7 @@ from hw.fabric.global_buffer import on_global
 from boards.boards import Board
 from boards.build_progress import BuildProgress, LogTail, ProgressPrinter, format_seconds
 from boards.dram_board import DramBoardTop, check_dram, dram_summary, user_clock_hz
-from boards.ecp5_depth import analyze_file
+from boards.ecp5_depth import analyze_file, analyze_routed
 from boards.ecp5_pll import Ecp5Pll, pll_params
 from boards.fit import check_fit, estimate
 from boards.pnr_report import critical_path, parse_nextpnr_report
@@ -240,19 +240,27 @@ def _synth_script(out: Path) -> str:
     return name
 
 
-def logic_depth(out: Path, cfg: Config, keep: int = 8) -> dict | None:
+def logic_depth(out: Path, cfg: Config, keep: int = 8, routed: dict | None = None
+                ) -> dict | None:
     """:func:`boards.ecp5_depth.analyze_file` of the synthesized netlist against the config's
     clock period; the whole result goes to ``logic_depth.json``, the report keeps the totals
-    and the ``keep`` worst source lines."""
+    and the ``keep`` worst source lines. With ``routed`` (nextpnr's ``--report`` JSON, written
+    with ``--detailed-timing-report``): :func:`boards.ecp5_depth.analyze_routed` instead, every
+    endpoint ranked by its routed arrival time (``routed_paths.json``), where nextpnr's log
+    names only the one critical path."""
     netlist = out / f"{TOP_NAME}.json"
     if not netlist.is_file():
         return None
     try:
-        r = analyze_file(netlist, repo_root=str(REPO_ROOT), budget_ns=1e3 / cfg.hw.clock_mhz,
-                         groups=60)
+        kw = dict(repo_root=str(REPO_ROOT), budget_ns=1e3 / cfg.hw.clock_mhz, groups=60)
+        r = (analyze_routed(json.loads(netlist.read_text()), routed, **kw) if routed
+             else analyze_file(netlist, **kw))
     except (ValueError, KeyError, TypeError) as e:     # not a Yosys netlist: say so, go on
-        return {"error": f"{netlist.name} is not a Yosys JSON netlist ({type(e).__name__}: {e})"}
-    (out / "logic_depth.json").write_text(json.dumps(r, indent=1))
+        what = f"{netlist.name} or the nextpnr report" if routed else netlist.name
+        return {"error": f"{what} is not a Yosys JSON netlist / nextpnr report as expected "
+                         f"({type(e).__name__}: {e})"}
+    (out / ("routed_paths.json" if routed else "logic_depth.json")).write_text(
+        json.dumps(r, indent=1))
     return {k: r[k] for k in ("endpoints", "worst_ns", "est_mhz", "budget_ns", "over_budget",
                               "groups_total")} | {"groups": r["groups"][:keep]}
 
@@ -345,6 +353,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                else BoardTop(board, cfg, design))
         plan = platform.prepare(top, name=TOP_NAME,
                                 nextpnr_opts=f"--report {TOP_NAME}_report.json "
+                                             "--detailed-timing-report "
                                              f"--timing-allow-fail --seed {seed} "
                                              f"--placer {placer} --router {router}"
                                              + ("" if timing_driven else " --no-tmdriv"),
@@ -387,8 +396,10 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     t_tools = time.monotonic() - t0 - t_elab
     depth = logic_depth(out, cfg)
     rep_path = out / f"{TOP_NAME}_report.json"
-    pnr = (parse_nextpnr_report(json.loads(rep_path.read_text()))
-           if rep_path.is_file() and not synth_only else {})
+    pnr_json = json.loads(rep_path.read_text()) if rep_path.is_file() and not synth_only else None
+    pnr = parse_nextpnr_report(pnr_json) if pnr_json else {}
+    routed_depth = (logic_depth(out, cfg, routed=pnr_json)
+                    if pnr_json and "detailed_net_timings" in pnr_json else None)
     tim = out / f"{TOP_NAME}.tim"
     crit = (critical_path(tim.read_text(errors="replace"), REPO_ROOT)
             if tim.is_file() and not synth_only else None)
@@ -403,6 +414,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         "critical_path": crit,
         "fmax_target_mhz": cfg.hw.clock_mhz,
         "logic_depth": depth,
+        "routed_paths": routed_depth,
         "estimate": est.to_dict(),
         "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1),
                     "total": round(time.monotonic() - t_start, 1), "stages": tracker.finish()},

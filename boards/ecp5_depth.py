@@ -47,7 +47,7 @@ from pathlib import Path
 
 from boards.xilinx_depth import _Graph, _str_param
 
-__all__ = ["DELAYS", "analyze_netlist", "analyze_file", "format_report"]
+__all__ = ["DELAYS", "analyze_netlist", "analyze_file", "analyze_routed", "format_report"]
 
 # ns, ECP5 speed grade 6 (LFE5U-85F-6 on the ULX3S). Cell delays from the prjtrellis timing
 # database nextpnr-ecp5 uses (rounded); the MULT18X18D and DP16KD figures are the ones quoted in
@@ -218,15 +218,9 @@ def _path_counts(g: _Ecp5Graph, b, cells: dict) -> dict:
     return dict(counts), start
 
 
-def analyze_netlist(netlist: dict, top: str | None = None, *, delays: dict | None = None,
-                    budget_ns: float = 10.0, groups: int = 25, repo_root: str | None = None
-                    ) -> dict:
-    """Price every endpoint of the synthesized ECP5 module ``top`` (default: the module marked
-    ``top``, else the largest). Returns ``endpoints``, ``histogram`` (endpoints per 1-ns bin of
-    estimated delay), ``over_budget`` (endpoints above ``budget_ns``), the worst estimate, and
-    ``groups``: the endpoints over budget grouped by their register's source line, worst
-    first, each with its count, worst delay, the worst path's cell levels and its start."""
-    d = {**DELAYS, **(delays or {})}
+def _graph(netlist: dict, top: str | None, d: dict):
+    """The module ``top`` (default: the one marked ``top``, else the largest) and its
+    arrival-time graph."""
     mods = netlist["modules"]
     if top is None:
         tops = [n for n, mod in mods.items()
@@ -240,6 +234,27 @@ def analyze_netlist(netlist: dict, top: str | None = None, *, delays: dict | Non
     g.inputs = {b for port in mod.get("ports", {}).values() if port["direction"] == "input"
                 for b in port["bits"] if isinstance(b, int)}
     g.memo = {}
+    return top, cells, g
+
+
+def _start_of(g: _Ecp5Graph, b, cells: dict, repo_root: str | None) -> dict:
+    g.arrival(b)
+    levels, (sbit, scell) = _path_counts(g, b, cells)
+    return {"levels": levels,
+            "start": _src(cells[scell], repo_root) if scell in cells else "port",
+            "start_net": g.names.get(sbit, str(sbit)) if isinstance(sbit, int) else sbit}
+
+
+def analyze_netlist(netlist: dict, top: str | None = None, *, delays: dict | None = None,
+                    budget_ns: float = 10.0, groups: int = 25, repo_root: str | None = None
+                    ) -> dict:
+    """Price every endpoint of the synthesized ECP5 module ``top`` (default: the module marked
+    ``top``, else the largest). Returns ``endpoints``, ``histogram`` (endpoints per 1-ns bin of
+    estimated delay), ``over_budget`` (endpoints above ``budget_ns``), the worst estimate, and
+    ``groups``: the endpoints over budget grouped by their register's source line, worst
+    first, each with its count, worst delay, the worst path's cell levels and its start."""
+    d = {**DELAYS, **(delays or {})}
+    top, cells, g = _graph(netlist, top, d)
     hist: dict[int, int] = defaultdict(int)
     by_src: dict[str, dict] = {}
     n_end = 0
@@ -259,11 +274,12 @@ def analyze_netlist(netlist: dict, top: str | None = None, *, delays: dict | Non
                                       "end_kind": what})
         grp["endpoints"] += 1
         if total > grp["worst_ns"]:
-            levels, start = _path_counts(g, b, cells)
-            sbit, scell = start
-            grp.update(worst_ns=round(total, 2), end_kind=what, levels=levels,
-                       start=(_src(cells[scell], repo_root) if scell in cells else "port"),
-                       start_net=g.names.get(sbit, str(sbit)) if isinstance(sbit, int) else sbit)
+            grp.update(worst_ns=round(total, 2), end_kind=what,
+                       **_start_of(g, b, cells, repo_root))
+    return _result(top, d, budget_ns, n_end, worst, hist, by_src, groups)
+
+
+def _result(top, d, budget_ns, n_end, worst, hist, by_src, groups) -> dict:
     ranked = sorted(by_src.values(), key=lambda r: (-r["worst_ns"], -r["endpoints"]))
     return {
         "top": top.lstrip("\\"), "delay_model_ns": d, "budget_ns": budget_ns,
@@ -273,6 +289,53 @@ def analyze_netlist(netlist: dict, top: str | None = None, *, delays: dict | Non
         "histogram": {f"{k}-{k + 1}": v for k, v in sorted(hist.items())},
         "groups": ranked[:groups], "groups_total": len(ranked),
     }
+
+
+def analyze_routed(netlist: dict, report: dict, top: str | None = None, *,
+                   delays: dict | None = None, budget_ns: float = 10.0, groups: int = 25,
+                   repo_root: str | None = None) -> dict:
+    """Every endpoint of a *routed* build ranked by its routed arrival time, grouped by source
+    line like :func:`analyze_netlist`, from nextpnr's ``--report`` JSON written with
+    ``--detailed-timing-report``. That report gives, for every timing endpoint pin (register
+    D / CE / LSR, block RAM and multiplier inputs), nextpnr's own post-route arrival time
+    (min, max; the max is used): the routed counterpart of the estimate, where nextpnr's log
+    names only the one critical path. Endpoint cells keep their Yosys names in nextpnr, so
+    ``netlist`` (the synthesized Yosys JSON) gives each one's source line; each group's
+    ``start`` / ``levels`` are those of the *modelled* worst path into its worst endpoint (the
+    routed report has arrival times, not paths)."""
+    d = {**DELAYS, **(delays or {})}
+    top, cells, g = _graph(netlist, top, d)
+    arrival: dict[tuple[str, str], float] = {}
+    for net in report.get("detailed_net_timings", []):
+        for e in net.get("endpoints", []):
+            t = e["delay"]
+            t = max(t) if isinstance(t, (list, tuple)) else float(t)
+            key = (e["cell"], e["port"])
+            arrival[key] = max(t, arrival.get(key, t))
+    if not arrival:
+        raise ValueError("the nextpnr report has no detailed_net_timings (run nextpnr with "
+                         "--detailed-timing-report)")
+    hist: dict[int, int] = defaultdict(int)
+    by_src: dict[str, dict] = {}
+    worst = 0.0
+    for (cname, port), t in arrival.items():
+        hist[int(t)] += 1
+        worst = max(worst, t)
+        if t <= budget_ns:
+            continue
+        cell = cells.get(cname)
+        key = _src(cell, repo_root) if cell else cname
+        grp = by_src.setdefault(key, {"source": key, "endpoints": 0, "worst_ns": 0.0,
+                                      "end_kind": port})
+        grp["endpoints"] += 1
+        if t > grp["worst_ns"]:
+            grp.update(worst_ns=round(t, 2), end_kind=f"{cell['type'] if cell else '?'}.{port}")
+            bits = cell["connections"].get(port, []) if cell else []
+            if bits and isinstance(bits[0], int):
+                grp.update(**_start_of(g, bits[0], cells, repo_root))
+    r = _result(top, d, budget_ns, len(arrival), worst, hist, by_src, groups)
+    r["routed"] = True
+    return r
 
 
 def analyze_file(path, **kw) -> dict:

@@ -39,6 +39,9 @@ def build_table(rep: dict) -> str:
     depth = rep.get("logic_depth")
     if depth:
         lines.append(depth_lines(depth))
+    routed = rep.get("routed_paths")
+    if routed:
+        lines.append(depth_lines(routed, routed=True))
     secs = rep.get("seconds") or {}
     if "total" in secs:
         parts = [f"elaborate {format_seconds(secs['elaborate'])}"] + [
@@ -47,11 +50,14 @@ def build_table(rep: dict) -> str:
     return "\n".join(lines + [f"bitstream: {rep['bitstream'] or 'none (--synth-only)'}"])
 
 
-def depth_lines(depth: dict) -> str:
-    """The logic-depth estimate of a build (boards/ecp5_depth.py): totals, the worst lines."""
+def depth_lines(depth: dict, routed: bool = False) -> str:
+    """The logic-depth estimate of a build (boards/ecp5_depth.py): totals, the worst lines;
+    ``routed``: the same walk with the routed net delays (``routed_paths.json``)."""
+    what = ("routed arrival times (nextpnr, every endpoint; boards/ecp5_depth.py)" if routed
+            else "logic depth (estimate, not routed; boards/ecp5_depth.py)")
     if "error" in depth:
-        return f"logic depth: not measured ({depth['error']})"
-    lines = [f"logic depth (estimate, not routed; boards/ecp5_depth.py): worst stage "
+        return f"{what}: not measured ({depth['error']})"
+    lines = [f"{what}: worst stage "
              f"{depth['worst_ns']} ns ({depth['est_mhz']} MHz); {depth['over_budget']:,} of "
              f"{depth['endpoints']:,} endpoints over {depth['budget_ns']:g} ns in "
              f"{depth['groups_total']} source lines; worst:"]

@@ -44,4 +44,4 @@ def test_synth_only_runs_yosys_alone_and_reports_depth(tmp_path, monkeypatch):
 def test_depth_of_a_netlist_that_is_not_yosys_json_is_reported_not_raised(tmp_path):
     (tmp_path / f"{build.TOP_NAME}.json").write_text("{}")
     depth = build.logic_depth(tmp_path, get_config("tiny-ecp5"))
-    assert "not a Yosys JSON netlist" in depth["error"]
+    assert "is not a Yosys JSON netlist" in depth["error"]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from boards.ecp5_depth import DELAYS, analyze_netlist, format_report
+from boards.ecp5_depth import DELAYS, analyze_netlist, analyze_routed, format_report
 
 # the structural tests price every net the same; the fanout term has its own test
 NOFAN = {"fanout": 0.0}
@@ -132,3 +132,44 @@ def test_high_fanout_net_costs_more_and_a_global_buffer_does_not():
     assert r["worst_ns"] == pytest.approx(
         E["ff_clk_to_q"] + E["net"] + E["global"] + E["lut"] + E["net"] + E["ff_setup"],
         abs=0.01)
+
+
+def _pnr_report(arrivals):
+    """A nextpnr ``--report`` JSON with ``--detailed-timing-report``: one net per endpoint,
+    each endpoint pin with its (min, max) routed arrival time."""
+    return {"detailed_net_timings": [
+        {"net": f"n{i}", "driver": "x", "port": "Z", "sources": [], "event": "posedge clk",
+         "endpoints": [{"cell": c, "port": p, "event": "posedge clk", "delay": [lo, hi]}]}
+        for i, ((c, p), (lo, hi)) in enumerate(arrivals.items())]}
+
+
+def test_routed_report_ranks_every_endpoint_by_its_routed_arrival():
+    cells = {
+        "ff0": _ff(10, 3, "/x/hw/a.py:1"),
+        "l1": _lut(3, 4), "l2": _lut(4, 5),
+        "ff1": _ff(5, 6, "/x/hw/a.py:2", ce=4),
+        "ff2": _ff(6, 7, "/x/hw/b.py:3"),
+        "ff3": _ff(6, 8, "/x/hw/b.py:3"),
+    }
+    # the modelled ranking puts ff1 (two LUTs) first; the routed arrivals put b.py:3 first:
+    # a long net the model prices like any other
+    pnr = _pnr_report({("ff1", "DI"): (2.0, 7.5), ("ff1", "CE"): (1.0, 6.0),
+                       ("ff2", "DI"): (3.0, 11.25), ("ff3", "DI"): (3.0, 10.5),
+                       ("ff0", "DI"): (0.5, 1.0)})
+    r = analyze_routed(_netlist(cells), pnr, budget_ns=7.0, repo_root="/x")
+    assert r["routed"] and r["endpoints"] == 5
+    assert r["worst_ns"] == 11.25 and r["est_mhz"] == pytest.approx(1e3 / 11.25, abs=0.1)
+    assert r["over_budget"] == 3
+    assert [(g["source"], g["endpoints"], g["worst_ns"]) for g in r["groups"]] == [
+        ("hw/b.py:3", 2, 11.25), ("hw/a.py:2", 1, 7.5)]
+    b = r["groups"][0]
+    assert b["end_kind"] == "TRELLIS_FF.DI" and b["start"] == "hw/a.py:2"
+    assert r["histogram"] == {"1-2": 1, "6-7": 1, "7-8": 1, "10-11": 1, "11-12": 1}
+    assert "hw/b.py:3" in format_report(r)
+    modelled = analyze_netlist(_netlist(cells), budget_ns=0.0, repo_root="/x")
+    assert modelled["groups"][0]["source"] == "hw/a.py:2"
+
+
+def test_routed_report_without_detailed_timings_is_refused():
+    with pytest.raises(ValueError, match="detailed-timing-report"):
+        analyze_routed(_netlist({"ff0": _ff(10, 3, "/x/hw/a.py:1")}), {"fmax": {}})
