@@ -13,7 +13,7 @@ LFE5U-25F: 24,288 LUT4, 28 multipliers, 56 DP16KD.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["Device", "Board", "BOARDS", "get_board", "DEVICES", "default_build_dir"]
 
@@ -131,6 +131,24 @@ def get_board(name: str) -> Board:
         return BOARDS[name]
     except KeyError:
         raise ValueError(f"unknown board {name!r}; known boards: {', '.join(BOARDS)}") from None
+
+
+def with_clock(board: Board, mhz: float, dram: bool = False) -> Board:
+    """``board`` with its accelerator clocked at ``mhz`` from the PLL (``edge-moe build
+    --clock-mhz``); refused for a DRAM build (the DRAM controller makes that clock) and for a
+    frequency the board's PLL cannot make from its oscillator."""
+    from boards.ecp5_pll import pll_params
+    if dram:
+        raise ValueError("--clock-mhz: a DRAM build runs on the DRAM controller's user clock, "
+                         "not the board PLL's; drop --clock-mhz or --dram")
+    if not mhz > 0:
+        raise ValueError(f"--clock-mhz must be > 0, got {mhz:g}")
+    osc = board.platform_class()().default_clk_frequency
+    try:
+        pll_params(osc, mhz * 1e6)
+    except ValueError as e:
+        raise ValueError(f"--clock-mhz {mhz:g} on {board.name}: {e}") from None
+    return replace(board, clock_hz=mhz * 1e6)
 
 
 def default_build_dir(board: str, config: str, design: str = "top", dram: bool = False) -> str:

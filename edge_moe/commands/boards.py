@@ -58,6 +58,11 @@ def add_parser(subparsers) -> None:
     b.add_argument("--timeout", type=float, default=4 * 3600, metavar="S",
                    help="give up the FPGA tools after S seconds (default 4 h)")
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--clock-mhz", type=float, metavar="MHZ",
+                   help="the accelerator's clock from the board's PLL, which nextpnr is "
+                        "constrained to (default: the board's, see --list; nextpnr works on "
+                        "timing only as far as the constraint asks). Not with --dram: there "
+                        "the clock is the DRAM controller's")
     b.add_argument("--router", choices=("router1", "router2"), default="router2",
                    help="nextpnr router (default router2: much faster than router1 on a full "
                         "device)")
@@ -95,7 +100,7 @@ def _elaborate(args) -> int:
 
 
 def _build(args) -> int:
-    from boards.boards import BOARDS, default_build_dir, get_board
+    from boards.boards import BOARDS, default_build_dir, get_board, with_clock
     from boards.build import BuildError, build_board
     from boards.build_progress import ProgressPrinter
     from boards.fit import check_fit, estimate
@@ -107,6 +112,8 @@ def _build(args) -> int:
     if not args.board:
         raise ValueError("--board is required (see `edge-moe build --list`)")
     board = get_board(args.board)
+    if args.clock_mhz is not None:
+        board = with_clock(board, args.clock_mhz, dram=args.dram)
     cfg = load_config(args.config or board.config)
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
     if args.dram:

@@ -7,6 +7,8 @@ board flow hands to Yosys.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from boards.boards import get_board
@@ -56,3 +58,22 @@ def test_ulx3s_doubles_its_oscillator_in_the_pll():
     assert platform.default_clk_frequency == 25e6
     assert design_clock_hz(board, platform) == board.clock_hz == 50e6
     assert "EHXPLLL" in il
+
+
+def test_clock_option_sets_the_pll_and_refuses_what_it_cannot_make(capsys):
+    from boards.boards import with_clock
+    from edge_moe.cli import main
+    board = with_clock(get_board("ulx3s-85f"), 100)
+    platform = board.platform_class()()
+    plan = platform.prepare(BoardTop(board, get_config("tiny"), "demo"), name="t")
+    assert design_clock_hz(board, platform) == 100e6
+    p = pll_params(25e6, 100e6)
+    il = plan.files["t.il"]
+    assert p.fout_hz == 100e6
+    for name, value in [("CLKI_DIV", p.clki_div), ("CLKFB_DIV", p.clkfb_div),
+                        ("CLKOP_DIV", p.clkop_div)]:
+        assert re.search(rf"parameter \\{name} {value}\n", il), name
+    for args, msg in [(["--clock-mhz", "1000"], "outside"), (["--clock-mhz", "0"], "> 0"),
+                      (["--clock-mhz", "100", "--dram"], "DRAM controller")]:
+        assert main(["build", "--board", "ulx3s-85f", "--check-only", *args]) == 2
+        assert msg in capsys.readouterr().err
