@@ -16,8 +16,8 @@ shifted adds so it uses no DSP), two adds and a saturation.
 
 Pipeline (both classes): 4 register stages.
   0. a = min(|x|, act.max_int).
-  1. segment index, ROM read (lo, slope), remainder.
-  2. d = lo + round(slope * r).
+  1. segment index, ROM read (slope, lo * 2^sb + half), remainder.
+  2. d = (lo * 2^sb + half + slope * r) >> sb: one add tree of 1 + sb terms.
   3. ReLU(x) - d at table precision, one rounding shift, saturation; or x itself when bypassed.
 Latency 4 cycles (advances), throughput 1 value per lane per cycle.
 
@@ -34,7 +34,7 @@ from sim.config import Config
 from sim.fixed import hw_rshift_round, hw_saturate
 from sim.golden.gelu import gelu_step_bits, gelu_table
 
-__all__ = ["GeluLane", "GeluUnit", "gelu_rom", "shift_add_mul"]
+__all__ = ["GeluLane", "GeluUnit", "add_tree", "gelu_rom", "shift_add_mul"]
 
 
 def gelu_rom(cfg: Config) -> tuple[list[int], list[int]]:
@@ -54,7 +54,13 @@ def shift_add_mul(m: Module, a, b, name: str = "sam"):
     """
     from amaranth.hdl import Value
     a, b = Value.cast(a), Value.cast(b)
-    terms = [Mux(b[i], a.as_signed() << i, 0) for i in range(len(b))] or [Const(0, signed(1))]
+    return add_tree(m, [Mux(b[i], a.as_signed() << i, 0) for i in range(len(b))], name)
+
+
+def add_tree(m: Module, terms, name: str = "sum"):
+    """The signed sum of ``terms`` as a balanced tree of ``keep`` adders (see
+    :func:`shift_add_mul`); depth ceil(log2 len(terms)) carry chains."""
+    terms = list(terms) or [Const(0, signed(1))]
     level = 0
     while len(terms) > 1:
         nxt = []
@@ -105,8 +111,7 @@ class GeluLane(wiring.Component):
         extra = n.gelu_table_frac - act.frac_bits
         seg_bits = (n.gelu_segments - 1).bit_length()   # gelu_segments is a power of two
         lo_vals, slope_vals = gelu_rom(self._cfg)
-        lo_shape, slope_shape = _shape_for(lo_vals), _shape_for(slope_vals)
-        lo_rom = Array(Const(v, lo_shape) for v in lo_vals)
+        slope_shape = _shape_for(slope_vals)
         slope_rom = Array(Const(v, slope_shape) for v in slope_vals)
 
         # stage 0: |x| (its negation and clamp were a carry chain and a compare in front of the
@@ -120,26 +125,35 @@ class GeluLane(wiring.Component):
             m.d.sync += [a.eq(Mux(ax > act.max_int, act.max_int, ax)[:act.bits - 1]),
                          x0.eq(x), byp0.eq(self.bypass)]
 
-        # stage 1: segment lookup
+        # stage 1: segment lookup. ``lo`` and the rounding half are one ROM word,
+        # base = lo * 2^sb + half, so that stage 2 is one add tree:
+        # (base + slope * r) >> sb == lo + round_half_up(slope * r, sb) exactly, as lo * 2^sb is
+        # a multiple of 2^sb. Before, stage 2 was the slope x r tree, the rounding add and the
+        # lo add in series: the ULX3S build's routed worst path (14.6 ns). Outside the table
+        # slope = 0 and base = half, so d = 0.
+        half = 1 << (sb - 1) if sb else 0
+        base_vals = [(v << sb) + half for v in lo_vals]
+        base_shape = _shape_for(base_vals + [half])
+        base_rom = Array(Const(v, base_shape) for v in base_vals)
         idx = a >> sb
         inside = idx < n.gelu_segments
         seg = idx[:seg_bits] if seg_bits else Const(0, 1)
         x1 = Signal(signed(act.bits))
         byp1 = Signal()
-        lo1 = Signal(lo_shape)
+        base1 = Signal(base_shape)
         slope1 = Signal(slope_shape)
         r1 = Signal(unsigned(max(sb, 1)))
         with m.If(self.en):
             m.d.sync += [
                 x1.eq(x0), byp1.eq(byp0), r1.eq(a[:sb] if sb else 0),
-                # outside the table d = 0: zero both ROM words instead of muxing d later
-                lo1.eq(Mux(inside, lo_rom[seg], 0)),
+                base1.eq(Mux(inside, base_rom[seg], half)),
                 slope1.eq(Mux(inside, slope_rom[seg], 0)),
             ]
 
-        # stage 2: interpolation
-        # slope x remainder is a small (sb-bit) product: shift-add, no DSP
-        d_val = lo1 + hw_rshift_round(shift_add_mul(m, slope1, r1, "slope_r"), sb)
+        # stage 2: interpolation, d = (base + slope * r) >> sb: the slope x remainder
+        # shift-adds (no DSP) and base in one balanced tree
+        terms = [Mux(r1[i], slope1.as_signed() << i, 0) for i in range(sb)]
+        d_val = add_tree(m, [base1] + terms, "interp") >> sb
         # |round(slope * r / 2^sb)| <= |slope|, so d lies within lo + [min(slope, 0), max(slope, 0)]
         d2 = Signal(_shape_for(lo_vals + [max(lo_vals) + max(slope_vals),
                                           min(lo_vals) + min(slope_vals)]))
