@@ -17,8 +17,10 @@ shifted adds so it uses no DSP), two adds and a saturation.
 Pipeline (both classes): 4 register stages.
   0. a = min(|x|, act.max_int).
   1. segment index, ROM read (slope, lo * 2^sb + half), remainder.
-  2. d = (lo * 2^sb + half + slope * r) >> sb: one add tree of 1 + sb terms.
-  3. ReLU(x) - d at table precision, one rounding shift, saturation; or x itself when bypassed.
+  2. d - half3 = (lo * 2^sb + half - half3 * 2^sb + slope * r) >> sb: one add tree of 1 + sb
+     terms (half3 = stage 3's rounding half).
+  3. ((ReLU(x) << extra) - (d - half3)) >> extra (= the rounding shift), saturation; or x
+     itself when bypassed.
 Latency 4 cycles (advances), throughput 1 value per lane per cycle.
 
 ``bypass`` lets the GEMM epilogue keep the same latency whether or not a GEMM applies GELU (the
@@ -131,9 +133,13 @@ class GeluLane(wiring.Component):
         # a multiple of 2^sb. Before, stage 2 was the slope x r tree, the rounding add and the
         # lo add in series: the ULX3S build's routed worst path (14.6 ns). Outside the table
         # slope = 0 and base = half, so d = 0.
+        # Stage 3's rounding half is folded in as well: the tree gives d - half3 (exactly,
+        # half3 * 2^sb being a multiple of 2^sb), so stage 3 subtracts and shifts, no add.
         half = 1 << (sb - 1) if sb else 0
-        base_vals = [(v << sb) + half for v in lo_vals]
-        base_shape = _shape_for(base_vals + [half])
+        half3 = 1 << (extra - 1) if extra > 0 else 0
+        base_vals = [(v << sb) + half - (half3 << sb) for v in lo_vals]
+        outside = half - (half3 << sb)
+        base_shape = _shape_for(base_vals + [outside])
         base_rom = Array(Const(v, base_shape) for v in base_vals)
         idx = a >> sb
         inside = idx < n.gelu_segments
@@ -146,7 +152,7 @@ class GeluLane(wiring.Component):
         with m.If(self.en):
             m.d.sync += [
                 x1.eq(x0), byp1.eq(byp0), r1.eq(a[:sb] if sb else 0),
-                base1.eq(Mux(inside, base_rom[seg], half)),
+                base1.eq(Mux(inside, base_rom[seg], outside)),
                 slope1.eq(Mux(inside, slope_rom[seg], 0)),
             ]
 
@@ -155,8 +161,8 @@ class GeluLane(wiring.Component):
         terms = [Mux(r1[i], slope1.as_signed() << i, 0) for i in range(sb)]
         d_val = add_tree(m, [base1] + terms, "interp") >> sb
         # |round(slope * r / 2^sb)| <= |slope|, so d lies within lo + [min(slope, 0), max(slope, 0)]
-        d2 = Signal(_shape_for(lo_vals + [max(lo_vals) + max(slope_vals),
-                                          min(lo_vals) + min(slope_vals)]))
+        d2 = Signal(_shape_for([v - half3 for v in lo_vals + [max(lo_vals) + max(slope_vals),
+                                                              min(lo_vals) + min(slope_vals)]]))
         x2 = Signal(signed(act.bits))
         byp2 = Signal()
         with m.If(self.en):
@@ -164,7 +170,9 @@ class GeluLane(wiring.Component):
 
         # stage 3: ReLU(x) - d, one rounding, saturation
         relu = Mux(x2 > 0, x2, 0)
-        g = hw_saturate(hw_rshift_round((relu << extra) - d2, extra), act)
+        # d2 = d - half3: ((relu << extra) - d2) >> extra is the golden's round-half-up shift
+        g = hw_saturate((((relu << extra) - d2) >> extra) if extra > 0
+                        else hw_rshift_round((relu << extra) - d2, extra), act)
         with m.If(self.en):
             m.d.sync += self.y.eq(Mux(byp2, x2, g))
         return m
