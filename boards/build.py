@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -178,16 +179,16 @@ POLL_SECONDS = 0.5
 
 
 def _run_tools(out: Path, env: dict, timeout, progress: BuildProgress | None = None,
-               printer: ProgressPrinter | None = None, script_name: str | None = None
-               ) -> subprocess.CompletedProcess:
+               printer: ProgressPrinter | None = None, script_name: str | None = None,
+               logs: tuple[str, ...] = TOOL_LOGS) -> subprocess.CompletedProcess:
     """Run the build script (``script_name``, default amaranth's); while it runs, feed the
-    tools' growing log files (Yosys' ``.rpt``, nextpnr's ``.tim``) to ``progress`` and show its
-    status through ``printer``.
+    tools' growing log files (``logs``: Yosys' ``.rpt``, nextpnr's ``.tim``) to ``progress``
+    and show its status through ``printer``.
     The script's own output (the tools run quietly: warnings and errors) goes to build.log."""
     script = out / (script_name or f"build_{TOP_NAME}.sh")
-    for name in TOOL_LOGS:
+    for name in logs:
         (out / name).unlink(missing_ok=True)      # a previous run's log is not this run's
-    tails = [LogTail(out / name) for name in TOOL_LOGS]
+    tails = [LogTail(out / name) for name in logs]
     progress = progress or BuildProgress()
     with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
         proc = subprocess.Popen(["sh", script.name], cwd=out, env=env, stdout=so, stderr=se,
@@ -227,6 +228,44 @@ def _run_tools(out: Path, env: dict, timeout, progress: BuildProgress | None = N
         stdout, stderr = so.read(), se.read()
     (out / "build.log").write_text(stdout + stderr)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+# router2 sometimes finds no path from the fabric to the clock buffer (DCCA) nextpnr picked
+# for a global clock enable (hw/fabric/global_buffer.py): "Failed to route arc 0.0 of net
+# '...dcca_in', from X67/Y25/F3_SLICE to X0/Y0/G_CLKI_TDCC0" at once, the first time on a
+# PFUMX output (session 13), then on a plain LUT4 output at a 100 MHz constraint. Which
+# buffer nextpnr picks does not depend on the seed, where the driver lands does; another seed
+# has routed. A build retries place and route with the next seeds (Yosys is not rerun).
+DCC_ROUTE_FAILURE = re.compile(r"Failed to route arc \S+ of net '[^']*', from \S+ to \S*G_CLKI_")
+DCC_RETRIES = 2
+
+
+def _pnr_script(out: Path, seed: int) -> str:
+    """A copy of amaranth's build script without Yosys, nextpnr placing with ``seed``."""
+    name = f"pnr_{TOP_NAME}.sh"
+    lines = (out / f"build_{TOP_NAME}.sh").read_text().splitlines()
+    keep = [ln for ln in lines if '"$YOSYS"' not in ln]
+    if len(keep) != len(lines) - 1:
+        raise BuildError(f"build_{TOP_NAME}.sh: expected one Yosys line")
+    keep = [re.sub(r"--seed \d+", f"--seed {seed}", ln) if "$NEXTPNR_ECP5" in ln else ln
+            for ln in keep]
+    (out / name).write_text("\n".join(keep) + "\n")
+    return name
+
+
+def _stage_seconds(runs: list[dict]) -> dict[str, float]:
+    """The seconds per stage over the tool runs of one build (a place-and-route retry)."""
+    total: dict[str, float] = {}
+    for run in runs:
+        for stage, t in run.items():
+            total[stage] = round(total.get(stage, 0.0) + t, 1)
+    return total
+
+
+def _tool_log_text(out: Path, proc: subprocess.CompletedProcess) -> str:
+    """The script's output and nextpnr's log: where a place-and-route error is written."""
+    tim = out / f"{TOP_NAME}.tim"
+    return proc.stdout + proc.stderr + (tim.read_text(errors="replace") if tim.is_file() else "")
 
 
 def _synth_script(out: Path) -> str:
@@ -320,6 +359,9 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     instead of :class:`BoardTop`; the board's DRAM pin map and the config's memory beat are
     checked first (:func:`boards.dram_board.check_dram`). The fit check covers the accelerator
     only (LiteDRAM's ECPIX-5 core adds ~3k LUT4, ~2k FF, no DP16KD; docs/boards.md).
+    ``seed``: nextpnr's placement seed; when router2 finds no route to a clock buffer's input
+    (:data:`DCC_ROUTE_FAILURE`), nextpnr runs again with the next seeds (``DCC_RETRIES`` at
+    most; the report's ``seed`` / ``seeds_tried``).
     ``timing_driven``: nextpnr's timing-driven placement (False: ``--no-tmdriv``, placement for
     wirelength only). Default: on, except for the accelerator's DRAM top: the M3ViT build
     (``m3vit-ecp5-85f``, 56 % of the LUTs) never converged in router2 after a timing-driven
@@ -381,6 +423,24 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
             if (out / f"{TOP_NAME}.rpt").is_file():
                 (out / f"{TOP_NAME}.rpt").replace(out / "build_abc9.rpt")
     bit = out / f"{TOP_NAME}.bit"
+    tried, earlier = [seed], []
+    while (proc.returncode != 0 and not synth_only and len(tried) <= DCC_RETRIES
+           and DCC_ROUTE_FAILURE.search(_tool_log_text(out, proc))):
+        nxt = tried[-1] + 1
+        log(f"nextpnr found no route to a clock buffer's input with seed {tried[-1]} (a known "
+            f"router2 failure, see boards/build.py DCC_ROUTE_FAILURE); placing and routing "
+            f"again with seed {nxt}")
+        (out / f"build_seed{tried[-1]}.log").write_text(proc.stdout + proc.stderr)
+        tim = out / f"{TOP_NAME}.tim"
+        if tim.is_file():
+            tim.replace(out / f"{TOP_NAME}_seed{tried[-1]}.tim")
+        tried.append(nxt)
+        earlier.append(tracker.finish())
+        tracker = BuildProgress()
+        tracker.feed("Info: Logic utilisation before packing:")  # no Yosys in this run
+        proc = _run_tools(out, env, timeout, progress=tracker,
+                          printer=progress or ProgressPrinter(log=log),
+                          script_name=_pnr_script(out, nxt), logs=TOOL_LOGS[1:])
     if proc.returncode != 0 or not (bit.is_file() or synth_only):
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         # the log of the tool that failed: Yosys' while synthesis ran, else nextpnr's
@@ -407,6 +467,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         "board": board.name, "platform": board.platform, "device": board.device,
         "config": cfg.name, "design": design, "dram": dram_summary(board, cfg) if dram else None,
         "placer": placer, "router": router, "timing_driven_placement": timing_driven,
+        "seed": tried[-1], "seeds_tried": tried,
         "lut_mapping": mapping,
         "clock_mhz": (user_clock_hz(board, cfg) if dram else design_clock_hz(board, platform)) / 1e6,
         "oscillator_mhz": platform.default_clk_frequency / 1e6, "baud": board.baud,
@@ -417,7 +478,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         "routed_paths": routed_depth,
         "estimate": est.to_dict(),
         "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1),
-                    "total": round(time.monotonic() - t_start, 1), "stages": tracker.finish()},
+                    "total": round(time.monotonic() - t_start, 1), "stages": _stage_seconds(earlier + [tracker.finish()])},
         "bitstream": None if synth_only else str(bit),
         "tools": {k: v for k, v in env.items() if k in TOOLS},
     }

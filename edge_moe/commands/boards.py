@@ -57,7 +57,10 @@ def add_parser(subparsers) -> None:
                         "(logic_depth.json): where timing will break, before placing")
     b.add_argument("--timeout", type=float, default=4 * 3600, metavar="S",
                    help="give up the FPGA tools after S seconds (default 4 h)")
-    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--seed", type=int, default=1,
+                   help="nextpnr placement seed (when router2 finds no route to a clock "
+                        "buffer's input, a known nextpnr failure that depends on placement, "
+                        "the build places and routes again with the next seeds, twice at most)")
     b.add_argument("--clock-mhz", type=float, metavar="MHZ",
                    help="the accelerator's clock from the board's PLL, which nextpnr is "
                         "constrained to (default: the board's, see --list; nextpnr works on "

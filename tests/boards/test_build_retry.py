@@ -99,3 +99,58 @@ def test_placement_timing_reaches_nextpnr(timing_driven, tmp_path, monkeypatch):
     assert [build.default_timing_driven(d, m) for d, m in
             (("top", True), ("demo", True), ("top", False), ("demo", False))] == \
         [False, True, True, True]
+
+
+DCC_ERROR = ("ERROR: Failed to route arc 0.0 of net 'system.device.top.gemm.engine.epi."
+             "en_global.dcca_in', from X67/Y25/F3_SLICE to X0/Y0/G_CLKI_TDCC0.")
+
+
+@pytest.mark.parametrize("failures", [1, build.DCC_RETRIES + 1])
+def test_clock_buffer_route_failure_is_placed_and_routed_again(failures, tmp_path,
+                                                               monkeypatch):
+    """router2's "no route to a DCCA input" depends on where the placer put the driver: the
+    build reruns nextpnr alone with the next seed, at most DCC_RETRIES times."""
+    ok, _ = _fake_tools(False)
+    scripts = []
+
+    def run(out, env, timeout, script_name=None, **kw):
+        name = script_name or f"build_{build.TOP_NAME}.sh"
+        scripts.append((out / name).read_text())
+        if len(scripts) <= failures:
+            if script_name is None:
+                (out / f"{build.TOP_NAME}.json").write_text("{}")   # Yosys ran
+            (out / f"{build.TOP_NAME}.tim").write_text("Info: Running router2...\n" + DCC_ERROR)
+            return subprocess.CompletedProcess([], 1, "", "")
+        return ok(out, env, timeout)
+    monkeypatch.setattr(build, "_run_tools", run)
+    logs = []
+    call = lambda: build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"),  # noqa
+                                     tmp_path, design="demo", seed=7, log=logs.append)
+    if failures > build.DCC_RETRIES:
+        with pytest.raises(build.BuildError, match="G_CLKI_TDCC0"):
+            call()
+        assert len(scripts) == build.DCC_RETRIES + 1
+        return
+    rep = call()
+    assert rep["seed"] == 8 and rep["seeds_tried"] == [7, 8]
+    first, again = scripts
+    assert '"$YOSYS"' in first and "--seed 7 " in first
+    assert '"$YOSYS"' not in again and "--seed 8 " in again and '"$ECPPACK"' in again
+    assert (tmp_path / f"{build.TOP_NAME}_seed7.tim").read_text().endswith(DCC_ERROR)
+    assert any("seed 8" in x for x in logs)
+
+
+def test_other_route_failures_are_not_retried(tmp_path, monkeypatch):
+    calls = []
+
+    def run(out, env, timeout, script_name=None, **kw):
+        calls.append(script_name)
+        (out / f"{build.TOP_NAME}.json").write_text("{}")
+        (out / f"{build.TOP_NAME}.tim").write_text(
+            "ERROR: Failed to route arc 3.0 of net 'x', from X1/Y1/F0_SLICE to X2/Y2/A0_SLICE.")
+        return subprocess.CompletedProcess([], 1, "", "")
+    monkeypatch.setattr(build, "_run_tools", run)
+    with pytest.raises(build.BuildError):
+        build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
+                          design="demo", log=lambda s: None)
+    assert calls == [None]
