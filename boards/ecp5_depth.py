@@ -323,7 +323,9 @@ def analyze_routed(netlist: dict, report: dict, top: str | None = None, *,
         worst = max(worst, t)
         if t <= budget_ns:
             continue
-        cell = cells.get(cname)
+        # nextpnr splits some cells into parts named <Yosys cell>$<part>: LUT RAM into
+        # $DPRAM_COMB<n> / $DPRAM_RAMW, carries into $CCU2_COMB<n>
+        cell = cells.get(cname) or cells.get(cname.split("$", 1)[0] if "$" in cname[1:] else "")
         key = _src(cell, repo_root) if cell else cname
         grp = by_src.setdefault(key, {"source": key, "endpoints": 0, "worst_ns": 0.0,
                                       "end_kind": port})
