@@ -150,21 +150,24 @@ def test_routed_report_ranks_every_endpoint_by_its_routed_arrival():
         "ff1": _ff(5, 6, "/x/hw/a.py:2", ce=4),
         "ff2": _ff(6, 7, "/x/hw/b.py:3"),
         "ff3": _ff(6, 8, "/x/hw/b.py:3"),
+        # a LUT RAM: nextpnr reports its write-address pins as <cell>$DPRAM_COMB<n>
+        "ram": _cell("TRELLIS_DPR16X4", {"WAD0": [6], "DO0": [9]},
+                     {"WAD0": "input", "DO0": "output"}, "/x/hw/c.py:4"),
     }
     # the modelled ranking puts ff1 (two LUTs) first; the routed arrivals put b.py:3 first:
     # a long net the model prices like any other
     pnr = _pnr_report({("ff1", "DI"): (2.0, 7.5), ("ff1", "CE"): (1.0, 6.0),
                        ("ff2", "DI"): (3.0, 11.25), ("ff3", "DI"): (3.0, 10.5),
-                       ("ff0", "DI"): (0.5, 1.0)})
+                       ("ff0", "DI"): (0.5, 1.0), ("ram$DPRAM_COMB0", "WAD0"): (1.0, 8.5)})
     r = analyze_routed(_netlist(cells), pnr, budget_ns=7.0, repo_root="/x")
-    assert r["routed"] and r["endpoints"] == 5
+    assert r["routed"] and r["endpoints"] == 6
     assert r["worst_ns"] == 11.25 and r["est_mhz"] == pytest.approx(1e3 / 11.25, abs=0.1)
-    assert r["over_budget"] == 3
+    assert r["over_budget"] == 4
     assert [(g["source"], g["endpoints"], g["worst_ns"]) for g in r["groups"]] == [
-        ("hw/b.py:3", 2, 11.25), ("hw/a.py:2", 1, 7.5)]
+        ("hw/b.py:3", 2, 11.25), ("hw/c.py:4", 1, 8.5), ("hw/a.py:2", 1, 7.5)]
     b = r["groups"][0]
     assert b["end_kind"] == "TRELLIS_FF.DI" and b["start"] == "hw/a.py:2"
-    assert r["histogram"] == {"1-2": 1, "6-7": 1, "7-8": 1, "10-11": 1, "11-12": 1}
+    assert r["histogram"] == {"1-2": 1, "6-7": 1, "7-8": 1, "8-9": 1, "10-11": 1, "11-12": 1}
     assert "hw/b.py:3" in format_report(r)
     modelled = analyze_netlist(_netlist(cells), budget_ns=0.0, repo_root="/x")
     assert modelled["groups"][0]["source"] == "hw/a.py:2"
