@@ -16,11 +16,14 @@ e.g. when its last beat leaves the wrapper's stage, so the stage adds no bufferi
 - **Latency**: a read burst whose request transfers on clock edge ``n`` delivers its first beat
   on edge ``n + max(L, OnChipMemory.MIN_LATENCY)`` if the queue ahead of it is empty and the reader
   is ready (the request waits in a delay line of ``L - MIN_LATENCY`` cycles, then in the ready
-  queue, then one cycle for the memory read). With ``L > MIN_LATENCY`` the memory's read data
-  is registered once more (taken from the delay line: the same latency), so the block RAM's
-  clock-to-data (~5.8 ns on a speed-6 ECP5 without its output register) ends at a register
-  instead of running into the reader's logic (the ULX3S build's critical path: block RAM ->
-  the prefetcher's LUT-RAM write data).
+  queue, then one cycle for the memory read). The delay line gives up to two of its cycles to
+  register stages, same latency: with ``L > MIN_LATENCY`` the memory's read data is
+  registered once more, so the block RAM's clock-to-data (~5.8 ns on a speed-6 ECP5 without
+  its output register) ends at a register instead of running into the reader's logic (the
+  ULX3S build's critical path: block RAM -> the prefetcher's LUT-RAM write data); with
+  ``L > MIN_LATENCY + 1`` the request is registered before its address decode (the request's
+  valid behind the host-mode mux, then the decode's subtract, add and compares: 13.3 ns
+  routed on the ULX3S).
 - **Bandwidth**: one beat of ``W`` bytes per cycle: bursts are served back to back in request
   order with no gap between them, so a master that keeps enough requests in flight sees ``W``
   bytes per cycle after the first latency.
@@ -167,7 +170,12 @@ class OnChipMemory(wiring.Component):
         if base + self.size > (1 << cfg.hw.mem_addr_bits):
             raise ValueError("OnChipMemory: memory does not fit the address space")
         self.latency = max(cfg.hw.mem_latency if latency is None else latency, self.MIN_LATENCY)
-        self.out_reg = self.latency > self.MIN_LATENCY     # the read data registered again
+        # Register stages taken out of the delay line while it has cycles to give (same total
+        # latency):
+        slack = self.latency - self.MIN_LATENCY
+        self.out_reg = slack >= 1      # the read data registered again
+        self.req_reg = slack >= 2      # the request registered before its address decode
+        self.delay = slack - self.out_reg - self.req_reg
         self.retire_port = retire_port
         cbits = cfg.hw.moe_counter_bits
         super().__init__({
@@ -229,14 +237,19 @@ class OnChipMemory(wiring.Component):
         outstanding = Signal(range(D + 1))
         accept = rd.rd_req.valid & rd.rd_req.ready
         m.d.comb += rd.rd_req.ready.eq(outstanding < D)
-        word, ok = self._decode(m, rd.rd_req.payload, "rd")
-        with m.If(accept & ~ok):
+        req_valid, req = accept, rd.rd_req.payload
+        if self.req_reg:
+            # the decode (an offset subtract, an add and compares) after a register, not behind
+            # the request's valid / the host-mode mux
+            req_valid, req = Signal(name="req_valid"), Signal(req.shape(), name="req")
+            m.d.sync += [req_valid.eq(accept), req.eq(rd.rd_req.payload)]
+        word, ok = self._decode(m, req, "rd")
+        with m.If(req_valid & ~ok):
             m.d.sync += self.error.eq(1)
 
-        m.submodules.delay = delay = _Delay(pending,
-                                            self.latency - self.MIN_LATENCY - self.out_reg)
-        m.d.comb += [delay.i_valid.eq(accept), delay.i.word.eq(word),
-                     delay.i.beats.eq(rd.rd_req.payload.beats)]
+        m.submodules.delay = delay = _Delay(pending, self.delay)
+        m.d.comb += [delay.i_valid.eq(req_valid), delay.i.word.eq(word),
+                     delay.i.beats.eq(req.beats)]
         m.submodules.queue = queue = fifo.SyncFIFO(width=pending.size, depth=D)
         m.d.comb += [queue.w_en.eq(delay.o_valid), queue.w_data.eq(delay.o.as_value())]
         head = pending(queue.r_data)
