@@ -325,8 +325,13 @@ def analyze_routed(netlist: dict, report: dict, top: str | None = None, *,
             continue
         # nextpnr splits some cells into parts named <Yosys cell>$<part>: LUT RAM into
         # $DPRAM_COMB<n> / $DPRAM_RAMW, carries into $CCU2_COMB<n>
-        cell = cells.get(cname) or cells.get(cname.split("$", 1)[0] if "$" in cname[1:] else "")
+        base = cname.split("$", 1)[0] if "$" in cname[1:] else cname
+        cell = cells.get(cname) or cells.get(base)
         key = _src(cell, repo_root) if cell else cname
+        if cell and key.startswith("/"):
+            # a Yosys techmap cell (LUT RAM: lutrams_map_trellis.v): the memory it builds
+            memory = re.sub(r"(_TRELLIS_FF_Q(_\d+)?|([.]\d+)+)$", "", base)
+            key = f"{memory} ({Path(key.split(':')[0]).name})"
         grp = by_src.setdefault(key, {"source": key, "endpoints": 0, "worst_ns": 0.0,
                                       "end_kind": port})
         grp["endpoints"] += 1
