@@ -2,9 +2,10 @@
 
 Requests are granted round-robin among the masters with a valid request; the grant is held
 while the memory has not accepted it (so the request seen by the memory obeys the stream rules).
-Each accepted burst pushes its master (one-hot) into a tag FIFO; the memory returns bursts complete
-and in request order, so read data beats go to the master at the head of the tag FIFO, which is
-popped on each burst's ``last`` beat.
+Each accepted burst pushes its master (one-hot) into a tag queue; the memory returns bursts complete
+and in request order, so read data beats go to the master at the head of the tag queue, which is
+popped on each burst's ``last`` beat. The head is a register (``owner``) in front of a FIFO of the
+rest, so each master's read-data valid is a register bit and the memory's data valid.
 
 Masters must take their read data without waiting on anything else (the top level's
 :class:`~hw.top.chunk_reader.ChunkReader` reserves FIFO room before requesting; the expert
@@ -13,8 +14,8 @@ every other master's data behind it (head-of-line blocking) and could deadlock t
 
 Ports: ``masters`` (``In(MemReadSignature)`` array), ``mem`` (``Out(MemReadSignature)``).
 Latency: a request passes combinationally (0 cycles); data passes combinationally.
-The tag FIFO holds ``tag_depth`` bursts (default ``cfg.hw.mem_max_outstanding + 2``); requests
-wait while it is full.
+The tag queue (head register + FIFO) holds ``tag_depth`` bursts (default
+``cfg.hw.mem_max_outstanding + 2``); requests wait while it is full.
 """
 from __future__ import annotations
 
@@ -46,7 +47,15 @@ class ReadArbiter(wiring.Component):
         # of the FIFO's head, not a compare of a binary index (on the ULX3S estimate that
         # compare steered every master's read data into its FIFO's LUT-RAM write: 727
         # endpoints, 12.8 ns).
-        m.submodules.tags = tags = fifo.SyncFIFO(width=n, depth=self.tag_depth)
+        # The oldest outstanding burst's tag sits in a register (``owner``), the others in the
+        # FIFO behind it: a master's read-data valid is then a register bit, not the FIFO's
+        # LUT-RAM read (on the ULX3S build the tag FIFO's read -> every master's read-data
+        # valid -> their FIFOs and the prefetcher's receive logic was routed at 12-14.7 ns).
+        # A tag pushed while ``owner`` is free (or being freed with the FIFO empty) goes straight
+        # into it, so the data path stays 0-cycle.
+        m.submodules.tags = tags = fifo.SyncFIFO(width=n, depth=self.tag_depth - 1)
+        owner = Signal(n)
+        owner_v = Signal()
         # ---- request side: round robin, grant held until accepted ----
         # One-hot throughout: the pick is an AND of each master's valid with the others' not-
         # valid bits, and the granted request an AND-OR of the payloads (a binary index and an
@@ -70,23 +79,32 @@ class ReadArbiter(wiring.Component):
         payload = 0
         for i in range(n):
             payload = payload | Mux(g[i], ms[i].rd_req.payload.as_value(), 0)
-        m.d.comb += [req.valid.eq(Cat(*valid).any() & tags.w_rdy), req.payload.eq(payload)]
+        room = ~owner_v | tags.w_rdy              # fewer than tag_depth bursts outstanding
+        m.d.comb += [req.valid.eq(Cat(*valid).any() & room), req.payload.eq(payload)]
         for i in range(n):
-            m.d.comb += ms[i].rd_req.ready.eq(g[i] & req.ready & tags.w_rdy)
+            m.d.comb += ms[i].rd_req.ready.eq(g[i] & req.ready & room)
         go = req.valid & req.ready
-        m.d.comb += [tags.w_en.eq(go), tags.w_data.eq(g)]
         with m.If(go):
             m.d.sync += [last.eq(g), held.eq(0)]
         with m.Elif(req.valid):
             m.d.sync += [held.eq(1), held_g.eq(g)]
 
-        # ---- data side: route to the master at the head of the tag FIFO ----
+        # ---- data side: route to the master of the oldest outstanding burst (``owner``) ----
         rd = self.mem.rd_data
-        head = tags.r_data
         for i in range(n):
-            m.d.comb += [ms[i].rd_data.valid.eq(rd.valid & tags.r_rdy & head[i]),
+            m.d.comb += [ms[i].rd_data.valid.eq(rd.valid & owner_v & owner[i]),
                          ms[i].rd_data.payload.eq(rd.payload)]
-        ready = Cat(*(head[i] & ms[i].rd_data.ready for i in range(n))).any()
-        m.d.comb += [rd.ready.eq(tags.r_rdy & ready),
-                     tags.r_en.eq(rd.valid & rd.ready & rd.payload.last)]
+        ready = Cat(*(owner[i] & ms[i].rd_data.ready for i in range(n))).any()
+        m.d.comb += rd.ready.eq(owner_v & ready)
+        done = rd.valid & rd.ready & rd.payload.last        # owner's burst ends
+        # owner's next value: the FIFO's head, else the tag pushed now, else empty
+        to_owner = go & (~owner_v | done) & ~tags.r_rdy
+        m.d.comb += [tags.w_en.eq(go & ~to_owner), tags.w_data.eq(g),
+                     tags.r_en.eq(done & tags.r_rdy)]
+        with m.If(done & tags.r_rdy):
+            m.d.sync += owner.eq(tags.r_data)
+        with m.Elif(to_owner):
+            m.d.sync += [owner.eq(g), owner_v.eq(1)]
+        with m.Elif(done):
+            m.d.sync += owner_v.eq(0)
         return m
