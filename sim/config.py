@@ -297,15 +297,18 @@ class Config:
         tiny = cls.tiny()
         # The bank's clients reach only the memories of this config's program
         # (buffer_wiring="program"): narrower read / write muxes, the routing's hot spot.
-        # The PE multipliers stay generic here: the one ULX3S build with the MULT18X18D
-        # registers (dsp_target="ecp5") placed at 46.3 MHz but router2 did not converge in 99
-        # iterations (docs/boards.md); the multiply was never on this build's critical path.
+        # The multipliers' registers are the MULT18X18D's own (dsp_target="ecp5"): with the
+        # generic target Yosys leaves them in the fabric and each multiply is a 3.9 ns
+        # combinational block between fabric registers (the PE products: ~190 routed endpoints
+        # over 10 ns). At a 100 MHz constraint: 73.2 MHz generic, 76.1 MHz with it (session 15;
+        # the session-6 build with it, placed for 50 MHz, stalled in router2).
         # The pipeline enables go over global networks (fanout_target="ecp5"): the enable /
         # ready chain through them was the critical path (17.4 ns of routing); 50.2 -> 56.5 MHz.
         return check_top_level(cls("tiny-ecp5", tiny.model,
                                    hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4,
                                               mult_budget=156, bram_target="ecp5",
-                                              buffer_wiring="program", fanout_target="ecp5")))
+                                              dsp_target="ecp5", buffer_wiring="program",
+                                              fanout_target="ecp5")))
 
     @classmethod
     def m3vit_tiny(cls) -> "Config":

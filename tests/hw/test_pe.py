@@ -157,6 +157,6 @@ def test_dsp_target_validated():
 
 
 def test_ecp5_presets():
-    assert Config.tiny_ecp5().hw.dsp_target == "generic"     # see Config.tiny_ecp5
+    assert Config.tiny_ecp5().hw.dsp_target == "ecp5"        # see Config.tiny_ecp5
     assert Config.m3vit_ecp5_85f().hw.dsp_target == "ecp5"
     assert Config.tiny().hw.dsp_target == "generic"
