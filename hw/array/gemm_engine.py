@@ -479,13 +479,17 @@ class GemmEngine(wiring.Component):
         cfg, C = self._cfg, self._cfg.hw.array_cols
         m.submodules.bias_fifo = bias_fifo = fifo.SyncFIFO(width=cfg.num.bias.bits * C, depth=2)
         bias_n0 = Signal(range(self.max_n + C + 1))    # column tile of the next bias beat
-        bias_take = self.busy & c.bias & (bias_n0 < c.n)
+        # busy & c.bias & (bias_n0 < c.n) as a register, updated with bias_n0 (cycle-neutral:
+        # it is 0 between commands, as every bias beat is taken before the last output row).
+        # The compare and the command bits in front of the FIFO's write enable were on the
+        # ULX3S build's routed 10.3-10.8 ns paths into the bias FIFO's LUT RAM and pointers.
+        bias_take = Signal()
         m.d.comb += [bias_fifo.w_data.eq(self.bias.payload),
                      bias_fifo.w_en.eq(self.bias.valid & bias_take),
                      self.bias.ready.eq(bias_fifo.w_rdy & bias_take)]
         with m.If(self.bias.valid & self.bias.ready):
-            m.d.sync += bias_n0.eq(bias_n0 + C)
-        restart += [bias_n0.eq(0)]
+            m.d.sync += [bias_n0.eq(bias_n0 + C), bias_take.eq(bias_n0 + C < c.n)]
+        restart += [bias_n0.eq(0), bias_take.eq(self.cmd.payload.bias)]     # n >= 1
         return bias_fifo, ~c.bias | bias_fifo.r_rdy
 
     def _feed_epilogue(self, m, epi, c, sum_fifo, bias_fifo, bias_ok, restart):
@@ -494,6 +498,12 @@ class GemmEngine(wiring.Component):
         bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bias_fifo.r_data)
         epi_m = Signal(range(self.max_m + 1))
         epi_n0 = Signal(range(self.max_n + C + 1))
+        # Registered with the command / the counter (cycle-neutral): a copy of c.bias for the
+        # C x bias-bits zeroing muxes in front of the epilogue's first add (the command bit
+        # behind them was on the ULX3S build's routed 10.55 ns path, epilogue sum), and
+        # ``epi_m == m - 1`` (a subtract and a compare in front of the bias FIFO's read).
+        bias_on = Signal()
+        epi_m_last = Signal()
         m.d.comb += [
             epi.i.valid.eq(sum_fifo.r_rdy & bias_ok),
             epi.i.payload.acc.eq(sum_fifo.r_data),
@@ -503,14 +513,16 @@ class GemmEngine(wiring.Component):
         ]
         for col in range(C):
             m.d.comb += [
-                epi.i.payload.bias[col].eq(Mux(c.bias, bias_head[col], 0)),
+                epi.i.payload.bias[col].eq(Mux(bias_on, bias_head[col], 0)),
                 epi.i.payload.mask[col].eq(epi_n0 + col < c.n),
             ]
         with m.If(epi.i.valid & epi.i.ready):
-            count_nested(m, [Loop(epi_m, last=c.m - 1),
+            count_nested(m, [Loop(epi_m, is_last=epi_m_last),
                              Loop(epi_n0, is_last=epi_n0 + C >= c.n, step=C, first=None)])
-        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & (epi_m == c.m - 1) & c.bias)
-        restart += [epi_m.eq(0), epi_n0.eq(0)]
+            m.d.sync += epi_m_last.eq(Mux(epi_m_last, c.m == 1, epi_m + 2 == c.m))
+        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & epi_m_last & c.bias)
+        p = self.cmd.payload
+        restart += [epi_m.eq(0), epi_n0.eq(0), bias_on.eq(p.bias), epi_m_last.eq(p.m == 1)]
 
     def _count_outputs(self, m, c, issue, restart):
         """Output count (the last ``o`` beat ends the command) and the cycle counters."""
