@@ -207,33 +207,6 @@ class Epilogue(wiring.Component):
                     xr.eq(Mux(mode[res_stage - 1] == EpilogueMode.PLAIN, 0,
                               self.res.payload.x[c])),
                 ]
-            m.d.comb += out_row[c].eq(Mux(mask[L - 1][c], _add_round_saturate(m, xr, t, sf, act,
-                                                                    f"out{c}"), 0))
+            m.d.comb += out_row[c].eq(Mux(mask[L - 1][c],
+                                          hw_saturate(xr + hw_rshift_round(t, sf), act), 0))
         return m
-
-
-def _add_round_saturate(m: Module, x, t, sf: int, fmt, name: str):
-    """``hw_saturate(x + hw_rshift_round(t, sf), fmt)`` as one carry chain and a LUT tree.
-
-    ``round_half_up(t, sf) = (t >> sf) + t[sf - 1]``, and that bit enters the add of ``x`` as
-    its carry-in (``((x << 1) | b) + ((t_hi << 1) | b) = 2 (x + t_hi + b)``), so the rounding
-    add of all of ``t`` goes away; the saturation is a test of the sum's top bits (all equal:
-    in range) instead of two compares. As written by the helpers (the rounding add, the add of
-    ``x``, the two compares in series) it was the ULX3S build's routed 12.41 ns path into the
-    output slice (64 endpoints). Bit-exact: ``t = t_hi 2^sf + t_lo`` with ``0 <= t_lo < 2^sf``,
-    so ``(t + 2^(sf-1)) >> sf = t_hi + (t_lo >= 2^(sf-1))``.
-    """
-    if sf <= 0:
-        return hw_saturate(x + hw_rshift_round(t, sf), fmt)
-    assert fmt.signed
-    t_hi = t >> sf
-    b = t[sf - 1]
-    width = max(len(x), len(t_hi)) + 2       # x + t_hi + b cannot overflow
-    s2 = Signal(signed(width + 1), name=f"{name}_sum2")
-    m.d.comb += s2.eq(((x << 1) | b) + ((t_hi << 1) | b))
-    v = s2[1:]                               # x + t_hi + b, ``width`` bits (two's complement)
-    top = v[fmt.bits - 1:]                   # in range iff these bits are all equal
-    over = ~v[-1] & top.any()
-    under = v[-1] & ~top.all()
-    return Mux(over, fmt.max_int, Mux(under, fmt.min_int, v[:fmt.bits])).as_signed()[:fmt.bits] \
-        .as_signed()
