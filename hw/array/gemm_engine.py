@@ -246,7 +246,12 @@ class GemmEngine(wiring.Component):
         cfg = self._cfg
         R = cfg.hw.array_rows
 
-        m.submodules.array = array = PEArray(cfg)
+        # The array's weight write port registered (R >= 2): the loader's enable, behind the
+        # weight FIFO's level, fanned out to every weight register's clock enable (the ULX3S
+        # build's routed 13.15 ns, 127 endpoints). A row lands a cycle later; a tile's first
+        # beat issues at the earliest in the cycle after its last row's write and reads row r
+        # r cycles later, so every row is in time (pe_array docstring): no cycle changes.
+        m.submodules.array = array = PEArray(cfg, write_delay=1 if R >= 2 else 0)
         m.submodules.epi = epi = Epilogue(cfg)
         wiring.connect(m, wiring.flipped(self.res), epi.res)
         wiring.connect(m, epi.o, wiring.flipped(self.o))
@@ -439,24 +444,30 @@ class GemmEngine(wiring.Component):
         row_layout = data.ArrayLayout(signed(acc_bits), C)
         m.submodules.acc_mem = mem = Memory(shape=row_layout, depth=self.max_m, init=[])
         wp = mem.write_port()
-        # Read one cycle ahead, not transparent: the write-through of a row written in the
-        # read's cycle is a registered bypass (``bypass``, ``written``) instead. A transparent
-        # port maps to LUT RAM behind a read-address register, and that register's net to every
-        # column's LUT RAM, then the accumulate add, was the ULX3S build's routed worst path
-        # (14.6 ns, 6.0 of it that net); without transparency the register sits on the data.
-        rp = mem.read_port()
+        # The addend of the accumulate add is one register, ``base``, loaded one cycle ahead
+        # (while its beat is at meta[-2]) with 0 for the first k tile, else the row's partial
+        # sum: the word written in that cycle (``acc_new``, the registered write-through) if
+        # it is the same row, else the memory word (asynchronous read, not transparent: the
+        # old word). The sum, ``base + psum``, goes straight to the memory and the sum FIFO.
+        # Before, the sync read's data register, the write-through mux (its select ``bypass``
+        # driving 192 LUTs) and the first-tile mux sat around the 48-bit add: the ULX3S
+        # build's routed 12.19 ns (acc_mem WD), 11.94 (sum FIFO WD), 10.94 (``written``).
+        # (A transparent read port maps to LUT RAM behind a read-address register whose net to
+        # every column's LUT RAM, then the add, was the routed 14.6 ns path of session 13.)
+        rp = mem.read_port(domain="comb")
         acc_new = Signal(row_layout)
-        bypass = Signal()
-        written = Signal(row_layout)
+        base = Signal(row_layout)
         acc_we = at_psum.valid & ~at_psum.last     # earlier k tiles' sums go back to memory
-        m.d.sync += [bypass.eq(acc_we & (meta[-2].m == at_psum.m)), written.eq(acc_new)]
-        acc_old = Signal(row_layout)
-        m.d.comb += acc_old.eq(Mux(bypass, written, rp.data))
+        # meta[-2] writes back (acc_we a cycle later) and meta[-3] is the same row: registered
+        # a cycle early so the select of the write-through is a flip-flop
+        same_row = Signal()
+        assert len(meta) >= 3
+        m.d.sync += same_row.eq(meta[-2].valid & ~meta[-2].last & (meta[-3].m == meta[-2].m))
+        m.d.sync += base.eq(Mux(meta[-2].first, 0, Mux(same_row, acc_new, rp.data)))
         for col in range(C):
-            m.d.comb += acc_new[col].eq(Mux(at_psum.first, array.psum[col],
-                                            acc_old[col] + array.psum[col]))
+            m.d.comb += acc_new[col].eq(base[col] + array.psum[col])
         m.d.comb += [
-            rp.addr.eq(meta[-2].m),         # read one cycle ahead
+            rp.addr.eq(meta[-2].m),         # read one cycle ahead into ``base``
             wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
             wp.en.eq(acc_we),
             sum_fifo.w_data.eq(acc_new),
@@ -468,13 +479,17 @@ class GemmEngine(wiring.Component):
         cfg, C = self._cfg, self._cfg.hw.array_cols
         m.submodules.bias_fifo = bias_fifo = fifo.SyncFIFO(width=cfg.num.bias.bits * C, depth=2)
         bias_n0 = Signal(range(self.max_n + C + 1))    # column tile of the next bias beat
-        bias_take = self.busy & c.bias & (bias_n0 < c.n)
+        # busy & c.bias & (bias_n0 < c.n) as a register, updated with bias_n0 (cycle-neutral:
+        # it is 0 between commands, as every bias beat is taken before the last output row).
+        # The compare and the command bits in front of the FIFO's write enable were on the
+        # ULX3S build's routed 10.3-10.8 ns paths into the bias FIFO's LUT RAM and pointers.
+        bias_take = Signal()
         m.d.comb += [bias_fifo.w_data.eq(self.bias.payload),
                      bias_fifo.w_en.eq(self.bias.valid & bias_take),
                      self.bias.ready.eq(bias_fifo.w_rdy & bias_take)]
         with m.If(self.bias.valid & self.bias.ready):
-            m.d.sync += bias_n0.eq(bias_n0 + C)
-        restart += [bias_n0.eq(0)]
+            m.d.sync += [bias_n0.eq(bias_n0 + C), bias_take.eq(bias_n0 + C < c.n)]
+        restart += [bias_n0.eq(0), bias_take.eq(self.cmd.payload.bias)]     # n >= 1
         return bias_fifo, ~c.bias | bias_fifo.r_rdy
 
     def _feed_epilogue(self, m, epi, c, sum_fifo, bias_fifo, bias_ok, restart):
@@ -483,6 +498,12 @@ class GemmEngine(wiring.Component):
         bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bias_fifo.r_data)
         epi_m = Signal(range(self.max_m + 1))
         epi_n0 = Signal(range(self.max_n + C + 1))
+        # Registered with the command / the counter (cycle-neutral): a copy of c.bias for the
+        # C x bias-bits zeroing muxes in front of the epilogue's first add (the command bit
+        # behind them was on the ULX3S build's routed 10.55 ns path, epilogue sum), and
+        # ``epi_m == m - 1`` (a subtract and a compare in front of the bias FIFO's read).
+        bias_on = Signal()
+        epi_m_last = Signal()
         m.d.comb += [
             epi.i.valid.eq(sum_fifo.r_rdy & bias_ok),
             epi.i.payload.acc.eq(sum_fifo.r_data),
@@ -492,14 +513,16 @@ class GemmEngine(wiring.Component):
         ]
         for col in range(C):
             m.d.comb += [
-                epi.i.payload.bias[col].eq(Mux(c.bias, bias_head[col], 0)),
+                epi.i.payload.bias[col].eq(Mux(bias_on, bias_head[col], 0)),
                 epi.i.payload.mask[col].eq(epi_n0 + col < c.n),
             ]
         with m.If(epi.i.valid & epi.i.ready):
-            count_nested(m, [Loop(epi_m, last=c.m - 1),
+            count_nested(m, [Loop(epi_m, is_last=epi_m_last),
                              Loop(epi_n0, is_last=epi_n0 + C >= c.n, step=C, first=None)])
-        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & (epi_m == c.m - 1) & c.bias)
-        restart += [epi_m.eq(0), epi_n0.eq(0)]
+            m.d.sync += epi_m_last.eq(Mux(epi_m_last, c.m == 1, epi_m + 2 == c.m))
+        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & epi_m_last & c.bias)
+        p = self.cmd.payload
+        restart += [epi_m.eq(0), epi_n0.eq(0), bias_on.eq(p.bias), epi_m_last.eq(p.m == 1)]
 
     def _count_outputs(self, m, c, issue, restart):
         """Output count (the last ``o`` beat ends the command) and the cycle counters."""

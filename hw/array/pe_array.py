@@ -30,8 +30,14 @@ and the bottom output of an R-row array is ``psum_bits(cfg, R)`` wide (36 bits f
 operands and R = 16).
 
 Weights are written one row of C values per cycle (``w_row``, ``w_bank``, ``w_en``). A write takes
-effect at the end of the cycle; the caller only writes a (row, bank) that no in-flight beat will
-still read.
+effect at the end of the cycle (``write_delay`` 0), or of the next cycle (``write_delay`` 1: the
+write port is registered, one ``we`` register per row and bank, computed from ``w_en`` / ``w_row``
+/ ``w_bank``, and a register on ``w_data``; the caller's enable logic then reaches only those
+2R registers instead of the clock enables of all R x C x 2 weight registers, the ULX3S build's
+routed 13.15 ns path from the weight FIFO's level). The caller only writes a (row, bank) that no
+in-flight beat will still read, and (with ``write_delay`` 1) issues a tile's first beat no
+earlier than the cycle after its last row was written: row r is read r cycles after the beat,
+so with R >= 2 the delayed write of every row is in time.
 
 Latency: :attr:`PEArray.latency` = R + L advances from a beat on ``x`` (with ``en``) to its sums
 on ``psum`` (``sim.cycles.gemm.pe_array_latency``). Throughput: one beat (R x C MACs) per
@@ -66,6 +72,9 @@ class PEArray(wiring.Component):
     ----------
     cfg : Config
         Size (``hw.array_rows`` R, ``hw.array_cols`` C) and operand formats.
+    write_delay : int
+        0: a weight write takes effect at the end of its cycle; 1: at the end of the next
+        cycle (registered write port, module docstring; needs R >= 2).
 
     Ports:
       - ``en`` (1): advance the whole array by one beat.
@@ -80,9 +89,14 @@ class PEArray(wiring.Component):
     (R x C MACs) per advance.
     """
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, write_delay: int = 0):
         self._cfg = cfg
         self.rows, self.cols = cfg.hw.array_rows, cfg.hw.array_cols
+        if write_delay not in (0, 1) or (write_delay and self.rows < 2):
+            self._MustUse__silence = True       # never elaborated: no "unused" warning
+            raise ValueError(f"write_delay must be 0, or 1 with array_rows >= 2; got "
+                             f"{write_delay} with {self.rows} rows")
+        self.write_delay = write_delay
         n = cfg.num
         super().__init__({
             "en": In(1),
@@ -123,6 +137,20 @@ class PEArray(wiring.Component):
                 v = reg
             x_d.append(v)
 
+        # The weight write port: as given, or registered (write_delay 1) with the row / bank
+        # decode done in front of the registers, so each row's enable is a flip-flop.
+        if self.write_delay:
+            w_data = Signal.like(self.w_data, name="w_data_r")
+            m.d.sync += w_data.eq(self.w_data)
+            w_we = []
+            for r in range(R):
+                we = Signal(2, name=f"w_we{r}")
+                m.d.sync += we.eq((self.w_en & (self.w_row == r)) << self.w_bank)
+                w_we.append(we)
+        else:
+            w_data = self.w_data
+            w_we = [(self.w_en & (self.w_row == r)) << self.w_bank for r in range(R)]
+
         pes = [[None] * C for _ in range(R)]
         for r in range(R):
             in_shape = signed(psum_bits(self._cfg, max(r, 1)))
@@ -135,8 +163,8 @@ class PEArray(wiring.Component):
                     pe.x.eq(x_d[r]),
                     pe.bank.eq(bank_d[r]),
                     pe.psum_in.eq(pes[r - 1][c].psum_out if r else Const(0, in_shape)),
-                    pe.w_data.eq(self.w_data[c]),
-                    pe.w_we.eq(((self.w_en & (self.w_row == r)) << self.w_bank)),
+                    pe.w_data.eq(w_data[c]),
+                    pe.w_we.eq(w_we[r]),
                 ]
         for c in range(C):
             m.d.comb += self.psum[c].eq(pes[R - 1][c].psum_out)

@@ -414,7 +414,6 @@ class GemmPath(wiring.Component):
         out_done = Signal()                                    # the last beat was taken
         write_valid = Signal()
         write_data = Signal.like(o.payload)
-        write_row = Signal.like(job.m)
         write_col = Signal.like(out_col)
         write_mem = Signal(range(N_MEMS))
         # Registered flags, updated with the counters (cycle-neutral): ``out_row == m_last`` and
@@ -438,7 +437,7 @@ class GemmPath(wiring.Component):
         qkv_mem = Mux(out_part == 0, MEM_Q, Mux(out_part == 1, MEM_K, MEM_V))
         m.d.sync += write_valid.eq(take & ~to_router)
         with m.If(take):
-            m.d.sync += [write_data.eq(o.payload), write_row.eq(out_row),
+            m.d.sync += [write_data.eq(o.payload),
                          write_col.eq(out_col), write_mem.eq(Mux(job.qkv, qkv_mem, job.dst))]
             with m.If(out_row_last):
                 m.d.sync += [out_col.eq(out_col + C),
@@ -451,9 +450,21 @@ class GemmPath(wiring.Component):
             count_nested(m, [Loop(out_row, is_last=out_row_last),
                              Loop(out_tile, is_last=out_tile_last, first=None)],
                          done=[out_done.eq(1)])
-        row = Mux(job.scatter, tok_rd.data.token, job.row0d + write_row)
+        # The word address: without scatter computed at the take, registered with the beat
+        # (``write_addr``: row0d + row, times the memory's stride, + the column's word), so
+        # only the scatter case (the token read at the take) computes it in the write cycle.
+        # All in the write cycle, the row add, the scatter mux, the stride product and mux and
+        # the column add sat in front of the buffer bank's write-port muxes: the ULX3S build's
+        # routed 13.31 ns into the write-address registers (buffers.py:223, 17 endpoints).
+        col_word = write_col >> (G.bit_length() - 1)
+        next_mem = Mux(job.qkv, qkv_mem, job.dst)
+        direct = row_base(geo, next_mem, job.row0d + out_row) + (out_col >> (G.bit_length() - 1))
+        write_addr = Signal.like(direct, name="write_addr")
+        with m.If(take):
+            m.d.sync += write_addr.eq(direct)
+        scattered = row_base(geo, write_mem, tok_rd.data.token) + col_word
         m.d.comb += lane_write(geo, self.o_wr, write_mem,
-                               row_base(geo, write_mem, row) + (write_col >> (G.bit_length() - 1)),
+                               Mux(job.scatter, scattered, write_addr),
                                (write_col & (G - 1)) >> (C.bit_length() - 1), C,
                                write_data.as_value(), write_valid)
         with m.If(out_done & ~write_valid):

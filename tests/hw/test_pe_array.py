@@ -3,7 +3,7 @@
 A sequence of weight tiles alternates between the two banks, back to back (the bank bit
 changes while the previous tile's beats are still in the array); the next tile's rows are
 written into the idle bank as soon as each row is free, random clock-enable gaps stall the
-array, random bubbles enter it, and each beat's C sums are checked against
+array, random bubbles enter it (with the write port unregistered and registered), and each beat's C sums are checked against
 sim.golden.linear.gemm_acc (exact integer products, no bias) when they leave the bottom row.
 Operands include the extremes (-max * -max products).
 The Verilog of the array is covered by the GEMM engine's Verilator test and the ECP5 synthesis
@@ -33,8 +33,9 @@ def _configs():
                          id="1x2")]
 
 
+@pytest.mark.parametrize("write_delay", [0, 1])
 @pytest.mark.parametrize("cfg", _configs())
-def test_pe_array_tiles(cfg, seed):
+def test_pe_array_tiles(cfg, write_delay, seed):
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     R, C = cfg.hw.array_rows, cfg.hw.array_cols
@@ -44,7 +45,13 @@ def test_pe_array_tiles(cfg, seed):
     wts[0][:] = n.weight.min_int                     # largest product: min * min
     beats = [_mixed(nrng, (rng.randint(1, 2 * R), R), n.act.bits) for _ in range(tiles)]
     beats[0][:] = n.act.min_int
-    dut = PEArray(cfg)
+    if write_delay and R < 2:
+        with pytest.raises(ValueError):
+            PEArray(cfg, write_delay=1)
+        return
+    # write_delay 1: a row lands a cycle later; the loop below still issues a tile only in the
+    # cycle after its last row's write, which is in time for R >= 2 (pe_array docstring)
+    dut = PEArray(cfg, write_delay=write_delay)
     got, want = [], []
 
     async def tb(ctx):
