@@ -59,6 +59,7 @@ from sim.golden.softmax import LOG2E, const_q, recip_bits
 
 from hw.attention.exp2 import Exp2, exp2_params, hw_rshift_round_var
 from hw.common import Loop, count_nested
+from hw.fabric.multiplier import Multiplier
 from hw.fabric.replica import replicas
 
 __all__ = ["Router", "router_in_layout", "routing_layout", "expert_shape", "token_shape"]
@@ -161,7 +162,7 @@ class Router(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.exp2 = exp2 = Exp2(self.cfg)
+        m.submodules.exp2 = exp2 = Exp2(self.cfg, dsp_target=self.cfg.hw.dsp_target)
         # The advance of the whole stage-A pipeline, as one copy per group of registers it
         # enables (all equal, see _stage_b): one net to ~240 enables was 4 ns of the ULX3S
         # estimate's 13-14 ns paths from the output slice's skid bit.
@@ -199,14 +200,22 @@ class Router(wiring.Component):
             # the logits shift down one per step, so the current one is always logits[0]: the
             # E-way select by cur_index sat in front of the multiply (ULX3S estimate, 11.6 ns)
             m.d.sync += logits.eq(logits >> n.act.bits)
-        with m.If(self.i.valid & self.i.ready):
+        accept = self.i.valid & self.i.ready
+        with m.If(accept):
             m.d.sync += [cur.eq(self.i.payload), cur_valid.eq(1), cur_index.eq(0)]
 
         # S1: t = to_score(logit) = sat(rshift_round(logit * c, shift), score)
         s1_valid, s1_score = Signal(), Signal(score_shape)
         s1_side = Signal(self._side_layout())
-        logit = cur.logits[0]
-        prod = logit * Const(p["log2e"], unsigned(p["log2e"].bit_length()))
+        # logit * c comes from a register (``prod`` == cur.logits[0] * c in every cycle), loaded
+        # with the product of the next logits[0] (the updates of ``cur`` above): the multiply
+        # and the rounding + saturation in one stage were the ULX3S routed 11.6 ns path.
+        l0_next = Mux(accept, self.i.payload.logits[0],
+                      Mux(advance & cur_valid, (logits >> n.act.bits)[:n.act.bits].as_signed(),
+                          cur.logits[0]))
+        prod = Signal((l0_next * Const(p["log2e"], unsigned(p["log2e"].bit_length()))).shape(),
+                      name="s0_prod")
+        m.d.sync += prod.eq(l0_next * Const(p["log2e"], unsigned(p["log2e"].bit_length())))
         with m.If(advance_s1):
             m.d.sync += [s1_valid.eq(cur_valid),
                          s1_score.eq(hw_saturate(hw_rshift_round(prod, p["to_score_shift"]),
@@ -272,7 +281,8 @@ class Router(wiring.Component):
         dv, dside, dt, dm, dshift = (s2["valid"], s2["side"], s2["score"], s2["max"],
                                      s2["shift"])
         for d in range(Exp2.latency):
-            pre_valid, pre_j = dv, dside.j     # ends as the stage before the last (look-ahead)
+            # ends as the stage before the last (look-ahead)
+            pre_valid, pre_j, pre_score = dv, dside.j, dt
             nv, nside = Signal(name=f"d{d}_valid"), Signal(self._side_layout(), name=f"d{d}_side")
             nt = Signal(score_shape, name=f"d{d}_score")
             nm = Signal(mshape, name=f"d{d}_max")
@@ -281,7 +291,7 @@ class Router(wiring.Component):
                 m.d.sync += [nv.eq(dv), nside.eq(dside), nt.eq(dt), nm.eq(dm), nshift.eq(dshift)]
             dv, dside, dt, dm, dshift = nv, nside, nt, nm, nshift
         return dict(valid=dv, side=dside, score=dt, max=dm, shift=dshift,
-                    pre_valid=pre_valid, pre_j=pre_j)
+                    pre_valid=pre_valid, pre_j=pre_j, pre_score=pre_score)
 
     def _stage_a_accumulate(self, m, advance, at_acc, e_y):
         """Accumulator: l and the sorted top-k list (t, idx, e, M_at), updated combinationally
@@ -305,9 +315,17 @@ class Router(wiring.Component):
         # Insertion of the new element: slot s keeps its entry if it is >= the new t (an equal
         # earlier expert wins the tie), takes the new element if it is the first slot that does
         # not, and otherwise takes slot s - 1's entry (shifted down).
+        # ``top_score[s] >= dt`` comes from a register (ge_r) loaded with the compare of the
+        # next values: the compare of the arriving score in front of the insertion muxes was the
+        # ULX3S routed 12.85 ns path (d2_score -> 9 carries -> 4 LUTs -> top_*, b_*). The next
+        # top_score[s] is top_score[s], dt or top_score[s - 1] (the muxes below) and the next dt
+        # is the score entering the last delay stage (pre_score), so the next compare is one of
+        # K + 1 compares of registers with pre_score, picked by the same keep / take_new.
+        # Invariant: ge_r[s] == (top_score[s] >= dt) in every cycle (both 0 after reset).
+        ge_r = Signal(K, init=(1 << K) - 1)
         keep = [Signal(name=f"keep{s}") for s in range(K)]
         for s in range(K):
-            m.d.comb += keep[s].eq(~first & top_valid[s] & (top_score[s] >= dt))
+            m.d.comb += keep[s].eq(~first & top_valid[s] & ge_r[s])
         next_valid = Signal(K)
         next_score = Signal.like(top_score)
         next_expert = Signal.like(top_expert)
@@ -330,6 +348,18 @@ class Router(wiring.Component):
                                  next_expert[s].eq(top_expert[s - 1]),
                                  next_exp[s].eq(top_exp[s - 1]),
                                  next_max_at[s].eq(top_max_at[s - 1])]
+        pre_t = at_acc["pre_score"]
+        ge_top = [top_score[s] >= pre_t for s in range(K)]
+        ge_new = dt >= pre_t
+        ge_next = Signal(K)
+        for s in range(K):
+            take_new = ~keep[s] & (Const(1) if s == 0 else keep[s - 1])
+            m.d.comb += ge_next[s].eq(Mux(keep[s], ge_top[s],
+                                          Mux(take_new, ge_new,
+                                              ge_top[s - 1] if s > 0 else ge_top[s])))
+        with m.If(advance):
+            # dt loads pre_score on every advance; top_score only with a valid element
+            m.d.sync += ge_r.eq(Mux(at_acc["valid"], ge_next, Cat(*ge_top)))
         with m.If(advance & at_acc["valid"]):
             m.d.sync += [acc_sum.eq(sum_next), top_valid.eq(next_valid),
                          top_score.eq(next_score), top_expert.eq(next_expert),
@@ -392,10 +422,20 @@ class Router(wiring.Component):
         # after stage B's input registers, and is loaded at the end of divide step q_bits.
         assert q_bits >= 3, "the rescaled e's must settle before the divide ends"
         e_queue = Signal(data.ArrayLayout(exp_shape, K))
-        e_sh = e_queue[0]
+        # The product e * r is registered (the multiplier's output register, enabled in the
+        # scale phase), and rounded + saturated one cycle later: multiply, rounding and
+        # saturation in one cycle were the ULX3S routed 12.26 ns path (b_quotient -> mult -> 10
+        # carries -> out_weights). Scale step s shifts in the probability of step s - 1 (step
+        # 0's, from the previous token's product, falls off the end) and the output beat takes
+        # the last one straight from the register: the same K cycles.
+        scale = b_busy & (b_phase == 1)
+        m.submodules.b_mul = b_mul = Multiplier(exp_shape, unsigned(q_bits), output_reg=True,
+                                                target=cfg.hw.dsp_target)
+        m.d.comb += [b_mul.a.eq(e_queue[0]), b_mul.b.eq(b_quotient), b_mul.en.eq(scale)]
         prob = Signal(exp_shape)
-        m.d.comb += prob.eq(hw_saturate(hw_rshift_round(e_sh * b_quotient, R - f), n.exp))
+        m.d.comb += prob.eq(hw_saturate(hw_rshift_round(b_mul.p, R - f), n.exp))
         out_weights = Signal(data.ArrayLayout(exp_shape, K))
+        weights_final = Cat(*(out_weights[s] for s in range(1, K)), prob)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)      # overridden below when a new beat loads
         with m.If(b_busy):
@@ -407,7 +447,7 @@ class Router(wiring.Component):
                     count_nested(m, [Loop(b_step, last=q_bits - 1)],
                                  done=[b_phase.eq(1), e_queue.eq(b_exp_rescaled)])
                 with m.Case(1):
-                    # after K steps out_weights[s] holds step s's probability
+                    # after K steps out_weights[s] holds step s - 1's probability (s >= 1)
                     m.d.sync += [Value.cast(out_weights).eq(Cat(
                                      *(out_weights[s] for s in range(1, K)), prob)),
                                  Value.cast(e_queue).eq(Cat(
@@ -419,7 +459,8 @@ class Router(wiring.Component):
                         m.d.sync += [self.o.valid.eq(1), self.o.payload.token.eq(b_token),
                                      self.o.payload.last.eq(b_last),
                                      self.o.payload.experts.eq(b_experts),
-                                     self.o.payload.weights.eq(out_weights), b_busy.eq(0)]
+                                     self.o.payload.weights.eq(weights_final),
+                                     b_busy.eq(0)]
         # The token's final M is the running max as of its last element (that element's M_at).
         max_final = at_acc["max"]
         with m.If(done_a & b_free):
