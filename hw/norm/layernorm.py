@@ -48,7 +48,7 @@ global enable; the row-buffer read port is enabled with it so a stalled read kee
 
 Resources per lane: three multipliers of at most 18 x 18 bits (x^2, x*y, z*gamma; one MULT18X18D
 or DSP48E2 each), the product D*(x*y) - S1*y uses shifts and adds. Per unit: S1^2 and S1*y (24 x 24
-and 24 x 15 bits for dim 192), the three Newton-step multipliers (<= 17 bits each), the row buffer
+and 24 x 15 bits for dim 192), the two Newton-step multipliers (<= 17 bits each), the row buffer
 (banks * dim activations) and the gamma/beta memory (dim x (gamma + beta) bits).
 docs/layernorm.md has synthesis figures.
 """
@@ -246,7 +246,7 @@ class LayerNorm(wiring.Component):
         row_rd, par_rd = rowbuf.read_port(), parmem.read_port()
         adv, issue, read_bank, row_out = self._read_rows(m, row_rd, par_rd, slots)
         self._ready_flags(m, slots, idle, wfree, param_in, row_in, row_out)
-        stage_valid = self._emit(m, adv, issue, read_bank, row_rd, par_rd, slots)
+        stage_valid = self._emit(m, adv, issue, read_bank, row_rd, par_rd, slots, row_out)
 
         m.d.comb += self.busy.eq(~idle | Cat(*stage_valid).any() | self.y.valid)
         return m
@@ -386,6 +386,11 @@ class LayerNorm(wiring.Component):
             with m.If(rsqrt.o.valid & (rsqrt.o.payload.tag == b)):
                 m.d.sync += [slots.y[b].eq(rsqrt.o.payload.y), slots.k[b].eq(rsqrt.o.payload.k),
                              slots.stats_ok[b].eq(1)]
+        # the values the slots' S1 and y registers take on the next edge (for look-ahead copies)
+        slots.s1_next = [Mux(sums.done & (sums.bank == b), sums.s1, slots.s1[b])
+                         for b in range(self.banks)]
+        slots.y_next = [Mux(rsqrt.o.valid & (rsqrt.o.payload.tag == b), rsqrt.o.payload.y,
+                            slots.y[b]) for b in range(self.banks)]
 
     def _read_rows(self, m, row_rd, par_rd, slots):
         """Re-read rows whose statistics are ready; one global stall enable ``adv``.
@@ -411,22 +416,25 @@ class LayerNorm(wiring.Component):
         for b in range(banks):
             with m.If(issue & last_out & (read_bank == b)):
                 m.d.sync += [slots.occupied[b].eq(0), slots.stats_ok[b].eq(0)]
-        return adv, issue, read_bank, SimpleNamespace(last=issue & last_out, bank=read_bank)
+        bank_next = Mux(issue & last_out, Mux(read_bank == banks - 1, 0, read_bank + 1),
+                        read_bank)
+        return adv, issue, read_bank, SimpleNamespace(last=issue & last_out, bank=read_bank,
+                                                      bank_next=bank_next)
 
     def _shift_pre(self) -> int:
         """Left pre-shift of p that makes the shift amount j = f + k - z_frac + pre >= 0."""
         n = self._cfg.num
         return max(0, n.ln_norm.frac_bits - n.rsqrt_frac)
 
-    def _emit(self, m, adv, issue, read_bank, row_rd, par_rd, slots):
+    def _emit(self, m, adv, issue, read_bank, row_rd, par_rd, slots, row_out):
         """Normalize the re-read beats: E1 .. E3 (centre and scale by y), E4 .. output.
 
         Returns the valid bits of E1 .. E6.
         """
-        e3 = self._centre_and_scale(m, adv, issue, read_bank, row_rd, par_rd, slots)
+        e3 = self._centre_and_scale(m, adv, issue, read_bank, row_rd, par_rd, slots, row_out)
         return e3.valids + self._shift_and_affine(m, adv, e3)
 
-    def _centre_and_scale(self, m, adv, issue, read_bank, row_rd, par_rd, slots):
+    def _centre_and_scale(self, m, adv, issue, read_bank, row_rd, par_rd, slots, row_out):
         """E1 .. E3: p = (D*x - S1) * y per lane, with the row's shift amount j and gamma/beta."""
         cfg, n, rsqrt = self._cfg, self._cfg.num, self.rsqrt
         d, lanes = cfg.model.dim, self.lanes
@@ -436,21 +444,29 @@ class LayerNorm(wiring.Component):
         # computed as D*(x*y) - S1*y: the per-lane multiplier is then act x y (16 x 16 bits, one
         # MULT18X18D) instead of (D*x - S1) x y (25 x 16 for dim 192, two), and S1*y is one
         # product per unit. Same integer, so still bit-exact.
-        # S1*y: S1 = hi * 2^split + lo (lo unsigned), two multipliers whose input registers take
-        # the row's S1 and y at E1 (the slot mux in front of them), products summed in E2. As one
-        # product of the muxed slot registers in E1 (S1 wider than 18 bits: MULT18X18Ds without
-        # registers plus the adder joining them behind the 3:1 mux) it was the ULX3S build's
-        # routed critical path (15.1 ns).
+        # S1*y: S1 = hi * 2^split + lo (lo unsigned), two multipliers whose output registers take
+        # the products of the row's S1 and y at E1, summed in E2. As one product of the muxed
+        # slot registers in E1 (S1 wider than 18 bits: MULT18X18Ds without registers plus the
+        # adder joining them behind the 3:1 mux) it was the ULX3S build's routed critical path
+        # (15.1 ns); with the multipliers' input registers at E1 the product and the sum in E2
+        # were the routed 12.17 ns group (layernorm.py:459). The operands now come from
+        # look-ahead registers pre_s1 / pre_y, equal to the slot registers of ``read_bank`` in
+        # every cycle (loaded with the next slot values of the next read bank), so the products
+        # are registered at E1 and E2 is one add.
         e1_valid = Signal()
         e1_y = Signal(rsqrt.y_shape)
         e1_j = Signal(range(rsqrt.k_max + j_off + 1))
-        row_s1, row_y = Array(slots.s1)[read_bank], Array(slots.y)[read_bank]
+        row_y = Array(slots.y)[read_bank]
         with m.If(adv):
             m.d.sync += [e1_valid.eq(issue), e1_y.eq(row_y),
                          e1_j.eq(Array(slots.k)[read_bank] + j_off)]
-        s1_hi, s1_lo, split = _halves(row_s1)
-        s1y_hi = self._product(m, "s1y_hi", s1_hi, row_y, input_reg=True, en=adv)
-        s1y_lo = self._product(m, "s1y_lo", s1_lo, row_y, input_reg=True, en=adv)
+        pre_s1 = Signal(self.s1_shape, name="pre_s1")
+        pre_y = Signal(rsqrt.y_shape, name="pre_y")
+        m.d.sync += [pre_s1.eq(Array(slots.s1_next)[row_out.bank_next]),
+                     pre_y.eq(Array(slots.y_next)[row_out.bank_next])]
+        s1_hi, s1_lo, split = _halves(pre_s1)
+        s1y_hi = self._product(m, "s1y_hi", s1_hi, pre_y, output_reg=True, en=adv)
+        s1y_lo = self._product(m, "s1y_lo", s1_lo, pre_y, output_reg=True, en=adv)
         # E2: x * y per lane; S1*y from the two partial products
         xr = row_rd.data
         xy_expr = [xr[lane] * e1_y for lane in range(lanes)]
