@@ -31,7 +31,8 @@ reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta =
 Latency (empty unit, both streams at full rate): a row's first output beat leaves
 ``latency = beats - 1 + latency_stats + latency_emit = beats + 19`` cycles after its first input
 beat was accepted (27 for dim 32 / 4 lanes, 31 for dim 192 / 16 lanes): ``latency_stats`` = 13
-(squares, adder tree, accumulate, V in three stages: S1^2's partial products, their sum, V;
+(S1: lane sum, delay, accumulate; S2 one stage behind it: registered x, squares, adder tree,
+accumulate; V in three stages: S1^2's partial products, their sum with D*S2, V;
 ``Rsqrt.latency`` = 6, publish) from the last
 input beat to the statistics, ``latency_emit`` = 7 from a row-buffer read to the output register
 (the variable shift of the normalized value and its rounding + saturation are two stages, and
@@ -149,7 +150,7 @@ class LayerNorm(wiring.Component):
         ``beats - 1 + latency_stats + latency_emit``.
     latency_stats : int
         Cycles from the acceptance of a row's last beat to the cycle in which its statistics
-        (S1, y, k) are visible to the emitter: 3 (squares, adder tree, accumulate) + 3 (V) +
+        (S1, y, k) are visible to the emitter: 3 (lane sum, delay, accumulate) + 3 (V) +
         ``Rsqrt.latency`` + 1 (``sim.cycles.layernorm.LATENCY_STATS`` must equal it).
     latency_emit : int
         Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no
@@ -306,32 +307,45 @@ class LayerNorm(wiring.Component):
                          Array(free_next)[row_in.bank]) & pbeat0_next)]
 
     def _row_sums(self, m, row_in):
-        """One-pass S1 = sum x and S2 = sum x^2 over a row (stages A, B, C)."""
+        """One-pass S1 = sum x and S2 = sum x^2 over a row (stages A, B, C; S2 one stage later).
+
+        The squares are formed from registered x (a multiplier with its input and output
+        registers: inside the MULT18X18D with dsp_target "ecp5"): squaring the input beat
+        straight from the stream (the feeder's FIFO read) was the ULX3S routed 12.56 ns group
+        layernorm.py:315 (97 endpoints). So S2 runs one stage behind S1: its row total is ready
+        one cycle after S1's (``s2`` / ``done2``), when the statistics take D*S2 (V1) anyway.
+        """
         lanes, act_bits = self.lanes, self._cfg.num.act.bits
-        # stage A: squares and the lane sum of x (registered straight from the input beat)
+        # stage A: the lane sum of x (registered straight from the input beat); the squares'
+        # operands enter the multipliers' input registers
         xs = [self.x.payload[lane] for lane in range(lanes)]
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
         a_bank = Signal.like(row_in.bank)
-        a_sq = [Signal(unsigned(2 * act_bits - 1), name=f"a_sq{lane}") for lane in range(lanes)]
         a_sum1 = Signal(self.s1_shape)
         m.d.sync += [a_valid.eq(row_in.accept), a_first.eq(row_in.first), a_last.eq(row_in.last),
                      a_bank.eq(row_in.bank), a_sum1.eq(tree_sum(xs))]
-        m.d.sync += [a_sq[lane].eq(xs[lane] * xs[lane]) for lane in range(lanes)]
-        # stage B: adder tree of the squares
+        # stage A2: the squares in the multipliers' output registers
+        a_sq = [self._product(m, f"a_sq{lane}", xs[lane], xs[lane], input_reg=True,
+                              output_reg=True)[:2 * act_bits - 1]
+                for lane in range(lanes)]
+        # stage B: S1 passes; B2: adder tree of the squares
         b_valid, b_first, b_last = Signal(), Signal(), Signal()
         b_bank = Signal.like(row_in.bank)
         b_sum1 = Signal(self.s1_shape)
-        b_sum2 = Signal(self.s2_shape)
         m.d.sync += [b_valid.eq(a_valid), b_first.eq(a_first), b_last.eq(a_last), b_bank.eq(a_bank),
-                     b_sum1.eq(a_sum1), b_sum2.eq(tree_sum(a_sq))]
-        # stage C: accumulate over the row (a row's first beat restarts the sums)
+                     b_sum1.eq(a_sum1)]
+        b2_valid, b2_first = Signal(), Signal()
+        b2_sum2 = Signal(self.s2_shape)
+        m.d.sync += [b2_valid.eq(b_valid), b2_first.eq(b_first), b2_sum2.eq(tree_sum(a_sq))]
+        # stage C: accumulate over the row (a row's first beat restarts the sums); S2 in C2
         acc1 = Signal(self.s1_shape)
         acc2 = Signal(self.s2_shape)
         c_done = Signal()
         c_bank = Signal.like(row_in.bank)
         with m.If(b_valid):
-            m.d.sync += [acc1.eq(Mux(b_first, 0, acc1) + b_sum1),
-                         acc2.eq(Mux(b_first, 0, acc2) + b_sum2)]
+            m.d.sync += acc1.eq(Mux(b_first, 0, acc1) + b_sum1)
+        with m.If(b2_valid):
+            m.d.sync += acc2.eq(Mux(b2_first, 0, acc2) + b2_sum2)
         m.d.sync += [c_done.eq(b_valid & b_last), c_bank.eq(b_bank)]
         return SimpleNamespace(s1=acc1, s2=acc2, done=c_done, bank=c_bank)
 
@@ -360,17 +374,18 @@ class LayerNorm(wiring.Component):
         p_hh, p_hl, p_ll = (self._product(m, name, a, b, output_reg=True)
                             for name, a, b in (("s1_sq_hh", hi, hi), ("s1_sq_hl", hi, lo),
                                                ("s1_sq_ll", lo, lo)))
-        v0_ds2 = Signal(mul_const(sums.s2, d).shape())
         v0_valid = Signal()
         v0_bank = Signal.like(sums.bank)
-        m.d.sync += [v0_ds2.eq(mul_const(sums.s2, d)), v0_valid.eq(sums.done),
-                     v0_bank.eq(sums.bank)]
+        m.d.sync += [v0_valid.eq(sums.done), v0_bank.eq(sums.bank)]
         v1_sq = Signal(unsigned(2 * self.s1_shape.width - 1))
-        v1_ds2 = Signal.like(v0_ds2)
+        # S2's row total is in its accumulator one cycle after S1's (see _row_sums): D*S2 is
+        # taken from it here, in V1, as it was taken in V0 from the accumulator before
+        v1_ds2 = Signal(mul_const(sums.s2, d).shape())
         v1_valid = Signal()
         v1_bank = Signal.like(sums.bank)
         m.d.sync += [v1_sq.eq((p_hh << (2 * split)) + (p_hl << (split + 1)) + p_ll),
-                     v1_ds2.eq(v0_ds2), v1_valid.eq(v0_valid), v1_bank.eq(v0_bank)]
+                     v1_ds2.eq(mul_const(sums.s2, d)), v1_valid.eq(v0_valid),
+                     v1_bank.eq(v0_bank)]
         for b in range(self.banks):
             with m.If(sums.done & (sums.bank == b)):
                 m.d.sync += slots.s1[b].eq(sums.s1)
