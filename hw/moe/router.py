@@ -408,18 +408,26 @@ class Router(wiring.Component):
         # (subtract, shift and multiply in one cycle were the ECP5 build's critical path).
         # The clamped shift and the shift itself are two free-running stages (one was 13 carry
         # levels): the result is taken on the divide's last step, q_bits >= 3 cycles later.
+        # The rounding of the shift is a third stage ((2 e) >> sh, then (. + 1) >> 1, as
+        # hw_rshift_round_var): shift and increment in one were the ULX3S routed 10.07 ns group.
         b_exp_rescaled = Signal(data.ArrayLayout(exp_shape, K))
         for s in range(K):
             diff = b_max - b_max_at[s]
             b_shift = Signal(range(e_cap + 1), name=f"b_shift{s}")
-            m.d.sync += [b_shift.eq(Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]),
-                         b_exp_rescaled[s].eq(hw_rshift_round_var(b_exps[s], b_shift))]
+            b_twice = Signal(unsigned(exp_shape.width + 1), name=f"b_twice{s}")
+            m.d.sync += b_shift.eq(Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()])
+            if q_bits >= 4:
+                m.d.sync += [b_twice.eq((b_exps[s] << 1) >> b_shift),
+                             b_exp_rescaled[s].eq((b_twice + 1) >> 1)]
+            else:
+                m.d.sync += b_exp_rescaled[s].eq(hw_rshift_round_var(b_exps[s], b_shift))
         # The scale steps take the rescaled e's from a shift register loaded on the divide's
         # last step, and shift each probability into ``out_weights`` from the top: the step
         # counter no longer selects the multiplier's operand or the register written (that
         # select and its decode were the ULX3S build's critical path, in front of the
-        # multiply and the rounding). Needs q_bits >= 3: b_exp_rescaled settles two edges
-        # after stage B's input registers, and is loaded at the end of divide step q_bits.
+        # multiply and the rounding). Needs q_bits >= 4 (>= 3 without the third stage):
+        # b_exp_rescaled settles three edges after stage B's input registers, and is loaded at
+        # the end of divide step q_bits.
         assert q_bits >= 3, "the rescaled e's must settle before the divide ends"
         e_queue = Signal(data.ArrayLayout(exp_shape, K))
         # The product e * r is registered (the multiplier's output register, enabled in the
