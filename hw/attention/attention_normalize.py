@@ -171,7 +171,8 @@ class AttentionNormalizer(wiring.Component):
             prods = []
             for k, part in enumerate(parts):
                 mul = Multiplier(part.shape(), unsigned(ap.q_bits), output_reg=True,
-                                 target=cfg.hw.dsp_target)
+                                 target=(cfg.hw.dsp_target if ap.q_bits <= MULT18_WIDTH
+                                         else "generic"))
                 m.submodules[f"mul{i}_{k}"] = mul
                 m.d.comb += [mul.a.eq(part), mul.b.eq(n1_r), mul.en.eq(adv)]
                 prods.append(mul.p)

@@ -59,7 +59,7 @@ from sim.golden.softmax import LOG2E, const_q, recip_bits
 
 from hw.attention.exp2 import Exp2, exp2_params, hw_rshift_round_var
 from hw.common import Loop, count_nested
-from hw.fabric.multiplier import Multiplier
+from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
 from hw.fabric.replica import replicas
 
 __all__ = ["Router", "router_in_layout", "routing_layout", "expert_shape", "token_shape"]
@@ -437,8 +437,9 @@ class Router(wiring.Component):
         # 0's, from the previous token's product, falls off the end) and the output beat takes
         # the last one straight from the register: the same K cycles.
         scale = b_busy & (b_phase == 1)
+        fits = max(exp_shape.width, q_bits) <= MULT18_WIDTH     # else built from LUTs / `*`
         m.submodules.b_mul = b_mul = Multiplier(exp_shape, unsigned(q_bits), output_reg=True,
-                                                target=cfg.hw.dsp_target)
+                                                target=cfg.hw.dsp_target if fits else "generic")
         m.d.comb += [b_mul.a.eq(e_queue[0]), b_mul.b.eq(b_quotient), b_mul.en.eq(scale)]
         prob = Signal(exp_shape)
         m.d.comb += prob.eq(hw_saturate(hw_rshift_round(b_mul.p, R - f), n.exp))
