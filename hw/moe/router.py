@@ -207,15 +207,8 @@ class Router(wiring.Component):
         # S1: t = to_score(logit) = sat(rshift_round(logit * c, shift), score)
         s1_valid, s1_score = Signal(), Signal(score_shape)
         s1_side = Signal(self._side_layout())
-        # logit * c comes from a register (``prod`` == cur.logits[0] * c in every cycle), loaded
-        # with the product of the next logits[0] (the updates of ``cur`` above): the multiply
-        # and the rounding + saturation in one stage were the ULX3S routed 11.6 ns path.
-        l0_next = Mux(accept, self.i.payload.logits[0],
-                      Mux(advance & cur_valid, (logits >> n.act.bits)[:n.act.bits].as_signed(),
-                          cur.logits[0]))
-        prod = Signal((l0_next * Const(p["log2e"], unsigned(p["log2e"].bit_length()))).shape(),
-                      name="s0_prod")
-        m.d.sync += prod.eq(l0_next * Const(p["log2e"], unsigned(p["log2e"].bit_length())))
+        logit = cur.logits[0]
+        prod = logit * Const(p["log2e"], unsigned(p["log2e"].bit_length()))
         with m.If(advance_s1):
             m.d.sync += [s1_valid.eq(cur_valid),
                          s1_score.eq(hw_saturate(hw_rshift_round(prod, p["to_score_shift"]),
