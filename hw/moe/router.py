@@ -167,7 +167,8 @@ class Router(wiring.Component):
         # enables (all equal, see _stage_b): one net to ~240 enables was 4 ns of the ULX3S
         # estimate's 13-14 ns paths from the output slice's skid bit.
         advance = {g: Signal(name=f"advance_{g}") for g in
-                   ("in", "s1", "s2", "exp2", *(f"d{d}" for d in range(Exp2.latency)), "acc")}
+                   ("in", "s1", "s2", "exp2", *(f"d{d}" for d in range(Exp2.latency)), "acc",
+                    "b")}
         s1 = self._stage_a_to_score(m, advance["in"], advance["s1"])
         s2 = self._stage_a_max(m, advance["s2"], s1)
         m.d.comb += [exp2.x.eq(s2["exp_arg"]), exp2.en.eq(advance["exp2"])]
@@ -465,7 +466,15 @@ class Router(wiring.Component):
                                      b_busy.eq(0)]
         # The token's final M is the running max as of its last element (that element's M_at).
         max_final = at_acc["max"]
-        with m.If(done_a & b_free):
+        # Stage B's start ``done_a & b_free`` == ``done_a & advance`` (advance = ~done_a |
+        # b_free), from a copy of the advance of its own and done_a as a register (loaded with
+        # the look-ahead of the last delay stage, as that stage is): b_free's decode of o.ready
+        # and the compare of the last element's index sat in front of ~140 load enables (the
+        # ULX3S estimate: route_slice.skid_v -> 5 LUTs -> b_*, 12.15 ns).
+        done_r = Signal(name="b_done_a")
+        with m.If(advance["b"]):
+            m.d.sync += done_r.eq(at_acc["pre_valid"] & (at_acc["pre_j"] == E - 1))
+        with m.If(done_r & advance["b"]):
             numer = (Const(1 << R, num_bits) + (acc["sum_next"] >> 1))[:num_bits]
             m.d.sync += [
                 b_busy.eq(1), b_phase.eq(0), b_step.eq(0),
