@@ -186,13 +186,17 @@ class Attention(wiring.Component):
         ap = self.ap
         N = ap.N
         q_ok = Signal()
-        group_start = Signal()
         accept = Signal()
         kv_chunk, kv_key, kv_group = self._chunk_row_group(m, accept, "kv", N)
+        # (kv_chunk == 0) & (kv_key == 0) as a register stepped with the counters (they wrap
+        # together to 0 on the group's last beat): the compares of kv_key in front of kv.ready
+        # and the counters' enables were the ULX3S routed 10.31 ns group (attention.py:173)
+        group_start = Signal(init=1)
+        with m.If(accept):
+            m.d.sync += group_start.eq((kv_chunk == ap.c - 1) & (kv_key == N - 1))
         nrows_in = Signal(range(ap.p + 1))
         m.d.comb += [
             nrows_in.eq(self._group_rows(kv_group)),
-            group_start.eq((kv_chunk == 0) & (kv_key == 0)),
             q_ok.eq(_all([ln.q_full for ln in lanes])),
             self.kv.ready.eq(adv & vfifo.w_rdy & (~group_start | q_ok)),
             accept.eq(self.kv.valid & self.kv.ready),

@@ -16,8 +16,10 @@ Ports::
                ``last`` on the final beat of each head
 
 Pipeline (stall-all on ``o`` back-pressure): N1 select nw accumulators of the current row and
-latch r; N2 nw multiplies (o_bits x q_bits, ~40 x 18); N3 round + saturate into the output
-register. Latency 3 cycles, one beat per cycle, no bubble between rows whose r is ready.
+latch r; N2 nw multiplies (o_bits x q_bits, ~40 x 18) as partial products of 17-bit pieces of o,
+each in a multiplier's output register; N3 two sums of them (the rounding half in one); round
++ saturate into the output register. Latency 4 cycles, one beat per cycle, no bubble between
+rows whose r is ready.
 """
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.fixed import hw_rshift_round, hw_saturate
+from sim.fixed import hw_saturate
 from sim.golden.softmax import recip_bits
 from hw.attention.attention_lane import AttentionParams
 from hw.common import Loop, count_nested
+from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
 from hw.fabric.replica import replicas
 
 __all__ = ["AttentionNormalizer", "out_layout"]
@@ -62,10 +65,10 @@ class AttentionNormalizer(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from issuing a beat (N1) to ``o.valid`` (3); throughput one beat per cycle.
+        Cycles from issuing a beat (N1) to ``o.valid`` (4); throughput one beat per cycle.
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, cfg: Config, ap: AttentionParams):
         self.cfg, self.ap = cfg, ap
@@ -145,20 +148,54 @@ class AttentionNormalizer(wiring.Component):
         n1_o = Signal(nw * ob)
         n1_r = Signal(ap.q_bits)
         r_use = Mux(first_beat, r_data, r_cur)
-        # N2: products.
+        # N2: partial products o_k * r (o = sum_k o_k 2^(17 k), every o_k within one
+        # MULT18X18D operand: 17-bit unsigned pieces, the top one signed), each in its
+        # multiplier's output register (hw.fabric.Multiplier). As one o_bits x q_bits product
+        # the MULT18X18Ds without registers and the adders joining them fed the rounding in one
+        # cycle: the ULX3S routed 12.89 ns group (n1_r -> mult -> 19 carries -> n2_prod).
+        # N3: A = sum_{k >= 1} P_k 2^(17 (k - 1)) and B = P_0 + 2^(R-1) (the rounding half);
+        # output register: sat((A 2^17 + B) >> R), the golden sat(rshift_round(o * r, R)).
         n2_valid, n2_last = Signal(), Signal()
-        n2_prod = [Signal(signed(ob + ap.q_bits + 1), name=f"n2_prod{i}") for i in range(nw)]
+        n3_valid, n3_last = Signal(), Signal()
         head_last = Signal()
         row = Signal(range(ap.N))
         m.d.comb += head_last.eq((row == ap.N - 1) & last_beat)
+        piece = MULT18_WIDTH - 1
+        npieces = max(1, -(-(ob - 1) // piece))
+        half = (1 << (R - 1)) if R > 0 else 0
+        out_expr, n3_regs = [], []
+        for i in range(nw):
+            o_i = n1_o.word_select(i, ob)
+            parts = [o_i[k * piece:(k + 1) * piece] if k < npieces - 1
+                     else o_i[k * piece:].as_signed() for k in range(npieces)]
+            prods = []
+            for k, part in enumerate(parts):
+                mul = Multiplier(part.shape(), unsigned(ap.q_bits), output_reg=True,
+                                 target=(cfg.hw.dsp_target if ap.q_bits <= MULT18_WIDTH
+                                         else "generic"))
+                m.submodules[f"mul{i}_{k}"] = mul
+                m.d.comb += [mul.a.eq(part), mul.b.eq(n1_r), mul.en.eq(adv)]
+                prods.append(mul.p)
+            b_expr = prods[0] + half
+            n3_b = Signal(b_expr.shape(), name=f"n3_b{i}")
+            n3_regs.append(n3_b.eq(b_expr))
+            if npieces > 1:
+                a_expr = prods[-1]
+                for pk in reversed(prods[1:-1]):
+                    a_expr = (a_expr << piece) + pk
+                n3_a = Signal(a_expr.shape(), name=f"n3_a{i}")
+                n3_regs.append(n3_a.eq(a_expr))
+                total = (n3_a << piece) + n3_b
+            else:
+                total = n3_b
+            out_expr.append(hw_saturate(total >> R, n.act))
         with m.If(adv):
             m.d.sync += [
                 n1_valid.eq(issue), n1_last.eq(head_last), n1_o.eq(sel), n1_r.eq(r_use),
                 n2_valid.eq(n1_valid), n2_last.eq(n1_last),
-                *[n2_prod[i].eq(n1_o.word_select(i, ob).as_signed() * n1_r) for i in range(nw)],
-                self.o.valid.eq(n2_valid), self.o.payload.last.eq(n2_last),
-                *[self.o.payload.o[i].eq(hw_saturate(hw_rshift_round(n2_prod[i], R), n.act))
-                  for i in range(nw)],
+                n3_valid.eq(n2_valid), n3_last.eq(n2_last), *n3_regs,
+                self.o.valid.eq(n3_valid), self.o.payload.last.eq(n3_last),
+                *[self.o.payload.o[i].eq(out_expr[i]) for i in range(nw)],
             ]
         with m.If(issue):
             m.d.sync += r_cur.eq(r_use)

@@ -59,6 +59,7 @@ from sim.golden.softmax import LOG2E, const_q, recip_bits
 
 from hw.attention.exp2 import Exp2, exp2_params, hw_rshift_round_var
 from hw.common import Loop, count_nested
+from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
 from hw.fabric.replica import replicas
 
 __all__ = ["Router", "router_in_layout", "routing_layout", "expert_shape", "token_shape"]
@@ -161,12 +162,13 @@ class Router(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.exp2 = exp2 = Exp2(self.cfg)
+        m.submodules.exp2 = exp2 = Exp2(self.cfg, dsp_target=self.cfg.hw.dsp_target)
         # The advance of the whole stage-A pipeline, as one copy per group of registers it
         # enables (all equal, see _stage_b): one net to ~240 enables was 4 ns of the ULX3S
         # estimate's 13-14 ns paths from the output slice's skid bit.
         advance = {g: Signal(name=f"advance_{g}") for g in
-                   ("in", "s1", "s2", "exp2", *(f"d{d}" for d in range(Exp2.latency)), "acc")}
+                   ("in", "s1", "s2", "exp2", *(f"d{d}" for d in range(Exp2.latency)), "acc",
+                    "b")}
         s1 = self._stage_a_to_score(m, advance["in"], advance["s1"])
         s2 = self._stage_a_max(m, advance["s2"], s1)
         m.d.comb += [exp2.x.eq(s2["exp_arg"]), exp2.en.eq(advance["exp2"])]
@@ -199,7 +201,8 @@ class Router(wiring.Component):
             # the logits shift down one per step, so the current one is always logits[0]: the
             # E-way select by cur_index sat in front of the multiply (ULX3S estimate, 11.6 ns)
             m.d.sync += logits.eq(logits >> n.act.bits)
-        with m.If(self.i.valid & self.i.ready):
+        accept = self.i.valid & self.i.ready
+        with m.If(accept):
             m.d.sync += [cur.eq(self.i.payload), cur_valid.eq(1), cur_index.eq(0)]
 
         # S1: t = to_score(logit) = sat(rshift_round(logit * c, shift), score)
@@ -272,7 +275,8 @@ class Router(wiring.Component):
         dv, dside, dt, dm, dshift = (s2["valid"], s2["side"], s2["score"], s2["max"],
                                      s2["shift"])
         for d in range(Exp2.latency):
-            pre_valid, pre_j = dv, dside.j     # ends as the stage before the last (look-ahead)
+            # ends as the stage before the last (look-ahead)
+            pre_valid, pre_j, pre_score = dv, dside.j, dt
             nv, nside = Signal(name=f"d{d}_valid"), Signal(self._side_layout(), name=f"d{d}_side")
             nt = Signal(score_shape, name=f"d{d}_score")
             nm = Signal(mshape, name=f"d{d}_max")
@@ -281,7 +285,7 @@ class Router(wiring.Component):
                 m.d.sync += [nv.eq(dv), nside.eq(dside), nt.eq(dt), nm.eq(dm), nshift.eq(dshift)]
             dv, dside, dt, dm, dshift = nv, nside, nt, nm, nshift
         return dict(valid=dv, side=dside, score=dt, max=dm, shift=dshift,
-                    pre_valid=pre_valid, pre_j=pre_j)
+                    pre_valid=pre_valid, pre_j=pre_j, pre_score=pre_score)
 
     def _stage_a_accumulate(self, m, advance, at_acc, e_y):
         """Accumulator: l and the sorted top-k list (t, idx, e, M_at), updated combinationally
@@ -305,9 +309,17 @@ class Router(wiring.Component):
         # Insertion of the new element: slot s keeps its entry if it is >= the new t (an equal
         # earlier expert wins the tie), takes the new element if it is the first slot that does
         # not, and otherwise takes slot s - 1's entry (shifted down).
+        # ``top_score[s] >= dt`` comes from a register (ge_r) loaded with the compare of the
+        # next values: the compare of the arriving score in front of the insertion muxes was the
+        # ULX3S routed 12.85 ns path (d2_score -> 9 carries -> 4 LUTs -> top_*, b_*). The next
+        # top_score[s] is top_score[s], dt or top_score[s - 1] (the muxes below) and the next dt
+        # is the score entering the last delay stage (pre_score), so the next compare is one of
+        # K + 1 compares of registers with pre_score, picked by the same keep / take_new.
+        # Invariant: ge_r[s] == (top_score[s] >= dt) in every cycle (both 0 after reset).
+        ge_r = Signal(K, init=(1 << K) - 1)
         keep = [Signal(name=f"keep{s}") for s in range(K)]
         for s in range(K):
-            m.d.comb += keep[s].eq(~first & top_valid[s] & (top_score[s] >= dt))
+            m.d.comb += keep[s].eq(~first & top_valid[s] & ge_r[s])
         next_valid = Signal(K)
         next_score = Signal.like(top_score)
         next_expert = Signal.like(top_expert)
@@ -330,6 +342,18 @@ class Router(wiring.Component):
                                  next_expert[s].eq(top_expert[s - 1]),
                                  next_exp[s].eq(top_exp[s - 1]),
                                  next_max_at[s].eq(top_max_at[s - 1])]
+        pre_t = at_acc["pre_score"]
+        ge_top = [top_score[s] >= pre_t for s in range(K)]
+        ge_new = dt >= pre_t
+        ge_next = Signal(K)
+        for s in range(K):
+            take_new = ~keep[s] & (Const(1) if s == 0 else keep[s - 1])
+            m.d.comb += ge_next[s].eq(Mux(keep[s], ge_top[s],
+                                          Mux(take_new, ge_new,
+                                              ge_top[s - 1] if s > 0 else ge_top[s])))
+        with m.If(advance):
+            # dt loads pre_score on every advance; top_score only with a valid element
+            m.d.sync += ge_r.eq(Mux(at_acc["valid"], ge_next, Cat(*ge_top)))
         with m.If(advance & at_acc["valid"]):
             m.d.sync += [acc_sum.eq(sum_next), top_valid.eq(next_valid),
                          top_score.eq(next_score), top_expert.eq(next_expert),
@@ -378,24 +402,43 @@ class Router(wiring.Component):
         # (subtract, shift and multiply in one cycle were the ECP5 build's critical path).
         # The clamped shift and the shift itself are two free-running stages (one was 13 carry
         # levels): the result is taken on the divide's last step, q_bits >= 3 cycles later.
+        # The rounding of the shift is a third stage ((2 e) >> sh, then (. + 1) >> 1, as
+        # hw_rshift_round_var): shift and increment in one were the ULX3S routed 10.07 ns group.
         b_exp_rescaled = Signal(data.ArrayLayout(exp_shape, K))
         for s in range(K):
             diff = b_max - b_max_at[s]
             b_shift = Signal(range(e_cap + 1), name=f"b_shift{s}")
-            m.d.sync += [b_shift.eq(Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()]),
-                         b_exp_rescaled[s].eq(hw_rshift_round_var(b_exps[s], b_shift))]
+            b_twice = Signal(unsigned(exp_shape.width + 1), name=f"b_twice{s}")
+            m.d.sync += b_shift.eq(Mux(diff > e_cap, e_cap, diff)[:e_cap.bit_length()])
+            if q_bits >= 4:
+                m.d.sync += [b_twice.eq((b_exps[s] << 1) >> b_shift),
+                             b_exp_rescaled[s].eq((b_twice + 1) >> 1)]
+            else:
+                m.d.sync += b_exp_rescaled[s].eq(hw_rshift_round_var(b_exps[s], b_shift))
         # The scale steps take the rescaled e's from a shift register loaded on the divide's
         # last step, and shift each probability into ``out_weights`` from the top: the step
         # counter no longer selects the multiplier's operand or the register written (that
         # select and its decode were the ULX3S build's critical path, in front of the
-        # multiply and the rounding). Needs q_bits >= 3: b_exp_rescaled settles two edges
-        # after stage B's input registers, and is loaded at the end of divide step q_bits.
+        # multiply and the rounding). Needs q_bits >= 4 (>= 3 without the third stage):
+        # b_exp_rescaled settles three edges after stage B's input registers, and is loaded at
+        # the end of divide step q_bits.
         assert q_bits >= 3, "the rescaled e's must settle before the divide ends"
         e_queue = Signal(data.ArrayLayout(exp_shape, K))
-        e_sh = e_queue[0]
+        # The product e * r is registered (the multiplier's output register, enabled in the
+        # scale phase), and rounded + saturated one cycle later: multiply, rounding and
+        # saturation in one cycle were the ULX3S routed 12.26 ns path (b_quotient -> mult -> 10
+        # carries -> out_weights). Scale step s shifts in the probability of step s - 1 (step
+        # 0's, from the previous token's product, falls off the end) and the output beat takes
+        # the last one straight from the register: the same K cycles.
+        scale = b_busy & (b_phase == 1)
+        fits = max(exp_shape.width, q_bits) <= MULT18_WIDTH     # else built from LUTs / `*`
+        m.submodules.b_mul = b_mul = Multiplier(exp_shape, unsigned(q_bits), output_reg=True,
+                                                target=cfg.hw.dsp_target if fits else "generic")
+        m.d.comb += [b_mul.a.eq(e_queue[0]), b_mul.b.eq(b_quotient), b_mul.en.eq(scale)]
         prob = Signal(exp_shape)
-        m.d.comb += prob.eq(hw_saturate(hw_rshift_round(e_sh * b_quotient, R - f), n.exp))
+        m.d.comb += prob.eq(hw_saturate(hw_rshift_round(b_mul.p, R - f), n.exp))
         out_weights = Signal(data.ArrayLayout(exp_shape, K))
+        weights_final = Cat(*(out_weights[s] for s in range(1, K)), prob)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)      # overridden below when a new beat loads
         with m.If(b_busy):
@@ -407,7 +450,7 @@ class Router(wiring.Component):
                     count_nested(m, [Loop(b_step, last=q_bits - 1)],
                                  done=[b_phase.eq(1), e_queue.eq(b_exp_rescaled)])
                 with m.Case(1):
-                    # after K steps out_weights[s] holds step s's probability
+                    # after K steps out_weights[s] holds step s - 1's probability (s >= 1)
                     m.d.sync += [Value.cast(out_weights).eq(Cat(
                                      *(out_weights[s] for s in range(1, K)), prob)),
                                  Value.cast(e_queue).eq(Cat(
@@ -419,10 +462,19 @@ class Router(wiring.Component):
                         m.d.sync += [self.o.valid.eq(1), self.o.payload.token.eq(b_token),
                                      self.o.payload.last.eq(b_last),
                                      self.o.payload.experts.eq(b_experts),
-                                     self.o.payload.weights.eq(out_weights), b_busy.eq(0)]
+                                     self.o.payload.weights.eq(weights_final),
+                                     b_busy.eq(0)]
         # The token's final M is the running max as of its last element (that element's M_at).
         max_final = at_acc["max"]
-        with m.If(done_a & b_free):
+        # Stage B's start ``done_a & b_free`` == ``done_a & advance`` (advance = ~done_a |
+        # b_free), from a copy of the advance of its own and done_a as a register (loaded with
+        # the look-ahead of the last delay stage, as that stage is): b_free's decode of o.ready
+        # and the compare of the last element's index sat in front of ~140 load enables (the
+        # ULX3S estimate: route_slice.skid_v -> 5 LUTs -> b_*, 12.15 ns).
+        done_r = Signal(name="b_done_a")
+        with m.If(advance["b"]):
+            m.d.sync += done_r.eq(at_acc["pre_valid"] & (at_acc["pre_j"] == E - 1))
+        with m.If(done_r & advance["b"]):
             numer = (Const(1 << R, num_bits) + (acc["sum_next"] >> 1))[:num_bits]
             m.d.sync += [
                 b_busy.eq(1), b_phase.eq(0), b_step.eq(0),

@@ -31,7 +31,8 @@ reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta =
 Latency (empty unit, both streams at full rate): a row's first output beat leaves
 ``latency = beats - 1 + latency_stats + latency_emit = beats + 19`` cycles after its first input
 beat was accepted (27 for dim 32 / 4 lanes, 31 for dim 192 / 16 lanes): ``latency_stats`` = 13
-(squares, adder tree, accumulate, V in three stages: S1^2's partial products, their sum, V;
+(S1: lane sum, delay, accumulate; S2 one stage behind it: registered x, squares, adder tree,
+accumulate; V in three stages: S1^2's partial products, their sum with D*S2, V;
 ``Rsqrt.latency`` = 6, publish) from the last
 input beat to the statistics, ``latency_emit`` = 7 from a row-buffer read to the output register
 (the variable shift of the normalized value and its rounding + saturation are two stages, and
@@ -48,7 +49,7 @@ global enable; the row-buffer read port is enabled with it so a stalled read kee
 
 Resources per lane: three multipliers of at most 18 x 18 bits (x^2, x*y, z*gamma; one MULT18X18D
 or DSP48E2 each), the product D*(x*y) - S1*y uses shifts and adds. Per unit: S1^2 and S1*y (24 x 24
-and 24 x 15 bits for dim 192), the three Newton-step multipliers (<= 17 bits each), the row buffer
+and 24 x 15 bits for dim 192), the two Newton-step multipliers (<= 17 bits each), the row buffer
 (banks * dim activations) and the gamma/beta memory (dim x (gamma + beta) bits).
 docs/layernorm.md has synthesis figures.
 """
@@ -149,7 +150,7 @@ class LayerNorm(wiring.Component):
         ``beats - 1 + latency_stats + latency_emit``.
     latency_stats : int
         Cycles from the acceptance of a row's last beat to the cycle in which its statistics
-        (S1, y, k) are visible to the emitter: 3 (squares, adder tree, accumulate) + 3 (V) +
+        (S1, y, k) are visible to the emitter: 3 (lane sum, delay, accumulate) + 3 (V) +
         ``Rsqrt.latency`` + 1 (``sim.cycles.layernorm.LATENCY_STATS`` must equal it).
     latency_emit : int
         Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no
@@ -246,7 +247,7 @@ class LayerNorm(wiring.Component):
         row_rd, par_rd = rowbuf.read_port(), parmem.read_port()
         adv, issue, read_bank, row_out = self._read_rows(m, row_rd, par_rd, slots)
         self._ready_flags(m, slots, idle, wfree, param_in, row_in, row_out)
-        stage_valid = self._emit(m, adv, issue, read_bank, row_rd, par_rd, slots)
+        stage_valid = self._emit(m, adv, issue, read_bank, row_rd, par_rd, slots, row_out)
 
         m.d.comb += self.busy.eq(~idle | Cat(*stage_valid).any() | self.y.valid)
         return m
@@ -306,32 +307,45 @@ class LayerNorm(wiring.Component):
                          Array(free_next)[row_in.bank]) & pbeat0_next)]
 
     def _row_sums(self, m, row_in):
-        """One-pass S1 = sum x and S2 = sum x^2 over a row (stages A, B, C)."""
+        """One-pass S1 = sum x and S2 = sum x^2 over a row (stages A, B, C; S2 one stage later).
+
+        The squares are formed from registered x (a multiplier with its input and output
+        registers: inside the MULT18X18D with dsp_target "ecp5"): squaring the input beat
+        straight from the stream (the feeder's FIFO read) was the ULX3S routed 12.56 ns group
+        layernorm.py:315 (97 endpoints). So S2 runs one stage behind S1: its row total is ready
+        one cycle after S1's (``s2`` / ``done2``), when the statistics take D*S2 (V1) anyway.
+        """
         lanes, act_bits = self.lanes, self._cfg.num.act.bits
-        # stage A: squares and the lane sum of x (registered straight from the input beat)
+        # stage A: the lane sum of x (registered straight from the input beat); the squares'
+        # operands enter the multipliers' input registers
         xs = [self.x.payload[lane] for lane in range(lanes)]
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
         a_bank = Signal.like(row_in.bank)
-        a_sq = [Signal(unsigned(2 * act_bits - 1), name=f"a_sq{lane}") for lane in range(lanes)]
         a_sum1 = Signal(self.s1_shape)
         m.d.sync += [a_valid.eq(row_in.accept), a_first.eq(row_in.first), a_last.eq(row_in.last),
                      a_bank.eq(row_in.bank), a_sum1.eq(tree_sum(xs))]
-        m.d.sync += [a_sq[lane].eq(xs[lane] * xs[lane]) for lane in range(lanes)]
-        # stage B: adder tree of the squares
+        # stage A2: the squares in the multipliers' output registers
+        a_sq = [self._product(m, f"a_sq{lane}", xs[lane], xs[lane], input_reg=True,
+                              output_reg=True)[:2 * act_bits - 1]
+                for lane in range(lanes)]
+        # stage B: S1 passes; B2: adder tree of the squares
         b_valid, b_first, b_last = Signal(), Signal(), Signal()
         b_bank = Signal.like(row_in.bank)
         b_sum1 = Signal(self.s1_shape)
-        b_sum2 = Signal(self.s2_shape)
         m.d.sync += [b_valid.eq(a_valid), b_first.eq(a_first), b_last.eq(a_last), b_bank.eq(a_bank),
-                     b_sum1.eq(a_sum1), b_sum2.eq(tree_sum(a_sq))]
-        # stage C: accumulate over the row (a row's first beat restarts the sums)
+                     b_sum1.eq(a_sum1)]
+        b2_valid, b2_first = Signal(), Signal()
+        b2_sum2 = Signal(self.s2_shape)
+        m.d.sync += [b2_valid.eq(b_valid), b2_first.eq(b_first), b2_sum2.eq(tree_sum(a_sq))]
+        # stage C: accumulate over the row (a row's first beat restarts the sums); S2 in C2
         acc1 = Signal(self.s1_shape)
         acc2 = Signal(self.s2_shape)
         c_done = Signal()
         c_bank = Signal.like(row_in.bank)
         with m.If(b_valid):
-            m.d.sync += [acc1.eq(Mux(b_first, 0, acc1) + b_sum1),
-                         acc2.eq(Mux(b_first, 0, acc2) + b_sum2)]
+            m.d.sync += acc1.eq(Mux(b_first, 0, acc1) + b_sum1)
+        with m.If(b2_valid):
+            m.d.sync += acc2.eq(Mux(b2_first, 0, acc2) + b2_sum2)
         m.d.sync += [c_done.eq(b_valid & b_last), c_bank.eq(b_bank)]
         return SimpleNamespace(s1=acc1, s2=acc2, done=c_done, bank=c_bank)
 
@@ -360,17 +374,18 @@ class LayerNorm(wiring.Component):
         p_hh, p_hl, p_ll = (self._product(m, name, a, b, output_reg=True)
                             for name, a, b in (("s1_sq_hh", hi, hi), ("s1_sq_hl", hi, lo),
                                                ("s1_sq_ll", lo, lo)))
-        v0_ds2 = Signal(mul_const(sums.s2, d).shape())
         v0_valid = Signal()
         v0_bank = Signal.like(sums.bank)
-        m.d.sync += [v0_ds2.eq(mul_const(sums.s2, d)), v0_valid.eq(sums.done),
-                     v0_bank.eq(sums.bank)]
+        m.d.sync += [v0_valid.eq(sums.done), v0_bank.eq(sums.bank)]
         v1_sq = Signal(unsigned(2 * self.s1_shape.width - 1))
-        v1_ds2 = Signal.like(v0_ds2)
+        # S2's row total is in its accumulator one cycle after S1's (see _row_sums): D*S2 is
+        # taken from it here, in V1, as it was taken in V0 from the accumulator before
+        v1_ds2 = Signal(mul_const(sums.s2, d).shape())
         v1_valid = Signal()
         v1_bank = Signal.like(sums.bank)
         m.d.sync += [v1_sq.eq((p_hh << (2 * split)) + (p_hl << (split + 1)) + p_ll),
-                     v1_ds2.eq(v0_ds2), v1_valid.eq(v0_valid), v1_bank.eq(v0_bank)]
+                     v1_ds2.eq(mul_const(sums.s2, d)), v1_valid.eq(v0_valid),
+                     v1_bank.eq(v0_bank)]
         for b in range(self.banks):
             with m.If(sums.done & (sums.bank == b)):
                 m.d.sync += slots.s1[b].eq(sums.s1)
@@ -386,6 +401,11 @@ class LayerNorm(wiring.Component):
             with m.If(rsqrt.o.valid & (rsqrt.o.payload.tag == b)):
                 m.d.sync += [slots.y[b].eq(rsqrt.o.payload.y), slots.k[b].eq(rsqrt.o.payload.k),
                              slots.stats_ok[b].eq(1)]
+        # the values the slots' S1 and y registers take on the next edge (for look-ahead copies)
+        slots.s1_next = [Mux(sums.done & (sums.bank == b), sums.s1, slots.s1[b])
+                         for b in range(self.banks)]
+        slots.y_next = [Mux(rsqrt.o.valid & (rsqrt.o.payload.tag == b), rsqrt.o.payload.y,
+                            slots.y[b]) for b in range(self.banks)]
 
     def _read_rows(self, m, row_rd, par_rd, slots):
         """Re-read rows whose statistics are ready; one global stall enable ``adv``.
@@ -411,22 +431,25 @@ class LayerNorm(wiring.Component):
         for b in range(banks):
             with m.If(issue & last_out & (read_bank == b)):
                 m.d.sync += [slots.occupied[b].eq(0), slots.stats_ok[b].eq(0)]
-        return adv, issue, read_bank, SimpleNamespace(last=issue & last_out, bank=read_bank)
+        bank_next = Mux(issue & last_out, Mux(read_bank == banks - 1, 0, read_bank + 1),
+                        read_bank)
+        return adv, issue, read_bank, SimpleNamespace(last=issue & last_out, bank=read_bank,
+                                                      bank_next=bank_next)
 
     def _shift_pre(self) -> int:
         """Left pre-shift of p that makes the shift amount j = f + k - z_frac + pre >= 0."""
         n = self._cfg.num
         return max(0, n.ln_norm.frac_bits - n.rsqrt_frac)
 
-    def _emit(self, m, adv, issue, read_bank, row_rd, par_rd, slots):
+    def _emit(self, m, adv, issue, read_bank, row_rd, par_rd, slots, row_out):
         """Normalize the re-read beats: E1 .. E3 (centre and scale by y), E4 .. output.
 
         Returns the valid bits of E1 .. E6.
         """
-        e3 = self._centre_and_scale(m, adv, issue, read_bank, row_rd, par_rd, slots)
+        e3 = self._centre_and_scale(m, adv, issue, read_bank, row_rd, par_rd, slots, row_out)
         return e3.valids + self._shift_and_affine(m, adv, e3)
 
-    def _centre_and_scale(self, m, adv, issue, read_bank, row_rd, par_rd, slots):
+    def _centre_and_scale(self, m, adv, issue, read_bank, row_rd, par_rd, slots, row_out):
         """E1 .. E3: p = (D*x - S1) * y per lane, with the row's shift amount j and gamma/beta."""
         cfg, n, rsqrt = self._cfg, self._cfg.num, self.rsqrt
         d, lanes = cfg.model.dim, self.lanes
@@ -436,21 +459,29 @@ class LayerNorm(wiring.Component):
         # computed as D*(x*y) - S1*y: the per-lane multiplier is then act x y (16 x 16 bits, one
         # MULT18X18D) instead of (D*x - S1) x y (25 x 16 for dim 192, two), and S1*y is one
         # product per unit. Same integer, so still bit-exact.
-        # S1*y: S1 = hi * 2^split + lo (lo unsigned), two multipliers whose input registers take
-        # the row's S1 and y at E1 (the slot mux in front of them), products summed in E2. As one
-        # product of the muxed slot registers in E1 (S1 wider than 18 bits: MULT18X18Ds without
-        # registers plus the adder joining them behind the 3:1 mux) it was the ULX3S build's
-        # routed critical path (15.1 ns).
+        # S1*y: S1 = hi * 2^split + lo (lo unsigned), two multipliers whose output registers take
+        # the products of the row's S1 and y at E1, summed in E2. As one product of the muxed
+        # slot registers in E1 (S1 wider than 18 bits: MULT18X18Ds without registers plus the
+        # adder joining them behind the 3:1 mux) it was the ULX3S build's routed critical path
+        # (15.1 ns); with the multipliers' input registers at E1 the product and the sum in E2
+        # were the routed 12.17 ns group (layernorm.py:459). The operands now come from
+        # look-ahead registers pre_s1 / pre_y, equal to the slot registers of ``read_bank`` in
+        # every cycle (loaded with the next slot values of the next read bank), so the products
+        # are registered at E1 and E2 is one add.
         e1_valid = Signal()
         e1_y = Signal(rsqrt.y_shape)
         e1_j = Signal(range(rsqrt.k_max + j_off + 1))
-        row_s1, row_y = Array(slots.s1)[read_bank], Array(slots.y)[read_bank]
+        row_y = Array(slots.y)[read_bank]
         with m.If(adv):
             m.d.sync += [e1_valid.eq(issue), e1_y.eq(row_y),
                          e1_j.eq(Array(slots.k)[read_bank] + j_off)]
-        s1_hi, s1_lo, split = _halves(row_s1)
-        s1y_hi = self._product(m, "s1y_hi", s1_hi, row_y, input_reg=True, en=adv)
-        s1y_lo = self._product(m, "s1y_lo", s1_lo, row_y, input_reg=True, en=adv)
+        pre_s1 = Signal(self.s1_shape, name="pre_s1")
+        pre_y = Signal(rsqrt.y_shape, name="pre_y")
+        m.d.sync += [pre_s1.eq(Array(slots.s1_next)[row_out.bank_next]),
+                     pre_y.eq(Array(slots.y_next)[row_out.bank_next])]
+        s1_hi, s1_lo, split = _halves(pre_s1)
+        s1y_hi = self._product(m, "s1y_hi", s1_hi, pre_y, output_reg=True, en=adv)
+        s1y_lo = self._product(m, "s1y_lo", s1_lo, pre_y, output_reg=True, en=adv)
         # E2: x * y per lane; S1*y from the two partial products
         xr = row_rd.data
         xy_expr = [xr[lane] * e1_y for lane in range(lanes)]

@@ -8,22 +8,29 @@ For a positive integer V (the row statistic ``D*S2 - S1^2 + E``) the unit return
    ``rsqrt_lut_bits`` bits index the ROM ``y0 = 1/sqrt(bucket middle)`` (the golden table itself);
 3. one Newton step ``t = rnd(y0^2 >> f)``, ``t2 = rnd(t*m >> f)``,
    ``y = rnd(y0*(3*2^f - t2) >> (f+1))``
-   (``rnd`` = round half up, ``f`` = rsqrt_frac), one multiplier per step.
+   (``rnd`` = round half up, ``f`` = rsqrt_frac): t comes from the ROM with y0 (a function of the
+   entry), t*m and y0*(3*2^f - t2) are one multiplier each, each product in a register (the
+   multiplier's output register: ``hw.fabric.Multiplier`` of ``cfg.hw.dsp_target``), the
+   rounding of t2 and the subtract are one add, and the final rounding of y is combinational
+   behind the last product register.
 
 Ports: ``i`` (always ready) carries ``{v, tag}``; ``o`` (no back-pressure: the consumer must take
 every result) carries ``{y, k, tag}``. ``tag`` is an opaque payload delayed with V (the LayerNorm
 unit passes the row-buffer bank). Latency :attr:`latency` = 6 cycles, throughput one V per cycle,
 fully pipelined (there is no stall: results appear exactly ``latency`` cycles after their input).
-Cost: three multipliers whose operands are sized from the exhaustive ranges of
+Stages: (1) leading pair, (2a) mantissa shift (and the ROM address), (2) ROM read into a register,
+(3) t*m, (4) d = 3*2^f - t2,
+(5) y0*d (``o.payload.y`` is its rounding, combinational; ``k``, ``tag``, ``valid`` registered).
+Cost: two multipliers whose operands are sized from the exhaustive ranges of
 :func:`rsqrt_bounds` (<= 17 bits each for f = 15: one MULT18X18D each) and a
-2^rsqrt_lut_bits-entry ROM; on ECP5 with a 46-bit V: 3 MULT18X18D, ~540 LUT4s, 214 FFs.
+2^rsqrt_lut_bits-entry ROM of {t, y0}.
 The always-ready streams make ``i.ready`` / ``o.ready`` constants, so as a Verilog top level the
 component needs explicit ports (``boards.synth_report`` passes them).
 """
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import C, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -31,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 from sim.config import Config
 from sim.fixed import hw_rshift_round, rshift_round
 from sim.golden.layernorm import rsqrt_fixed, rsqrt_table
+from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
 
 __all__ = ["Rsqrt", "rsqrt_bounds"]
 
@@ -120,7 +128,13 @@ class Rsqrt(wiring.Component):
         n = self._cfg.num
         f, lb = n.rsqrt_frac, n.rsqrt_lut_bits
         table = [int(t) for t in rsqrt_table(self._cfg)]
-        rom = Memory(shape=unsigned(max(table).bit_length()), depth=len(table), init=table)
+        # The ROM holds y0 and t = rnd(y0^2 / 2^f) (the golden first Newton product, a function
+        # of the table entry alone): {t, y0} per word, so no multiplier squares y0.
+        y0_shape = unsigned(max(table).bit_length())
+        t_table = [int(rshift_round(y * y, f)) for y in table]
+        t_shape = unsigned(max(max(t_table).bit_length(), 1))
+        rom = Memory(shape=unsigned(y0_shape.width + t_shape.width), depth=len(table),
+                     init=[y | (t << y0_shape.width) for y, t in zip(table, t_table)])
         m.submodules.rom = rom
         rom_rd = rom.read_port()          # enabled every cycle: the pipeline never stalls
 
@@ -156,43 +170,59 @@ class Rsqrt(wiring.Component):
 
         # stage 2: mantissa m = floor(V * 2^(f - 2k)), one right barrel shift of V << f (this also
         # covers 2k < f, where the golden model shifts left); ROM address = top lb bits of m.
-        # The ROM is read from the registered mantissa (stage 2b): shift and table lookup in one
-        # cycle were ten LUT levels, the deepest LayerNorm stage of the ULX3S netlist.
         mant = ((v1 << f) >> (k1 << 1))[:f + 2]
         m2a = stage("m2a", unsigned(f + 2))
         k2a = stage("k2a", self.k_shape)
         m.d.sync += [m2a.eq(mant), k2a.eq(k1), valid[1].eq(valid[0]), tag[1].eq(tag[0])]
         m2 = stage("m2", unsigned(f + 2))
         k2 = stage("k2", self.k_shape)
-        m.d.comb += rom_rd.addr.eq(m2a >> (f + 2 - lb))
-        m.d.sync += [m2.eq(m2a), k2.eq(k2a), valid[2].eq(valid[1]), tag[2].eq(tag[1])]
+        # The ROM (a DP16KD on ECP5) is addressed with the shifted mantissa's top bits and its
+        # data registered in rom_q beside m2: the multiplier of stage 3 then starts from
+        # fabric registers, not from the block RAM's unregistered output (~5.8 ns clock-to-out
+        # in front of the MULT18X18D: ULX3S estimate, 11.05 ns).
+        m.d.comb += rom_rd.addr.eq(mant >> (f + 2 - lb))
+        rom_q = Signal(rom.shape, name="rom_q")
+        m.d.sync += [m2.eq(m2a), k2.eq(k2a), valid[2].eq(valid[1]), tag[2].eq(tag[1]),
+                     rom_q.eq(rom_rd.data)]
 
-        # stage 3: y0 from the ROM; t = rnd(y0^2 / 2^f)
-        y0 = rom_rd.data
+        # stage 3: y0 and t from the ROM; the product t * m into a register (the multiplier's
+        # output register, ``hw.fabric.Multiplier``)
+        y0, t = rom_q[:y0_shape.width], rom_q[y0_shape.width:]
         bnd = self.bounds
-        t_expr = hw_rshift_round(y0 * y0, f)
-        t3 = stage("t3", unsigned(bnd["t_max"].bit_length()))     # exact: t <= t_max
-        y03 = stage("y03", y0.shape())
-        m3 = stage("m3", m2.shape())
-        k3 = stage("k3", self.k_shape)
-        m.d.sync += [t3.eq(t_expr), y03.eq(y0), m3.eq(m2), k3.eq(k2),
-                     valid[3].eq(valid[2]), tag[3].eq(tag[2])]
+        target = self._cfg.hw.dsp_target
 
-        # stage 4: t2 = rnd(t * m / 2^f)  (~= 2^f: m * y0^2 is close to one)
-        t2_expr = hw_rshift_round(t3 * m3, f)
-        t24 = stage("t24", unsigned(bnd["t2_max"].bit_length()))
-        y04 = stage("y04", y0.shape())
+        def product(name, a, b):
+            a, b = Value.cast(a), Value.cast(b)
+            fits = max(len(a), len(b)) <= MULT18_WIDTH
+            mul = m.submodules[name] = Multiplier(a.shape(), b.shape(), output_reg=True,
+                                                  target=target if fits else "generic")
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+            return mul.p
+
+        p3 = product("tm", t, m2)
+        y03 = stage("y03", y0_shape)
+        k3 = stage("k3", self.k_shape)
+        m.d.sync += [y03.eq(y0), k3.eq(k2), valid[3].eq(valid[2]), tag[3].eq(tag[2])]
+
+        # stage 4: d = 3 * 2^f - t2 with t2 = rnd(t * m / 2^f) (~= 2^f: m * y0^2 is close to
+        # one), as one subtract: 3 * 2^f - floor((p + 2^(f-1)) / 2^f)
+        # = floor((3 * 2^2f + 2^(f-1) - 1 - p) / 2^f) (-floor(a / b) = floor((b - 1 - a) / b)).
+        # The rounding add, the subtract and the multiply of the old stages 4 and 5 were the
+        # ULX3S routed 12.56 ns path (t24 -> 17 carries + mult -> y).
+        # For every reachable m, d lies in [d_min, d_max] and y in [0, y_max] (both checked
+        # exhaustively by rsqrt_bounds), so these widths are exact.
+        assert f >= 1
+        c4 = (3 << (2 * f)) + (1 << (f - 1)) - 1
+        diff = stage("diff", _signed_for(bnd["d_min"], bnd["d_max"]))
+        y04 = stage("y04", y0_shape)
         k4 = stage("k4", self.k_shape)
-        m.d.sync += [t24.eq(t2_expr), y04.eq(y03), k4.eq(k3), valid[4].eq(valid[3]),
+        m.d.sync += [diff.eq((c4 - p3) >> f), y04.eq(y03), k4.eq(k3), valid[4].eq(valid[3]),
                      tag[4].eq(tag[3])]
 
-        # stage 5: y = rnd(y0 * (3 * 2^f - t2) / 2^(f+1)). The difference is signed in general;
-        # for every reachable m it lies in [d_min, d_max] and y in [0, y_max] (both checked
-        # exhaustively by rsqrt_bounds), so these widths are exact.
-        diff = Signal(_signed_for(bnd["d_min"], bnd["d_max"]), name="diff")
-        m.d.comb += diff.eq((3 << f) - t24)
-        y_expr = hw_rshift_round(y04 * diff, f + 1)
-        m.d.sync += [self.o.payload.y.eq(y_expr[:self.y_shape.width]), self.o.payload.k.eq(k4),
-                     valid[5].eq(valid[4]), tag[5].eq(tag[4])]
+        # stage 5: the product y0 * d in a register; the output y = rnd(y0 * d / 2^(f+1)) is
+        # formed from it combinationally (one rounding add in front of the consumer's register)
+        py = product("yd", y04, diff)
+        m.d.comb += self.o.payload.y.eq(hw_rshift_round(py, f + 1)[:self.y_shape.width])
+        m.d.sync += [self.o.payload.k.eq(k4), valid[5].eq(valid[4]), tag[5].eq(tag[4])]
         m.d.comb += [self.o.valid.eq(valid[5]), self.o.payload.tag.eq(tag[5])]
         return m

@@ -11,13 +11,13 @@ first edge after reset (edge 1) to the edge of the last O transfer:
   first K/V beat is accepted on edge p c + 1;
 - then one K/V beat per edge: the last (G N c-th) one on edge p c + G N c;
 - in lane 0 that beat's exponential appears E = e_latency(dw) edges later; the hold edge, V1a,
-  V1b and the c V2 edges finish the row and start the divider (D edges); the normalizer's 3
-  stages and the transfer edge put lane 0's first output beat E + c + D + 7 edges after the
+  V1b and the c V2 edges finish the row and start the divider (D edges); the normalizer's 4
+  stages and the transfer edge put lane 0's first output beat E + c + D + 8 edges after the
   last K/V beat. Lanes 1 .. L-1 finish one edge apart, but the normalizer emits hd / nw beats per row
   (nw <= hd), so the L rows of the last group leave back to back, the last beat
   L hd / nw - 1 edges after the first:
 
-      cycles = p c + G N c + E + 6 + c + D + L hd / nw
+      cycles = p c + G N c + E + 7 + c + D + L hd / nw
 
 Back to back (heads streamed continuously) a head costs G N c cycles: the Q rows of the next
 head load while the current one runs, and the normalizer (chosen so p hd / nw + D + 8 <= N c)
@@ -52,10 +52,10 @@ E_LATENCY_FIXED = 9
 LANE_EXP2_LATENCY = 5
 # Edges from the last K/V beat to lane 0's first output transfer besides e_latency, c (V2 edges,
 # the last one hands l to the divider) and the divider latency D: e hold / V chunk pop (1), e * v
-# operand and product registers V1a, V1b (2), normalizer N1 + N2 + output register (3) = 6; the
+# operand and product registers V1a, V1b (2), normalizer N1 + N2 + N3 + output register (4) = 7; the
 # output transfer is on the next edge after the register is loaded, which the "- 1 + L hd / nw"
 # of the row beats absorbs.
-_TAIL_FIXED = 6
+_TAIL_FIXED = 7
 
 
 def adder_tree_levels(dw: int) -> int:

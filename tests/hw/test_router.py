@@ -110,7 +110,7 @@ def test_router_advance_copies(seed, ready_prob):
     body = dut.elaborate(None)
     frag = Fragment.get(body, None)
     ref = find_signal(frag, "advance_ref")
-    names = ["in", "s1", "s2", "exp2", "d0", "d1", "d2", "acc"]
+    names = ["in", "s1", "s2", "exp2", "d0", "d1", "d2", "acc", "b"]
     copies = [find_signal(frag, f"advance_{g}") for g in names]
     drv = StreamDriver(dut.i, beats, rng=random.Random(seed + 1), valid_prob=0.6)
     mon = StreamMonitor(dut.o, len(beats), rng=random.Random(seed + 2), ready_prob=ready_prob)
