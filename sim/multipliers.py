@@ -66,6 +66,14 @@ def attention_dot_multipliers(cfg: Config) -> int:
     return 2 * cfg.hw.attn_parallel * cfg.hw.attn_dot_width
 
 
+def _norm_pieces(cfg: Config) -> int:
+    """Pieces of the attention normalizer's o (hw/attention/attention_normalize.py: 17-bit
+    pieces, o_bits = hw.attention.attention_lane.attention_params' o_bits)."""
+    o_bits = (cfg.model.tokens << (cfg.num.exp.frac_bits + cfg.num.act.bits - 1)
+              ).bit_length() + 1
+    return max(1, -(-(o_bits - 1) // 17))
+
+
 def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
     """Every multiplier of ``EdgeMoeTop(cfg)``, grouped by unit and kind (module docstring)."""
     n, h, md = cfg.num, cfg.hw, cfg.model
@@ -91,7 +99,8 @@ def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
           "mul", "hw/attention/attention_lane.py"),
         G("attention", p, "exp2 interpolation diff * r (small), one per lane", "mul",
           "hw/attention/exp2.py"),
-        G("attention", nw, "normalizer o * (1 / l), norm_width per cycle", "mul",
+        G("attention", nw * _norm_pieces(cfg), "normalizer o * (1 / l), norm_width per cycle, "
+          "each as partial products of 17-bit pieces of o", "mul",
           "hw/attention/attention_normalize.py"),
         G("layernorm", L, "x * x (sum of squares), one per lane", "mul", "hw/norm/layernorm.py"),
         G("layernorm", 3, "S1 * S1 (variance) as hi*hi, hi*lo, lo*lo (S1 = hi 2^17 + lo), "
@@ -100,8 +109,8 @@ def multiplier_inventory(cfg: Config) -> list[MultiplierGroup]:
           "registered, summed a cycle later", "mul", "hw/norm/layernorm.py"),
         G("layernorm", L, "x * y (x / std), one per lane", "mul", "hw/norm/layernorm.py"),
         G("layernorm", L, "z * gamma, one per lane", "mul", "hw/norm/layernorm.py"),
-        G("layernorm", 3, "1/sqrt Newton step: y0 * y0, t * m, y0 * (3 - t2)", "mul",
-          "hw/norm/rsqrt.py"),
+        G("layernorm", 2, "1/sqrt Newton step: t * m, y0 * (3 - t2) (y0^2 comes from the ROM)",
+          "mul", "hw/norm/rsqrt.py"),
         G("layernorm", 1, "dim * S2 (constant dim)", "shift-add", "hw/norm/layernorm.py"),
         G("control", 1, "LOAD job size rows * cols -> beats", "mul", "hw/top/load_store.py"),
         G("control", 1, "STORE job size rows * cols -> beats", "mul", "hw/top/load_store.py"),
