@@ -16,14 +16,19 @@ e.g. when its last beat leaves the wrapper's stage, so the stage adds no bufferi
 - **Latency**: a read burst whose request transfers on clock edge ``n`` delivers its first beat
   on edge ``n + max(L, OnChipMemory.MIN_LATENCY)`` if the queue ahead of it is empty and the reader
   is ready (the request waits in a delay line of ``L - MIN_LATENCY`` cycles, then in the ready
-  queue, then one cycle for the memory read). The delay line gives up to two of its cycles to
-  register stages, same latency: with ``L > MIN_LATENCY`` the memory's read data is
+  queue, then one cycle for the memory read). The delay line gives up to three of its cycles
+  to register stages, same latency: with ``L > MIN_LATENCY`` the memory's read data is
   registered once more, so the block RAM's clock-to-data (~5.8 ns on a speed-6 ECP5 without
   its output register) ends at a register instead of running into the reader's logic (the
   ULX3S build's critical path: block RAM -> the prefetcher's LUT-RAM write data); with
   ``L > MIN_LATENCY + 1`` the request is registered before its address decode (the request's
   valid behind the host-mode mux, then the decode's subtract, add and compares: 13.3 ns
-  routed on the ULX3S).
+  routed on the ULX3S); with ``L > MIN_LATENCY + 2`` and more than ``bank_words`` words (an
+  Amaranth array) the words are kept in banks of ``bank_words`` (a power of two, default
+  ``BANK_WORDS``: one row of 1024 x 18 block RAMs on an ECP5), each bank's read data is
+  registered, and the bank select is a mux between registers (before, block RAM
+  clock-to-data, then Yosys' row mux over 11 rows of block RAM, then the read data register:
+  64 endpoints at 12.7 ns routed on the ULX3S).
 - **Bandwidth**: one beat of ``W`` bytes per cycle: bursts are served back to back in request
   order with no gap between them, so a master that keeps enough requests in flight sees ``W``
   bytes per cycle after the first latency.
@@ -54,7 +59,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -63,11 +68,12 @@ from sim.config import Config
 
 from hw.mem.bus import MemReadSignature, MemWriteSignature, beat_bytes
 
-__all__ = ["OnChipMemory", "image_words", "write_hex", "SIM_RAM_VERILOG", "SIM_RAM_PLUSARG"]
+__all__ = ["OnChipMemory", "BANK_WORDS", "image_words", "write_hex", "SIM_RAM_VERILOG", "SIM_RAM_PLUSARG"]
 
 SIM_RAM_VERILOG = Path(__file__).with_name("sim_ram.v")
 SIM_RAM_PLUSARG = "edge_moe_mem"
 ARRAYS = ("amaranth", "verilog")
+BANK_WORDS = 1024    # words per bank: one row of DP16KD in 1024 x 18 mode
 
 
 def image_words(image, beat: int, size: int | None = None) -> list[int]:
@@ -147,8 +153,10 @@ class OnChipMemory(wiring.Component):
 
     def __init__(self, cfg: Config, image=b"", base: int = 0, size: int | None = None,
                  array: str = "amaranth", latency: int | None = None,
-                 retire_port: bool = False):
+                 retire_port: bool = False, bank_words: int = BANK_WORDS):
         self.cfg = cfg
+        if bank_words < 1 or bank_words & (bank_words - 1):
+            raise ValueError(f"OnChipMemory: bank_words must be a power of two, got {bank_words}")
         self.beat = beat_bytes(cfg)
         if base % self.beat:
             raise ValueError(f"OnChipMemory: base {base:#x} is not a multiple of the beat size "
@@ -175,7 +183,11 @@ class OnChipMemory(wiring.Component):
         slack = self.latency - self.MIN_LATENCY
         self.out_reg = slack >= 1      # the read data registered again
         self.req_reg = slack >= 2      # the request registered before its address decode
-        self.delay = slack - self.out_reg - self.req_reg
+        # each bank's read data registered before the bank select
+        self.bank_reg = slack >= 3 and array == "amaranth" and self.depth > bank_words
+        self.bank_words = bank_words if self.bank_reg else 1 << (self.depth - 1).bit_length()
+        self.banks = -(-self.depth // self.bank_words)
+        self.delay = slack - self.out_reg - self.req_reg - self.bank_reg
         self.retire_port = retire_port
         cbits = cfg.hw.moe_counter_bits
         super().__init__({
@@ -201,13 +213,19 @@ class OnChipMemory(wiring.Component):
         return word, ok
 
     def _array(self, m):
-        """(read port, write port) of the storage: an Amaranth Memory, or sim_ram.v with the
-        same port signals (addr, en, data)."""
+        """[(read port, write port)] per bank of the storage: Amaranth Memories (one per bank),
+        or sim_ram.v with the same port signals (addr, en, data)."""
         W = self.beat
         if self.array == "amaranth":
-            m.submodules.mem = mem = Memory(shape=unsigned(8 * W), depth=self.depth,
-                                            init=self.init_words)
-            return mem.read_port(), mem.write_port()
+            ports = []
+            for k in range(self.banks):
+                lo = k * self.bank_words
+                depth = min(self.bank_words, self.depth - lo)
+                mem = Memory(shape=unsigned(8 * W), depth=depth,
+                             init=self.init_words[lo:lo + depth])
+                m.submodules["mem" if self.banks == 1 else f"mem{k}"] = mem
+                ports.append((mem.read_port(), mem.write_port()))
+            return ports
         abits = max(1, (self.depth - 1).bit_length())
 
         class _Port:
@@ -220,7 +238,7 @@ class OnChipMemory(wiring.Component):
             "edge_moe_sim_ram", p_WIDTH=8 * W, p_DEPTH=self.depth, p_ABITS=abits,
             i_clk=ClockSignal(), i_ren=rport.en, i_raddr=rport.addr, o_rdata=rport.data,
             i_wen=wport.en, i_waddr=wport.addr, i_wdata=wport.data)
-        return rport, wport
+        return [(rport, wport)]
 
     def elaborate(self, platform):
         m = Module()
@@ -229,7 +247,8 @@ class OnChipMemory(wiring.Component):
         W = self.beat
         burst = unsigned(cfg.hw.mem_max_burst.bit_length())
 
-        rport, wport = self._array(m)
+        ports = self._array(m)
+        lbank = (self.bank_words - 1).bit_length()
 
         # ---------------- read: admission, latency, in-order service ----------------
         rd = self.rd
@@ -266,15 +285,32 @@ class OnChipMemory(wiring.Component):
         issue = adv & (act | queue.r_rdy)
         addr = Mux(act, cur_word, head.word)
         beats_now = Mux(act, left, head.beats)
-        m.d.comb += [queue.r_en.eq(start), rport.addr.eq(addr), rport.en.eq(issue),
+        m.d.comb += [queue.r_en.eq(start),
                      rd.rd_data.valid.eq(out_valid), rd.rd_data.payload.last.eq(out_last)]
-        # (valid, last, data) of the beat the read port's data register holds
-        valid, last, beat = issue, beats_now == 1, rport.data
+        for rport, _ in ports:
+            m.d.comb += [rport.addr.eq(addr[:lbank]), rport.en.eq(issue)]
+        # (valid, last) of the beat the read ports' data registers hold after this edge, and its
+        # data (one stage behind)
+        valid, last, beat = issue, beats_now == 1, ports[0][0].data
+        if self.bank_reg:
+            read_bank = Signal(range(self.banks))        # the bank the port registers hold
+            bank_valid, bank_last = Signal(), Signal()
+            bank_sel = Signal(range(self.banks))
+            held = []
+            for k, (rport, _) in enumerate(ports):
+                held.append(Signal.like(rport.data, name=f"bank{k}_data"))
+                with m.If(adv):
+                    m.d.sync += held[-1].eq(rport.data)
+            with m.If(issue):
+                m.d.sync += read_bank.eq(addr >> lbank)
+            with m.If(adv):
+                m.d.sync += [bank_valid.eq(valid), bank_last.eq(last), bank_sel.eq(read_bank)]
+            valid, last, beat = bank_valid, bank_last, Array(held)[bank_sel]
         if self.out_reg:
             read_valid, read_last = Signal(), Signal()
-            beat = Signal.like(rport.data, name="read_data_reg")
+            data_in, beat = beat, Signal(8 * W, name="read_data_reg")
             with m.If(adv):
-                m.d.sync += [read_valid.eq(valid), read_last.eq(last), beat.eq(rport.data)]
+                m.d.sync += [read_valid.eq(valid), read_last.eq(last), beat.eq(data_in)]
             valid, last = read_valid, read_last
         with m.If(adv):
             m.d.sync += [out_valid.eq(valid), out_last.eq(last)]
@@ -304,8 +340,10 @@ class OnChipMemory(wiring.Component):
             with m.If(~wok):
                 m.d.sync += self.error.eq(1)
         with m.If(wr.wr_data.valid & wr.wr_data.ready):
-            m.d.comb += [wport.addr.eq(w_word), wport.data.eq(wr.wr_data.payload.data),
-                         wport.en.eq(w_ok)]
+            for k, (_, wport) in enumerate(ports):
+                m.d.comb += [wport.addr.eq(w_word[:lbank]),
+                             wport.data.eq(wr.wr_data.payload.data),
+                             wport.en.eq(w_ok & (w_word >> lbank == k))]
             m.d.sync += [w_word.eq(w_word + 1), w_left.eq(w_left - 1),
                          self.bytes_written.eq(self.bytes_written + W)]
             with m.If(w_left == 1):

@@ -5,6 +5,8 @@
 - exact latency (first beat ``max(mem_latency, 2)`` edges after the request) and full bandwidth
   (one beat per cycle once enough bursts are in flight) for several latencies, also for a
   memory one cycle shorter behind a read-data register slice (TopWithMemory's read side);
+- the same with the words in small banks (the bank stage on at ``mem_latency >= 5``), a
+  partial last bank included;
 - write bursts read back, byte-written counter, the error flag on bad addresses;
 - the DMA splits long commands into bursts of at most ``mem_max_burst`` beats and the data of a
   command sequence arrives complete and in order.
@@ -20,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.mem.bus import rdata_layout, req_layout
 from hw.mem.dma import ReadDma, dma_cmd_layout
-from hw.mem.onchip_memory import OnChipMemory
+from hw.mem.onchip_memory import BANK_WORDS, OnChipMemory
 from hw.mem.stream_slice import StreamSlice
 from sim.config import Config, with_changes
 from host.pysim import run_pysim, stream_recv, stream_send
@@ -41,14 +43,17 @@ def _beat(image: bytes, addr: int, base: int, w: int) -> int:
     return int.from_bytes(image[addr - base: addr - base + w], "little")
 
 
-@pytest.mark.parametrize("latency", [0, 3, 8])
-def test_dram_random_reads(latency, seed):
+@pytest.mark.parametrize("latency,bank_words", [(0, BANK_WORDS), (3, BANK_WORDS),
+                                                (8, BANK_WORDS), (5, 16), (8, 16), (4, 16)])
+def test_dram_random_reads(latency, bank_words, seed):
     rng = random.Random(seed)
     cfg = _cfg(latency=latency)
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     base = 0x1000
-    image = _image(rng, 1024)
-    dut = OnChipMemory(cfg, image, base=base)
+    image = _image(rng, 1000)      # 125 words: with 16-word banks the last one holds 13
+    dut = OnChipMemory(cfg, image, base=base, bank_words=bank_words)
+    assert dut.bank_reg == (bank_words == 16 and latency >= 5)
+    assert dut.banks == (8 if dut.bank_reg else 1)
     nwords = len(image) // W
     reqs = []
     for _ in range(60):
@@ -73,25 +78,33 @@ def test_dram_random_reads(latency, seed):
     assert got == want, f"read data differs [seed={seed}]"
 
 
-@pytest.mark.parametrize("latency", [0, 1, 2, 3, 4, 5, 16])
-def test_dram_latency_and_bandwidth(latency, seed):
+@pytest.mark.parametrize("latency,bank_words", [(0, BANK_WORDS), (1, BANK_WORDS),
+                                                (2, BANK_WORDS), (3, BANK_WORDS),
+                                                (4, BANK_WORDS), (5, BANK_WORDS),
+                                                (16, BANK_WORDS), (5, 16), (6, 16), (16, 16)])
+def test_dram_latency_and_bandwidth(latency, bank_words, seed):
     rng = random.Random(seed)
     # Outstanding bursts cover the latency: full bandwidth after the first beat.
     cfg = _cfg(latency=latency, burst=4, outstanding=latency // 4 + 2)
     W = cfg.hw.mem_bytes_per_cycle
     image = _image(rng, 512)
-    dut = OnChipMemory(cfg, image)
-    reqs = [{"addr": 16 * W * i % 512, "beats": 4} for i in range(12)]
+    dut = OnChipMemory(cfg, image, bank_words=bank_words)
+    assert dut.bank_reg == (bank_words == 16)
+    # bursts that cross bank boundaries (16-word banks, 4-beat bursts at 6-word steps)
+    reqs = [{"addr": 6 * W * i % 496, "beats": 4} for i in range(12)]
     nbeats = sum(r["beats"] for r in reqs)
-    acc, tr = [], []
+    want = [{"data": _beat(image, r["addr"] + b * W, 0, W), "last": int(b == 3)}
+            for r in reqs for b in range(4)]
+    acc, tr, got = [], [], []
 
     async def send(ctx):
         await stream_send(ctx, dut.rd.rd_req, reqs, accepted_cycles=acc)
 
     async def recv(ctx):
-        await stream_recv(ctx, dut.rd.rd_data, nbeats, transfer_cycles=tr)
+        await stream_recv(ctx, dut.rd.rd_data, nbeats, transfer_cycles=tr, received=got)
 
     run_pysim(dut, [send, recv], deadline_cycles=2000)
+    assert got == want, f"read data differs [seed={seed}]"
     assert tr[0] - acc[0] == max(latency, OnChipMemory.MIN_LATENCY) == dut.latency
     assert tr == list(range(tr[0], tr[0] + nbeats)), "data beats are not back to back"
 
@@ -100,8 +113,9 @@ class _SlicedMemory(wiring.Component):
     """OnChipMemory one cycle shorter plus a StreamSlice on its read data, as TopWithMemory
     builds the accelerator's side."""
 
-    def __init__(self, cfg, image):
-        self.mem = OnChipMemory(cfg, image, latency=cfg.hw.mem_latency - 1, retire_port=True)
+    def __init__(self, cfg, image, bank_words=BANK_WORDS):
+        self.mem = OnChipMemory(cfg, image, latency=cfg.hw.mem_latency - 1, retire_port=True,
+                                bank_words=bank_words)
         self.rd_slice = StreamSlice(rdata_layout(cfg))
         super().__init__({"rd_req": In(stream.Signature(req_layout(cfg))),
                           "rd_data": Out(stream.Signature(rdata_layout(cfg)))})
@@ -117,8 +131,10 @@ class _SlicedMemory(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("latency", [3, 4, 16])
-def test_dram_latency_override_plus_read_slice_keeps_latency_and_bandwidth(latency, seed):
+@pytest.mark.parametrize("latency,bank_words", [(3, BANK_WORDS), (4, BANK_WORDS),
+                                                (16, BANK_WORDS), (7, 16)])
+def test_dram_latency_override_plus_read_slice_keeps_latency_and_bandwidth(latency, bank_words,
+                                                                          seed):
     """The latency argument overrides cfg.hw.mem_latency; a memory one cycle shorter behind a
     read-data slice (TopWithMemory's accelerator side) delivers the first beat exactly
     ``mem_latency`` edges after the request, back to back, and under random back-pressure the
@@ -132,8 +148,9 @@ def test_dram_latency_override_plus_read_slice_keeps_latency_and_bandwidth(laten
     want = [{"data": _beat(image, r["addr"] + b * W, 0, W), "last": int(b == 3)}
             for r in reqs for b in range(4)]
     for ready_prob in (1.0, 0.5):
-        dut = _SlicedMemory(cfg, image)
+        dut = _SlicedMemory(cfg, image, bank_words)
         assert dut.mem.latency == latency - 1
+        assert dut.mem.bank_reg == (bank_words == 16)
         acc, tr, got = [], [], []
 
         async def send(ctx):
@@ -150,13 +167,15 @@ def test_dram_latency_override_plus_read_slice_keeps_latency_and_bandwidth(laten
             assert tr == list(range(tr[0], tr[0] + nbeats)), "data beats are not back to back"
 
 
-def test_dram_writes_then_reads(seed):
+@pytest.mark.parametrize("latency,bank_words", [(4, BANK_WORDS), (6, 16)])
+def test_dram_writes_then_reads(latency, bank_words, seed):
     rng = random.Random(seed)
-    cfg = _cfg(latency=4)
+    cfg = _cfg(latency=latency)
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     image = _image(rng, 256)
-    dut = OnChipMemory(cfg, image, base=0, size=512)
+    dut = OnChipMemory(cfg, image, base=0, size=512, bank_words=bank_words)
     assert dut.size == 512
+    assert dut.banks == (4 if bank_words == 16 else 1)
     shadow = bytearray(image) + bytearray(512 - len(image))
     writes = []
     for _ in range(20):
