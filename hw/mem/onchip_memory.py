@@ -16,7 +16,7 @@ e.g. when its last beat leaves the wrapper's stage, so the stage adds no bufferi
 - **Latency**: a read burst whose request transfers on clock edge ``n`` delivers its first beat
   on edge ``n + max(L, OnChipMemory.MIN_LATENCY)`` if the queue ahead of it is empty and the reader
   is ready (the request waits in a delay line of ``L - MIN_LATENCY`` cycles, then in the ready
-  queue, then one cycle for the memory read). The delay line gives up to three of its cycles
+  queue, then one cycle for the memory read). The delay line gives up to four of its cycles
   to register stages, same latency: with ``L > MIN_LATENCY`` the memory's read data is
   registered once more, so the block RAM's clock-to-data (~5.8 ns on a speed-6 ECP5 without
   its output register) ends at a register instead of running into the reader's logic (the
@@ -28,7 +28,9 @@ e.g. when its last beat leaves the wrapper's stage, so the stage adds no bufferi
   ``BANK_WORDS``: one row of 1024 x 18 block RAMs on an ECP5), each bank's read data is
   registered, and the bank select is a mux between registers (before, block RAM
   clock-to-data, then Yosys' row mux over 11 rows of block RAM, then the read data register:
-  64 endpoints at 12.7 ns routed on the ULX3S).
+  64 endpoints at 12.7 ns routed on the ULX3S); with ``L > MIN_LATENCY + 3`` the ready
+  queue is a buffered FIFO whose head is a register (its LUT-RAM read ran into the banks'
+  address pins: 12.05 ns).
 - **Bandwidth**: one beat of ``W`` bytes per cycle: bursts are served back to back in request
   order with no gap between them, so a master that keeps enough requests in flight sees ``W``
   bytes per cycle after the first latency.
@@ -187,7 +189,9 @@ class OnChipMemory(wiring.Component):
         self.bank_reg = slack >= 3 and array == "amaranth" and self.depth > bank_words
         self.bank_words = bank_words if self.bank_reg else 1 << (self.depth - 1).bit_length()
         self.banks = -(-self.depth // self.bank_words)
-        self.delay = slack - self.out_reg - self.req_reg - self.bank_reg
+        # the ready queue's head a register (a buffered FIFO: one cycle more from write to read)
+        self.queue_reg = slack >= 4
+        self.delay = slack - self.out_reg - self.req_reg - self.bank_reg - self.queue_reg
         self.retire_port = retire_port
         cbits = cfg.hw.moe_counter_bits
         super().__init__({
@@ -269,7 +273,15 @@ class OnChipMemory(wiring.Component):
         m.submodules.delay = delay = _Delay(pending, self.delay)
         m.d.comb += [delay.i_valid.eq(req_valid), delay.i.word.eq(word),
                      delay.i.beats.eq(req.beats)]
-        m.submodules.queue = queue = fifo.SyncFIFO(width=pending.size, depth=D)
+        if self.queue_reg:
+            # the burst's word address out of a register into the block RAMs' address mux
+            # (from the FIFO's LUT-RAM read: 12.05 ns routed to the banks' DP16KD address pins)
+            # (its inner FIFO's room does not count a read in the same cycle: one entry more,
+            # or a burst arriving as the head register is refilled would be dropped)
+            queue = fifo.SyncFIFOBuffered(width=pending.size, depth=D + 1)
+        else:
+            queue = fifo.SyncFIFO(width=pending.size, depth=D)
+        m.submodules.queue = queue
         m.d.comb += [queue.w_en.eq(delay.o_valid), queue.w_data.eq(delay.o.as_value())]
         head = pending(queue.r_data)
 

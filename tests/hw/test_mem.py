@@ -43,17 +43,19 @@ def _beat(image: bytes, addr: int, base: int, w: int) -> int:
     return int.from_bytes(image[addr - base: addr - base + w], "little")
 
 
-@pytest.mark.parametrize("latency,bank_words", [(0, BANK_WORDS), (3, BANK_WORDS),
-                                                (8, BANK_WORDS), (5, 16), (8, 16), (4, 16)])
-def test_dram_random_reads(latency, bank_words, seed):
+@pytest.mark.parametrize("latency,bank_words,outstanding", [
+    (0, BANK_WORDS, 4), (3, BANK_WORDS, 4), (8, BANK_WORDS, 4), (5, 16, 4), (8, 16, 4),
+    (4, 16, 4), (8, 16, 1), (6, 16, 2)])
+def test_dram_random_reads(latency, bank_words, outstanding, seed):
     rng = random.Random(seed)
-    cfg = _cfg(latency=latency)
+    cfg = _cfg(latency=latency, outstanding=outstanding)
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     base = 0x1000
     image = _image(rng, 1000)      # 125 words: with 16-word banks the last one holds 13
     dut = OnChipMemory(cfg, image, base=base, bank_words=bank_words)
     assert dut.bank_reg == (bank_words == 16 and latency >= 5)
     assert dut.banks == (8 if dut.bank_reg else 1)
+    assert dut.queue_reg == (latency >= 6)
     nwords = len(image) // W
     reqs = []
     for _ in range(60):
