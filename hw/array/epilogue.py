@@ -203,10 +203,12 @@ class Epilogue(wiring.Component):
                 # t is the multiplier's output register: inside the MULT18X18D with
                 # dsp_target "ecp5" (an inferred product left the block's registers unused:
                 # y, score -> 3.9 ns combinational multiply -> t, 80 endpoints at 14.1 ns routed
-                # on the ULX3S)
+                # on the ULX3S). Its clock enable is en_raw (the same value): with the global
+                # en on the MULT18X18D's CE pins nextpnr failed to reach the global buffer's
+                # input with seeds 2 and 3
                 mul = m.submodules[f"score_mul{c}"] = Multiplier(
                     y.shape(), score.shape(), output_reg=True, target=cfg.hw.dsp_target)
-                m.d.comb += [mul.a.eq(y), mul.b.eq(score), mul.en.eq(en), t.eq(mul.p)]
+                m.d.comb += [mul.a.eq(y), mul.b.eq(score), mul.en.eq(en_raw), t.eq(mul.p)]
             else:
                 prod = shift_add_mul(m, y, score, f"t{c}")
                 with m.If(en):
