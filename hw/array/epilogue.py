@@ -38,7 +38,6 @@ from sim.config import Config
 from sim.fixed import hw_requantize, hw_rshift_round, hw_saturate
 
 from hw.array.gelu import GeluLane, shift_add_mul
-from hw.fabric.multiplier import Multiplier
 from hw.fabric.global_buffer import on_global
 from hw.mem.stream_slice import StreamSlice
 
@@ -199,24 +198,12 @@ class Epilogue(wiring.Component):
             # res_stage: t = y * score, and the row x it will be added to (0 in PLAIN mode)
             t = Signal(signed(act.bits + n.exp.bits + 1), name=f"t{c}")
             xr = Signal(signed(act.bits), name=f"xr{c}")
-            if dsp:
-                # t is the multiplier's output register: inside the MULT18X18D with
-                # dsp_target "ecp5" (an inferred product left the block's registers unused:
-                # y, score -> 3.9 ns combinational multiply -> t, 80 endpoints at 14.1 ns routed
-                # on the ULX3S). Its clock enable is en_raw (the same value): with the global
-                # en on the MULT18X18D's CE pins nextpnr failed to reach the global buffer's
-                # input with seeds 2 and 3
-                mul = m.submodules[f"score_mul{c}"] = Multiplier(
-                    y.shape(), score.shape(), output_reg=True, target=cfg.hw.dsp_target)
-                m.d.comb += [mul.a.eq(y), mul.b.eq(score), mul.en.eq(en_raw), t.eq(mul.p)]
-            else:
-                prod = shift_add_mul(m, y, score, f"t{c}")
-                with m.If(en):
-                    m.d.sync += t.eq(prod)
+            prod = y * score if dsp else shift_add_mul(m, y, score, f"t{c}")
             with m.If(en):
                 m.d.sync += [
                     s1.eq(self.i.payload.acc[c] + self.i.payload.bias[c]),
                     y2.eq(hw_requantize(s1, n.acc_frac, act)),
+                    t.eq(prod),
                     xr.eq(Mux(mode[res_stage - 1] == EpilogueMode.PLAIN, 0,
                               self.res.payload.x[c])),
                 ]
