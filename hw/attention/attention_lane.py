@@ -565,17 +565,15 @@ class AttentionLane(wiring.Component):
         m.d.comb += row_done.eq(self.adv & v1.fin_last)
         m.d.comb += [div.i.valid.eq(row_done), div.i.payload[0].eq(v1.run_l)]
         wiring.connect(m, div.o, wiring.flipped(self.r))
-        with m.If(row_done):
-            m.d.sync += self.hold_full.eq(1)
-        with m.Elif(self.hold_clear):
-            m.d.sync += self.hold_full.eq(0)
+        # set by a finished row, cleared by the normalizer's last beat of it
+        hold_full_next = row_done | (~self.hold_clear & self.hold_full)
+        m.d.sync += self.hold_full.eq(hold_full_next)
         # stall = fin_first & hold_full, as a register loaded with the product of both
         # registers' next values: the unit's enable (~stall of every lane, over the global
         # network to ~1,000 clock enables) then starts at a flip-flop (as a LUT of the two it
         # ran at 12.1-12.4 ns routed on the ULX3S)
         stall = Signal(name="stall_reg")
         fin_first_next = Mux(self.adv, v1.va_first, v1.fin_first)
-        hold_full_next = row_done | (~self.hold_clear & self.hold_full)
         m.d.sync += stall.eq(fin_first_next & hold_full_next)
         m.d.comb += self.stall.eq(stall)
 

@@ -70,7 +70,8 @@ from sim.config import Config
 
 from hw.mem.bus import MemReadSignature, MemWriteSignature, beat_bytes
 
-__all__ = ["OnChipMemory", "BANK_WORDS", "image_words", "write_hex", "SIM_RAM_VERILOG", "SIM_RAM_PLUSARG"]
+__all__ = ["OnChipMemory", "BANK_WORDS", "image_words", "write_hex", "SIM_RAM_VERILOG",
+           "SIM_RAM_PLUSARG"]
 
 SIM_RAM_VERILOG = Path(__file__).with_name("sim_ram.v")
 SIM_RAM_PLUSARG = "edge_moe_mem"
@@ -275,9 +276,9 @@ class OnChipMemory(wiring.Component):
                      delay.i.beats.eq(req.beats)]
         if self.queue_reg:
             # the burst's word address out of a register into the block RAMs' address mux
-            # (from the FIFO's LUT-RAM read: 12.05 ns routed to the banks' DP16KD address pins)
-            # (its inner FIFO's room does not count a read in the same cycle: one entry more,
-            # or a burst arriving as the head register is refilled would be dropped)
+            # (from the FIFO's LUT-RAM read: 12.05 ns routed to the banks' DP16KD address
+            # pins). One entry more than D: the inner FIFO's room does not count a read in the
+            # same cycle, so a burst arriving as the head register is refilled would be dropped.
             queue = fifo.SyncFIFOBuffered(width=pending.size, depth=D + 1)
         else:
             queue = fifo.SyncFIFO(width=pending.size, depth=D)
