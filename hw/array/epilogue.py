@@ -20,7 +20,9 @@ Lanes whose ``mask`` bit is 0 (columns beyond N of a partial tile) output 0.
 
 Pipeline, 8 register stages, one row per cycle:
   1. acc + bias            2. requantize            3-6. GELU lane (or bypass)
-  7. t = y * s (consumes the ``res`` beat)          8. saturate(x + round(t)), mask
+  7. t = y * s                                      8. saturate(x + round(t)), mask
+The ``res`` beat is taken into registers beside stage 6 (stage 2 without GELU lanes), so the
+score reaches the multipliers from flip-flops (one copy per lane).
 Latency :attr:`Epilogue.latency` = 8 cycles from an ``i`` handshake to ``o.valid``; throughput one
 row per cycle. With ``cfg.hw.gelu_site`` "act" GELU runs on fc2's activation reads instead
 (hw/top/buffers.py ``ReadPipe``): no GELU lanes, stages 3-6 drop out, the ``gelu`` bit is
@@ -39,6 +41,7 @@ from sim.fixed import hw_requantize, hw_rshift_round, hw_saturate
 
 from hw.array.gelu import GeluLane, shift_add_mul
 from hw.fabric.global_buffer import on_global
+from hw.fabric.replica import replicas
 from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["EpilogueMode", "Epilogue", "score_on_dsp", "epilogue_in_layout", "residual_layout",
@@ -144,9 +147,15 @@ class Epilogue(wiring.Component):
         mask = [None] + [Signal(C, name=f"mask{s}") for s in range(1, L)]
         gelu1 = Signal()
 
-        res_stage = 3 + G     # the stage whose registers take the res beat (t = y * s)
-        # valid & mode != PLAIN of stage res_stage - 1, registered with that stage: the enable
-        # starts one gate after a flip-flop (it was two levels of mode compare deeper)
+        res_stage = 3 + G     # the stage whose registers compute t = y * s
+        # The res beat is taken one stage earlier, into registers beside stage res_stage - 1
+        # (the score already muxed, one copy per lane next to its multiplier): the product
+        # then starts at flip-flops; read straight from the residual FIFO's LUT RAM, through
+        # the score mux and a 16-lane fan-out into the multipliers, it was the ULX3S build's
+        # critical path (11.9 ns routed, 3.9 ns of it one net). Same latency; the beat is
+        # wanted a cycle sooner, and the residual reader keeps it queued well ahead.
+        # needs_res: valid & mode != PLAIN of stage res_stage - 2, registered with that stage
+        # (the enable starts one gate after a flip-flop)
         needs_res = Signal()
         # Stage L is the main register of a StreamSlice (a skid buffer) fed with the row
         # computed from stage L - 1: the pipeline advances while the slice's skid register is
@@ -174,15 +183,23 @@ class Epilogue(wiring.Component):
             for s in range(2, L):
                 m.d.sync += [valid[s].eq(valid[s - 1]), mode[s].eq(mode[s - 1]),
                              mask[s].eq(mask[s - 1])]
-            m.d.sync += needs_res.eq(valid[res_stage - 2]
-                                     & (mode[res_stage - 2] != EpilogueMode.PLAIN))
+            if res_stage == 3:
+                m.d.sync += needs_res.eq(self.i.valid
+                                         & (self.i.payload.mode != EpilogueMode.PLAIN))
+            else:
+                m.d.sync += needs_res.eq(valid[res_stage - 3]
+                                         & (mode[res_stage - 3] != EpilogueMode.PLAIN))
 
         # The GELU bypass bit follows its row: the lane's input register captures y2 (stage 2),
         # so the lane needs the stage-2 copy of the command's gelu bit.
         gelu2 = Signal()
         with m.If(en):
             m.d.sync += gelu2.eq(gelu1)
-        score = Mux(mode[res_stage - 1] == EpilogueMode.SCALED, self.res.payload.score, 1 << sf)
+        # the score of the row entering stage res_stage - 1 (2^sf = 1.0 unless SCALED, so
+        # PLAIN and RESIDUAL pass y through the product unchanged), one register per lane
+        score_in = Mux(mode[res_stage - 2] == EpilogueMode.SCALED, self.res.payload.score,
+                       1 << sf)
+        scores = replicas(m, score_in, C, cfg.hw.fanout_target, "score", enable=en)
         for c in range(C):
             # 1: bias (already in accumulator scale, so a plain add)
             s1 = Signal(signed(acc_bits + 1), name=f"sum{c}")
@@ -197,15 +214,18 @@ class Epilogue(wiring.Component):
                 y = y2
             # res_stage: t = y * score, and the row x it will be added to (0 in PLAIN mode)
             t = Signal(signed(act.bits + n.exp.bits + 1), name=f"t{c}")
+            # the row x: taken with the res beat (stage res_stage - 1), then beside t
+            x1 = Signal(signed(act.bits), name=f"x1_{c}")
             xr = Signal(signed(act.bits), name=f"xr{c}")
-            prod = y * score if dsp else shift_add_mul(m, y, score, f"t{c}")
+            prod = y * scores[c] if dsp else shift_add_mul(m, y, scores[c], f"t{c}")
             with m.If(en):
                 m.d.sync += [
                     s1.eq(self.i.payload.acc[c] + self.i.payload.bias[c]),
                     y2.eq(hw_requantize(s1, n.acc_frac, act)),
                     t.eq(prod),
-                    xr.eq(Mux(mode[res_stage - 1] == EpilogueMode.PLAIN, 0,
+                    x1.eq(Mux(mode[res_stage - 2] == EpilogueMode.PLAIN, 0,
                               self.res.payload.x[c])),
+                    xr.eq(x1),
                 ]
             m.d.comb += out_row[c].eq(Mux(mask[L - 1][c],
                                           hw_saturate(xr + hw_rshift_round(t, sf), act), 0))
