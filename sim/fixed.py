@@ -250,9 +250,18 @@ def hw_rshift_round(value, n: int):
 
 def hw_saturate(value, fmt: QFormat):
     """Amaranth expression: clamp signed ``value`` to ``fmt`` and return it with ``fmt``'s width."""
-    from amaranth.hdl import Mux, Const, signed, unsigned
+    from amaranth.hdl import Mux, Const, Value, signed
 
-    shape = signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
+    v = Value.cast(value)
+    if fmt.signed and v.shape().signed and len(v) > fmt.bits:
+        # In range iff the bits from fmt's sign bit up are all equal: an AND/OR over them, no
+        # magnitude compares (two carry chains in front of the clamp mux, e.g. the epilogue's
+        # output stage on the ULX3S).
+        top = v[fmt.bits - 1:]
+        fits = top.all() | ~top.any()
+        shape = signed(fmt.bits)
+        clamp = Mux(v[-1], Const(fmt.min_int, shape), Const(fmt.max_int, shape))
+        return Mux(fits, v[: fmt.bits].as_signed(), clamp)
     lo = Const(fmt.min_int, signed(fmt.bits + 1))
     hi = Const(fmt.max_int, signed(fmt.bits + 1))
     v = value           # Amaranth compares mixed signedness correctly; never reinterpret bits

@@ -32,12 +32,12 @@ cycle later (one more row goes to the skid register), a missing ``res`` beat at 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.fixed import hw_requantize, hw_rshift_round, hw_saturate
+from sim.fixed import hw_requantize, hw_saturate
 
 from hw.array.gelu import GeluLane, shift_add_mul
 from hw.fabric.global_buffer import on_global
@@ -227,6 +227,9 @@ class Epilogue(wiring.Component):
                               self.res.payload.x[c])),
                     xr.eq(x1),
                 ]
-            m.d.comb += out_row[c].eq(Mux(mask[L - 1][c],
-                                          hw_saturate(xr + hw_rshift_round(t, sf), act), 0))
+            # x + round(t / 2^sf) as one adder: x * 2^sf + half an LSB has zeros below the
+            # half, so the two are a concatenation and floor((t + x 2^sf + half) / 2^sf) =
+            # x + floor((t + half) / 2^sf) (a second carry chain deep in the output stage)
+            v = (t + Cat(Const(1 << (sf - 1), sf), xr).as_signed()) >> sf if sf else t + xr
+            m.d.comb += out_row[c].eq(Mux(mask[L - 1][c], hw_saturate(v, act), 0))
         return m
