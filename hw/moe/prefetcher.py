@@ -166,6 +166,9 @@ class ExpertPrefetcher(wiring.Component):
     tbl_addr, tbl_data, tbl_we
         Address-table writes.
     stall_cycles, fill_cycles : Out counters
+    overrun : Out(1)
+        Sticky: a read-data beat arrived with no load waiting for it or no room to complete
+        it (cannot happen with the two buffers' accounting; ``bus.rd_data`` is always ready).
 
     A load takes about ``mem_latency + bytes / mem_bytes_per_cycle`` cycles; its grant is valid
     the cycle after its last beat arrives (each beat is written from registers a cycle after it
@@ -196,6 +199,7 @@ class ExpertPrefetcher(wiring.Component):
             "tbl_we": In(1),
             "stall_cycles": Out(cb),
             "fill_cycles": Out(cb),
+            "overrun": Out(1),
         })
 
     def elaborate(self, platform):
@@ -330,8 +334,16 @@ class ExpertPrefetcher(wiring.Component):
         hw_beats = Mux(head.matrix, g["w_beats"][1], g["w_beats"][0])
         hb_beats = Mux(head.matrix, g["b_beats"][1], g["b_beats"][0])
         lanes_now = Mux(in_bias, b_lanes, w_lanes)
-        m.d.comb += rd.ready.eq(recv_q.r_rdy & done_q.w_rdy)
-        with m.If(rd.valid & rd.ready):
+        # Always ready (what the read arbiter asks of its masters): a beat belongs to the load
+        # at the receive FIFO's head, which was pushed before its first request went out, and
+        # the done FIFO has room, since a load holds one of the two buffers from its issue to
+        # its release. The FIFOs' levels then stay out of the read-data ready chain through
+        # the arbiter (the prefetcher's level compares -> the arbiter's tag FIFO and owner:
+        # 7 LUT levels, 12.7 ns routed on the ULX3S); ``overrun`` flags a beat that breaks this.
+        m.d.comb += rd.ready.eq(1)
+        with m.If(rd.valid & ~(recv_q.r_rdy & done_q.w_rdy)):
+            m.d.sync += self.overrun.eq(1)
+        with m.If(rd.valid):
             m.d.sync += beat_index.eq(beat_index + 1)
             # buf_word is reloaded at the end of each tensor (below), never by the nest.
             count_nested(m, [Loop(buf_lane, last=lanes_now - 1),

@@ -128,8 +128,11 @@ class EdgeMoeTop(wiring.Component):
             stall = pf.stall_cycles
         else:
             stall = Const(0)
+        # a read-data beat the prefetcher had no load for (its rd_data is always ready): a
+        # memory error like the store's
+        overrun = pf.overrun if self.has_moe and cfg.hw.expert_weights == "prefetch" else 0
         self._memory(m, masters, store)
-        self._sequencer_wiring(m, seq, csr, gemm, ln, attn, load, store)
+        self._sequencer_wiring(m, seq, csr, gemm, ln, attn, load, store, overrun)
         self._counters(m, seq, csr, gemm, attn, stall)
         return m
 
@@ -203,7 +206,7 @@ class EdgeMoeTop(wiring.Component):
         wiring.connect(m, arb.mem, wiring.flipped(self.mem_rd))
         wiring.connect(m, store.bus, wiring.flipped(self.mem_wr))
 
-    def _sequencer_wiring(self, m, seq, csr, gemm, ln, attn, load, store):
+    def _sequencer_wiring(self, m, seq, csr, gemm, ln, attn, load, store, overrun=0):
         """Sequencer jobs and status to the paths; CSRs to the sequencer and the status ports."""
         # Each job through a JobStage: the job's payload is the sequencer's FSM state muxed
         # through its fields, and the path's start logic was 6-8 LUT levels behind it.
@@ -219,7 +222,7 @@ class EdgeMoeTop(wiring.Component):
             else:
                 wiring.connect(m, port, path.job)
             m.d.comb += getattr(seq, f"{name}_busy").eq(busy)
-        m.d.comb += [seq.mem_error.eq(store.error | self.bus_error),
+        m.d.comb += [seq.mem_error.eq(store.error | self.bus_error | overrun),
                      gemm.tok_waddr.eq(seq.tok_waddr), gemm.tok_wdata.eq(seq.tok_wdata),
                      gemm.tok_we.eq(seq.tok_we)]
         m.d.comb += [seq.start.eq(csr.start), seq.clear.eq(csr.clear), seq.task.eq(csr.task),

@@ -94,7 +94,7 @@ class PrefetchSystem(wiring.Component):
             "b_addr": In(pf.b_addr.shape()), "b_en": In(1), "b_data": Out(pf.b_data.shape()),
             "req_fire": Out(1), "req": Out(req_layout(cfg)),
             "bytes_read": Out(cb), "stall_cycles": Out(cb), "fill_cycles": Out(cb),
-            "error": Out(1),
+            "error": Out(1), "overrun": Out(1),
         })
 
     def elaborate(self, platform):
@@ -111,6 +111,7 @@ class PrefetchSystem(wiring.Component):
             self.req.eq(pf.bus.rd_req.payload),
             self.bytes_read.eq(dram.bytes_read), self.stall_cycles.eq(pf.stall_cycles),
             self.fill_cycles.eq(pf.fill_cycles), self.error.eq(dram.error),
+            self.overrun.eq(pf.overrun),
             # The write channel is unused here.
             dram.wr.wr_req.valid.eq(0), dram.wr.wr_data.valid.eq(0),
         ]
@@ -189,6 +190,7 @@ def test_prefetcher_frame(cfg, seed):
         assert ctx.get(dut.bytes_read) == per_expert * len(chosen), \
             f"read {ctx.get(dut.bytes_read)} bytes, chosen experts hold {per_expert * len(chosen)}"
         assert not ctx.get(dut.error)
+        assert not ctx.get(dut.overrun)     # every beat had its load (rd_data always ready)
 
     run_pysim(dut, [feed, consume], background=[watch], deadline_cycles=200_000)
     # No read touches an expert that no token chose; every chosen tensor is read exactly once.
@@ -200,3 +202,22 @@ def test_prefetcher_frame(cfg, seed):
             want = (hi - lo) if e in chosen else 0
             assert hit == want, f"expert {e} tensor [{lo:#x},{hi:#x}) read {hit} bytes, " \
                                 f"expected {want} (chosen: {chosen}) [seed={seed}]"
+
+
+def test_prefetcher_flags_a_beat_without_a_load():
+    """rd_data is always ready; a beat that arrives with no load issued sets ``overrun``."""
+    cfg = Config.tiny()
+    dut = ExpertPrefetcher(cfg)
+    seen = []
+
+    async def tb(ctx):
+        await ctx.tick().repeat(2)
+        seen.append((ctx.get(dut.bus.rd_data.ready), ctx.get(dut.overrun)))
+        ctx.set(dut.bus.rd_data.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.bus.rd_data.valid, 0)
+        await ctx.tick()
+        seen.append((ctx.get(dut.bus.rd_data.ready), ctx.get(dut.overrun)))
+
+    run_pysim(dut, [tb], deadline_cycles=100)
+    assert seen == [(1, 0), (1, 1)]
