@@ -57,6 +57,7 @@ Ports::
                                     group swaps q_next into q_cur and clears it
     e_event   Out(1)       e_j leaves Exp2 this cycle (drives the V sequencer of lane 0)
     stall     Out(1)       the lane must write a finished row but hold is still full
+    stall_next Out(1)      the value ``stall`` takes at the next edge
     hold      Out(ArrayLayout(signed(o_bits), hd))   finished (unnormalized) output row
     hold_full Out(1), hold_clear In(1)
     r         Out(stream(unsigned(q_bits)))          round(2^R / l) of the finished row
@@ -273,7 +274,10 @@ class AttentionLane(wiring.Component):
     e_event : Out(1)
         e_j leaves Exp2 this cycle.
     stall : Out(1)
-        The lane must write a finished row but ``hold`` is still full.
+        The lane must write a finished row but ``hold`` is still full (a register).
+    stall_next : Out(1)
+        The value ``stall`` takes at the next clock edge (the unit registers the OR of its
+        lanes' next values, so its enable starts at one flip-flop).
     hold, hold_full : Out; hold_clear : In(1)
         The finished (unnormalized) output row, read and cleared by the normalizer.
     r : Out(stream(ArrayLayout(unsigned(q_bits), 1)))
@@ -301,7 +305,7 @@ class AttentionLane(wiring.Component):
             "q_data": In(data.ArrayLayout(signed(ap.act_bits), ap.dw)),
             "q_full": Out(1),
             "e_event": Out(1),
-            "stall": Out(1),
+            "stall": Out(1), "stall_next": Out(1),
             "hold": Out(data.ArrayLayout(signed(ap.o_bits), ap.hd)),
             "hold_full": Out(1),
             "hold_clear": In(1),
@@ -574,6 +578,7 @@ class AttentionLane(wiring.Component):
         # ran at 12.1-12.4 ns routed on the ULX3S)
         stall = Signal(name="stall_reg")
         fin_first_next = Mux(self.adv, v1.va_first, v1.fin_first)
-        m.d.sync += stall.eq(fin_first_next & hold_full_next)
+        m.d.comb += self.stall_next.eq(fin_first_next & hold_full_next)
+        m.d.sync += stall.eq(self.stall_next)
         m.d.comb += self.stall.eq(stall)
 
