@@ -48,7 +48,8 @@ beat is written. Requires ``N % C == 0`` for both matrices and beat / row sizes 
 each other (powers of two in every preset).
 
 Resources: two memories of ``2 x words`` (weights: words of ``max(W, C x storage bytes)``
-bytes; biases likewise), the address table (``layers x E x 4`` words), two 2-deep FIFOs.
+bytes; biases likewise), the address table (``layers x E x 4`` words), a 3-entry receive FIFO
+(its head a register) and a 2-deep done FIFO.
 """
 from __future__ import annotations
 
@@ -222,7 +223,13 @@ class ExpertPrefetcher(wiring.Component):
 
         # Load metadata: issued loads waiting for data (recv), and complete loads (done).
         meta = self._meta_layout()
-        m.submodules.recv_q = recv_q = fifo.SyncFIFO(width=meta.size, depth=2)
+        # The receive FIFO's head is a register (a buffered FIFO): the head's buffer and matrix
+        # start the receive logic (write address, beat-count compares, the FIFOs' enables)
+        # at flip-flops, not at a LUT-RAM read. An entry becomes readable two cycles after
+        # its write, before its first beat can arrive (the issue FSM, the DMA, the request
+        # slice and the memory's latency lie between); three entries, so that "room" never
+        # waits for the head register (a load holds one of two buffers).
+        m.submodules.recv_q = recv_q = fifo.SyncFIFOBuffered(width=meta.size, depth=3)
         m.submodules.done_q = done_q = fifo.SyncFIFO(width=meta.size, depth=2)
 
         buf_free = Signal(2, init=0b11)
