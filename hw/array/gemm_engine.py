@@ -95,6 +95,7 @@ from sim.cycles.gemm import epilogue_latency, gemm_tiles, pe_array_latency
 from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
+from hw.fabric.replica import replicas
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
@@ -285,7 +286,7 @@ class GemmEngine(wiring.Component):
                                               take_credit, restart)
         self._accumulate(m, array, c, issue, beat, sum_fifo)
         bias_fifo, bias_ok = self._bias_queue(m, c, restart)
-        self._feed_epilogue(m, epi, c, sum_fifo, bias_fifo, bias_ok, restart)
+        self._feed_epilogue(m, epi, c, sum_fifo, bias_fifo, bias_ok, restart, start)
         self._count_outputs(m, c, issue, restart)
 
         with m.If(start):
@@ -492,7 +493,7 @@ class GemmEngine(wiring.Component):
         restart += [bias_n0.eq(0), bias_take.eq(self.cmd.payload.bias)]     # n >= 1
         return bias_fifo, ~c.bias | bias_fifo.r_rdy
 
-    def _feed_epilogue(self, m, epi, c, sum_fifo, bias_fifo, bias_ok, restart):
+    def _feed_epilogue(self, m, epi, c, sum_fifo, bias_fifo, bias_ok, restart, start):
         """Epilogue feed: the sum FIFO's head row + bias + lane mask."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
         bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bias_fifo.r_data)
@@ -502,7 +503,10 @@ class GemmEngine(wiring.Component):
         # C x bias-bits zeroing muxes in front of the epilogue's first add (the command bit
         # behind them was on the ULX3S build's routed 10.55 ns path, epilogue sum), and
         # ``epi_m == m - 1`` (a subtract and a compare in front of the bias FIFO's read).
-        bias_on = Signal()
+        # The bias copy is kept once per lane: one register on all C x bias-bits muxes still
+        # reached the epilogue's sums at 11.8-12.6 ns routed (ULX3S), most of it that net.
+        p = self.cmd.payload
+        bias_on = replicas(m, p.bias, C, cfg.hw.fanout_target, "bias_on", enable=start)
         epi_m_last = Signal()
         m.d.comb += [
             epi.i.valid.eq(sum_fifo.r_rdy & bias_ok),
@@ -513,7 +517,7 @@ class GemmEngine(wiring.Component):
         ]
         for col in range(C):
             m.d.comb += [
-                epi.i.payload.bias[col].eq(Mux(bias_on, bias_head[col], 0)),
+                epi.i.payload.bias[col].eq(Mux(bias_on[col], bias_head[col], 0)),
                 epi.i.payload.mask[col].eq(epi_n0 + col < c.n),
             ]
         with m.If(epi.i.valid & epi.i.ready):
@@ -521,8 +525,7 @@ class GemmEngine(wiring.Component):
                              Loop(epi_n0, is_last=epi_n0 + C >= c.n, step=C, first=None)])
             m.d.sync += epi_m_last.eq(Mux(epi_m_last, c.m == 1, epi_m + 2 == c.m))
         m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & epi_m_last & c.bias)
-        p = self.cmd.payload
-        restart += [epi_m.eq(0), epi_n0.eq(0), bias_on.eq(p.bias), epi_m_last.eq(p.m == 1)]
+        restart += [epi_m.eq(0), epi_n0.eq(0), epi_m_last.eq(p.m == 1)]
 
     def _count_outputs(self, m, c, issue, restart):
         """Output count (the last ``o`` beat ends the command) and the cycle counters."""
