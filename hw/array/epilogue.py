@@ -151,7 +151,7 @@ class Epilogue(wiring.Component):
         # The res beat is taken one stage earlier, into registers beside stage res_stage - 1
         # (the score already muxed, one copy per lane next to its multiplier): the product
         # then starts at flip-flops; read straight from the residual FIFO's LUT RAM, through
-        # the score mux and a 16-lane fan-out into the multipliers, it was the ULX3S build's
+        # the score mux and a fan-out to every lane's multiplier, it was the ULX3S build's
         # critical path (11.9 ns routed, 3.9 ns of it one net). Same latency; the beat is
         # wanted a cycle sooner, and the residual reader keeps it queued well ahead.
         # needs_res: valid & mode != PLAIN of stage res_stage - 2, registered with that stage
