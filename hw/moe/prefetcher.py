@@ -48,8 +48,9 @@ beat is written. Requires ``N % C == 0`` for both matrices and beat / row sizes 
 each other (powers of two in every preset).
 
 Resources: two memories of ``2 x words`` (weights: words of ``max(W, C x storage bytes)``
-bytes; biases likewise), the address table (``layers x E x 4`` words), a 3-entry receive FIFO
-(its head a register) and a 2-deep done FIFO.
+bytes; biases likewise, each buffer padded to a power-of-two number of words), the address
+table (``layers x E x 4`` words), a 3-entry receive FIFO (its head a register) and a 2-deep
+done FIFO.
 """
 from __future__ import annotations
 
@@ -180,6 +181,7 @@ class ExpertPrefetcher(wiring.Component):
         check_bus_config(cfg)
         self.cfg = cfg
         self.g = prefetch_geometry(cfg)
+        self.b_stride = 1 << (self.g["b_words"] - 1).bit_length()    # bias buffer: words
         self.layers, self.table_depth, self.table = address_table(cfg, table, layers)
         n, C, cb = cfg.num, cfg.hw.array_cols, cfg.hw.moe_counter_bits
         self.w_beats_max = max(self.g["w_beats"])
@@ -209,7 +211,12 @@ class ExpertPrefetcher(wiring.Component):
         abits = cfg.hw.mem_addr_bits
         m.submodules.wmem = wmem = Memory(shape=unsigned(8 * g["ww"]), depth=2 * g["w_words"],
                                           init=[])
-        m.submodules.bmem = bmem = Memory(shape=unsigned(8 * g["wb"]), depth=2 * g["b_words"],
+        # Each bias buffer starts at a power-of-two word (the bias memory is LUT RAM: a few
+        # words of padding), so a buffer's word address is the buffer bit above the word
+        # index, not buf x words + word (that add, behind the grant's buffer bit and in front
+        # of the LUT-RAM read, was 44 endpoints at 11.7 ns routed on the ULX3S).
+        b_stride = self.b_stride
+        m.submodules.bmem = bmem = Memory(shape=unsigned(8 * g["wb"]), depth=2 * b_stride,
                                           init=[])
         m.submodules.table = table = Memory(shape=unsigned(abits), depth=self.table_depth,
                                             init=self.table)
@@ -242,7 +249,7 @@ class ExpertPrefetcher(wiring.Component):
         _ReadPort.build(m, wmem, g["w_words"], g["ww"] // g["uw"], g["uw"], g["sw"],
                         cfg.num.weight.bits, C, self.w_addr, self.w_en, grant_buf, self.w_data,
                         "w")
-        _ReadPort.build(m, bmem, g["b_words"], g["wb"] // g["ub"], g["ub"], g["sb"],
+        _ReadPort.build(m, bmem, b_stride, g["wb"] // g["ub"], g["ub"], g["sb"],
                         cfg.num.bias.bits, C, self.b_addr, self.b_en, grant_buf, self.b_data,
                         "b")
         return m
@@ -366,7 +373,7 @@ class ExpertPrefetcher(wiring.Component):
                                  in_bias.eq(1)]
             with m.Else():
                 addr, beat, en = ports["b"]
-                m.d.sync += [addr.eq(head.buf * g["b_words"] + buf_word),
+                m.d.sync += [addr.eq(head.buf * self.b_stride + buf_word),
                              beat.eq(rd.payload.data), en.eq(Const(1, b_lanes) << buf_lane)]
                 with m.If(beat_index == hb_beats - 1):
                     m.d.sync += [beat_index.eq(0), buf_lane.eq(0), buf_word.eq(0),
