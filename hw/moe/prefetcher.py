@@ -40,6 +40,9 @@ Ports:
 - ``stall_cycles`` (Out counter): cycles the consumer waited for a grant (``grant.ready`` high,
   ``grant.valid`` low) while the frame's list was being worked through -- this includes the
   first load, which nothing can hide. ``fill_cycles``: cycles a weight beat was written.
+- ``overrun`` (Out, sticky): a read-data beat came with no load waiting for it (``bus.rd_data``
+  is always ready, as the read arbiter asks of its masters); the top level reports it as a
+  memory error.
 
 Timing: a load starts (table read, then DMA commands for weights and bias) as soon as its buffer
 is free; data is written as it arrives, one beat per cycle, so a load takes about

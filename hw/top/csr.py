@@ -14,7 +14,7 @@ soft core maps it at byte address ``4 * addr``. docs/top_level.md has the regist
 - ``STATUS`` (read): bit 0 busy, bit 1 done, bit 2 error.
 - ``ERROR`` (read): error code in bits 0-7 (:class:`hw.top.error_codes.ErrorCode`: 0 none,
   1 bad magic, 2 bad check word, 3 bad opcode, 4 field out of range, 5 memory error (a
-  write response or an AXI bus error), 6 router queue overflow, 7 bad task, 8 a base register
+  write response, an AXI bus error or a prefetcher overrun), 6 router queue overflow, 7 bad task, 8 a base register
   not a multiple of the memory beat) and the failing
   descriptor index (bits 16-31).
 - ``*_BASE`` (read/write): byte addresses of the program, weight image, input image and output
