@@ -26,8 +26,8 @@ e.g. when its last beat leaves the wrapper's stage, so the stage adds no bufferi
   routed on the ULX3S); with ``L > MIN_LATENCY + 2`` and more than ``bank_words`` words (an
   Amaranth array) the words are kept in banks of ``bank_words`` (a power of two, default
   ``BANK_WORDS``: one row of 1024 x 18 block RAMs on an ECP5), each bank's read data is
-  registered (zero in the banks that were not read), and the bank select is an OR of those
-  registers, two LUT levels (before, block RAM clock-to-data, then Yosys' row mux over 11 rows of block RAM, then the read data register:
+  registered, and the bank select is a mux between registers (before, block RAM
+  clock-to-data, then Yosys' row mux over 11 rows of block RAM, then the read data register:
   64 endpoints at 12.7 ns routed on the ULX3S); with ``L > MIN_LATENCY + 3`` the ready
   queue is a buffered FIFO whose head is a register (its LUT-RAM read ran into the banks'
   address pins: 12.05 ns).
@@ -58,12 +58,10 @@ dropped).
 from __future__ import annotations
 
 import math
-import operator
-from functools import reduce
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, ClockSignal, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -308,21 +306,19 @@ class OnChipMemory(wiring.Component):
         # data (one stage behind)
         valid, last, beat = issue, beats_now == 1, ports[0][0].data
         if self.bank_reg:
-            # Each bank's register holds its port's data only if the port read the beat, else
-            # zero, so the bank select is an OR of the registers: two LUT4 levels for up to 16
-            # banks, against the binary-select mux's four (12.9 ns routed on the ULX3S).
-            read_onehot = Signal(self.banks)     # the bank the port registers hold, one-hot
+            read_bank = Signal(range(self.banks))        # the bank the port registers hold
             bank_valid, bank_last = Signal(), Signal()
+            bank_sel = Signal(range(self.banks))
             held = []
             for k, (rport, _) in enumerate(ports):
                 held.append(Signal.like(rport.data, name=f"bank{k}_data"))
                 with m.If(adv):
-                    m.d.sync += held[-1].eq(Mux(read_onehot[k], rport.data, 0))
+                    m.d.sync += held[-1].eq(rport.data)
             with m.If(issue):
-                m.d.sync += read_onehot.eq(Const(1, self.banks) << (addr >> lbank))
+                m.d.sync += read_bank.eq(addr >> lbank)
             with m.If(adv):
-                m.d.sync += [bank_valid.eq(valid), bank_last.eq(last)]
-            valid, last, beat = bank_valid, bank_last, reduce(operator.or_, held)
+                m.d.sync += [bank_valid.eq(valid), bank_last.eq(last), bank_sel.eq(read_bank)]
+            valid, last, beat = bank_valid, bank_last, Array(held)[bank_sel]
         if self.out_reg:
             read_valid, read_last = Signal(), Signal()
             data_in, beat = beat, Signal(8 * W, name="read_data_reg")
