@@ -248,6 +248,20 @@ def hw_rshift_round(value, n: int):
     return (value + (1 << (n - 1))) >> n
 
 
+def hw_add_rshift_round(x, value, n: int):
+    """Amaranth expression: ``x + hw_rshift_round(value, n)`` (signed ``x``) as one adder.
+
+    ``x * 2^n + half`` has zeros below the half, so it is a concatenation, and
+    ``floor((value + x 2^n + half) / 2^n) = x + floor((value + half) / 2^n)``: one carry chain
+    instead of the rounding add and the ``x`` add in series.
+    """
+    from amaranth.hdl import Cat, Const, Value
+
+    if n <= 0:
+        return x + hw_rshift_round(value, n)
+    return (value + Cat(Const(1 << (n - 1), n), Value.cast(x)).as_signed()) >> n
+
+
 def hw_saturate(value, fmt: QFormat):
     """Amaranth expression: clamp signed ``value`` to ``fmt`` and return it with ``fmt``'s width."""
     from amaranth.hdl import Mux, Const, Value, signed

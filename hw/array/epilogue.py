@@ -32,12 +32,12 @@ cycle later (one more row goes to the skid register), a missing ``res`` beat at 
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.fixed import hw_requantize, hw_saturate
+from sim.fixed import hw_add_rshift_round, hw_requantize, hw_saturate
 
 from hw.array.gelu import GeluLane, shift_add_mul
 from hw.fabric.global_buffer import on_global
@@ -140,11 +140,13 @@ class Epilogue(wiring.Component):
         dsp = score_on_dsp(cfg)
 
         # Stage bookkeeping: valid, mode, mask travel with each row. Index s = content of the
-        # register after stage s (s = 1 .. latency); stage latency's valid is o.valid.
+        # register after stage s (s = 1 .. latency; index 0: the input beat); stage latency's
+        # valid is o.valid.
         L = self.latency
-        valid = [None] + [Signal(name=f"v{s}") for s in range(1, L)]
-        mode = [None] + [Signal(EpilogueMode, name=f"mode{s}") for s in range(1, L)]
-        mask = [None] + [Signal(C, name=f"mask{s}") for s in range(1, L)]
+        inp = self.i.payload
+        valid = [self.i.valid] + [Signal(name=f"v{s}") for s in range(1, L)]
+        mode = [inp.mode] + [Signal(EpilogueMode, name=f"mode{s}") for s in range(1, L)]
+        mask = [inp.mask] + [Signal(C, name=f"mask{s}") for s in range(1, L)]
         gelu1 = Signal()
 
         res_stage = 3 + G     # the stage whose registers compute t = y * s
@@ -178,17 +180,12 @@ class Epilogue(wiring.Component):
             self.res.ready.eq(en_raw & needs_res),
         ]
         with m.If(en):
-            m.d.sync += [valid[1].eq(self.i.valid), mode[1].eq(self.i.payload.mode),
-                         mask[1].eq(self.i.payload.mask), gelu1.eq(self.i.payload.gelu)]
-            for s in range(2, L):
+            m.d.sync += gelu1.eq(inp.gelu)
+            for s in range(1, L):
                 m.d.sync += [valid[s].eq(valid[s - 1]), mode[s].eq(mode[s - 1]),
                              mask[s].eq(mask[s - 1])]
-            if res_stage == 3:
-                m.d.sync += needs_res.eq(self.i.valid
-                                         & (self.i.payload.mode != EpilogueMode.PLAIN))
-            else:
-                m.d.sync += needs_res.eq(valid[res_stage - 3]
-                                         & (mode[res_stage - 3] != EpilogueMode.PLAIN))
+            m.d.sync += needs_res.eq(valid[res_stage - 3]
+                                     & (mode[res_stage - 3] != EpilogueMode.PLAIN))
 
         # The GELU bypass bit follows its row: the lane's input register captures y2 (stage 2),
         # so the lane needs the stage-2 copy of the command's gelu bit.
@@ -227,9 +224,8 @@ class Epilogue(wiring.Component):
                               self.res.payload.x[c])),
                     xr.eq(x1),
                 ]
-            # x + round(t / 2^sf) as one adder: x * 2^sf + half an LSB has zeros below the
-            # half, so the two are a concatenation and floor((t + x 2^sf + half) / 2^sf) =
-            # x + floor((t + half) / 2^sf) (a second carry chain deep in the output stage)
-            v = (t + Cat(Const(1 << (sf - 1), sf), xr).as_signed()) >> sf if sf else t + xr
+            # x + round(t / 2^sf) as one adder (the rounding add and the x add in series were
+            # a second carry chain deep in the output stage)
+            v = hw_add_rshift_round(xr, t, sf)
             m.d.comb += out_row[c].eq(Mux(mask[L - 1][c], hw_saturate(v, act), 0))
         return m

@@ -204,18 +204,20 @@ class OnChipMemory(wiring.Component):
             **({"rd_retire": In(1)} if retire_port else {}),
         })
 
-    def _decode(self, m, req, name):
-        """(word index signal, in-range-and-aligned signal) of a request."""
-        lb = int(math.log2(self.beat))
+    def _word(self, m, req, name):
+        """The word index signal of a request's address."""
         word = Signal(range(self.depth), name=f"{name}_word")
+        m.d.comb += word.eq((req.addr - self.base) >> int(math.log2(self.beat)))
+        return word
+
+    def _in_range(self, m, req, name):
+        """The signal "the request is aligned, non-empty and inside the memory"."""
+        lb = int(math.log2(self.beat))
         ok = Signal(name=f"{name}_ok")
-        off = req.addr - self.base
-        m.d.comb += [
-            word.eq(off >> lb),
-            ok.eq((req.addr >= self.base) & (req.addr[:lb] == 0 if lb else 1)
-                  & ((off >> lb) + req.beats <= self.depth) & (req.beats != 0)),
-        ]
-        return word, ok
+        m.d.comb += ok.eq((req.addr >= self.base) & (req.addr[:lb] == 0 if lb else 1)
+                          & (((req.addr - self.base) >> lb) + req.beats <= self.depth)
+                          & (req.beats != 0))
+        return ok
 
     def _array(self, m):
         """[(read port, write port)] per bank of the storage: Amaranth Memories (one per bank),
@@ -267,7 +269,7 @@ class OnChipMemory(wiring.Component):
             # the request's valid / the host-mode mux
             req_valid, req = Signal(name="req_valid"), Signal(req.shape(), name="req")
             m.d.sync += [req_valid.eq(accept), req.eq(rd.rd_req.payload)]
-        word, ok = self._decode(m, req, "rd")
+        word, ok = self._word(m, req, "rd"), self._in_range(m, req, "rd")
         with m.If(req_valid & ~ok):
             m.d.sync += self.error.eq(1)
 
@@ -342,14 +344,14 @@ class OnChipMemory(wiring.Component):
         w_word = Signal(range(self.depth))
         w_left = Signal(burst)
         resp_valid, resp_err = Signal(), Signal()
-        wword, _ = self._decode(m, wr.wr_req.payload, "wr")
+        wword = self._word(m, wr.wr_req.payload, "wr")
         # The burst's range check runs on the request as registered at its accept: it is
         # needed from the first data beat on, a cycle later (as a register loaded from the
         # request, it was the writer's burst-length logic, the host-mode mux and the check's
         # subtract, add and compares in one stage: 13.1-13.5 ns routed on the ULX3S).
         w_req = Signal(wr.wr_req.payload.shape(), name="w_req")
         w_new = Signal()                                # the cycle after an accept
-        _, w_ok = self._decode(m, w_req, "wr_held")
+        w_ok = self._in_range(m, w_req, "wr_held")
         m.d.comb += [wr.wr_req.ready.eq(~w_act & ~resp_valid),
                      wr.wr_data.ready.eq(w_act),
                      wr.wr_resp.valid.eq(resp_valid), wr.wr_resp.payload.eq(resp_err)]

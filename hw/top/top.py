@@ -121,16 +121,17 @@ class EdgeMoeTop(wiring.Component):
 
         self._buffers(m, gemm, ln, attn, load, store)
         masters = [seq.bus, gemm.w_bus, gemm.b_bus, ln.g_bus, ln.b_bus, load.bus]
+        # a read-data beat the prefetcher had no load for (its rd_data is always ready): a
+        # memory error like the store's
+        overrun = 0
         if self.has_moe:
             pf = self._moe(m, gemm, seq)
             if cfg.hw.expert_weights == "prefetch":     # the streamer reads no memory
                 masters.append(pf.bus)
+                overrun = pf.overrun
             stall = pf.stall_cycles
         else:
             stall = Const(0)
-        # a read-data beat the prefetcher had no load for (its rd_data is always ready): a
-        # memory error like the store's
-        overrun = pf.overrun if self.has_moe and cfg.hw.expert_weights == "prefetch" else 0
         self._memory(m, masters, store)
         self._sequencer_wiring(m, seq, csr, gemm, ln, attn, load, store, overrun)
         self._counters(m, seq, csr, gemm, attn, stall)

@@ -14,8 +14,8 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 
 from hw.array.requantize import Requantize, qformat_shape
 from sim.config import Config, with_changes
-from sim.fixed import QFormat, hw_requantize, hw_rshift_round, hw_saturate, requantize, \
-    rshift_round, saturate
+from sim.fixed import QFormat, hw_add_rshift_round, hw_requantize, hw_rshift_round, \
+    hw_saturate, requantize, rshift_round, saturate
 from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.configs import q810
 from tests.harness.seeds import rng, seed  # noqa: F401  (pytest fixtures)
@@ -257,6 +257,17 @@ def test_hw_requantize_wide_random(make_cfg, seed, rng):
         ("rshift_round", lambda x: hw_rshift_round(x, s), lambda a: rshift_round(a, s)),
         ("saturate", lambda x: hw_saturate(x, n.act), lambda a: saturate(a, n.act)),
     ], seed=seed)
+
+
+def test_hw_add_rshift_round_exhaustive():
+    """x + rshift_round(v, n) as one adder == numpy, every (x, v) of a 4-bit x and a 6-bit v:
+    the input's high 4 bits are x, its low 6 bits v (both signed)."""
+    def split(a):
+        return a >> 6, ((a & 63) ^ 32) - 32
+    _check_comb(signed(10), list(range(-512, 512)), [
+        (f"add_rshift_round(x, v, {n})",
+         lambda s, n=n: hw_add_rshift_round(s[6:].as_signed(), s[:6].as_signed(), n),
+         lambda a, n=n: split(a)[0] + rshift_round(split(a)[1], n)) for n in SHIFTS])
 
 
 def test_hw_saturate_unsigned_input_to_signed_format():
