@@ -335,8 +335,8 @@ def default_timing_driven(design: str, dram: bool) -> bool:
 def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
                 placer: str = "static", lut_mapping: str = "auto", dram: bool = False,
-                timing_driven: bool | None = None, synth_only: bool = False,
-                log: callable = print, progress: ProgressPrinter | None = None) -> dict:
+                timing_driven: bool | None = None, tmg_ripup: bool = False,
+                synth_only: bool = False, log: callable = print, progress: ProgressPrinter | None = None) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
 
     ``synth_only``: run Yosys alone (a third of a ULX3S build's time) and report the logic
@@ -362,6 +362,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     ``seed``: nextpnr's placement seed; when router2 finds no route to a clock buffer's input
     (:data:`DCC_ROUTE_FAILURE`), nextpnr runs again with the next seeds (``DCC_RETRIES`` at
     most; the report's ``seed`` / ``seeds_tried``).
+    ``tmg_ripup``: nextpnr's ``--tmg-ripup``: router2 also rips up and reroutes the nets of
+    failing timing paths after the design has routed (longer routing, for closing timing).
     ``timing_driven``: nextpnr's timing-driven placement (False: ``--no-tmdriv``, placement for
     wirelength only). Default: on, except for the accelerator's DRAM top: the M3ViT build
     (``m3vit-ecp5-85f``, 56 % of the LUTs) never converged in router2 after a timing-driven
@@ -398,7 +400,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                                              "--detailed-timing-report "
                                              f"--timing-allow-fail --seed {seed} "
                                              f"--placer {placer} --router {router}"
-                                             + ("" if timing_driven else " --no-tmdriv"),
+                                             + ("" if timing_driven else " --no-tmdriv")
+                                             + (" --tmg-ripup" if tmg_ripup else ""),
                                 **overrides)
         for stale in (f"{TOP_NAME}.json", f"{TOP_NAME}.bit"):
             (out / stale).unlink(missing_ok=True)
@@ -467,6 +470,7 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         "board": board.name, "platform": board.platform, "device": board.device,
         "config": cfg.name, "design": design, "dram": dram_summary(board, cfg) if dram else None,
         "placer": placer, "router": router, "timing_driven_placement": timing_driven,
+        "tmg_ripup": tmg_ripup,
         "seed": tried[-1], "seeds_tried": tried,
         "lut_mapping": mapping,
         "clock_mhz": (user_clock_hz(board, cfg) if dram else design_clock_hz(board, platform)) / 1e6,

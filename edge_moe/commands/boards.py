@@ -76,6 +76,9 @@ def add_parser(subparsers) -> None:
                    help="nextpnr timing-driven placement: on, off (--no-tmdriv: wirelength "
                         "only, what lets the full M3ViT DRAM build route) or auto (default: "
                         "off for the accelerator on DRAM (--dram), on otherwise)")
+    b.add_argument("--tmg-ripup", action="store_true",
+                   help="nextpnr's timing-driven rip-up: after routing, router2 reroutes the "
+                        "nets of failing paths (longer routing; for a clock the build misses)")
     b.add_argument("--lut-mapping", choices=("auto", "abc9", "abc"), default="auto",
                    help="Yosys LUT mapping: abc9 (synth_ecp5's flow), abc (classic; avoids "
                         "abc9's internal asserts on some designs, ~30 %% more LUTs) or auto "
@@ -137,6 +140,7 @@ def _build(args) -> int:
                           lut_mapping=args.lut_mapping, dram=args.dram,
                           timing_driven={"auto": None, "on": True,
                                          "off": False}[args.placement_timing],
+                          tmg_ripup=args.tmg_ripup,
                           synth_only=args.synth_only, log=log,
                           progress=progress)
     except BuildError as e:

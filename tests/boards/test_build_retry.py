@@ -79,6 +79,16 @@ def test_placer_reaches_nextpnr(placer, tmp_path, monkeypatch):
     assert rep["placer"] == want
 
 
+@pytest.mark.parametrize("ripup", [False, True])
+def test_tmg_ripup_reaches_nextpnr(ripup, tmp_path, monkeypatch):
+    run, _ = _fake_tools(False)
+    monkeypatch.setattr(build, "_run_tools", run)
+    rep = build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
+                            design="demo", log=lambda s: None, tmg_ripup=ripup)
+    script = (tmp_path / f"build_{build.TOP_NAME}.sh").read_text()
+    assert ("--tmg-ripup" in script) == ripup and rep["tmg_ripup"] == ripup
+
+
 def test_unknown_placer(tmp_path):
     with pytest.raises(ValueError, match="placer"):
         build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
