@@ -29,13 +29,14 @@ the load waits for those rows to leave the row buffer (once per instance, not pe
 reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta = 0).
 
 Latency (empty unit, both streams at full rate): a row's first output beat leaves
-``latency = beats - 1 + latency_stats + latency_emit = beats + 19`` cycles after its first input
-beat was accepted (27 for dim 32 / 4 lanes, 31 for dim 192 / 16 lanes): ``latency_stats`` = 13
+``latency = beats - 1 + latency_stats + latency_emit = beats + 20`` cycles after its first input
+beat was accepted (28 for dim 32 / 4 lanes, 32 for dim 192 / 16 lanes): ``latency_stats`` = 13
 (S1: lane sum, delay, accumulate; S2 one stage behind it: registered x, squares, adder tree,
 accumulate; V in three stages: S1^2's partial products, their sum with D*S2, V;
 ``Rsqrt.latency`` = 6, publish) from the last
-input beat to the statistics, ``latency_emit`` = 7 from a row-buffer read to the output register
-(the variable shift of the normalized value and its rounding + saturation are two stages, and
+input beat to the statistics, ``latency_emit`` = 8 from a row-buffer read to the output register
+(the row buffer and parameter reads end in output registers, x*y and z*gamma in the
+multipliers' output registers; the variable shift of the normalized value and its rounding + saturation are two stages, and
 each lane has its own copy of the row's shift amount: ``hw.fabric.replica``).
 
 Throughput: one beat (``lanes`` values) per cycle on each side while a row slot is free. A slot is
@@ -67,6 +68,7 @@ from sim.fixed import hw_requantize, hw_saturate
 from sim.golden.layernorm import ln_eps_term
 
 from hw.common import Loop, count_nested, mul_const, tree_sum
+from hw.fabric.bram import RegisteredReadPort
 from hw.fabric.multiplier import MULT18_WIDTH, Multiplier
 from hw.fabric.replica import replicas
 from hw.norm.rsqrt import Rsqrt
@@ -154,15 +156,15 @@ class LayerNorm(wiring.Component):
         ``Rsqrt.latency`` + 1 (``sim.cycles.layernorm.LATENCY_STATS`` must equal it).
     latency_emit : int
         Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no
-        back-pressure): memory, centre, multiply by y, shift, round + saturate z, z*gamma,
-        output
+        back-pressure): memory, its output register, x*y, centre, shift, round + saturate z,
+        z*gamma, output
         (``sim.cycles.layernorm.LATENCY_EMIT`` must equal it).
 
     Throughput one beat per cycle on each side while a row slot is free (module docstring).
     """
 
     latency_stats = 3 + 3 + Rsqrt.latency + 1
-    latency_emit = 7
+    latency_emit = 8
 
     def __init__(self, cfg: Config, *, lanes: int | None = None, banks: int = DEFAULT_ROW_SLOTS,
                  init_gamma=None, init_beta=None):
@@ -244,7 +246,11 @@ class LayerNorm(wiring.Component):
         row_in = self._write_rows(m, rowbuf.write_port(), slots, idle, wfree, write_beat)
         sums = self._row_sums(m, row_in)
         self._row_stats(m, sums, slots)
-        row_rd, par_rd = rowbuf.read_port(), parmem.read_port()
+        # Both reads end in an output register (at E1R, enabled with the pipeline): the row
+        # buffer's clock-to-data (a DP16KD without its register: ~5.8 ns on -6) straight into
+        # the per-lane x*y multipliers was a 12.3-12.8 ns ULX3S group.
+        row_rd = m.submodules.row_read = RegisteredReadPort(rowbuf)
+        par_rd = m.submodules.param_read = RegisteredReadPort(parmem)
         adv, issue, read_bank, row_out = self._read_rows(m, row_rd, par_rd, slots)
         self._ready_flags(m, slots, idle, wfree, param_in, row_in, row_out)
         stage_valid = self._emit(m, adv, issue, read_bank, row_rd, par_rd, slots, row_out)
@@ -480,20 +486,29 @@ class LayerNorm(wiring.Component):
         m.d.sync += [pre_s1.eq(Array(slots.s1_next)[row_out.bank_next]),
                      pre_y.eq(Array(slots.y_next)[row_out.bank_next])]
         s1_hi, s1_lo, split = _halves(pre_s1)
-        s1y_hi = self._product(m, "s1y_hi", s1_hi, pre_y, output_reg=True, en=adv)
-        s1y_lo = self._product(m, "s1y_lo", s1_lo, pre_y, output_reg=True, en=adv)
-        # E2: x * y per lane; S1*y from the two partial products
+        s1y_hi = self._product(m, "s1y_hi", s1_hi, pre_y, input_reg=True, output_reg=True,
+                               en=adv)
+        s1y_lo = self._product(m, "s1y_lo", s1_lo, pre_y, input_reg=True, output_reg=True,
+                               en=adv)
+        # E1R: the read data in the ports' output registers; the row's constants follow, and
+        # each lane gets its own copy of y (a multiplier operand of every lane)
+        e1r_valid = Signal()
+        e1r_j = Signal.like(e1_j)
+        e1r_y = replicas(m, e1_y, lanes, cfg.hw.fanout_target, "e1r_y", enable=adv)
+        with m.If(adv):
+            m.d.sync += [e1r_valid.eq(e1_valid), e1r_j.eq(e1_j)]
+        # E2: x * y per lane, in the multipliers' output registers; S1*y from the two partial
+        # products
         xr = row_rd.data
-        xy_expr = [xr[lane] * e1_y for lane in range(lanes)]
+        e2_xy = [self._product(m, f"xy{lane}", xr[lane], e1r_y[lane], output_reg=True, en=adv)
+                 for lane in range(lanes)]
         e2_valid = Signal()
-        e2_xy = [Signal(xy_expr[0].shape(), name=f"e2_xy{lane}") for lane in range(lanes)]
         e2_s1y = Signal((Const(0, self.s1_shape) * Const(0, rsqrt.y_shape)).shape())
         e2_j = Signal.like(e1_j)
         e2_par = Signal(param_layout(cfg, lanes))
         with m.If(adv):
-            m.d.sync += [e2_valid.eq(e1_valid), e2_s1y.eq((s1y_hi << split) + s1y_lo),
-                         e2_j.eq(e1_j), e2_par.eq(par_rd.data)]
-            m.d.sync += [e2_xy[lane].eq(xy_expr[lane]) for lane in range(lanes)]
+            m.d.sync += [e2_valid.eq(e1r_valid), e2_s1y.eq((s1y_hi << split) + s1y_lo),
+                         e2_j.eq(e1r_j), e2_par.eq(par_rd.data)]
         # E3: p = (D*x - S1) * y = D*(x*y) - S1*y (shifts and adds; no division by D anywhere)
         p_expr = [mul_const(e2_xy[lane], d) - e2_s1y for lane in range(lanes)]
         e3_valid = Signal()
@@ -505,7 +520,8 @@ class LayerNorm(wiring.Component):
         with m.If(adv):
             m.d.sync += [e3_valid.eq(e2_valid), e3_par.eq(e2_par)]
             m.d.sync += [e3_p[lane].eq(p_expr[lane]) for lane in range(lanes)]
-        return SimpleNamespace(valids=[e1_valid, e2_valid, e3_valid], valid=e3_valid, p=e3_p,
+        return SimpleNamespace(valids=[e1_valid, e1r_valid, e2_valid, e3_valid], valid=e3_valid,
+                               p=e3_p,
                                j=e3_j, par=e3_par)
 
     def _shift_and_affine(self, m, adv, e3):
@@ -533,13 +549,15 @@ class LayerNorm(wiring.Component):
             m.d.sync += [e5_z[lane].eq(_round_saturate(e4_sh[lane], n.ln_norm))
                          for lane in range(lanes)]
         # E6: z * gamma
-        zg_expr = [e5_z[lane] * e5_par.gamma[lane] for lane in range(lanes)]
+        # E6: z * gamma, in the multipliers' output registers (an inferred product between
+        # fabric registers was a 12.3-12.8 ns ULX3S group: the block's combinational path
+        # plus routing on both sides)
+        e6_zg = [self._product(m, f"zg{lane}", e5_z[lane], e5_par.gamma[lane], output_reg=True,
+                               en=adv) for lane in range(lanes)]
         e6_valid = Signal()
-        e6_zg = [Signal(zg_expr[0].shape(), name=f"e6_zg{lane}") for lane in range(lanes)]
         e6_beta = Signal(data.ArrayLayout(signed(n.act.bits), lanes))
         with m.If(adv):
             m.d.sync += [e6_valid.eq(e5_valid), e6_beta.eq(e5_par.beta)]
-            m.d.sync += [e6_zg[lane].eq(zg_expr[lane]) for lane in range(lanes)]
         # output register: + beta (aligned to z*gamma), round half up, saturate to act
         with m.If(adv):
             m.d.sync += self.y.valid.eq(e6_valid)

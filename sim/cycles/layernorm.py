@@ -24,7 +24,7 @@ __all__ = ["LATENCY_STATS", "LATENCY_EMIT", "layernorm_schedule", "layernorm_cyc
 # Must equal LayerNorm.latency_stats / latency_emit of hw/norm/layernorm.py (a test checks; sim/
 # does not import hw/).
 LATENCY_STATS = 13
-LATENCY_EMIT = 7
+LATENCY_EMIT = 8
 
 
 def _beats(cfg: Config, lanes: int | None) -> int:
