@@ -29,6 +29,11 @@ def build_table(rep: dict) -> str:
     fmax = rep.get("fmax_mhz")
     tail = (f"Fmax (nextpnr): {fmax:.1f} MHz (constraint {rep.get('constraint_mhz'):g} MHz; "
             f"config target {rep['fmax_target_mhz']:g} MHz)" if fmax else "Fmax: not reported")
+    sweep = rep.get("seed_sweep")
+    if sweep and len(sweep["runs"]) > 1:
+        tail += ("\nseeds: " + ", ".join(
+            f"{r['seed']} ({r['fmax_mhz']:.1f} MHz)" if r["fmax_mhz"] else f"{r['seed']} (failed)"
+            for r in sweep["runs"]) + f"; kept {sweep['kept']}")
     crit = rep.get("critical_path")
     if crit:
         tail += (f"\ncritical path: {crit['logic_ns'] + crit['routing_ns']:.1f} ns "

@@ -8,12 +8,14 @@ say so in the report, and a failure that is not Yosys' (nextpnr) must not trigge
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 
 from boards import build
-from boards.boards import get_board
+from boards.boards import get_board, with_clock
+from boards.report import build_table
 from sim.config import get_config
 
 
@@ -148,6 +150,58 @@ def test_clock_buffer_route_failure_is_placed_and_routed_again(failures, tmp_pat
     assert '"$YOSYS"' not in again and "--seed 8 " in again and '"$ECPPACK"' in again
     assert (tmp_path / f"{build.TOP_NAME}_seed7.tim").read_text().endswith(DCC_ERROR)
     assert any("seed 8" in x for x in logs)
+
+
+def _seeded_tools(fmax_by_seed: dict[int, float | None]):
+    """Fake tools whose routed Fmax depends on the script's ``--seed`` (None: the run fails)."""
+    seeds = []
+
+    def run(out, env, timeout, script_name=None, **kw):
+        text = (out / (script_name or f"build_{build.TOP_NAME}.sh")).read_text()
+        seed = int(re.search(r"--seed (\d+)", text).group(1))
+        seeds.append(seed)
+        (out / f"{build.TOP_NAME}.json").write_text("{}")
+        if fmax_by_seed[seed] is None:
+            return subprocess.CompletedProcess([], 1, "", "ERROR: router2 gave up")
+        (out / f"{build.TOP_NAME}.bit").write_bytes(bytes([seed]))
+        (out / f"{build.TOP_NAME}_report.json").write_text(json.dumps({
+            "utilization": {"TRELLIS_COMB": {"used": 5, "available": 10}},
+            "fmax": {"clk": {"achieved": fmax_by_seed[seed], "constraint": 100.0}}}))
+        return subprocess.CompletedProcess([], 0, "", "")
+    return run, seeds
+
+
+@pytest.mark.parametrize("fmax, seeds, ran, kept", [
+    ({3: 80.0, 4: 90.0, 5: 85.0, 6: 99.0}, 3, [3, 4, 5], 4),    # none meets 100: the fastest
+    ({3: 80.0, 4: 101.0, 5: 120.0}, 3, [3, 4], 4),              # stops at the first that meets
+    ({3: 80.0, 4: None, 5: 70.0}, 3, [3, 4, 5], 3),             # a failed run is skipped
+    ({3: 80.0}, 1, [3], 3),                                      # no sweep by default
+])
+def test_seed_sweep_keeps_the_fastest(fmax, seeds, ran, kept, tmp_path, monkeypatch):
+    run, called = _seeded_tools(fmax)
+    monkeypatch.setattr(build, "_run_tools", run)
+    logs = []
+    board = with_clock(get_board("ulx3s-85f"), 100)
+    rep = build.build_board(board, get_config("tiny-ecp5"), tmp_path, design="demo", seed=3,
+                            seeds=seeds, log=logs.append)
+    assert called == ran and rep["seeds_tried"] == ran
+    assert rep["seed"] == kept and rep["fmax_mhz"] == fmax[kept]
+    assert (tmp_path / f"{build.TOP_NAME}.bit").read_bytes() == bytes([kept])
+    if seeds == 1:
+        assert rep["seed_sweep"] is None
+        return
+    assert [r["seed"] for r in rep["seed_sweep"]["runs"]] == ran
+    assert rep["seed_sweep"]["met_clock"] == (fmax[kept] >= 100)
+    for s in ran:      # each run's outputs are kept under seed<N>/
+        assert (tmp_path / f"seed{s}" / f"{build.TOP_NAME}.bit").is_file() == (fmax[s] is not None)
+    assert any(f"kept seed {kept}" in x for x in logs)
+    assert f"; kept {kept}" in build_table(rep)
+
+
+def test_seeds_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="seeds"):
+        build.build_board(get_board("ulx3s-85f"), get_config("tiny-ecp5"), tmp_path,
+                          design="demo", seeds=0)
 
 
 def test_other_route_failures_are_not_retried(tmp_path, monkeypatch):
