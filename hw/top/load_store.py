@@ -84,7 +84,8 @@ class LoadPath(wiring.Component):
     wr : Out :func:`~hw.top.buffers.write_port_signature`
         One write of ``V`` values per memory beat, in memory order.
 
-    Latency: the memory's latency plus about 2 cycles. Throughput: one memory beat per cycle.
+    Latency: the memory's latency plus about 3 cycles (the buffer write leaves through a
+    register). Throughput: one memory beat per cycle.
     """
 
     def __init__(self, geo: TopGeometry):
@@ -108,8 +109,10 @@ class LoadPath(wiring.Component):
         m.submodules.reader = reader = self.reader
         wiring.connect(m, reader.bus, wiring.flipped(self.bus))
         job = Signal(load_job_layout(geo))
-        busy = self.busy
-        start = accept_job(m, self.job, busy)
+        busy = Signal()                     # beats still to take from the reader
+        # the registered write below is the job's last act: busy until it has gone out
+        m.d.comb += self.busy.eq(busy | self.wr.en)
+        start = accept_job(m, self.job, self.busy)
         count_bits = _count_bits(geo)
         total_beats = Signal(count_bits)
         cmd_pending = Signal()
@@ -140,9 +143,15 @@ class LoadPath(wiring.Component):
         vals = unpack(reader.o.payload, V, cfg.num.act.storage_bytes, cfg.num.act.bits)
         take = reader.o.valid & reader.o.ready
         m.d.comb += reader.o.ready.eq(1)
-        m.d.comb += lane_write(geo, self.wr, job.dst,
+        # The write leaves through a register: the reader FIFO's valid, the row address
+        # arithmetic (row_base of the destination, patch position) and the lane mask reached
+        # the buffer bank's write mux and its write registers in one cycle (a 12 ns ULX3S group).
+        wr_next = write_port_signature(geo).create(path=("load_wr_next",))
+        m.d.comb += lane_write(geo, wr_next, job.dst,
                                row_base(geo, job.dst, w_row) + (w_col >> lg),
                                (w_col & (G - 1)) >> lv, V, Cat(*vals), take & busy)
+        m.d.sync += [getattr(self.wr, name).eq(getattr(wr_next, name))
+                     for name in write_port_signature(geo).members]
         with m.If(take):
             m.d.sync += beats_left.eq(beats_left - 1)
             # Both positions advance on every beat; the job's mode picks which one is used.
