@@ -428,7 +428,9 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
     keep the fastest run's bitstream and reports (the report's ``seed_sweep``). A run's Fmax
     varies by +-5-8 MHz with the seed on the ULX3S accelerator build (docs/boards.md).
     ``tmg_ripup``: nextpnr's ``--tmg-ripup``: router2 also rips up and reroutes the nets of
-    failing timing paths after the design has routed (longer routing, for closing timing).
+    failing timing paths after the design has routed, until none fails or 1500 iterations
+    (only for a build a few paths short of its clock: the ULX3S accelerator 20 % short did not
+    converge in 660 iterations; docs/boards.md).
     ``timing_driven``: nextpnr's timing-driven placement (False: ``--no-tmdriv``, placement for
     wirelength only). Default: on, except for the accelerator's DRAM top: the M3ViT build
     (``m3vit-ecp5-85f``, 56 % of the LUTs) never converged in router2 after a timing-driven

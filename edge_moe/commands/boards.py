@@ -82,7 +82,8 @@ def add_parser(subparsers) -> None:
                         "off for the accelerator on DRAM (--dram), on otherwise)")
     b.add_argument("--tmg-ripup", action="store_true",
                    help="nextpnr's timing-driven rip-up: after routing, router2 reroutes the "
-                        "nets of failing paths (longer routing; for a clock the build misses)")
+                        "nets of failing paths until none fails (up to 1500 iterations: only "
+                        "for a build a few paths short of its clock; docs/boards.md)")
     b.add_argument("--lut-mapping", choices=("auto", "abc9", "abc"), default="auto",
                    help="Yosys LUT mapping: abc9 (synth_ecp5's flow), abc (classic; avoids "
                         "abc9's internal asserts on some designs, ~30 %% more LUTs) or auto "
