@@ -227,11 +227,17 @@ class PatchReorder(wiring.Component):
         m.d.comb += self.q_req.ready.eq(~read_active & (phase != self._BUILD) & ~cur_valid)
         accept = self.q_req.valid & self.q_req.ready
         step = self.q.valid & self.q.ready & (read_left > 1)
+        # While no queue is being read, the memories read the requested expert's head every
+        # cycle, so the read that a request's accept needs is already under way: with the
+        # address and enable selected by ``accept`` (the requester's valid, behind the
+        # sequencer's state and the prefetcher) the path ran on through the head mux into the
+        # entry LUT RAM (ULX3S routed 13.2 ns, the critical path). Same cycles: the entry at
+        # the head is read at the accept edge either way, and q.valid is low while idle.
         m.d.comb += [
-            e_rd.addr.eq(Mux(accept, head[req_e], l_rd.data)),
+            e_rd.addr.eq(Mux(read_active, l_rd.data, head[req_e])),
             l_rd.addr.eq(e_rd.addr),
-            e_rd.en.eq(accept | step),
-            l_rd.en.eq(accept | step),
+            e_rd.en.eq(~read_active | step),
+            l_rd.en.eq(~read_active | step),
             self.q.valid.eq(q_valid),
             self.q.payload.token.eq(e_rd.data.token),
             self.q.payload.weight.eq(e_rd.data.weight),
