@@ -48,7 +48,7 @@ the command's last byte leaves the ``rx`` slice (one cycle after it transfers on
 ``tx`` always ready: REG_WRITE raises ``we`` for one cycle, the second after that edge (the
 strobe comes from a state register of its own), and offers ``K`` from the next cycle + 1;
 REG_READ offers its first byte ``csr_read_latency + 2`` cycles after the edge; IDENT and
-unknown bytes answer 3 cycles after the edge (the command byte is registered, then decoded),
+unknown bytes answer 3 cycles after the edge (the command byte is decoded into a flag per command, then acted on),
 and so does HOST_MODE (its last byte is its argument). MEM_WRITE: the request
 is offered 2 cycles after the edge, each beat 2 cycles after its last byte; MEM_READ: each
 beat's bytes go out one per cycle from 2 cycles after the beat arrives.
@@ -214,7 +214,10 @@ class HostBridge(wiring.Component):
         rd = wr = io
 
         r = SimpleNamespace(
-            command=Signal(8, name="command"),
+            # the command byte decoded as it is taken (one flag per known command), so the
+            # states after CMD test one register bit instead of an 8-bit compare: the compares
+            # behind the transmit register's enable were 6 LUT levels (ULX3S 10.8 ns)
+            is_cmd={name: Signal(name=f"is_{name.lower()}") for name in CMD},
             args=Signal(8 * n_args, name="args"),
             arg_index=Signal(range(n_args + 1), name="arg_index"),
             arg_count=Signal(range(n_args + 1), name="arg_count"),
@@ -260,28 +263,29 @@ class HostBridge(wiring.Component):
         with m.State("CMD"):
             m.d.comb += rx.ready.eq(1)
             with m.If(rx.valid):
-                m.d.sync += [r.command.eq(rx.payload), r.arg_index.eq(0)]
+                m.d.sync += r.arg_index.eq(0)
+                m.d.sync += [flag.eq(rx.payload == CMD[name]) for name, flag in r.is_cmd.items()]
                 m.next = "DECODE"
 
+        c = r.is_cmd
         with m.State("DECODE"):
             m.next = "ARGS"
-            with m.Switch(r.command):
-                with m.Case(CMD["NOP"]):
-                    m.next = "CMD"
-                with m.Case(CMD["IDENT"]):
-                    m.d.sync += [r.tx_shift.eq(int.from_bytes(self.ident, "little")),
-                                 r.tx_count.eq(IDENT_LEN)]
-                    m.next = "SEND"
-                with m.Case(CMD["REG_WRITE"]):
-                    m.d.sync += r.arg_count.eq(REG_ADDR_BYTES + RB)
-                with m.Case(CMD["REG_READ"]):
-                    m.d.sync += r.arg_count.eq(REG_ADDR_BYTES)
-                with m.Case(CMD["MEM_WRITE"], CMD["MEM_READ"]):
-                    m.d.sync += r.arg_count.eq(MEM_ADDR_BYTES + 1)
-                with m.Case(CMD["HOST_MODE"]):
-                    m.d.sync += r.arg_count.eq(1)
-                with m.Default():
-                    self._respond(m, r, UNKNOWN)
+            with m.If(c["NOP"]):
+                m.next = "CMD"
+            with m.Elif(c["IDENT"]):
+                m.d.sync += [r.tx_shift.eq(int.from_bytes(self.ident, "little")),
+                             r.tx_count.eq(IDENT_LEN)]
+                m.next = "SEND"
+            with m.Elif(c["REG_WRITE"]):
+                m.d.sync += r.arg_count.eq(REG_ADDR_BYTES + RB)
+            with m.Elif(c["REG_READ"]):
+                m.d.sync += r.arg_count.eq(REG_ADDR_BYTES)
+            with m.Elif(c["MEM_WRITE"] | c["MEM_READ"]):
+                m.d.sync += r.arg_count.eq(MEM_ADDR_BYTES + 1)
+            with m.Elif(c["HOST_MODE"]):
+                m.d.sync += r.arg_count.eq(1)
+            with m.Else():
+                self._respond(m, r, UNKNOWN)
 
         with m.State("ARGS"):
             m.d.comb += rx.ready.eq(1)
@@ -294,35 +298,35 @@ class HostBridge(wiring.Component):
     def _execute(self, m, r, RB):
         """States EXEC (act on a complete command) and REG_READ (wait for ``rdata``)."""
         beats_ok = (r.mem_beats != 0) & (r.mem_beats <= self.cfg.hw.mem_max_burst)
+        c = r.is_cmd
         with m.State("EXEC"):
-            with m.Switch(r.command):
-                with m.Case(CMD["REG_WRITE"], CMD["REG_READ"]):
-                    if self.handshake:
-                        m.next = "REG_ACCESS"
-                    else:
-                        with m.If(r.command == CMD["REG_WRITE"]):
-                            m.next = "REG_WRITE"
-                        with m.Else():
-                            m.d.sync += r.read_wait.eq(self.csr_read_latency - 1)
-                            m.next = "REG_READ"
-                with m.Case(CMD["HOST_MODE"]):
-                    m.d.sync += self.host_mode.eq(r.args[0])
-                    self._respond(m, r, ACK)
-                with m.Case(CMD["MEM_WRITE"]):
-                    with m.If(beats_ok):
-                        m.next = "MW_REQ"
+            with m.If(c["REG_WRITE"] | c["REG_READ"]):
+                if self.handshake:
+                    m.next = "REG_ACCESS"
+                else:
+                    with m.If(c["REG_WRITE"]):
+                        m.next = "REG_WRITE"
                     with m.Else():
-                        self._respond(m, r, NAK)
-                with m.Default():           # MEM_READ
-                    with m.If(beats_ok):
-                        m.next = "MR_REQ"
-                    with m.Else():
-                        self._respond(m, r, NAK)
+                        m.d.sync += r.read_wait.eq(self.csr_read_latency - 1)
+                        m.next = "REG_READ"
+            with m.Elif(c["HOST_MODE"]):
+                m.d.sync += self.host_mode.eq(r.args[0])
+                self._respond(m, r, ACK)
+            with m.Elif(c["MEM_WRITE"]):
+                with m.If(beats_ok):
+                    m.next = "MW_REQ"
+                with m.Else():
+                    self._respond(m, r, NAK)
+            with m.Else():                  # MEM_READ
+                with m.If(beats_ok):
+                    m.next = "MR_REQ"
+                with m.Else():
+                    self._respond(m, r, NAK)
 
         if self.handshake:
             with m.State("REG_ACCESS"):
                 # the strobe stays up until the port acknowledges (hw/link/csr_window.py)
-                writing = r.command == CMD["REG_WRITE"]
+                writing = r.is_cmd["REG_WRITE"]
                 m.d.comb += [self.csr.we.eq(writing), self.csr.re.eq(~writing)]
                 with m.If(self.csr.ack):
                     with m.If(writing):
