@@ -13,7 +13,14 @@ prefetcher writes its data straight into its buffer). Otherwise one stalled mast
 every other master's data behind it (head-of-line blocking) and could deadlock the frame.
 
 Ports: ``masters`` (``In(MemReadSignature)`` array), ``mem`` (``Out(MemReadSignature)``).
-Latency: a request passes combinationally (0 cycles); data passes combinationally.
+Latency: a request passes combinationally (0 cycles); data passes combinationally, or with
+``data_reg`` through one register stage (1 cycle): each master's read-data valid a register
+of its own and the beat one register shared by all, so the owner decode and the memory's
+data valid no longer run into every master's FIFO write (ULX3S routed 11-11.3 ns, the
+chunk readers' LUT-RAM FIFOs and the prefetcher's receive registers). With ``data_reg`` the
+masters must always be ready (``mem``'s read data is taken whenever it belongs to a burst
+in flight): every master of the top level is (the chunk readers reserve FIFO room before
+requesting, the prefetcher writes straight into its buffer).
 The tag queue (head register + FIFO) holds ``tag_depth`` bursts (default
 ``cfg.hw.mem_max_outstanding + 2``); requests wait while it is full.
 """
@@ -31,8 +38,10 @@ __all__ = ["ReadArbiter"]
 
 
 class ReadArbiter(wiring.Component):
-    def __init__(self, cfg: Config, n: int, tag_depth: int | None = None):
+    def __init__(self, cfg: Config, n: int, tag_depth: int | None = None,
+                 data_reg: bool = False):
         self.cfg, self.n = cfg, n
+        self.data_reg = bool(data_reg)
         self.tag_depth = tag_depth or cfg.hw.mem_max_outstanding + 2
         super().__init__({
             "masters": In(MemReadSignature(cfg)).array(n),
@@ -91,11 +100,19 @@ class ReadArbiter(wiring.Component):
 
         # ---- data side: route to the master of the oldest outstanding burst (``owner``) ----
         rd = self.mem.rd_data
-        for i in range(n):
-            m.d.comb += [ms[i].rd_data.valid.eq(rd.valid & owner_v & owner[i]),
-                         ms[i].rd_data.payload.eq(rd.payload)]
-        ready = Cat(*(owner[i] & ms[i].rd_data.ready for i in range(n))).any()
-        m.d.comb += rd.ready.eq(owner_v & ready)
+        if self.data_reg:
+            beat = Signal.like(rd.payload, name="beat")
+            m.d.sync += beat.eq(rd.payload)
+            for i in range(n):
+                m.d.sync += ms[i].rd_data.valid.eq(rd.valid & owner_v & owner[i])
+                m.d.comb += ms[i].rd_data.payload.eq(beat)
+            m.d.comb += rd.ready.eq(owner_v)
+        else:
+            for i in range(n):
+                m.d.comb += [ms[i].rd_data.valid.eq(rd.valid & owner_v & owner[i]),
+                             ms[i].rd_data.payload.eq(rd.payload)]
+            ready = Cat(*(owner[i] & ms[i].rd_data.ready for i in range(n))).any()
+            m.d.comb += rd.ready.eq(owner_v & ready)
         done = rd.valid & rd.ready & rd.payload.last        # owner's burst ends
         # owner's next value: the FIFO's head, else the tag pushed now, else empty
         to_owner = go & (~owner_v | done) & ~tags.r_rdy

@@ -83,12 +83,18 @@ class EdgeMoeTop(wiring.Component):
         RRESP / BRESP error, hw/link/axi4_master.py): during a frame it flags error code 5 like
         a failed write. Leave it unconnected (0) on the native bus.
 
+    ``read_data_reg``: the read arbiter hands read data to the readers through a register
+    (:class:`~hw.mem.read_arbiter.ReadArbiter` ``data_reg``): one cycle more from ``mem_rd``'s
+    data to the readers, which :class:`~hw.top.top_with_memory.TopWithMemory` takes out of its
+    DRAM model's latency (so the frame's cycles do not change).
+
     Latency: one frame is the sum of its descriptors, each its path's time plus about 4
     cycles (sim/cycles/frame.py models it). Throughput: one frame at a time.
     """
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, *, read_data_reg: bool = False):
         self.cfg = cfg
+        self.read_data_reg = bool(read_data_reg)
         self.geo = TopGeometry.of(cfg)
         self.has_moe = bool(cfg.model.moe_blocks)
         super().__init__({
@@ -196,7 +202,8 @@ class EdgeMoeTop(wiring.Component):
 
     def _memory(self, m, masters, store):
         """Every reader on the read arbiter (through a request slice each); STORE writes."""
-        m.submodules.arb = arb = ReadArbiter(self.cfg, len(masters))
+        m.submodules.arb = arb = ReadArbiter(self.cfg, len(masters),
+                                             data_reg=self.read_data_reg)
         for i, b in enumerate(masters):
             # A register slice on each request: the masters' credit logic and the arbiter's
             # round-robin pick were one combinational path (the ECP5 builds' critical path).

@@ -14,7 +14,10 @@ slice: no extra buffering, the same read timing). The slice cuts the ULX3S build
 host/accelerator read-data demux -> the memory's read engine -> the prefetcher's LUT-RAM write
 data, 18 ns of which 16 ns routing) and the read-data ready chain (prefetcher -> read arbiter ->
 demux -> the memory's block-RAM read enable) at a register, with the same read timing, so the
-cycle model is unchanged. The muxes and the disabled throttle are combinational.
+cycle model is unchanged. With one cycle more of room (``> MIN_LATENCY + 1``) the read
+arbiter's data register (:class:`~hw.top.top.EdgeMoeTop` ``read_data_reg``) takes a second
+cycle the same way: the memory runs two cycles shorter, and an accelerator burst retires when
+its last beat leaves that register. The muxes and the disabled throttle are combinational.
 
 Ports: ``csr`` (the accelerator's register port), ``host_mode``, ``host_rd``, ``host_wr``,
 ``busy`` / ``done`` / ``error`` (accelerator status), ``mem_error`` (the DRAM model's sticky
@@ -25,7 +28,7 @@ accelerator and the memory adds seeded random gaps and back-pressure on every bu
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -92,11 +95,14 @@ class TopWithMemory(wiring.Component):
     def __init__(self, cfg: Config, image=b"", size: int | None = None,
                  array: str = "amaranth"):
         self.cfg = cfg
-        self.top = EdgeMoeTop(cfg)
         latency = max(cfg.hw.mem_latency, OnChipMemory.MIN_LATENCY)
         self.rd_slice = latency > OnChipMemory.MIN_LATENCY
+        # the read arbiter's data register (EdgeMoeTop read_data_reg) takes a second cycle
+        self.arb_reg = latency > OnChipMemory.MIN_LATENCY + 1
+        self.top = EdgeMoeTop(cfg, read_data_reg=self.arb_reg)
         self.dram = OnChipMemory(cfg, image, size=size, array=array,
-                                 latency=latency - self.rd_slice, retire_port=self.rd_slice)
+                                 latency=latency - self.rd_slice - self.arb_reg,
+                                 retire_port=self.rd_slice)
         super().__init__({
             "csr": In(csr_signature(cfg)),
             "host_mode": In(1),
@@ -129,6 +135,12 @@ class TopWithMemory(wiring.Component):
             # a burst stays outstanding until its last beat has left the slice: the slice is
             # a register stage, not two more beats of buffering (same timing as without it)
             last_out = [s.valid & s.ready & s.payload.last for s in (hr.rd_data, tr.rd_data)]
+            if self.arb_reg:
+                # an accelerator burst retires when its last beat leaves the arbiter's data
+                # register, a cycle after it leaves the slice (the readers' time, as before)
+                acc_last = Signal(name="acc_last_out")
+                m.d.sync += acc_last.eq(last_out[1])
+                last_out[1] = acc_last
             m.d.comb += dram.rd_retire.eq(Mux(h, *last_out))
         else:
             _demux_stream(m, h, dram.rd.rd_data, hr.rd_data, tr.rd_data)
