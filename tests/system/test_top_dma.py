@@ -31,15 +31,16 @@ def _expected(img: bytes, cmd: dict, U: int) -> list[int]:
 
 
 class _Rig(wiring.Component):
-    def __init__(self, cfg, image, units):
-        self.cfg, self.image, self.units = cfg, image, units
+    def __init__(self, cfg, image, units, data_reg=False):
+        self.cfg, self.image, self.units, self.data_reg = cfg, image, units, data_reg
         self.readers = [ChunkReader(cfg, u) for u in units]
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dram = dram = OnChipMemory(self.cfg, self.image)
-        m.submodules.arb = arb = ReadArbiter(self.cfg, len(self.readers))
+        m.submodules.arb = arb = ReadArbiter(self.cfg, len(self.readers),
+                                             data_reg=self.data_reg)
         for i, r in enumerate(self.readers):
             m.submodules[f"r{i}"] = r
             wiring.connect(m, r.bus, arb.masters[i])
@@ -47,8 +48,10 @@ class _Rig(wiring.Component):
         return m
 
 
-@pytest.mark.parametrize("cfgname,latency", [("tiny", 8), ("tiny", 2), ("m3vit", 20)])
-def test_chunk_readers_share_memory(cfgname, latency, seed):
+@pytest.mark.parametrize("cfgname,latency,data_reg", [
+    ("tiny", 8, False), ("tiny", 2, False), ("m3vit", 20, False),
+    ("tiny", 8, True), ("tiny", 2, True)])      # data_reg: read data through a register
+def test_chunk_readers_share_memory(cfgname, latency, data_reg, seed):
     base = get_config("tiny" if cfgname == "tiny" else "m3vit-tiny-cityscapes")
     cfg = with_changes(base, hw=dict(mem_latency=latency, mem_max_burst=4))
     W = cfg.hw.mem_bytes_per_cycle
@@ -64,7 +67,7 @@ def test_chunk_readers_share_memory(cfgname, latency, seed):
          dict(addr=8 * W, outer=4, outer_stride=W, inner=3, inner_stride=5 * W)],
         [dict(addr=2048, outer=1, outer_stride=0, inner=9, inner_stride=4 * W)],
     ]
-    dut = _Rig(cfg, image, units)
+    dut = _Rig(cfg, image, units, data_reg)
     tbs = []
     for i, (r, cs, u) in enumerate(zip(dut.readers, cmds, units)):
         want = [c for cmd in cs for c in _expected(image, cmd, u)]
