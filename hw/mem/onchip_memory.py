@@ -365,11 +365,20 @@ class OnChipMemory(wiring.Component):
                          w_req.eq(wr.wr_req.payload)]
         with m.If(w_new & ~w_ok):
             m.d.sync += self.error.eq(1)
+        # Each beat is written into the block RAMs a cycle after its handshake, from registers
+        # (address, data, one enable per bank): the host-mode mux and the writer's handshake
+        # ran into every bank's write pins (ULX3S routed ~11 ns). The burst's response is not
+        # later for it, and no read can overtake: a read accepted once the response is out
+        # reaches the block RAMs two edges later at the earliest, after the write's edge.
+        wb_addr = Signal(lbank, name="wbeat_addr")
+        wb_data = Signal(8 * W, name="wbeat_data")
+        wb_en = Signal(len(ports), name="wbeat_en")
+        m.d.sync += [wb_addr.eq(w_word[:lbank]), wb_data.eq(wr.wr_data.payload.data),
+                     wb_en.eq(0)]
+        for k, (_, wport) in enumerate(ports):
+            m.d.comb += [wport.addr.eq(wb_addr), wport.data.eq(wb_data), wport.en.eq(wb_en[k])]
         with m.If(wr.wr_data.valid & wr.wr_data.ready):
-            for k, (_, wport) in enumerate(ports):
-                m.d.comb += [wport.addr.eq(w_word[:lbank]),
-                             wport.data.eq(wr.wr_data.payload.data),
-                             wport.en.eq(w_ok & (w_word >> lbank == k))]
+            m.d.sync += wb_en.eq(Cat(w_ok & (w_word >> lbank == k) for k in range(len(ports))))
             m.d.sync += [w_word.eq(w_word + 1), w_left.eq(w_left - 1),
                          self.bytes_written.eq(self.bytes_written + W)]
             with m.If(w_left == 1):
