@@ -397,7 +397,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
                 timeout: float | None = 4 * 3600, seed: int = 1, router: str = "router2",
                 placer: str = "static", lut_mapping: str = "auto", dram: bool = False,
                 timing_driven: bool | None = None, tmg_ripup: bool = False, seeds: int = 1,
-                synth_only: bool = False, log: callable = print, progress: ProgressPrinter | None = None) -> dict:
+                synth_only: bool = False, log: callable = print,
+                progress: ProgressPrinter | None = None) -> dict:
     """Build a bitstream (see the module docstring); returns the report dict.
 
     ``synth_only``: run Yosys alone (a third of a ULX3S build's time) and report the logic
@@ -558,7 +559,8 @@ def build_board(board: Board, cfg: Config, out_dir, *, design: str = "top",
         "routed_paths": routed_depth,
         "estimate": est.to_dict(),
         "seconds": {"elaborate": round(t_elab, 1), "tools": round(t_tools, 1),
-                    "total": round(time.monotonic() - t_start, 1), "stages": _stage_seconds(earlier + ([tracker.finish()] if tracker else []))},
+                    "total": round(time.monotonic() - t_start, 1),
+                    "stages": _stage_seconds(earlier + ([tracker.finish()] if tracker else []))},
         "bitstream": None if synth_only else str(bit),
         "tools": {k: v for k, v in env.items() if k in TOOLS},
     }
