@@ -197,6 +197,14 @@ class Sequencer(wiring.Component):
 
         self.pc = Signal(DESC_INDEX_BITS)           # index of the next descriptor to fetch
         self.desc = Signal(desc_layout())           # the descriptor being executed
+        # The descriptor's absolute addresses load with it (a base register + an offset): as
+        # sums of the descriptor register in the job payloads, the base mux and the 32-bit add
+        # ran into every JobStage register (ULX3S routed 11.3 ns, 30 endpoints). The bases are
+        # written only between frames.
+        abits = cfg.hw.mem_addr_bits
+        self.w_addr_a = Signal(abits, name="w_addr_a")    # weight_base + addr_a
+        self.w_addr_b = Signal(abits, name="w_addr_b")    # weight_base + addr_b
+        self.base_addr_a = Signal(abits, name="base_addr_a")  # the descriptor's base + addr_a
         # The reader's descriptor goes through three register stages before DECODE: the first
         # takes it off the reader's FIFO (LUT RAM); the second holds it with the result of each
         # test (magic byte, check word, opcode, and per op "every field in range"), computed
@@ -277,14 +285,6 @@ class Sequencer(wiring.Component):
         # wide enable is one LUT from flip-flops, not the state decode, the hold (an END or an
         # error waiting for a background ATTENTION) and the handshake (ULX3S estimate: 12 ns).
         self.in_decode = Signal()
-        # The descriptor's absolute addresses load with it (a base register + an offset): as
-        # sums of the descriptor register in the job payloads, the base mux and the 32-bit add
-        # ran into every JobStage register (ULX3S routed 11.3 ns, 30 endpoints). The bases are
-        # written only between frames.
-        abits = cfg.hw.mem_addr_bits
-        self.w_addr_a = Signal(abits, name="w_addr_a")    # weight_base + addr_a
-        self.w_addr_b = Signal(abits, name="w_addr_b")    # weight_base + addr_b
-        self.base_addr_a = Signal(abits, name="base_addr_a")  # the descriptor's base + addr_a
         with m.If(self.in_decode & self.checked.valid):
             m.d.sync += [self.desc.eq(fetched), self.concurrent.eq(
                 fetched.concurrent & (fetched.op != HwOp.ATTENTION)),
