@@ -208,18 +208,8 @@ class Router(wiring.Component):
         # S1: t = to_score(logit) = sat(rshift_round(logit * c, shift), score)
         s1_valid, s1_score = Signal(), Signal(score_shape)
         s1_side = Signal(self._side_layout())
-        # logit * log2e in a register that always holds the product of the current logit,
-        # logits[0]: loaded with the product of what logits[0] becomes at this edge (the next
-        # token's first logit on an accept, else logits[1] on a step), so S1 starts at a
-        # flip-flop. As logits[0] * c the multiplier (a MULT18X18D without registers) and the
-        # round + saturate carries were one stage (ULX3S routed 10.5-10.9 ns).
-        c = Const(p["log2e"], unsigned(p["log2e"].bit_length()))
-        prod = Signal((cur.logits[0] * c).shape(), name="logit_prod")
-        if E > 1:
-            with m.If(advance & cur_valid):
-                m.d.sync += prod.eq(cur.logits[1] * c)
-        with m.If(accept):
-            m.d.sync += prod.eq(self.i.payload.logits[0] * c)
+        logit = cur.logits[0]
+        prod = logit * Const(p["log2e"], unsigned(p["log2e"].bit_length()))
         with m.If(advance_s1):
             m.d.sync += [s1_valid.eq(cur_valid),
                          s1_score.eq(hw_saturate(hw_rshift_round(prod, p["to_score_shift"]),
