@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Shape, Signal
+from amaranth.hdl import Cat, Module, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -217,7 +217,9 @@ class HostBridge(wiring.Component):
             # the command byte decoded as it is taken (one flag per known command), so the
             # states after CMD test one register bit instead of an 8-bit compare: the compares
             # behind the transmit register's enable were 6 LUT levels (ULX3S 10.8 ns)
-            is_cmd={name: Signal(name=f"is_{name.lower()}") for name in CMD},
+            is_cmd={name: Signal(name=f"is_{name.lower()}") for name in [*CMD, "UNKNOWN"]},
+            # the last argument byte read as a MEM_* beat count, checked as it arrives
+            beats_ok=Signal(name="beats_ok"),
             args=Signal(8 * n_args, name="args"),
             arg_index=Signal(range(n_args + 1), name="arg_index"),
             arg_count=Signal(range(n_args + 1), name="arg_count"),
@@ -264,40 +266,44 @@ class HostBridge(wiring.Component):
             m.d.comb += rx.ready.eq(1)
             with m.If(rx.valid):
                 m.d.sync += r.arg_index.eq(0)
-                m.d.sync += [flag.eq(rx.payload == CMD[name]) for name, flag in r.is_cmd.items()]
+                hits = {name: rx.payload == code for name, code in CMD.items()}
+                hits["UNKNOWN"] = ~Cat(*hits.values()).any()
+                m.d.sync += [r.is_cmd[name].eq(hit) for name, hit in hits.items()]
+                n_args = {"REG_WRITE": REG_ADDR_BYTES + RB, "REG_READ": REG_ADDR_BYTES,
+                          "MEM_WRITE": MEM_ADDR_BYTES + 1, "MEM_READ": MEM_ADDR_BYTES + 1,
+                          "HOST_MODE": 1}
+                with m.Switch(rx.payload):
+                    for name, count in n_args.items():
+                        with m.Case(CMD[name]):
+                            m.d.sync += r.arg_count.eq(count)
                 m.next = "DECODE"
 
         c = r.is_cmd
         with m.State("DECODE"):
-            m.next = "ARGS"
-            with m.If(c["NOP"]):
-                m.next = "CMD"
-            with m.Elif(c["IDENT"]):
+            with m.If(c["IDENT"]):
                 m.d.sync += [r.tx_shift.eq(int.from_bytes(self.ident, "little")),
                              r.tx_count.eq(IDENT_LEN)]
                 m.next = "SEND"
-            with m.Elif(c["REG_WRITE"]):
-                m.d.sync += r.arg_count.eq(REG_ADDR_BYTES + RB)
-            with m.Elif(c["REG_READ"]):
-                m.d.sync += r.arg_count.eq(REG_ADDR_BYTES)
-            with m.Elif(c["MEM_WRITE"] | c["MEM_READ"]):
-                m.d.sync += r.arg_count.eq(MEM_ADDR_BYTES + 1)
-            with m.Elif(c["HOST_MODE"]):
-                m.d.sync += r.arg_count.eq(1)
-            with m.Else():
+            with m.Elif(c["UNKNOWN"]):
                 self._respond(m, r, UNKNOWN)
+            with m.Elif(c["NOP"]):
+                m.next = "CMD"
+            with m.Else():
+                m.next = "ARGS"
 
         with m.State("ARGS"):
             m.d.comb += rx.ready.eq(1)
             with m.If(rx.valid):
                 m.d.sync += [r.args.word_select(r.arg_index, 8).eq(rx.payload),
-                             r.arg_index.eq(r.arg_index + 1)]
+                             r.arg_index.eq(r.arg_index + 1),
+                             r.beats_ok.eq((rx.payload != 0)
+                                           & (rx.payload <= self.cfg.hw.mem_max_burst))]
                 with m.If(r.arg_index == r.arg_count - 1):
                     m.next = "EXEC"
 
     def _execute(self, m, r, RB):
         """States EXEC (act on a complete command) and REG_READ (wait for ``rdata``)."""
-        beats_ok = (r.mem_beats != 0) & (r.mem_beats <= self.cfg.hw.mem_max_burst)
+        beats_ok = r.beats_ok            # a MEM_* command's last argument byte is its beats
         c = r.is_cmd
         with m.State("EXEC"):
             with m.If(c["REG_WRITE"] | c["REG_READ"]):
