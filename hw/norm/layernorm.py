@@ -64,7 +64,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.fixed import hw_requantize, hw_saturate
+from sim.fixed import hw_add_rshift_round, hw_saturate
 from sim.golden.layernorm import ln_eps_term
 
 from hw.common import Loop, count_nested, mul_const, tree_sum
@@ -561,7 +561,10 @@ class LayerNorm(wiring.Component):
         # output register: + beta (aligned to z*gamma), round half up, saturate to act
         with m.If(adv):
             m.d.sync += self.y.valid.eq(e6_valid)
-            m.d.sync += [self.y.payload[lane].eq(hw_requantize(
-                e6_zg[lane] + (e6_beta[lane] << (zg_frac - n.act.frac_bits)), zg_frac, n.act))
+            # beta * 2^s + the rounding half is a concatenation (s = zg_frac - act frac, the
+            # same shift): one carry chain instead of the beta add and the rounding add in
+            # series (ULX3S routed 11.9 ns from the z*gamma product registers)
+            m.d.sync += [self.y.payload[lane].eq(hw_saturate(hw_add_rshift_round(
+                e6_beta[lane], e6_zg[lane], zg_frac - n.act.frac_bits), n.act))
                 for lane in range(lanes)]
         return [e4_valid, e5_valid, e6_valid]
