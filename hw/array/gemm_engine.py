@@ -478,13 +478,7 @@ class GemmEngine(wiring.Component):
     def _bias_queue(self, m, c, restart):
         """Bias: one beat per column tile into a two-entry FIFO. Returns (fifo, bias_ok)."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
-        # buffered: the head is a register, not the FIFO storage behind its read pointer
-        # (``consume`` -> the storage mux -> the bias zeroing mux -> the epilogue's first add,
-        # 51 endpoints at 11.9 ns routed on the ULX3S). The bias beat of a column tile arrives
-        # long before the tile's first sum (a whole K accumulation), so the extra cycle from
-        # write to read is never seen.
-        m.submodules.bias_fifo = bias_fifo = fifo.SyncFIFOBuffered(
-            width=cfg.num.bias.bits * C, depth=2)
+        m.submodules.bias_fifo = bias_fifo = fifo.SyncFIFO(width=cfg.num.bias.bits * C, depth=2)
         bias_n0 = Signal(range(self.max_n + C + 1))    # column tile of the next bias beat
         # busy & c.bias & (bias_n0 < c.n) as a register, updated with bias_n0 (cycle-neutral:
         # it is 0 between commands, as every bias beat is taken before the last output row).
