@@ -48,9 +48,9 @@ the command's last byte leaves the ``rx`` slice (one cycle after it transfers on
 ``tx`` always ready: REG_WRITE raises ``we`` for one cycle, the second after that edge (the
 strobe comes from a state register of its own), and offers ``K`` from the next cycle + 1;
 REG_READ offers its first byte ``csr_read_latency + 2`` cycles after the edge; IDENT and
-unknown bytes answer 3 cycles after the edge (the command byte is decoded into a flag per command, then acted on),
-and so does HOST_MODE (its last byte is its argument). MEM_WRITE: the request
-is offered 2 cycles after the edge, each beat 2 cycles after its last byte; MEM_READ: each
+unknown bytes answer 3 cycles after the edge (the command byte is decoded into a flag per
+command, then acted on), and so does HOST_MODE (its last byte is its argument). MEM_WRITE: the
+request is offered 2 cycles after the edge, each beat 2 cycles after its last byte; MEM_READ: each
 beat's bytes go out one per cycle from 2 cycles after the beat arrives.
 Throughput: one byte per cycle on each stream, so the UART line rate is always the limit (at
 115200 baud ~11.5 kB/s, minus 6 command bytes per ``B x W``-byte burst).

@@ -36,8 +36,9 @@ accumulate; V in three stages: S1^2's partial products, their sum with D*S2, V;
 ``Rsqrt.latency`` = 6, publish) from the last
 input beat to the statistics, ``latency_emit`` = 8 from a row-buffer read to the output register
 (the row buffer and parameter reads end in output registers, x*y and z*gamma in the
-multipliers' output registers; the variable shift of the normalized value and its rounding + saturation are two stages, and
-each lane has its own copy of the row's shift amount: ``hw.fabric.replica``).
+multipliers' output registers; the variable shift of the normalized value and its rounding +
+saturation are two stages, and each lane has its own copy of the row's shift amount:
+``hw.fabric.replica``).
 
 Throughput: one beat (``lanes`` values) per cycle on each side while a row slot is free. A slot is
 held from a row's first input beat to its last read, so in steady state a row takes
@@ -521,8 +522,7 @@ class LayerNorm(wiring.Component):
             m.d.sync += [e3_valid.eq(e2_valid), e3_par.eq(e2_par)]
             m.d.sync += [e3_p[lane].eq(p_expr[lane]) for lane in range(lanes)]
         return SimpleNamespace(valids=[e1_valid, e1r_valid, e2_valid, e3_valid], valid=e3_valid,
-                               p=e3_p,
-                               j=e3_j, par=e3_par)
+                               p=e3_p, j=e3_j, par=e3_par)
 
     def _shift_and_affine(self, m, adv, e3):
         """E4 .. E6 and the output register: z = sat(rnd(p >> j)) (shift in E4, round and
@@ -548,7 +548,6 @@ class LayerNorm(wiring.Component):
             m.d.sync += [e5_valid.eq(e4_valid), e5_par.eq(e4_par)]
             m.d.sync += [e5_z[lane].eq(_round_saturate(e4_sh[lane], n.ln_norm))
                          for lane in range(lanes)]
-        # E6: z * gamma
         # E6: z * gamma, in the multipliers' output registers (an inferred product between
         # fabric registers was a 12.3-12.8 ns ULX3S group: the block's combinational path
         # plus routing on both sides)

@@ -146,12 +146,13 @@ class LoadPath(wiring.Component):
         # The write leaves through a register: the reader FIFO's valid, the row address
         # arithmetic (row_base of the destination, patch position) and the lane mask reached
         # the buffer bank's write mux and its write registers in one cycle (a 12 ns ULX3S group).
-        wr_next = write_port_signature(geo).create(path=("load_wr_next",))
+        wr_sig = write_port_signature(geo)
+        wr_next = wr_sig.create(path=("load_wr_next",))
         m.d.comb += lane_write(geo, wr_next, job.dst,
                                row_base(geo, job.dst, w_row) + (w_col >> lg),
                                (w_col & (G - 1)) >> lv, V, Cat(*vals), take & busy)
         m.d.sync += [getattr(self.wr, name).eq(getattr(wr_next, name))
-                     for name in write_port_signature(geo).members]
+                     for name in wr_sig.members]
         with m.If(take):
             m.d.sync += beats_left.eq(beats_left - 1)
             # Both positions advance on every beat; the job's mode picks which one is used.
