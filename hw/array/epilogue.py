@@ -18,14 +18,14 @@ score format) for RESIDUAL, then ``out = saturate(x + round_half_up(t, exp.frac)
 
 Lanes whose ``mask`` bit is 0 (columns beyond N of a partial tile) output 0.
 
-Pipeline, 8 register stages, one row per cycle:
-  1. acc + bias            2. requantize            3-6. GELU lane (or bypass)
-  7. t = y * s                                      8. saturate(x + round(t)), mask
-The ``res`` beat is taken into registers beside stage 6 (stage 2 without GELU lanes), so the
+Pipeline, 9 register stages, one row per cycle:
+  1. acc + bias            2. requantize            3-7. GELU lane (or bypass)
+  8. t = y * s                                      9. saturate(x + round(t)), mask
+The ``res`` beat is taken into registers beside stage 7 (stage 2 without GELU lanes), so the
 score reaches the multipliers from flip-flops (one copy per lane).
-Latency :attr:`Epilogue.latency` = 8 cycles from an ``i`` handshake to ``o.valid``; throughput one
+Latency :attr:`Epilogue.latency` = 9 cycles from an ``i`` handshake to ``o.valid``; throughput one
 row per cycle. With ``cfg.hw.gelu_site`` "act" GELU runs on fc2's activation reads instead
-(hw/top/buffers.py ``ReadPipe``): no GELU lanes, stages 3-6 drop out, the ``gelu`` bit is
+(hw/top/buffers.py ``ReadPipe``): no GELU lanes, stages 3-7 drop out, the ``gelu`` bit is
 ignored and the latency is 4. The output register is the main register of a two-entry skid buffer, so the
 pipeline's enable never depends on ``o.ready``: back-pressure on ``o`` stalls the pipeline a
 cycle later (one more row goes to the skid register), a missing ``res`` beat at once.
@@ -114,7 +114,7 @@ class Epilogue(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from an ``i`` handshake to ``o.valid`` (7; 4 with ``hw.gelu_site`` "act");
+        Cycles from an ``i`` handshake to ``o.valid`` (9; 4 with ``hw.gelu_site`` "act");
         throughput one row per cycle.
     """
 

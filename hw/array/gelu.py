@@ -14,14 +14,15 @@ The lane stores it as two small ROMs, ``T[i]`` and the slope ``T[i+1] - T[i]``, 
 work is one ROM read, one small multiply (slope x ``sb``-bit remainder, written as ``sb``
 shifted adds so it uses no DSP), two adds and a saturation.
 
-Pipeline (both classes): 4 register stages.
+Pipeline (both classes): 5 register stages.
   0. a = min(|x|, act.max_int).
   1. segment index, ROM read (slope, lo * 2^sb + half), remainder.
-  2. d - half3 = (lo * 2^sb + half - half3 * 2^sb + slope * r) >> sb: one add tree of 1 + sb
-     terms (half3 = stage 3's rounding half).
+  2a. the first half of the levels of one add tree of 1 + sb terms,
+      lo * 2^sb + half - half3 * 2^sb + slope * r (half3 = stage 3's rounding half);
+  2b. the rest of the tree, >> sb: d - half3.
   3. ((ReLU(x) << extra) - (d - half3)) >> extra (= the rounding shift), saturation; or x
      itself when bypassed.
-Latency 4 cycles (advances), throughput 1 value per lane per cycle.
+Latency 5 cycles (advances), throughput 1 value per lane per cycle.
 
 ``bypass`` lets the GEMM epilogue keep the same latency whether or not a GEMM applies GELU (the
 mode is a per-GEMM command bit, not an elaboration parameter).
@@ -36,7 +37,7 @@ from sim.config import Config
 from sim.fixed import hw_rshift_round, hw_saturate
 from sim.golden.gelu import gelu_step_bits, gelu_table
 
-__all__ = ["GeluLane", "GeluUnit", "add_tree", "gelu_rom", "shift_add_mul"]
+__all__ = ["GeluLane", "GeluUnit", "add_levels", "add_tree", "gelu_rom", "shift_add_mul"]
 
 
 def gelu_rom(cfg: Config) -> tuple[list[int], list[int]]:
@@ -62,9 +63,16 @@ def shift_add_mul(m: Module, a, b, name: str = "sam"):
 def add_tree(m: Module, terms, name: str = "sum"):
     """The signed sum of ``terms`` as a balanced tree of ``keep`` adders (see
     :func:`shift_add_mul`); depth ceil(log2 len(terms)) carry chains."""
+    return add_levels(m, terms, name)[0].as_signed()
+
+
+def add_levels(m: Module, terms, name: str = "sum", levels: int | None = None) -> list:
+    """The first ``levels`` levels (all when None) of :func:`add_tree`'s balanced tree: the
+    partial sums left, ceil(len(terms) / 2^levels) of them, each a ``keep`` wire (or a term
+    passed through), so that a caller can register them and add the rest a stage later."""
     terms = list(terms) or [Const(0, signed(1))]
     level = 0
-    while len(terms) > 1:
+    while len(terms) > 1 and (levels is None or level < levels):
         nxt = []
         for i in range(0, len(terms), 2):
             if i + 1 < len(terms):
@@ -76,7 +84,7 @@ def add_tree(m: Module, terms, name: str = "sum"):
             else:
                 nxt.append(terms[i])
         terms, level = nxt, level + 1
-    return terms[0].as_signed()
+    return terms
 
 
 def _shape_for(values) -> Shape:
@@ -93,7 +101,7 @@ class GeluLane(wiring.Component):
     :attr:`latency` advances earlier). Throughput 1 value per advance.
     """
 
-    latency = 4
+    latency = 5
 
     def __init__(self, cfg: Config):
         self._cfg = cfg
@@ -160,16 +168,28 @@ class GeluLane(wiring.Component):
             ]
 
         # stage 2: interpolation, d = (base + slope * r) >> sb: the slope x remainder
-        # shift-adds (no DSP) and base in one balanced tree
+        # shift-adds (no DSP) and base in one balanced tree, registered after its first
+        # ``levels_2a`` levels (stage 2a) and finished in stage 2b. In one stage its 1 + sb
+        # terms were ceil(log2(1 + sb)) carry chains in series: the ULX3S build's routed
+        # worst group (11.2 ns, 23 endpoints).
         terms = [Mux(r1[i], slope1.as_signed() << i, 0) for i in range(sb)]
-        d_val = add_tree(m, [base1] + terms, "interp") >> sb
+        tree_depth = (len(terms)).bit_length()            # ceil(log2(1 + sb)) levels
+        levels_2a = (tree_depth + 1) // 2
+        part = add_levels(m, [base1] + terms, "interp_a", levels_2a)
+        part_2a = [Signal(signed(len(p)), name=f"interp_p{i}") for i, p in enumerate(part)]
+        x2a = Signal(signed(act.bits))
+        byp2a = Signal()
+        with m.If(self.en):
+            m.d.sync += [r.eq(p) for r, p in zip(part_2a, part)]
+            m.d.sync += [x2a.eq(x1), byp2a.eq(byp1)]
+        d_val = add_tree(m, part_2a, "interp_b") >> sb
         # |round(slope * r / 2^sb)| <= |slope|, so d lies within lo + [min(slope, 0), max(slope, 0)]
         d2 = Signal(_shape_for([v - half3 for v in lo_vals + [max(lo_vals) + max(slope_vals),
                                                               min(lo_vals) + min(slope_vals)]]))
         x2 = Signal(signed(act.bits))
         byp2 = Signal()
         with m.If(self.en):
-            m.d.sync += [d2.eq(d_val), x2.eq(x1), byp2.eq(byp1)]
+            m.d.sync += [d2.eq(d_val), x2.eq(x2a), byp2.eq(byp2a)]
 
         # stage 3: ReLU(x) - d, one rounding, saturation
         relu = Mux(x2 > 0, x2, 0)
@@ -187,7 +207,7 @@ class GeluUnit(wiring.Component):
     Parameters: ``cfg``, ``lanes`` (default ``cfg.hw.array_cols``).
 
     Ports: ``i``: stream of ``ArrayLayout(signed(act.bits), lanes)``; ``o``: same layout, GELU
-    of each lane, beats in input order. Latency :attr:`latency` = 4 cycles from an ``i``
+    of each lane, beats in input order. Latency :attr:`latency` = 5 cycles from an ``i``
     handshake to ``o.valid``; throughput one beat per cycle. Back-pressure stalls the whole pipeline (``i.ready = ~o.valid | o.ready``),
     so beats are never dropped or reordered.
     """

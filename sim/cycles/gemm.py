@@ -30,11 +30,11 @@ __all__ = ["EPILOGUE_LATENCY", "GELU_LATENCY", "epilogue_latency", "act_read_ext
            "gemm_cycles", "gemm_active_cycles",
            "gemm_utilization", "steady_state_utilization", "frame_gemm_cycles"]
 
-# Register stages of hw.array.epilogue.Epilogue (bias, requantize, 4 x GELU, score product, final add).
+# Register stages of hw.array.epilogue.Epilogue (bias, requantize, 5 x GELU, score product, final add).
 # Kept here as a number so the model does not import Amaranth; tests/sim/test_cycles_gemm.py
 # checks it against Epilogue.latency.
-EPILOGUE_LATENCY = 8
-GELU_LATENCY = 4          # hw.array.gelu.GeluLane.latency (checked by the same test)
+EPILOGUE_LATENCY = 9
+GELU_LATENCY = 5          # hw.array.gelu.GeluLane.latency (checked by the same test)
 
 
 def epilogue_latency(cfg: Config) -> int:

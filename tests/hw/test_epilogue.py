@@ -81,7 +81,7 @@ def test_epilogue_pysim(cfg, seed):
     assert_beats_equal(mon.received, want, inputs=beats, seed=seed, what="epilogue")
 
 
-@pytest.mark.parametrize("site, latency", [("epilogue", 8), ("act", 4)])
+@pytest.mark.parametrize("site, latency", [("epilogue", 9), ("act", 4)])
 def test_epilogue_full_rate_latency(site, latency, seed):
     cfg = with_changes(Config.tiny(), hw=dict(gelu_site=site))
     beats, res, want = make_beats(cfg, 50, np.random.default_rng(seed))
