@@ -18,11 +18,12 @@ unit (hw/attention/attention.py; stream order in hw/attention/attention_stream.p
 
 Latency: the feeders add ``ReadPipe.latency`` (5) cycles in front of the unit's own latency
 (sim/cycles/attention.py). Throughput: the unit's, one K/V chunk per cycle, heads back to back.
-``busy`` from the job to the last write.
+``busy`` from the job to the last write; ``busy_next`` is what ``busy`` will be after the edge
+(so a far consumer can keep a registered copy equal to ``busy``).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,6 +55,8 @@ class AttentionPath(wiring.Component):
         ``head0``, ``nheads``, ``dst``; taken while ``busy`` is low (``nheads == 0`` is a no-op).
     busy : Out(1)
         From the job handshake to the last output write.
+    busy_next : Out(1)
+        ``busy``'s next value (combinational: a job accepted, the last write).
     q_rd, k_rd, v_rd : Out :func:`~hw.top.buffers.read_port_signature`
         Buffer reads: Q in head, row, chunk order; K and V together in head, query group, key
         row, chunk order.
@@ -71,6 +74,7 @@ class AttentionPath(wiring.Component):
         super().__init__({
             "job": In(stream.Signature(attn_job_layout(geo))),
             "busy": Out(1),
+            "busy_next": Out(1),
             "q_rd": Out(read_port_signature(geo)),
             "k_rd": Out(read_port_signature(geo)),
             "v_rd": Out(read_port_signature(geo)),
@@ -149,11 +153,12 @@ class AttentionPath(wiring.Component):
         m.d.comb += unit.o.ready.eq(1)
         m.d.comb += lane_write(geo, self.wr, job.dst, row_base(geo, job.dst, o_row) + word, group,
                                nw, unit.o.payload.o.as_value(), take & self.busy)
+        loops = [Loop(o_beat, last=ap.hd // nw - 1), Loop(o_row, last=ap.N - 1),
+                 Loop(o_head, last=self._last_head(job), first=None)]
         with m.If(take):
-            count_nested(m, [Loop(o_beat, last=ap.hd // nw - 1), Loop(o_row, last=ap.N - 1),
-                             Loop(o_head, last=self._last_head(job), first=None)],
-                         done=[self.busy.eq(0)])
-        return o_head, o_row, o_beat
+            count_nested(m, loops, done=[self.busy.eq(0)])
+        finishing = take & Cat(*(lp.at_last for lp in loops)).all()
+        return o_head, o_row, o_beat, finishing
 
     def elaborate(self, platform):
         m = Module()
@@ -162,10 +167,11 @@ class AttentionPath(wiring.Component):
         start = accept_job(m, self.job, self.busy)
         q_active, q_head, q_row, q_chunk = self._q_feeder(m, unit, job)
         kv_active, kv_head, kv_group, kv_key, kv_chunk = self._kv_feeder(m, unit, job)
-        o_head, o_row, o_beat = self._o_writer(m, unit, job)
+        o_head, o_row, o_beat, finishing = self._o_writer(m, unit, job)
+        p = self.job.payload
+        on = p.nheads != 0
+        m.d.comb += self.busy_next.eq(Mux(start, on, self.busy & ~finishing))
         with m.If(start):
-            p = self.job.payload
-            on = p.nheads != 0
             m.d.sync += [job.eq(p), self.busy.eq(on), q_active.eq(on), kv_active.eq(on),
                          q_head.eq(p.head0), q_row.eq(0), q_chunk.eq(0),
                          kv_head.eq(p.head0), kv_group.eq(0), kv_key.eq(0), kv_chunk.eq(0),

@@ -23,7 +23,8 @@ __all__ = ["JobStage"]
 
 
 class JobStage(wiring.Component):
-    """One registered job. ``held``: ``o.valid`` (a job is in the stage)."""
+    """One registered job. ``held``: ``o.valid`` (a job is in the stage); ``held_next``: its
+    value after the edge."""
 
     def __init__(self, shape):
         self.shape = shape
@@ -35,6 +36,11 @@ class JobStage(wiring.Component):
     @property
     def held(self):
         return self.o.valid
+
+    @property
+    def held_next(self):
+        """:attr:`held` after the edge (combinational from both handshakes)."""
+        return ((self.o.valid & ~self.o.ready) | (self.i.valid & self.i.ready))
 
     def elaborate(self, platform):
         m = Module()
