@@ -99,7 +99,7 @@ def _register_rows(cfg: Config, where) -> list[str]:
 
 def _readme(cfg: Config, ports, verilog_file: str) -> str:
     from hw.mem.bus import beat_bytes
-    from hw.top.csr import csr_bits
+    from hw.top.csr import CSR_READ_LATENCY, csr_bits
     h = cfg.hw
     lines = [
         f"# edge-moe top level: `{TOP_MODULE}` (config `{cfg.name}`)",
@@ -124,9 +124,11 @@ def _readme(cfg: Config, ports, verilog_file: str) -> str:
         "",
         f"Word-addressed, {csr_bits(cfg)}-bit registers: drive `csr__addr` (word index), "
         "`csr__wdata` and",
-        "`csr__we` (one-cycle write strobe); `csr__rdata` is the register at the address of the",
-        "previous cycle (one cycle read latency, no read side effects). A bus master that wants",
-        "byte addresses maps word `i` at byte `4 * i`.",
+        "`csr__we` (one-cycle write strobe); `csr__rdata` is the register at the address of "
+        f"{CSR_READ_LATENCY} cycles",
+        f"before ({CSR_READ_LATENCY}-cycle read latency; the address is needed in the first "
+        "cycle only; no read side",
+        "effects). A bus master that wants byte addresses maps word `i` at byte `4 * i`.",
         "",
         "| word | register | access | meaning |",
         "|---|---|---|---|",

@@ -35,12 +35,14 @@ __all__ = ["BridgedSystem"]
 
 class BridgedSystem(wiring.Component):
     def __init__(self, device: wiring.Component, cfg: Config, divisor: int | None = None,
-                 rx_fifo_depth: int = 16, csr_read_latency: int = 1):
+                 rx_fifo_depth: int = 16, csr_read_latency: int | None = None):
         self.cfg = cfg
         self.device = device
         self.divisor = divisor
         self.rx_fifo_depth = rx_fifo_depth
         csr_sig = device.signature.members["csr"].signature.flip()
+        if csr_read_latency is None:        # the device's own (1 unless it says otherwise)
+            csr_read_latency = getattr(device, "csr_read_latency", 1)
         self.bridge = HostBridge(cfg, csr_sig, csr_read_latency=csr_read_latency)
         ports = {"busy": Out(1), "done": Out(1), "error": Out(1), "link_error": Out(1)}
         if divisor is None:

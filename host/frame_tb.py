@@ -21,7 +21,7 @@ from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from hw.mem.bus import rdata_layout, req_layout, wdata_layout
-from hw.top.csr import REGISTERS
+from hw.top.csr import CSR_READ_LATENCY, REGISTERS
 from sim.config import Config
 from host.cocotb_streams import StreamPort, load_params, start
 
@@ -54,7 +54,8 @@ async def _csr_write(dut, name, value):
 
 async def _csr_read(dut, name):
     dut.csr__addr.value = REGISTERS[name]
-    await RisingEdge(dut.clk)
+    for _ in range(CSR_READ_LATENCY):
+        await RisingEdge(dut.clk)
     await _settle(dut.clk)
     v = int(dut.csr__rdata.value)
     await RisingEdge(dut.clk)

@@ -31,7 +31,7 @@ import numpy as np
 from sim.config import Config, generic_config
 from sim.memory_image import MemoryLayout, build_memory_image, memory_size
 
-from hw.top.csr import COUNTERS, REGISTERS
+from hw.top.csr import COUNTERS, CSR_READ_LATENCY, REGISTERS
 from hw.top.error_codes import describe_error
 
 __all__ = ["FrameResult", "run_frame", "frame_pysim", "counters_dict",
@@ -86,7 +86,7 @@ async def _csr_write(ctx, dut, name, value):
 
 async def _csr_read(ctx, dut, name):
     ctx.set(dut.csr.addr, REGISTERS[name])
-    await ctx.tick()
+    await ctx.tick().repeat(CSR_READ_LATENCY)
     return ctx.get(dut.csr.rdata)
 
 

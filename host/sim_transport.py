@@ -104,15 +104,17 @@ def _want(rng, prob):
 class PysimTransport(Transport):
     """The device's ports driven directly (see the module docstring).
 
-    ``csr_read_latency``: cycles from address to ``rdata`` (1 for the top level's CSR block).
+    ``csr_read_latency``: cycles from address to ``rdata`` (default: the device's
+    ``csr_read_latency``, :data:`hw.top.csr.CSR_READ_LATENCY` for the top level; else 1).
     ``rng`` / ``valid_prob`` / ``ready_prob``: random gaps on the memory streams (None: none).
     """
 
-    def __init__(self, runner: PysimRunner, dut, cfg, *, csr_read_latency: int = 1,
+    def __init__(self, runner: PysimRunner, dut, cfg, *, csr_read_latency: int | None = None,
                  rng: random.Random | None = None, valid_prob: float = 1.0,
                  ready_prob: float = 1.0):
         self.r, self.dut, self.cfg = runner, dut, cfg
-        self.lat = csr_read_latency
+        self.lat = (getattr(dut, "csr_read_latency", 1) if csr_read_latency is None
+                    else csr_read_latency)
         self.rng, self.valid_prob, self.ready_prob = rng, valid_prob, ready_prob
         self.reg_bytes = Shape.cast(dut.csr.rdata.shape()).width // 8
         self.beat_bytes = cfg.hw.mem_bytes_per_cycle

@@ -1,7 +1,8 @@
 """AxiLiteCsr: an AXI4-Lite slave in front of the top level's register port, and the interrupt.
 
 The register port (hw/top/csr.py, :func:`~hw.top.csr.csr_signature`) is word addressed with a
-one-cycle read latency; this slave maps register ``i`` at byte offset ``4 * i`` of a 4 KiB
+read latency of :data:`~hw.top.csr.CSR_READ_LATENCY` cycles (the address is needed in the first
+only); this slave maps register ``i`` at byte offset ``4 * i`` of a 4 KiB
 window (``s_axil_awaddr`` / ``araddr`` are :data:`AXIL_ADDR_BITS` wide; bits 0-1 are ignored).
 Data is 32 bits. It adds one register of its own, :data:`AXIL_REGISTERS` (``BUS_ERROR`` at word
 15, unused by the register map: bit 0 is the AXI master's sticky bus error). Other unmapped
@@ -11,7 +12,7 @@ One transaction at a time, which is all a register port needs. A write is taken 
 WVALID are both high (AWREADY and WREADY rise together, in the same cycle: the slave waits for
 both, as AXI allows), becomes a one-cycle ``csr.we``, then BVALID is held until BREADY. WSTRB is
 ignored: registers are written whole. A read is taken (ARREADY) when no write is; the register
-port returns the value a cycle later, which is registered onto RDATA with RVALID until RREADY.
+port returns the value ``CSR_READ_LATENCY`` cycles later, which is registered onto RDATA with RVALID until RREADY.
 A write wins when both arrive in the same cycle. All outputs are registers or the FSM state.
 
 Interrupt: ``irq`` = ``~busy & (done | error | bus_error)``, a level: the accelerator has
@@ -32,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config, ConfigError
 
-from hw.top.csr import REGISTERS, csr_bits, csr_signature
+from hw.top.csr import CSR_READ_LATENCY, REGISTERS, csr_bits, csr_signature
 
 __all__ = ["AxiLiteCsr", "AXIL_ADDR_BITS", "AXIL_REGISTERS", "axil_slave_ports"]
 
@@ -90,6 +91,7 @@ class AxiLiteCsr(wiring.Component):
         aw_word = self.s_axil_awaddr[2:]
         ar_word = self.s_axil_araddr[2:]
         read_word = Signal(range(n_regs), name="read_word")
+        read_wait = Signal(range(CSR_READ_LATENCY), name="read_wait")
         m.d.comb += [self.s_axil_bresp.eq(0), self.s_axil_rresp.eq(0),
                      self.irq.eq(~self.busy & (self.done | self.error | self.bus_error))]
         with m.FSM(name="axil"):
@@ -105,22 +107,25 @@ class AxiLiteCsr(wiring.Component):
                     m.next = "WRITE_RESP"
                 with m.Elif(self.s_axil_arvalid):
                     m.d.comb += [self.s_axil_arready.eq(1), self.csr.addr.eq(ar_word)]
-                    m.d.sync += read_word.eq(ar_word)
+                    m.d.sync += [read_word.eq(ar_word), read_wait.eq(CSR_READ_LATENCY - 1)]
                     m.next = "READ_WAIT"
             with m.State("WRITE_RESP"):
                 with m.If(self.s_axil_bready):
                     m.d.sync += self.s_axil_bvalid.eq(0)
                     m.next = "IDLE"
             with m.State("READ_WAIT"):
-                # csr.rdata is the register addressed in the previous (IDLE) cycle
-                with m.If(read_word == AXIL_REGISTERS["BUS_ERROR"]):
-                    m.d.sync += self.s_axil_rdata.eq(self.bus_error)
+                # csr.rdata is the register addressed in the IDLE cycle CSR_READ_LATENCY ago
+                with m.If(read_wait != 0):
+                    m.d.sync += read_wait.eq(read_wait - 1)
+                with m.Elif(read_word == AXIL_REGISTERS["BUS_ERROR"]):
+                    m.d.sync += [self.s_axil_rdata.eq(self.bus_error), self.s_axil_rvalid.eq(1)]
+                    m.next = "READ_RESP"
                 with m.Elif(read_word <= last_reg):
-                    m.d.sync += self.s_axil_rdata.eq(self.csr.rdata)
+                    m.d.sync += [self.s_axil_rdata.eq(self.csr.rdata), self.s_axil_rvalid.eq(1)]
+                    m.next = "READ_RESP"
                 with m.Else():
-                    m.d.sync += self.s_axil_rdata.eq(0)
-                m.d.sync += self.s_axil_rvalid.eq(1)
-                m.next = "READ_RESP"
+                    m.d.sync += [self.s_axil_rdata.eq(0), self.s_axil_rvalid.eq(1)]
+                    m.next = "READ_RESP"
             with m.State("READ_RESP"):
                 with m.If(self.s_axil_rready):
                     m.d.sync += self.s_axil_rvalid.eq(0)

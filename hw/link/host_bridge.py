@@ -27,8 +27,8 @@ other        --     --                             ``?``
 ``beats`` must be 1..B and ``addr`` a multiple of W (the driver splits and aligns transfers);
 a MEM_WRITE/MEM_READ with ``beats`` outside 1..B answers ``E`` at once and has no data phase.
 Register reads have no side effects; the register port's read latency is a constructor argument
-(``csr_read_latency``, 1 for the top level's CSR block: ``rdata`` is the register at ``addr`` of
-the previous cycle). A register port with a handshake (:func:`handshake_csr_signature`: ``re``
+(``csr_read_latency``; :class:`boards.system.BridgedSystem` passes the device's, 2 for the top
+level's CSR block: ``rdata`` is the register at ``addr`` of two cycles before). A register port with a handshake (:func:`handshake_csr_signature`: ``re``
 and ``ack`` members, e.g. hw/link/csr_window.py's window onto the accelerator's AXI-Lite
 registers and LiteDRAM's Wishbone CSR bus) instead gets ``we`` / ``re`` held from the cycle
 after the command's last byte until ``ack``, and ``rdata`` is taken with ``ack``.

@@ -1,8 +1,11 @@
 """Control / status register block of the top level: a simple word-addressed register port.
 
 Bus (:func:`csr_signature`, slave view ``In``): ``addr`` (word index), ``wdata``, ``we`` (write
-in this cycle), ``rdata`` (the register at ``addr`` of the *previous* cycle: one cycle read
-latency, no read side effects; a write takes effect at the clock edge). The register width is
+in this cycle), ``rdata`` (the register at ``addr`` of :data:`CSR_READ_LATENCY` = 2 cycles
+before, with its value then; no read side effects; a write takes effect at the clock edge).
+The read is two stages, an 8-way select by the low address bits into one register per group
+of 8 registers, then the group: as one 32-way select from the bridge's address register into
+``rdata`` it was 6 LUT levels and 9 ns of routing (ULX3S, 11.0-11.45 ns routed). The register width is
 :func:`csr_bits` = ``max(cfg.hw.mem_addr_bits, cfg.hw.moe_counter_bits)`` (32 in every preset). A UART bridge or a
 soft core maps it at byte address ``4 * addr``. docs/top_level.md has the register map; it is
 :data:`REGISTERS` here (name -> word index), the single definition that the host driver
@@ -24,7 +27,7 @@ soft core maps it at byte address ``4 * addr``. docs/top_level.md has the regist
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module
+from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,9 +36,11 @@ from sim.config import Config
 from hw.top.error_codes import ErrorCode
 
 __all__ = ["REGISTERS", "COUNTERS", "ErrorCode", "csr_bits", "csr_signature", "CsrBlock",
-           "CSR_ID", "CTRL_BITS", "STATUS_BITS"]
+           "CSR_ID", "CSR_READ_LATENCY", "CTRL_BITS", "STATUS_BITS"]
 
 CSR_ID = 0xED6E_0008           # "edge-moe", register map version 8
+CSR_READ_LATENCY = 2           # cycles from ``addr`` to its ``rdata`` (every reader takes this)
+_GROUP_BITS = 3                # the first read stage selects among 2^3 registers
 
 COUNTERS = ("CYCLES", "BYTES_READ", "BYTES_WRITTEN", "MAC_ACTIVE", "GEMM_BUSY", "LN_BUSY",
             "ATTN_BUSY", "ROUTE_BUSY", "EXPERTS_BUSY", "LOAD_BUSY", "STORE_BUSY", "FETCH_WAIT",
@@ -73,7 +78,8 @@ class CsrBlock(wiring.Component):
     Ports
     -----
     bus : In(csr_signature(cfg))
-        Register access: ``rdata`` one cycle after ``addr``; a write lands at the clock edge.
+        Register access: ``rdata`` :data:`CSR_READ_LATENCY` cycles after ``addr``; a write
+        lands at the clock edge.
     start, clear : Out(1)
         One-cycle strobes from a write of ``CTRL`` bit 0 / bit 1: ``start`` registered (high in
         the cycle after the write's edge, so BUSY reads 1 from the second cycle after it),
@@ -85,8 +91,11 @@ class CsrBlock(wiring.Component):
     cycles, bytes_read, ... : In(w)
         The live counter values, one port per name of :data:`COUNTERS` (lower case).
 
-    Latency: reads 1 cycle; writes take effect at the next clock edge.
+    Latency: reads :attr:`read_latency` (= :data:`CSR_READ_LATENCY`) cycles; writes take
+    effect at the next clock edge.
     """
+
+    read_latency = CSR_READ_LATENCY
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -116,7 +125,13 @@ class CsrBlock(wiring.Component):
         table = [0] * (max(REGISTERS.values()) + 1)
         for name, idx in REGISTERS.items():
             table[idx] = regs[name]
-        m.d.sync += b.rdata.eq(Array(table)[b.addr])
+        n = 1 << _GROUP_BITS
+        table += [0] * (-len(table) % n)          # the unmapped words of the last group read 0
+        groups = [table[g:g + n] for g in range(0, len(table), n)]
+        picked = [Signal(len(b.rdata), name=f"rd_group{g}") for g in range(len(groups))]
+        group_r = Signal(range(len(groups)), name="rd_group_sel")
+        m.d.sync += [p.eq(Array(regs_g)[b.addr[:_GROUP_BITS]]) for p, regs_g in zip(picked, groups)]
+        m.d.sync += [group_r.eq(b.addr[_GROUP_BITS:]), b.rdata.eq(Array(picked)[group_r])]
         with m.If(b.we):
             for name, sig in rw.items():
                 with m.If(b.addr == REGISTERS[name]):

@@ -69,7 +69,8 @@ class EdgeMoeTop(wiring.Component):
     Ports
     -----
     csr : In :func:`~hw.top.csr.csr_signature`
-        Register port (start, task, base addresses, status, counters).
+        Register port (start, task, base addresses, status, counters); ``rdata``
+        :attr:`csr_read_latency` cycles after ``addr``.
     mem_rd : Out :func:`~hw.mem.bus.MemReadSignature`
         The one external read port, shared by every reader through the read arbiter.
     mem_wr : Out :func:`~hw.mem.bus.MemWriteSignature`
@@ -91,6 +92,8 @@ class EdgeMoeTop(wiring.Component):
     Latency: one frame is the sum of its descriptors, each its path's time plus about 4
     cycles (sim/cycles/frame.py models it). Throughput: one frame at a time.
     """
+
+    csr_read_latency = CsrBlock.read_latency
 
     def __init__(self, cfg: Config, *, read_data_reg: bool = False):
         self.cfg = cfg
@@ -122,7 +125,7 @@ class EdgeMoeTop(wiring.Component):
         m.submodules.load = load = LoadPath(geo)
         m.submodules.store = store = StorePath(geo)
         m.submodules.seq = seq = Sequencer(geo, self.has_moe)
-        m.submodules.csr = csr = CsrBlock(cfg)
+        m.submodules.csr = csr = CsrBlock(cfg)   # reads: CSR_READ_LATENCY cycles
         wiring.connect(m, wiring.flipped(self.csr), csr.bus)
 
         self._buffers(m, gemm, ln, attn, load, store)

@@ -75,7 +75,8 @@ class TopWithMemory(wiring.Component):
     Ports
     -----
     csr : In :func:`~hw.top.csr.csr_signature`
-        The accelerator's register port.
+        The accelerator's register port (``rdata`` :attr:`csr_read_latency` cycles after
+        ``addr``).
     host_mode : In(1)
         The memory's channels belong to ``host_rd`` / ``host_wr`` instead of the accelerator.
     host_rd, host_wr : In :func:`~hw.mem.bus.MemReadSignature` / ``MemWriteSignature``
@@ -91,6 +92,8 @@ class TopWithMemory(wiring.Component):
     accelerator's read-data slice inside that latency (module docstring); the muxes and the
     disabled throttle are combinational.
     """
+
+    csr_read_latency = EdgeMoeTop.csr_read_latency
 
     def __init__(self, cfg: Config, image=b"", size: int | None = None,
                  array: str = "amaranth"):

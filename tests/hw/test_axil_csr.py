@@ -1,5 +1,7 @@
 """AxiLiteCsr (hw/link/axil_csr.py) on pysim: an AXI4-Lite master model against a register-file
-model on the ``csr`` port (one-cycle read latency, as hw/top/csr.py).
+model on the ``csr`` port (``CSR_READ_LATENCY`` cycles of read latency, as hw/top/csr.py: the
+model's ``rdata`` is the word addressed that many cycles before, so a slave that captured it a
+cycle early or late reads the wrong word).
 
 Random writes and reads of every mapped word, of ``BUS_ERROR`` and of unmapped words, with AW
 and W arriving in either order and random BREADY / RREADY back-pressure: each write reaches the
@@ -13,7 +15,7 @@ from __future__ import annotations
 import random
 
 from hw.link.axil_csr import AXIL_REGISTERS, AxiLiteCsr
-from hw.top.csr import REGISTERS
+from hw.top.csr import CSR_READ_LATENCY, REGISTERS
 from host.pysim import run_pysim
 from sim.config import get_config
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
@@ -37,7 +39,8 @@ def test_axil_register_access(seed):
         ops.append(("w" if rng.random() < 0.5 else "r", word, rng.getrandbits(32)))
 
     async def regfile(ctx):
-        """The csr port's model: rdata is the word addressed in the previous cycle."""
+        """The csr port's model: rdata is the word addressed CSR_READ_LATENCY cycles before."""
+        history = [0] * (CSR_READ_LATENCY - 1)
         while True:
             _, _, addr, we, wdata, bus_error = await ctx.tick().sample(
                 dut.csr.addr, dut.csr.we, dut.csr.wdata, dut.bus_error)
@@ -46,7 +49,8 @@ def test_axil_register_access(seed):
                 log["writes"].append((addr, wdata))
                 regs[addr] = wdata
             log["clears"] += clear
-            ctx.set(dut.csr.rdata, regs[addr] if addr < N_WORDS else 0)
+            history.append(regs[addr] if addr < N_WORDS else 0)
+            ctx.set(dut.csr.rdata, history.pop(0))
 
     async def host(ctx):
         want_writes, want_clears = [], 0
