@@ -199,9 +199,8 @@ class Sequencer(wiring.Component):
         self.desc = Signal(desc_layout())           # the descriptor being executed
         # The descriptor's absolute addresses load with it (a base register + an offset): as
         # sums of the descriptor register in the job payloads, the base mux and the 32-bit add
-        # ran into every JobStage register (ULX3S routed 11.3 ns, 30 endpoints). They are summed
-        # a stage earlier, into the checked descriptor's slice (below). The bases are written
-        # only between frames, when no descriptor is in flight.
+        # ran into every JobStage register (ULX3S routed 11.3 ns, 30 endpoints). The bases are
+        # written only between frames.
         abits = cfg.hw.mem_addr_bits
         self.w_addr_a = Signal(abits, name="w_addr_a")    # weight_base + addr_a
         self.w_addr_b = Signal(abits, name="w_addr_b")    # weight_base + addr_b
@@ -228,12 +227,8 @@ class Sequencer(wiring.Component):
         m.submodules.desc_tested = tst = StreamSlice(data.StructLayout(
             {"raw": raw_shape, "ok": ok_layout, "op_tests": unsigned(n_tests),
              "op_hot": unsigned(len(ranged_ops)), "end": 1}), **wide)
-        # the descriptor's absolute addresses are summed in the third stage too (in front of the
-        # descriptor register, behind the checked payload and the base mux, the 32-bit adds
-        # were 10.5-11.0 ns routed, 24 endpoints)
         m.submodules.desc_checked = chk = StreamSlice(data.StructLayout(
-            {"raw": raw_shape, "ok": ok_layout, "bad": 1, "end": 1,
-             "w_addr_a": abits, "w_addr_b": abits, "base_addr_a": abits}), **wide)
+            {"raw": raw_shape, "ok": ok_layout, "bad": 1, "end": 1}), **wide)
         wiring.connect(m, rd.o, raw.i)
         raw_desc = desc_layout()(raw.o.payload)
         # Each field test is its own bit in the second stage (and the opcode one-hot): the
@@ -260,11 +255,6 @@ class Sequencer(wiring.Component):
                      chk.i.payload.raw.eq(tested.raw), chk.i.payload.end.eq(tested.end),
                      chk.i.payload.ok.eq(t), chk.i.payload.ok.fields.eq(fields_ok),
                      chk.i.payload.bad.eq(~(t.magic & t.check & t.opcode & fields_ok))]
-        tested_desc = desc_layout()(tested.raw)
-        m.d.comb += [chk.i.payload.w_addr_a.eq(self.weight_base + tested_desc.addr_a),
-                     chk.i.payload.w_addr_b.eq(self.weight_base + tested_desc.addr_b),
-                     chk.i.payload.base_addr_a.eq(self._base_of(tested_desc.base)
-                                                  + tested_desc.addr_a)]
         self.checked = chk.o
         fetched = desc_layout()(chk.o.payload.raw)  # the checked descriptor
         check = chk.o.payload        # its check results and the bad / end flags
@@ -298,8 +288,9 @@ class Sequencer(wiring.Component):
         with m.If(self.in_decode & self.checked.valid):
             m.d.sync += [self.desc.eq(fetched), self.concurrent.eq(
                 fetched.concurrent & (fetched.op != HwOp.ATTENTION)),
-                self.w_addr_a.eq(check.w_addr_a), self.w_addr_b.eq(check.w_addr_b),
-                self.base_addr_a.eq(check.base_addr_a)]
+                self.w_addr_a.eq(self.weight_base + fetched.addr_a),
+                self.w_addr_b.eq(self.weight_base + fetched.addr_b),
+                self.base_addr_a.eq(self._base_of(fetched.base) + fetched.addr_a)]
         go, take = self._frame_control(m, fetched, check)
         with m.FSM(name="seq"):
             self._fetch_states(m, rd, check, go, take)
