@@ -173,7 +173,7 @@ class GeluLane(wiring.Component):
         # terms were ceil(log2(1 + sb)) carry chains in series: the ULX3S build's routed
         # worst group (11.2 ns, 23 endpoints).
         terms = [Mux(r1[i], slope1.as_signed() << i, 0) for i in range(sb)]
-        tree_depth = (len(terms)).bit_length()            # ceil(log2(1 + sb)) levels
+        tree_depth = len(terms).bit_length()              # ceil(log2(1 + sb)) levels
         levels_2a = (tree_depth + 1) // 2
         part = add_levels(m, [base1] + terms, "interp_a", levels_2a)
         part_2a = [Signal(signed(len(p)), name=f"interp_p{i}") for i, p in enumerate(part)]
