@@ -109,7 +109,7 @@ def _run(seed, gaps, gelu=False):
 def test_read_pipe_full_rate_latency(gelu, seed):
     got, want, firsts, latency = _run(seed, gaps=False, gelu=gelu)
     assert got == want, seed_msg(seed)
-    assert latency == ReadPipe.latency + 4 * gelu    # GELU lane: 4 register stages
+    assert latency == ReadPipe.latency + 5 * gelu    # GELU lane: 5 register stages
     # the first request is accepted at the edge ending cycle 0 of the read phase; its beat is
     # valid ``latency`` cycles later, and every further beat one cycle after the last
     assert firsts == [latency + i for i in range(len(want))], seed_msg(seed)
