@@ -31,7 +31,7 @@ reset the memory holds ``init_gamma`` / ``init_beta`` (default gamma = 1, beta =
 Latency (empty unit, both streams at full rate): a row's first output beat leaves
 ``latency = beats - 1 + latency_stats + latency_emit = beats + 20`` cycles after its first input
 beat was accepted (28 for dim 32 / 4 lanes, 32 for dim 192 / 16 lanes): ``latency_stats`` = 13
-(S1: lane sum, delay, accumulate; S2 one stage behind it: registered x, squares, adder tree,
+(S1: registered x, lane sum, accumulate; S2 one stage behind it: registered x, squares, adder tree,
 accumulate; V in three stages: S1^2's partial products, their sum with D*S2, V;
 ``Rsqrt.latency`` = 6, publish) from the last
 input beat to the statistics, ``latency_emit`` = 8 from a row-buffer read to the output register
@@ -153,7 +153,7 @@ class LayerNorm(wiring.Component):
         ``beats - 1 + latency_stats + latency_emit``.
     latency_stats : int
         Cycles from the acceptance of a row's last beat to the cycle in which its statistics
-        (S1, y, k) are visible to the emitter: 3 (lane sum, delay, accumulate) + 3 (V) +
+        (S1, y, k) are visible to the emitter: 3 (registered x, lane sum, accumulate) + 3 (V) +
         ``Rsqrt.latency`` + 1 (``sim.cycles.layernorm.LATENCY_STATS`` must equal it).
     latency_emit : int
         Cycles from issuing a row-buffer read to that beat being valid on ``y`` (no
@@ -323,24 +323,26 @@ class LayerNorm(wiring.Component):
         one cycle after S1's (``s2`` / ``done2``), when the statistics take D*S2 (V1) anyway.
         """
         lanes, act_bits = self.lanes, self._cfg.num.act.bits
-        # stage A: the lane sum of x (registered straight from the input beat); the squares'
-        # operands enter the multipliers' input registers
+        # stage A: x registered for the lane sum; the squares' operands enter the multipliers'
+        # input registers. The lane sum straight from the input beat (the feeder's FIFO read,
+        # then the adder tree) was the ULX3S routed 12.3 ns group layernorm.py:331; it now runs
+        # in stage B, where S1 used to wait a cycle anyway (same latency).
         xs = [self.x.payload[lane] for lane in range(lanes)]
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
         a_bank = Signal.like(row_in.bank)
-        a_sum1 = Signal(self.s1_shape)
+        a_xs = [Signal.like(x, name=f"a_x{lane}") for lane, x in enumerate(xs)]
         m.d.sync += [a_valid.eq(row_in.accept), a_first.eq(row_in.first), a_last.eq(row_in.last),
-                     a_bank.eq(row_in.bank), a_sum1.eq(tree_sum(xs))]
+                     a_bank.eq(row_in.bank), *(r.eq(x) for r, x in zip(a_xs, xs))]
         # stage A2: the squares in the multipliers' output registers
         a_sq = [self._product(m, f"a_sq{lane}", xs[lane], xs[lane], input_reg=True,
                               output_reg=True)[:2 * act_bits - 1]
                 for lane in range(lanes)]
-        # stage B: S1 passes; B2: adder tree of the squares
+        # stage B: the lane sum of x; B2: adder tree of the squares
         b_valid, b_first, b_last = Signal(), Signal(), Signal()
         b_bank = Signal.like(row_in.bank)
         b_sum1 = Signal(self.s1_shape)
         m.d.sync += [b_valid.eq(a_valid), b_first.eq(a_first), b_last.eq(a_last), b_bank.eq(a_bank),
-                     b_sum1.eq(a_sum1)]
+                     b_sum1.eq(tree_sum(a_xs))]
         b2_valid, b2_first = Signal(), Signal()
         b2_sum2 = Signal(self.s2_shape)
         m.d.sync += [b2_valid.eq(b_valid), b2_first.eq(b_first), b2_sum2.eq(tree_sum(a_sq))]
