@@ -96,6 +96,7 @@ from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layou
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
 from hw.fabric.replica import replicas
+from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
@@ -476,18 +477,24 @@ class GemmEngine(wiring.Component):
         ]
 
     def _bias_queue(self, m, c, restart):
-        """Bias: one beat per column tile into a two-entry FIFO. Returns (fifo, bias_ok)."""
+        """Bias: one beat per column tile into a two-entry queue whose head is a register (a
+        :class:`StreamSlice`: the same occupancy and cycles as a two-deep ``SyncFIFO``). The
+        FIFO's LUT-RAM read ran through the epilogue's bias add into its sum register: the ULX3S
+        build's routed 10.7-11.2 ns group epilogue.py:202 (36 endpoints). Returns (queue,
+        bias_ok)."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
-        m.submodules.bias_fifo = bias_fifo = fifo.SyncFIFO(width=cfg.num.bias.bits * C, depth=2)
+        m.submodules.bias_fifo = bias_q = StreamSlice(unsigned(cfg.num.bias.bits * C))
+        bias_fifo = SimpleNamespace(r_data=bias_q.o.payload, r_rdy=bias_q.o.valid,
+                                    r_en=bias_q.o.ready)
         bias_n0 = Signal(range(self.max_n + C + 1))    # column tile of the next bias beat
         # busy & c.bias & (bias_n0 < c.n) as a register, updated with bias_n0 (cycle-neutral:
         # it is 0 between commands, as every bias beat is taken before the last output row).
         # The compare and the command bits in front of the FIFO's write enable were on the
         # ULX3S build's routed 10.3-10.8 ns paths into the bias FIFO's LUT RAM and pointers.
         bias_take = Signal()
-        m.d.comb += [bias_fifo.w_data.eq(self.bias.payload),
-                     bias_fifo.w_en.eq(self.bias.valid & bias_take),
-                     self.bias.ready.eq(bias_fifo.w_rdy & bias_take)]
+        m.d.comb += [bias_q.i.payload.eq(self.bias.payload),
+                     bias_q.i.valid.eq(self.bias.valid & bias_take),
+                     self.bias.ready.eq(bias_q.i.ready & bias_take)]
         with m.If(self.bias.valid & self.bias.ready):
             m.d.sync += [bias_n0.eq(bias_n0 + C), bias_take.eq(bias_n0 + C < c.n)]
         restart += [bias_n0.eq(0), bias_take.eq(self.cmd.payload.bias)]     # n >= 1
