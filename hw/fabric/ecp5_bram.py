@@ -21,12 +21,18 @@ the cls token would otherwise cost a third or half again of a buffer's blocks.
 
 ``write_lanes`` > 1 splits the word into that many equal lanes with their own write enable: on
 byte enables when a lane is a whole number of 9-bit bytes (several lanes share a block), else
-each lane gets its own column of blocks. No initial contents (the blocks start at zero). A read
+each lane gets its own column of blocks. ``init`` (a sequence of at most ``depth`` words,
+integers; the rest zero) sets the initial contents through the blocks' ``INITVAL_00`` ..
+``INITVAL_3F`` parameters in the layout Yosys' own ECP5 block-RAM mapping writes (each 320-bit
+parameter holds sixteen 18-bit units at 20-bit strides; a 1024 x 18 word is one unit, a 512 x 36
+word two, its low half = DIA / DOA first; tests/hw/test_fabric_synth.py compares them with
+Yosys'); an initialised memory is planned on those two aspects only. Without ``init`` the blocks
+start at zero. A read
 of the address being written in the same cycle returns undefined data (the block's port
 collision), unlike ``Memory``'s read-before-write.
 
 Parameters: ``shape`` (the word's shape), ``depth``, ``address_reg`` (bool), ``write_lanes``,
-``domain`` (default ``"sync"``).
+``domain`` (default ``"sync"``), ``init``.
 Ports: ``w_addr``, ``w_data`` (in), ``w_en`` (in, ``write_lanes`` bits); ``r_addr``, ``r_en``
 (in, default 1), ``r_data`` (out).
 """
@@ -40,7 +46,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["Ecp5Bram", "Dp16kdPlan", "dp16kd_plan", "dp16kd_geometry", "DP16KD_ADDR_BITS",
-           "FABRIC_MAX_WORDS"]
+           "FABRIC_MAX_WORDS", "INIT_ASPECTS"]
 
 DP16KD_ADDR_BITS = 14
 # (data width per block, words per block): the 16 Kbit array (18 Kbit with the 9th bits) seen
@@ -71,15 +77,25 @@ class Dp16kdPlan:
         return self.block_depth.bit_length() - 1
 
 
-def dp16kd_plan(width: int, depth: int, write_lanes: int = 1) -> Dp16kdPlan:
+# the aspects whose INITVAL layout Ecp5Bram writes (an initialised memory uses only these)
+INIT_ASPECTS = ((18, 1024), (36, 512))
+INITVAL_UNITS = 16          # 18-bit units per INITVAL_xx parameter (at 20-bit strides)
+INITVAL_PARAMS = 64         # INITVAL_00 .. INITVAL_3F
+
+
+def dp16kd_plan(width: int, depth: int, write_lanes: int = 1,
+                initialised: bool = False) -> Dp16kdPlan:
     """The plan with the fewest DP16KD blocks for a ``width`` x ``depth`` memory written in
-    ``write_lanes`` equal lanes (ties: no LUT RAM, fewer rows, the earlier aspect)."""
+    ``write_lanes`` equal lanes (ties: no LUT RAM, fewer rows, the earlier aspect); on the
+    aspects of :data:`INIT_ASPECTS` only if ``initialised``."""
     if width < 1 or depth < 1 or write_lanes < 1 or width % write_lanes:
         raise ValueError(f"Ecp5Bram: need width >= 1, depth >= 1 and width divisible by "
                          f"write_lanes, got {width} x {depth} in {write_lanes} lanes")
     lane = width // write_lanes
     best, best_key = None, None
     for order, (bw, bd) in enumerate(_ASPECTS):
+        if initialised and (bw, bd) not in INIT_ASPECTS:
+            continue
         if write_lanes == 1 or (lane % 9 == 0 and bw >= 9):
             columns, lane_columns = -(-width // bw), False
         else:
@@ -104,11 +120,19 @@ def dp16kd_geometry(width: int, depth: int) -> tuple[int, int]:
 
 class Ecp5Bram(wiring.Component):
     def __init__(self, shape, depth: int, *, address_reg: bool = False, write_lanes: int = 1,
-                 domain: str = "sync"):
+                 domain: str = "sync", init=()):
         self.shape, self.depth = shape, depth
         self.width = Shape.cast(shape).width
+        self.init = [int(w) for w in init]
         try:
-            self.plan = dp16kd_plan(self.width, depth, write_lanes)
+            if len(self.init) > depth:
+                raise ValueError(f"Ecp5Bram: {len(self.init)} initial words for a memory of "
+                                 f"{depth}")
+            if any(w < 0 or w >> self.width for w in self.init):
+                raise ValueError(f"Ecp5Bram: an initial word does not fit {self.width} bits "
+                                 f"unsigned")
+            self.plan = dp16kd_plan(self.width, depth, write_lanes,
+                                    initialised=any(self.init))
         except ValueError:
             self._MustUse__silence = True   # no "created but never used" warning as well
             raise
@@ -204,19 +228,41 @@ class Ecp5Bram(wiring.Component):
                     ports[f"o_DOB{k}"] = do[k]
             regmode_a = "OUTREG" if bw == 36 else "NOREG"
             m.submodules[f"dp16kd_r{r}_c{j}"] = Instance(
-                "DP16KD", p_DATA_WIDTH_A=bw, p_DATA_WIDTH_B=bw,
+                "DP16KD", **self._initvals(r, bits), p_DATA_WIDTH_A=bw, p_DATA_WIDTH_B=bw,
                 p_REGMODE_A=regmode_a, p_REGMODE_B="OUTREG",
                 p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
                 p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
                 p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED", **ports)
         return word
 
+    def _initvals(self, r, bits):
+        """``p_INITVAL_xx`` parameters of the block in row ``r`` whose data bits are the word
+        bits ``bits`` (from :meth:`_bit_map`; None: padding), or none if ``init`` is all
+        zero."""
+        if not any(self.init):
+            return {}
+        bw, bd = self.plan.block_width, self.plan.block_depth
+        units = [0] * (INITVAL_UNITS * INITVAL_PARAMS)
+        for a, word in enumerate(self.init[r * bd:(r + 1) * bd]):
+            d = sum((word >> k & 1) << i for i, k in enumerate(bits) if k is not None)
+            if bw == 36:
+                units[2 * a], units[2 * a + 1] = d & 0x3FFFF, d >> 18
+            else:
+                units[a] = d
+        params = {}
+        for p in range(INITVAL_PARAMS):
+            v = sum(u << (20 * i) for i, u in
+                    enumerate(units[p * INITVAL_UNITS:(p + 1) * INITVAL_UNITS]))
+            params[f"p_INITVAL_{p:02X}"] = Const(v, 20 * INITVAL_UNITS)
+        return params
+
     def _fabric(self, m, hit, r_addr):
         """The words past the last row, in a LUT-RAM ``Memory`` with the blocks' latency (its
         read register, then one more for the output register)."""
         plan, dom = self.plan, self.domain
         lane_w = self.width // self.write_lanes
-        mem = Memory(shape=self.width, depth=plan.fabric_words, init=[])
+        lo = plan.rows * plan.block_depth
+        mem = Memory(shape=self.width, depth=plan.fabric_words, init=self.init[lo:])
         m.submodules.fabric = mem
         wp = mem.write_port(domain=dom, granularity=lane_w if self.write_lanes > 1 else None)
         rp = mem.read_port(domain=dom, transparent_for=())

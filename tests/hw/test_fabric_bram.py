@@ -24,7 +24,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.fabric.bram import RegisteredReadPort
-from hw.fabric.ecp5_bram import Ecp5Bram, dp16kd_geometry, dp16kd_plan
+from hw.fabric.ecp5_bram import INIT_ASPECTS, Ecp5Bram, dp16kd_geometry, dp16kd_plan
 from tests.harness.cycle_vectors import pipeline_reference, run_icarus, run_pysim
 from tests.harness.seeds import seed_msg, seed  # noqa: F401  (pytest fixture)
 
@@ -45,8 +45,8 @@ PORTS = ["w_addr", "w_data", "w_en", "r_addr", "r_en"]
 class GenericBram(wiring.Component):
     """``Memory`` + a write port + :class:`RegisteredReadPort`, with Ecp5Bram's ports."""
 
-    def __init__(self, width, depth, lanes=1, *, address_reg=False):
-        self.memory = Memory(shape=width, depth=depth, init=[])
+    def __init__(self, width, depth, lanes=1, *, address_reg=False, init=()):
+        self.memory = Memory(shape=width, depth=depth, init=list(init))
         self.write = self.memory.write_port(granularity=width // lanes if lanes > 1 else None)
         self.read = RegisteredReadPort(self.memory, address_reg=address_reg)
         self.latency = self.read.latency
@@ -62,8 +62,9 @@ class GenericBram(wiring.Component):
         return m
 
 
-def _stimulus(seed, width, depth, lanes, address_reg, n=300):
-    """Inputs, and the word each cycle's read address finds in a numpy memory."""
+def _stimulus(seed, width, depth, lanes, address_reg, n=300, init=()):
+    """Inputs, and the word each cycle's read address finds in a numpy memory (holding
+    ``init``, then zeros, before the first write)."""
     rng = np.random.default_rng(seed)
     hot = rng.choice(depth, size=min(depth, 24), replace=False)     # reuse a few addresses
     hot[:2] = [0, depth - 1]
@@ -74,6 +75,7 @@ def _stimulus(seed, width, depth, lanes, address_reg, n=300):
     lane_w = width // lanes
     r_en = (rng.random(n) < 0.7).astype(np.int64)
     mem = np.zeros(depth, dtype=object)
+    mem[:len(init)] = list(init)
     read_word = np.zeros(n, dtype=object)
     latched = None                     # the address register's content (address_reg only)
     pending = []                       # cycles whose address the block has not sampled yet
@@ -134,6 +136,45 @@ def test_icarus(geometry, address_reg, target, seed, tmp_path):
                      sources=[MODELS / "DP16KD.v"] if target == "ecp5" else ())["r_data"]
     _check(got, inputs, read_word, unsampled, 2 + address_reg,
            f"{target} {geometry} {seed_msg(seed)}")
+
+
+def _init_words(seed, width, depth):
+    """Random initial contents: every word but the last few (they stay zero)."""
+    rng = np.random.default_rng(seed + 1)
+    return [int(rng.integers(0, 1 << 62)) << 10 & ((1 << width) - 1) | int(rng.integers(0, 1 << 10))
+            & ((1 << width) - 1) for _ in range(depth - 3)]
+
+
+@needs_icarus
+@pytest.mark.parametrize("target", ["ecp5", "generic"])
+@pytest.mark.parametrize("geometry", [GEOMETRIES[i] for i in (0, 1, 2, 6, 7, 9)],
+                         ids=lambda g: f"{g[0]}x{g[1]}/{g[2]}")
+def test_icarus_initial_contents(geometry, target, seed, tmp_path):
+    """Initial contents (DP16KD INITVAL, the LUT-RAM remainder's init) read back, then writes
+    over them; reads of the first cycles see only the initial words."""
+    w, d, lanes = geometry
+    init = _init_words(seed, w, d)
+    inputs, read_word, unsampled = _stimulus(seed, *geometry, False, init=init)
+    if target == "ecp5":
+        dut = Ecp5Bram(w, d, write_lanes=lanes, init=init)
+        assert (dut.plan.block_width, dut.plan.block_depth) in INIT_ASPECTS
+    else:
+        dut = GenericBram(*geometry, init=init)
+    got = run_icarus(dut, inputs, ["r_data"], tmp_path,
+                     sources=[MODELS / "DP16KD.v"] if target == "ecp5" else ())["r_data"]
+    _check(got, inputs, read_word, unsampled, 2, f"{target} {geometry} {seed_msg(seed)}")
+    assert any(read_word[t] for t in range(len(read_word)))     # the init was seen at all
+
+
+def test_init_validated():
+    with pytest.raises(ValueError, match="3 initial words for a memory of 2"):
+        Ecp5Bram(8, 2, init=[1, 2, 3])
+    with pytest.raises(ValueError, match="does not fit 8 bits"):
+        Ecp5Bram(8, 16, init=[256])
+    assert dp16kd_plan(9, 2048, initialised=True).block_width == 18     # not x9: no INITVAL
+    zero = Ecp5Bram(9, 2048, init=[0] * 4)
+    zero._MustUse__silence = True                   # built for its plan only
+    assert zero.plan.block_width == 9                                   # all zero: any aspect
 
 
 def test_geometry():
