@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth.hdl import Array, Cat, ClockSignal, Instance, Module, Mux, Signal, unsigned
@@ -68,6 +69,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
+from hw.fabric.ecp5_bram import Ecp5Bram
 from hw.fabric.replica import replicas
 from hw.mem.bus import MemReadSignature, MemWriteSignature, beat_bytes
 
@@ -191,6 +193,13 @@ class OnChipMemory(wiring.Component):
         self.bank_reg = slack >= 3 and array == "amaranth" and self.depth > bank_words
         self.bank_words = bank_words if self.bank_reg else 1 << (self.depth - 1).bit_length()
         self.banks = -(-self.depth // self.bank_words)
+        # The banks as Ecp5Bram (cfg.hw.bram_target "ecp5"): each bank's data register is the
+        # DP16KD's own output register, so the ~5.8 ns clock-to-data of a block without it no
+        # longer starts the route to the bank registers (up to 156 endpoints at 13.6 ns routed
+        # on the ULX3S, the blocks spread over the die). Same latency: the block's address
+        # register and its output register are the read port's data register and the bank
+        # register.
+        self.hard_banks = self.bank_reg and cfg.hw.bram_target == "ecp5"
         # the ready queue's head a register (a buffered FIFO: one cycle more from write to read)
         self.queue_reg = slack >= 4
         self.delay = slack - self.out_reg - self.req_reg - self.bank_reg - self.queue_reg
@@ -222,8 +231,19 @@ class OnChipMemory(wiring.Component):
 
     def _array(self, m):
         """[(read port, write port)] per bank of the storage: Amaranth Memories (one per bank),
-        or sim_ram.v with the same port signals (addr, en, data)."""
+        Ecp5Bram blocks (see :attr:`hard_banks`), or sim_ram.v with the same port signals
+        (addr, en, data)."""
         W = self.beat
+        if self.hard_banks:
+            ports = []
+            for k in range(self.banks):
+                lo = k * self.bank_words
+                depth = min(self.bank_words, self.depth - lo)
+                bram = Ecp5Bram(unsigned(8 * W), depth, init=self.init_words[lo:lo + depth])
+                m.submodules[f"mem{k}"] = bram
+                ports.append((SimpleNamespace(addr=bram.r_addr, en=bram.r_en, data=bram.r_data),
+                              SimpleNamespace(addr=bram.w_addr, en=bram.w_en, data=bram.w_data)))
+            return ports
         if self.array == "amaranth":
             ports = []
             for k in range(self.banks):
@@ -315,7 +335,9 @@ class OnChipMemory(wiring.Component):
         else:
             bank_addr = [addr[:lbank]]
         for (rport, _), a in zip(ports, bank_addr):
-            m.d.comb += [rport.addr.eq(a), rport.en.eq(issue)]
+            m.d.comb += rport.addr.eq(a)
+            if not self.hard_banks:
+                m.d.comb += rport.en.eq(issue)
         # (valid, last) of the beat the read ports' data registers hold after this edge, and its
         # data (one stage behind)
         valid, last, beat = issue, beats_now == 1, ports[0][0].data
@@ -324,6 +346,13 @@ class OnChipMemory(wiring.Component):
             bank_valid, bank_last = Signal(), Signal()
             held = []
             for k, (rport, _) in enumerate(ports):
+                if self.hard_banks:
+                    # the block's address / data register and its output register both advance
+                    # with ``adv`` (reloading the first one on a cycle that issues nothing only
+                    # refreshes a beat that is not valid)
+                    m.d.comb += rport.en.eq(adv)
+                    held.append(rport.data)
+                    continue
                 held.append(Signal.like(rport.data, name=f"bank{k}_data"))
                 with m.If(adv):
                     m.d.sync += held[-1].eq(rport.data)

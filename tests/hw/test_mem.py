@@ -231,9 +231,9 @@ class DmaDram(wiring.Component):
     """ReadDma feeding a OnChipMemory: ``cmd`` in, ``rd_data`` out, the request channel mirrored out
     (``req_fire``, ``req``), and the DRAM's byte counter."""
 
-    def __init__(self, cfg, image, base=0):
+    def __init__(self, cfg, image, base=0, **dram_args):
         self.dma = ReadDma(cfg, len_bits=16)
-        self.dram = OnChipMemory(cfg, image, base=base)
+        self.dram = OnChipMemory(cfg, image, base=base, **dram_args)
         super().__init__({"cmd": In(stream.Signature(dma_cmd_layout(cfg, 16))),
                           "rd_data": Out(stream.Signature(rdata_layout(cfg))),
                           "req_fire": Out(1), "req": Out(req_layout(cfg)),
