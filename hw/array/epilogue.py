@@ -45,7 +45,7 @@ from hw.fabric.replica import replicas
 from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["EpilogueMode", "Epilogue", "score_on_dsp", "epilogue_in_layout", "residual_layout",
-           "row_layout"]
+           "row_layout", "bias_shape", "rounding_half", "requantize_shift"]
 
 
 class EpilogueMode(enum.Enum, shape=2):
@@ -66,12 +66,33 @@ def residual_layout(cfg: Config) -> data.StructLayout:
     return data.StructLayout({"x": row_layout(cfg), "score": unsigned(cfg.num.exp.bits)})
 
 
-def epilogue_in_layout(cfg: Config) -> data.StructLayout:
+def requantize_shift(cfg: Config) -> int:
+    """The right shift of the requantize step (accumulator to activation fraction bits)."""
+    return cfg.num.acc_frac - cfg.num.act.frac_bits
+
+
+def rounding_half(cfg: Config) -> int:
+    """Half an activation LSB in accumulator scale: what round half up adds before the shift
+    (0 if the requantize does not shift right)."""
+    n = requantize_shift(cfg)
+    return 1 << (n - 1) if n > 0 else 0
+
+
+def bias_shape(cfg: Config, bias_rounded: bool = False):
+    """The ``bias`` lanes of an ``i`` beat: ``cfg.num.bias``, or with ``bias_rounded`` wide
+    enough for bias + :func:`rounding_half`."""
+    bits = cfg.num.bias.bits
+    if bias_rounded and rounding_half(cfg):
+        bits = max(bits, requantize_shift(cfg)) + 1
+    return signed(bits)
+
+
+def epilogue_in_layout(cfg: Config, bias_rounded: bool = False) -> data.StructLayout:
     """One ``i`` beat: C accumulators, C biases, the lane mask and the mode of this row."""
     C = cfg.hw.array_cols
     return data.StructLayout({
         "acc": data.ArrayLayout(signed(cfg.num.acc_bits), C),
-        "bias": data.ArrayLayout(signed(cfg.num.bias.bits), C),
+        "bias": data.ArrayLayout(bias_shape(cfg, bias_rounded), C),
         "mask": unsigned(C),
         "gelu": unsigned(1),
         "mode": EpilogueMode,
@@ -101,6 +122,10 @@ class Epilogue(wiring.Component):
     ----------
     cfg : Config
         Row width (``hw.array_cols`` C), formats, ``hw.epilogue_score_dsp``.
+    bias_rounded : bool
+        The ``bias`` lanes carry bias + :func:`rounding_half` (:func:`bias_shape` wide), so the
+        requantize stage only shifts and saturates (the GEMM engine adds the half as a bias beat
+        enters its queue, and passes the half alone when a command has no bias).
 
     Ports
     -----
@@ -120,12 +145,13 @@ class Epilogue(wiring.Component):
 
     latency = 4 + GeluLane.latency      # with the GELU lanes (the instance's may be less)
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, bias_rounded: bool = False):
         self._cfg = cfg
+        self.bias_rounded = bias_rounded
         self.has_gelu = not cfg.hw.gelu_on_reads
         self.latency = 4 + (GeluLane.latency if self.has_gelu else 0)
         super().__init__({
-            "i": In(stream.Signature(epilogue_in_layout(cfg))),
+            "i": In(stream.Signature(epilogue_in_layout(cfg, bias_rounded))),
             "res": In(stream.Signature(residual_layout(cfg))),
             "o": Out(stream.Signature(row_layout(cfg))),
         })
@@ -215,10 +241,17 @@ class Epilogue(wiring.Component):
             x1 = Signal(signed(act.bits), name=f"x1_{c}")
             xr = Signal(signed(act.bits), name=f"xr{c}")
             prod = y * scores[c] if dsp else shift_add_mul(m, y, scores[c], f"t{c}")
+            if self.bias_rounded and rounding_half(cfg):
+                # the rounding half came with the bias: only the shift and the saturation are
+                # left (the rounding add, then the saturation's AND / OR over its top bits, were
+                # the ULX3S build's routed 11.2 ns group epilogue.py:204)
+                y2_next = hw_saturate(s1 >> requantize_shift(cfg), act)
+            else:
+                y2_next = hw_requantize(s1, n.acc_frac, act)
             with m.If(en):
                 m.d.sync += [
                     s1.eq(self.i.payload.acc[c] + self.i.payload.bias[c]),
-                    y2.eq(hw_requantize(s1, n.acc_frac, act)),
+                    y2.eq(y2_next),
                     t.eq(prod),
                     x1.eq(Mux(mode[res_stage - 2] == EpilogueMode.PLAIN, 0,
                               self.res.payload.x[c])),

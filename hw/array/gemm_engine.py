@@ -92,7 +92,8 @@ from amaranth.lib.wiring import In, Out
 from sim.config import Config
 from sim.cycles.gemm import epilogue_latency, gemm_tiles, pe_array_latency
 
-from hw.array.epilogue import Epilogue, EpilogueMode, residual_layout, row_layout
+from hw.array.epilogue import (Epilogue, EpilogueMode, bias_shape, residual_layout, rounding_half,
+                               row_layout)
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
 from hw.fabric.replica import replicas
@@ -254,7 +255,7 @@ class GemmEngine(wiring.Component):
         # beat issues at the earliest in the cycle after its last row's write and reads row r
         # r cycles later, so every row is in time (pe_array docstring): no cycle changes.
         m.submodules.array = array = PEArray(cfg, write_delay=1 if R >= 2 else 0)
-        m.submodules.epi = epi = Epilogue(cfg)
+        m.submodules.epi = epi = Epilogue(cfg, bias_rounded=True)
         wiring.connect(m, wiring.flipped(self.res), epi.res)
         wiring.connect(m, epi.o, wiring.flipped(self.o))
         # The array and the accumulator stage run free (no clock enable): a last-k-tile beat
@@ -483,17 +484,23 @@ class GemmEngine(wiring.Component):
         build's routed 10.7-11.2 ns group epilogue.py:202 (36 endpoints). Returns (queue,
         bias_ok)."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
-        m.submodules.bias_fifo = bias_q = StreamSlice(unsigned(cfg.num.bias.bits * C))
+        # Each lane enters the queue as bias + the requantize's rounding half (the epilogue's
+        # ``bias_rounded``): the add is here, in front of the queue's registers, not in the
+        # epilogue's requantize stage.
+        lanes = data.ArrayLayout(bias_shape(cfg, bias_rounded=True), C)
+        m.submodules.bias_fifo = bias_q = StreamSlice(lanes)
         bias_fifo = SimpleNamespace(r_data=bias_q.o.payload, r_rdy=bias_q.o.valid,
                                     r_en=bias_q.o.ready)
+        half = rounding_half(cfg)
+        for col in range(C):
+            m.d.comb += bias_q.i.payload[col].eq(self.bias.payload[col] + half)
         bias_n0 = Signal(range(self.max_n + C + 1))    # column tile of the next bias beat
         # busy & c.bias & (bias_n0 < c.n) as a register, updated with bias_n0 (cycle-neutral:
         # it is 0 between commands, as every bias beat is taken before the last output row).
         # The compare and the command bits in front of the FIFO's write enable were on the
         # ULX3S build's routed 10.3-10.8 ns paths into the bias FIFO's LUT RAM and pointers.
         bias_take = Signal()
-        m.d.comb += [bias_q.i.payload.eq(self.bias.payload),
-                     bias_q.i.valid.eq(self.bias.valid & bias_take),
+        m.d.comb += [bias_q.i.valid.eq(self.bias.valid & bias_take),
                      self.bias.ready.eq(bias_q.i.ready & bias_take)]
         with m.If(self.bias.valid & self.bias.ready):
             m.d.sync += [bias_n0.eq(bias_n0 + C), bias_take.eq(bias_n0 + C < c.n)]
@@ -503,7 +510,7 @@ class GemmEngine(wiring.Component):
     def _feed_epilogue(self, m, epi, c, sum_fifo, bias_fifo, bias_ok, restart, start):
         """Epilogue feed: the sum FIFO's head row + bias + lane mask."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
-        bias_head = data.ArrayLayout(signed(cfg.num.bias.bits), C)(bias_fifo.r_data)
+        bias_head = bias_fifo.r_data
         epi_m = Signal(range(self.max_m + 1))
         epi_n0 = Signal(range(self.max_n + C + 1))
         # Registered with the command / the counter (cycle-neutral): a copy of c.bias for the
@@ -524,7 +531,8 @@ class GemmEngine(wiring.Component):
         ]
         for col in range(C):
             m.d.comb += [
-                epi.i.payload.bias[col].eq(Mux(bias_on[col], bias_head[col], 0)),
+                epi.i.payload.bias[col].eq(Mux(bias_on[col], bias_head[col],
+                                               rounding_half(cfg))),
                 epi.i.payload.mask[col].eq(epi_n0 + col < c.n),
             ]
         with m.If(epi.i.valid & epi.i.ready):

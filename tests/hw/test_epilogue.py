@@ -68,12 +68,18 @@ def _configs():
             pytest.param(act, id="no-gelu-lanes")]
 
 
+@pytest.mark.parametrize("bias_rounded", [False, True], ids=["bias", "bias+half"])
 @pytest.mark.parametrize("cfg", _configs())
-def test_epilogue_pysim(cfg, seed):
+def test_epilogue_pysim(cfg, bias_rounded, seed):
+    """With ``bias_rounded`` the beats carry bias + half an activation LSB (as the GEMM engine
+    feeds them) and the same golden rows come out."""
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
     beats, res, want = make_beats(cfg, 300, nrng)
-    dut = Epilogue(cfg)
+    if bias_rounded:
+        half = 1 << (cfg.num.acc_frac - cfg.num.act.frac_bits - 1)
+        beats = [{**b, "bias": b["bias"] + half} for b in beats]
+    dut = Epilogue(cfg, bias_rounded=bias_rounded)
     drv = StreamDriver(dut.i, beats, rng=rng, valid_prob=0.7)
     rdrv = StreamDriver(dut.res, res, rng=rng, valid_prob=0.6)
     mon = StreamMonitor(dut.o, len(beats), rng=rng, ready_prob=0.6)
