@@ -254,39 +254,53 @@ class Router(wiring.Component):
         s2_valid, s2_side = Signal(), Signal(self._side_layout())
         s2_score, s2_exp_arg = Signal(score_shape), Signal(score_shape)
         s2_max = Signal(mshape)
-        s2_shift = Signal(range(shift_cap + 1))
+        shift_shape = unsigned(shift_cap.bit_length())     # 0 .. shift_cap
         # x = t - (max_new << fs): t - (ceil(t) << fs) = frac - 2^fs (or 0) when M grows, in
         # (-1, 0]; else (t_hi - M, frac), clamped to the score range
         x_ceil = Mux(frac == 0, 0, Cat(frac, Const(1, 1)).as_signed())
         x_keep = Cat(frac, t_hi - run_max).as_signed()[:len(s2_exp_arg)]
-        growth = (ceil_t - run_max)[:len(s2_shift)]      # used only when 0 < it <= shift_cap
+        # ceil(t) + const as one carry chain (t_hi + (const or const + 1)), not the ceil's
+        # increment and then the add in series
+        up = frac != 0
         with m.If(advance & s1["valid"]):
             # run_max + const, without an add behind the max_new mux
             m.d.sync += [run_max.eq(max_new),
-                         run_cap.eq(Mux(grow, ceil_t + shift_cap, run_cap)),
-                         run_lo.eq(Mux(grow, ceil_t + lo_off, run_lo))]
+                         run_cap.eq(Mux(grow, t_hi + Mux(up, shift_cap + 1, shift_cap), run_cap)),
+                         run_lo.eq(Mux(grow, t_hi + Mux(up, lo_off + 1, lo_off), run_lo))]
+        # The rescale shift of l is wanted only at the accumulator, Exp2.latency stages on: S2
+        # registers its parts (no shift; capped; the max before it grew) and the first delay
+        # stage forms it. As ceil(t) - M behind the compares and muxes it was the ULX3S build's
+        # routed 11.7 ns path (s1_score -> the shift register). When M grows past the cap test, the new
+        # M (s2_max) is ceil(t), so the growth is s2_max - s2_prev.
+        s2_noshift, s2_capped = Signal(), Signal()
+        s2_prev = Signal(mshape)
         with m.If(advance):
             m.d.sync += [
                 s2_valid.eq(s1["valid"]), s2_side.eq(s1_side), s2_score.eq(s1_score),
                 s2_max.eq(max_new),
                 s2_exp_arg.eq(Mux(grow, x_ceil, Mux(below, n.score.min_int, x_keep))),
-                s2_shift.eq(Mux((s1_side.j == 0) | ~gt, 0, Mux(gt_cap, shift_cap, growth))),
+                s2_noshift.eq((s1_side.j == 0) | ~gt), s2_capped.eq(gt_cap),
+                s2_prev.eq(run_max),
             ]
-        return dict(valid=s2_valid, side=s2_side, score=s2_score, max=s2_max, shift=s2_shift,
-                    exp_arg=s2_exp_arg)
+        # used only when 0 < growth <= shift_cap
+        shift = Mux(s2_noshift, 0, Mux(s2_capped, shift_cap,
+                                        (s2_max - s2_prev)[:shift_shape.width]))
+        return dict(valid=s2_valid, side=s2_side, score=s2_score, max=s2_max,
+                    shift_shape=shift_shape, shift_next=shift, exp_arg=s2_exp_arg)
 
     def _stage_a_delay(self, m, advance, s2):
         """Delay the side-band by the exp2 latency so it lines up with exp2.y."""
         score_shape, _, mshape = self._shapes()
+        # the shift enters the first delay stage from S2's parts (see _stage_a_max)
         dv, dside, dt, dm, dshift = (s2["valid"], s2["side"], s2["score"], s2["max"],
-                                     s2["shift"])
+                                     s2["shift_next"])
         for d in range(Exp2.latency):
             # ends as the stage before the last (look-ahead)
             pre_valid, pre_j, pre_score = dv, dside.j, dt
             nv, nside = Signal(name=f"d{d}_valid"), Signal(self._side_layout(), name=f"d{d}_side")
             nt = Signal(score_shape, name=f"d{d}_score")
             nm = Signal(mshape, name=f"d{d}_max")
-            nshift = Signal.like(s2["shift"], name=f"d{d}_shift")
+            nshift = Signal(s2["shift_shape"], name=f"d{d}_shift")
             with m.If(advance[d]):
                 m.d.sync += [nv.eq(dv), nside.eq(dside), nt.eq(dt), nm.eq(dm), nshift.eq(dshift)]
             dv, dside, dt, dm, dshift = nv, nside, nt, nm, nshift
