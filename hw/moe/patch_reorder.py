@@ -135,11 +135,11 @@ class PatchReorder(wiring.Component):
         tail = Array(Signal(ptr, name=f"tail{e}") for e in range(E))
         count = Array(Signal(_count_shape(cfg), name=f"count{e}") for e in range(E))
         phase = Signal(range(3), init=self._DONE)
-        cur_valid = self._build(m, entries.write_port(), links.write_port(), head, tail, count,
-                                phase)
+        cur_valid, link_pending = self._build(m, entries.write_port(), links.write_port(), head,
+                                              tail, count, phase)
         self._expert_list(m, count, phase)
         self._queue_reads(m, entries.read_port(), links.read_port(), head, count, phase,
-                          cur_valid)
+                          cur_valid | link_pending)
         return m
 
     def _build(self, m, e_wr, l_wr, head, tail, count, phase):
@@ -159,14 +159,22 @@ class PatchReorder(wiring.Component):
         # link writes (ULX3S estimate: 716 LUT-RAM write endpoints at 12.3 ns).
         e_cur, w_cur = cur.experts[0], cur.weights[0]
         room = write_ptr < S
+        # The link write is registered and lands a cycle later (address, data, enable from
+        # flip-flops): the expert's tail through the E-way mux by ``e_cur`` ran into the link
+        # LUT RAM's write address pins (ULX3S routed 11.4 ns, 81 endpoints). No read can see the
+        # late write missing: a queue request waits for ``link_pending`` (q_req.ready).
+        lw_addr = Signal(l_wr.addr.shape(), name="link_wr_addr")
+        lw_data = Signal(l_wr.data.shape(), name="link_wr_data")
+        lw_en = Signal(name="link_wr_en")
+        m.d.comb += [l_wr.addr.eq(lw_addr), l_wr.data.eq(lw_data), l_wr.en.eq(lw_en)]
+        m.d.sync += lw_en.eq(0)
         with m.If(cur_valid):
             with m.If(room):
                 m.d.comb += [e_wr.addr.eq(write_ptr), e_wr.data.token.eq(cur.token),
                              e_wr.data.weight.eq(w_cur), e_wr.en.eq(1)]
                 # Append: link the expert's old tail to the new entry, or start its list.
                 with m.If(count[e_cur] != 0):
-                    m.d.comb += [l_wr.addr.eq(tail[e_cur]), l_wr.data.eq(write_ptr),
-                                 l_wr.en.eq(1)]
+                    m.d.sync += [lw_addr.eq(tail[e_cur]), lw_data.eq(write_ptr), lw_en.eq(1)]
                 with m.Else():
                     m.d.sync += head[e_cur].eq(write_ptr)
                 m.d.sync += [tail[e_cur].eq(write_ptr), write_ptr.eq(write_ptr + 1)]
@@ -190,7 +198,7 @@ class PatchReorder(wiring.Component):
                 # First beat of a new frame: forget the previous frame's queues.
                 m.d.sync += [phase.eq(self._BUILD), write_ptr.eq(0), self.overflow.eq(0)]
                 m.d.sync += [count[e].eq(0) for e in range(E)]
-        return cur_valid
+        return cur_valid, lw_en
 
     def _expert_list(self, m, count, phase):
         """Expert list: lowest pending non-empty expert first, one per cycle."""
@@ -218,13 +226,14 @@ class PatchReorder(wiring.Component):
         with m.If((phase == self._LIST) & (nonempty == 0)):
             m.d.sync += phase.eq(self._DONE)      # a frame of zero entries (k = 0 never; safety)
 
-    def _queue_reads(self, m, e_rd, l_rd, head, count, phase, cur_valid):
-        """Queue reads: the next-pointer read data addresses the next entry read directly."""
+    def _queue_reads(self, m, e_rd, l_rd, head, count, phase, building):
+        """Queue reads: the next-pointer read data addresses the next entry read directly.
+        ``building``: a routing beat's entries, or its last link write, are still to land."""
         read_active = Signal()
         read_left = Signal(_count_shape(self.cfg))
         q_valid = Signal()
         req_e = self.q_req.payload.expert
-        m.d.comb += self.q_req.ready.eq(~read_active & (phase != self._BUILD) & ~cur_valid)
+        m.d.comb += self.q_req.ready.eq(~read_active & (phase != self._BUILD) & ~building)
         accept = self.q_req.valid & self.q_req.ready
         step = self.q.valid & self.q.ready & (read_left > 1)
         # While no queue is being read, the memories read the requested expert's head every
