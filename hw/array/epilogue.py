@@ -18,15 +18,16 @@ score format) for RESIDUAL, then ``out = saturate(x + round_half_up(t, exp.frac)
 
 Lanes whose ``mask`` bit is 0 (columns beyond N of a partial tile) output 0.
 
-Pipeline, 9 register stages, one row per cycle:
-  1. acc + bias            2. requantize            3-7. GELU lane (or bypass)
-  8. t = y * s                                      9. saturate(x + round(t)), mask
+Pipeline, 10 register stages, one row per cycle:
+  0. the input beat        1. acc + bias            2. requantize (shift, saturate)
+  3-7. GELU lane (or bypass)                        8. t = y * s
+  9. saturate(x + round(t)), mask
 The ``res`` beat is taken into registers beside stage 7 (stage 2 without GELU lanes), so the
 score reaches the multipliers from flip-flops (one copy per lane).
-Latency :attr:`Epilogue.latency` = 9 cycles from an ``i`` handshake to ``o.valid``; throughput one
-row per cycle. With ``cfg.hw.gelu_site`` "act" GELU runs on fc2's activation reads instead
+Latency :attr:`Epilogue.latency` = 10 cycles from an ``i`` handshake to ``o.valid``; throughput
+one row per cycle. With ``cfg.hw.gelu_site`` "act" GELU runs on fc2's activation reads instead
 (hw/top/buffers.py ``ReadPipe``): no GELU lanes, stages 3-7 drop out, the ``gelu`` bit is
-ignored and the latency is 4. The output register is the main register of a two-entry skid buffer, so the
+ignored and the latency is 5. The output register is the main register of a two-entry skid buffer, so the
 pipeline's enable never depends on ``o.ready``: back-pressure on ``o`` stalls the pipeline a
 cycle later (one more row goes to the skid register), a missing ``res`` beat at once.
 """
@@ -139,17 +140,17 @@ class Epilogue(wiring.Component):
     Attributes
     ----------
     latency : int
-        Cycles from an ``i`` handshake to ``o.valid`` (9; 4 with ``hw.gelu_site`` "act");
+        Cycles from an ``i`` handshake to ``o.valid`` (10; 5 with ``hw.gelu_site`` "act");
         throughput one row per cycle.
     """
 
-    latency = 4 + GeluLane.latency      # with the GELU lanes (the instance's may be less)
+    latency = 5 + GeluLane.latency      # with the GELU lanes (the instance's may be less)
 
     def __init__(self, cfg: Config, bias_rounded: bool = False):
         self._cfg = cfg
         self.bias_rounded = bias_rounded
         self.has_gelu = not cfg.hw.gelu_on_reads
-        self.latency = 4 + (GeluLane.latency if self.has_gelu else 0)
+        self.latency = 5 + (GeluLane.latency if self.has_gelu else 0)
         super().__init__({
             "i": In(stream.Signature(epilogue_in_layout(cfg, bias_rounded))),
             "res": In(stream.Signature(residual_layout(cfg))),
@@ -165,12 +166,16 @@ class Epilogue(wiring.Component):
         G = GeluLane.latency if self.has_gelu else 0
         dsp = score_on_dsp(cfg)
 
+        # The input beat is registered first (stage 0): the GEMM engine's sum FIFO and bias
+        # queue feed it, and the sum FIFO's LUT-RAM read ran through the 25-bit bias add into
+        # the sum registers (ULX3S routed 12.4 ns, 36 endpoints, epilogue.py:202).
         # Stage bookkeeping: valid, mode, mask travel with each row. Index s = content of the
-        # register after stage s (s = 1 .. latency; index 0: the input beat); stage latency's
+        # register after stage s (s = 1 .. L; index 0: the registered input beat); stage L's
         # valid is o.valid.
-        L = self.latency
-        inp = self.i.payload
-        valid = [self.i.valid] + [Signal(name=f"v{s}") for s in range(1, L)]
+        L = self.latency - 1
+        inp = Signal(epilogue_in_layout(cfg, self.bias_rounded), name="in_row")
+        in_valid = Signal(name="v0")
+        valid = [in_valid] + [Signal(name=f"v{s}") for s in range(1, L)]
         mode = [inp.mode] + [Signal(EpilogueMode, name=f"mode{s}") for s in range(1, L)]
         mask = [inp.mask] + [Signal(C, name=f"mask{s}") for s in range(1, L)]
         gelu1 = Signal()
@@ -206,6 +211,7 @@ class Epilogue(wiring.Component):
             self.res.ready.eq(en_raw & needs_res),
         ]
         with m.If(en):
+            m.d.sync += [inp.eq(self.i.payload), in_valid.eq(self.i.valid)]
             m.d.sync += gelu1.eq(inp.gelu)
             for s in range(1, L):
                 m.d.sync += [valid[s].eq(valid[s - 1]), mode[s].eq(mode[s - 1]),
@@ -250,7 +256,7 @@ class Epilogue(wiring.Component):
                 y2_next = hw_requantize(s1, n.acc_frac, act)
             with m.If(en):
                 m.d.sync += [
-                    s1.eq(self.i.payload.acc[c] + self.i.payload.bias[c]),
+                    s1.eq(inp.acc[c] + inp.bias[c]),
                     y2.eq(y2_next),
                     t.eq(prod),
                     x1.eq(Mux(mode[res_stage - 2] == EpilogueMode.PLAIN, 0,

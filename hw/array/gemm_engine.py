@@ -45,7 +45,7 @@ valid/ready (``sim.cycles.gemm.gemm_cycles``; T = kt * nt tiles)::
 
 Latency of one output row: R + L (array; L = ``cfg.hw.pe_mult_latency``, the PE multipliers'
 registers) + 1 (the sum FIFO: written as the sums leave the array, read the next cycle) +
-Epilogue.latency (9, or 4 with ``hw.gelu_site`` "act") cycles from the activation beat of its
+Epilogue.latency (10, or 5 with ``hw.gelu_site`` "act") cycles from the activation beat of its
 last k tile to its ``o`` beat (:attr:`GemmEngine.latency`).
 Throughput: R x C MACs per cycle while beats issue (one ``act`` beat per cycle, one ``o`` beat per
 cycle in the last k tile). ``mac_active_cycles`` counts the cycles in which a beat entered the
@@ -215,7 +215,7 @@ class GemmEngine(wiring.Component):
     Attributes
     ----------
     latency : int
-        R + L + 1 + the epilogue's latency (9, or 4 with ``hw.gelu_site`` "act"; L =
+        R + L + 1 + the epilogue's latency (10, or 5 with ``hw.gelu_site`` "act"; L =
         ``cfg.hw.pe_mult_latency``) cycles from a row's
         last-k-tile ``act`` beat to its ``o`` beat without back-pressure; throughput one
         ``act`` beat per cycle.

@@ -33,7 +33,7 @@ __all__ = ["EPILOGUE_LATENCY", "GELU_LATENCY", "epilogue_latency", "act_read_ext
 # Register stages of hw.array.epilogue.Epilogue (bias, requantize, 5 x GELU, score product, final add).
 # Kept here as a number so the model does not import Amaranth; tests/sim/test_cycles_gemm.py
 # checks it against Epilogue.latency.
-EPILOGUE_LATENCY = 9
+EPILOGUE_LATENCY = 10
 GELU_LATENCY = 5          # hw.array.gelu.GeluLane.latency (checked by the same test)
 
 

@@ -1,5 +1,5 @@
 """Epilogue in pysim: every mode / GELU / mask combination per beat, bit-exact vs sim/golden;
-and without GELU lanes (``hw.gelu_site = "act"``: the gelu bit is ignored, 4 stages).
+and without GELU lanes (``hw.gelu_site = "act"``: the gelu bit is ignored, 5 stages).
 
 Expected rows are built from the golden building blocks (``sim.fixed.requantize``,
 ``gelu_pwl``, ``residual_add``, ``scaled_accumulate``). Accumulators, biases, residual rows and
@@ -87,7 +87,7 @@ def test_epilogue_pysim(cfg, bias_rounded, seed):
     assert_beats_equal(mon.received, want, inputs=beats, seed=seed, what="epilogue")
 
 
-@pytest.mark.parametrize("site, latency", [("epilogue", 9), ("act", 4)])
+@pytest.mark.parametrize("site, latency", [("epilogue", 10), ("act", 5)])
 def test_epilogue_full_rate_latency(site, latency, seed):
     cfg = with_changes(Config.tiny(), hw=dict(gelu_site=site))
     beats, res, want = make_beats(cfg, 50, np.random.default_rng(seed))
