@@ -142,6 +142,12 @@ async def stream_send(clk, port: StreamPort, payloads: Iterable, *,
     port.valid.value = 0
 
 
+def _unsigned(value) -> int:
+    """A sampled payload as an unsigned integer: a ``LogicArray``, or the ``Logic`` a one-bit
+    port gives on some simulators (Icarus)."""
+    return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
+
+
 async def stream_recv(clk, port: StreamPort, count: int, *, rng: random.Random | None = None,
                       ready_prob: float = 1.0, timeout_cycles: int = 10_000,
                       check_protocol: bool = True, transfer_cycles: list | None = None) -> list:
@@ -160,7 +166,7 @@ async def stream_recv(clk, port: StreamPort, count: int, *, rng: random.Random |
         port.ready.value = int(take)
         await _settled(clk)
         valid = bool(port.valid.value)
-        raw = port.payload.value.to_unsigned() if valid else None
+        raw = _unsigned(port.payload.value) if valid else None
         await RisingEdge(clk)
         cycle += 1
         if check_protocol and pending is not None:

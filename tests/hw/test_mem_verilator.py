@@ -4,7 +4,8 @@ The cocotb side is tests/cocotb/test_prefetch_dram_tb.py (random commands with b
 byte counter, exact latency and full bandwidth). ``test_dma_dram_ecp5_banks`` runs it on Icarus
 with the DRAM model's banks as DP16KD blocks (``hw.bram_target`` "ecp5": the image in their
 INITVAL parameters, the bank register their output register) on tests/hw/ecp5_models/DP16KD.v,
-in 512 x 36 and 1024 x 18 blocks.
+in 512 x 36 and 1024 x 18 blocks; ``test_dram_ecp5_banks_write_read`` writes through them
+(tests/cocotb/test_dram_write_tb.py) and reads everything back.
 """
 from __future__ import annotations
 
@@ -51,3 +52,22 @@ def test_dma_dram_ecp5_banks(beat, bank_words, nbytes, seed, tmp_path):
                seed=seed, simulator="icarus",
                extra_sources=[Path(__file__).parent / "ecp5_models" / "DP16KD.v"],
                params=dict(config=cfg.to_dict(), base=0, image_bytes=nbytes, latency=8))
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog (iverilog) is not on "
+                    "PATH: apt-get install iverilog")
+def test_dram_ecp5_banks_write_read(seed, tmp_path):
+    """Writes through the hard banks' two write register stages (a copy per bank), the error
+    response of a burst past the end, and the whole memory read back."""
+    cfg = with_changes(Config.tiny(), hw=dict(mem_latency=8, mem_bytes_per_cycle=8,
+                                               mem_max_burst=4, mem_max_outstanding=4,
+                                               bram_target="ecp5"))
+    nbytes = 1024
+    rng = random.Random(seed)
+    image = bytes(rng.randrange(256) for _ in range(nbytes))
+    dut = OnChipMemory(cfg, image, bank_words=32)
+    assert dut.hard_banks and dut.banks == 4
+    run_cocotb(dut, "tests.cocotb.test_dram_write_tb", name="dram_ecp5", test_dir=tmp_path,
+               seed=seed, simulator="icarus",
+               extra_sources=[Path(__file__).parent / "ecp5_models" / "DP16KD.v"],
+               params=dict(config=cfg.to_dict(), image_bytes=nbytes))
