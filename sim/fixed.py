@@ -236,6 +236,12 @@ def exact_int_matmul(a, b) -> np.ndarray:
 # for Amaranth at import time.
 # --------------------------------------------------------------------------------------------
 
+def round_half(n: int) -> int:
+    """What round half up adds before an arithmetic right shift by ``n``: half of the result's
+    LSB (0 when ``n <= 0``: nothing is shifted out)."""
+    return 1 << (n - 1) if n > 0 else 0
+
+
 def hw_rshift_round(value, n: int):
     """Amaranth expression: ``value`` (signed) shifted right by constant ``n`` with round-half-up.
 
@@ -245,7 +251,7 @@ def hw_rshift_round(value, n: int):
         return value << (-n)
     # Amaranth arithmetic widens by one bit, so adding half an LSB cannot overflow, and >> on a
     # signed value is arithmetic (floor), exactly like numpy's right_shift.
-    return (value + (1 << (n - 1))) >> n
+    return (value + round_half(n)) >> n
 
 
 def hw_add_rshift_round(x, value, n: int):
@@ -286,3 +292,11 @@ def hw_saturate(value, fmt: QFormat):
 def hw_requantize(acc, from_frac: int, fmt: QFormat):
     """Amaranth expression matching :func:`requantize` (round half up, then saturate)."""
     return hw_saturate(hw_rshift_round(acc, from_frac - fmt.frac_bits), fmt)
+
+
+def hw_requantize_prerounded(acc, from_frac: int, fmt: QFormat):
+    """:func:`hw_requantize` of ``acc - round_half(from_frac - fmt.frac_bits)``: for an ``acc``
+    that already carries the rounding half (e.g. added to a bias ahead of time), only the
+    shift (floor) and the saturation, no rounding add."""
+    n = from_frac - fmt.frac_bits
+    return hw_saturate(acc >> n if n > 0 else acc << (-n), fmt)

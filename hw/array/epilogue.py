@@ -38,7 +38,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
-from sim.fixed import hw_add_rshift_round, hw_requantize, hw_saturate
+from sim.fixed import (hw_add_rshift_round, hw_requantize, hw_requantize_prerounded, hw_saturate,
+                       round_half)
 
 from hw.array.gelu import GeluLane, shift_add_mul
 from hw.fabric.global_buffer import on_global
@@ -46,7 +47,7 @@ from hw.fabric.replica import replicas
 from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["EpilogueMode", "Epilogue", "score_on_dsp", "epilogue_in_layout", "residual_layout",
-           "row_layout", "bias_shape", "rounding_half", "requantize_shift"]
+           "row_layout", "bias_shape", "rounding_half"]
 
 
 class EpilogueMode(enum.Enum, shape=2):
@@ -67,24 +68,19 @@ def residual_layout(cfg: Config) -> data.StructLayout:
     return data.StructLayout({"x": row_layout(cfg), "score": unsigned(cfg.num.exp.bits)})
 
 
-def requantize_shift(cfg: Config) -> int:
-    """The right shift of the requantize step (accumulator to activation fraction bits)."""
-    return cfg.num.acc_frac - cfg.num.act.frac_bits
-
-
 def rounding_half(cfg: Config) -> int:
-    """Half an activation LSB in accumulator scale: what round half up adds before the shift
-    (0 if the requantize does not shift right)."""
-    n = requantize_shift(cfg)
-    return 1 << (n - 1) if n > 0 else 0
+    """Half an activation LSB in accumulator scale: what the requantize's round half up adds
+    before its shift (0 if it does not shift right)."""
+    return round_half(cfg.num.acc_frac - cfg.num.act.frac_bits)
 
 
 def bias_shape(cfg: Config, bias_rounded: bool = False):
     """The ``bias`` lanes of an ``i`` beat: ``cfg.num.bias``, or with ``bias_rounded`` wide
     enough for bias + :func:`rounding_half`."""
     bits = cfg.num.bias.bits
-    if bias_rounded and rounding_half(cfg):
-        bits = max(bits, requantize_shift(cfg)) + 1
+    half = rounding_half(cfg)
+    if bias_rounded and half:
+        bits = max(bits, half.bit_length()) + 1
     return signed(bits)
 
 
@@ -247,17 +243,14 @@ class Epilogue(wiring.Component):
             x1 = Signal(signed(act.bits), name=f"x1_{c}")
             xr = Signal(signed(act.bits), name=f"xr{c}")
             prod = y * scores[c] if dsp else shift_add_mul(m, y, scores[c], f"t{c}")
-            if self.bias_rounded and rounding_half(cfg):
-                # the rounding half came with the bias: only the shift and the saturation are
-                # left (the rounding add, then the saturation's AND / OR over its top bits, were
-                # the ULX3S build's routed 11.2 ns group epilogue.py:204)
-                y2_next = hw_saturate(s1 >> requantize_shift(cfg), act)
-            else:
-                y2_next = hw_requantize(s1, n.acc_frac, act)
+            # With bias_rounded the rounding half came with the bias: only the shift and the
+            # saturation are left (the rounding add, then the saturation's AND / OR over its top
+            # bits, were the ULX3S build's routed 11.2 ns group epilogue.py:204).
+            requantize = hw_requantize_prerounded if self.bias_rounded else hw_requantize
             with m.If(en):
                 m.d.sync += [
                     s1.eq(inp.acc[c] + inp.bias[c]),
-                    y2.eq(y2_next),
+                    y2.eq(requantize(s1, n.acc_frac, act)),
                     t.eq(prod),
                     x1.eq(Mux(mode[res_stage - 2] == EpilogueMode.PLAIN, 0,
                               self.res.payload.x[c])),

@@ -287,8 +287,8 @@ class GemmEngine(wiring.Component):
         issue, beat = self._issue_activations(m, array, c, banks, credit_ok,
                                               take_credit, restart)
         self._accumulate(m, array, c, issue, beat, sum_fifo)
-        bias_fifo, bias_ok = self._bias_queue(m, c, restart)
-        self._feed_epilogue(m, epi, c, sum_fifo, bias_fifo, bias_ok, restart, start)
+        bias_head, bias_ok = self._bias_queue(m, c, restart)
+        self._feed_epilogue(m, epi, c, sum_fifo, bias_head, bias_ok, restart, start)
         self._count_outputs(m, c, issue, restart)
 
         with m.If(start):
@@ -481,16 +481,14 @@ class GemmEngine(wiring.Component):
         """Bias: one beat per column tile into a two-entry queue whose head is a register (a
         :class:`StreamSlice`: the same occupancy and cycles as a two-deep ``SyncFIFO``). The
         FIFO's LUT-RAM read ran through the epilogue's bias add into its sum register: the ULX3S
-        build's routed 10.7-11.2 ns group epilogue.py:202 (36 endpoints). Returns (queue,
-        bias_ok)."""
+        build's routed 10.7-11.2 ns group epilogue.py:202 (36 endpoints). Returns (the queue's
+        output stream, bias_ok)."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
         # Each lane enters the queue as bias + the requantize's rounding half (the epilogue's
         # ``bias_rounded``): the add is here, in front of the queue's registers, not in the
         # epilogue's requantize stage.
         lanes = data.ArrayLayout(bias_shape(cfg, bias_rounded=True), C)
         m.submodules.bias_fifo = bias_q = StreamSlice(lanes)
-        bias_fifo = SimpleNamespace(r_data=bias_q.o.payload, r_rdy=bias_q.o.valid,
-                                    r_en=bias_q.o.ready)
         half = rounding_half(cfg)
         for col in range(C):
             m.d.comb += bias_q.i.payload[col].eq(self.bias.payload[col] + half)
@@ -505,12 +503,11 @@ class GemmEngine(wiring.Component):
         with m.If(self.bias.valid & self.bias.ready):
             m.d.sync += [bias_n0.eq(bias_n0 + C), bias_take.eq(bias_n0 + C < c.n)]
         restart += [bias_n0.eq(0), bias_take.eq(self.cmd.payload.bias)]     # n >= 1
-        return bias_fifo, ~c.bias | bias_fifo.r_rdy
+        return bias_q.o, ~c.bias | bias_q.o.valid
 
-    def _feed_epilogue(self, m, epi, c, sum_fifo, bias_fifo, bias_ok, restart, start):
+    def _feed_epilogue(self, m, epi, c, sum_fifo, bias_head, bias_ok, restart, start):
         """Epilogue feed: the sum FIFO's head row + bias + lane mask."""
         cfg, C = self._cfg, self._cfg.hw.array_cols
-        bias_head = bias_fifo.r_data
         epi_m = Signal(range(self.max_m + 1))
         epi_n0 = Signal(range(self.max_n + C + 1))
         # Registered with the command / the counter (cycle-neutral): a copy of c.bias for the
@@ -531,7 +528,7 @@ class GemmEngine(wiring.Component):
         ]
         for col in range(C):
             m.d.comb += [
-                epi.i.payload.bias[col].eq(Mux(bias_on[col], bias_head[col],
+                epi.i.payload.bias[col].eq(Mux(bias_on[col], bias_head.payload[col],
                                                rounding_half(cfg))),
                 epi.i.payload.mask[col].eq(epi_n0 + col < c.n),
             ]
@@ -539,7 +536,7 @@ class GemmEngine(wiring.Component):
             count_nested(m, [Loop(epi_m, is_last=epi_m_last),
                              Loop(epi_n0, is_last=epi_n0 + C >= c.n, step=C, first=None)])
             m.d.sync += epi_m_last.eq(Mux(epi_m_last, c.m == 1, epi_m + 2 == c.m))
-        m.d.comb += bias_fifo.r_en.eq(epi.i.valid & epi.i.ready & epi_m_last & c.bias)
+        m.d.comb += bias_head.ready.eq(epi.i.valid & epi.i.ready & epi_m_last & c.bias)
         restart += [epi_m.eq(0), epi_n0.eq(0), epi_m_last.eq(p.m == 1)]
 
     def _count_outputs(self, m, c, issue, restart):

@@ -79,7 +79,9 @@ class Dp16kdPlan:
 
 # the aspects whose INITVAL layout Ecp5Bram writes (an initialised memory uses only these)
 INIT_ASPECTS = ((18, 1024), (36, 512))
-INITVAL_UNITS = 16          # 18-bit units per INITVAL_xx parameter (at 20-bit strides)
+INITVAL_UNIT_BITS = 18      # one x18 word, half an x36 word
+INITVAL_STRIDE = 20         # bits per unit in an INITVAL_xx parameter (two unused)
+INITVAL_UNITS = 16          # units per INITVAL_xx parameter
 INITVAL_PARAMS = 64         # INITVAL_00 .. INITVAL_3F
 
 
@@ -245,15 +247,14 @@ class Ecp5Bram(wiring.Component):
         units = [0] * (INITVAL_UNITS * INITVAL_PARAMS)
         for a, word in enumerate(self.init[r * bd:(r + 1) * bd]):
             d = sum((word >> k & 1) << i for i, k in enumerate(bits) if k is not None)
-            if bw == 36:
-                units[2 * a], units[2 * a + 1] = d & 0x3FFFF, d >> 18
-            else:
-                units[a] = d
+            per = bw // INITVAL_UNIT_BITS           # units per word: 1 (x18) or 2 (x36)
+            for h in range(per):
+                units[per * a + h] = d >> (h * INITVAL_UNIT_BITS) & ((1 << INITVAL_UNIT_BITS) - 1)
         params = {}
         for p in range(INITVAL_PARAMS):
-            v = sum(u << (20 * i) for i, u in
+            v = sum(u << (INITVAL_STRIDE * i) for i, u in
                     enumerate(units[p * INITVAL_UNITS:(p + 1) * INITVAL_UNITS]))
-            params[f"p_INITVAL_{p:02X}"] = Const(v, 20 * INITVAL_UNITS)
+            params[f"p_INITVAL_{p:02X}"] = Const(v, INITVAL_STRIDE * INITVAL_UNITS)
         return params
 
     def _fabric(self, m, hit, r_addr):

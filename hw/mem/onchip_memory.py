@@ -422,19 +422,15 @@ class OnChipMemory(wiring.Component):
         wb_en = Signal(len(ports), name="wbeat_en")
         m.d.sync += [wb_addr.eq(w_word[:lbank]), wb_data.eq(wr.wr_data.payload.data),
                      wb_en.eq(0)]
+        # With hard banks a second register stage, one copy per bank (address, data, enable),
+        # so each bank's write pins are driven from flip-flops of its own: one address register
+        # on every bank's DP16KD write address was 14.3 ns of routing across the die (ULX3S).
+        # Still no read overtakes: with hard banks the request is registered (req_reg), so a
+        # read accepted once the response is out samples the block RAM three edges after the
+        # last beat's handshake, this write two.
+        wdom = m.d.sync if self.hard_banks else m.d.comb
         for k, (_, wport) in enumerate(ports):
-            if self.hard_banks:
-                # A second register stage, one copy per bank (address, data, enable), so each
-                # bank's write pins are driven from flip-flops of its own: one address register
-                # on every bank's DP16KD write address was 14.3 ns of routing across the die
-                # (ULX3S). Still no read overtakes: with hard banks the request is registered
-                # (req_reg), so a read accepted once the response is out samples the block RAM
-                # three edges after the last beat's handshake, this write two.
-                m.d.sync += [wport.addr.eq(wb_addr), wport.data.eq(wb_data),
-                             wport.en.eq(wb_en[k] & w_ok)]
-            else:
-                m.d.comb += [wport.addr.eq(wb_addr), wport.data.eq(wb_data),
-                             wport.en.eq(wb_en[k] & w_ok)]
+            wdom += [wport.addr.eq(wb_addr), wport.data.eq(wb_data), wport.en.eq(wb_en[k] & w_ok)]
         with m.If(wr.wr_data.valid & wr.wr_data.ready):
             m.d.sync += wb_en.eq(Cat(w_word >> lbank == k for k in range(len(ports))))
             m.d.sync += [w_word.eq(w_word + 1), w_left.eq(w_left - 1),

@@ -236,8 +236,9 @@ class Router(wiring.Component):
         # compare of registers (the chain ceil, compare, mux, subtract, compare was 11.9 ns)
         run_cap = Signal(signed(mshape.width + shift_cap.bit_length() + 1), init=shift_cap)
         frac, t_hi = s1_score[:fs], s1_score[fs:].as_signed()
+        up = frac != 0                      # ceil(t) = t_hi + up
         ceil_t = Signal(mshape)
-        m.d.comb += ceil_t.eq(t_hi + (frac != 0))
+        m.d.comb += ceil_t.eq(t_hi + up)
         # ceil(t) > M exactly when t > M << fs (M is an integer): compares of the registers,
         # written as the sign of a difference so that they stay carry chains (as ``>`` the
         # synthesis made one a 4-LUT tree)
@@ -261,7 +262,6 @@ class Router(wiring.Component):
         x_keep = Cat(frac, t_hi - run_max).as_signed()[:len(s2_exp_arg)]
         # ceil(t) + const as one carry chain (t_hi + (const or const + 1)), not the ceil's
         # increment and then the add in series
-        up = frac != 0
         with m.If(advance & s1["valid"]):
             # run_max + const, without an add behind the max_new mux
             m.d.sync += [run_max.eq(max_new),

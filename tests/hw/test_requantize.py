@@ -14,8 +14,8 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 
 from hw.array.requantize import Requantize, qformat_shape
 from sim.config import Config, with_changes
-from sim.fixed import QFormat, hw_add_rshift_round, hw_requantize, hw_rshift_round, \
-    hw_saturate, requantize, rshift_round, saturate
+from sim.fixed import QFormat, hw_add_rshift_round, hw_requantize, hw_requantize_prerounded, \
+    hw_rshift_round, hw_saturate, requantize, round_half, rshift_round, saturate
 from host.pysim import StreamDriver, StreamMonitor, run_pysim
 from tests.harness.configs import q810
 from tests.harness.seeds import rng, seed  # noqa: F401  (pytest fixtures)
@@ -253,6 +253,9 @@ def test_hw_requantize_wide_random(make_cfg, seed, rng):
     s = n.acc_frac - n.act.frac_bits
     _check_comb(signed(n.acc_bits), vals, [
         ("requantize", lambda x: hw_requantize(x, n.acc_frac, n.act),
+         lambda a: requantize(a, n.acc_frac, n.act)),
+        ("requantize_prerounded(x + half)",
+         lambda x: hw_requantize_prerounded(x + round_half(s), n.acc_frac, n.act),
          lambda a: requantize(a, n.acc_frac, n.act)),
         ("rshift_round", lambda x: hw_rshift_round(x, s), lambda a: rshift_round(a, s)),
         ("saturate", lambda x: hw_saturate(x, n.act), lambda a: saturate(a, n.act)),
