@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -110,9 +110,14 @@ class Reciprocal(wiring.Component):
                 r_cur, lo_cur, q_cur = rem, low, quo
                 for s in range(k):
                     trial = Cat(lo_cur[-1], r_cur)               # (rem << 1) | next bit
-                    ge = trial >= div
+                    # One carry chain per step: the subtraction's sign is the compare (a
+                    # compare, then a subtract of the masked divisor, was two chains in series
+                    # and the attention lane's 11.4 ns routed group).
+                    diff = Signal(signed(lb + 2), name=f"diff{lane}_s{s}")
+                    m.d.comb += diff.eq(trial - div)
+                    ge = ~diff[-1]
                     r_next = Signal(lb, name=f"rem{lane}_s{s}")
-                    m.d.comb += r_next.eq(trial - (div & ge.replicate(lb)))
+                    m.d.comb += r_next.eq(Mux(ge, diff[:lb], trial[:lb]))
                     r_cur = r_next
                     lo_cur = Cat(0, lo_cur[:-1])
                     q_cur = Cat(ge, q_cur[:-1])
