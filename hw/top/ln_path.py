@@ -89,7 +89,8 @@ class LayerNormPath(wiring.Component):
         return col >> (G.bit_length() - 1), (col & (G - 1)) >> (L.bit_length() - 1)
 
     def _params(self, m, ln, job, beats):
-        """gamma and beta from memory, zipped into ``ln.param``; counts the beats still due."""
+        """gamma and beta from memory, zipped into ``ln.param``; returns the command-pending
+        flags and, per reader, the beats still to enter its slice."""
         n, L = self.geo.cfg.num, self.geo.ln_lanes
         gr, br = self.g_reader, self.b_reader
         pend = [Signal(name="g_pending"), Signal(name="b_pending")]
@@ -99,27 +100,37 @@ class LayerNormPath(wiring.Component):
                          r.cmd.payload.inner_stride.eq(r.U)]
             with m.If(r.cmd.valid & r.cmd.ready):
                 m.d.sync += pe.eq(0)
-        # The zipped parameter stream goes through a register slice: the unit's x.ready depends
-        # on param.valid (parameters first on an idle unit), and with the readers' FIFO level ->
-        # o.valid -> both valid -> x.ready -> row-buffer write enables / ReadPipe FIFO in one
-        # cycle that was the LayerNorm path's deepest stage in the ULX3S estimate (14.2 ns, 9 LUT
-        # levels). No cycle is lost: the unit is idle and always ready during a load, so a beat
-        # enters the slice when it used to enter the unit and rows start as before (counted
-        # below on the slice's input).
-        m.submodules.param_slice = ps = StreamSlice(ln.param.payload.shape())
-        wiring.connect(m, ps.o, ln.param)
-        both = gr.o.valid & br.o.valid
-        m.d.comb += [ps.i.valid.eq(both),
-                     ps.i.payload.gamma.eq(Cat(*unpack(gr.o.payload, L,
-                                                       n.ln_gamma.storage_bytes,
-                                                       n.ln_gamma.bits))),
-                     ps.i.payload.beta.eq(Cat(*unpack(br.o.payload, L, n.act.storage_bytes,
-                                                      n.act.bits))),
-                     gr.o.ready.eq(ps.i.ready & both), br.o.ready.eq(ps.i.ready & both)]
-        params_left = Signal(range(beats + 1))
-        with m.If(ps.i.valid & ps.i.ready):
-            m.d.sync += params_left.eq(params_left - 1)
-        return pend, params_left
+        # Each reader's chunks go through their own register slice and the slices' outputs are
+        # zipped into the unit. The unit's x.ready depends on param.valid (parameters first on
+        # an idle unit), so without a slice the readers' FIFO level -> o.valid -> both valid ->
+        # x.ready -> row-buffer write enables was one cycle (the ULX3S estimate's 14.2 ns LayerNorm
+        # path); with one slice after the zip, each reader's ready still waited for the other's
+        # valid (beta FIFO level -> gamma FIFO read and credit update, 11.5 ns routed). Per-reader
+        # slices leave no handshake between the readers. No cycle is lost: the unit is idle and
+        # always ready during a load, a pair reaches it the cycle after its later half entered
+        # a slice, as it did through the zipped slice, and rows start when both readers' last
+        # beats are in (counted at the slices' inputs).
+        param = ln.param.payload
+        halves = {"gamma": (gr, L, n.ln_gamma), "beta": (br, L, n.act)}
+        slices = {}
+        lefts = []
+        for name, (r, lanes, fmt) in halves.items():
+            sl = StreamSlice(unsigned(lanes * fmt.bits))
+            m.submodules[f"{name}_slice"] = slices[name] = sl
+            m.d.comb += [sl.i.valid.eq(r.o.valid), r.o.ready.eq(sl.i.ready),
+                         sl.i.payload.eq(Cat(*unpack(r.o.payload, lanes, fmt.storage_bytes,
+                                                     fmt.bits)))]
+            left = Signal(range(beats + 1), name=f"{name}_left")
+            with m.If(sl.i.valid & sl.i.ready):
+                m.d.sync += left.eq(left - 1)
+            lefts.append(left)
+        both = slices["gamma"].o.valid & slices["beta"].o.valid
+        m.d.comb += [ln.param.valid.eq(both),
+                     param.gamma.eq(slices["gamma"].o.payload),
+                     param.beta.eq(slices["beta"].o.payload),
+                     slices["gamma"].o.ready.eq(ln.param.ready & both),
+                     slices["beta"].o.ready.eq(ln.param.ready & both)]
+        return pend, lefts
 
     def _rows_in(self, m, ln, job, params_left):
         """Source rows into ``ln.x`` once every parameter beat is in: row, column."""
@@ -130,7 +141,7 @@ class LayerNormPath(wiring.Component):
         in_row = Signal.like(job.m)
         in_col = Signal(range(d + 1))
         word, group = self._word_and_group(in_col)
-        go = in_active & (params_left == 0)
+        go = in_active & (params_left[0] == 0) & (params_left[1] == 0)
         m.d.comb += [pipe.req.valid.eq(go), pipe.req.payload.mem[0].eq(job.src),
                      pipe.req.payload.addr.eq(row_base(geo, job.src, in_row) + word),
                      pipe.req.payload.off.eq(group),
@@ -175,6 +186,6 @@ class LayerNormPath(wiring.Component):
         out_row, out_col = self._rows_out(m, ln, job)
         with m.If(start):
             m.d.sync += [job.eq(self.job.payload), self.busy.eq(1), pend[0].eq(1), pend[1].eq(1),
-                         params_left.eq(beats), in_active.eq(self.job.payload.m != 0),
+                         *[left.eq(beats) for left in params_left], in_active.eq(self.job.payload.m != 0),
                          in_row.eq(0), in_col.eq(0), out_row.eq(0), out_col.eq(0)]
         return m

@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
+from hw.fabric.replica import replicas
 from hw.mem.bus import MemReadSignature, MemWriteSignature
 from hw.mem.onchip_memory import OnChipMemory
 from hw.mem.bus_throttle import BusThrottle
@@ -44,18 +45,32 @@ from hw.top.top import EdgeMoeTop
 __all__ = ["TopWithMemory"]
 
 
+# bits of a payload mux one copy of the select drives
+SELECT_SHARE = 32
+
+
+def _payload_shares(payload):
+    v = payload.as_value()
+    return [v[i:i + SELECT_SHARE] for i in range(0, len(v), SELECT_SHARE)]
+
+
 def _mux_stream(m, sel, a, b, out):
-    """``out`` (slave side stream) from ``a`` when sel else ``b`` (both master side)."""
-    m.d.comb += [out.valid.eq(Mux(sel, a.valid, b.valid)),
-                 out.payload.eq(Mux(sel, a.payload.as_value(), b.payload.as_value())),
-                 a.ready.eq(sel & out.ready), b.ready.eq(~sel & out.ready)]
+    """``out`` (slave side stream) from ``a`` when sel else ``b`` (both master side). ``sel``:
+    a callable giving a fresh copy of the select per use (handshake, each payload share)."""
+    h = sel()
+    m.d.comb += [out.valid.eq(Mux(h, a.valid, b.valid)),
+                 a.ready.eq(h & out.ready), b.ready.eq(~h & out.ready)]
+    for o, x, y in zip(*(_payload_shares(s.payload) for s in (out, a, b))):
+        m.d.comb += o.eq(Mux(sel(), x, y))
 
 
 def _demux_stream(m, sel, src, a, b):
-    """``src`` (master side) to ``a`` when sel else ``b``."""
-    m.d.comb += [a.valid.eq(sel & src.valid), b.valid.eq(~sel & src.valid),
+    """``src`` (master side) to ``a`` when sel else ``b`` (``sel``: as for :func:`_mux_stream`;
+    the payload fans out without a select)."""
+    h = sel()
+    m.d.comb += [a.valid.eq(h & src.valid), b.valid.eq(~h & src.valid),
                  a.payload.eq(src.payload), b.payload.eq(src.payload),
-                 src.ready.eq(Mux(sel, a.ready, b.ready))]
+                 src.ready.eq(Mux(h, a.ready, b.ready))]
 
 
 class TopWithMemory(wiring.Component):
@@ -78,7 +93,8 @@ class TopWithMemory(wiring.Component):
         The accelerator's register port (``rdata`` :attr:`csr_read_latency` cycles after
         ``addr``).
     host_mode : In(1)
-        The memory's channels belong to ``host_rd`` / ``host_wr`` instead of the accelerator.
+        The memory's channels belong to ``host_rd`` / ``host_wr`` instead of the accelerator,
+        from the cycle after it rises until the cycle after it falls (registered copies).
     host_rd, host_wr : In :func:`~hw.mem.bus.MemReadSignature` / ``MemWriteSignature``
         The host's burst ports into the memory.
     throttle_en, throttle_load, throttle_seed : In
@@ -128,7 +144,16 @@ class TopWithMemory(wiring.Component):
         wiring.connect(m, top.mem_wr, thr.up_wr)
         m.d.comb += [thr.enable.eq(self.throttle_en), thr.load.eq(self.throttle_load),
                      thr.seed.eq(self.throttle_seed)]
-        h = self.host_mode
+        # host_mode only changes with the accelerator idle and the host's own bursts done (the
+        # host switches it between frames), so the muxes take it a cycle late, from registered
+        # copies: one per handshake and per SELECT_SHARE payload bits. As one net it drove every
+        # mux select and the DRAM model's queue and block-RAM pins behind them (the ULX3S HeAP
+        # build's worst group, 12.8 ns with one LUT of logic).
+        copies = []
+
+        def h():
+            copies.append(Signal(name=f"host_mode_c{len(copies)}"))
+            return copies[-1]
         hr, hw, tr, tw = self.host_rd, self.host_wr, thr.down_rd, thr.down_wr
         _mux_stream(m, h, hr.rd_req, tr.rd_req, dram.rd.rd_req)
         if self.rd_slice:
@@ -144,12 +169,15 @@ class TopWithMemory(wiring.Component):
                 acc_last = Signal(name="acc_last_out")
                 m.d.sync += acc_last.eq(last_out[1])
                 last_out[1] = acc_last
-            m.d.comb += dram.rd_retire.eq(Mux(h, *last_out))
+            m.d.comb += dram.rd_retire.eq(Mux(h(), *last_out))
         else:
             _demux_stream(m, h, dram.rd.rd_data, hr.rd_data, tr.rd_data)
         _mux_stream(m, h, hw.wr_req, tw.wr_req, dram.wr.wr_req)
         _mux_stream(m, h, hw.wr_data, tw.wr_data, dram.wr.wr_data)
         _demux_stream(m, h, dram.wr.wr_resp, hw.wr_resp, tw.wr_resp)
+        m.d.comb += [c.eq(q) for c, q in zip(copies, replicas(m, self.host_mode, len(copies),
+                                                                 self.cfg.hw.fanout_target,
+                                                                 "host_mode"))]
         m.d.comb += [self.busy.eq(top.busy), self.done.eq(top.done), self.error.eq(top.error),
                      self.desc_index.eq(top.desc_index),
                      self.mem_error.eq(dram.error), self.mem_bytes_read.eq(dram.bytes_read),
