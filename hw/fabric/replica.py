@@ -21,7 +21,11 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, ResetSignal, Sign
 
 from hw.fabric import TARGETS
 
-__all__ = ["replicas"]
+__all__ = ["SELECT_SHARE", "replicas"]
+
+# Bits of a wide mux that one copy of its select drives (a quasi-static select, such as a mode
+# bit, is registered once per share; :func:`replicas`).
+SELECT_SHARE = 32
 
 
 def replicas(m: Module, value, copies: int, target: str, name: str, *, enable=None,

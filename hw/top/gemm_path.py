@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from hw.array.epilogue import EpilogueMode
 from hw.array.gemm_engine import GemmEngine
 from hw.common import Loop, accept_job, count_nested, mul_const
-from hw.fabric.replica import replicas
+from hw.fabric.replica import SELECT_SHARE, replicas
 from hw.mem.bus import MemReadSignature
 from hw.moe.router import router_in_layout, token_shape
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
@@ -318,14 +318,28 @@ class GemmPath(wiring.Component):
             # The handshakes select on their own copy of the job's w_src bit: the job register's
             # bit also drives the payload muxes (~200 loads), and that net began the ULX3S
             # estimate's 12.3 ns path w_src -> w.valid -> the engine's weight loader.
-            pf, = replicas(m, self.job.payload.w_src == WSrc.PREFETCH, 1,
-                           self.geo.cfg.hw.fanout_target, "w_src_pf", enable=start)
-            pf_data = job.w_src == WSrc.PREFETCH
+            # The payload muxes too take their select from copies, one per SELECT_SHARE
+            # bits: as the job register's compare it drove ~500 selects, and began the seed-4
+            # ULX3S build's worst group (job_now -> the bias mux -> the rounding add -> the
+            # bias queue's registers, 12.3 ns, 93 endpoints).
+            pf_w = Cat(*weights)
+            pf_b = Cat(*biases)
+            shares = [(pfw.r_data, pf_w, len(pf_w)), (pfb.r_data, pf_b, len(pf_b))]
+            n_sel = 1 + sum(-(-w // SELECT_SHARE) for *_, w in shares)
+            pf, *sels = replicas(m, self.job.payload.w_src == WSrc.PREFETCH, n_sel,
+                                 self.geo.cfg.hw.fanout_target, "w_src_pf", enable=start)
+            outs = []
+            for a, b, w in shares:
+                parts = []
+                for lo in range(0, w, SELECT_SHARE):
+                    hi = min(w, lo + SELECT_SHARE)
+                    parts.append(Mux(sels.pop(0), a[lo:hi], b[lo:hi]))
+                outs.append(Cat(*parts))
             m.d.comb += [eng.w.valid.eq(Mux(pf, pfw.r_rdy, wr.o.valid)),
-                         eng.w.payload.eq(Mux(pf_data, pfw.r_data, Cat(*weights))),
+                         eng.w.payload.eq(outs[0]),
                          wr.o.ready.eq(eng.w.ready & ~pf), pfw.r_en.eq(eng.w.ready & pf),
                          eng.bias.valid.eq(Mux(pf, pfb.r_rdy, br.o.valid)),
-                         eng.bias.payload.eq(Mux(pf_data, pfb.r_data, Cat(*biases))),
+                         eng.bias.payload.eq(outs[1]),
                          br.o.ready.eq(eng.bias.ready & ~pf), pfb.r_en.eq(eng.bias.ready & pf)]
         w_cmd_pending, b_cmd_pending = Signal(), Signal()
         m.d.comb += [wr.cmd.valid.eq(w_cmd_pending), wr.cmd.payload.addr.eq(job.w_addr),

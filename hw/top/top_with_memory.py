@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
-from hw.fabric.replica import replicas
+from hw.fabric.replica import SELECT_SHARE, replicas
 from hw.mem.bus import MemReadSignature, MemWriteSignature
 from hw.mem.onchip_memory import OnChipMemory
 from hw.mem.bus_throttle import BusThrottle
@@ -43,10 +43,6 @@ from hw.top.csr import csr_signature
 from hw.top.top import EdgeMoeTop
 
 __all__ = ["TopWithMemory"]
-
-
-# bits of a payload mux one copy of the select drives
-SELECT_SHARE = 32
 
 
 def _payload_shares(payload):
