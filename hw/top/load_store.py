@@ -240,14 +240,27 @@ class StorePath(wiring.Component):
         req_left = Signal(count_bits)            # beats not yet covered by a burst request
         req_addr = Signal.like(job.addr)
         bursts_out = Signal(count_bits)          # requested bursts not yet acknowledged
-        burst_beats = Mux(req_left > B, B, req_left)
-        m.d.comb += [bus.wr_req.valid.eq(busy & (req_left != 0)),
+        # The next burst's length and "more than one / two bursts left" as registers, set the
+        # cycle after the job (``primed``: the job's m * n is in req_left then) and with each
+        # request, so the request and the address add start at registers (min(req_left, B)
+        # in front of the address add was the ULX3S build's worst group: 15 carry levels).
+        # The first data beat is ReadPipe.latency cycles after the job: the request is early.
+        primed = Signal()
+        burst_beats = Signal(range(B + 1))       # min(req_left, B)
+        more_1 = Signal()                        # req_left > B
+        more_2 = Signal()                        # req_left > 2B
+        with m.If(busy & ~primed):
+            m.d.sync += [primed.eq(1), burst_beats.eq(Mux(req_left > B, B, req_left)),
+                         more_1.eq(req_left > B), more_2.eq(req_left > 2 * B)]
+        m.d.comb += [bus.wr_req.valid.eq(busy & primed & (burst_beats != 0)),
                      bus.wr_req.payload.addr.eq(req_addr),
                      bus.wr_req.payload.beats.eq(burst_beats)]
         sent = bus.wr_req.valid & bus.wr_req.ready
         with m.If(sent):
             m.d.sync += [req_left.eq(req_left - burst_beats),
-                         req_addr.eq(req_addr + burst_beats * W)]
+                         req_addr.eq(req_addr + burst_beats * W),
+                         burst_beats.eq(Mux(more_1, Mux(more_2, B, req_left - B), 0)),
+                         more_1.eq(more_2), more_2.eq(req_left > 3 * B)]
         lanes = []
         for i in range(V):
             v = Signal(signed(8 * sa), name=f"st{i}")
@@ -261,7 +274,7 @@ class StorePath(wiring.Component):
             m.d.sync += self.error.eq(1)
         with m.If(busy & ~read_active & (req_left == 0) & (bursts_out == 0) & ~pipe.o.valid):
             m.d.sync += busy.eq(0)
-        return req_left, req_addr
+        return req_left, req_addr, primed
 
     def elaborate(self, platform):
         m = Module()
@@ -272,11 +285,11 @@ class StorePath(wiring.Component):
         m.submodules.pipe = pipe = ReadPipe(geo, geo.V)
         wiring.connect(m, pipe.port[0], wiring.flipped(self.rd))
         read_active, read_row, read_col = self._read_rows(m, pipe, job)
-        req_left, req_addr = self._write_bursts(m, pipe, job, read_active)
+        req_left, req_addr, primed = self._write_bursts(m, pipe, job, read_active)
         with m.If(start):
             p = self.job.payload
             beats = (p.m * p.n) >> lv
             m.d.sync += [job.eq(p), self.busy.eq(beats != 0), read_active.eq(beats != 0),
                          read_row.eq(0), read_col.eq(0), req_left.eq(beats),
-                         req_addr.eq(p.addr)]
+                         req_addr.eq(p.addr), primed.eq(0)]
         return m
