@@ -131,12 +131,19 @@ class ChunkReader(wiring.Component):
             """The next span: its beats, its first burst and 'longer than a burst'."""
             return [span_beats.eq(beats), burst_len.eq(Mux(long, cap, beats)), span_long.eq(long)]
 
-        sent = self._credits(m, fifo_q, active, span_addr, burst_len)
+        # burst_len after the edge: when a command is taken (its first span), and when a burst
+        # is sent (each branch of the state update below, or unchanged at the command's end)
+        p = self.cmd.payload
+        contig = p.inner_stride == U
+        first = Mux(contig, p.inner * bpc, bpc)
+        bl_on_accept = Mux(first > cap, cap, first)
+        bl_on_sent = Mux(span_long, Mux(span_beats > 2 * cap, cap, span_beats - cap),
+                         Mux(~contiguous & inner_more, min(bpc, cap),
+                             Mux(outer_more, Mux(row_long, cap, row_beats), burst_len)))
+        sent = self._credits(m, fifo_q, active, span_addr, burst_len, accept, bl_on_accept,
+                             bl_on_sent)
 
         with m.If(accept):
-            p = self.cmd.payload
-            contig = p.inner_stride == U
-            first = Mux(contig, p.inner * bpc, bpc)
             m.d.sync += [cur_cmd.eq(p), contiguous.eq(contig),
                          active.eq((p.outer != 0) & (p.inner != 0)),
                          outer_left.eq(p.outer - 1), outer_more.eq(p.outer != 1),
@@ -171,18 +178,23 @@ class ChunkReader(wiring.Component):
         self._gearbox(m, fifo_q)
         return m
 
-    def _credits(self, m, fifo_q, active, span_addr, burst_len):
+    def _credits(self, m, fifo_q, active, span_addr, burst_len, accept, bl_on_accept,
+                 bl_on_sent):
         """Burst requests: beats requested or buffered never exceed the FIFO depth.
 
         ``free`` = depth - FIFO level - beats requested but not arrived, kept as one register
-        (requests take from it, reads out of the FIFO give back), so the request's valid is
-        one compare of two registers."""
+        (requests take from it, reads out of the FIFO give back). ``free_after`` = ``free -
+        burst_len``, kept beside it (updated with ``burst_len``'s next value, ``bl_on_accept``
+        / ``bl_on_sent``), so the request's valid is its sign bit: the compare of ``free`` and
+        ``burst_len`` in front of the request's handshake and every state register's enable
+        was the chunk readers' recurring routed group (GEMM bias reader, 12.3 ns on the ULX3S)."""
         D = self.depth
         rd = self.bus.rd_data
         m.d.comb += [fifo_q.w_en.eq(rd.valid), fifo_q.w_data.eq(rd.payload.data), rd.ready.eq(1)]
         free = Signal(range(D + 1), init=D)
+        free_after = Signal(range(-D, D + 2), init=D)
         req = self.bus.rd_req
-        m.d.comb += [req.valid.eq(active & (burst_len <= free)),
+        m.d.comb += [req.valid.eq(active & ~free_after[-1]),
                      req.payload.addr.eq(span_addr), req.payload.beats.eq(burst_len)]
         sent = req.valid & req.ready
         # Both sums come from registers and the late handshakes (the arbiter's grant, the
@@ -196,6 +208,16 @@ class ChunkReader(wiring.Component):
                      free_pop.eq(free + 1)]
         m.d.sync += free.eq(Mux(sent, Mux(pop, after_req_pop, after_req),
                                 Mux(pop, free_pop, free)))
+        # the same shape: sums of registers, the late handshakes only select
+        shape = free_after.shape()
+        on_accept = [Signal(shape, name=f"fa_accept{k}") for k in (0, 1)]
+        on_sent = [Signal(shape, name=f"fa_sent{k}") for k in (0, 1)]
+        m.d.comb += [on_accept[0].eq(free - bl_on_accept), on_accept[1].eq(free + 1 - bl_on_accept),
+                     on_sent[0].eq(free_after - bl_on_sent),
+                     on_sent[1].eq(free_after + 1 - bl_on_sent)]
+        m.d.sync += free_after.eq(Mux(accept, Mux(pop, on_accept[1], on_accept[0]),
+                                      Mux(sent, Mux(pop, on_sent[1], on_sent[0]),
+                                          Mux(pop, free_after + 1, free_after))))
         return sent
 
     def _gearbox(self, m, fifo_q):
