@@ -228,17 +228,18 @@ class ChunkReader(wiring.Component):
                          fifo_q.r_en.eq(self.o.ready)]
             return
         parts = [Signal(8 * W, name=f"part{i}") for i in range(bpc - 1)]
-        parts_filled = Signal(range(bpc))
-        full = Signal()
+        # one-hot: slot[i] (i < bpc - 1) the part the next FIFO beat fills; slot[bpc - 1] all
+        # parts full (the chunk is offered with the FIFO's head). A count compared with each i
+        # sat in front of the parts' ~400 enables (11.4 ns routed, the GEMM bias reader).
+        slot = Signal(bpc, init=1)
+        full = slot[bpc - 1]
         m.d.comb += [self.o.valid.eq(full & fifo_q.r_rdy),
                      self.o.payload.eq(Cat(*parts, fifo_q.r_data)),
                      fifo_q.r_en.eq(Mux(full, self.o.ready, 1))]
+        for i in range(bpc - 1):
+            with m.If(fifo_q.r_rdy & slot[i]):
+                m.d.sync += parts[i].eq(fifo_q.r_data)
         with m.If(fifo_q.r_rdy & ~full):
-            for i in range(bpc - 1):
-                with m.If(parts_filled == i):
-                    m.d.sync += parts[i].eq(fifo_q.r_data)
-            m.d.sync += parts_filled.eq(parts_filled + 1)
-            with m.If(parts_filled == bpc - 2):
-                m.d.sync += full.eq(1)
+            m.d.sync += slot.eq(slot << 1)
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [full.eq(0), parts_filled.eq(0)]
+            m.d.sync += slot.eq(1)
