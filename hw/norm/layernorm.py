@@ -440,10 +440,9 @@ class LayerNorm(wiring.Component):
         for b in range(banks):
             with m.If(issue & last_out & (read_bank == b)):
                 m.d.sync += [slots.occupied[b].eq(0), slots.stats_ok[b].eq(0)]
-        bank_next = Mux(issue & last_out, Mux(read_bank == banks - 1, 0, read_bank + 1),
-                        read_bank)
+        bank_after = Mux(read_bank == banks - 1, 0, read_bank + 1)
         return adv, issue, read_bank, SimpleNamespace(last=issue & last_out, bank=read_bank,
-                                                      bank_next=bank_next)
+                                                      bank_after=bank_after)
 
     def _shift_pre(self) -> int:
         """Left pre-shift of p that makes the shift amount j = f + k - z_frac + pre >= 0."""
@@ -486,8 +485,12 @@ class LayerNorm(wiring.Component):
                          e1_j.eq(Array(slots.k)[read_bank] + j_off)]
         pre_s1 = Signal(self.s1_shape, name="pre_s1")
         pre_y = Signal(rsqrt.y_shape, name="pre_y")
-        m.d.sync += [pre_s1.eq(Array(slots.s1_next)[row_out.bank_next]),
-                     pre_y.eq(Array(slots.y_next)[row_out.bank_next])]
+        # both banks' values muxed from registers, the row's last issue (late: the unit's
+        # enable) only picks one: as the select of the slot mux it was 11.4-11.9 ns routed
+        # into these registers (the multipliers' operands)
+        for reg, vals in ((pre_s1, slots.s1_next), (pre_y, slots.y_next)):
+            m.d.sync += reg.eq(Mux(row_out.last, Array(vals)[row_out.bank_after],
+                                   Array(vals)[row_out.bank]))
         s1_hi, s1_lo, split = _halves(pre_s1)
         s1y_hi = self._product(m, "s1y_hi", s1_hi, pre_y, input_reg=True, output_reg=True,
                                en=adv)
