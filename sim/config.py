@@ -304,8 +304,13 @@ class Config:
         # the session-6 build with it, placed for 50 MHz, stalled in router2).
         # The pipeline enables go over global networks (fanout_target="ecp5"): the enable /
         # ready chain through them was the critical path (17.4 ns of routing); 50.2 -> 56.5 MHz.
+        # The modelled memory answers a cycle later than tiny's (9): the on-chip DRAM model
+        # spends that cycle on a second register stage of read data, a copy of the beat per
+        # reader (hw/top/top_with_memory.py; one beat register fanned out to every reader's
+        # FIFO over the die, 12.2 ns routed). +10 cycles per frame (a real SDRAM is slower).
         return check_top_level(cls("tiny-ecp5", tiny.model,
-                                   hw=replace(tiny.hw, attn_parallel=1, attn_dot_width=4,
+                                   hw=replace(tiny.hw, mem_latency=tiny.hw.mem_latency + 1,
+                                              attn_parallel=1, attn_dot_width=4,
                                               mult_budget=156, bram_target="ecp5",
                                               dsp_target="ecp5", buffer_wiring="program",
                                               fanout_target="ecp5")))

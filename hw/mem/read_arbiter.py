@@ -14,13 +14,14 @@ every other master's data behind it (head-of-line blocking) and could deadlock t
 
 Ports: ``masters`` (``In(MemReadSignature)`` array), ``mem`` (``Out(MemReadSignature)``).
 Latency: a request passes combinationally (0 cycles); data passes combinationally, or with
-``data_reg`` through one register stage (1 cycle): each master's read-data valid a register
+``data_reg`` = 1 through one register stage (1 cycle): each master's read-data valid a register
 of its own and the beat one register shared by all, so the owner decode and the memory's
 data valid no longer run into every master's FIFO write (ULX3S routed 11-11.3 ns, the
 chunk readers' LUT-RAM FIFOs and the prefetcher's receive registers). With ``data_reg`` the
 masters must always be ready (``mem``'s read data is taken whenever it belongs to a burst
 in flight): every master of the top level is (the chunk readers reserve FIFO room before
-requesting, the prefetcher writes straight into its buffer).
+requesting, the prefetcher writes straight into its buffer). ``data_reg`` = 2 adds a second
+stage (2 cycles), a copy of the beat register per master.
 The tag queue (head register + FIFO) holds ``tag_depth`` bursts (default
 ``cfg.hw.mem_max_outstanding + 2``); requests wait while it is full.
 """
@@ -39,9 +40,12 @@ __all__ = ["ReadArbiter"]
 
 class ReadArbiter(wiring.Component):
     def __init__(self, cfg: Config, n: int, tag_depth: int | None = None,
-                 data_reg: bool = False):
+                 data_reg: int = 0):
         self.cfg, self.n = cfg, n
-        self.data_reg = bool(data_reg)
+        self.data_reg = int(data_reg)
+        if self.data_reg not in (0, 1, 2):
+            raise ValueError(f"ReadArbiter: data_reg is a number of register stages, 0, 1 or 2; "
+                             f"got {data_reg!r}")
         self.tag_depth = tag_depth or cfg.hw.mem_max_outstanding + 2
         super().__init__({
             "masters": In(MemReadSignature(cfg)).array(n),
@@ -104,8 +108,17 @@ class ReadArbiter(wiring.Component):
             beat = Signal.like(rd.payload, name="beat")
             m.d.sync += beat.eq(rd.payload)
             for i in range(n):
-                m.d.sync += ms[i].rd_data.valid.eq(rd.valid & owner_v & owner[i])
-                m.d.comb += ms[i].rd_data.payload.eq(beat)
+                valid = Signal(name=f"valid{i}")
+                m.d.sync += valid.eq(rd.valid & owner_v & owner[i])
+                mine = beat
+                if self.data_reg == 2:
+                    # a second stage, a copy of the beat per master: from one register the
+                    # beat reached every reader's FIFO write port over the die (12.2 ns routed
+                    # into the LayerNorm readers' LUT RAM on the ULX3S)
+                    mine, v2 = Signal.like(rd.payload, name=f"beat{i}"), Signal(name=f"valid{i}_2")
+                    m.d.sync += [mine.eq(beat), v2.eq(valid)]
+                    valid = v2
+                m.d.comb += [ms[i].rd_data.valid.eq(valid), ms[i].rd_data.payload.eq(mine)]
             m.d.comb += rd.ready.eq(owner_v)
         else:
             for i in range(n):

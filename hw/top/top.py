@@ -84,10 +84,11 @@ class EdgeMoeTop(wiring.Component):
         RRESP / BRESP error, hw/link/axi4_master.py): during a frame it flags error code 5 like
         a failed write. Leave it unconnected (0) on the native bus.
 
-    ``read_data_reg``: the read arbiter hands read data to the readers through a register
-    (:class:`~hw.mem.read_arbiter.ReadArbiter` ``data_reg``): one cycle more from ``mem_rd``'s
-    data to the readers, which :class:`~hw.top.top_with_memory.TopWithMemory` takes out of its
-    DRAM model's latency (so the frame's cycles do not change).
+    ``read_data_reg``: the read arbiter hands read data to the readers through that many
+    register stages, 0-2 (:class:`~hw.mem.read_arbiter.ReadArbiter` ``data_reg``): as many
+    cycles more from ``mem_rd``'s data to the readers, which
+    :class:`~hw.top.top_with_memory.TopWithMemory` takes out of its DRAM model's latency (so
+    the frame's cycles do not change).
 
     Latency: one frame is the sum of its descriptors, each its path's time plus about 4
     cycles (sim/cycles/frame.py models it). Throughput: one frame at a time.
@@ -95,9 +96,9 @@ class EdgeMoeTop(wiring.Component):
 
     csr_read_latency = CsrBlock.read_latency
 
-    def __init__(self, cfg: Config, *, read_data_reg: bool = False):
+    def __init__(self, cfg: Config, *, read_data_reg: int = 0):
         self.cfg = cfg
-        self.read_data_reg = bool(read_data_reg)
+        self.read_data_reg = int(read_data_reg)
         self.geo = TopGeometry.of(cfg)
         self.has_moe = bool(cfg.model.moe_blocks)
         super().__init__({

@@ -17,7 +17,10 @@ demux -> the memory's block-RAM read enable) at a register, with the same read t
 cycle model is unchanged. With one cycle more of room (``> MIN_LATENCY + 1``) the read
 arbiter's data register (:class:`~hw.top.top.EdgeMoeTop` ``read_data_reg``) takes a second
 cycle the same way: the memory runs two cycles shorter, and an accelerator burst retires when
-its last beat leaves that register. The muxes and the disabled throttle are combinational.
+its last beat leaves that register; with room for one more (``> MIN_LATENCY + 2``) the arbiter
+adds a second stage, a copy of the beat per reader (``ARB_DATA_STAGES``), and the memory runs
+three cycles shorter. The host-mode muxes are combinational (their select a register copy per
+channel), and so is the disabled throttle.
 
 Ports: ``csr`` (the accelerator's register port), ``host_mode``, ``host_rd``, ``host_wr``,
 ``busy`` / ``done`` / ``error`` (accelerator status), ``mem_error`` (the DRAM model's sticky
@@ -43,6 +46,9 @@ from hw.top.csr import csr_signature
 from hw.top.top import EdgeMoeTop
 
 __all__ = ["TopWithMemory"]
+
+# register stages of read data in the read arbiter, when the DRAM model's latency leaves room
+ARB_DATA_STAGES = 2
 
 
 def _payload_shares(payload):
@@ -112,8 +118,8 @@ class TopWithMemory(wiring.Component):
         self.cfg = cfg
         latency = max(cfg.hw.mem_latency, OnChipMemory.MIN_LATENCY)
         self.rd_slice = latency > OnChipMemory.MIN_LATENCY
-        # the read arbiter's data register (EdgeMoeTop read_data_reg) takes a second cycle
-        self.arb_reg = latency > OnChipMemory.MIN_LATENCY + 1
+        # the read arbiter's data registers (EdgeMoeTop read_data_reg) take the next two cycles
+        self.arb_reg = min(ARB_DATA_STAGES, max(0, latency - OnChipMemory.MIN_LATENCY - 1))
         self.top = EdgeMoeTop(cfg, read_data_reg=self.arb_reg)
         self.dram = OnChipMemory(cfg, image, size=size, array=array,
                                  latency=latency - self.rd_slice - self.arb_reg,
@@ -159,10 +165,10 @@ class TopWithMemory(wiring.Component):
             # a burst stays outstanding until its last beat has left the slice: the slice is
             # a register stage, not two more beats of buffering (same timing as without it)
             last_out = [s.valid & s.ready & s.payload.last for s in (hr.rd_data, tr.rd_data)]
-            if self.arb_reg:
+            for k in range(self.arb_reg):
                 # an accelerator burst retires when its last beat leaves the arbiter's data
-                # register, a cycle after it leaves the slice (the readers' time, as before)
-                acc_last = Signal(name="acc_last_out")
+                # registers, a cycle per stage after it leaves the slice (the readers' time)
+                acc_last = Signal(name=f"acc_last_out{k}")
                 m.d.sync += acc_last.eq(last_out[1])
                 last_out[1] = acc_last
             m.d.comb += dram.rd_retire.eq(Mux(h(), *last_out))

@@ -49,8 +49,9 @@ class _Rig(wiring.Component):
 
 
 @pytest.mark.parametrize("cfgname,latency,data_reg", [
-    ("tiny", 8, False), ("tiny", 2, False), ("m3vit", 20, False),
-    ("tiny", 8, True), ("tiny", 2, True)])      # data_reg: read data through a register
+    ("tiny", 8, 0), ("tiny", 2, 0), ("m3vit", 20, 0),
+    ("tiny", 8, 1), ("tiny", 2, 1),             # data_reg: read data through registers
+    ("tiny", 8, 2), ("m3vit", 20, 2)])
 def test_chunk_readers_share_memory(cfgname, latency, data_reg, seed):
     base = get_config("tiny" if cfgname == "tiny" else "m3vit-tiny-cityscapes")
     cfg = with_changes(base, hw=dict(mem_latency=latency, mem_max_burst=4))
