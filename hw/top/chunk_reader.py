@@ -24,13 +24,14 @@ cycles at the output (bounded by the memory's outstanding-burst limit for stride
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import Config
 
 from hw.common import accept_job
 from hw.mem.bus import MemReadSignature, beat_bytes
+from hw.mem.credit_fifo import CreditFIFO
 
 __all__ = ["ChunkReader", "chunk_cmd_layout"]
 
@@ -113,7 +114,8 @@ class ChunkReader(wiring.Component):
         m.d.comb += self.busy.eq(active)
         accept = accept_job(m, self.cmd, active)
 
-        m.submodules.q = fifo_q = fifo.SyncFIFO(width=8 * W, depth=D)
+        # the credits keep it from overflowing: its r_rdy is a register, no w_rdy compare
+        m.submodules.q = fifo_q = CreditFIFO(8 * W, D)
         cap = self.burst_cap
         # Registered facts about the state, set with it, so that the request's valid and the
         # enables behind ``sent`` are a compare of two registers away from a flip-flop (the
