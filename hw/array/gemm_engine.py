@@ -85,7 +85,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -97,6 +97,7 @@ from hw.array.epilogue import (Epilogue, EpilogueMode, bias_shape, residual_layo
 from hw.array.pe_array import PEArray
 from hw.common import Loop, accept_job, count_nested
 from hw.fabric.replica import replicas
+from hw.mem.credit_fifo import CreditFIFO
 from hw.mem.stream_slice import StreamSlice
 
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
@@ -279,8 +280,10 @@ class GemmEngine(wiring.Component):
 
         restart = []    # registers reloaded when a command starts (emitted last: they win)
         acc_row = data.ArrayLayout(signed(cfg.num.acc_bits), cfg.hw.array_cols)
-        m.submodules.sum_fifo = sum_fifo = fifo.SyncFIFO(width=acc_row.size,
-                                                         depth=self.sum_fifo_depth)
+        # a CreditFIFO (the credits below keep it from overflowing): its r_rdy a register, the
+        # epilogue's valid and the credit return start at a flip-flop (the level compare was on
+        # the ULX3S builds' 11.5-11.7 ns groups into the epilogue feed)
+        m.submodules.sum_fifo = sum_fifo = CreditFIFO(acc_row.size, self.sum_fifo_depth)
         take_credit = Signal()
         credit_ok = self._sum_credits(m, sum_fifo, take_credit)
         self._load_weights(m, array, c, banks, restart)

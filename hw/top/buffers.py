@@ -54,13 +54,14 @@ a request is accepted only if the FIFO has room beside every read in flight.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.array.gelu import GeluLane
 from hw.fabric.bram import RegisteredReadPort
 from hw.fabric.ecp5_bram import Ecp5Bram
+from hw.mem.credit_fifo import CreditFIFO
 from hw.top.geometry import N_MEMS, TopGeometry
 from sim.cycles.frame import BUFFER_READ_LATENCY as _MODEL_READ_LATENCY
 
@@ -312,7 +313,8 @@ class ReadPipe(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         geo, L = self.geo, self.lanes
-        m.submodules.fifo = q = fifo.SyncFIFO(width=self.out_layout.size, depth=self.depth)
+        # room is reserved per request (``used`` below): a CreditFIFO, r_rdy a register
+        m.submodules.fifo = q = CreditFIFO(self.out_layout.size, self.depth)
         take = self.req.valid & self.req.ready
         for i, p in enumerate(self.port):
             m.d.comb += [p.mem.eq(self.req.payload.mem[i]), p.addr.eq(self.req.payload.addr),

@@ -30,7 +30,7 @@ sustains one beat per cycle.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -39,10 +39,14 @@ from hw.array.gemm_engine import GemmEngine
 from hw.common import Loop, accept_job, count_nested, mul_const
 from hw.fabric.replica import SELECT_SHARE, replicas
 from hw.mem.bus import MemReadSignature
+from hw.mem.credit_fifo import CreditFIFO
 from hw.moe.router import router_in_layout, token_shape
 from hw.top.buffers import ReadPipe, lane_write, read_port_signature, write_port_signature
 from hw.top.chunk_reader import ChunkReader
 from hw.top.geometry import MEM_K, MEM_Q, MEM_V, N_MEMS, TopGeometry
+
+# words of the prefetch weight / bias FIFOs in front of the engine
+PF_DEPTH = 4
 
 __all__ = ["GemmPath", "gemm_job_layout", "tok_layout", "WSrc", "row_base", "unpack",
            "gate_store_bits"]
@@ -311,10 +315,9 @@ class GemmPath(wiring.Component):
         if not self.has_prefetch:
             m.d.comb += dram
         else:
-            m.submodules.pfw_q = self.pf_w_fifo = pfw = fifo.SyncFIFO(width=C * n.weight.bits,
-                                                                      depth=4)
-            m.submodules.pfb_q = self.pf_b_fifo = pfb = fifo.SyncFIFO(width=C * n.bias.bits,
-                                                                      depth=4)
+            # room reserved before each read (``*_in_flight``): CreditFIFOs, r_rdy a register
+            m.submodules.pfw_q = self.pf_w_fifo = pfw = CreditFIFO(C * n.weight.bits, PF_DEPTH)
+            m.submodules.pfb_q = self.pf_b_fifo = pfb = CreditFIFO(C * n.bias.bits, PF_DEPTH)
             # The handshakes select on their own copy of the job's w_src bit: the job register's
             # bit also drives the payload muxes (~200 loads), and that net began the ULX3S
             # estimate's 12.3 ns path w_src -> w.valid -> the engine's weight loader.
@@ -366,7 +369,7 @@ class GemmPath(wiring.Component):
         pfw, pfb = self.pf_w_fifo, self.pf_b_fifo
         pf_w_on, pf_w_k, pf_w_tile = Signal(), Signal.like(job.k), Signal.like(nt)
         pf_w_group, pf_w_in_flight = Signal.like(self.pf_w_addr), Signal()
-        pf_w_go = pf_w_on & (pfw.level + pf_w_in_flight < 4)
+        pf_w_go = pf_w_on & (pfw.level + pf_w_in_flight < PF_DEPTH)
         m.d.comb += [self.pf_w_addr.eq(pf_w_group + pf_w_tile), self.pf_w_en.eq(pf_w_go),
                      pfw.w_en.eq(pf_w_in_flight), pfw.w_data.eq(self.pf_w_data)]
         m.d.sync += pf_w_in_flight.eq(pf_w_go)
@@ -377,7 +380,7 @@ class GemmPath(wiring.Component):
             count_nested(m, [Loop(pf_w_k, last=self.k_last),
                              Loop(pf_w_tile, last=self.nt_last, first=None)], done=[pf_w_on.eq(0)])
         pf_b_on, pf_b_tile, pf_b_in_flight = Signal(), Signal.like(nt), Signal()
-        pf_b_go = pf_b_on & (pfb.level + pf_b_in_flight < 4)
+        pf_b_go = pf_b_on & (pfb.level + pf_b_in_flight < PF_DEPTH)
         m.d.comb += [self.pf_b_addr.eq(pf_b_tile), self.pf_b_en.eq(pf_b_go),
                      pfb.w_en.eq(pf_b_in_flight), pfb.w_data.eq(self.pf_b_data)]
         m.d.sync += pf_b_in_flight.eq(pf_b_go)
