@@ -58,6 +58,7 @@ from sim.memory_image import (CHECK_SEED, DESC_BYTES, DESC_WORDS, FIELDS, MAGIC,
 from hw.array.epilogue import EpilogueMode
 from hw.common import Loop, count_nested
 from hw.mem.bus import MemReadSignature
+from hw.fabric.sum_compare import sum_at_least, sum_at_most
 from hw.mem.stream_slice import StreamSlice
 from hw.moe.expert_stream import stream_grant_layout
 from hw.moe.patch_reorder import queue_entry_layout, queue_request_layout
@@ -76,6 +77,10 @@ __all__ = ["Sequencer", "OP_BITS", "desc_layout"]
 # op_busy bit of each descriptor kind (the per-unit busy counters).
 OP_BITS = {HwOp.GEMM: 0, HwOp.LAYERNORM: 1, HwOp.ATTENTION: 2, HwOp.ROUTE: 3, HwOp.EXPERTS: 4,
            HwOp.LOAD: 5, HwOp.STORE: 6}
+
+# The descriptor's check word is compared in this many parts in the test stage (an 8-bit
+# compare behind the 16-word XOR is 4 LUT levels; the whole 32 bits was 6).
+CHECK_PARTS = 4
 
 # Next state after PREFETCH, per op.
 _OP_STATE = {HwOp.LOAD: "LOAD", HwOp.STORE: "STORE", HwOp.GEMM: "GEMM", HwOp.LAYERNORM: "LN",
@@ -224,8 +229,11 @@ class Sequencer(wiring.Component):
         ok_layout = data.StructLayout({"magic": 1, "check": 1, "opcode": 1, "fields": 1})
         tests, op_tests = self._check(raw.o.payload, desc_layout()(raw.o.payload))
         n_tests = sum(len(op_tests[op]) for op in ranged_ops)
+        # the check word's compare is CHECK_PARTS bits here (each 8 bits' XOR of the words
+        # equal), ANDed in the third stage
+        tested_ok = data.StructLayout({"magic": 1, "check": CHECK_PARTS, "opcode": 1})
         m.submodules.desc_tested = tst = StreamSlice(data.StructLayout(
-            {"raw": raw_shape, "ok": ok_layout, "op_tests": unsigned(n_tests),
+            {"raw": raw_shape, "ok": tested_ok, "op_tests": unsigned(n_tests),
              "op_hot": unsigned(len(ranged_ops)), "end": 1}), **wide)
         m.submodules.desc_checked = chk = StreamSlice(data.StructLayout(
             {"raw": raw_shape, "ok": ok_layout, "bad": 1, "end": 1}), **wide)
@@ -253,8 +261,10 @@ class Sequencer(wiring.Component):
         t = tested.ok
         m.d.comb += [chk.i.valid.eq(tst.o.valid), tst.o.ready.eq(chk.i.ready),
                      chk.i.payload.raw.eq(tested.raw), chk.i.payload.end.eq(tested.end),
-                     chk.i.payload.ok.eq(t), chk.i.payload.ok.fields.eq(fields_ok),
-                     chk.i.payload.bad.eq(~(t.magic & t.check & t.opcode & fields_ok))]
+                     chk.i.payload.ok.magic.eq(t.magic), chk.i.payload.ok.opcode.eq(t.opcode),
+                     chk.i.payload.ok.check.eq(t.check.all()),
+                     chk.i.payload.ok.fields.eq(fields_ok),
+                     chk.i.payload.bad.eq(~(t.magic & t.check.all() & t.opcode & fields_ok))]
         self.checked = chk.o
         fetched = desc_layout()(chk.o.payload.raw)  # the checked descriptor
         check = chk.o.payload        # its check results and the bad / end flags
@@ -328,19 +338,35 @@ class Sequencer(wiring.Component):
         op_tests = {}
         for op, ranges in desc_ranges(self.geo.cfg).items():
             bits = []
+            # lo and hi are separate bits (the next stage ANDs them); a two-field sum is
+            # compared on one carry chain (hw/fabric/sum_compare)
             for r in ranges:
-                v = sum(getattr(fetched, f) for f in r.fields)
-                bits.append(v <= r.hi if r.lo == 0 else (v >= r.lo) & (v <= r.hi))
+                bits += self._range_tests(fetched, r)
             if op == HwOp.GEMM:      # sim.memory_image.check_desc: col0d only into QKV
                 dim3 = 3 * self.geo.cfg.model.dim
-                bits += [Mux(fetched.dst == Buf.QKV, fetched.col0d + fetched.n <= dim3,
+                bits += [Mux(fetched.dst == Buf.QKV, sum_at_most(fetched.col0d, fetched.n, dim3),
                              fetched.col0d == 0), self._kv_cols_ok(fetched)]
             bits += [self._rows_ok(op, fetched), self._wired_ok(op, fetched)]
             if op in (HwOp.ROUTE, HwOp.EXPERTS) and not self.has_moe:
                 bits = [Const(0)]
             op_tests[op] = [b for b in bits if not (isinstance(b, Const) and b.value == 1)]
-        return ({"magic": fetched.magic == MAGIC, "check": words[-1] == check,
+        part = 32 // CHECK_PARTS
+        check_parts = Cat(*(words[-1][part * i:part * (i + 1)] == check[part * i:part * (i + 1)]
+                            for i in range(CHECK_PARTS)))
+        return ({"magic": fetched.magic == MAGIC, "check": check_parts,
                  "opcode": fetched.op <= max(HwOp)}, op_tests)
+
+    @staticmethod
+    def _range_tests(d, r):
+        """The bits of one :class:`FieldRange` test: ``lo <= sum <= hi`` (no ``lo`` bit for
+        ``lo`` 0)."""
+        terms = [getattr(d, f) for f in r.fields]
+        if len(terms) == 1:
+            v = terms[0]
+            return [v <= r.hi] + ([v >= r.lo] if r.lo > 0 else [])
+        if len(terms) != 2:
+            raise ValueError(f"Sequencer: a field range sums one or two fields, got {r.fields}")
+        return [sum_at_most(*terms, r.hi)] + ([sum_at_least(*terms, r.lo)] if r.lo > 0 else [])
 
     @staticmethod
     def _error_code(m, ok):
@@ -373,7 +399,7 @@ class Sequencer(wiring.Component):
         if cfg.kv_cols == cfg.model.dim:
             return Const(1)
         into_kv = (d.dst == Buf.QKV) & (d.col0d >= cfg.model.dim)
-        return ~into_kv | (self._qkv_col(d.col0d) + d.n <= cfg.kv_cols)
+        return ~into_kv | sum_at_most(self._qkv_col(d.col0d), d.n, cfg.kv_cols)
 
     def _rows_ok(self, op, d):
         """sim.memory_image.check_desc's per-buffer checks: the rows of a row-tiled H
@@ -384,11 +410,11 @@ class Sequencer(wiring.Component):
             pairs = {HwOp.GEMM: ((d.row0s, d.src), (d.row0d, d.dst)),
                      HwOp.LOAD: ((d.row0d, d.dst),)}.get(op, ())
             for row0, buf in pairs:
-                ok = ok & ((buf != Buf.H) | (row0 + d.m <= cfg.h_rows))
+                ok = ok & ((buf != Buf.H) | sum_at_most(row0, d.m, cfg.h_rows))
         if op == HwOp.LOAD:
             md = cfg.model
             gw = md.grid[1]
-            tile = ((d.patch0 % gw == 0) & (d.m % gw == 0) & (d.patch0 + d.m <= md.patches))
+            tile = ((d.patch0 % gw == 0) & (d.m % gw == 0) & sum_at_most(d.patch0, d.m, md.patches))
             ok = ok & Mux(d.mode == LoadMode.PATCHIFY, tile, d.patch0 == 0)
         return ok
 
