@@ -139,7 +139,7 @@ class _Broken(wiring.Component):
     """Test-only wrapper around the real arbiter with one planted bug.
 
     ``"swap_data"``: the data of masters 0 and 1 are swapped. ``"fixed_priority"``: master 0
-    hides the other masters' requests, so they starve while it keeps requesting.
+    hides the other masters' new requests, so they starve while it keeps requesting.
     """
 
     def __init__(self, bug: str):
@@ -155,7 +155,11 @@ class _Broken(wiring.Component):
             outer, inn = self.masters[i], inner.masters[i]
             valid = outer.rd_req.valid
             if self.bug == "fixed_priority" and i > 0:
-                valid = valid & ~self.masters[0].rd_req.valid
+                # hidden while master 0 requests, unless already shown and not yet taken (the
+                # arbiter's inputs keep the stream rules: it may rely on them)
+                shown = Signal(name=f"shown{i}")
+                m.d.sync += shown.eq(inn.rd_req.valid & ~inn.rd_req.ready)
+                valid = valid & (~self.masters[0].rd_req.valid | shown)
             src = inner.masters[{0: 1, 1: 0}.get(i, i) if self.bug == "swap_data" else i]
             m.d.comb += [inn.rd_req.valid.eq(valid), inn.rd_req.payload.eq(outer.rd_req.payload),
                          outer.rd_req.ready.eq(inn.rd_req.ready),
