@@ -61,6 +61,22 @@ def _check_divisor(divisor: int) -> None:
         raise ValueError(f"UART divisor must be >= 4 cycles per bit, got {divisor}")
 
 
+class _Countdown:
+    """A bit timer counting down, with "it is zero" kept as a register beside it: the zero
+    detect of the counter ran through the FSM into the shift registers' enables (3 LUT levels,
+    routed 11.9 ns on the ULX3S, where the UART sits by its pins)."""
+
+    def __init__(self, n: int, name: str):
+        self.value = Signal(range(n), name=name)
+        self.zero = Signal(init=1, name=f"{name}_zero")
+
+    def load(self, v: int):
+        return [self.value.eq(v), self.zero.eq(int(v == 0))]
+
+    def step(self):
+        return [self.value.eq(self.value - 1), self.zero.eq(self.value == 1)]
+
+
 class UartRx(wiring.Component):
     """8N1 receiver (see the module docstring).
 
@@ -97,7 +113,7 @@ class UartRx(wiring.Component):
         rx = Signal(init=1)
         m.submodules.sync = FFSynchronizer(self.rx, rx, init=1)
 
-        timer = Signal(range(div))
+        timer = _Countdown(div, "timer")
         bits = Signal(range(BYTE_BITS + 1))
         shreg = Signal(BYTE_BITS)
 
@@ -110,28 +126,28 @@ class UartRx(wiring.Component):
             with m.State("IDLE"):
                 with m.If(~rx):
                     # sample the start bit again in its middle
-                    m.d.sync += timer.eq(div // 2 - 1)
+                    m.d.sync += timer.load(div // 2 - 1)
                     m.next = "START"
             with m.State("START"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.zero):
+                    m.d.sync += timer.step()
                 with m.Elif(rx):
                     m.next = "IDLE"             # a glitch, not a start bit
                 with m.Else():
-                    m.d.sync += [timer.eq(div - 1), bits.eq(0)]
+                    m.d.sync += [timer.load(div - 1), bits.eq(0)]
                     m.next = "DATA"
             with m.State("DATA"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.zero):
+                    m.d.sync += timer.step()
                 with m.Else():
-                    m.d.sync += [timer.eq(div - 1),
+                    m.d.sync += [timer.load(div - 1),
                                  shreg.eq((shreg >> 1) | (rx << (BYTE_BITS - 1))),
                                  bits.eq(bits + 1)]
                     with m.If(bits == BYTE_BITS - 1):
                         m.next = "STOP"
             with m.State("STOP"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~timer.zero):
+                    m.d.sync += timer.step()
                 with m.Elif(rx):
                     with m.If(self.o.valid & ~self.o.ready):
                         m.d.sync += self.overrun.eq(1)      # keep the offered byte stable
@@ -181,7 +197,7 @@ class UartTx(wiring.Component):
         m = Module()
         div = self.divisor
         frame = BYTE_BITS + 2
-        timer = Signal(range(div))
+        timer = _Countdown(div, "timer")
         left = Signal(range(frame + 1))
         # start bit in bit 0 is sent first; the stop bit shifts in as the idle level
         shreg = Signal(frame, init=(1 << frame) - 1)
@@ -191,12 +207,12 @@ class UartTx(wiring.Component):
         with m.If(left == 0):
             with m.If(self.i.valid):
                 m.d.sync += [shreg.eq((1 << (frame - 1)) | (self.i.payload << 1)),
-                             left.eq(frame), timer.eq(div - 1)]
-        with m.Elif(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
+                             left.eq(frame), timer.load(div - 1)]
+        with m.Elif(~timer.zero):
+            m.d.sync += timer.step()
         with m.Else():
             m.d.sync += [shreg.eq((shreg >> 1) | (1 << (frame - 1))), left.eq(left - 1),
-                         timer.eq(div - 1)]
+                         timer.load(div - 1)]
         return m
 
 

@@ -26,7 +26,8 @@ e.g. when its last beat leaves the wrapper's stage, so the stage adds no bufferi
   routed on the ULX3S); with ``L > MIN_LATENCY + 2`` and more than ``bank_words`` words (an
   Amaranth array) the words are kept in banks of ``bank_words`` (a power of two, default
   ``BANK_WORDS``: one row of 1024 x 18 block RAMs on an ECP5), each bank's read data is
-  registered, and the bank select is a mux between registers (before, block RAM
+  registered, and the bank select is a mux between registers, in two steps of groups of
+  ``BANK_GROUP`` banks around the read data register (before, block RAM
   clock-to-data, then Yosys' row mux over 11 rows of block RAM, then the read data register:
   64 endpoints at 12.7 ns routed on the ULX3S); with ``L > MIN_LATENCY + 3`` the ready
   queue is a buffered FIFO whose head is a register (its LUT-RAM read ran into the banks'
@@ -80,6 +81,9 @@ SIM_RAM_VERILOG = Path(__file__).with_name("sim_ram.v")
 SIM_RAM_PLUSARG = "edge_moe_mem"
 ARRAYS = ("amaranth", "verilog")
 BANK_WORDS = 1024    # words per bank: one row of DP16KD in 1024 x 18 mode
+# banks per group of the two-step bank select (a 4:1 mux is one LUT level and its PFUMX)
+BANK_GROUP = 4
+assert BANK_GROUP & (BANK_GROUP - 1) == 0
 
 
 def image_words(image, beat: int, size: int | None = None) -> list[int]:
@@ -159,7 +163,8 @@ class OnChipMemory(wiring.Component):
 
     def __init__(self, cfg: Config, image=b"", base: int = 0, size: int | None = None,
                  array: str = "amaranth", latency: int | None = None,
-                 retire_port: bool = False, bank_words: int = BANK_WORDS):
+                 retire_port: bool = False, bank_words: int = BANK_WORDS,
+                 ready_copies: bool = False):
         self.cfg = cfg
         if bank_words < 1 or bank_words & (bank_words - 1):
             raise ValueError(f"OnChipMemory: bank_words must be a power of two, got {bank_words}")
@@ -204,6 +209,10 @@ class OnChipMemory(wiring.Component):
         self.queue_reg = slack >= 4
         self.delay = slack - self.out_reg - self.req_reg - self.bank_reg - self.queue_reg
         self.retire_port = retire_port
+        # rd_ready_copies: one copy of rd_data.ready per bank of block RAMs (each bank's
+        # enable its own LUT; one enable drove every block's OCE / CE pins over the die, ULX3S
+        # routed 11-12.1 ns with one LUT of logic)
+        self.ready_copies = bool(ready_copies) and self.bank_reg
         cbits = cfg.hw.moe_counter_bits
         super().__init__({
             "rd": In(MemReadSignature(cfg)),
@@ -212,6 +221,7 @@ class OnChipMemory(wiring.Component):
             "bytes_written": Out(cbits),
             "error": Out(1),
             **({"rd_retire": In(1)} if retire_port else {}),
+            **({"rd_ready_copies": In(self.banks)} if self.ready_copies else {}),
         })
 
     def _word(self, m, req, name):
@@ -345,16 +355,21 @@ class OnChipMemory(wiring.Component):
             read_bank = Signal(range(self.banks))        # the bank the port registers hold
             bank_valid, bank_last = Signal(), Signal()
             held = []
+            bank_adv = [adv] * len(ports)
+            if self.ready_copies:
+                # each bank's enable from its own copies of out_valid and of the ready
+                ov = [Signal(name=f"out_valid_c{k}") for k in range(len(ports))]
+                bank_adv = [~ov[k] | self.rd_ready_copies[k] for k in range(len(ports))]
             for k, (rport, _) in enumerate(ports):
                 if self.hard_banks:
                     # the block's address / data register and its output register both advance
                     # with ``adv`` (reloading the first one on a cycle that issues nothing only
                     # refreshes a beat that is not valid)
-                    m.d.comb += rport.en.eq(adv)
+                    m.d.comb += rport.en.eq(bank_adv[k])
                     held.append(rport.data)
                     continue
                 held.append(Signal.like(rport.data, name=f"bank{k}_data"))
-                with m.If(adv):
+                with m.If(bank_adv[k]):
                     m.d.sync += held[-1].eq(rport.data)
             with m.If(issue):
                 m.d.sync += read_bank.eq(addr >> lbank)
@@ -363,9 +378,31 @@ class OnChipMemory(wiring.Component):
             # the bank select in one kept copy per byte lane of the beat: one register steered
             # every bit's bank mux (ULX3S routed 12.3 ns, bank_sel -> the read data register)
             sels = replicas(m, read_bank, W, cfg.hw.fanout_target, "bank_sel", enable=adv)
-            beat = Cat(Array(h.word_select(b, 8) for h in held)[sels[b]] for b in range(W))
             valid, last = bank_valid, bank_last
-        if self.out_reg:
+            if self.out_reg and self.banks > BANK_GROUP:
+                # The select in two steps around the read data register: each group of
+                # BANK_GROUP banks' beat into a register of its own, the group picked after
+                # it. One mux over all banks (11 on the ULX3S tiny-ecp5 build: 4 LUT levels)
+                # between the banks' registers and the read data register was a recurring
+                # routed group (11.2-12.1 ns, up to 33 endpoints).
+                G = BANK_GROUP
+                lg = G.bit_length() - 1
+                groups = [held[g:g + G] for g in range(0, len(held), G)]
+                # each byte lane's group select, registered with the group registers
+                gsels = [replicas(m, sels[b] >> lg, 1, cfg.hw.fanout_target, f"group_sel{b}",
+                                  enable=adv)[0] for b in range(W)]
+                regs = [Signal(8 * W, name=f"group{g}_data") for g in range(len(groups))]
+                read_valid, read_last = Signal(), Signal()
+                with m.If(adv):
+                    m.d.sync += [read_valid.eq(valid), read_last.eq(last)]
+                    for reg, grp in zip(regs, groups):
+                        m.d.sync += reg.eq(Cat(Array(h.word_select(b, 8) for h in grp)[
+                            sels[b][:lg]] for b in range(W)))
+                beat = Cat(Array(r.word_select(b, 8) for r in regs)[gsels[b]] for b in range(W))
+                valid, last = read_valid, read_last
+            else:
+                beat = Cat(Array(h.word_select(b, 8) for h in held)[sels[b]] for b in range(W))
+        if self.out_reg and not (self.bank_reg and self.banks > BANK_GROUP):
             read_valid, read_last = Signal(), Signal()
             data_in, beat = beat, Signal(8 * W, name="read_data_reg")
             with m.If(adv):
@@ -373,6 +410,9 @@ class OnChipMemory(wiring.Component):
             valid, last = read_valid, read_last
         with m.If(adv):
             m.d.sync += [out_valid.eq(valid), out_last.eq(last)]
+        if self.ready_copies:
+            m.d.comb += [c.eq(r) for c, r in zip(ov, replicas(
+                m, valid, len(ov), cfg.hw.fanout_target, "out_valid", enable=adv))]
         m.d.comb += rd.rd_data.payload.data.eq(beat)
         with m.If(issue):
             m.d.sync += [cur_word.eq(addr + 1), left.eq(beats_now - 1), act.eq(beats_now > 1)]

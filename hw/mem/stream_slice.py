@@ -12,11 +12,13 @@ when ``o`` stalls, one more beat is taken into the skid register, then ``i.ready
 ``copies`` > 1 (wide payloads: the sequencer's 512-bit descriptor): the payload is cut into that
 many slices, each with its own copy of the valid and skid bits (:mod:`hw.fabric.replica`), so
 no single net enables and selects every payload bit (1,101 loads in the ULX3S build). Same
-behaviour, cycle for cycle.
+behaviour, cycle for cycle. ``ready_copies`` = n adds ``i_ready_copies``: n bits, each equal
+to ``i.ready`` in every cycle, from kept copies of the skid bit (a producer that spreads its
+use of ready over the die, such as the DRAM model's block RAM enables).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,12 +28,15 @@ __all__ = ["StreamSlice"]
 
 
 class StreamSlice(wiring.Component):
-    def __init__(self, shape, *, copies: int = 1, fanout_target: str = "generic"):
+    def __init__(self, shape, *, copies: int = 1, fanout_target: str = "generic",
+                 ready_copies: int = 0):
         self.shape = shape
         self.copies, self.fanout_target = int(copies), fanout_target
+        self.ready_copies = int(ready_copies)
         super().__init__({
             "i": In(stream.Signature(shape)),
             "o": Out(stream.Signature(shape)),
+            **({"i_ready_copies": Out(self.ready_copies)} if self.ready_copies else {}),
         })
 
     def elaborate(self, platform):
@@ -48,6 +53,11 @@ class StreamSlice(wiring.Component):
                 m.d.sync += self.o.valid.eq(take_in)
         with m.Elif(take_in):
             m.d.sync += skid_v.eq(1)
+        if self.ready_copies:
+            # i.ready again, from kept copies of the skid bit (hw/fabric/replica)
+            skid_c = replicas(m, Mux(adv, 0, skid_v | take_in), self.ready_copies,
+                              self.fanout_target, "ready_skid")
+            m.d.comb += self.i_ready_copies.eq(~Cat(*skid_c))
         # the payload registers, in ``copies`` slices with their own valid / skid copies
         o_pay, i_pay, sk = (Value.cast(self.o.payload), Value.cast(self.i.payload),
                             Value.cast(skid))

@@ -123,7 +123,7 @@ class TopWithMemory(wiring.Component):
         self.top = EdgeMoeTop(cfg, read_data_reg=self.arb_reg)
         self.dram = OnChipMemory(cfg, image, size=size, array=array,
                                  latency=latency - self.rd_slice - self.arb_reg,
-                                 retire_port=self.rd_slice)
+                                 retire_port=self.rd_slice, ready_copies=self.rd_slice)
         super().__init__({
             "csr": In(csr_signature(cfg)),
             "host_mode": In(1),
@@ -159,9 +159,16 @@ class TopWithMemory(wiring.Component):
         hr, hw, tr, tw = self.host_rd, self.host_wr, thr.down_rd, thr.down_wr
         _mux_stream(m, h, hr.rd_req, tr.rd_req, dram.rd.rd_req)
         if self.rd_slice:
-            m.submodules.rd_slice = rd_slice = StreamSlice(tr.rd_data.payload.shape())
+            n_ready = dram.banks if dram.ready_copies else 0
+            m.submodules.rd_slice = rd_slice = StreamSlice(
+                tr.rd_data.payload.shape(), ready_copies=n_ready,
+                fanout_target=self.cfg.hw.fanout_target)
             wiring.connect(m, rd_slice.o, tr.rd_data)
             _demux_stream(m, h, dram.rd.rd_data, hr.rd_data, rd_slice.i)
+            for k in range(n_ready):
+                # the DRAM's block RAM enables, per bank: the ready as _demux_stream makes it
+                m.d.comb += dram.rd_ready_copies[k].eq(
+                    Mux(h(), hr.rd_data.ready, rd_slice.i_ready_copies[k]))
             # a burst stays outstanding until its last beat has left the slice: the slice is
             # a register stage, not two more beats of buffering (same timing as without it)
             last_out = [s.valid & s.ready & s.payload.last for s in (hr.rd_data, tr.rd_data)]

@@ -43,18 +43,21 @@ def _beat(image: bytes, addr: int, base: int, w: int) -> int:
     return int.from_bytes(image[addr - base: addr - base + w], "little")
 
 
-@pytest.mark.parametrize("latency,bank_words,outstanding", [
-    (0, BANK_WORDS, 4), (3, BANK_WORDS, 4), (8, BANK_WORDS, 4), (5, 16, 4), (8, 16, 4),
-    (4, 16, 4), (8, 16, 1), (6, 16, 2)])
-def test_dram_random_reads(latency, bank_words, outstanding, seed):
+@pytest.mark.parametrize("latency,bank_words,outstanding,nbytes", [
+    (0, BANK_WORDS, 4, 1000), (3, BANK_WORDS, 4, 1000), (8, BANK_WORDS, 4, 1000),
+    (5, 16, 4, 1000), (8, 16, 4, 1000), (4, 16, 4, 1000), (8, 16, 1, 1000), (6, 16, 2, 1000),
+    (5, 16, 4, 1240)])
+def test_dram_random_reads(latency, bank_words, outstanding, nbytes, seed):
+    """1000 bytes: 125 words, with 16-word banks 8 banks (two groups of the bank select, the
+    last bank holding 13 words); 1240 bytes: 10 banks (the last group of two)."""
     rng = random.Random(seed)
     cfg = _cfg(latency=latency, outstanding=outstanding)
     W, B = cfg.hw.mem_bytes_per_cycle, cfg.hw.mem_max_burst
     base = 0x1000
-    image = _image(rng, 1000)      # 125 words: with 16-word banks the last one holds 13
+    image = _image(rng, nbytes)
     dut = OnChipMemory(cfg, image, base=base, bank_words=bank_words)
     assert dut.bank_reg == (bank_words == 16 and latency >= 5)
-    assert dut.banks == (8 if dut.bank_reg else 1)
+    assert dut.banks == (-(-nbytes // (W * bank_words)) if dut.bank_reg else 1)
     assert dut.queue_reg == (latency >= 6)
     nwords = len(image) // W
     reqs = []
@@ -117,8 +120,10 @@ class _SlicedMemory(wiring.Component):
 
     def __init__(self, cfg, image, bank_words=BANK_WORDS):
         self.mem = OnChipMemory(cfg, image, latency=cfg.hw.mem_latency - 1, retire_port=True,
-                                bank_words=bank_words)
-        self.rd_slice = StreamSlice(rdata_layout(cfg))
+                                bank_words=bank_words, ready_copies=True)
+        # the banks' enables from the slice's copies of its ready, as TopWithMemory does
+        self.rd_slice = StreamSlice(rdata_layout(cfg),
+                                    ready_copies=self.mem.banks if self.mem.ready_copies else 0)
         super().__init__({"rd_req": In(stream.Signature(req_layout(cfg))),
                           "rd_data": Out(stream.Signature(rdata_layout(cfg)))})
 
@@ -130,11 +135,13 @@ class _SlicedMemory(wiring.Component):
         wiring.connect(m, self.rd_slice.o, wiring.flipped(self.rd_data))
         o = self.rd_slice.o
         m.d.comb += self.mem.rd_retire.eq(o.valid & o.ready & o.payload.last)
+        if self.mem.ready_copies:
+            m.d.comb += self.mem.rd_ready_copies.eq(self.rd_slice.i_ready_copies)
         return m
 
 
 @pytest.mark.parametrize("latency,bank_words", [(3, BANK_WORDS), (4, BANK_WORDS),
-                                                (16, BANK_WORDS), (7, 16)])
+                                                (16, BANK_WORDS), (7, 16), (7, 8), (6, 4)])
 def test_dram_latency_override_plus_read_slice_keeps_latency_and_bandwidth(latency, bank_words,
                                                                           seed):
     """The latency argument overrides cfg.hw.mem_latency; a memory one cycle shorter behind a
@@ -152,7 +159,7 @@ def test_dram_latency_override_plus_read_slice_keeps_latency_and_bandwidth(laten
     for ready_prob in (1.0, 0.5):
         dut = _SlicedMemory(cfg, image, bank_words)
         assert dut.mem.latency == latency - 1
-        assert dut.mem.bank_reg == (bank_words == 16)
+        assert dut.mem.bank_reg == dut.mem.ready_copies == (bank_words < BANK_WORDS)
         acc, tr, got = [], [], []
 
         async def send(ctx):
