@@ -124,6 +124,7 @@ class ChunkReader(wiring.Component):
         burst_len = Signal(range(cap + 1))       # min(span_beats, cap)
         span_long = Signal()                     # span_beats > cap
         inner_more = Signal()                    # inner_left != 0
+        chunk_more = Signal()                    # ~contiguous & inner_more
         outer_more = Signal()                    # outer_left != 0
         row_beats = Signal.like(span_beats)      # span of a row's first chunk and whether it
         row_long = Signal()                      # is longer than one burst
@@ -154,8 +155,7 @@ class ChunkReader(wiring.Component):
         first_long2 = Mux(contig, p.inner > 2 * cap // bpc, bpc > 2 * cap)
         bl_on_accept = Mux(first_long, cap, first[:nb])
         bl_on_sent = Mux(span_long, Mux(span_long2, cap, span_rest[:nb]),
-                         Mux(~contiguous & inner_more, min(bpc, cap),
-                             Mux(outer_more, Mux(row_long, cap, row_beats[:nb]), burst_len)))
+                         Mux(chunk_more, min(bpc, cap), Mux(row_long, cap, row_beats[:nb])))
         sent = self._credits(m, fifo_q, active, span_addr, burst_len, accept, bl_on_accept,
                              bl_on_sent)
 
@@ -167,6 +167,7 @@ class ChunkReader(wiring.Component):
                          set_span(first, first_long, first_long2), row_beats.eq(first),
                          row_long.eq(first_long), row_long2.eq(first_long2),
                          inner_left.eq(p.inner - 1), inner_more.eq(p.inner != 1),
+                         chunk_more.eq(~contig & (p.inner != 1)),
                          row_inner_more.eq(p.inner != 1)]
         with m.Elif(sent):
             # Each next address is one add of two registers (the ULX3S build's critical path
@@ -176,9 +177,10 @@ class ChunkReader(wiring.Component):
                 m.d.sync += [span_addr.eq(span_addr + cap * W),
                              set_span(span_rest, span_long2, span_beats > 3 * cap)]
             # the span is fully requested: next chunk of the row, or the next row (no bubble)
-            with m.Elif(~contiguous & inner_more):
+            with m.Elif(chunk_more):
                 nxt = chunk_addr + cur_cmd.inner_stride
                 m.d.sync += [inner_left.eq(inner_left - 1), inner_more.eq(inner_left != 1),
+                             chunk_more.eq(inner_left != 1),
                              set_span(Const(bpc, len(span_beats)), bpc > cap, bpc > 2 * cap),
                              span_addr.eq(nxt), chunk_addr.eq(nxt)]
             with m.Elif(outer_more):
@@ -186,7 +188,8 @@ class ChunkReader(wiring.Component):
                 m.d.sync += [outer_left.eq(outer_left - 1), outer_more.eq(outer_left != 1),
                              row_addr.eq(nxt), span_addr.eq(nxt), chunk_addr.eq(nxt),
                              set_span(row_beats, row_long, row_long2),
-                             inner_left.eq(cur_cmd.inner - 1), inner_more.eq(row_inner_more)]
+                             inner_left.eq(cur_cmd.inner - 1), inner_more.eq(row_inner_more),
+                             chunk_more.eq(~contiguous & row_inner_more)]
             with m.Else():
                 m.d.sync += active.eq(0)
 
