@@ -468,9 +468,19 @@ class OnChipMemory(wiring.Component):
         # Still no read overtakes: with hard banks the request is registered (req_reg), so a
         # read accepted once the response is out samples the block RAM three edges after the
         # last beat's handshake, this write two.
-        wdom = m.d.sync if self.hard_banks else m.d.comb
         for k, (_, wport) in enumerate(ports):
-            wdom += [wport.addr.eq(wb_addr), wport.data.eq(wb_data), wport.en.eq(wb_en[k] & w_ok)]
+            if self.hard_banks:
+                # kept copies per bank (hw/fabric/replica): as plain registers with the same
+                # input Yosys merged them into one, whose address bits ran to every bank's
+                # DP16KD pins over the die (ULX3S routed 11.7 ns)
+                tgt = cfg.hw.fanout_target
+                m.d.comb += [
+                    wport.addr.eq(replicas(m, wb_addr, 1, tgt, f"bank{k}_waddr")[0]),
+                    wport.data.eq(replicas(m, wb_data, 1, tgt, f"bank{k}_wdata")[0])]
+                m.d.sync += wport.en.eq(wb_en[k] & w_ok)
+            else:
+                m.d.comb += [wport.addr.eq(wb_addr), wport.data.eq(wb_data),
+                             wport.en.eq(wb_en[k] & w_ok)]
         with m.If(wr.wr_data.valid & wr.wr_data.ready):
             m.d.sync += wb_en.eq(Cat(w_word >> lbank == k for k in range(len(ports))))
             m.d.sync += [w_word.eq(w_word + 1), w_left.eq(w_left - 1),
