@@ -34,7 +34,8 @@ from hw.top.chunk_reader import ChunkReader
 from hw.top.gemm_path import row_base, unpack
 from hw.top.geometry import N_MEMS, TopGeometry
 
-__all__ = ["LoadPath", "StorePath", "load_job_layout", "store_job_layout", "LoadMode"]
+__all__ = ["LoadPath", "StorePath", "load_beats", "load_job_layout", "store_job_layout",
+           "LoadMode"]
 
 
 class LoadMode(enum.Enum, shape=1):
@@ -54,7 +55,16 @@ def load_job_layout(geo: TopGeometry) -> data.StructLayout:
                               "dst": range(N_MEMS), "row0": range(max(geo.rows) + 1),
                               "patch0": range(max(geo.rows) + 1),
                               "m": range(max(geo.rows) + 1),
-                              "n": range(max(md.patch_dim, md.dim, md.mlp_hidden) + 1)})
+                              "n": range(max(md.patch_dim, md.dim, md.mlp_hidden) + 1),
+                              # m * n / V, the job's beats: the product before the job's
+                              # register stage (as a DSP product of the job register it ran
+                              # into the engine's busy flag: ULX3S routed 11.8 ns)
+                              "beats": unsigned(_count_bits(geo))})
+
+
+def load_beats(geo: TopGeometry, m, n):
+    """A LOAD job's ``beats`` field from its ``m`` and ``n``."""
+    return (m * n) >> (geo.V.bit_length() - 1)
 
 
 def store_job_layout(geo: TopGeometry) -> data.StructLayout:
@@ -169,7 +179,7 @@ class LoadPath(wiring.Component):
 
         with m.If(start):
             p = self.job.payload
-            beats = (p.m * p.n) >> lv
+            beats = p.beats
             p_patch = p.mode == LoadMode.PATCHIFY
             m.d.sync += [cmd_addr.eq(p.addr + Mux(p_patch, p.patch0 * (P * P * sa), 0)),
                          cmd_inner.eq(Mux(p_patch, (p.m * (P * P)) >> lv, beats))]

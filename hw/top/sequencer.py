@@ -70,7 +70,7 @@ from hw.top.error_codes import ERROR_CODE_BITS, ERROR_DESC_SHIFT, ErrorCode
 from hw.top.gemm_path import WSrc, gemm_job_layout, tok_layout
 from hw.top.geometry import BUF_MEMORY, MEM_H, MEM_X, N_MEMS, TopGeometry
 from hw.top.ln_path import ln_job_layout
-from hw.top.load_store import load_job_layout, store_job_layout
+from hw.top.load_store import load_beats, load_job_layout, store_job_layout
 
 __all__ = ["Sequencer", "OP_BITS", "desc_layout"]
 
@@ -455,7 +455,8 @@ class Sequencer(wiring.Component):
         m.d.comb += [at.head0.eq(d.head0), at.nheads.eq(d.nheads), at.dst.eq(phys(d.dst))]
         lo = self.load.payload
         m.d.comb += [lo.addr.eq(self.base_addr_a), lo.mode.eq(d.mode), lo.dst.eq(phys(d.dst)),
-                     lo.row0.eq(d.row0d), lo.patch0.eq(d.patch0), lo.m.eq(d.m), lo.n.eq(d.n)]
+                     lo.row0.eq(d.row0d), lo.patch0.eq(d.patch0), lo.m.eq(d.m), lo.n.eq(d.n),
+                     lo.beats.eq(load_beats(self.geo, d.m, d.n))]
         st = self.store.payload
         m.d.comb += [st.addr.eq(self.base_addr_a), st.src.eq(phys(d.src)), st.m.eq(d.m),
                      st.n.eq(d.n)]
