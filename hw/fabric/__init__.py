@@ -9,6 +9,10 @@ hard block has them, so a block chooses its latency once and keeps it on every t
   output register is the block RAM's own (``REGMODE_B="OUTREG"``).
 - :mod:`.global_buffer`: :class:`GlobalBuffer`, a net (a domain's reset) on the global
   network; ``target="ecp5"`` is a ``DCCA``.
+- :mod:`.replica`: :func:`replicas`, kept copies of a register, each driving a share of its
+  loads.
+- :mod:`.sum_compare`: :func:`sum_at_most` / :func:`sum_at_least`, ``a + b`` against a
+  constant on one carry chain.
 
 Yosys' ``synth_ecp5`` (0.70) packs no register into either hard block (docs/boards.md, "DSP
 and BRAM registers"), which is why the ECP5 variants instantiate the primitives.

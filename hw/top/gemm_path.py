@@ -150,7 +150,7 @@ class GemmPath(wiring.Component):
         n, C = cfg.num, geo.C
         self.job_layout = gemm_job_layout(geo)
         self.engine = GemmEngine(cfg)
-        self.w_reader = ChunkReader(cfg, C * n.weight.storage_bytes)
+        self.w_reader = ChunkReader(cfg, C * n.weight.storage_bytes, contig_port=True)
         self.b_reader = ChunkReader(cfg, C * n.bias.storage_bytes,
                                     depth=max(4, 2 * (C * n.bias.storage_bytes) // geo.W))
         super().__init__({
@@ -354,6 +354,11 @@ class GemmPath(wiring.Component):
                      br.cmd.payload.inner_stride.eq(C * n.bias.storage_bytes)]
         with m.If(wr.cmd.valid & wr.cmd.ready):
             m.d.sync += w_cmd_pending.eq(0)
+        # the weight rows' contiguity, registered with the job (ChunkReader contig_port)
+        w_contig = Signal()
+        m.d.comb += wr.cmd_contig.eq(w_contig)
+        with m.If(start):
+            m.d.sync += w_contig.eq(self.job.payload.w_row_stride == wr.U)
         with m.If(br.cmd.valid & br.cmd.ready):
             m.d.sync += b_cmd_pending.eq(0)
         p = self.job.payload
