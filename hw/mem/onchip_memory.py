@@ -205,6 +205,8 @@ class OnChipMemory(wiring.Component):
         # register and its output register are the read port's data register and the bank
         # register.
         self.hard_banks = self.bank_reg and cfg.hw.bram_target == "ecp5"
+        # the bank select in two steps around the read data register (groups of BANK_GROUP)
+        self.grouped_select = self.out_reg and self.bank_reg and self.banks > BANK_GROUP
         # the ready queue's head a register (a buffered FIFO: one cycle more from write to read)
         self.queue_reg = slack >= 4
         self.delay = slack - self.out_reg - self.req_reg - self.bank_reg - self.queue_reg
@@ -379,7 +381,7 @@ class OnChipMemory(wiring.Component):
             # every bit's bank mux (ULX3S routed 12.3 ns, bank_sel -> the read data register)
             sels = replicas(m, read_bank, W, cfg.hw.fanout_target, "bank_sel", enable=adv)
             valid, last = bank_valid, bank_last
-            if self.out_reg and self.banks > BANK_GROUP:
+            if self.grouped_select:
                 # The select in two steps around the read data register: each group of
                 # BANK_GROUP banks' beat into a register of its own, the group picked after
                 # it. One mux over all banks (11 on the ULX3S tiny-ecp5 build: 4 LUT levels)
@@ -402,7 +404,7 @@ class OnChipMemory(wiring.Component):
                 valid, last = read_valid, read_last
             else:
                 beat = Cat(Array(h.word_select(b, 8) for h in held)[sels[b]] for b in range(W))
-        if self.out_reg and not (self.bank_reg and self.banks > BANK_GROUP):
+        if self.out_reg and not self.grouped_select:
             read_valid, read_last = Signal(), Signal()
             data_in, beat = beat, Signal(8 * W, name="read_data_reg")
             with m.If(adv):

@@ -53,10 +53,10 @@ class StreamSlice(wiring.Component):
                 m.d.sync += self.o.valid.eq(take_in)
         with m.Elif(take_in):
             m.d.sync += skid_v.eq(1)
+        skid_next = Mux(adv, 0, skid_v | take_in)
         if self.ready_copies:
             # i.ready again, from kept copies of the skid bit (hw/fabric/replica)
-            skid_c = replicas(m, Mux(adv, 0, skid_v | take_in), self.ready_copies,
-                              self.fanout_target, "ready_skid")
+            skid_c = replicas(m, skid_next, self.ready_copies, self.fanout_target, "ready_skid")
             m.d.comb += self.i_ready_copies.eq(~Cat(*skid_c))
         # the payload registers, in ``copies`` slices with their own valid / skid copies
         o_pay, i_pay, sk = (Value.cast(self.o.payload), Value.cast(self.i.payload),
@@ -67,7 +67,6 @@ class StreamSlice(wiring.Component):
             o_valid, skid_full = [self.o.valid], [skid_v]
         else:
             o_next = Mux(adv, skid_v | take_in, self.o.valid)
-            skid_next = Mux(adv, 0, skid_v | take_in)
             o_valid = replicas(m, o_next, n, self.fanout_target, "o_valid")
             skid_full = replicas(m, skid_next, n, self.fanout_target, "skid_v")
         for k in range(n):

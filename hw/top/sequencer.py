@@ -259,12 +259,13 @@ class Sequencer(wiring.Component):
         # END (and bad opcodes) decode no field: no one-hot bit set
         m.d.comb += fields_ok.eq(~tested.op_hot.any() | Cat(*per_op).any())
         t = tested.ok
+        check_ok = t.check.all()
         m.d.comb += [chk.i.valid.eq(tst.o.valid), tst.o.ready.eq(chk.i.ready),
                      chk.i.payload.raw.eq(tested.raw), chk.i.payload.end.eq(tested.end),
                      chk.i.payload.ok.magic.eq(t.magic), chk.i.payload.ok.opcode.eq(t.opcode),
-                     chk.i.payload.ok.check.eq(t.check.all()),
+                     chk.i.payload.ok.check.eq(check_ok),
                      chk.i.payload.ok.fields.eq(fields_ok),
-                     chk.i.payload.bad.eq(~(t.magic & t.check.all() & t.opcode & fields_ok))]
+                     chk.i.payload.bad.eq(~(t.magic & check_ok & t.opcode & fields_ok))]
         self.checked = chk.o
         fetched = desc_layout()(chk.o.payload.raw)  # the checked descriptor
         check = chk.o.payload        # its check results and the bad / end flags
