@@ -96,7 +96,11 @@ class ReadArbiter(wiring.Component):
         payload = 0
         for i in range(n):
             payload = payload | Mux(g[i], ms[i].rd_req.payload.as_value(), 0)
-        room = ~owner_v | tags.w_rdy              # fewer than tag_depth bursts outstanding
+        # fewer than tag_depth bursts outstanding (~owner_v | tags.w_rdy) as a register, kept
+        # with a count of them: as the FIFO's level compare it was 6 LUT levels from the level
+        # into the DRAM model's request register (ULX3S routed 10.9-11.3 ns)
+        room = Signal(init=1)
+        tracked = Signal(range(self.tag_depth + 1))
         m.d.comb += [req.valid.eq(Cat(*valid).any() & room), req.payload.eq(payload)]
         for i in range(n):
             m.d.comb += ms[i].rd_req.ready.eq(g[i] & req.ready & room)
@@ -139,6 +143,8 @@ class ReadArbiter(wiring.Component):
             ready = Cat(*(owner[i] & ms[i].rd_data.ready for i in range(n))).any()
             m.d.comb += rd.ready.eq(owner_v & ready)
         done = rd.valid & rd.ready & rd.payload.last        # owner's burst ends
+        tracked_next = tracked + go - done
+        m.d.sync += [tracked.eq(tracked_next), room.eq(tracked_next < self.tag_depth)]
         # owner's next value: the FIFO's head, else the tag pushed now, else empty
         to_owner = go & (~owner_v | done) & ~tags.r_rdy
         m.d.comb += [tags.w_en.eq(go & ~to_owner), tags.w_data.eq(g),
