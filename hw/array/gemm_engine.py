@@ -100,6 +100,9 @@ from hw.fabric.replica import replicas
 from hw.mem.credit_fifo import CreditFIFO
 from hw.mem.pair_queue import PairQueue
 
+# the widest part of an accumulator lane in one LUT-RAM memory of its own (_accumulate)
+ACC_PART_BITS = 24
+
 __all__ = ["GemmEngine", "EpilogueMode", "cmd_layout", "default_limits", "gemm_streams",
            "gemm_output", "gemm_output_beats", "gemm_tiles"]
 
@@ -448,8 +451,6 @@ class GemmEngine(wiring.Component):
         at_psum = meta[-1]            # the beat whose sums are on array.psum
 
         row_layout = data.ArrayLayout(signed(acc_bits), C)
-        m.submodules.acc_mem = mem = Memory(shape=row_layout, depth=self.max_m, init=[])
-        wp = mem.write_port()
         # The addend of the accumulate add is one register, ``base``, loaded one cycle ahead
         # (while its beat is at meta[-2]) with 0 for the first k tile, else the row's partial
         # sum: the word written in that cycle (``acc_new``, the registered write-through) if
@@ -460,25 +461,41 @@ class GemmEngine(wiring.Component):
         # build's routed 12.19 ns (acc_mem WD), 11.94 (sum FIFO WD), 10.94 (``written``).
         # (A transparent read port maps to LUT RAM behind a read-address register whose net to
         # every column's LUT RAM, then the add, was the routed 14.6 ns path of session 13.)
-        rp = mem.read_port(domain="comb")
         acc_new = Signal(row_layout)
         base = Signal(row_layout)
-        acc_we = at_psum.valid & ~at_psum.last     # earlier k tiles' sums go back to memory
         # meta[-2] writes back (acc_we a cycle later) and meta[-3] is the same row: registered
         # a cycle early so the select of the write-through is a flip-flop
-        same_row = Signal()
         assert len(meta) >= 3
-        m.d.sync += same_row.eq(meta[-2].valid & ~meta[-2].last & (meta[-3].m == meta[-2].m))
-        m.d.sync += base.eq(Mux(meta[-2].first, 0, Mux(same_row, acc_new, rp.data)))
+        same_row = meta[-2].valid & ~meta[-2].last & (meta[-3].m == meta[-2].m)
+        # The memory in parts of at most ACC_PART_BITS of a lane, each with its own kept copies
+        # of the read / write address, the write enable and the two selects (each copy the
+        # register the one signal was, loaded from the same value): one read address register
+        # drove every LUT RAM cell of the whole row (48 per 16 words on the ULX3S), routed
+        # 10.3 ns of a 13.5 ns path into ``base``.
+        target = self._cfg.hw.fanout_target
+        split = -(-acc_bits // ACC_PART_BITS)
+        n_parts = C * split
+        raddr = replicas(m, meta[-3].m, n_parts, target, "acc_raddr")   # = meta[-2].m
+        waddr = replicas(m, meta[-2].m, n_parts, target, "acc_waddr")   # = at_psum.m
+        wen = replicas(m, meta[-2].valid & ~meta[-2].last, n_parts, target, "acc_we")
+        first = replicas(m, meta[-3].first, n_parts, target, "acc_first")   # = meta[-2].first
+        same = replicas(m, same_row, n_parts, target, "acc_same")
+        acc_flat, base_flat = acc_new.as_value(), base.as_value()
+        for k in range(n_parts):
+            col, part = divmod(k, split)
+            lo = col * acc_bits + part * acc_bits // split
+            hi = col * acc_bits + (part + 1) * acc_bits // split
+            mem = m.submodules[f"acc_mem{k}"] = Memory(shape=unsigned(hi - lo),
+                                                      depth=self.max_m, init=[])
+            wp, rp = mem.write_port(), mem.read_port(domain="comb")
+            m.d.comb += [rp.addr.eq(raddr[k]),     # read one cycle ahead into ``base``
+                         wp.addr.eq(waddr[k]), wp.data.eq(acc_flat[lo:hi]), wp.en.eq(wen[k])]
+            m.d.sync += base_flat[lo:hi].eq(Mux(first[k], 0,
+                                                Mux(same[k], acc_flat[lo:hi], rp.data)))
         for col in range(C):
             m.d.comb += acc_new[col].eq(base[col] + array.psum[col])
-        m.d.comb += [
-            rp.addr.eq(meta[-2].m),         # read one cycle ahead into ``base``
-            wp.addr.eq(at_psum.m), wp.data.eq(acc_new),
-            wp.en.eq(acc_we),
-            sum_fifo.w_data.eq(acc_new),
-            sum_fifo.w_en.eq(at_psum.valid & at_psum.last),
-        ]
+        m.d.comb += [sum_fifo.w_data.eq(acc_new),
+                     sum_fifo.w_en.eq(at_psum.valid & at_psum.last)]
 
     def _bias_queue(self, m, c, restart):
         """Bias: one beat per column tile into a two-entry queue of registers (a

@@ -204,10 +204,10 @@ class Sequencer(wiring.Component):
 
         self.pc = Signal(DESC_INDEX_BITS)           # index of the next descriptor to fetch
         self.desc = Signal(desc_layout())           # the descriptor being executed
-        # The descriptor's absolute addresses load with it (a base register + an offset): as
-        # sums of the descriptor register in the job payloads, the base mux and the 32-bit add
-        # ran into every JobStage register (ULX3S routed 11.3 ns, 30 endpoints). The bases are
-        # written only between frames.
+        # The descriptor's absolute addresses load with it (a base register + an offset, summed
+        # in the check stages): as sums of the descriptor register in the job payloads, the
+        # base mux and the 32-bit add ran into every JobStage register (ULX3S routed 11.3 ns,
+        # 30 endpoints). The bases are written only between frames.
         abits = cfg.hw.mem_addr_bits
         self.w_addr_a = Signal(abits, name="w_addr_a")    # weight_base + addr_a
         self.w_addr_b = Signal(abits, name="w_addr_b")    # weight_base + addr_b
@@ -239,8 +239,13 @@ class Sequencer(wiring.Component):
         # The third stage holds the error code of a bad descriptor and ``stop`` (bad or END)
         # as registers: made from its check bits after it, they were 4 LUT levels between
         # its valid and the status registers (ULX3S routed 12.3 ns, error_info).
+        # It also holds the descriptor's absolute addresses (base register + offset), summed
+        # from the second stage: summed from the third, the base mux and the 32-bit adds ran
+        # into the address registers loaded in DECODE (ULX3S routed 10.2-10.8 ns). The bases
+        # are written only between frames, when no descriptor is in these stages.
         m.submodules.desc_checked = chk = StreamSlice(data.StructLayout(
-            {"raw": raw_shape, "code": ERROR_CODE_BITS, "bad": 1, "end": 1, "stop": 1}), **wide)
+            {"raw": raw_shape, "code": ERROR_CODE_BITS, "bad": 1, "end": 1, "stop": 1,
+             "w_addr_a": abits, "w_addr_b": abits, "base_addr_a": abits}), **wide)
         wiring.connect(m, rd.o, raw.i)
         raw_desc = desc_layout()(raw.o.payload)
         # Each field test is its own bit in the second stage (and the opcode one-hot): the
@@ -270,6 +275,11 @@ class Sequencer(wiring.Component):
                      chk.i.payload.code.eq(self._error_code(m, SimpleNamespace(
                          magic=t.magic, check=check_ok, opcode=t.opcode, fields=fields_ok))),
                      chk.i.payload.bad.eq(bad), chk.i.payload.stop.eq(bad | tested.end)]
+        tested_desc = desc_layout()(tested.raw)
+        m.d.comb += [
+            chk.i.payload.w_addr_a.eq(self.weight_base + tested_desc.addr_a),
+            chk.i.payload.w_addr_b.eq(self.weight_base + tested_desc.addr_b),
+            chk.i.payload.base_addr_a.eq(self._base_of(tested_desc.base) + tested_desc.addr_a)]
         self.checked = chk.o
         fetched = desc_layout()(chk.o.payload.raw)  # the checked descriptor
         check = chk.o.payload        # its check results and the bad / end flags
@@ -303,9 +313,8 @@ class Sequencer(wiring.Component):
         with m.If(self.in_decode & self.checked.valid):
             m.d.sync += [self.desc.eq(fetched), self.concurrent.eq(
                 fetched.concurrent & (fetched.op != HwOp.ATTENTION)),
-                self.w_addr_a.eq(self.weight_base + fetched.addr_a),
-                self.w_addr_b.eq(self.weight_base + fetched.addr_b),
-                self.base_addr_a.eq(self._base_of(fetched.base) + fetched.addr_a)]
+                self.w_addr_a.eq(check.w_addr_a), self.w_addr_b.eq(check.w_addr_b),
+                self.base_addr_a.eq(check.base_addr_a)]
         go, take = self._frame_control(m, fetched, check)
         with m.FSM(name="seq"):
             self._fetch_states(m, rd, check, go, take)
