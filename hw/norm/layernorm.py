@@ -440,7 +440,12 @@ class LayerNorm(wiring.Component):
         for b in range(banks):
             with m.If(issue & last_out & (read_bank == b)):
                 m.d.sync += [slots.occupied[b].eq(0), slots.stats_ok[b].eq(0)]
-        bank_after = Mux(read_bank == banks - 1, 0, read_bank + 1)
+        # the bank after read_bank, a register moved with it: as read_bank + 1 with a wrap it
+        # selected the look-ahead registers' next slot values behind 5 LUT levels (ULX3S routed
+        # 11.3-12.4 ns into pre_s1 / pre_y)
+        bank_after = Signal(range(banks), init=1 % banks)
+        with m.If(issue & last_out):
+            m.d.sync += bank_after.eq(Mux(bank_after == banks - 1, 0, bank_after + 1))
         return adv, issue, read_bank, SimpleNamespace(last=issue & last_out, bank=read_bank,
                                                       bank_after=bank_after)
 
