@@ -323,14 +323,27 @@ class Sequencer(wiring.Component):
 
         busy, pc = self.busy, self.pc
         with m.If(self.clear & ~busy):
-            m.d.sync += [self.done.eq(0), self.error.eq(0), self.error_info.eq(0)]
+            m.d.sync += [self.done.eq(0), self.error.eq(0)]
         # Errors reported by the memory or the queues during a frame: flagged, not fatal.
-        with m.If(busy & self.mem_error & ~self.error):
-            m.d.sync += [self.error.eq(1), self.error_info.eq(self._error_word(
-                ErrorCode.MEM_ERROR, pc))]
-        with m.If(busy & self.overflow & ~self.error):
-            m.d.sync += [self.error.eq(1), self.error_info.eq(self._error_word(
-                ErrorCode.QUEUE_OVERFLOW, pc))]
+        with m.If(busy & (self.mem_error | self.overflow) & ~self.error):
+            m.d.sync += self.error.eq(1)
+        # ERROR (error_info): one write per cycle, picked apart by ``busy``. A frame's own
+        # errors (the queues', the memory's, a bad descriptor's) come while it runs; start,
+        # its refusals and clear while idle. As one chain of writes (start ... overflow, the
+        # last one winning) it was 5 LUT levels from DECODE's handshake (ULX3S routed 11 ns).
+        free = ~self.error
+        with m.If(busy):
+            with m.If(self.overflow & free):
+                m.d.sync += self.error_info.eq(self._error_word(ErrorCode.QUEUE_OVERFLOW, pc))
+            with m.Elif(self.mem_error & free):
+                m.d.sync += self.error_info.eq(self._error_word(ErrorCode.MEM_ERROR, pc))
+            with m.Elif(take & check.bad):
+                m.d.sync += self.error_info.eq(self._error_word(self.check_code, pc))
+        with m.Elif(self.clear):
+            m.d.sync += self.error_info.eq(0)
+        with m.Elif(self.start):
+            m.d.sync += self.error_info.eq(Mux(self.bad_task, ErrorCode.BAD_TASK,
+                                               Mux(go, 0, ErrorCode.BAD_BASE)))
         return m
 
     @staticmethod
@@ -559,16 +572,14 @@ class Sequencer(wiring.Component):
         m.d.comb += [take.eq(self.in_decode & self.checked.valid & ~hold),
                      self.fetch_wait.eq(self.in_decode & ~self.checked.valid),
                      self.checked.ready.eq(self.in_decode & ~hold)]
+        self.bad_task = bad_task
         with m.If(start & bad_task):
-            m.d.sync += [self.done.eq(1), self.error.eq(1),
-                         self.error_info.eq(ErrorCode.BAD_TASK), self.desc_count.eq(0)]
+            m.d.sync += [self.done.eq(1), self.error.eq(1), self.desc_count.eq(0)]
         with m.Elif(start & ~go):
-            m.d.sync += [self.done.eq(1), self.error.eq(1),
-                         self.error_info.eq(ErrorCode.BAD_BASE), self.desc_count.eq(0)]
+            m.d.sync += [self.done.eq(1), self.error.eq(1), self.desc_count.eq(0)]
         with m.Elif(go):
-            m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0),
-                         self.error_info.eq(0), pc.eq(0), self.desc_count.eq(0),
-                         self.fetch_req.eq(1)]
+            m.d.sync += [busy.eq(1), self.done.eq(0), self.error.eq(0), pc.eq(0),
+                         self.desc_count.eq(0), self.fetch_req.eq(1)]
         # op_busy falls in DECODE (a register), not with the FSM's move there: the move's
         # condition (state, job issued, the path's busy) took 10 LUT levels to its enable.
         # The performance counters' *_BUSY then count the DECODE cycle to the descriptor before.
@@ -578,9 +589,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [pc.eq(pc + 1), self.desc_count.eq(self.desc_count + 1),
                          self.in_decode.eq(0)]
             with m.If(check.bad):
-                m.d.sync += [self.error.eq(1),
-                             self.error_info.eq(self._error_word(self.check_code, pc)),
-                             busy.eq(0), self.done.eq(1)]
+                m.d.sync += [self.error.eq(1), busy.eq(0), self.done.eq(1)]
             with m.Elif(check.end):
                 m.d.sync += [busy.eq(0), self.done.eq(1)]
             with m.Else():
