@@ -1,6 +1,6 @@
 """StreamSlice (hw/mem/stream_slice.py): order, no loss, stream rules, latency 1, full rate, and
 no combinational path through it (``i.ready`` / ``o.valid`` do not follow the other side within
-a cycle)."""
+a cycle). The order test runs the PairQueue (hw/mem/pair_queue.py) too."""
 from __future__ import annotations
 
 import random
@@ -8,18 +8,24 @@ import random
 import pytest
 from amaranth.hdl import unsigned
 
+from hw.mem.pair_queue import PairQueue
 from hw.mem.stream_slice import StreamSlice
 from host.pysim import run_pysim, stream_recv, stream_send
 from tests.harness.seeds import seed  # noqa: F401  (pytest fixture)
 
 
-# copies: the payload in 1 or 3 slices with their own valid / skid copies (same behaviour)
-@pytest.mark.parametrize("copies", [1, 3])
+# copies: the payload in 1 or 3 slices with their own valid / skid copies (same behaviour);
+# the PairQueue (hw/mem/pair_queue.py, the same handshakes) with its read pointer in 1 or 5
+# copies goes through the same test
+@pytest.mark.parametrize("make", [
+    lambda: StreamSlice(unsigned(12)), lambda: StreamSlice(unsigned(12), copies=3),
+    lambda: PairQueue(unsigned(12)), lambda: PairQueue(unsigned(12), select_copies=5)],
+    ids=["slice", "slice-copies3", "pair", "pair-copies5"])
 @pytest.mark.parametrize("valid_prob, ready_prob", [(1.0, 1.0), (0.5, 0.5), (1.0, 0.3),
                                                     (0.3, 1.0)])
-def test_random_gaps_keep_order(valid_prob, ready_prob, copies, seed):
+def test_random_gaps_keep_order(valid_prob, ready_prob, make, seed):
     rng = random.Random(seed)
-    dut = StreamSlice(unsigned(12), copies=copies)
+    dut = make()
     beats = [rng.getrandbits(12) for _ in range(200)]
     got = []
 
