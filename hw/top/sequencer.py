@@ -315,7 +315,7 @@ class Sequencer(wiring.Component):
                 fetched.concurrent & (fetched.op != HwOp.ATTENTION)),
                 self.w_addr_a.eq(check.w_addr_a), self.w_addr_b.eq(check.w_addr_b),
                 self.base_addr_a.eq(check.base_addr_a)]
-        go, take = self._frame_control(m, fetched, check)
+        go, take, bad_task = self._frame_control(m, fetched, check)
         with m.FSM(name="seq"):
             self._fetch_states(m, rd, check, go, take)
             self._unit_states(m)
@@ -342,7 +342,7 @@ class Sequencer(wiring.Component):
         with m.Elif(self.clear):
             m.d.sync += self.error_info.eq(0)
         with m.Elif(self.start):
-            m.d.sync += self.error_info.eq(Mux(self.bad_task, ErrorCode.BAD_TASK,
+            m.d.sync += self.error_info.eq(Mux(bad_task, ErrorCode.BAD_TASK,
                                                Mux(go, 0, ErrorCode.BAD_BASE)))
         return m
 
@@ -558,7 +558,8 @@ class Sequencer(wiring.Component):
         flags kept as registers (``busy`` is high exactly outside IDLE, ``in_decode`` in
         DECODE) rather than the FSM's decoded state: decoded, the state reached the status
         registers' enables through 8 LUT levels (ULX3S estimate, 14.9 ns). Returns
-        ``(go, take)``: a frame starts; DECODE takes the checked descriptor.
+        ``(go, take, bad_task)``: a frame starts; DECODE takes the checked descriptor; TASK is out
+        of range.
         """
         md = self.geo.cfg.model
         busy, pc = self.busy, self.pc
@@ -572,7 +573,6 @@ class Sequencer(wiring.Component):
         m.d.comb += [take.eq(self.in_decode & self.checked.valid & ~hold),
                      self.fetch_wait.eq(self.in_decode & ~self.checked.valid),
                      self.checked.ready.eq(self.in_decode & ~hold)]
-        self.bad_task = bad_task
         with m.If(start & bad_task):
             m.d.sync += [self.done.eq(1), self.error.eq(1), self.desc_count.eq(0)]
         with m.Elif(start & ~go):
@@ -597,7 +597,7 @@ class Sequencer(wiring.Component):
                 for op, bit in OP_BITS.items():
                     with m.If(fetched.op == op):
                         m.d.sync += self.op_busy.eq(1 << bit)
-        return go, take
+        return go, take, bad_task
 
     def _fetch_states(self, m, rd, check, go, take):
         """IDLE, FETCH (descriptor 0), DECODE (END / error / run), PREFETCH: the moves only
