@@ -100,7 +100,7 @@ BOARDS = {
               "alive": Led("led", 7)},
         notes="FTDI UART on US1 (/dev/ttyUSB0), 25 MHz oscillator; the accelerator runs at "
               "50 MHz from the PLL (routed Fmax 66.3-91.8 MHz on this speed-6 part at a 100 MHz "
-              "constraint over the seeds and heads of sessions 19-23, build --clock-mhz 100; "
+              "constraint over the seeds and heads of sessions 19-24, build --clock-mhz 100; "
               "its DRAM build runs on the oscillator)",
         dram_bytes_per_s=50e6),
     # LambdaConcept ECPIX-5 with the 85k-LUT ECP5-5G; 100 MHz oscillator, FTDI UART (channel B).
