@@ -20,7 +20,9 @@ cycle the same way: the memory runs two cycles shorter, and an accelerator burst
 its last beat leaves that register; with room for one more (``> MIN_LATENCY + 2``) the arbiter
 adds a second stage, a copy of the beat per reader (``ARB_DATA_STAGES``), and the memory runs
 three cycles shorter. The host-mode muxes are combinational (their select a register copy per
-channel), and so is the disabled throttle.
+channel), and so is the disabled throttle. With the read-data slice and a banked memory, the
+host's read data goes through a slice of its own (``host_rd_slice``, for its copies of the
+ready into each bank's enable): host reads take one cycle more than the memory's latency.
 
 Ports: ``csr`` (the accelerator's register port), ``host_mode``, ``host_rd``, ``host_wr``,
 ``busy`` / ``done`` / ``error`` (accelerator status), ``mem_error`` (the DRAM model's sticky
