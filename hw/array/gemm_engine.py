@@ -463,8 +463,8 @@ class GemmEngine(wiring.Component):
         # every column's LUT RAM, then the add, was the routed 14.6 ns path of session 13.)
         acc_new = Signal(row_layout)
         base = Signal(row_layout)
-        # meta[-2] writes back (acc_we a cycle later) and meta[-3] is the same row: registered
-        # a cycle early so the select of the write-through is a flip-flop
+        # meta[-2] writes back (``wen`` a cycle later) and meta[-3] is the same row: registered
+        # a cycle early (the ``same`` copies) so the select of the write-through is a flip-flop
         assert len(meta) >= 3
         same_row = meta[-2].valid & ~meta[-2].last & (meta[-3].m == meta[-2].m)
         # The memory in parts of at most ACC_PART_BITS of a lane, each with its own kept copies
